@@ -1,0 +1,87 @@
+/**
+ * Access tokens: the secret's format, the minted token, and its description (SPEC §2, §3, §4).
+ */
+import * as Schema from "effect/Schema"
+import { Permissions } from "./Permissions.js"
+import { AppId, Timestamp, Uuid } from "./Primitives.js"
+
+/** `crs_` followed by 48 lower-case hex characters (24 bytes from a CSPRNG). */
+export const accessTokenPattern = /^crs_[0-9a-f]{48}$/
+
+/** The secret text of an access token. */
+export const AccessTokenSecret = Schema.String.pipe(
+  Schema.pattern(accessTokenPattern, { message: () => "must be crs_ followed by 48 lower-case hex characters" }),
+  Schema.annotations({ identifier: "AccessTokenSecret" })
+)
+
+/** The kinds of access token. */
+export const TokenKind = Schema.Literal("app", "installation").annotations({ identifier: "TokenKind" })
+/** The kinds of access token. */
+export type TokenKind = typeof TokenKind.Type
+
+const accessTokenFields = {
+  id: Uuid,
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  /** Redacted once decoded, so it can be logged or inspected without leaking. */
+  token: Schema.Redacted(AccessTokenSecret),
+  expiresAt: Timestamp,
+  isActive: Schema.Boolean,
+  permissions: Permissions,
+  appId: AppId
+}
+
+/** An app access token, as minted by `POST /app/accessTokens`. */
+export class AccessToken extends Schema.Class<AccessToken>("AccessToken")(accessTokenFields, {
+  description: "An app access token"
+}) {}
+
+/** An installation access token, as minted by `POST /app/installations/{id}/accessTokens`. */
+export class InstallationAccessToken extends Schema.Class<InstallationAccessToken>("InstallationAccessToken")(
+  {
+    ...accessTokenFields,
+    installationId: Uuid,
+    organizationId: Uuid
+  },
+  { description: "An installation access token" }
+) {}
+
+/** What `GET /app/installations/token` tells about the token in the header; never the token itself. */
+export class TokenDescription extends Schema.Class<TokenDescription>("TokenDescription")(
+  {
+    id: Uuid,
+    kind: TokenKind,
+    appId: AppId,
+    installationId: Schema.optionalWith(Uuid, { exact: true }),
+    organizationId: Schema.optionalWith(Uuid, { exact: true }),
+    permissions: Permissions,
+    createdAt: Timestamp,
+    expiresAt: Timestamp
+  },
+  { description: "A description of an access token, without its secret" }
+) {}
+
+/** The optional body of `POST /app/installations/{id}/accessTokens`: a narrower grant. */
+export const CreateInstallationTokenRequest = Schema.Struct({
+  permissions: Schema.optionalWith(Permissions, { exact: true })
+}).annotations({
+  identifier: "CreateInstallationTokenRequest",
+  parseOptions: { onExcessProperty: "error" }
+})
+/** The optional body of `POST /app/installations/{id}/accessTokens`. */
+export type CreateInstallationTokenRequest = typeof CreateInstallationTokenRequest.Type
+
+/**
+ * What the issuer stores for a minted token, keyed by the SHA-256 digest of its secret. The secret
+ * itself is never stored. Times are epoch milliseconds so storage needs no date parsing.
+ */
+export class StoredToken extends Schema.Class<StoredToken>("StoredToken")({
+  id: Uuid,
+  kind: TokenKind,
+  appId: AppId,
+  installationId: Schema.optionalWith(Uuid, { exact: true }),
+  organizationId: Schema.optionalWith(Uuid, { exact: true }),
+  permissions: Permissions,
+  createdAt: Schema.Number,
+  expiresAt: Schema.Number
+}) {}

@@ -1,0 +1,74 @@
+/**
+ * Reading an app's public key (SPKI PEM, PKCS#1 PEM or RSA JWK), checking it is RSA >= 2048 bits,
+ * and its fingerprint: `SHA256:` + base64 of SHA-256 over the SPKI DER (SPEC §5).
+ */
+import * as Effect from "effect/Effect"
+import { type Bytes, parsePem, pkcs1PublicToSpki, toBase64 } from "./Der.js"
+import type { PublicKeyInput } from "./Domain/Apps.js"
+import { InvalidPublicKey } from "./Domain/Problems.js"
+
+/** The smallest RSA modulus accepted, in bits. */
+export const MIN_RSA_BITS = 2048
+/** The largest RSA modulus accepted, in bits (bigger keys only make verification slower). */
+export const MAX_RSA_BITS = 8192
+
+/** The algorithm every App JWT is verified with. */
+export const RS256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const
+
+/** A checked public key: its SPKI DER, fingerprint and size. */
+export interface CheckedPublicKey {
+  readonly spki: Bytes
+  readonly fingerprint: string
+  readonly bits: number
+}
+
+const invalid = (detail: string) => new InvalidPublicKey({ detail })
+
+/** The `SHA256:` fingerprint of an SPKI DER. */
+export const fingerprintOf = (spki: Bytes) =>
+  Effect.map(
+    Effect.promise(() => crypto.subtle.digest("SHA-256", spki)),
+    (digest) => `SHA256:${toBase64(new Uint8Array(digest))}`
+  )
+
+const importSpki = (spki: Bytes) =>
+  Effect.tryPromise({
+    try: () => crypto.subtle.importKey("spki", spki, RS256, true, ["verify"]),
+    catch: () => invalid("The public key is not an RSA public key")
+  })
+
+/** Reads and checks a public key in any accepted format. */
+export const checkPublicKey = (input: PublicKeyInput): Effect.Effect<CheckedPublicKey, InvalidPublicKey> =>
+  Effect.gen(function* () {
+    let key: CryptoKey
+    if (typeof input === "string") {
+      const pem = parsePem(input)
+      if ("error" in pem) return yield* invalid(`The public key is unreadable: ${pem.error}`)
+      if (pem.label === "PUBLIC KEY") key = yield* importSpki(pem.der)
+      else if (pem.label === "RSA PUBLIC KEY") {
+        const spki = pkcs1PublicToSpki(pem.der)
+        if (spki === undefined) return yield* invalid("The PKCS#1 public key is malformed")
+        key = yield* importSpki(spki)
+      } else if (pem.label.includes("PRIVATE")) {
+        return yield* invalid("That is a private key; send the public key only")
+      } else return yield* invalid(`Unsupported PEM type "${pem.label}"; send BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY`)
+    } else {
+      if (input.kty !== "RSA") return yield* invalid(`The JWK has kty "${String(input.kty).slice(0, 16)}"; only RSA is accepted`)
+      if ("d" in input || "p" in input) return yield* invalid("That JWK holds a private key; send the public members only")
+      key = yield* Effect.tryPromise({
+        try: () =>
+          crypto.subtle.importKey("jwk", { kty: "RSA", n: input.n, e: input.e, ext: true }, RS256, true, ["verify"]),
+        catch: () => invalid("The JWK is not a valid RSA public key")
+      })
+    }
+    const bits = (key.algorithm as RsaHashedKeyAlgorithm).modulusLength
+    if (bits < MIN_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`)
+    if (bits > MAX_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at most ${MAX_RSA_BITS} are accepted`)
+    const spki = new Uint8Array(
+      yield* Effect.tryPromise({
+        try: () => crypto.subtle.exportKey("spki", key),
+        catch: () => invalid("The public key could not be exported")
+      })
+    )
+    return { spki, fingerprint: yield* fingerprintOf(spki), bits }
+  })
