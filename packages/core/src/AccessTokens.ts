@@ -59,10 +59,7 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
       appId: string,
       installationId: string,
       requested: Permissions | undefined
-    ) => Effect.Effect<
-      MintedToken,
-      InstallationNotFound | InstallationSuspended | PermissionsExceedGrant | Unavailable
-    >
+    ) => Effect.Effect<MintedToken, InstallationNotFound | InstallationSuspended | PermissionsExceedGrant | Unavailable>
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
     readonly authenticate: (
       secret: string

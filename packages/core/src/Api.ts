@@ -69,16 +69,9 @@ export class TokenAuth extends HttpApiMiddleware.Tag<TokenAuth>()("@icr-apps/cor
 
 /** Guards the operator API with the configured ADMIN_TOKEN (SPEC §5). */
 export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@icr-apps/core/Api/AdminAuth", {
-  failure: Schema.Union(
-    Problems.MissingCredentials,
-    Problems.InvalidToken,
-    Problems.AdminDisabled,
-    ...ServerFailures
-  ),
+  failure: Schema.Union(Problems.MissingCredentials, Problems.InvalidToken, Problems.AdminDisabled, ...ServerFailures),
   security: {
-    adminToken: HttpApiSecurity.bearer.pipe(
-      HttpApiSecurity.annotate(OpenApi.Description, "The operator's ADMIN_TOKEN")
-    )
+    adminToken: HttpApiSecurity.bearer.pipe(HttpApiSecurity.annotate(OpenApi.Description, "The operator's ADMIN_TOKEN"))
   }
 }) {}
 
@@ -109,6 +102,11 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addError(Problems.PermissionsExceedGrant)
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "Create an installation access token")
+      // The body is optional: none, or `{}`, means the installation's full grant.
+      .annotate(OpenApi.Transform, (operation) => ({
+        ...operation,
+        requestBody: { ...(operation.requestBody as object), required: false }
+      }))
   )
   .add(
     HttpApiEndpoint.get("describeAccessToken", "/app/installations/token")
@@ -262,7 +260,10 @@ const pruneComponents = (spec: JsonObject): JsonObject => {
   const schemas: JsonObject = spec.components?.schemas ?? {}
   const live = new Set<string>()
   const visit = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(visit)
+    if (Array.isArray(node)) {
+      node.forEach(visit)
+      return
+    }
     if (node === null || typeof node !== "object") return
     for (const [key, value] of Object.entries(node)) {
       if (key === "$ref" && typeof value === "string" && value.startsWith("#/components/schemas/")) {

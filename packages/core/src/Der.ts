@@ -62,9 +62,7 @@ const isSequence = (der: Uint8Array): boolean => {
 
 /** Wraps a PKCS#1 RSAPublicKey in a SubjectPublicKeyInfo. */
 export const pkcs1PublicToSpki = (pkcs1: Bytes): Bytes | undefined =>
-  isSequence(pkcs1)
-    ? element(0x30, RSA_ALGORITHM_IDENTIFIER, element(0x03, Uint8Array.of(0x00), pkcs1))
-    : undefined
+  isSequence(pkcs1) ? element(0x30, RSA_ALGORITHM_IDENTIFIER, element(0x03, Uint8Array.of(0x00), pkcs1)) : undefined
 
 /** Wraps a PKCS#1 RSAPrivateKey in a PKCS#8 PrivateKeyInfo (version 0). */
 export const pkcs1PrivateToPkcs8 = (pkcs1: Bytes): Bytes | undefined =>
@@ -83,7 +81,10 @@ export interface Pem {
  * surrounding white space; returns a reason when the text is not a usable PEM.
  */
 export const parsePem = (text: string): Pem | { readonly error: string } => {
-  const normalized = text.replace(/\\r\\n|\\n/g, "\n").replace(/\r\n?/g, "\n").trim()
+  const normalized = text
+    .replace(/\\r\\n|\\n/g, "\n")
+    .replace(/\r\n?/g, "\n")
+    .trim()
   if (normalized.startsWith("ssh-rsa") || normalized.includes("OPENSSH PRIVATE KEY")) {
     return { error: "OpenSSH keys are not supported; convert with: ssh-keygen -p -m PKCS8 -f KEY" }
   }
@@ -132,4 +133,6 @@ export const fromBase64Url = (text: string): Bytes | undefined => {
 
 /** A PEM block of `der` under `label`, 64 columns. */
 export const toPem = (label: string, der: Uint8Array): string =>
-  `-----BEGIN ${label}-----\n${toBase64(der).replace(/(.{64})/g, "$1\n").replace(/\n$/, "")}\n-----END ${label}-----\n`
+  `-----BEGIN ${label}-----\n${toBase64(der)
+    .replace(/(.{64})/g, "$1\n")
+    .replace(/\n$/, "")}\n-----END ${label}-----\n`

@@ -87,7 +87,10 @@ const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
 /** A decode failure's issue text, with any echoed value cut off (it may be a secret). */
 const issueText = (issue: { readonly path: ReadonlyArray<PropertyKey>; readonly message: string }): string => {
   const where = issue.path.length === 0 ? "request" : issue.path.map(String).join(".")
-  const message = issue.message.replace(/,?\s*actual[\s\S]*$/i, "").replace(/\s+/g, " ").trim()
+  const message = issue.message
+    .replace(/,?\s*actual[\s\S]*$/i, "")
+    .replace(/\s+/g, " ")
+    .trim()
   return `${where}: ${message.length > 200 ? `${message.slice(0, 200)}…` : message}`
 }
 
@@ -145,10 +148,13 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
         if (bytes === undefined) {
           return yield* new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
         }
-        text = new TextDecoder("utf-8", { fatal: false }).decode(bytes)
+        text = new TextDecoder("utf-8", { fatal: false, ignoreBOM: false }).decode(bytes)
       }
     } else {
-      text = yield* Effect.mapError(request.text, () => new InvalidRequest({ detail: "The request body could not be read" }))
+      text = yield* Effect.mapError(
+        request.text,
+        () => new InvalidRequest({ detail: "The request body could not be read" })
+      )
       if (new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) {
         return yield* new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
       }
@@ -250,4 +256,3 @@ const translate = (e: unknown): unknown => {
   }
   return e
 }
-

@@ -326,7 +326,10 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
         })
       )
       .handle("getApp", ({ path }) =>
-        Effect.flatMap(registry.getApp(path.appId), Option.match({ onNone: () => Effect.fail(appNotFound()), onSome: (a) => Effect.succeed(toApp(a)) }))
+        Effect.flatMap(
+          registry.getApp(path.appId),
+          Option.match({ onNone: () => Effect.fail(appNotFound()), onSome: (a) => Effect.succeed(toApp(a)) })
+        )
       )
       .handle("addAppKey", ({ path, payload }) =>
         Effect.gen(function* () {
@@ -375,11 +378,7 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
           }
           const now = yield* Clock.currentTimeMillis
           const suspendedAt =
-            payload.suspended === undefined
-              ? undefined
-              : payload.suspended
-                ? (current.value.suspendedAt ?? now)
-                : null
+            payload.suspended === undefined ? undefined : payload.suspended ? (current.value.suspendedAt ?? now) : null
           const record = yield* registry.updateInstallation(path.installationId, {
             ...(payload.permissions !== undefined ? { permissions: canonical(payload.permissions) } : {}),
             ...(suspendedAt !== undefined ? { suspendedAt } : {}),
@@ -408,7 +407,11 @@ export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) 
  */
 export const layer = (
   options: IssuerOptions = {}
-): Layer.Layer<HttpApiBuilder.Router | import("@effect/platform/HttpApi").Api, never, TokenStore | Registry | Entropy.Entropy> =>
+): Layer.Layer<
+  HttpApiBuilder.Router | import("@effect/platform/HttpApi").Api,
+  never,
+  TokenStore | Registry | Entropy.Entropy
+> =>
   HttpApiBuilder.api(IcrAppsApi).pipe(
     Layer.provide([AppsLive, AdminLive, SystemLive]),
     Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),

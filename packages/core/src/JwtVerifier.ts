@@ -40,7 +40,7 @@ const decodeJsonSegment = (segment: string): Record<string, unknown> | undefined
   const bytes = fromBase64Url(segment)
   if (bytes === undefined) return undefined
   try {
-    const value: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes))
+    const value: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes))
     return value !== null && typeof value === "object" && !Array.isArray(value)
       ? (value as Record<string, unknown>)
       : undefined
@@ -89,7 +89,8 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
 
     const verify = (jwt: string) =>
       Effect.gen(function* () {
-        if (jwt.length > MAX_JWT_LENGTH) return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
+        if (jwt.length > MAX_JWT_LENGTH)
+          return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
         const parts = jwt.split(".")
         if (parts.length !== 3) return yield* fail("malformed", "An App JWT has three dot-separated parts")
         const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
@@ -100,7 +101,10 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         }
         const unexpected = Object.keys(header).filter((k) => !ALLOWED_HEADER_MEMBERS.has(k))
         if (unexpected.length > 0) {
-          return yield* fail("malformed", `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`)
+          return yield* fail(
+            "malformed",
+            `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`
+          )
         }
         if (header.alg !== "RS256") return yield* fail("unsupported_algorithm", "App JWTs must be signed with RS256")
         if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
@@ -116,7 +120,11 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         const iss = payload.iss
         if (iss === undefined || iss === null) return yield* fail("missing_claim", 'The JWT has no "iss" claim')
         const appId =
-          typeof iss === "string" ? iss : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0 ? String(iss) : undefined
+          typeof iss === "string"
+            ? iss
+            : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0
+              ? String(iss)
+              : undefined
         if (appId === undefined || appId.length === 0 || appId.length > 64) {
           return yield* fail("malformed", 'The "iss" claim must be the app id (a string or an integer)')
         }
@@ -142,7 +150,7 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         if (signature === undefined || signature.byteLength === 0) {
           return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
         }
-        const signed = new TextEncoder().encode(`${headerPart}.${payloadPart}`)
+        const signed = new Uint8Array(new TextEncoder().encode(`${headerPart}.${payloadPart}`))
         const app = yield* registry.getApp(appId)
         const keys = Option.match(app, { onNone: () => [], onSome: (a) => a.keys })
         const candidates = kid === undefined ? keys : keys.filter((k) => k.id === kid || k.fingerprint === kid)

@@ -53,20 +53,26 @@ export const checkPublicKey = (input: PublicKeyInput): Effect.Effect<CheckedPubl
         return yield* invalid("That is a private key; send the public key only")
       } else return yield* invalid(`Unsupported PEM type "${pem.label}"; send BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY`)
     } else {
-      if (input.kty !== "RSA") return yield* invalid(`The JWK has kty "${String(input.kty).slice(0, 16)}"; only RSA is accepted`)
-      if ("d" in input || "p" in input) return yield* invalid("That JWK holds a private key; send the public members only")
+      if (input.kty !== "RSA")
+        return yield* invalid(`The JWK has kty "${String(input.kty).slice(0, 16)}"; only RSA is accepted`)
+      if (typeof input.n !== "string" || typeof input.e !== "string") {
+        return yield* invalid('An RSA JWK needs its "n" and "e" members')
+      }
+      if ("d" in input || "p" in input)
+        return yield* invalid("That JWK holds a private key; send the public members only")
+      const { n, e } = input
       key = yield* Effect.tryPromise({
-        try: () =>
-          crypto.subtle.importKey("jwk", { kty: "RSA", n: input.n, e: input.e, ext: true }, RS256, true, ["verify"]),
+        try: () => crypto.subtle.importKey("jwk", { kty: "RSA", n: n, e: e, ext: true }, RS256, true, ["verify"]),
         catch: () => invalid("The JWK is not a valid RSA public key")
       })
     }
-    const bits = (key.algorithm as RsaHashedKeyAlgorithm).modulusLength
-    if (bits < MIN_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`)
+    const bits = (key.algorithm as { readonly modulusLength?: number }).modulusLength ?? 0
+    if (bits < MIN_RSA_BITS)
+      return yield* invalid(`The RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`)
     if (bits > MAX_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at most ${MAX_RSA_BITS} are accepted`)
     const spki = new Uint8Array(
       yield* Effect.tryPromise({
-        try: () => crypto.subtle.exportKey("spki", key),
+        try: () => crypto.subtle.exportKey("spki", key) as Promise<ArrayBuffer>,
         catch: () => invalid("The public key could not be exported")
       })
     )

@@ -81,10 +81,7 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     readonly listInstallations: (
       appId: string,
       page: { readonly limit: number; readonly offset: number }
-    ) => Effect.Effect<
-      { readonly items: ReadonlyArray<InstallationRecord>; readonly total: number },
-      Unavailable
-    >
+    ) => Effect.Effect<{ readonly items: ReadonlyArray<InstallationRecord>; readonly total: number }, Unavailable>
   }
 >() {}
 

@@ -33,7 +33,11 @@ export class App extends Schema.Class<App>("App")(
 
 /** An RSA public key as a JWK object (only the members that matter are typed). */
 export const PublicJwk = Schema.Struct(
-  { kty: Schema.String, n: Schema.String, e: Schema.String },
+  {
+    kty: Schema.String,
+    n: Schema.optionalWith(Schema.String, { exact: true }),
+    e: Schema.optionalWith(Schema.String, { exact: true })
+  },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 ).annotations({ identifier: "PublicJwk" })
 

@@ -1,6 +1,8 @@
 /**
  * Primitive wire types shared by every schema of the ICR Apps API (SPEC §1).
  */
+import * as DateTime from "effect/DateTime"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 
 /** The one API version this implementation serves (SPEC §1). */
@@ -27,18 +29,33 @@ export const Uuid = Schema.String.pipe(
 
 const rfc3339Utc = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/
 
-/** An RFC 3339 UTC timestamp (`2022-01-01T00:00:00Z`, milliseconds allowed) decoded as a `DateTime.Utc`. */
-export const Timestamp = Schema.String.pipe(
-  Schema.pattern(rfc3339Utc, {
-    message: () => "must be an RFC 3339 UTC timestamp",
-    jsonSchema: { format: "date-time" }
-  }),
-  Schema.compose(Schema.DateTimeUtc),
-  Schema.annotations({
-    identifier: "Timestamp",
-    description: "RFC 3339 UTC timestamp"
-  })
-)
+/**
+ * An RFC 3339 UTC timestamp (`2022-01-01T00:00:00Z`, milliseconds allowed) decoded as a
+ * `DateTime.Utc`. Encoded without a fractional part when it is zero, as in the seed's examples.
+ */
+export const Timestamp = Schema.transformOrFail(
+  Schema.String.pipe(
+    Schema.pattern(rfc3339Utc, {
+      message: () => "must be an RFC 3339 UTC timestamp",
+      jsonSchema: { format: "date-time" }
+    })
+  ),
+  Schema.DateTimeUtcFromSelf,
+  {
+    strict: true,
+    decode: (text, _, ast) => {
+      const ms = Date.parse(text)
+      return Number.isNaN(ms)
+        ? ParseResult.fail(new ParseResult.Type(ast, text, "must be a real date and time"))
+        : ParseResult.succeed(DateTime.unsafeMake(ms))
+    },
+    encode: (dateTime) => ParseResult.succeed(DateTime.formatIso(dateTime).replace(/\.000Z$/, "Z"))
+  }
+).annotations({
+  identifier: "Timestamp",
+  description: "RFC 3339 UTC timestamp",
+  examples: [DateTime.unsafeMake("2022-01-01T00:00:00Z")]
+})
 
 /** The opaque identifier of an app (the `iss` of its JWTs). */
 export const AppId = Schema.String.pipe(

@@ -1,0 +1,886 @@
+/**
+ * The issuer's conformance suite: every row of SPEC §1, §2, §4, §5 and §6 as a black-box test over
+ * `fetch`. It runs unchanged against the in-memory issuer (Node) and the real worker (workerd, KV,
+ * D1), so both are held to the same contract.
+ */
+import { beforeAll, describe, expect, it } from "vitest"
+import { type AppKeyPair, appClaims, generateAppKeyPair, jsonSegment, signRs256 } from "./Keys.js"
+import { toBase64Url } from "@icr-apps/core/Der"
+
+/** What the suite needs of an issuer. */
+export interface IssuerTarget {
+  /** Sends a request to the issuer under test. */
+  readonly fetch: (request: Request) => Promise<Response>
+  /** The same issuer with no ADMIN_TOKEN configured. */
+  readonly fetchWithoutAdmin: (request: Request) => Promise<Response>
+  /** The configured ADMIN_TOKEN. */
+  readonly adminToken: string
+  /** Every stored key and value, as text, for the plaintext-token scan. */
+  readonly dumpStorage: () => Promise<ReadonlyArray<string>>
+}
+
+/** Every permission at its highest level. */
+export const ALL_PERMISSIONS = {
+  organization_info: "VIEW",
+  organization_members: "VIEW",
+  organization_projects: "VIEW",
+  organization_warehouse: "WRITE",
+  organization_inventory: "WRITE"
+} as const
+
+const BASE = "http://icr.test"
+const uuidRe = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const timestampRe = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
+const tokenRe = /^crs_[0-9a-f]{48}$/
+
+type Json = any
+
+interface Call {
+  readonly body?: unknown
+  readonly rawBody?: string
+  readonly token?: string
+  readonly headers?: Record<string, string>
+}
+
+/** Registers the suite under `name`. */
+export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Promise<IssuerTarget>) =>
+  describe(`issuer contract: ${name}`, () => {
+    let target: IssuerTarget
+    let keys: AppKeyPair
+    let otherKeys: AppKeyPair
+    let counter = 0
+    const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`
+    const org = () => crypto.randomUUID()
+
+    beforeAll(async () => {
+      target = await makeTarget()
+      ;[keys, otherKeys] = await Promise.all([generateAppKeyPair(), generateAppKeyPair()])
+    }, 60_000)
+
+    const send = async (fetcher: (r: Request) => Promise<Response>, method: string, path: string, call: Call = {}) => {
+      const headers = new Headers(call.headers)
+      if (call.token !== undefined) headers.set("authorization", `Bearer ${call.token}`)
+      let body: string | undefined
+      if (call.rawBody !== undefined) body = call.rawBody
+      else if (call.body !== undefined) {
+        body = JSON.stringify(call.body)
+        if (!headers.has("content-type")) headers.set("content-type", "application/json")
+      }
+      const res = await fetcher(new Request(BASE + path, { method, headers, ...(body !== undefined ? { body } : {}) }))
+      const text = await res.text()
+      // No error, ever, echoes the credential it was sent.
+      if (res.status >= 400 && call.token !== undefined && call.token.length >= 8) {
+        expect(text.includes(call.token)).toBe(false)
+      }
+      return { res, text, json: text === "" ? undefined : (JSON.parse(text) as Json) }
+    }
+    const api = (method: string, path: string, call: Call = {}) => send(target.fetch, method, path, call)
+    const admin = (method: string, path: string, body?: unknown) =>
+      api(method, path, { token: target.adminToken, ...(body !== undefined ? { body } : {}) })
+
+    /** Asserts a problem document with the given status and code. */
+    const problem = (r: { res: Response; json: Json }, status: number, code: string) => {
+      expect({ status: r.res.status, code: r.json?.code }).toEqual({ status, code })
+      expect(r.res.headers.get("content-type")).toMatch(/^application\/problem\+json/)
+      expect(r.json).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String) })
+      expect(typeof r.json.detail).toBe("string")
+      expect(r.json.detail.length).toBeGreaterThan(0)
+      if (status === 401) expect(r.res.headers.get("www-authenticate")).toBe('Bearer error="invalid_token"')
+      return r.json
+    }
+
+    const now = () => Math.floor(Date.now() / 1000)
+
+    /** A new app with `keys` (or `pair`) and the given permissions. */
+    const newApp = async (permissions: Json = ALL_PERMISSIONS, pair: AppKeyPair = keys) => {
+      const r = await admin("POST", "/admin/apps", { name: unique("app"), permissions, publicKey: pair.publicPem })
+      expect(r.res.status).toBe(201)
+      const appId: string = r.json.id
+      return {
+        app: r.json,
+        appId,
+        jwt: (claims: Json = {}, header?: Json) =>
+          signRs256(pair.privateKey, { ...appClaims(appId), ...claims }, header)
+      }
+    }
+    const install = async (appId: string, permissions: Json = ALL_PERMISSIONS) => {
+      const r = await admin("POST", "/admin/installations", { appId, organizationId: org(), permissions })
+      expect(r.res.status).toBe(201)
+      return r.json
+    }
+    const installationToken = async (jwt: string, installationId: string, body?: unknown) =>
+      api("POST", `/app/installations/${installationId}/accessTokens`, {
+        token: jwt,
+        ...(body !== undefined ? { body } : {})
+      })
+
+    describe("§1 common rules", () => {
+      it("GET /healthz answers {status: ok} with the common headers", async () => {
+        const r = await api("GET", "/healthz")
+        expect(r.res.status).toBe(200)
+        expect(r.json).toEqual({ status: "ok" })
+        expect(r.res.headers.get("x-icr-api-version")).toBe("2023-06-16")
+        expect(r.res.headers.get("x-request-id")).toMatch(uuidRe)
+        expect(Number.isNaN(Date.parse(r.res.headers.get("date") ?? ""))).toBe(false)
+        expect(r.res.headers.get("x-content-type-options")).toBe("nosniff")
+      })
+      it("serves x-icr-api-version 2023-06-16 and refuses any other", async () => {
+        const ok = await api("GET", "/healthz", { headers: { "x-icr-api-version": "2023-06-16" } })
+        expect(ok.res.status).toBe(200)
+        problem(
+          await api("GET", "/healthz", { headers: { "x-icr-api-version": "2022-11-28" } }),
+          400,
+          "unsupported_api_version"
+        )
+      })
+      it("echoes a sane x-request-id and replaces an insane one", async () => {
+        const sane = await api("GET", "/healthz", { headers: { "x-request-id": "req-123.abc" } })
+        expect(sane.res.headers.get("x-request-id")).toBe("req-123.abc")
+        const insane = await api("GET", "/healthz", { headers: { "x-request-id": "<script>" } })
+        expect(insane.res.headers.get("x-request-id")).toMatch(uuidRe)
+      })
+      it("answers an unknown route with 404 not_found", async () => {
+        problem(await api("GET", "/nope"), 404, "not_found")
+      })
+      it("answers a known path with the wrong method with 405 and Allow", async () => {
+        const r = await api("PUT", "/app/accessTokens")
+        problem(r, 405, "method_not_allowed")
+        expect(r.res.headers.get("allow")).toBe("POST")
+        const t = await api("POST", "/app/installations/token")
+        problem(t, 405, "method_not_allowed")
+        expect(t.res.headers.get("allow")).toBe("DELETE, GET, HEAD")
+      })
+      it("refuses a body over 16 KiB with 413 payload_too_large", async () => {
+        const big = JSON.stringify({ name: "x".repeat(17 * 1024) })
+        problem(
+          await api("POST", "/admin/apps", {
+            token: target.adminToken,
+            rawBody: big,
+            headers: { "content-type": "application/json" }
+          }),
+          413,
+          "payload_too_large"
+        )
+      })
+      it("refuses an Authorization value over 8 KiB with 401", async () => {
+        const r = await api("POST", "/app/accessTokens", { token: "a".repeat(8 * 1024 + 1) })
+        expect(r.res.status).toBe(401)
+        expect(r.res.headers.get("content-type")).toMatch(/^application\/problem\+json/)
+      })
+      it("answers a body that is not JSON with 400 invalid_request", async () => {
+        problem(
+          await api("POST", "/admin/apps", {
+            token: target.adminToken,
+            rawBody: "{nope",
+            headers: { "content-type": "application/json" }
+          }),
+          400,
+          "invalid_request"
+        )
+        problem(
+          await api("POST", "/admin/apps", {
+            token: target.adminToken,
+            rawBody: "name=x",
+            headers: { "content-type": "application/x-www-form-urlencoded" }
+          }),
+          400,
+          "invalid_request"
+        )
+        problem(
+          await api("POST", "/admin/apps", {
+            token: target.adminToken,
+            rawBody: "[1,2]",
+            headers: { "content-type": "application/json" }
+          }),
+          400,
+          "invalid_request"
+        )
+      })
+      it("GET /openapi.json is an OpenAPI 3.1 document listing every public path", async () => {
+        const r = await api("GET", "/openapi.json")
+        expect(r.res.status).toBe(200)
+        expect(r.json.openapi).toMatch(/^3\.1\./)
+        expect(Object.keys(r.json.paths).sort()).toEqual(
+          [
+            "/admin/apps",
+            "/admin/apps/{appId}",
+            "/admin/apps/{appId}/keys",
+            "/admin/apps/{appId}/keys/{keyId}",
+            "/admin/installations",
+            "/admin/installations/{installationId}",
+            "/app/accessTokens",
+            "/app/installations",
+            "/app/installations/token",
+            "/app/installations/{installationId}",
+            "/app/installations/{installationId}/accessTokens",
+            "/healthz",
+            "/openapi.json"
+          ].sort()
+        )
+        expect(Object.keys(r.json.components.securitySchemes).sort()).toEqual(["accessToken", "adminToken", "appJwt"])
+      })
+    })
+
+    describe("§2 App JWT", () => {
+      it("accepts a well-formed JWT, with iss as a string or as an equal integer", async () => {
+        const { appId, jwt } = await newApp()
+        expect((await api("POST", "/app/accessTokens", { token: await jwt() })).res.status).toBe(200)
+        expect((await api("POST", "/app/accessTokens", { token: await jwt({ iss: Number(appId) }) })).res.status).toBe(
+          200
+        )
+      })
+      it("selects the key by kid (key id or fingerprint) and otherwise tries every active key", async () => {
+        const { app, appId } = await newApp()
+        const added = await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })
+        expect(added.res.status).toBe(201)
+        const claims = appClaims(appId)
+        const byOther = await signRs256(otherKeys.privateKey, claims)
+        expect((await api("POST", "/app/accessTokens", { token: byOther })).res.status).toBe(200)
+        const byId = await signRs256(otherKeys.privateKey, claims, { alg: "RS256", typ: "JWT", kid: added.json.id })
+        expect((await api("POST", "/app/accessTokens", { token: byId })).res.status).toBe(200)
+        const byFingerprint = await signRs256(otherKeys.privateKey, claims, {
+          alg: "RS256",
+          kid: added.json.fingerprint
+        })
+        expect((await api("POST", "/app/accessTokens", { token: byFingerprint })).res.status).toBe(200)
+        // A kid naming the first key while the signature is by the second: refused.
+        const wrongKid = await signRs256(otherKeys.privateKey, claims, { alg: "RS256", kid: app.keys[0].id })
+        expect(problem(await api("POST", "/app/accessTokens", { token: wrongKid }), 401, "invalid_jwt").reason).toBe(
+          "invalid_signature"
+        )
+      })
+
+      const attacks: ReadonlyArray<
+        readonly [
+          string,
+          string,
+          (ctx: { appId: string; jwt: (c?: Json, h?: Json) => Promise<string> }) => Promise<string>
+        ]
+      > = [
+        [
+          "alg none",
+          "unsupported_algorithm",
+          async ({ appId }) => `${jsonSegment({ alg: "none", typ: "JWT" })}.${jsonSegment(appClaims(appId))}.`
+        ],
+        [
+          "alg none (capitalised)",
+          "unsupported_algorithm",
+          async ({ appId }) => `${jsonSegment({ alg: "None" })}.${jsonSegment(appClaims(appId))}.`
+        ],
+        [
+          "HS256 keyed with the public key PEM",
+          "unsupported_algorithm",
+          async ({ appId }) => {
+            const input = `${jsonSegment({ alg: "HS256", typ: "JWT" })}.${jsonSegment(appClaims(appId))}`
+            const key = await crypto.subtle.importKey(
+              "raw",
+              new TextEncoder().encode(keys.publicPem),
+              { name: "HMAC", hash: "SHA-256" },
+              false,
+              ["sign"]
+            )
+            const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input))
+            return `${input}.${toBase64Url(new Uint8Array(mac))}`
+          }
+        ],
+        [
+          "ES256",
+          "unsupported_algorithm",
+          async ({ appId }) => {
+            const ec = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+              "sign"
+            ])) as CryptoKeyPair
+            const input = `${jsonSegment({ alg: "ES256" })}.${jsonSegment(appClaims(appId))}`
+            const sig = await crypto.subtle.sign(
+              { name: "ECDSA", hash: "SHA-256" },
+              ec.privateKey,
+              new TextEncoder().encode(input)
+            )
+            return `${input}.${toBase64Url(new Uint8Array(sig))}`
+          }
+        ],
+        [
+          "PS256 with the app's own modulus",
+          "unsupported_algorithm",
+          async ({ appId }) => {
+            const pss = await crypto.subtle.importKey(
+              "jwk",
+              { ...keys.privateJwk, alg: "PS256" },
+              { name: "RSA-PSS", hash: "SHA-256" },
+              false,
+              ["sign"]
+            )
+            const input = `${jsonSegment({ alg: "PS256" })}.${jsonSegment(appClaims(appId))}`
+            const sig = await crypto.subtle.sign(
+              { name: "RSA-PSS", saltLength: 32 },
+              pss,
+              new TextEncoder().encode(input)
+            )
+            return `${input}.${toBase64Url(new Uint8Array(sig))}`
+          }
+        ],
+        ["RS512", "unsupported_algorithm", async ({ jwt }) => jwt({}, { alg: "RS512" })],
+        ["expired", "expired", async ({ jwt }) => jwt({ iat: now() - 600, exp: now() - 1 })],
+        ["iat in the future", "iat_in_future", async ({ jwt }) => jwt({ iat: now() + 120, exp: now() + 500 })],
+        ["exp too far", "exp_too_far", async ({ jwt }) => jwt({ iat: now(), exp: now() + 700 })],
+        ["lifetime over 660 s", "exp_too_far", async ({ jwt }) => jwt({ iat: now() - 700, exp: now() + 30 })],
+        ["exp before iat", "malformed", async ({ jwt }) => jwt({ iat: now() + 50, exp: now() + 40 })],
+        ["missing iss", "missing_claim", async ({ jwt }) => jwt({ iss: undefined })],
+        ["missing iat", "missing_claim", async ({ jwt }) => jwt({ iat: undefined })],
+        ["missing exp", "missing_claim", async ({ jwt }) => jwt({ exp: undefined })],
+        ["non-numeric iat", "malformed", async ({ jwt }) => jwt({ iat: String(now()) })],
+        ["non-numeric exp", "malformed", async ({ jwt }) => jwt({ exp: "soon" })],
+        ["iss of the wrong type", "malformed", async ({ jwt }) => jwt({ iss: { id: 1 } })],
+        ["unknown app", "invalid_signature", async () => signRs256(keys.privateKey, appClaims("999999999"))],
+        ["foreign key", "invalid_signature", async ({ appId }) => signRs256(otherKeys.privateKey, appClaims(appId))],
+        [
+          "tampered payload",
+          "invalid_signature",
+          async ({ appId, jwt }) => {
+            const [h, , s] = (await jwt()).split(".")
+            return `${h}.${jsonSegment({ ...appClaims(appId), exp: now() + 600 })}.${s}`
+          }
+        ],
+        [
+          "stripped signature",
+          "invalid_signature",
+          async ({ jwt }) => `${(await jwt()).split(".").slice(0, 2).join(".")}.`
+        ],
+        ["truncated signature", "invalid_signature", async ({ jwt }) => (await jwt()).slice(0, -12)],
+        [
+          "embedded jwk header",
+          "malformed",
+          async ({ jwt }) => jwt({}, { alg: "RS256", jwk: { kty: "RSA", n: keys.publicJwk.n, e: keys.publicJwk.e } })
+        ],
+        ["jku header", "malformed", async ({ jwt }) => jwt({}, { alg: "RS256", jku: "http://127.0.0.1:9/keys" })],
+        ["x5u header", "malformed", async ({ jwt }) => jwt({}, { alg: "RS256", x5u: "http://127.0.0.1:9/cert" })],
+        ["crit header", "malformed", async ({ jwt }) => jwt({}, { alg: "RS256", crit: ["exp"] })],
+        ["typ other than JWT", "malformed", async ({ jwt }) => jwt({}, { alg: "RS256", typ: "at+jwt" })],
+        ["oversized token", "malformed", async ({ jwt }) => jwt({ pad: "x".repeat(5000) })],
+        ["two segments", "malformed", async ({ jwt }) => (await jwt()).split(".").slice(0, 2).join(".")],
+        ["garbage", "malformed", async () => "not-a-jwt"]
+      ]
+      for (const [label, reason, make] of attacks) {
+        it(`refuses ${label}: 401 invalid_jwt (${reason})`, async () => {
+          const ctx = await newApp()
+          const token = await make(ctx)
+          const r = await api("POST", "/app/accessTokens", { token })
+          expect(problem(r, 401, "invalid_jwt").reason).toBe(reason)
+        })
+      }
+      it("makes an unknown app and a bad signature indistinguishable", async () => {
+        const { appId } = await newApp()
+        const unknown = await api("POST", "/app/accessTokens", {
+          token: await signRs256(keys.privateKey, appClaims("424242424"))
+        })
+        const foreign = await api("POST", "/app/accessTokens", {
+          token: await signRs256(otherKeys.privateKey, appClaims(appId))
+        })
+        expect(unknown.json).toEqual(foreign.json)
+      })
+      it("answers an endpoint wanting a JWT that gets an access token with a detail naming the JWT", async () => {
+        const { jwt } = await newApp()
+        const minted = await api("POST", "/app/accessTokens", { token: await jwt() })
+        const r = await api("GET", "/app/installations", { token: minted.json.token })
+        expect(problem(r, 401, "invalid_jwt").detail).toMatch(/App JWT/)
+      })
+      it("answers a missing or non-Bearer credential with 401 missing_credentials", async () => {
+        problem(await api("POST", "/app/accessTokens"), 401, "missing_credentials")
+        problem(
+          await api("POST", "/app/accessTokens", { headers: { authorization: "Basic dXNlcjpwYXNz" } }),
+          401,
+          "missing_credentials"
+        )
+      })
+    })
+
+    describe("§4 app access tokens", () => {
+      it("POST /app/accessTokens mints a 1 h app token carrying the app's permissions, not cached", async () => {
+        const perms = { organization_info: "VIEW", organization_inventory: "REQUEST" }
+        const { appId, jwt } = await newApp(perms)
+        const r = await api("POST", "/app/accessTokens", { token: await jwt() })
+        expect(r.res.status).toBe(200)
+        expect(r.res.headers.get("cache-control")).toBe("no-store")
+        expect(r.json).toMatchObject({ appId, isActive: true, permissions: perms })
+        expect(r.json.token).toMatch(tokenRe)
+        expect(r.json.id).toMatch(uuidRe)
+        for (const k of ["createdAt", "updatedAt", "expiresAt"]) expect(r.json[k]).toMatch(timestampRe)
+        const lifetime = Date.parse(r.json.expiresAt) - Date.parse(r.json.createdAt)
+        expect(lifetime).toBe(3600 * 1000)
+      })
+      it("GET /app/installations/token describes an app token without its secret", async () => {
+        const { appId, jwt } = await newApp()
+        const minted = (await api("POST", "/app/accessTokens", { token: await jwt() })).json
+        const r = await api("GET", "/app/installations/token", { token: minted.token })
+        expect(r.res.status).toBe(200)
+        expect(r.json).toEqual({
+          id: minted.id,
+          kind: "app",
+          appId,
+          permissions: minted.permissions,
+          createdAt: minted.createdAt,
+          expiresAt: minted.expiresAt
+        })
+        expect(r.text.includes(minted.token)).toBe(false)
+      })
+      it("DELETE /app/installations/token revokes: 204, then 401 invalid_token on any use", async () => {
+        const { jwt } = await newApp()
+        const minted = (await api("POST", "/app/accessTokens", { token: await jwt() })).json
+        const revoked = await api("DELETE", "/app/installations/token", { token: minted.token })
+        expect(revoked.res.status).toBe(204)
+        expect(revoked.text).toBe("")
+        problem(await api("GET", "/app/installations/token", { token: minted.token }), 401, "invalid_token")
+        problem(await api("DELETE", "/app/installations/token", { token: minted.token }), 401, "invalid_token")
+      })
+      it("answers an unknown, malformed or JWT credential on token endpoints with 401 invalid_token", async () => {
+        problem(await api("GET", "/app/installations/token", { token: `crs_${"0".repeat(48)}` }), 401, "invalid_token")
+        problem(await api("GET", "/app/installations/token", { token: "crs_short" }), 401, "invalid_token")
+        const { jwt } = await newApp()
+        const r = await api("GET", "/app/installations/token", { token: await jwt() })
+        expect(problem(r, 401, "invalid_token").detail).toMatch(/access token/)
+        problem(await api("GET", "/app/installations/token"), 401, "missing_credentials")
+      })
+      it("stores no token in plain text", async () => {
+        const { appId, jwt } = await newApp()
+        const installation = await install(appId)
+        const tokens = [
+          (await api("POST", "/app/accessTokens", { token: await jwt() })).json.token,
+          (await installationToken(await jwt(), installation.id)).json.token
+        ]
+        const stored = (await target.dumpStorage()).join("\n")
+        expect(stored.length).toBeGreaterThan(0)
+        for (const token of tokens) {
+          expect(token).toMatch(tokenRe)
+          expect(stored.includes(token)).toBe(false)
+          expect(stored.includes(token.slice(4))).toBe(false)
+        }
+      })
+    })
+
+    describe("§4 installation access tokens", () => {
+      it("mints a 2 h token with the installation's grant, its ids, and no-store", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId, { organization_info: "VIEW", organization_warehouse: "WRITE" })
+        const r = await installationToken(await jwt(), inst.id)
+        expect(r.res.status).toBe(200)
+        expect(r.res.headers.get("cache-control")).toBe("no-store")
+        expect(r.json).toMatchObject({
+          appId,
+          installationId: inst.id,
+          organizationId: inst.organizationId,
+          isActive: true,
+          permissions: { organization_info: "VIEW", organization_warehouse: "WRITE" }
+        })
+        expect(r.json.token).toMatch(tokenRe)
+        expect(Date.parse(r.json.expiresAt) - Date.parse(r.json.createdAt)).toBe(7200 * 1000)
+        const described = await api("GET", "/app/installations/token", { token: r.json.token })
+        expect(described.json).toMatchObject({
+          kind: "installation",
+          installationId: inst.id,
+          organizationId: inst.organizationId
+        })
+      })
+      it("narrows to requested permissions at the same or a lower level", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId, { organization_inventory: "WRITE", organization_info: "VIEW" })
+        const r = await installationToken(await jwt(), inst.id, { permissions: { organization_inventory: "REQUEST" } })
+        expect(r.res.status).toBe(200)
+        expect(r.json.permissions).toEqual({ organization_inventory: "REQUEST" })
+        const empty = await installationToken(await jwt(), inst.id, {})
+        expect(empty.json.permissions).toEqual({ organization_info: "VIEW", organization_inventory: "WRITE" })
+        const emptyPermissions = await installationToken(await jwt(), inst.id, { permissions: {} })
+        expect(emptyPermissions.json.permissions).toEqual({
+          organization_info: "VIEW",
+          organization_inventory: "WRITE"
+        })
+      })
+      it("refuses wider permissions with 422 permissions_exceed_grant", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId, { organization_inventory: "REQUEST" })
+        const higher = await installationToken(await jwt(), inst.id, {
+          permissions: { organization_inventory: "WRITE" }
+        })
+        expect(problem(higher, 422, "permissions_exceed_grant").permissions).toEqual(["organization_inventory"])
+        const missing = await installationToken(await jwt(), inst.id, { permissions: { organization_info: "VIEW" } })
+        problem(missing, 422, "permissions_exceed_grant")
+      })
+      it("refuses unknown permission names or levels", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId)
+        problem(
+          await installationToken(await jwt(), inst.id, { permissions: { organization_secrets: "VIEW" } }),
+          422,
+          "invalid_permissions"
+        )
+        problem(
+          await installationToken(await jwt(), inst.id, { permissions: { organization_info: "WRITE" } }),
+          422,
+          "invalid_permissions"
+        )
+        problem(await installationToken(await jwt(), inst.id, { scope: "all" }), 400, "invalid_request")
+      })
+      it("answers another app's or an unknown installation with 404, a malformed id with 400", async () => {
+        const a = await newApp()
+        const b = await newApp()
+        const inst = await install(b.appId)
+        problem(await installationToken(await a.jwt(), inst.id), 404, "installation_not_found")
+        problem(await installationToken(await a.jwt(), crypto.randomUUID()), 404, "installation_not_found")
+        problem(await installationToken(await a.jwt(), "not-a-uuid"), 400, "invalid_request")
+      })
+      it("matches installation ids case-insensitively", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId)
+        const r = await installationToken(await jwt(), inst.id.toUpperCase())
+        expect(r.res.status).toBe(200)
+        expect(r.json.installationId).toBe(inst.id)
+      })
+      it("answers a suspended installation with 403 installation_suspended", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId)
+        expect((await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: true })).res.status).toBe(200)
+        problem(await installationToken(await jwt(), inst.id), 403, "installation_suspended")
+      })
+    })
+
+    describe("§4 installations", () => {
+      it("pages an app's active installations in creation order with total and Link", async () => {
+        const { appId, jwt } = await newApp()
+        const created = []
+        for (let i = 0; i < 5; i++) created.push(await install(appId))
+        const suspended = await install(appId)
+        await admin("PATCH", `/admin/installations/${suspended.id}`, { suspended: true })
+        const other = await newApp()
+        await install(other.appId)
+
+        const first = await api("GET", "/app/installations?limit=2&page=0", { token: await jwt() })
+        expect(first.res.status).toBe(200)
+        expect(first.json).toMatchObject({ page: 0, limit: 2, total: 5 })
+        expect(first.json.items.map((i: Json) => i.id)).toEqual(created.slice(0, 2).map((i) => i.id))
+        expect(first.res.headers.get("link")).toMatch(/<[^>]*\/app\/installations\?limit=2&page=1>; rel="next"/)
+        expect(first.res.headers.get("link")).not.toMatch(/rel="prev"/)
+
+        const middle = await api("GET", "/app/installations?limit=2&page=1", { token: await jwt() })
+        expect(middle.res.headers.get("link")).toMatch(/page=2>; rel="next"/)
+        expect(middle.res.headers.get("link")).toMatch(/page=0>; rel="prev"/)
+
+        const last = await api("GET", "/app/installations?limit=2&page=2", { token: await jwt() })
+        expect(last.json.items.map((i: Json) => i.id)).toEqual([created[4].id])
+        expect(last.res.headers.get("link")).not.toMatch(/rel="next"/)
+
+        const past = await api("GET", "/app/installations?limit=2&page=9", { token: await jwt() })
+        expect(past.res.status).toBe(200)
+        expect(past.json.items).toEqual([])
+        expect(past.json.total).toBe(5)
+
+        const all = await api("GET", "/app/installations", { token: await jwt() })
+        expect(all.json).toMatchObject({ page: 0, limit: 10, total: 5 })
+        const item = all.json.items[0]
+        expect(item).toEqual({
+          id: created[0].id,
+          createdAt: expect.stringMatching(timestampRe),
+          updatedAt: expect.stringMatching(timestampRe),
+          permissions: ALL_PERMISSIONS,
+          appNameId: expect.any(String),
+          appId,
+          organizationId: created[0].organizationId,
+          accessTokensUrl: `${BASE}/app/installations/${created[0].id}/accessTokens`,
+          suspendedAt: null
+        })
+      })
+      it("refuses limit and page outside their bounds with 400", async () => {
+        const { jwt } = await newApp()
+        for (const q of ["limit=0", "limit=101", "limit=abc", "limit=1.5", "page=-1", "page=x", "limit=", "page=1e3"]) {
+          problem(await api("GET", `/app/installations?${q}`, { token: await jwt() }), 400, "invalid_request")
+        }
+        expect((await api("GET", "/app/installations?limit=100", { token: await jwt() })).res.status).toBe(200)
+        expect((await api("GET", "/app/installations?limit=1", { token: await jwt() })).res.status).toBe(200)
+      })
+      it("GET /app/installations/{id} returns the app's installation, suspended ones too", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId)
+        await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: true })
+        const r = await api("GET", `/app/installations/${inst.id}`, { token: await jwt() })
+        expect(r.res.status).toBe(200)
+        expect(r.json.id).toBe(inst.id)
+        expect(r.json.suspendedAt).toMatch(timestampRe)
+        const other = await newApp()
+        problem(
+          await api("GET", `/app/installations/${inst.id}`, { token: await other.jwt() }),
+          404,
+          "installation_not_found"
+        )
+        problem(await api("GET", "/app/installations/12345", { token: await jwt() }), 400, "invalid_request")
+      })
+    })
+
+    describe("§4 revocation takes effect on the next request", () => {
+      it("suspending an installation stops its tokens; unsuspending restores minting", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId)
+        const token = (await installationToken(await jwt(), inst.id)).json.token
+        expect((await api("GET", "/app/installations/token", { token })).res.status).toBe(200)
+        await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: true })
+        problem(await api("GET", "/app/installations/token", { token }), 401, "invalid_token")
+        await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: false })
+        expect((await installationToken(await jwt(), inst.id)).res.status).toBe(200)
+      })
+      it("uninstalling stops the installation's tokens", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId)
+        const token = (await installationToken(await jwt(), inst.id)).json.token
+        expect((await admin("DELETE", `/admin/installations/${inst.id}`)).res.status).toBe(204)
+        problem(await api("GET", "/app/installations/token", { token }), 401, "invalid_token")
+        problem(await installationToken(await jwt(), inst.id), 404, "installation_not_found")
+      })
+      it("reducing an installation's permissions stops tokens that exceed the new grant", async () => {
+        const { appId, jwt } = await newApp()
+        const inst = await install(appId, { organization_info: "VIEW", organization_inventory: "WRITE" })
+        const wide = (await installationToken(await jwt(), inst.id)).json.token
+        const narrow = (await installationToken(await jwt(), inst.id, { permissions: { organization_info: "VIEW" } }))
+          .json.token
+        await admin("PATCH", `/admin/installations/${inst.id}`, { permissions: { organization_info: "VIEW" } })
+        problem(await api("GET", "/app/installations/token", { token: wide }), 401, "invalid_token")
+        expect((await api("GET", "/app/installations/token", { token: narrow })).res.status).toBe(200)
+      })
+      it("deleting the key a JWT was signed with refuses that JWT", async () => {
+        const { app, appId } = await newApp()
+        const added = await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })
+        const jwt = await signRs256(otherKeys.privateKey, appClaims(appId))
+        expect((await api("POST", "/app/accessTokens", { token: jwt })).res.status).toBe(200)
+        expect((await admin("DELETE", `/admin/apps/${appId}/keys/${added.json.id}`)).res.status).toBe(204)
+        expect(problem(await api("POST", "/app/accessTokens", { token: jwt }), 401, "invalid_jwt").reason).toBe(
+          "invalid_signature"
+        )
+        const stillGood = await signRs256(keys.privateKey, appClaims(appId), { alg: "RS256", kid: app.keys[0].id })
+        expect((await api("POST", "/app/accessTokens", { token: stillGood })).res.status).toBe(200)
+      })
+    })
+
+    describe("§5 operator API", () => {
+      it("answers every /admin route with 403 admin_disabled when no ADMIN_TOKEN is configured", async () => {
+        const routes: ReadonlyArray<readonly [string, string]> = [
+          ["POST", "/admin/apps"],
+          ["GET", "/admin/apps/1"],
+          ["POST", "/admin/apps/1/keys"],
+          ["DELETE", `/admin/apps/1/keys/${crypto.randomUUID()}`],
+          ["POST", "/admin/installations"],
+          ["PATCH", `/admin/installations/${crypto.randomUUID()}`],
+          ["DELETE", `/admin/installations/${crypto.randomUUID()}`]
+        ]
+        for (const [method, path] of routes) {
+          problem(
+            await send(target.fetchWithoutAdmin, method, path, { token: "anything-at-all" }),
+            403,
+            "admin_disabled"
+          )
+        }
+      })
+      it("refuses a wrong or missing operator token", async () => {
+        problem(await api("GET", "/admin/apps/1", { token: `${target.adminToken}x` }), 401, "invalid_token")
+        problem(await api("GET", "/admin/apps/1"), 401, "missing_credentials")
+      })
+      it("POST /admin/apps registers an app with its key and fingerprint", async () => {
+        const name = unique("made")
+        const r = await admin("POST", "/admin/apps", {
+          name,
+          permissions: { organization_info: "VIEW" },
+          publicKey: keys.publicPem
+        })
+        expect(r.res.status).toBe(201)
+        expect(r.json).toMatchObject({ appNameId: name, permissions: { organization_info: "VIEW" } })
+        expect(r.json.keys).toHaveLength(1)
+        const digest = new Uint8Array(
+          await crypto.subtle.digest("SHA-256", (await crypto.subtle.exportKey("spki", keys.publicKey)) as ArrayBuffer)
+        )
+        expect(r.json.keys[0].fingerprint).toBe(`SHA256:${btoa(String.fromCharCode(...digest))}`)
+        const got = await admin("GET", `/admin/apps/${r.json.id}`)
+        expect(got.json).toEqual(r.json)
+      })
+      it("accepts PKCS#1 PEM and JWK public keys with the same fingerprint as SPKI", async () => {
+        const spki = await admin("POST", "/admin/apps", {
+          name: unique("spki"),
+          permissions: {},
+          publicKey: keys.publicPem
+        })
+        const pkcs1 = await admin("POST", "/admin/apps", {
+          name: unique("pkcs1"),
+          permissions: {},
+          publicKey: keys.publicPkcs1Pem
+        })
+        const jwk = await admin("POST", "/admin/apps", {
+          name: unique("jwk"),
+          permissions: {},
+          publicKey: keys.publicJwk
+        })
+        const crlf = await admin("POST", "/admin/apps", {
+          name: unique("crlf"),
+          permissions: {},
+          publicKey: keys.publicPem.replace(/\n/g, "\r\n")
+        })
+        for (const r of [pkcs1, jwk, crlf]) {
+          expect(r.res.status).toBe(201)
+          expect(r.json.keys[0].fingerprint).toBe(spki.json.keys[0].fingerprint)
+        }
+      })
+      it("refuses bad names with 400 and a taken name with 409 conflict", async () => {
+        for (const name of ["", "UPPER", "-lead", "a".repeat(40), "sp ace"]) {
+          problem(
+            await admin("POST", "/admin/apps", { name, permissions: {}, publicKey: keys.publicPem }),
+            400,
+            "invalid_request"
+          )
+        }
+        const name = unique("taken")
+        expect(
+          (await admin("POST", "/admin/apps", { name, permissions: {}, publicKey: keys.publicPem })).res.status
+        ).toBe(201)
+        problem(
+          await admin("POST", "/admin/apps", { name, permissions: {}, publicKey: keys.publicPem }),
+          409,
+          "conflict"
+        )
+      })
+      it("refuses non-RSA, short, private and unreadable keys with 422 invalid_public_key", async () => {
+        const ec = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+          "sign"
+        ])) as CryptoKeyPair
+        const ecJwk = await crypto.subtle.exportKey("jwk", ec.publicKey)
+        const ecSpki = new Uint8Array((await crypto.subtle.exportKey("spki", ec.publicKey)) as ArrayBuffer)
+        const ecPem = `-----BEGIN PUBLIC KEY-----\n${btoa(String.fromCharCode(...ecSpki))}\n-----END PUBLIC KEY-----`
+        const short = await generateAppKeyPair(1024)
+        for (const publicKey of [
+          ecJwk,
+          ecPem,
+          short.publicPem,
+          keys.privatePem,
+          "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+          "ssh-rsa AAAAB3NzaC1yc2E",
+          keys.publicPem.slice(0, 200)
+        ]) {
+          problem(
+            await admin("POST", "/admin/apps", { name: unique("bad"), permissions: {}, publicKey }),
+            422,
+            "invalid_public_key"
+          )
+        }
+      })
+      it("refuses unknown permissions with 422 invalid_permissions, writing nothing", async () => {
+        const name = unique("perm")
+        problem(
+          await admin("POST", "/admin/apps", {
+            name,
+            permissions: { organization_everything: "VIEW" },
+            publicKey: keys.publicPem
+          }),
+          422,
+          "invalid_permissions"
+        )
+        problem(
+          await admin("POST", "/admin/apps", {
+            name,
+            permissions: { organization_members: "WRITE" },
+            publicKey: keys.publicPem
+          }),
+          422,
+          "invalid_permissions"
+        )
+        expect(
+          (await admin("POST", "/admin/apps", { name, permissions: {}, publicKey: keys.publicPem })).res.status
+        ).toBe(201)
+      })
+      it("GET /admin/apps/{appId} of an unknown app is 404 app_not_found", async () => {
+        problem(await admin("GET", "/admin/apps/987654321"), 404, "app_not_found")
+        problem(await admin("GET", "/admin/apps/not-an-app"), 404, "app_not_found")
+      })
+      it("caps an app at 25 keys with 422 and deletes keys with 204, unknown ones with 404", async () => {
+        const { app, appId } = await newApp()
+        for (let i = 1; i < 25; i++) {
+          expect(
+            (await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })).res.status
+          ).toBe(201)
+        }
+        problem(
+          await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem }),
+          422,
+          "invalid_public_key"
+        )
+        expect((await admin("GET", `/admin/apps/${appId}`)).json.keys).toHaveLength(25)
+        expect((await admin("DELETE", `/admin/apps/${appId}/keys/${app.keys[0].id}`)).res.status).toBe(204)
+        problem(await admin("DELETE", `/admin/apps/${appId}/keys/${app.keys[0].id}`), 404, "not_found")
+        problem(await admin("DELETE", `/admin/apps/987654321/keys/${app.keys[0].id}`), 404, "app_not_found")
+        problem(await admin("POST", "/admin/apps/987654321/keys", { publicKey: keys.publicPem }), 404, "app_not_found")
+        problem(await admin("DELETE", `/admin/apps/${appId}/keys/not-a-uuid`), 400, "invalid_request")
+      })
+      it("POST /admin/installations installs within the app's permissions, once per organization", async () => {
+        const { appId } = await newApp({ organization_info: "VIEW", organization_inventory: "REQUEST" })
+        const organizationId = org()
+        const r = await admin("POST", "/admin/installations", {
+          appId,
+          organizationId,
+          permissions: { organization_info: "VIEW" }
+        })
+        expect(r.res.status).toBe(201)
+        expect(r.json).toMatchObject({
+          appId,
+          organizationId,
+          permissions: { organization_info: "VIEW" },
+          suspendedAt: null
+        })
+        expect(r.json.id).toMatch(uuidRe)
+        problem(
+          await admin("POST", "/admin/installations", { appId, organizationId, permissions: {} }),
+          409,
+          "conflict"
+        )
+        problem(
+          await admin("POST", "/admin/installations", {
+            appId,
+            organizationId: org(),
+            permissions: { organization_inventory: "WRITE" }
+          }),
+          422,
+          "invalid_permissions"
+        )
+        problem(
+          await admin("POST", "/admin/installations", { appId: "987654321", organizationId: org(), permissions: {} }),
+          404,
+          "app_not_found"
+        )
+        problem(
+          await admin("POST", "/admin/installations", { appId, organizationId: "nope", permissions: {} }),
+          400,
+          "invalid_request"
+        )
+      })
+      it("PATCH /admin/installations/{id} changes permissions and suspension", async () => {
+        const { appId } = await newApp({ organization_info: "VIEW", organization_members: "VIEW" })
+        const inst = await install(appId, { organization_info: "VIEW" })
+        const r = await admin("PATCH", `/admin/installations/${inst.id}`, {
+          permissions: { organization_members: "VIEW" },
+          suspended: true
+        })
+        expect(r.res.status).toBe(200)
+        expect(r.json.permissions).toEqual({ organization_members: "VIEW" })
+        expect(r.json.suspendedAt).toMatch(timestampRe)
+        const back = await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: false })
+        expect(back.json.suspendedAt).toBeNull()
+        problem(
+          await admin("PATCH", `/admin/installations/${inst.id}`, { permissions: { organization_warehouse: "VIEW" } }),
+          422,
+          "invalid_permissions"
+        )
+        problem(
+          await admin("PATCH", `/admin/installations/${crypto.randomUUID()}`, { suspended: true }),
+          404,
+          "installation_not_found"
+        )
+        problem(await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: "yes" }), 400, "invalid_request")
+      })
+      it("DELETE /admin/installations/{id} uninstalls: 204, then 404", async () => {
+        const { appId } = await newApp()
+        const inst = await install(appId)
+        expect((await admin("DELETE", `/admin/installations/${inst.id}`)).res.status).toBe(204)
+        problem(await admin("DELETE", `/admin/installations/${inst.id}`), 404, "installation_not_found")
+      })
+    })
+  })

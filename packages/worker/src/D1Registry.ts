@@ -1,0 +1,249 @@
+/**
+ * {@link Registry} on Cloudflare D1. Each operation that must be atomic is a single statement or a
+ * `batch` (which D1 runs as one transaction). See STORAGE.md and migrations/.
+ */
+import { Permissions } from "@icr-apps/core/Domain/Permissions"
+import { AppNotFound, Conflict, InstallationNotFound, NotFound, Unavailable } from "@icr-apps/core/Domain/Problems"
+import { MAX_KEYS_PER_APP } from "@icr-apps/core/Domain/Apps"
+import { type AppRecord, type InstallationRecord, type KeyRecord, Registry, tooManyKeys } from "@icr-apps/core/Registry"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+
+const unavailable = () => new Unavailable({ detail: "The registry is unavailable; retry shortly", retryAfter: 1 })
+
+const isUniqueViolation = (e: unknown) => e instanceof Error && /UNIQUE constraint failed/i.test(e.message)
+
+/** Runs a D1 call; a failure is `Unavailable` (its message, which may quote SQL, is not kept). */
+const run = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: unavailable })
+
+const decodePermissions = Schema.decodeUnknownSync(Schema.parseJson(Permissions))
+const encodePermissions = (p: Permissions) => JSON.stringify(p)
+
+interface AppRow {
+  readonly id: number
+  readonly name: string
+  readonly permissions: string
+  readonly created_at: number
+  readonly updated_at: number
+}
+interface KeyRow {
+  readonly id: string
+  readonly app_id: number
+  readonly fingerprint: string
+  readonly spki: string
+  readonly created_at: number
+}
+interface InstallationRow {
+  readonly id: string
+  readonly app_id: number
+  readonly app_name: string
+  readonly organization_id: string
+  readonly permissions: string
+  readonly created_at: number
+  readonly updated_at: number
+  readonly suspended_at: number | null
+}
+
+const toKey = (row: KeyRow): KeyRecord => ({
+  id: row.id,
+  appId: String(row.app_id),
+  fingerprint: row.fingerprint,
+  spki: row.spki,
+  createdAt: row.created_at
+})
+
+const toInstallation = (row: InstallationRow): InstallationRecord => ({
+  id: row.id,
+  appId: String(row.app_id),
+  appName: row.app_name,
+  organizationId: row.organization_id,
+  permissions: decodePermissions(row.permissions),
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+  suspendedAt: row.suspended_at
+})
+
+/** App ids are the integer row id; anything else names no app. */
+const appRowId = (appId: string): number | undefined =>
+  /^[1-9][0-9]{0,15}$/.test(appId) && Number.isSafeInteger(Number(appId)) ? Number(appId) : undefined
+
+const INSTALLATION_COLUMNS = `i.id, i.app_id, a.name AS app_name, i.organization_id, i.permissions,
+  i.created_at, i.updated_at, i.suspended_at`
+
+/** A {@link Registry} over a D1 database. */
+export const make = (db: D1Database): Registry["Type"] => {
+  const getApp = (appId: string) =>
+    Effect.gen(function* () {
+      const id = appRowId(appId)
+      if (id === undefined) return Option.none<AppRecord>()
+      const [apps, keys] = yield* run(() =>
+        db.batch<AppRow | KeyRow>([
+          db.prepare("SELECT id, name, permissions, created_at, updated_at FROM apps WHERE id = ?").bind(id),
+          db
+            .prepare(
+              "SELECT id, app_id, fingerprint, spki, created_at FROM app_keys WHERE app_id = ? ORDER BY created_at, id"
+            )
+            .bind(id)
+        ])
+      )
+      const row = apps?.results[0] as AppRow | undefined
+      if (row === undefined) return Option.none<AppRecord>()
+      return Option.some<AppRecord>({
+        id: String(row.id),
+        name: row.name,
+        permissions: decodePermissions(row.permissions),
+        createdAt: row.created_at,
+        updatedAt: row.updated_at,
+        keys: ((keys?.results ?? []) as Array<KeyRow>).map(toKey)
+      })
+    })
+
+  const getInstallation = (id: string) =>
+    Effect.map(
+      run(() =>
+        db
+          .prepare(`SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?`)
+          .bind(id)
+          .first<InstallationRow>()
+      ),
+      (row) => (row === null ? Option.none() : Option.some(toInstallation(row)))
+    )
+
+  return {
+    createApp: (app, key) =>
+      Effect.gen(function* () {
+        const result = yield* Effect.tryPromise({
+          try: () =>
+            db.batch([
+              db
+                .prepare("INSERT INTO apps (name, permissions, created_at, updated_at) VALUES (?, ?, ?, ?)")
+                .bind(app.name, encodePermissions(app.permissions), app.createdAt, app.updatedAt),
+              db
+                .prepare(
+                  "INSERT INTO app_keys (id, app_id, fingerprint, spki, created_at) VALUES (?, last_insert_rowid(), ?, ?, ?)"
+                )
+                .bind(key.id, key.fingerprint, key.spki, key.createdAt)
+            ]),
+          catch: (e) =>
+            isUniqueViolation(e) ? new Conflict({ detail: `An app named "${app.name}" already exists` }) : unavailable()
+        })
+        const id = String(result[0]?.meta.last_row_id)
+        return { ...app, id, keys: [{ ...key, appId: id }] }
+      }),
+    getApp,
+    addKey: (key) =>
+      Effect.gen(function* () {
+        const appId = appRowId(key.appId)
+        if (appId === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        // One statement: the cap check and the insert cannot interleave with another request's.
+        const result = yield* run(() =>
+          db
+            .prepare(
+              `INSERT INTO app_keys (id, app_id, fingerprint, spki, created_at)
+               SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM apps WHERE id = ?)
+                 AND (SELECT COUNT(*) FROM app_keys WHERE app_id = ?) < ?`
+            )
+            .bind(key.id, appId, key.fingerprint, key.spki, key.createdAt, appId, appId, MAX_KEYS_PER_APP)
+            .run()
+        )
+        if (result.meta.changes === 1) return key
+        const exists = yield* run(() => db.prepare("SELECT 1 AS one FROM apps WHERE id = ?").bind(appId).first())
+        return yield* exists === null ? new AppNotFound({ detail: "No such app" }) : tooManyKeys()
+      }),
+    deleteKey: (appId, keyId) =>
+      Effect.gen(function* () {
+        const id = appRowId(appId)
+        if (id === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        const [app, deleted] = yield* run(() =>
+          db.batch([
+            db.prepare("SELECT id FROM apps WHERE id = ?").bind(id),
+            db.prepare("DELETE FROM app_keys WHERE app_id = ? AND id = ?").bind(id, keyId)
+          ])
+        )
+        if ((app?.results.length ?? 0) === 0) return yield* new AppNotFound({ detail: "No such app" })
+        if (deleted?.meta.changes !== 1) return yield* new NotFound({ detail: "No such key" })
+      }),
+    createInstallation: (installation) =>
+      Effect.gen(function* () {
+        const appId = appRowId(installation.appId)
+        if (appId === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        const result = yield* Effect.tryPromise({
+          try: () =>
+            db
+              .prepare(
+                `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at)
+                 SELECT ?, id, ?, ?, ?, ?, NULL FROM apps WHERE id = ?`
+              )
+              .bind(
+                installation.id,
+                installation.organizationId,
+                encodePermissions(installation.permissions),
+                installation.createdAt,
+                installation.updatedAt,
+                appId
+              )
+              .run(),
+          catch: (e) =>
+            isUniqueViolation(e)
+              ? new Conflict({ detail: "The app is already installed in that organization" })
+              : unavailable()
+        })
+        if (result.meta.changes !== 1) return yield* new AppNotFound({ detail: "No such app" })
+        const created = yield* getInstallation(installation.id)
+        return Option.getOrThrow(created)
+      }),
+    getInstallation,
+    updateInstallation: (id, change) =>
+      Effect.gen(function* () {
+        const sets = ["updated_at = ?"]
+        const values: Array<unknown> = [change.updatedAt]
+        if (change.permissions !== undefined) {
+          sets.push("permissions = ?")
+          values.push(encodePermissions(change.permissions))
+        }
+        if (change.suspendedAt !== undefined) {
+          sets.push("suspended_at = ?")
+          values.push(change.suspendedAt)
+        }
+        const result = yield* run(() =>
+          db
+            .prepare(`UPDATE installations SET ${sets.join(", ")} WHERE id = ?`)
+            .bind(...values, id)
+            .run()
+        )
+        if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
+        return Option.getOrThrow(yield* getInstallation(id))
+      }),
+    deleteInstallation: (id) =>
+      Effect.gen(function* () {
+        const result = yield* run(() => db.prepare("DELETE FROM installations WHERE id = ?").bind(id).run())
+        if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
+      }),
+    listInstallations: (appId, { limit, offset }) =>
+      Effect.gen(function* () {
+        const id = appRowId(appId)
+        if (id === undefined) return { items: [], total: 0 }
+        const [page, count] = yield* run(() =>
+          db.batch<InstallationRow | { total: number }>([
+            db
+              .prepare(
+                `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id
+                 WHERE i.app_id = ? AND i.suspended_at IS NULL
+                 ORDER BY i.created_at, i.id LIMIT ? OFFSET ?`
+              )
+              .bind(id, limit, offset),
+            db.prepare("SELECT COUNT(*) AS total FROM installations WHERE app_id = ? AND suspended_at IS NULL").bind(id)
+          ])
+        )
+        return {
+          items: ((page?.results ?? []) as Array<InstallationRow>).map(toInstallation),
+          total: (count?.results[0] as { total: number } | undefined)?.total ?? 0
+        }
+      })
+  }
+}
+
+/** The registry as a layer. */
+export const layer = (db: D1Database): Layer.Layer<Registry> => Layer.succeed(Registry, make(db))

@@ -1,0 +1,23 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers"
+import { defineConfig } from "vitest/config"
+
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations("./migrations")
+  return {
+    plugins: [
+      cloudflareTest({
+        main: "./src/index.ts",
+        wrangler: { configPath: "./wrangler.jsonc" },
+        miniflare: {
+          bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token" }
+        }
+      })
+    ],
+    test: {
+      include: ["test/**/*.test.ts"],
+      setupFiles: ["./test/setup.ts"],
+      reporters: ["default", ["json", { outputFile: ".vitest-result.json" }]],
+      deps: { optimizer: { ssr: { enabled: true, include: ["effect", "@effect/platform"] } } }
+    }
+  }
+})

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+// The two commands of the README, with nothing but Node >= 20 and npm on the machine:
+//   npm start  — bootstrap, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
+//   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), print one total line
+// Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
+// the workspace's dependencies from the lockfile.
+import { spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { existsSync, readFileSync, rmSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..")
+const rootPackage = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
+const pnpmVersion = rootPackage.packageManager.replace(/^pnpm@/, "")
+const toolsDir = join(root, ".tools")
+const pnpmBin = join(toolsDir, "node_modules", ".bin", "pnpm")
+const binDir = join(root, "node_modules", ".bin")
+const env = {
+  ...process.env,
+  PATH: `${join(toolsDir, "node_modules", ".bin")}:${binDir}:${process.env.PATH}`,
+  WRANGLER_SEND_METRICS: "false",
+  TURBO_TELEMETRY_DISABLED: "1",
+  TURBO_NO_UPDATE_NOTIFIER: "1",
+  DO_NOT_TRACK: "1"
+}
+
+const run = (command, args, options = {}) => {
+  const result = spawnSync(command, args, { cwd: root, env, stdio: ["ignore", "inherit", "inherit"], ...options })
+  if (result.error) throw result.error
+  return result.status ?? 1
+}
+
+const must = (command, args, options) => {
+  const status = run(command, args, options)
+  if (status !== 0) {
+    console.error(`\n${command} ${args.join(" ")} failed (exit ${status})`)
+    process.exit(status)
+  }
+}
+
+function bootstrap() {
+  const installed = existsSync(pnpmBin)
+    ? spawnSync(pnpmBin, ["--version"], { env, encoding: "utf8" }).stdout?.trim()
+    : undefined
+  if (installed !== pnpmVersion) {
+    console.log(`» installing pnpm ${pnpmVersion} into .tools/`)
+    must("npm", ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--silent", "-E", `pnpm@${pnpmVersion}`])
+  }
+  console.log("» installing dependencies (pnpm install --frozen-lockfile)")
+  must(pnpmBin, ["install", "--frozen-lockfile", "--reporter=append-only"])
+}
+
+function start() {
+  bootstrap()
+  const worker = join(root, "packages", "worker")
+  const port = process.env.PORT || "8787"
+  let adminToken = process.env.ADMIN_TOKEN
+  if (!adminToken) {
+    adminToken = randomBytes(24).toString("hex")
+    console.log(`» ADMIN_TOKEN was not set; generated one for this run:\n\n    export ADMIN_TOKEN=${adminToken}\n`)
+  }
+  console.log("» applying D1 migrations to the local database")
+  must(join(worker, "node_modules", ".bin", "wrangler"), ["d1", "migrations", "apply", "DB", "--local"], {
+    cwd: worker
+  })
+  console.log(`» wrangler dev on http://127.0.0.1:${port}`)
+  const child = spawn(
+    join(worker, "node_modules", ".bin", "wrangler"),
+    [
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      port,
+      "--var",
+      `ADMIN_TOKEN:${adminToken}`,
+      "--show-interactive-dev-session=false"
+    ],
+    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"] }
+  )
+  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal))
+  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
+}
+
+/** Reads each package's vitest JSON report; a missing one (the run crashed) counts as a failure. */
+function collect(packages) {
+  let passed = 0
+  let failed = 0
+  for (const name of packages) {
+    const file = join(root, "packages", name, ".vitest-result.json")
+    if (!existsSync(file)) {
+      console.error(`✗ ${name}: no test report (the run did not finish)`)
+      failed += 1
+      continue
+    }
+    const report = JSON.parse(readFileSync(file, "utf8"))
+    passed += report.numPassedTests
+    failed += report.numFailedTests
+    if (!report.success && report.numFailedTests === 0) failed += 1
+    if (report.numTotalTests === 0) {
+      console.error(`✗ ${name}: ran no test`)
+      failed += 1
+    }
+  }
+  return { passed, failed }
+}
+
+function test() {
+  bootstrap()
+  const packages = ["core", "testkit", "worker"]
+  for (const name of packages) rmSync(join(root, "packages", name, ".vitest-result.json"), { force: true })
+  let stepFailures = 0
+  console.log("\n» lint and format (biome ci)")
+  if (run(join(binDir, "biome"), ["ci", "--colors=off", "."]) !== 0) stepFailures += 1
+  console.log("\n» type-check (turbo run typecheck)")
+  if (run(join(binDir, "turbo"), ["run", "typecheck", "--continue", "--output-logs=errors-only"]) !== 0)
+    stepFailures += 1
+  console.log("\n» tests (turbo run test)")
+  run(join(binDir, "turbo"), ["run", "test", "--continue", "--concurrency=1", "--output-logs=full"])
+  const { passed, failed } = collect(packages)
+  const total = failed + stepFailures
+  if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint or type-check)`)
+  console.log(`\n${passed} passed, ${total} failed`)
+  process.exit(total === 0 ? 0 : 1)
+}
+
+const command = process.argv[2]
+if (command === "start") start()
+else if (command === "test") test()
+else if (command === "bootstrap") bootstrap()
+else if (command === "lint") {
+  bootstrap()
+  process.exit(run(join(binDir, "biome"), ["ci", "."]))
+} else if (command === "format") {
+  bootstrap()
+  process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
+} else {
+  console.error("usage: node scripts/icr.mjs start|test|bootstrap|lint|format")
+  process.exit(2)
+}
