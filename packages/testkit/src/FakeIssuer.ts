@@ -55,6 +55,11 @@ export interface FakeIssuerOptions {
   readonly adminToken?: string | null
   /** A fixed seed for token and id generation (default: the platform CSPRNG). */
   readonly seed?: number
+  /**
+   * The issuer's notion of "now" in epoch ms (default `Date.now`). Pass a test clock's
+   * `unsafeCurrentTimeMillis` to move the issuer and the code under test together.
+   */
+  readonly now?: () => number
   /** Token lifetimes in seconds. */
   readonly lifetimes?: { readonly appTokenSeconds: number; readonly installationTokenSeconds: number }
 }
@@ -77,15 +82,15 @@ export interface FakeIssuer {
   readonly storageWrites: () => ReadonlyArray<string>
 }
 
-/** A clock `offset()` ms away from real time. */
-const offsetClock = (offset: () => number): Clock.Clock => {
+/** A clock that reads `now()`. */
+const functionClock = (now: () => number): Clock.Clock => {
   const base = Clock.make()
   return {
     [Clock.ClockTypeId]: Clock.ClockTypeId,
-    unsafeCurrentTimeMillis: () => Date.now() + offset(),
-    currentTimeMillis: Effect.sync(() => Date.now() + offset()),
-    unsafeCurrentTimeNanos: () => BigInt(Date.now() + offset()) * 1_000_000n,
-    currentTimeNanos: Effect.sync(() => BigInt(Date.now() + offset()) * 1_000_000n),
+    unsafeCurrentTimeMillis: now,
+    currentTimeMillis: Effect.sync(now),
+    unsafeCurrentTimeNanos: () => BigInt(Math.floor(now())) * 1_000_000n,
+    currentTimeNanos: Effect.sync(() => BigInt(Math.floor(now())) * 1_000_000n),
     sleep: (duration: Duration.Duration) => base.sleep(duration)
   }
 }
@@ -93,6 +98,8 @@ const offsetClock = (offset: () => number): Clock.Clock => {
 /** Makes a fake issuer. */
 export const makeFakeIssuer = (options: FakeIssuerOptions = {}): FakeIssuer => {
   let clockOffset = 0
+  const baseNow = options.now ?? Date.now
+  const now = () => baseNow() + clockOffset
   let storageFailures = 0
   const faults: Array<HttpFault> = []
   const requests: Array<{ method: string; path: string }> = []
@@ -140,7 +147,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): FakeIssuer => {
       store,
       registry,
       options.seed === undefined ? Entropy.layer : Entropy.layerSeeded(options.seed),
-      Layer.setClock(offsetClock(() => clockOffset))
+      Layer.setClock(functionClock(now))
     ),
     {
       adminToken: adminToken === "" ? undefined : Redacted.make(adminToken),
@@ -163,7 +170,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): FakeIssuer => {
         case "Response":
           return new Response(fault.body === undefined ? null : JSON.stringify(fault.body), {
             status: fault.status,
-            headers: { date: new Date(Date.now() + clockOffset).toUTCString(), ...fault.headers }
+            headers: { date: new Date(now()).toUTCString(), ...fault.headers }
           })
       }
     }

@@ -1,0 +1,214 @@
+/**
+ * The app side of SPEC §2 and §7: the app's private key, imported once, and the App JWT signed
+ * with it — `iat = now - 60`, `exp = now + 540` (at most 600), reused until 60 s before it expires,
+ * on the server's clock once a skew has been learned.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import { type Bytes, parsePem, pkcs1PrivateToPkcs8, toBase64Url } from "./Der.js"
+import { defaultHeader, jsonSegment } from "./Jwt.js"
+import { RS256 } from "./PublicKeys.js"
+
+/** Why a private key could not be used. */
+export type PrivateKeyProblem =
+  | "openssh"
+  | "encrypted"
+  | "public_key"
+  | "not_pem"
+  | "truncated"
+  | "unsupported_type"
+  | "not_rsa"
+  | "unusable"
+
+/** The private key given to the SDK cannot sign App JWTs; `detail` says why (never the key). */
+export class InvalidPrivateKey extends Data.TaggedError("InvalidPrivateKey")<{
+  readonly problem: PrivateKeyProblem
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `Invalid private key (${this.problem}): ${this.detail}`
+  }
+}
+
+/** Signing failed (a KMS/HSM signer failed, or WebCrypto refused). */
+export class JwtSigningFailed extends Data.TaggedError("JwtSigningFailed")<{ readonly detail: string }> {
+  override get message(): string {
+    return `Could not sign the App JWT: ${this.detail}`
+  }
+}
+
+/** A private key in any accepted form. */
+export type PrivateKeyInput = string | Redacted.Redacted<string> | JsonWebKey | CryptoKey
+
+/** Something that signs bytes with RS256: WebCrypto by default, or a KMS/HSM. */
+export interface JwtSigner {
+  /** The RS256 (RSASSA-PKCS1-v1_5 / SHA-256) signature of `data`. */
+  readonly sign: (data: Bytes) => Effect.Effect<Uint8Array, JwtSigningFailed>
+  /** A `kid` to put in the header (a key id or fingerprint registered with the issuer). */
+  readonly kid?: string | undefined
+}
+
+const problem = (p: PrivateKeyProblem, detail: string) => new InvalidPrivateKey({ problem: p, detail })
+
+const isCryptoKey = (value: unknown): value is CryptoKey =>
+  typeof CryptoKey !== "undefined" && value instanceof CryptoKey
+
+/**
+ * Imports a private key for RS256 signing: PKCS#8 PEM, PKCS#1 PEM (converted to PKCS#8 in pure
+ * TypeScript), a JWK, or a `CryptoKey`. Literal `\n` escapes and CRLF are tolerated.
+ */
+export const importPrivateKey = (input: PrivateKeyInput): Effect.Effect<CryptoKey, InvalidPrivateKey> =>
+  Effect.gen(function* () {
+    if (isCryptoKey(input)) {
+      if (input.type !== "private" || input.algorithm.name !== RS256.name || !input.usages.includes("sign")) {
+        return yield* problem("unusable", "the CryptoKey must be an RSASSA-PKCS1-v1_5 private key with the sign usage")
+      }
+      return input
+    }
+    const text = Redacted.isRedacted(input) ? Redacted.value(input) : input
+    if (typeof text === "object") {
+      const jwk = text as JsonWebKey
+      if (jwk.kty !== "RSA")
+        return yield* problem("not_rsa", `the JWK has kty "${String(jwk.kty).slice(0, 8)}"; RS256 needs RSA`)
+      if (typeof jwk.d !== "string") return yield* problem("public_key", "the JWK has no private part (d)")
+      const { alg: _alg, key_ops: _ops, use: _use, ...rest } = jwk
+      return yield* Effect.tryPromise({
+        try: () => crypto.subtle.importKey("jwk", rest, RS256, false, ["sign"]),
+        catch: () => problem("unusable", "the RSA JWK could not be imported")
+      })
+    }
+    const pem = parsePem(text)
+    if ("error" in pem) {
+      const p: PrivateKeyProblem = /OpenSSH/.test(pem.error)
+        ? "openssh"
+        : /truncated|DER|base64/.test(pem.error)
+          ? "truncated"
+          : "not_pem"
+      return yield* problem(p, pem.error)
+    }
+    let pkcs8: Bytes
+    switch (pem.label) {
+      case "PRIVATE KEY":
+        pkcs8 = pem.der
+        break
+      case "RSA PRIVATE KEY": {
+        const wrapped = pkcs1PrivateToPkcs8(pem.der)
+        if (wrapped === undefined) return yield* problem("truncated", "the PKCS#1 key is not a DER sequence")
+        pkcs8 = wrapped
+        break
+      }
+      case "ENCRYPTED PRIVATE KEY":
+        return yield* problem(
+          "encrypted",
+          "encrypted keys are not supported; decrypt with: openssl pkcs8 -topk8 -nocrypt"
+        )
+      case "PUBLIC KEY":
+      case "RSA PUBLIC KEY":
+        return yield* problem("public_key", "that is a public key; the SDK needs the app's private key")
+      default:
+        return yield* problem("unsupported_type", `unsupported PEM type "${pem.label}"`)
+    }
+    return yield* Effect.tryPromise({
+      try: () => crypto.subtle.importKey("pkcs8", pkcs8, RS256, false, ["sign"]),
+      catch: () => problem("not_rsa", "the key is not an RSA private key, or it is damaged")
+    })
+  })
+
+/** A {@link JwtSigner} over an imported WebCrypto key. */
+export const webCryptoSigner = (key: CryptoKey, kid?: string): JwtSigner => ({
+  sign: (data) =>
+    Effect.tryPromise({
+      try: async () => new Uint8Array(await crypto.subtle.sign(RS256, key, data)),
+      catch: () => new JwtSigningFailed({ detail: "WebCrypto refused to sign" })
+    }),
+  kid
+})
+
+/** How the App JWT is made. */
+export interface AppJwtOptions {
+  /** The app id, the JWT's `iss`. */
+  readonly appId: string | number
+  /** The private key (imported once), or a signer for keys that live in a KMS/HSM. */
+  readonly privateKey?: PrivateKeyInput | undefined
+  readonly signer?: JwtSigner | undefined
+  /** `kid` header, when the private key is given (ignored with a signer, which brings its own). */
+  readonly kid?: string | undefined
+  /** Seconds from now to `exp` (default 540, at most 600). */
+  readonly lifetimeSeconds?: number | undefined
+}
+
+/** The JWT lifetime the SDK uses unless told otherwise. */
+export const DEFAULT_LIFETIME_SECONDS = 540
+/** The longest lifetime the SDK will ever sign (SPEC §7). */
+export const MAX_LIFETIME_SECONDS = 600
+/** How far `iat` is backdated. */
+export const BACKDATE_SECONDS = 60
+/** A signed JWT is replaced this long before it expires. */
+export const REUSE_MARGIN_SECONDS = 60
+
+/** The App JWT of one app. */
+export class AppJwt extends Context.Tag("@icr-apps/core/AppJwt")<
+  AppJwt,
+  {
+    /** The app id (`iss`). */
+    readonly appId: string
+    /** A signed App JWT, reused until 60 s before it expires. */
+    readonly get: Effect.Effect<Redacted.Redacted<string>, JwtSigningFailed>
+    /** Learns the server clock: `offsetMillis` = server time − local time. Kept for every later JWT. */
+    readonly setClockOffset: (offsetMillis: number) => Effect.Effect<void>
+    /** The offset currently applied. */
+    readonly clockOffset: Effect.Effect<number>
+  }
+>() {}
+
+/** Makes the service; fails at once with {@link InvalidPrivateKey} when the key is unusable. */
+export const make = (options: AppJwtOptions): Effect.Effect<AppJwt["Type"], InvalidPrivateKey> =>
+  Effect.gen(function* () {
+    const appId = String(options.appId)
+    const lifetime = Math.min(options.lifetimeSeconds ?? DEFAULT_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS)
+    if (!(lifetime > REUSE_MARGIN_SECONDS)) {
+      return yield* problem("unusable", `lifetimeSeconds must be more than ${REUSE_MARGIN_SECONDS}`)
+    }
+    let signer: JwtSigner
+    if (options.signer !== undefined) signer = options.signer
+    else if (options.privateKey !== undefined) {
+      signer = webCryptoSigner(yield* importPrivateKey(options.privateKey), options.kid)
+    } else return yield* problem("unusable", "give either privateKey or signer")
+
+    const offset = yield* Ref.make(0)
+    const cached = yield* Ref.make<{ readonly jwt: Redacted.Redacted<string>; readonly renewAt: number } | undefined>(
+      undefined
+    )
+    const lock = yield* Effect.makeSemaphore(1)
+    const header = signer.kid === undefined ? defaultHeader : { ...defaultHeader, kid: signer.kid }
+
+    const now = Effect.zipWith(Clock.currentTimeMillis, Ref.get(offset), (t, o) => t + o)
+    const sign = Effect.gen(function* () {
+      const seconds = Math.floor((yield* now) / 1000)
+      const exp = seconds + lifetime
+      const input = `${jsonSegment(header)}.${jsonSegment({ iat: seconds - BACKDATE_SECONDS, exp, iss: appId })}`
+      const signature = yield* signer.sign(new Uint8Array(new TextEncoder().encode(input)))
+      const jwt = Redacted.make(`${input}.${toBase64Url(signature)}`)
+      yield* Ref.set(cached, { jwt, renewAt: (exp - REUSE_MARGIN_SECONDS) * 1000 })
+      return jwt
+    })
+    const fresh = Effect.flatMap(Effect.zip(Ref.get(cached), now), ([c, t]) =>
+      c !== undefined && t < c.renewAt ? Effect.succeed(c.jwt) : Effect.fail(undefined)
+    )
+    return {
+      appId,
+      // Fast path without the lock; concurrent callers needing a new JWT share one signature.
+      get: Effect.orElse(fresh, () => lock.withPermits(1)(Effect.orElse(fresh, () => sign))),
+      setClockOffset: (millis) => Effect.zipRight(Ref.set(offset, Math.round(millis)), Ref.set(cached, undefined)),
+      clockOffset: Ref.get(offset)
+    }
+  })
+
+/** The service as a layer. */
+export const layer = (options: AppJwtOptions): Layer.Layer<AppJwt, InvalidPrivateKey> =>
+  Layer.effect(AppJwt, make(options))

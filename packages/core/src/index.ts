@@ -1,0 +1,25 @@
+/**
+ * @icr-apps/core: the ICR Apps API — its one `HttpApi` definition and domain schemas, the issuer's
+ * services, and the app-side SDK (Effect layers first, a Promise facade second).
+ */
+export * as AccessTokens from "./AccessTokens.js"
+export * as Api from "./Api.js"
+export * as AppJwt from "./AppJwt.js"
+export * as Client from "./Client.js"
+export * as Apps from "./Domain/Apps.js"
+export * as Installations from "./Domain/Installations.js"
+export * as Permissions from "./Domain/Permissions.js"
+export * as Primitives from "./Domain/Primitives.js"
+export * as Problems from "./Domain/Problems.js"
+export * as Tokens from "./Domain/Tokens.js"
+export * as Entropy from "./Entropy.js"
+export * as Http from "./Http.js"
+export * as IcrApps from "./IcrApps.js"
+export * as InstallationTokens from "./InstallationTokens.js"
+export * as Issuer from "./Issuer.js"
+export * as JwtVerifier from "./JwtVerifier.js"
+export * as PromiseClient from "./Promise.js"
+export * as PublicKeys from "./PublicKeys.js"
+export * as Registry from "./Registry.js"
+export * as TokenStore from "./TokenStore.js"
+export { createIcrAppsClient, IcrAppsFailure } from "./Promise.js"

@@ -1,0 +1,112 @@
+/** Shared set-up for the SDK tests: a fake issuer on the test's clock, an app, an installation. */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as AppJwt from "@icr-apps/core/AppJwt"
+import type * as Client from "@icr-apps/core/Client"
+import * as IcrApps from "@icr-apps/core/IcrApps"
+import * as InstallationTokens from "@icr-apps/core/InstallationTokens"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import { ALL_PERMISSIONS } from "../src/Contract.js"
+import { type FakeIssuer, makeFakeIssuer } from "../src/FakeIssuer.js"
+import type { AppKeyPair } from "../src/Keys.js"
+
+/** The epoch the tests start at. */
+export const T0 = Date.UTC(2026, 0, 1, 12, 0, 0)
+/** The base URL the fake issuer is addressed by. */
+export const BASE_URL = "http://icr.test"
+
+/** A retry policy whose attempt timeout never fires unless a test means it to. */
+export const testRetry: Client.RetryOptions = { attemptTimeout: "1 hour" }
+
+const adminCall = async (issuer: FakeIssuer, method: string, path: string, body?: unknown) => {
+  const res = await issuer.fetch(`${BASE_URL}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  if (!res.ok) throw new Error(`admin ${method} ${path}: ${res.status} ${await res.text()}`)
+  return res.status === 204 ? undefined : ((await res.json()) as any)
+}
+
+/** A fake issuer that reads the test's clock, with an app (the given keys) installed once. */
+export const setup = (keys: AppKeyPair, options: { readonly installations?: number } = {}) =>
+  Effect.gen(function* () {
+    yield* TestClock.setTime(T0)
+    const clock = yield* Effect.clock
+    const issuer = makeFakeIssuer({ now: () => clock.unsafeCurrentTimeMillis() })
+    const app = yield* Effect.promise(() =>
+      adminCall(issuer, "POST", "/admin/apps", {
+        name: `app-${Math.random().toString(36).slice(2, 10)}`,
+        permissions: ALL_PERMISSIONS,
+        publicKey: keys.publicPem
+      })
+    )
+    const installations: Array<any> = []
+    for (let i = 0; i < (options.installations ?? 1); i++) {
+      yield* TestClock.adjust("1 millis")
+      installations.push(
+        yield* Effect.promise(() =>
+          adminCall(issuer, "POST", "/admin/installations", {
+            appId: app.id,
+            organizationId: crypto.randomUUID(),
+            permissions: ALL_PERMISSIONS
+          })
+        )
+      )
+    }
+    return {
+      issuer,
+      appId: app.id as string,
+      installations,
+      admin: (m: string, p: string, b?: unknown) => adminCall(issuer, m, p, b)
+    }
+  })
+
+/** The SDK's layers over the fake issuer's `fetch`. */
+export const sdkLayer = (
+  issuer: FakeIssuer,
+  config: Partial<IcrApps.IcrAppsConfig> & Pick<IcrApps.IcrAppsConfig, "appId">
+): Layer.Layer<IcrApps.IcrAppsServices, AppJwt.InvalidPrivateKey> =>
+  IcrApps.layerWith({ baseUrl: BASE_URL, retry: testRetry, ...config }).pipe(
+    Layer.provide([
+      FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, issuer.fetch as typeof fetch))),
+      InstallationTokens.layerMemoryCache()
+    ])
+  )
+
+/**
+ * Runs `effect` while moving the TestClock to each sleep it schedules below `horizonMillis` from
+ * now (backoff, Retry-After), and letting real I/O (the in-memory issuer is real async) finish.
+ * Returns the result and the delays it slept.
+ */
+export const runAdvancing = <A, E, R>(effect: Effect.Effect<A, E, R>, horizonMillis = 5 * 60_000) =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.fork(effect)
+    const slept: Array<number> = []
+    for (let i = 0; i < 100_000; i++) {
+      const done = yield* Fiber.poll(fiber)
+      if (Option.isSome(done)) break
+      const sleeps = yield* TestClock.sleeps()
+      const now = yield* Clock.currentTimeMillis
+      const due = Chunk.findFirst(
+        Chunk.sort(sleeps, (a: number, b: number) => (a < b ? -1 : a > b ? 1 : 0)),
+        (t) => t - now < horizonMillis
+      )
+      if (Option.isSome(due)) {
+        slept.push(due.value - now)
+        yield* TestClock.adjust(due.value - now)
+      } else {
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+      }
+    }
+    return { result: yield* Fiber.join(fiber), slept }
+  })
+
+/** How many requests reached `path` (faults included), by method. */
+export const countRequests = (issuer: FakeIssuer, method: string, pathPattern: RegExp) =>
+  issuer.requests.filter((r) => r.method === method && pathPattern.test(r.path)).length
