@@ -1,6 +1,6 @@
 /** Shared set-up for the SDK tests: a fake issuer on the test's clock, an app, an installation. */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import * as AppJwt from "@icr-apps/core/AppJwt"
+import type * as AppJwt from "@icr-apps/core/AppJwt"
 import type * as Client from "@icr-apps/core/Client"
 import * as IcrApps from "@icr-apps/core/IcrApps"
 import * as InstallationTokens from "@icr-apps/core/InstallationTokens"
