@@ -4,7 +4,7 @@ declare global {
   namespace Cloudflare {
     interface Env {
       TEST_MIGRATIONS: Array<D1Migration>
-      ADMIN_TOKEN?: string
+      ADMIN_TOKEN?: string | undefined
     }
   }
 }

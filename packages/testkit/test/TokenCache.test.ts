@@ -1,0 +1,34 @@
+import * as InstallationTokens from "@icr-apps/core/InstallationTokens"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { describe, expect, it } from "vitest"
+import { tokenCacheContract } from "../src/TokenCacheContract.js"
+
+tokenCacheContract("in-memory LRU", () => InstallationTokens.layerMemoryCache())
+
+describe("in-memory LRU bound", () => {
+  it("evicts the least recently used entry beyond its capacity", async () => {
+    const value = (n: number): InstallationTokens.CachedToken => ({
+      token: Redacted.make(`crs_${n}`),
+      expiresAt: Date.now() + 3_600_000,
+      permissions: {},
+      installationId: "x",
+      organizationId: "y"
+    })
+    const present = await Effect.runPromise(
+      Effect.provide(
+        Effect.gen(function* () {
+          const cache = yield* InstallationTokens.TokenCache
+          yield* cache.set("a", value(1))
+          yield* cache.set("b", value(2))
+          yield* cache.get("a") // a is now the most recently used
+          yield* cache.set("c", value(3))
+          return [yield* cache.get("a"), yield* cache.get("b"), yield* cache.get("c")].map(Option.isSome)
+        }),
+        InstallationTokens.layerMemoryCache(2)
+      )
+    )
+    expect(present).toEqual([true, false, true])
+  })
+})

@@ -1,0 +1,29 @@
+import { env } from "cloudflare:test"
+import { tokenCacheContract } from "@icr-apps/testkit/TokenCacheContract"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import { expect, it } from "vitest"
+import * as KvTokenCache from "../src/KvTokenCache.js"
+
+// The SDK's cache contract, on real KV in workerd.
+tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.TOKENS))
+
+it("stores under a hashed key with a TTL from expiresAt, never below 60 s", async () => {
+  const cache = KvTokenCache.make(env.TOKENS)
+  const before = new Set((await env.TOKENS.list({ prefix: KvTokenCache.CACHE_PREFIX })).keys.map((k) => k.name))
+  const expiresAt = Date.now() + 10_000
+  await Effect.runPromise(
+    cache.set("a very long key ".repeat(100), {
+      token: Redacted.make(`crs_${"1".repeat(48)}`),
+      expiresAt,
+      permissions: {},
+      installationId: "i",
+      organizationId: "o"
+    })
+  )
+  const keys = (await env.TOKENS.list({ prefix: KvTokenCache.CACHE_PREFIX })).keys.filter((k) => !before.has(k.name))
+  expect(keys).toHaveLength(1)
+  expect(keys[0]!.name).toMatch(/^icr-apps:installation-token:[0-9a-f]{64}$/)
+  // KV would have refused a 10 s TTL; the entry exists, so the 60 s floor was applied.
+  expect(keys[0]!.expiration).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000) + 55)
+})
