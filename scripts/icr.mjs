@@ -47,8 +47,8 @@ function bootstrap() {
     console.log(`» installing pnpm ${pnpmVersion} into .tools/`)
     must("npm", ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--silent", "-E", `pnpm@${pnpmVersion}`])
   }
-  console.log("» installing dependencies (pnpm install --frozen-lockfile)")
-  must(pnpmBin, ["install", "--frozen-lockfile", "--reporter=append-only"])
+  console.error("» installing dependencies (pnpm install --frozen-lockfile)")
+  must(pnpmBin, ["install", "--frozen-lockfile", "--reporter=silent"], { stdio: ["ignore", "ignore", "inherit"] })
 }
 
 function start() {
@@ -129,7 +129,23 @@ const command = process.argv[2]
 if (command === "start") start()
 else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
-else if (command === "lint") {
+else if (command === "cli") {
+  // `npm run icr-apps -- <command> …`: the SDK's CLI from source, after the usual bootstrap.
+  bootstrap()
+  const status = spawnSync(
+    join(binDir, "tsx"),
+    [join(root, "packages", "core", "cli", "icr-apps.ts"), ...process.argv.slice(3)],
+    {
+      cwd: process.cwd(),
+      env,
+      stdio: "inherit"
+    }
+  ).status
+  process.exit(status ?? 1)
+} else if (command === "bench") {
+  bootstrap()
+  process.exit(run(pnpmBin, ["--filter", "@icr-apps/core", "run", "bench"], { stdio: "inherit" }))
+} else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
 } else if (command === "format") {

@@ -3,13 +3,11 @@
  * with it — `iat = now - 60`, `exp = now + 540` (at most 600), reused until 60 s before it expires,
  * on the server's clock once a skew has been learned.
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Ref from "effect/Ref"
 import { type Bytes, parsePem, pkcs1PrivateToPkcs8, toBase64Url } from "./Der.js"
 import { defaultHeader, jsonSegment } from "./Jwt.js"
 import { RS256 } from "./PublicKeys.js"
@@ -180,32 +178,44 @@ export const make = (options: AppJwtOptions): Effect.Effect<AppJwt["Type"], Inva
       signer = webCryptoSigner(yield* importPrivateKey(options.privateKey), options.kid)
     } else return yield* problem("unusable", "give either privateKey or signer")
 
-    const offset = yield* Ref.make(0)
-    const cached = yield* Ref.make<{ readonly jwt: Redacted.Redacted<string>; readonly renewAt: number } | undefined>(
-      undefined
-    )
+    // Plain variables, not Refs: the reuse check is the hot path (every API call) and JS is single-threaded.
+    let offset = 0
+    let cached: { readonly jwt: Redacted.Redacted<string>; readonly renewAt: number } | undefined
     const lock = yield* Effect.makeSemaphore(1)
     const header = signer.kid === undefined ? defaultHeader : { ...defaultHeader, kid: signer.kid }
 
-    const now = Effect.zipWith(Clock.currentTimeMillis, Ref.get(offset), (t, o) => t + o)
-    const sign = Effect.gen(function* () {
-      const seconds = Math.floor((yield* now) / 1000)
+    const sign = Effect.clockWith((clock) => {
+      const seconds = Math.floor((clock.unsafeCurrentTimeMillis() + offset) / 1000)
       const exp = seconds + lifetime
       const input = `${jsonSegment(header)}.${jsonSegment({ iat: seconds - BACKDATE_SECONDS, exp, iss: appId })}`
-      const signature = yield* signer.sign(new Uint8Array(new TextEncoder().encode(input)))
-      const jwt = Redacted.make(`${input}.${toBase64Url(signature)}`)
-      yield* Ref.set(cached, { jwt, renewAt: (exp - REUSE_MARGIN_SECONDS) * 1000 })
-      return jwt
+      return Effect.map(signer.sign(new Uint8Array(new TextEncoder().encode(input))), (signature) => {
+        const jwt = Redacted.make(`${input}.${toBase64Url(signature)}`)
+        cached = { jwt, renewAt: (exp - REUSE_MARGIN_SECONDS) * 1000 }
+        return jwt
+      })
     })
-    const fresh = Effect.flatMap(Effect.zip(Ref.get(cached), now), ([c, t]) =>
-      c !== undefined && t < c.renewAt ? Effect.succeed(c.jwt) : Effect.fail(undefined)
+    /** The cached JWT if it is still good at `now`, else `undefined`. */
+    const reusable = (now: number) => (cached !== undefined && now + offset < cached.renewAt ? cached.jwt : undefined)
+    // Concurrent callers that need a new JWT share one signature.
+    const slow = lock.withPermits(1)(
+      Effect.clockWith((clock) => {
+        const jwt = reusable(clock.unsafeCurrentTimeMillis())
+        return jwt === undefined ? sign : Effect.succeed(jwt)
+      })
     )
+    const get = Effect.clockWith((clock) => {
+      const jwt = reusable(clock.unsafeCurrentTimeMillis())
+      return jwt === undefined ? slow : Effect.succeed(jwt)
+    })
     return {
       appId,
-      // Fast path without the lock; concurrent callers needing a new JWT share one signature.
-      get: Effect.orElse(fresh, () => lock.withPermits(1)(Effect.orElse(fresh, () => sign))),
-      setClockOffset: (millis) => Effect.zipRight(Ref.set(offset, Math.round(millis)), Ref.set(cached, undefined)),
-      clockOffset: Ref.get(offset)
+      get,
+      setClockOffset: (millis) =>
+        Effect.sync(() => {
+          offset = Math.round(millis)
+          cached = undefined
+        }),
+      clockOffset: Effect.sync(() => offset)
     }
   })
 

@@ -4,7 +4,6 @@
  * flight per key per client, `refresh: true` to bypass both, `revoke` to evict. The cache is a
  * {@link TokenCache}: bounded LRU in memory here, Cloudflare KV in the worker package.
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
@@ -44,13 +43,14 @@ export const layerMemoryCache = (capacity = 1000): Layer.Layer<TokenCache> =>
     const entries = new Map<string, CachedToken>()
     return {
       get: (key) =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
+        Effect.clockWith((clock) => {
+          const now = clock.unsafeCurrentTimeMillis()
           const hit = entries.get(key)
-          if (hit === undefined) return Option.none()
+          if (hit === undefined) return Effect.succeed(Option.none())
           entries.delete(key)
-          if (hit.expiresAt <= now) return Option.none()
+          if (hit.expiresAt <= now) return Effect.succeed(Option.none())
           entries.set(key, hit)
-          return Option.some(hit)
+          return Effect.succeed(Option.some(hit))
         }),
       set: (key, value) =>
         Effect.sync(() => {
@@ -137,12 +137,13 @@ export const make = (options: InstallationTokensOptions = {}) =>
       get: (installationId, opts = {}) => {
         const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
         if (opts.refresh === true) return mint(key, installationId, opts.permissions)
-        return Effect.gen(function* () {
-          const cached = yield* cache.get(key)
-          const now = yield* Clock.currentTimeMillis
-          if (Option.isSome(cached) && cached.value.expiresAt - margin > now) return cached.value
-          return yield* shared(key, installationId, opts.permissions)
-        })
+        return Effect.flatMap(cache.get(key), (cached) =>
+          Effect.clockWith((clock) =>
+            Option.isSome(cached) && cached.value.expiresAt - margin > clock.unsafeCurrentTimeMillis()
+              ? Effect.succeed(cached.value)
+              : shared(key, installationId, opts.permissions)
+          )
+        )
       },
       revoke: (installationId, opts = {}) =>
         Effect.gen(function* () {

@@ -6,9 +6,11 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { IcrAppsClient } from "./Client.js"
@@ -60,10 +62,25 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
       ? FetchHttpClient.layer
       : FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, options.fetch)))
   const runtime = ManagedRuntime.make(layerWith(options).pipe(Layer.provide([http, layerMemoryCache()])))
-  const run = async <A, E>(effect: Effect.Effect<A, E, IcrAppsClient | InstallationTokens>): Promise<A> => {
-    const exit = await runtime.runPromiseExit(effect)
+  let built: Runtime.Runtime<IcrAppsClient | InstallationTokens> | undefined
+  const settle = <A>(exit: Exit.Exit<A, unknown>): A => {
     if (Exit.isSuccess(exit)) return exit.value
     throw toFailure(exit.cause)
+  }
+  /**
+   * Runs synchronously when it can (a cached token or JWT needs no I/O), so a cache hit costs no
+   * scheduler round trip; anything that goes async is awaited on the same fiber.
+   */
+  const run = async <A, E>(effect: Effect.Effect<A, E, IcrAppsClient | InstallationTokens>): Promise<A> => {
+    built ??= settle(await Effect.runPromiseExit(runtime.runtimeEffect))
+    const exit = Runtime.runSyncExit(built)(effect)
+    if (Exit.isFailure(exit) && Cause.isDie(exit.cause)) {
+      const defect = Cause.squash(exit.cause)
+      if (Runtime.isAsyncFiberException(defect)) {
+        return settle(await Runtime.runPromiseExit(built)(Fiber.join(defect.fiber as Fiber.Fiber<A, E>)))
+      }
+    }
+    return settle(exit)
   }
   const client = <A, E>(f: (c: IcrAppsClient["Type"]) => Effect.Effect<A, E>) => run(Effect.flatMap(IcrAppsClient, f))
   return {

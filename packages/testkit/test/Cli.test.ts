@@ -1,0 +1,103 @@
+import { execFile } from "node:child_process"
+import { mkdtempSync, readFileSync, statSync } from "node:fs"
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { makeFakeIssuer } from "../src/FakeIssuer.js"
+
+const root = fileURLToPath(new URL("../../..", import.meta.url))
+const cli = join(root, "packages/core/cli/icr-apps.ts")
+const tsx = join(root, "node_modules/.bin/tsx")
+
+const run = (args: ReadonlyArray<string>, cwd: string) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(tsx, [cli, ...args], { cwd, env: { ...process.env, ICR_PRIVATE_KEY: "" } }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
+    )
+  })
+
+// The CLI end to end: a real process, real files, HTTP on loopback to the in-memory issuer.
+describe("icr-apps CLI", () => {
+  const issuer = makeFakeIssuer()
+  let server: Server
+  let baseUrl: string
+  const dir = mkdtempSync(join(tmpdir(), "icr-apps-cli-"))
+
+  beforeAll(async () => {
+    server = createServer(async (req, res) => {
+      const chunks: Array<Buffer> = []
+      for await (const chunk of req) chunks.push(chunk as Buffer)
+      const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined
+      const response = await issuer.fetch(`http://${req.headers.host}${req.url}`, {
+        method: req.method ?? "GET",
+        headers: req.headers as Record<string, string>,
+        ...(body !== undefined && body.length > 0 ? { body } : {})
+      })
+      res.writeHead(response.status, Object.fromEntries(response.headers))
+      res.end(Buffer.from(await response.arrayBuffer()))
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
+
+  it("keygen, then jwt, token and installations against the issuer", async () => {
+    const keygen = await run(["keygen"], dir)
+    expect(keygen.code).toBe(0)
+    expect(statSync(join(dir, "app.pem")).mode & 0o777).toBe(0o600)
+    expect((await run(["keygen"], dir)).code).toBe(2)
+
+    const admin = (path: string, body: unknown) =>
+      issuer
+        .fetch(`${baseUrl}${path}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
+          body: JSON.stringify(body)
+        })
+        .then((r) => r.json() as Promise<any>)
+    const app = await admin("/admin/apps", {
+      name: "cli-app",
+      permissions: { organization_info: "VIEW" },
+      publicKey: readFileSync(join(dir, "app.pub.pem"), "utf8")
+    })
+    const ids: Array<string> = []
+    for (let i = 0; i < 3; i++) {
+      ids.push(
+        (
+          await admin("/admin/installations", {
+            appId: app.id,
+            organizationId: crypto.randomUUID(),
+            permissions: { organization_info: "VIEW" }
+          })
+        ).id
+      )
+    }
+    const common = ["--app-id", app.id, "--key", "app.pem", "--base-url", baseUrl]
+
+    const jwt = await run(["jwt", ...common], dir)
+    expect(jwt.stdout.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/)
+
+    const token = await run(["token", ...common, "--installation", ids[0]!], dir)
+    expect(token.code).toBe(0)
+    expect(JSON.parse(token.stdout)).toMatchObject({ installationId: ids[0], token: expect.stringMatching(/^crs_/) })
+
+    const table = await run(["installations", ...common], dir)
+    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+ORGANIZATION\s+CREATED\s+PERMISSIONS$/)
+    for (const id of ids) expect(table.stdout).toContain(id)
+
+    const json = await run(["installations", ...common, "--json"], dir)
+    expect(
+      json.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).id)
+    ).toEqual(ids)
+
+    const missing = await run(["token", ...common, "--installation", crypto.randomUUID()], dir)
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toContain("installation_not_found")
+  }, 60_000)
+})
