@@ -12,9 +12,11 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { IcrAppsApi } from "./Api.js"
 import { API_VERSION } from "./Domain/Primitives.js"
+import { RateLimiter } from "./RateLimiter.js"
 import {
   AnyProblem,
   Internal,
@@ -26,6 +28,8 @@ import {
   PayloadTooLarge,
   PROBLEM_CONTENT_TYPE,
   type Problem,
+  RateLimited,
+  Unavailable,
   UnsupportedApiVersion
 } from "./Domain/Problems.js"
 
@@ -63,7 +67,9 @@ const routes: ReadonlyArray<Route> = Object.values(IcrAppsApi.groups).flatMap((g
       `^${endpoint.path
         .split("/")
         .map((segment: string) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
-        .join("/")}/?$`
+        .join("/")}/?$`,
+      // The router matches paths case-insensitively; so must the 405 check.
+      "i"
     )
   }))
 )
@@ -219,25 +225,55 @@ export const commonRules = HttpApiBuilder.middleware(
           detail: `The Authorization header is longer than ${MAX_AUTHORIZATION_LENGTH} characters`
         })
       }
+      const limiter = yield* Effect.serviceOption(RateLimiter)
+      const client = request.headers["cf-connecting-ip"]
+      // Limited per client address as the edge reports it; a request without one (local dev,
+      // tests, a runtime behind no proxy) is not limited. Liveness checks never are.
+      if (
+        Option.isSome(limiter) &&
+        client !== undefined &&
+        new URL(request.url, "http://localhost").pathname !== "/healthz"
+      ) {
+        const decision = yield* limiter.value.check(client)
+        if (!decision.allowed) {
+          return yield* new RateLimited({
+            detail: "Too many requests from this client; retry later",
+            retryAfter: decision.retryAfterSeconds
+          })
+        }
+      }
       const normalized = yield* normalizeBody(request)
       // The app's error channel is typed `never`, but the router fails with RouteNotFound and
-      // HttpApiDecodeError underneath; they are translated here into SPEC §6 problems.
-      return yield* Effect.catchAll(
-        Effect.provideService(app, HttpServerRequest.HttpServerRequest, normalized) as Effect.Effect<
-          HttpServerResponse.HttpServerResponse,
-          unknown
-        >,
-        (e) => Effect.fail(translate(e))
-      ).pipe(
-        Effect.catchAllDefect((defect) =>
-          Effect.zipRight(
-            // Only the defect's class reaches the log: its message might quote a request value.
-            Effect.logError("defect while handling a request", defect instanceof Error ? defect.name : typeof defect),
-            Effect.fail(new Internal({ detail: "Internal error" }))
-          )
+      // HttpApiDecodeError underneath; they are translated below into SPEC §6 problems.
+      return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, normalized) as Effect.Effect<
+        HttpServerResponse.HttpServerResponse,
+        unknown
+      >
+    }).pipe(
+      Effect.catchAll((e: unknown) => {
+        const problem = translate(e)
+        // 429 and 503 tell the client when to come back (SPEC §6), in the header as well as the body.
+        const retryAfter =
+          problem instanceof RateLimited || problem instanceof Unavailable ? (problem.retryAfter ?? 1) : undefined
+        return retryAfter === undefined
+          ? Effect.fail(problem)
+          : Effect.zipRight(
+              HttpApp.appendPreResponseHandler((_request, response) =>
+                Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(retryAfter)))
+              ),
+              Effect.fail(problem)
+            )
+      }),
+      Effect.catchAllDefect((defect) =>
+        Effect.zipRight(
+          // Only the defect's class reaches the log: its message might quote a request value.
+          Effect.logError("defect while handling a request", defect instanceof Error ? defect.name : typeof defect),
+          Effect.fail(new Internal({ detail: "Internal error" }))
         )
       )
-    }) as unknown as HttpApp.Default
+    ) as unknown as HttpApp.Default,
+  // Keeps the issuer's context (an optional RateLimiter among it) visible to every request.
+  { withContext: true }
 )
 
 /** Maps the router's own failures to SPEC §6 problems; anything else passes through unchanged. */

@@ -3,7 +3,8 @@ import * as DateTime from "effect/DateTime"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { Installation, InstallationsQuery, pageRequest } from "../src/Domain/Installations.js"
+import { App, AppKey } from "../src/Domain/Apps.js"
+import { Installation, InstallationPage, InstallationsQuery, pageRequest } from "../src/Domain/Installations.js"
 import {
   canonical,
   exceeding,
@@ -14,7 +15,7 @@ import {
   Permissions
 } from "../src/Domain/Permissions.js"
 import { Timestamp, Uuid } from "../src/Domain/Primitives.js"
-import { AccessToken, InstallationAccessToken } from "../src/Domain/Tokens.js"
+import { AccessToken, InstallationAccessToken, TokenDescription } from "../src/Domain/Tokens.js"
 
 // The example values of ../shared/seed/apps-endpoints.txt, as the API would send them.
 const seedPermissions = {
@@ -112,6 +113,46 @@ describe("seed examples round-trip", () => {
     expect(Schema.encodeSync(Installation)(decoded)).toEqual(seedInstallation)
     const suspended = { ...seedInstallation, suspendedAt: "2022-03-01T10:00:00.250Z" }
     expect(Schema.encodeSync(Installation)(Schema.decodeUnknownSync(Installation)(suspended))).toEqual(suspended)
+  })
+  it("TokenDescription, InstallationPage, App and AppKey, built from the seed's values", () => {
+    const description = {
+      id: seedAccessToken.id,
+      kind: "installation",
+      appId: "67890",
+      installationId: seedInstallationToken.installationId,
+      organizationId: seedInstallationToken.organizationId,
+      permissions: seedPermissions,
+      createdAt: "2022-01-01T00:00:00Z",
+      expiresAt: "2022-02-01T00:00:00Z"
+    }
+    expect(Schema.encodeSync(TokenDescription)(Schema.decodeUnknownSync(TokenDescription)(description))).toEqual(
+      description
+    )
+    const appDescription = { ...description, kind: "app" } as Record<string, unknown>
+    delete appDescription.installationId
+    delete appDescription.organizationId
+    expect(Schema.encodeSync(TokenDescription)(Schema.decodeUnknownSync(TokenDescription)(appDescription))).toEqual(
+      appDescription
+    )
+    const page = { items: [seedInstallation], page: 0, limit: 10, total: 1 }
+    expect(Schema.encodeSync(InstallationPage)(Schema.decodeUnknownSync(InstallationPage)(page))).toEqual(page)
+    const key = {
+      id: "123e4567-e89b-12d3-a456-426614174000",
+      fingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+      createdAt: "2022-01-01T00:00:00Z"
+    }
+    const app = {
+      id: "67890",
+      appNameId: "app1",
+      permissions: seedPermissions,
+      createdAt: "2022-01-01T00:00:00Z",
+      updatedAt: "2022-01-01T00:00:00Z",
+      keys: [key]
+    }
+    expect(Schema.encodeSync(App)(Schema.decodeUnknownSync(App)(app))).toEqual(app)
+    expect(decodes(AppKey, { ...key, fingerprint: "MD5:abc" })).toBe(false)
+    expect(decodes(InstallationPage, { ...page, limit: 101 })).toBe(false)
+    expect(decodes(TokenDescription, { ...description, kind: "user" })).toBe(false)
   })
   it("rejects a token that is not crs_ + 48 lower-case hex", () => {
     expect(decodes(AccessToken, { ...seedAccessToken, token: "crs_ABC" })).toBe(false)

@@ -6,6 +6,7 @@
 import { Unavailable } from "@icr-apps/core/Domain/Problems"
 import * as Entropy from "@icr-apps/core/Entropy"
 import { makeWebHandler } from "@icr-apps/core/Issuer"
+import * as RateLimiter from "@icr-apps/core/RateLimiter"
 import * as Registry from "@icr-apps/core/Registry"
 import * as TokenStore from "@icr-apps/core/TokenStore"
 import * as Clock from "effect/Clock"
@@ -60,6 +61,8 @@ export interface FakeIssuerOptions {
    * `unsafeCurrentTimeMillis` to move the issuer and the code under test together.
    */
   readonly now?: () => number
+  /** Limit requests per client (`cf-connecting-ip`), as the worker's rate-limiting binding does. */
+  readonly rateLimit?: { readonly limit: number; readonly periodSeconds: number }
   /** Token lifetimes in seconds. */
   readonly lifetimes?: { readonly appTokenSeconds: number; readonly installationTokenSeconds: number }
 }
@@ -147,7 +150,8 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): FakeIssuer => {
       store,
       registry,
       options.seed === undefined ? Entropy.layer : Entropy.layerSeeded(options.seed),
-      Layer.setClock(functionClock(now))
+      Layer.setClock(functionClock(now)),
+      options.rateLimit === undefined ? Layer.empty : RateLimiter.layerMemory(options.rateLimit)
     ),
     {
       adminToken: adminToken === "" ? undefined : Redacted.make(adminToken),

@@ -5,8 +5,10 @@
  */
 import * as Entropy from "@icr-apps/core/Entropy"
 import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/Issuer"
+import * as RateLimiter from "@icr-apps/core/RateLimiter"
 import type { Registry } from "@icr-apps/core/Registry"
 import type { TokenStore } from "@icr-apps/core/TokenStore"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as D1Registry from "./D1Registry.js"
@@ -17,9 +19,35 @@ export interface WorkerEnv extends Env {
   readonly ADMIN_TOKEN?: string | undefined
 }
 
-/** The storage and entropy layers of the issuer, from the worker's bindings. */
+/** The window of the RATE_LIMITER binding, in seconds (its `period` in wrangler.jsonc). */
+const RATE_PERIOD_SECONDS = 60
+
+/**
+ * The rate limiter over Cloudflare's binding. If the binding itself fails, the request is let
+ * through (and logged): an outage of the limiter must not become an outage of the issuer.
+ */
+export const rateLimiterLayer = (binding: RateLimit): Layer.Layer<RateLimiter.RateLimiter> =>
+  Layer.succeed(RateLimiter.RateLimiter, {
+    check: (key) =>
+      Effect.tryPromise(() => binding.limit({ key })).pipe(
+        Effect.map(({ success }) => ({ allowed: success, retryAfterSeconds: RATE_PERIOD_SECONDS })),
+        Effect.catchAll(() =>
+          Effect.as(Effect.logWarning("rate limiter unavailable; request allowed"), {
+            allowed: true,
+            retryAfterSeconds: 0
+          })
+        )
+      )
+  })
+
+/** The storage, entropy and rate-limiting layers of the issuer, from the worker's bindings. */
 export const layerFromEnv = (env: WorkerEnv): Layer.Layer<TokenStore | Registry | Entropy.Entropy> =>
-  Layer.mergeAll(KvTokenStore.layer(env.TOKENS), D1Registry.layer(env.DB), Entropy.layer)
+  Layer.mergeAll(
+    KvTokenStore.layer(env.TOKENS),
+    D1Registry.layer(env.DB),
+    Entropy.layer,
+    env.RATE_LIMITER === undefined ? Layer.empty : rateLimiterLayer(env.RATE_LIMITER)
+  )
 
 const seconds = (value: string | undefined, fallback: number): number => {
   const n = Number(value)
