@@ -8,7 +8,7 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { beforeAll } from "vitest"
-import { Fault } from "../src/FakeIssuer.js"
+import { Fault, makeFakeIssuer } from "../src/FakeIssuer.js"
 import { type AppKeyPair, generateAppKeyPair } from "../src/Keys.js"
 import { countRequests, runAdvancing, sdkLayer, setup, T0 } from "./sdk-harness.js"
 
@@ -196,17 +196,33 @@ describe("IcrAppsClient against the in-memory issuer", () => {
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
     })
   )
-  it.effect("times out a hung attempt and retries it", () =>
+  // On the real clock: a TestClock cannot tell an attempt's timeout from a request still in flight.
+  it.live("times out a hung attempt and retries it", () =>
     Effect.gen(function* () {
-      const { issuer, appId } = yield* setup(keys)
+      const issuer = makeFakeIssuer()
+      const res = yield* Effect.promise(() =>
+        issuer.fetch("http://icr.test/admin/apps", {
+          method: "POST",
+          headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
+          body: JSON.stringify({ name: "slow", permissions: {}, publicKey: keys.publicPem })
+        })
+      )
+      const { id: appId } = (yield* Effect.promise(() => res.json())) as { id: string }
       yield* Effect.gen(function* () {
         const client = yield* IcrAppsClient
-        issuer.inject(Fault.delay(100))
-        const { result } = yield* runAdvancing(client.createAppAccessToken(), 60_000)
-        expect(result.appId).toBe(appId)
+        issuer.inject(Fault.delay(5_000))
+        const started = Date.now()
+        expect((yield* client.createAppAccessToken()).appId).toBe(appId)
+        expect(Date.now() - started).toBeLessThan(4_000)
         expect(countRequests(issuer, "POST", /^\/app\/accessTokens$/)).toBe(2)
       }).pipe(
-        Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem, retry: { attemptTimeout: "2 seconds" } }))
+        Effect.provide(
+          sdkLayer(issuer, {
+            appId,
+            privateKey: keys.privatePem,
+            retry: { attemptTimeout: "1 second", baseDelay: "10 millis" }
+          })
+        )
       )
     })
   )
