@@ -6,7 +6,7 @@
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -39,13 +39,32 @@ const must = (command, args, options) => {
   }
 }
 
+/** Tools that come from the npm registry as binaries, pinned; installed with npm into .tools/. */
+const tools = {
+  pnpm: pnpmVersion,
+  // The runtimes the core must run unchanged on (packages/testkit/test/Runtimes.test.ts).
+  deno: "2.9.6",
+  bun: "1.4.5"
+}
+
+const installedVersion = (name) => {
+  try {
+    return JSON.parse(readFileSync(join(toolsDir, "node_modules", name, "package.json"), "utf8")).version
+  } catch {
+    return undefined
+  }
+}
+
 function bootstrap() {
-  const installed = existsSync(pnpmBin)
-    ? spawnSync(pnpmBin, ["--version"], { env, encoding: "utf8" }).stdout?.trim()
-    : undefined
-  if (installed !== pnpmVersion) {
-    console.log(`» installing pnpm ${pnpmVersion} into .tools/`)
-    must("npm", ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--silent", "-E", `pnpm@${pnpmVersion}`])
+  const missing = Object.entries(tools).filter(([name, version]) => installedVersion(name) !== version)
+  if (missing.length > 0) {
+    const specs = missing.map(([name, version]) => `${name}@${version}`)
+    console.error(`» installing ${specs.join(", ")} into .tools/`)
+    if (!existsSync(join(toolsDir, "package.json"))) {
+      mkdirSync(toolsDir, { recursive: true })
+      writeFileSync(join(toolsDir, "package.json"), '{ "private": true }\n')
+    }
+    must("npm", ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--silent", "-E", ...specs])
   }
   console.error("» installing dependencies (pnpm install --frozen-lockfile)")
   must(pnpmBin, ["install", "--frozen-lockfile", "--reporter=silent"], { stdio: ["ignore", "ignore", "inherit"] })
