@@ -14,23 +14,13 @@ const check = (ok: boolean, what: string) => {
 }
 
 const issuer = makeFakeIssuer()
-const admin = async (method: string, path: string, body?: unknown) => {
-  const res = await issuer.fetch(`http://icr.test${path}`, {
-    method,
-    headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  check(res.ok, `${method} ${path} answered ${res.status}`)
-  return (await res.json()) as any
-}
-
 const keys = await generateAppKeyPair()
-const app = await admin("POST", "/admin/apps", {
+const app = await issuer.admin("POST", "/admin/apps", {
   name: "smoke",
   permissions: { organization_info: "VIEW" },
   publicKey: keys.publicPkcs1Pem
 })
-const installation = await admin("POST", "/admin/installations", {
+const installation = await issuer.admin("POST", "/admin/installations", {
   appId: app.id,
   organizationId: crypto.randomUUID(),
   permissions: { organization_info: "VIEW" }

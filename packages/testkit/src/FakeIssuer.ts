@@ -83,6 +83,11 @@ export interface FakeIssuer {
   readonly requests: ReadonlyArray<{ readonly method: string; readonly path: string }>
   /** Every value written to token storage, as text (for the plaintext-token scan). */
   readonly storageWrites: () => ReadonlyArray<string>
+  /**
+   * Calls the operator API with the admin token and returns the JSON answer (undefined for 204);
+   * rejects on any other status. For arranging apps, keys and installations in tests.
+   */
+  readonly admin: (method: string, path: string, body?: unknown) => Promise<any>
 }
 
 /** A clock that reads `now()`. */
@@ -180,8 +185,19 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): FakeIssuer => {
     }
   }
 
+  const admin = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`http://icr.test${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    if (!res.ok) throw new Error(`admin ${method} ${path} answered ${res.status}: ${await res.text()}`)
+    return res.status === 204 ? undefined : res.json()
+  }
+
   return {
     fetch,
+    admin,
     adminToken,
     setClockOffset: (millis) => {
       clockOffset = millis

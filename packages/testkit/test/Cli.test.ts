@@ -50,14 +50,7 @@ describe("icr-apps CLI", () => {
     expect(statSync(join(dir, "app.pem")).mode & 0o777).toBe(0o600)
     expect((await run(["keygen"], dir)).code).toBe(2)
 
-    const admin = (path: string, body: unknown) =>
-      issuer
-        .fetch(`${baseUrl}${path}`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-          body: JSON.stringify(body)
-        })
-        .then((r) => r.json() as Promise<any>)
+    const admin = (path: string, body: unknown) => issuer.admin("POST", path, body)
     const app = await admin("/admin/apps", {
       name: "cli-app",
       permissions: { organization_info: "VIEW" },

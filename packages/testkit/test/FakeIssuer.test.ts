@@ -23,12 +23,11 @@ describe("fake issuer fault injection", () => {
   it("refuses a mint with 503 when storage fails, writing nothing, and mints once storage is back", async () => {
     const issuer = makeFakeIssuer()
     const keys = await generateAppKeyPair()
-    const created = await issuer.fetch(`${BASE}/admin/apps`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ name: "faulty", permissions: {}, publicKey: keys.publicPem })
+    const { id } = await issuer.admin("POST", "/admin/apps", {
+      name: "faulty",
+      permissions: {},
+      publicKey: keys.publicPem
     })
-    const { id } = (await created.json()) as { id: string }
     const jwt = await signRs256(keys.privateKey, appClaims(id))
     const writesBefore = issuer.storageWrites().length
     issuer.failStorage(1)
@@ -58,12 +57,11 @@ describe("fake issuer fault injection", () => {
     const mint = async () => {
       const issuer = makeFakeIssuer({ seed: 7 })
       const keys = await generateAppKeyPair()
-      const created = await issuer.fetch(`${BASE}/admin/apps`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-        body: JSON.stringify({ name: "seeded", permissions: {}, publicKey: keys.publicPem })
+      const { id } = await issuer.admin("POST", "/admin/apps", {
+        name: "seeded",
+        permissions: {},
+        publicKey: keys.publicPem
       })
-      const { id } = (await created.json()) as { id: string }
       const jwt = await signRs256(keys.privateKey, appClaims(id))
       const res = await issuer.fetch(`${BASE}/app/accessTokens`, {
         method: "POST",

@@ -200,14 +200,9 @@ describe("IcrAppsClient against the in-memory issuer", () => {
   it.live("times out a hung attempt and retries it", () =>
     Effect.gen(function* () {
       const issuer = makeFakeIssuer()
-      const res = yield* Effect.promise(() =>
-        issuer.fetch("http://icr.test/admin/apps", {
-          method: "POST",
-          headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-          body: JSON.stringify({ name: "slow", permissions: {}, publicKey: keys.publicPem })
-        })
+      const { id: appId } = yield* Effect.promise(() =>
+        issuer.admin("POST", "/admin/apps", { name: "slow", permissions: {}, publicKey: keys.publicPem })
       )
-      const { id: appId } = (yield* Effect.promise(() => res.json())) as { id: string }
       yield* Effect.gen(function* () {
         const client = yield* IcrAppsClient
         issuer.inject(Fault.delay(5_000))

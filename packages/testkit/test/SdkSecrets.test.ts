@@ -82,14 +82,7 @@ describe("no token or key text in any error message or log line (SPEC §7)", () 
 describe("Promise facade", () => {
   it("does what the Effect client does, with plain values and real Errors carrying tag and code", async () => {
     const issuer = makeFakeIssuer()
-    const admin = async (path: string, body: unknown) =>
-      (await (
-        await issuer.fetch(`${BASE_URL}${path}`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-          body: JSON.stringify(body)
-        })
-      ).json()) as any
+    const admin = (path: string, body: unknown) => issuer.admin("POST", path, body)
     const app = await admin("/admin/apps", {
       name: "promise-app",
       permissions: { organization_info: "VIEW" },

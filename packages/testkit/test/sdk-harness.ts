@@ -23,16 +23,6 @@ export const BASE_URL = "http://icr.test"
 /** A retry policy whose attempt timeout never fires unless a test means it to. */
 export const testRetry: Client.RetryOptions = { attemptTimeout: "1 hour" }
 
-const adminCall = async (issuer: FakeIssuer, method: string, path: string, body?: unknown) => {
-  const res = await issuer.fetch(`${BASE_URL}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${issuer.adminToken}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  if (!res.ok) throw new Error(`admin ${method} ${path}: ${res.status} ${await res.text()}`)
-  return res.status === 204 ? undefined : ((await res.json()) as any)
-}
-
 /** A fake issuer that reads the test's clock, with an app (the given keys) installed once. */
 export const setup = (keys: AppKeyPair, options: { readonly installations?: number } = {}) =>
   Effect.gen(function* () {
@@ -40,7 +30,7 @@ export const setup = (keys: AppKeyPair, options: { readonly installations?: numb
     const clock = yield* Effect.clock
     const issuer = makeFakeIssuer({ now: () => clock.unsafeCurrentTimeMillis() })
     const app = yield* Effect.promise(() =>
-      adminCall(issuer, "POST", "/admin/apps", {
+      issuer.admin("POST", "/admin/apps", {
         name: `app-${Math.random().toString(36).slice(2, 10)}`,
         permissions: ALL_PERMISSIONS,
         publicKey: keys.publicPem
@@ -51,7 +41,7 @@ export const setup = (keys: AppKeyPair, options: { readonly installations?: numb
       yield* TestClock.adjust("1 millis")
       installations.push(
         yield* Effect.promise(() =>
-          adminCall(issuer, "POST", "/admin/installations", {
+          issuer.admin("POST", "/admin/installations", {
             appId: app.id,
             organizationId: crypto.randomUUID(),
             permissions: ALL_PERMISSIONS
@@ -63,7 +53,7 @@ export const setup = (keys: AppKeyPair, options: { readonly installations?: numb
       issuer,
       appId: app.id as string,
       installations,
-      admin: (m: string, p: string, b?: unknown) => adminCall(issuer, m, p, b)
+      admin: issuer.admin
     }
   })
 

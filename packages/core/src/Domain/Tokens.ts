@@ -46,18 +46,19 @@ export class InstallationAccessToken extends Schema.Class<InstallationAccessToke
   { description: "An installation access token" }
 ) {}
 
+/** Who a token speaks for and what it may do: shared by its description and its stored record. */
+const tokenIdentityFields = {
+  id: Uuid,
+  kind: TokenKind,
+  appId: AppId,
+  installationId: Schema.optionalWith(Uuid, { exact: true }),
+  organizationId: Schema.optionalWith(Uuid, { exact: true }),
+  permissions: Permissions
+}
+
 /** What `GET /app/installations/token` tells about the token in the header; never the token itself. */
 export class TokenDescription extends Schema.Class<TokenDescription>("TokenDescription")(
-  {
-    id: Uuid,
-    kind: TokenKind,
-    appId: AppId,
-    installationId: Schema.optionalWith(Uuid, { exact: true }),
-    organizationId: Schema.optionalWith(Uuid, { exact: true }),
-    permissions: Permissions,
-    createdAt: Timestamp,
-    expiresAt: Timestamp
-  },
+  { ...tokenIdentityFields, createdAt: Timestamp, expiresAt: Timestamp },
   { description: "A description of an access token, without its secret" }
 ) {}
 
@@ -76,12 +77,7 @@ export type CreateInstallationTokenRequest = typeof CreateInstallationTokenReque
  * itself is never stored. Times are epoch milliseconds so storage needs no date parsing.
  */
 export class StoredToken extends Schema.Class<StoredToken>("StoredToken")({
-  id: Uuid,
-  kind: TokenKind,
-  appId: AppId,
-  installationId: Schema.optionalWith(Uuid, { exact: true }),
-  organizationId: Schema.optionalWith(Uuid, { exact: true }),
-  permissions: Permissions,
+  ...tokenIdentityFields,
   createdAt: Schema.Number,
   expiresAt: Schema.Number
 }) {}
