@@ -79,8 +79,10 @@ function start() {
     adminToken = randomBytes(24).toString("hex")
     console.log(`» ADMIN_TOKEN was not set; generated one for this run:\n\n    export ADMIN_TOKEN=${adminToken}\n`)
   }
+  // ICR_PERSIST_TO puts local KV and D1 elsewhere (the start smoke test uses a temporary folder).
+  const persist = process.env.ICR_PERSIST_TO ? ["--persist-to", process.env.ICR_PERSIST_TO] : []
   console.log("» applying D1 migrations to the local database")
-  must(join(worker, "node_modules", ".bin", "wrangler"), ["d1", "migrations", "apply", "DB", "--local"], {
+  must(join(worker, "node_modules", ".bin", "wrangler"), ["d1", "migrations", "apply", "DB", "--local", ...persist], {
     cwd: worker
   })
   console.log(`» wrangler dev on http://127.0.0.1:${port}`)
@@ -94,7 +96,8 @@ function start() {
       port,
       "--var",
       `ADMIN_TOKEN:${adminToken}`,
-      "--show-interactive-dev-session=false"
+      "--show-interactive-dev-session=false",
+      ...persist
     ],
     { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"] }
   )
@@ -137,7 +140,11 @@ function test() {
     stepFailures += 1
   console.log("\n» tests (turbo run test)")
   run(join(binDir, "turbo"), ["run", "test", "--continue", "--concurrency=1", "--output-logs=full"])
-  const { passed, failed } = collect(packages)
+  console.log("\n» npm start, end to end (scripts/start-smoke.mjs)")
+  const smoke = run(process.execPath, [join(root, "scripts", "start-smoke.mjs")])
+  const collected = collect(packages)
+  const passed = collected.passed + (smoke === 0 ? 1 : 0)
+  const failed = collected.failed + (smoke === 0 ? 0 : 1)
   const total = failed + stepFailures
   if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint or type-check)`)
   console.log(`\n${passed} passed, ${total} failed`)
