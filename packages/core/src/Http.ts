@@ -91,13 +91,23 @@ const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
 }
 
 /** A decode failure's issue text, with any echoed value cut off (it may be a secret). */
+/**
+ * Masks anything in client-controlled text that looks like a credential (an access token, a JWT,
+ * a PEM block), so an error that quotes what the client sent can never echo a secret.
+ */
+export const redactSecrets = (text: string): string =>
+  text
+    .replace(/-----BEGIN[\s\S]*?(-----END[^-]*-----|$)/g, "<key>")
+    .replace(/crs_[0-9A-Za-z]+/g, "crs_…")
+    .replace(/[\w-]{8,}\.[\w-]{8,}\.[\w-]*/g, "<jwt>")
+
 const issueText = (issue: { readonly path: ReadonlyArray<PropertyKey>; readonly message: string }): string => {
-  const where = issue.path.length === 0 ? "request" : issue.path.map(String).join(".")
+  const where = issue.path.length === 0 ? "request" : issue.path.map((p) => String(p).slice(0, 64)).join(".")
   const message = issue.message
     .replace(/,?\s*actual[\s\S]*$/i, "")
     .replace(/\s+/g, " ")
     .trim()
-  return `${where}: ${message.length > 200 ? `${message.slice(0, 200)}…` : message}`
+  return redactSecrets(`${where}: ${message.length > 200 ? `${message.slice(0, 200)}…` : message}`)
 }
 
 /** Reads at most `limit` bytes of a body; `undefined` when it is longer. */
@@ -287,7 +297,7 @@ const translate = (e: unknown): unknown => {
     const pathname = new URL(e.request.url, "http://localhost").pathname
     const allow = allowedMethods(pathname)
     return allow.length === 0
-      ? new NotFound({ detail: `No route for ${e.request.method} ${pathname}` })
+      ? new NotFound({ detail: `No route for ${e.request.method} ${redactSecrets(pathname).slice(0, 200)}` })
       : new MethodNotAllowed({ detail: `${e.request.method} is not allowed here`, allow })
   }
   return e

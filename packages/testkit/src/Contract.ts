@@ -196,6 +196,32 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           "invalid_request"
         )
       })
+      it("never echoes a credential that appears in a path or a body", async () => {
+        const { jwt, appId } = await newApp()
+        const token = (await api("POST", "/app/accessTokens", { token: await jwt() })).json.token as string
+        const signed = await jwt()
+        const texts = [
+          (await api("GET", `/${token}`)).text,
+          (await api("GET", `/app/installations/${token}`, { token: signed })).text,
+          (await admin("POST", "/admin/apps", { name: "x", permissions: {}, publicKey: keys.publicPem, [token]: 1 }))
+            .text,
+          (
+            await admin("POST", "/admin/installations", {
+              appId,
+              organizationId: org(),
+              permissions: { [signed]: "VIEW" }
+            })
+          ).text,
+          (await admin("POST", "/admin/apps", { name: "y", permissions: {}, publicKey: keys.privatePem })).text
+        ]
+        for (const text of texts) {
+          expect(text).toMatch(/"status":4\d\d/)
+          expect(text).not.toContain(token.slice(4))
+          expect(text).not.toContain(signed.split(".")[2])
+          expect(text).not.toContain("PRIVATE KEY-----\n")
+          expect(text).not.toContain(keys.privatePem.split("\n")[1])
+        }
+      })
       it("GET /openapi.json is an OpenAPI 3.1 document listing every public path", async () => {
         const r = await api("GET", "/openapi.json")
         expect(r.res.status).toBe(200)
