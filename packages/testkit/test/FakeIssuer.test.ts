@@ -75,7 +75,11 @@ describe("fake issuer fault injection", () => {
 
 describe("rate limiting per client", () => {
   it("answers 429 rate_limited with Retry-After past the limit, per client address, never on /healthz", async () => {
-    const issuer = makeFakeIssuer({ rateLimit: { limit: 3, periodSeconds: 60 } })
+    // A frozen clock, so the fixed window cannot roll over mid-test.
+    const issuer = makeFakeIssuer({
+      rateLimit: { limit: 3, periodSeconds: 60 },
+      now: () => Date.UTC(2026, 0, 1, 12, 0, 30)
+    })
     const from = (ip: string, path = "/app/installations/token") =>
       issuer.fetch(`${BASE}${path}`, { headers: { "cf-connecting-ip": ip } })
     for (let i = 0; i < 3; i++) expect((await from("203.0.113.7")).status).toBe(401)
