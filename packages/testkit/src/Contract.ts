@@ -571,8 +571,12 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
     describe("§4 installations", () => {
       it("pages an app's active installations in creation order with total and Link", async () => {
         const { appId, jwt } = await newApp()
-        const created = []
-        for (let i = 0; i < 5; i++) created.push(await install(appId))
+        const made = []
+        for (let i = 0; i < 5; i++) made.push(await install(appId))
+        // SPEC §4 order: createdAt ascending, then id (installs made in the same millisecond tie on time).
+        const created = [...made].sort((a, b) =>
+          a.createdAt === b.createdAt ? (a.id < b.id ? -1 : 1) : Date.parse(a.createdAt) - Date.parse(b.createdAt)
+        )
         const suspended = await install(appId)
         await admin("PATCH", `/admin/installations/${suspended.id}`, { suspended: true })
         const other = await newApp()

@@ -56,18 +56,20 @@ describe("icr-apps CLI", () => {
       permissions: { organization_info: "VIEW" },
       publicKey: readFileSync(join(dir, "app.pub.pem"), "utf8")
     })
-    const ids: Array<string> = []
+    const made: Array<{ id: string; createdAt: string }> = []
     for (let i = 0; i < 3; i++) {
-      ids.push(
-        (
-          await admin("/admin/installations", {
-            appId: app.id,
-            organizationId: crypto.randomUUID(),
-            permissions: { organization_info: "VIEW" }
-          })
-        ).id
+      made.push(
+        await admin("/admin/installations", {
+          appId: app.id,
+          organizationId: crypto.randomUUID(),
+          permissions: { organization_info: "VIEW" }
+        })
       )
     }
+    // The API's order: createdAt, then id (installs made in the same millisecond tie on time).
+    const ids = made
+      .sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt) || (a.id < b.id ? -1 : 1))
+      .map((i) => i.id)
     const common = ["--app-id", app.id, "--key", "app.pem", "--base-url", baseUrl]
 
     const jwt = await run(["jwt", ...common], dir)
