@@ -75,6 +75,23 @@ export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@icr-apps/cor
   }
 }) {}
 
+type JsonObject = Record<string, any>
+
+/** An OpenAPI header object. */
+const header = (description: string) => ({ description, schema: { type: "string" } })
+
+/** Adds headers to an operation's success response (they are set by the handler, not by a schema). */
+const successHeaders =
+  (headers: JsonObject) =>
+  (operation: JsonObject): JsonObject => {
+    for (const [status, response] of Object.entries<JsonObject>(operation.responses ?? {})) {
+      if (Number(status) < 300) response.headers = { ...response.headers, ...headers }
+    }
+    return operation
+  }
+
+const noStore = successHeaders({ "Cache-Control": header("`no-store`: token responses are never cached") })
+
 /** `x-icr-api-version`, documented on every endpoint; the version check itself runs before routing. */
 const VersionHeader = Schema.Struct({
   "x-icr-api-version": Schema.optionalWith(Schema.Literal(API_VERSION), { exact: true })
@@ -90,6 +107,7 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addSuccess(AccessToken)
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "Create an app access token")
+      .annotate(OpenApi.Transform, noStore)
   )
   .add(
     HttpApiEndpoint.post("createInstallationAccessToken", "/app/installations/:installationId/accessTokens")
@@ -103,10 +121,9 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "Create an installation access token")
       // The body is optional: none, or `{}`, means the installation's full grant.
-      .annotate(OpenApi.Transform, (operation) => ({
-        ...operation,
-        requestBody: { ...(operation.requestBody as object), required: false }
-      }))
+      .annotate(OpenApi.Transform, (operation) =>
+        noStore({ ...operation, requestBody: { ...(operation.requestBody as object), required: false } })
+      )
   )
   .add(
     HttpApiEndpoint.get("describeAccessToken", "/app/installations/token")
@@ -114,6 +131,7 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addSuccess(TokenDescription)
       .middleware(TokenAuth)
       .annotate(OpenApi.Summary, "Describe the access token in the Authorization header")
+      .annotate(OpenApi.Transform, noStore)
   )
   .add(
     HttpApiEndpoint.del("revokeAccessToken", "/app/installations/token")
@@ -129,6 +147,10 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addSuccess(InstallationPage)
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "List the app's active installations")
+      .annotate(
+        OpenApi.Transform,
+        successHeaders({ Link: header('RFC 8288 links: rel="next" when a next page exists, rel="prev" when page > 0') })
+      )
   )
   .add(
     HttpApiEndpoint.get("getInstallation", "/app/installations/:installationId")
@@ -228,8 +250,6 @@ export class SystemGroup extends HttpApiGroup.make("system")
   )
   .annotate(OpenApi.Title, "System") {}
 
-type JsonObject = Record<string, any>
-
 /**
  * Tidies the generated document: every error response is `application/problem+json` (the
  * generator falls back to `application/json` when several errors share a status), is described by
@@ -249,10 +269,20 @@ const problemResponses = (spec: JsonObject): JsonObject => {
         response.content = {
           "application/problem+json": { schema: refs.length === 1 ? refs[0] : { anyOf: refs } }
         }
+        const extra = errorHeaders[status]
+        if (extra !== undefined) response.headers = { ...response.headers, ...extra }
       }
     }
   }
   return pruneComponents(spec)
+}
+
+/** The headers SPEC §1 and §6 put on error responses, documented where they apply. */
+const errorHeaders: Record<string, JsonObject> = {
+  "401": { "WWW-Authenticate": header('Always `Bearer error="invalid_token"` (RFC 6750)') },
+  "405": { Allow: header("The methods this path serves") },
+  "429": { "Retry-After": header("Seconds until the client may retry") },
+  "503": { "Retry-After": header("Seconds until the client may retry") }
 }
 
 /** Drops component schemas that nothing references any more. */

@@ -27,6 +27,17 @@ describe("openapi.json is generated from the definition", () => {
     }
     expect(JSON.stringify(doc)).not.toContain("HttpApiDecodeError")
   })
+  it("documents the headers the server sets: Link, Cache-Control, WWW-Authenticate, Allow, Retry-After", () => {
+    expect(Object.keys(doc.paths["/app/installations"].get.responses["200"].headers)).toEqual(["Link"])
+    expect(Object.keys(doc.paths["/app/accessTokens"].post.responses["200"].headers)).toEqual(["Cache-Control"])
+    const mint = doc.paths["/app/installations/{installationId}/accessTokens"].post
+    expect(Object.keys(mint.responses["200"].headers)).toEqual(["Cache-Control"])
+    expect(mint.requestBody.required).toBe(false)
+    expect(Object.keys(mint.responses["401"].headers)).toEqual(["WWW-Authenticate"])
+    expect(Object.keys(mint.responses["405"].headers)).toEqual(["Allow"])
+    expect(Object.keys(mint.responses["429"].headers)).toEqual(["Retry-After"])
+    expect(Object.keys(mint.responses["503"].headers)).toEqual(["Retry-After"])
+  })
   it("documents the three bearer schemes and the paging parameters", () => {
     expect(doc.components.securitySchemes.appJwt).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" })
     const params = doc.paths["/app/installations"].get.parameters.map((p: any) => `${p.in}:${p.name}`)
