@@ -3,6 +3,7 @@
  * middlewares, and a web-standard `fetch` handler that runs unchanged on Workers, Deno, Bun and Node.
  * Storage comes in as layers ({@link TokenStore}, {@link Registry}); nothing here knows about KV or D1.
  */
+import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -407,11 +408,7 @@ export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) 
  */
 export const layer = (
   options: IssuerOptions = {}
-): Layer.Layer<
-  HttpApiBuilder.Router | import("@effect/platform/HttpApi").Api,
-  never,
-  TokenStore | Registry | Entropy.Entropy
-> =>
+): Layer.Layer<HttpApi.Api, never, TokenStore | Registry | Entropy.Entropy> =>
   HttpApiBuilder.api(IcrAppsApi).pipe(
     Layer.provide([AppsLive, AdminLive, SystemLive]),
     Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),
@@ -424,7 +421,7 @@ export const layer = (
         publicBaseUrl: Option.fromNullable(options.publicBaseUrl)
       })
     )
-  ) as any
+  )
 
 /** A web-standard request handler. */
 export interface WebHandler {
@@ -441,7 +438,7 @@ export const makeWebHandler = <E>(
   options: IssuerOptions = {}
 ): WebHandler => {
   const built = HttpApiBuilder.toWebHandler(
-    Layer.mergeAll(layer(options).pipe(Layer.provide(storage)), HttpServer.layerContext) as Layer.Layer<any, E>
+    Layer.mergeAll(layer(options).pipe(Layer.provide(storage)), HttpServer.layerContext)
   )
   return { handler: (request) => built.handler(request), dispose: built.dispose }
 }
