@@ -296,9 +296,14 @@ const translate = (e: unknown): unknown => {
   if (e instanceof RouteNotFound) {
     const pathname = new URL(e.request.url, "http://localhost").pathname
     const allow = allowedMethods(pathname)
-    return allow.length === 0
-      ? new NotFound({ detail: `No route for ${e.request.method} ${redactSecrets(pathname).slice(0, 200)}` })
-      : new MethodNotAllowed({ detail: `${e.request.method} is not allowed here`, allow })
+    if (allow.length === 0) {
+      return new NotFound({ detail: `No route for ${e.request.method} ${redactSecrets(pathname).slice(0, 200)}` })
+    }
+    // The shape and method match a route, yet the router could not take it: a path it cannot decode.
+    if (allow.includes(e.request.method)) {
+      return new InvalidRequest({ detail: "The request path is malformed (invalid percent-encoding)" })
+    }
+    return new MethodNotAllowed({ detail: `${e.request.method} is not allowed here`, allow })
   }
   return e
 }

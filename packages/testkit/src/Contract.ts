@@ -150,6 +150,10 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
         problem(t, 405, "method_not_allowed")
         expect(t.res.headers.get("allow")).toBe("DELETE, GET, HEAD")
       })
+      it("answers a path it cannot decode with 400 invalid_request, not 404 or 405", async () => {
+        const { jwt } = await newApp()
+        problem(await api("GET", "/app/installations/%E0%A4%A", { token: await jwt() }), 400, "invalid_request")
+      })
       it("refuses a body over 16 KiB with 413 payload_too_large", async () => {
         const big = JSON.stringify({ name: "x".repeat(17 * 1024) })
         problem(
