@@ -6,7 +6,8 @@
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -85,6 +86,10 @@ function start() {
   must(join(worker, "node_modules", ".bin", "wrangler"), ["d1", "migrations", "apply", "DB", "--local", ...persist], {
     cwd: worker
   })
+  const envDir = mkdtempSync(join(tmpdir(), "icr-apps-env-"))
+  const envFile = join(envDir, ".env")
+  writeFileSync(envFile, `ADMIN_TOKEN=${adminToken}\n`, { mode: 0o600 })
+  process.on("exit", () => rmSync(envDir, { recursive: true, force: true }))
   console.log(`» wrangler dev on http://127.0.0.1:${port}`)
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
@@ -94,8 +99,9 @@ function start() {
       "127.0.0.1",
       "--port",
       port,
-      "--var",
-      `ADMIN_TOKEN:${adminToken}`,
+      // Through a private file rather than --var, so the token is not on the process list.
+      "--env-file",
+      envFile,
       "--show-interactive-dev-session=false",
       ...persist
     ],
