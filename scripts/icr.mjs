@@ -144,6 +144,8 @@ function test() {
   console.log("\n» type-check (turbo run typecheck)")
   if (run(join(binDir, "turbo"), ["run", "typecheck", "--continue", "--output-logs=errors-only"]) !== 0)
     stepFailures += 1
+  console.log("\n» build the publishable packages (turbo run build: JavaScript + declarations in dist/)")
+  if (run(join(binDir, "turbo"), ["run", "build", "--continue", "--output-logs=errors-only"]) !== 0) stepFailures += 1
   console.log("\n» tests (turbo run test)")
   run(join(binDir, "turbo"), ["run", "test", "--continue", "--concurrency=1", "--output-logs=full"])
   console.log("\n» npm start, end to end (scripts/start-smoke.mjs)")
@@ -152,7 +154,7 @@ function test() {
   const passed = collected.passed + (smoke === 0 ? 1 : 0)
   const failed = collected.failed + (smoke === 0 ? 0 : 1)
   const total = failed + stepFailures
-  if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint or type-check)`)
+  if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint, type-check or build)`)
   console.log(`\n${passed} passed, ${total} failed`)
   process.exit(total === 0 ? 0 : 1)
 }
