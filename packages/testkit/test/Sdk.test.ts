@@ -2,7 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import * as AppJwt from "@icr-apps/core/AppJwt"
 import { IcrAppsClient } from "@icr-apps/core/Client"
 import { InstallationTokens } from "@icr-apps/core/InstallationTokens"
+import * as IcrApps from "@icr-apps/core/IcrApps"
 import * as Chunk from "effect/Chunk"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -101,6 +103,31 @@ describe("AppJwt", () => {
       const token = Redacted.value(yield* jwt.get)
       expect(JSON.parse(atob(token.split(".")[0]!))).toEqual({ alg: "RS256", typ: "JWT", kid: "kms-key-1" })
       expect(signed).toHaveLength(1)
+    })
+  )
+})
+
+describe("configuration through Effect Config", () => {
+  it.effect("reads ICR_APP_ID, ICR_PRIVATE_KEY (escaped newlines too) and ICR_BASE_URL", () =>
+    Effect.gen(function* () {
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["ICR_APP_ID", "4242"],
+          ["ICR_PRIVATE_KEY", keys.privatePem.replace(/\n/g, "\\n")],
+          ["ICR_BASE_URL", "http://icr.test/"]
+        ])
+      )
+      const [appId, baseUrl] = yield* Effect.all([
+        Effect.map(AppJwt.AppJwt, (j) => j.appId),
+        Effect.map(IcrAppsClient, (c) => c.baseUrl)
+      ]).pipe(Effect.provide(IcrApps.layerConfig()), Effect.withConfigProvider(provider))
+      expect({ appId, baseUrl }).toEqual({ appId: "4242", baseUrl: "http://icr.test" })
+      const missing = yield* Effect.flip(
+        Effect.provide(AppJwt.AppJwt, IcrApps.layerConfig()).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["ICR_APP_ID", "1"]])))
+        )
+      )
+      expect(String(missing)).toContain("ICR_PRIVATE_KEY")
     })
   )
 })
