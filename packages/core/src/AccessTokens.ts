@@ -64,8 +64,11 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
     readonly authenticate: (
       secret: string
     ) => Effect.Effect<{ readonly digest: string; readonly token: StoredToken }, InvalidToken | Unavailable>
-    /** Forgets a token by digest. */
-    readonly revoke: (digest: string) => Effect.Effect<void, Unavailable>
+    /**
+     * Revokes a token: recorded in the registry first (so every later use fails, in every location),
+     * then its record is deleted from the token store.
+     */
+    readonly revoke: (digest: string, token: StoredToken) => Effect.Effect<void, Unavailable>
   }
 >() {}
 
@@ -147,8 +150,11 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
           const now = yield* Clock.currentTimeMillis
           // KV expires lazily (up to a minute late); the record's own expiry is authoritative.
           if (token.expiresAt <= now) return yield* invalid("The access token has expired")
+          // One registry read: revocation (immediate everywhere, unlike KV) and what the token stands on.
+          const standing = yield* registry.tokenStanding(token)
+          if (standing.revoked) return yield* invalid("The access token is unknown, expired or revoked")
           if (token.kind === "installation") {
-            const installation = yield* registry.getInstallation(token.installationId ?? "")
+            const installation = standing.installation
             if (Option.isNone(installation) || installation.value.appId !== token.appId) {
               return yield* invalid("The installation behind this token no longer exists")
             }
@@ -158,12 +164,16 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
             if (!isWithin(token.permissions, installation.value.permissions)) {
               return yield* invalid("The installation's permissions were reduced after this token was minted")
             }
-          } else if (Option.isNone(yield* registry.getApp(token.appId))) {
+          } else if (!standing.appExists) {
             return yield* invalid("The app behind this token no longer exists")
           }
           return { digest, token }
         }),
-      revoke: (digest) => store.delete(digest)
+      revoke: (digest, token) =>
+        Effect.gen(function* () {
+          yield* registry.revokeToken(token.id, token.expiresAt, yield* Clock.currentTimeMillis)
+          yield* store.delete(digest)
+        })
     })
   })
 

@@ -260,7 +260,9 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
           })
         })
       )
-      .handle("revokeAccessToken", () => Effect.flatMap(CurrentToken, ({ digest }) => tokens.revoke(digest)))
+      .handle("revokeAccessToken", () =>
+        Effect.flatMap(CurrentToken, ({ digest, token }) => tokens.revoke(digest, token))
+      )
       .handle("listInstallations", ({ urlParams }) =>
         Effect.gen(function* () {
           const { appId } = yield* CurrentApp

@@ -49,7 +49,17 @@ export interface InstallationRecord {
   readonly suspendedAt: number | null
 }
 
-/** Storage for apps, keys and installations. */
+/** What the registry knows of a token's standing, read in one go on every use of the token. */
+export interface TokenStanding {
+  /** Revoked by `DELETE /app/installations/token` (strongly consistent, unlike the token store). */
+  readonly revoked: boolean
+  /** For installation tokens: the installation, if it still exists. */
+  readonly installation: Option.Option<InstallationRecord>
+  /** For app tokens: whether the app still exists. */
+  readonly appExists: boolean
+}
+
+/** Storage for apps, keys, installations and token revocations. */
 export class Registry extends Context.Tag("@icr-apps/core/Registry")<
   Registry,
   {
@@ -77,6 +87,15 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     ) => Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable>
     /** Removes an installation (uninstall). */
     readonly deleteInstallation: (id: string) => Effect.Effect<void, InstallationNotFound | Unavailable>
+    /** Records a revocation until the token would have expired anyway. */
+    readonly revokeToken: (tokenId: string, expiresAt: number, now: number) => Effect.Effect<void, Unavailable>
+    /** A token's standing: revoked or not, and the installation or app it depends on. */
+    readonly tokenStanding: (token: {
+      readonly id: string
+      readonly kind: "app" | "installation"
+      readonly appId: string
+      readonly installationId?: string | undefined
+    }) => Effect.Effect<TokenStanding, Unavailable>
     /** One page of an app's active (not suspended) installations, by `createdAt` then `id`, and their total. */
     readonly listInstallations: (
       appId: string,
@@ -105,8 +124,26 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     ...i,
     appName: apps.get(i.appId)?.name ?? ""
   })
+  const revoked = new Map<string, number>()
   let nextAppId = 1
   return {
+    revokeToken: (tokenId, expiresAt, now) =>
+      Effect.sync(() => {
+        for (const [id, until] of revoked) if (until < now) revoked.delete(id)
+        revoked.set(tokenId, expiresAt)
+      }),
+    tokenStanding: (token) =>
+      Effect.sync(() => {
+        const installation =
+          token.kind === "installation" && token.installationId !== undefined
+            ? Option.map(Option.fromNullable(installations.get(token.installationId)), withName)
+            : Option.none()
+        return {
+          revoked: revoked.has(token.id),
+          installation,
+          appExists: token.kind === "app" && apps.has(token.appId)
+        }
+      }),
     createApp: (app, key) =>
       Effect.gen(function* () {
         if ([...apps.values()].some((a) => a.name === app.name)) {

@@ -129,12 +129,17 @@ describe("AccessTokens", () => {
       expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toMatch(/no longer exists/)
     }).pipe(Effect.provide(make()))
   )
-  it.effect("revoke forgets the digest", () =>
+  it.effect("revoke records the revocation in the registry and forgets the digest", () =>
     Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
+      const store = yield* TokenStore.TokenStore
       const secret = Redacted.value((yield* tokens.mintAppToken(app.id)).secret)
-      const { digest } = yield* tokens.authenticate(secret)
-      yield* tokens.revoke(digest)
+      const { digest, token } = yield* tokens.authenticate(secret)
+      yield* tokens.revoke(digest, token)
+      expect(Option.isNone(yield* store.get(digest))).toBe(true)
+      expect((yield* Effect.flip(tokens.authenticate(secret)))._tag).toBe("InvalidToken")
+      // A store that still serves the record (KV in another location, before propagation): still refused.
+      yield* store.put(digest, token, 3600)
       expect((yield* Effect.flip(tokens.authenticate(secret)))._tag).toBe("InvalidToken")
     }).pipe(Effect.provide(make()))
   )

@@ -112,6 +112,42 @@ export const make = (db: D1Database): Registry["Type"] => {
     )
 
   return {
+    revokeToken: (tokenId, expiresAt, now) =>
+      Effect.asVoid(
+        run(() =>
+          db.batch([
+            db.prepare("DELETE FROM revoked_tokens WHERE expires_at < ?").bind(now),
+            db
+              .prepare("INSERT INTO revoked_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
+              .bind(tokenId, expiresAt)
+          ])
+        )
+      ),
+    tokenStanding: (token) =>
+      Effect.gen(function* () {
+        const appId = appRowId(token.appId) ?? 0
+        const [revoked, dependency] = yield* run(() =>
+          db.batch<Record<string, unknown>>([
+            db.prepare("SELECT 1 AS one FROM revoked_tokens WHERE id = ?").bind(token.id),
+            token.kind === "installation"
+              ? db
+                  .prepare(
+                    `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?`
+                  )
+                  .bind(token.installationId ?? "")
+              : db.prepare("SELECT 1 AS one FROM apps WHERE id = ?").bind(appId)
+          ])
+        )
+        const row = dependency?.results[0]
+        return {
+          revoked: (revoked?.results.length ?? 0) > 0,
+          installation:
+            token.kind === "installation" && row !== undefined
+              ? Option.some(toInstallation(row as unknown as InstallationRow))
+              : Option.none(),
+          appExists: token.kind === "app" && row !== undefined
+        }
+      }),
     createApp: (app, key) =>
       Effect.gen(function* () {
         const result = yield* Effect.tryPromise({

@@ -15,7 +15,7 @@ const dumpStorage = async (): Promise<ReadonlyArray<string>> => {
     for (const key of page.keys) out.push(key.name, (await env.TOKENS.get(key.name)) ?? "")
     cursor = page.list_complete ? undefined : page.cursor
   } while (cursor !== undefined)
-  for (const table of ["apps", "app_keys", "installations"]) {
+  for (const table of ["apps", "app_keys", "installations", "revoked_tokens"]) {
     const { results } = await env.DB.prepare(`SELECT * FROM ${table}`).all()
     out.push(...results.map((row) => JSON.stringify(row)))
   }
