@@ -3,6 +3,7 @@
  * services, and the app-side SDK (Effect layers first, a Promise facade second).
  */
 export * as AccessTokens from "./AccessTokens.js"
+export * as AdminClient from "./AdminClient.js"
 export * as Api from "./Api.js"
 export * as AppJwt from "./AppJwt.js"
 export * as Client from "./Client.js"
