@@ -13,12 +13,10 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import { IcrAppsApi } from "./Api.js"
 import { API_VERSION } from "./Domain/Primitives.js"
 import { RateLimiter } from "./RateLimiter.js"
 import {
-  AnyProblem,
   Internal,
   InvalidPermissions,
   InvalidRequest,
@@ -26,8 +24,6 @@ import {
   MethodNotAllowed,
   NotFound,
   PayloadTooLarge,
-  PROBLEM_CONTENT_TYPE,
-  type Problem,
   RateLimited,
   Unavailable,
   UnsupportedApiVersion
@@ -46,12 +42,6 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "referrer-policy": "no-referrer",
   "strict-transport-security": "max-age=63072000; includeSubDomains",
   "cache-control": "no-store"
-}
-
-/** The problem document of an error, as a response. */
-export const problemResponse = (error: Problem): HttpServerResponse.HttpServerResponse => {
-  const document = Schema.encodeSync(AnyProblem)(error)
-  return HttpServerResponse.unsafeJson(document, { status: document.status, contentType: PROBLEM_CONTENT_TYPE })
 }
 
 interface Route {
@@ -110,6 +100,8 @@ const issueText = (issue: { readonly path: ReadonlyArray<PropertyKey>; readonly 
   return redactSecrets(`${where}: ${message.length > 200 ? `${message.slice(0, 200)}…` : message}`)
 }
 
+const tooLarge = () => new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
+
 /** Reads at most `limit` bytes of a body; `undefined` when it is longer. */
 const readCapped = (body: ReadableStream<Uint8Array>, limit: number) =>
   Effect.tryPromise({
@@ -154,7 +146,7 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
     if (!HttpMethod.hasBody(request.method)) return request
     const declared = request.headers["content-length"]
     if (declared !== undefined && Number(declared) > MAX_BODY_BYTES) {
-      return yield* new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
+      return yield* tooLarge()
     }
     const source = request.source
     let text = ""
@@ -162,7 +154,7 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
       if (source.body !== null) {
         const bytes = yield* readCapped(source.body, MAX_BODY_BYTES)
         if (bytes === undefined) {
-          return yield* new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
+          return yield* tooLarge()
         }
         text = new TextDecoder("utf-8", { fatal: false, ignoreBOM: false }).decode(bytes)
       }
@@ -172,7 +164,7 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
         () => new InvalidRequest({ detail: "The request body could not be read" })
       )
       if (new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) {
-        return yield* new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
+        return yield* tooLarge()
       }
     }
     if (text.trim() === "") text = "{}"
