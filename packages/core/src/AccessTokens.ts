@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { toHex } from "./Der.js"
 import { canonical, exceeding, isWithin, type Permissions } from "./Domain/Permissions.js"
 import {
   InstallationNotFound,
@@ -41,11 +42,11 @@ export interface MintedToken {
   readonly record: StoredToken
 }
 
-/** SHA-256 of a token secret, lower-case hex: the only form in which a token is stored. */
+/** SHA-256 of a string, lower-case hex: the only form in which a token secret is stored (and the KV cache key). */
 export const digestOf = (secret: string): Effect.Effect<string> =>
   Effect.map(
     Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(secret))),
-    (d) => Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("")
+    (d) => toHex(new Uint8Array(d))
   )
 
 /** The access-token service of the issuer. */
@@ -82,7 +83,7 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
     const mint = (fields: Omit<StoredToken, "id" | "createdAt" | "expiresAt">, lifetimeSeconds: number) =>
       Effect.gen(function* () {
         const bytes = yield* entropy.bytes(24)
-        const secret = `crs_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`
+        const secret = `crs_${toHex(bytes)}`
         const now = yield* Clock.currentTimeMillis
         const record = new StoredToken({
           ...fields,

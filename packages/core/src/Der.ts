@@ -105,6 +105,9 @@ export const parsePem = (text: string): Pem | { readonly error: string } => {
   return { label: match[1]!, der }
 }
 
+/** Lower-case hex of bytes. */
+export const toHex = (bytes: Uint8Array): string => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
+
 /** Standard base64 of bytes. */
 export const toBase64 = (bytes: Uint8Array): string => {
   let binary = ""

@@ -5,6 +5,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { toHex } from "./Der.js"
 
 /** A source of random bytes and UUIDs. */
 export class Entropy extends Context.Tag("@icr-apps/core/Entropy")<
@@ -26,7 +27,7 @@ export const layer: Layer.Layer<Entropy> = Layer.succeed(Entropy, {
 const toUuid = (b: Uint8Array): string => {
   b[6] = (b[6]! & 0x0f) | 0x40
   b[8] = (b[8]! & 0x3f) | 0x80
-  const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")
+  const hex = toHex(b)
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
 }
 

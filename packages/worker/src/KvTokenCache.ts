@@ -4,6 +4,7 @@
  * namespace only the app can read. TTL comes from `expiresAt`, never below KV's 60 s floor; the
  * SDK also checks `expiresAt` on read, so KV's lazy expiry never hands out a dead token.
  */
+import { digestOf } from "@icr-apps/core/AccessTokens"
 import { type CachedToken, TokenCache, ttlSecondsFor } from "@icr-apps/core/InstallationTokens"
 import { Permissions } from "@icr-apps/core/Domain/Permissions"
 import * as Clock from "effect/Clock"
@@ -29,11 +30,7 @@ const decode = Schema.decodeUnknownOption(Entry)
 const encode = Schema.encodeSync(Entry)
 
 /** Cache keys can be long (they hold a base URL and permissions); KV keys are hashed to stay short. */
-const kvKey = (key: string) =>
-  Effect.map(
-    Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(key))),
-    (d) => CACHE_PREFIX + Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("")
-  )
+const kvKey = (key: string) => Effect.map(digestOf(key), (digest) => CACHE_PREFIX + digest)
 
 /**
  * A {@link TokenCache} over a KV namespace. A KV failure degrades to a cache miss (or a skipped
