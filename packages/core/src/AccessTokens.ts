@@ -15,7 +15,6 @@ import { canonical, exceeding, isWithin, type Permissions } from "./Domain/Permi
 import {
   InstallationNotFound,
   InstallationSuspended,
-  InvalidJwt,
   InvalidToken,
   PermissionsExceedGrant,
   type Unavailable
@@ -53,8 +52,8 @@ export const digestOf = (secret: string): Effect.Effect<string> =>
 export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
   AccessTokens,
   {
-    /** Mints an app token carrying the app's declared permissions. */
-    readonly mintAppToken: (appId: string) => Effect.Effect<MintedToken, InvalidJwt | Unavailable>
+    /** Mints an app token carrying the app's declared permissions (as the JWT check just read them). */
+    readonly mintAppToken: (appId: string, declared: Permissions) => Effect.Effect<MintedToken, Unavailable>
     /** Mints an installation token, narrowed to `requested` when given. */
     readonly mintInstallationToken: (
       appId: string,
@@ -98,18 +97,8 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
     const invalid = (detail: string) => new InvalidToken({ detail })
 
     return AccessTokens.of({
-      mintAppToken: (appId) =>
-        Effect.gen(function* () {
-          const app = yield* registry.getApp(appId)
-          // Only reachable if the app vanished between JWT verification and here: an unknown app.
-          if (Option.isNone(app)) {
-            return yield* new InvalidJwt({ reason: "invalid_signature", detail: "The app no longer exists" })
-          }
-          return yield* mint(
-            { kind: "app", appId, permissions: canonical(app.value.permissions) },
-            lifetimes.appTokenSeconds
-          )
-        }),
+      mintAppToken: (appId, declared) =>
+        mint({ kind: "app", appId, permissions: canonical(declared) }, lifetimes.appTokenSeconds),
       mintInstallationToken: (appId, installationId, requested) =>
         Effect.gen(function* () {
           const found = yield* registry.getInstallation(installationId)

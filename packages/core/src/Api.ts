@@ -19,6 +19,7 @@ import {
   InstallationsQuery,
   UpdateInstallationRequest
 } from "./Domain/Installations.js"
+import type { Permissions } from "./Domain/Permissions.js"
 import { API_VERSION, AppId, Uuid } from "./Domain/Primitives.js"
 import { Problems } from "./Domain/Problems.js"
 import {
@@ -32,7 +33,7 @@ import {
 /** The app an App JWT authenticated (provided to Apps API handlers by {@link AppAuth}). */
 export class CurrentApp extends Context.Tag("@icr-apps/core/Api/CurrentApp")<
   CurrentApp,
-  { readonly appId: string; readonly keyId: string }
+  { readonly appId: string; readonly keyId: string; readonly permissions: Permissions }
 >() {}
 
 /** The access token in the `Authorization` header, looked up by digest (provided by {@link TokenAuth}). */

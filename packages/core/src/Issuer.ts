@@ -227,9 +227,9 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
     return handlers
       .handle("createAppAccessToken", () =>
         Effect.gen(function* () {
-          const { appId } = yield* CurrentApp
+          const { appId, permissions } = yield* CurrentApp
           yield* noStore
-          return new AccessToken(tokenFields(yield* tokens.mintAppToken(appId)))
+          return new AccessToken(tokenFields(yield* tokens.mintAppToken(appId, permissions)))
         })
       )
       .handle("createInstallationAccessToken", ({ path, payload }) =>

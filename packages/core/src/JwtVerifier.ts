@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { type Bytes, fromBase64, fromBase64Url } from "./Der.js"
+import type { Permissions } from "./Domain/Permissions.js"
 import { InvalidJwt, type JwtFailureReason, type Unavailable } from "./Domain/Problems.js"
 import { RS256 } from "./PublicKeys.js"
 import { type KeyRecord, Registry } from "./Registry.js"
@@ -26,6 +27,8 @@ export const ALLOWED_HEADER_MEMBERS: ReadonlySet<string> = new Set(["alg", "typ"
 export interface VerifiedJwt {
   readonly appId: string
   readonly keyId: string
+  /** The app's declared permissions, as read for this verification (so callers need not read them again). */
+  readonly permissions: Permissions
 }
 
 /** Verifies App JWTs against the registry's active keys. */
@@ -155,7 +158,9 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         const keys = Option.match(app, { onNone: () => [], onSome: (a) => a.keys })
         const candidates = kid === undefined ? keys : keys.filter((k) => k.id === kid || k.fingerprint === kid)
         for (const key of candidates) {
-          if (yield* verifyWith(key, signature, signed)) return { appId, keyId: key.id }
+          if (Option.isSome(app) && (yield* verifyWith(key, signature, signed))) {
+            return { appId, keyId: key.id, permissions: app.value.permissions }
+          }
         }
         // An unknown app, an unknown kid and a bad signature all end here, with the same answer.
         return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")

@@ -62,7 +62,7 @@ describe("AccessTokens", () => {
     const puts: Array<{ digest: string; ttl: number; value: string }> = []
     return Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
-      const minted = yield* tokens.mintAppToken(app.id)
+      const minted = yield* tokens.mintAppToken(app.id, app.permissions)
       const secret = Redacted.value(minted.secret)
       expect(secret).toMatch(/^crs_[0-9a-f]{48}$/)
       expect(puts).toHaveLength(1)
@@ -77,11 +77,11 @@ describe("AccessTokens", () => {
   it.effect("the same seed mints the same tokens (the generator is the service's, not Math.random)", () =>
     Effect.gen(function* () {
       const first = yield* Effect.provide(
-        Effect.flatMap(seedInstallation, ({ app, tokens }) => tokens.mintAppToken(app.id)),
+        Effect.flatMap(seedInstallation, ({ app, tokens }) => tokens.mintAppToken(app.id, app.permissions)),
         make()
       )
       const second = yield* Effect.provide(
-        Effect.flatMap(seedInstallation, ({ app, tokens }) => tokens.mintAppToken(app.id)),
+        Effect.flatMap(seedInstallation, ({ app, tokens }) => tokens.mintAppToken(app.id, app.permissions)),
         make()
       )
       expect(Redacted.value(first.secret)).toBe(Redacted.value(second.secret))
@@ -91,7 +91,7 @@ describe("AccessTokens", () => {
     const puts: Array<{ digest: string; ttl: number; value: string }> = []
     return Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
-      const minted = yield* tokens.mintAppToken(app.id)
+      const minted = yield* tokens.mintAppToken(app.id, app.permissions)
       expect(puts[0]!.ttl).toBe(60)
       yield* TestClock.adjust("9 seconds")
       expect((yield* tokens.authenticate(Redacted.value(minted.secret))).token.id).toBe(minted.record.id)
@@ -133,7 +133,7 @@ describe("AccessTokens", () => {
     Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
       const store = yield* TokenStore.TokenStore
-      const secret = Redacted.value((yield* tokens.mintAppToken(app.id)).secret)
+      const secret = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions)).secret)
       const { digest, token } = yield* tokens.authenticate(secret)
       yield* tokens.revoke(digest, token)
       expect(Option.isNone(yield* store.get(digest))).toBe(true)
