@@ -26,7 +26,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { IcrAppsApi } from "./Api.js"
 import { AppJwt, type JwtSigningFailed } from "./AppJwt.js"
-import type { Installation, InstallationPage } from "./Domain/Installations.js"
+import { type Installation, type InstallationPage, PAGE_LIMIT } from "./Domain/Installations.js"
 import { type Permissions, Permissions as PermissionsSchema } from "./Domain/Permissions.js"
 import { API_VERSION, Uuid } from "./Domain/Primitives.js"
 import { InvalidPermissions, InvalidRequest, type Problem } from "./Domain/Problems.js"
@@ -225,7 +225,7 @@ const validPermissions = (permissions: Permissions | undefined) =>
 const validPage = (page: { readonly limit?: number | undefined; readonly page?: number | undefined }) => {
   const ok = (n: number | undefined, min: number, max: number) =>
     n === undefined || (Number.isInteger(n) && n >= min && n <= max)
-  return ok(page.limit, 1, 100) && ok(page.page, 0, Number.MAX_SAFE_INTEGER)
+  return ok(page.limit, PAGE_LIMIT.min, PAGE_LIMIT.max) && ok(page.page, 0, Number.MAX_SAFE_INTEGER)
     ? Effect.succeed({
         ...(page.limit !== undefined ? { limit: page.limit } : {}),
         ...(page.page !== undefined ? { page: page.page } : {})
@@ -312,7 +312,7 @@ export const make = (options: ClientOptions = {}) =>
           asJwt(api.apps.getInstallation({ path: { installationId: id }, headers: {} }))
         ),
       installations: (opts = {}) => {
-        const limit = Math.min(100, Math.max(1, opts.pageSize ?? 100))
+        const limit = Math.min(PAGE_LIMIT.max, Math.max(PAGE_LIMIT.min, opts.pageSize ?? PAGE_LIMIT.max))
         return Stream.paginateChunkEffect(0, (page) =>
           Effect.map(listInstallations({ limit, page }), (result) => [
             Chunk.fromIterable(result.items),

@@ -5,6 +5,9 @@ import * as Schema from "effect/Schema"
 import { Permissions } from "./Permissions.js"
 import { AppId, AppName, Timestamp, Uuid } from "./Primitives.js"
 
+/** The default and bounds of `?limit=` (SPEC §4). */
+export const PAGE_LIMIT = { default: 10, min: 1, max: 100 } as const
+
 /** An installation of an app in an organization. */
 export class Installation extends Schema.Class<Installation>("Installation")(
   {
@@ -26,7 +29,7 @@ export class InstallationPage extends Schema.Class<InstallationPage>("Installati
   {
     items: Schema.Array(Installation),
     page: Schema.Int.pipe(Schema.nonNegative()),
-    limit: Schema.Int.pipe(Schema.between(1, 100)),
+    limit: Schema.Int.pipe(Schema.between(PAGE_LIMIT.min, PAGE_LIMIT.max)),
     total: Schema.Int.pipe(Schema.nonNegative())
   },
   { description: "A page of installations" }
@@ -37,9 +40,6 @@ const QueryInt = Schema.String.pipe(
   Schema.pattern(/^(0|[1-9][0-9]{0,15})$/, { message: () => "must be a non-negative integer" }),
   Schema.compose(Schema.NumberFromString)
 )
-
-/** The default and bounds of `?limit=` (SPEC §4). */
-export const PAGE_LIMIT = { default: 10, min: 1, max: 100 } as const
 
 /**
  * `?limit=&page=` of `GET /app/installations`: limit 1..100 (default 10), page >= 0 (default 0).
