@@ -13,7 +13,7 @@ import * as Redacted from "effect/Redacted"
 import { toHex } from "./Der.js"
 import { canonical, exceeding, isWithin, type Permissions } from "./Domain/Permissions.js"
 import {
-  InstallationNotFound,
+  type InstallationNotFound,
   InstallationSuspended,
   InvalidToken,
   PermissionsExceedGrant,
@@ -21,7 +21,7 @@ import {
 } from "./Domain/Problems.js"
 import { accessTokenPattern, StoredToken } from "./Domain/Tokens.js"
 import { Entropy } from "./Entropy.js"
-import { Registry } from "./Registry.js"
+import { installationOfApp, Registry } from "./Registry.js"
 import { MIN_TTL_SECONDS, TokenStore } from "./TokenStore.js"
 
 /** How long tokens live. */
@@ -101,12 +101,7 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
         mint({ kind: "app", appId, permissions: canonical(declared) }, lifetimes.appTokenSeconds),
       mintInstallationToken: (appId, installationId, requested) =>
         Effect.gen(function* () {
-          const found = yield* registry.getInstallation(installationId)
-          // Another app's installation is reported exactly like a missing one.
-          if (Option.isNone(found) || found.value.appId !== appId) {
-            return yield* new InstallationNotFound({ detail: "No such installation for this app" })
-          }
-          const installation = found.value
+          const installation = yield* installationOfApp(registry, appId, installationId)
           if (installation.suspendedAt !== null) {
             return yield* new InstallationSuspended({ detail: "The installation is suspended" })
           }

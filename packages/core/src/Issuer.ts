@@ -21,7 +21,7 @@ import { AccessTokens, type MintedToken, type TokenLifetimes } from "./AccessTok
 import { AdminAuth, AppAuth, CurrentApp, CurrentToken, IcrAppsApi, openApiDocument, TokenAuth } from "./Api.js"
 import { App, AppKey } from "./Domain/Apps.js"
 import { Installation, InstallationPage, pageRequest } from "./Domain/Installations.js"
-import { canonical, exceeding } from "./Domain/Permissions.js"
+import { canonical, exceeding, type Permissions } from "./Domain/Permissions.js"
 import {
   AdminDisabled,
   AppNotFound,
@@ -37,7 +37,7 @@ import { commonRules } from "./Http.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
 import { toBase64 } from "./Der.js"
-import { type AppRecord, type InstallationRecord, Registry } from "./Registry.js"
+import { type AppRecord, type InstallationRecord, installationOfApp, Registry } from "./Registry.js"
 import type { TokenStore } from "./TokenStore.js"
 
 /** How an issuer is configured. */
@@ -289,17 +289,21 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
       .handle("getInstallation", ({ path }) =>
         Effect.gen(function* () {
           const { appId } = yield* CurrentApp
-          const found = yield* registry.getInstallation(path.installationId)
-          if (Option.isNone(found) || found.value.appId !== appId) {
-            return yield* new InstallationNotFound({ detail: "No such installation for this app" })
-          }
-          return toInstallation(found.value, yield* originOf)
+          return toInstallation(yield* installationOfApp(registry, appId, path.installationId), yield* originOf)
         })
       )
   })
 )
 
 const appNotFound = () => new AppNotFound({ detail: "No such app" })
+
+/** An installation may hold only what its app declares (SPEC §5). */
+const withinDeclared = (requested: Permissions, declared: Permissions) => {
+  const over = exceeding(requested, declared)
+  return over.length === 0
+    ? Effect.void
+    : Effect.fail(new InvalidPermissions({ detail: `Permissions beyond what the app declares: ${over.join(", ")}` }))
+}
 
 /** Handlers of the operator API (SPEC §5). */
 export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
@@ -346,12 +350,7 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
         Effect.gen(function* () {
           const app = yield* registry.getApp(payload.appId)
           if (Option.isNone(app)) return yield* appNotFound()
-          const over = exceeding(payload.permissions, app.value.permissions)
-          if (over.length > 0) {
-            return yield* new InvalidPermissions({
-              detail: `Permissions beyond what the app declares: ${over.join(", ")}`
-            })
-          }
+          yield* withinDeclared(payload.permissions, app.value.permissions)
           const now = yield* Clock.currentTimeMillis
           const record = yield* registry.createInstallation({
             id: yield* entropy.uuid,
@@ -371,13 +370,10 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
           if (Option.isNone(current)) return yield* new InstallationNotFound({ detail: "No such installation" })
           if (payload.permissions !== undefined) {
             const app = yield* registry.getApp(current.value.appId)
-            const declared = Option.match(app, { onNone: () => ({}), onSome: (a) => a.permissions })
-            const over = exceeding(payload.permissions, declared)
-            if (over.length > 0) {
-              return yield* new InvalidPermissions({
-                detail: `Permissions beyond what the app declares: ${over.join(", ")}`
-              })
-            }
+            yield* withinDeclared(
+              payload.permissions,
+              Option.match(app, { onNone: () => ({}), onSome: (a) => a.permissions })
+            )
           }
           const now = yield* Clock.currentTimeMillis
           const suspendedAt =

@@ -104,6 +104,18 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
   }
 >() {}
 
+/** An installation of `appId`; another app's installation is reported exactly like a missing one. */
+export const installationOfApp = (
+  registry: Registry["Type"],
+  appId: string,
+  installationId: string
+): Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable> =>
+  Effect.flatMap(registry.getInstallation(installationId), (found) =>
+    Option.isSome(found) && found.value.appId === appId
+      ? Effect.succeed(found.value)
+      : Effect.fail(new InstallationNotFound({ detail: "No such installation for this app" }))
+  )
+
 /** The shared failure when the key cap is reached. */
 export const tooManyKeys = () =>
   new InvalidPublicKey({ detail: `An app may have at most ${MAX_KEYS_PER_APP} keys; delete one first` })
