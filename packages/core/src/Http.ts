@@ -72,6 +72,9 @@ export const allowedMethods = (pathname: string): ReadonlyArray<string> => {
   return [...methods].sort()
 }
 
+/** The path of a request, whose `url` may be relative (it is on some runtimes). */
+const pathnameOf = (request: { readonly url: string }): string => new URL(request.url, "http://localhost").pathname
+
 const sanePattern = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** The caller's `x-request-id` when it is sane, else a fresh UUID. */
@@ -201,7 +204,7 @@ const stampHeaders =
       }
       if (response.status === 401) headers["www-authenticate"] = 'Bearer error="invalid_token"'
       if (response.status === 405) {
-        headers.allow = allowedMethods(new URL(request.url, "http://localhost").pathname).join(", ")
+        headers.allow = allowedMethods(pathnameOf(request)).join(", ")
       }
       return HttpServerResponse.setHeaders(response, headers)
     })
@@ -231,11 +234,7 @@ export const commonRules = HttpApiBuilder.middleware(
       const client = request.headers["cf-connecting-ip"]
       // Limited per client address as the edge reports it; a request without one (local dev,
       // tests, a runtime behind no proxy) is not limited. Liveness checks never are.
-      if (
-        Option.isSome(limiter) &&
-        client !== undefined &&
-        new URL(request.url, "http://localhost").pathname !== "/healthz"
-      ) {
+      if (Option.isSome(limiter) && client !== undefined && pathnameOf(request) !== "/healthz") {
         const decision = yield* limiter.value.check(client)
         if (!decision.allowed) {
           return yield* new RateLimited({
@@ -286,7 +285,7 @@ const translate = (e: unknown): unknown => {
     return onlyPermissions ? new InvalidPermissions({ detail }) : new InvalidRequest({ detail })
   }
   if (e instanceof RouteNotFound) {
-    const pathname = new URL(e.request.url, "http://localhost").pathname
+    const pathname = pathnameOf(e.request)
     const allow = allowedMethods(pathname)
     if (allow.length === 0) {
       return new NotFound({ detail: `No route for ${e.request.method} ${redactSecrets(pathname).slice(0, 200)}` })
