@@ -15,11 +15,12 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { AppJwt } from "../src/AppJwt.js"
-import { toPem } from "../src/Der.js"
-import * as IcrApps from "../src/IcrApps.js"
-import { InstallationTokens, layerMemoryCache } from "../src/InstallationTokens.js"
-import { createIcrAppsClient } from "../src/Promise.js"
+import { AppJwt } from "../src/sdk/AppJwt.js"
+import { toPem } from "../src/internal/der.js"
+import * as IcrApps from "../src/sdk/IcrApps.js"
+import { InstallationTokens } from "../src/sdk/InstallationTokens.js"
+import { layerMemoryCache } from "../src/sdk/TokenCache.js"
+import { createIcrAppsClient } from "../src/sdk/Promise.js"
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20_000)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7)

@@ -1,26 +1,19 @@
 /**
- * @icr-apps/core: the ICR Apps API — its one `HttpApi` definition and domain schemas, the issuer's
- * services, and the app-side SDK (Effect layers first, a Promise facade second).
+ * @icr-apps/core: the app side of the ICR Apps API (the SDK) and the one `HttpApi` definition it
+ * shares with the issuer. Effect users compose the service tags and `IcrApps.layer`; everyone else
+ * calls `createIcrAppsClient`. The issuer's modules are under `@icr-apps/core/issuer/*`.
  */
-export * as AccessTokens from "./AccessTokens.js"
-export * as AdminClient from "./AdminClient.js"
-export * as Api from "./Api.js"
-export * as AppJwt from "./AppJwt.js"
-export * as Client from "./Client.js"
-export * as Apps from "./Domain/Apps.js"
-export * as Installations from "./Domain/Installations.js"
-export * as Permissions from "./Domain/Permissions.js"
-export * as Primitives from "./Domain/Primitives.js"
-export * as Problems from "./Domain/Problems.js"
-export * as Tokens from "./Domain/Tokens.js"
-export * as Entropy from "./Entropy.js"
-export * as Http from "./Http.js"
-export * as IcrApps from "./IcrApps.js"
-export * as InstallationTokens from "./InstallationTokens.js"
-export * as Issuer from "./Issuer.js"
-export * as JwtVerifier from "./JwtVerifier.js"
-export * as PromiseClient from "./Promise.js"
-export * as PublicKeys from "./PublicKeys.js"
-export * as Registry from "./Registry.js"
-export * as TokenStore from "./TokenStore.js"
-export { createIcrAppsClient, IcrAppsFailure } from "./Promise.js"
+export { IcrAppsApi } from "./api/Api.js"
+export { App, AppKey } from "./api/Apps.js"
+export { Installation, InstallationPage } from "./api/Installations.js"
+export { Permissions } from "./api/Permissions.js"
+export * as Problems from "./api/Problems.js"
+export { AccessToken, InstallationAccessToken, TokenDescription } from "./api/Tokens.js"
+export { AdminClient } from "./sdk/AdminClient.js"
+export { AppJwt, InvalidPrivateKey, type JwtSigner, JwtSigningFailed, type PrivateKeyInput } from "./sdk/AppJwt.js"
+export { type IcrAppsError, IcrAppsClient, TransportError, UnexpectedResponse } from "./sdk/Client.js"
+export * as IcrApps from "./sdk/IcrApps.js"
+export { InstallationTokens } from "./sdk/InstallationTokens.js"
+export * as KvTokenCache from "./sdk/KvTokenCache.js"
+export { createIcrAppsClient, IcrAppsFailure, type IcrAppsPromiseClient } from "./sdk/Promise.js"
+export { type CachedToken, TokenCache } from "./sdk/TokenCache.js"

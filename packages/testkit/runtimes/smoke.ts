@@ -3,7 +3,7 @@
  * (Node, Deno, Bun): web-standard APIs only, so the same file must pass unchanged everywhere.
  * Exits 0 and prints "smoke ok <runtime>" on success; throws otherwise.
  */
-import { createIcrAppsClient } from "@icr-apps/core/Promise"
+import { createIcrAppsClient } from "@icr-apps/core/sdk/Promise"
 import { makeFakeIssuer } from "../src/FakeIssuer.js"
 import { generateAppKeyPair } from "../src/Keys.js"
 

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest"
 import { type AppKeyPair, appClaims, generateAppKeyPair, jsonSegment, signRs256 } from "./Keys.js"
-import { toBase64Url } from "@icr-apps/core/Der"
+import * as Encoding from "effect/Encoding"
 
 /** What the suite needs of an issuer. */
 export interface IssuerTarget {
@@ -310,7 +310,7 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
               ["sign"]
             )
             const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input))
-            return `${input}.${toBase64Url(new Uint8Array(mac))}`
+            return `${input}.${Encoding.encodeBase64Url(new Uint8Array(mac))}`
           }
         ],
         [
@@ -326,7 +326,7 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
               ec.privateKey,
               new TextEncoder().encode(input)
             )
-            return `${input}.${toBase64Url(new Uint8Array(sig))}`
+            return `${input}.${Encoding.encodeBase64Url(new Uint8Array(sig))}`
           }
         ],
         [
@@ -346,7 +346,7 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
               pss,
               new TextEncoder().encode(input)
             )
-            return `${input}.${toBase64Url(new Uint8Array(sig))}`
+            return `${input}.${Encoding.encodeBase64Url(new Uint8Array(sig))}`
           }
         ],
         ["RS512", "unsupported_algorithm", async ({ jwt }) => jwt({}, { alg: "RS512" })],

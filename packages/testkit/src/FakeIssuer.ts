@@ -3,12 +3,13 @@
  * production rules (KV's 60 s TTL floor, expiry by clock), with a movable server clock and fault
  * injection at the HTTP and storage levels. Use its `fetch` wherever a `fetch` is expected.
  */
-import { Unavailable } from "@icr-apps/core/Domain/Problems"
-import * as Entropy from "@icr-apps/core/Entropy"
-import { makeWebHandler } from "@icr-apps/core/Issuer"
-import * as RateLimiter from "@icr-apps/core/RateLimiter"
-import * as Registry from "@icr-apps/core/Registry"
-import * as TokenStore from "@icr-apps/core/TokenStore"
+import { Unavailable } from "@icr-apps/core/api/Problems"
+import * as Entropy from "@icr-apps/core/issuer/Entropy"
+import { layerSeeded } from "./Entropy.js"
+import { makeWebHandler } from "@icr-apps/core/issuer/Issuer"
+import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
+import * as Registry from "@icr-apps/core/issuer/Registry"
+import * as TokenStore from "@icr-apps/core/issuer/TokenStore"
 import * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -154,7 +155,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): FakeIssuer => {
     Layer.mergeAll(
       store,
       registry,
-      options.seed === undefined ? Entropy.layer : Entropy.layerSeeded(options.seed),
+      options.seed === undefined ? Entropy.layer : layerSeeded(options.seed),
       Layer.setClock(functionClock(now)),
       options.rateLimit === undefined ? Layer.empty : RateLimiter.layerMemory(options.rateLimit)
     ),

@@ -1,76 +1,29 @@
 /**
- * Fixture keys for tests: fresh RSA key pairs in every format the API and SDK accept, made with
- * WebCrypto so they work the same in Node and in workerd. No private key is ever committed.
+ * Fixture keys and hand-made JWTs for tests. Key pairs come from the SDK's `Keys` (fresh, every
+ * format, never committed); `signRs256` signs any header and claims, however wrong, so tests can
+ * build the JWTs an attacker would.
  */
-import { type Bytes, pkcs1PrivateToPkcs8, readElement, toPem } from "@icr-apps/core/Der"
+import * as Encoding from "effect/Encoding"
 
-/** An RS256 key pair in every accepted format. */
-export interface AppKeyPair {
-  readonly privateKey: CryptoKey
-  readonly publicKey: CryptoKey
-  /** SPKI PEM (`BEGIN PUBLIC KEY`). */
-  readonly publicPem: string
-  /** PKCS#1 PEM (`BEGIN RSA PUBLIC KEY`). */
-  readonly publicPkcs1Pem: string
-  /** The public JWK. */
-  readonly publicJwk: JsonWebKey
-  /** PKCS#8 PEM (`BEGIN PRIVATE KEY`). */
-  readonly privatePem: string
-  /** PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`). */
-  readonly privatePkcs1Pem: string
-  /** The private JWK. */
-  readonly privateJwk: JsonWebKey
+export { type AppKeyPair, generateAppKeyPair } from "@icr-apps/core/sdk/Keys"
+
+/** Base64url of a JSON value: one JWT segment. */
+export const jsonSegment = (value: unknown): string => Encoding.encodeBase64Url(JSON.stringify(value))
+
+/** Signs `payload` with RS256 under `header` (any header: no check is made) and returns the compact JWT. */
+export const signRs256 = async (
+  privateKey: CryptoKey,
+  payload: Record<string, unknown>,
+  header: Record<string, unknown> = { alg: "RS256", typ: "JWT" }
+): Promise<string> => {
+  const input = `${jsonSegment(header)}.${jsonSegment(payload)}`
+  const signature = await crypto.subtle.sign(
+    { name: "RSASSA-PKCS1-v1_5" },
+    privateKey,
+    new Uint8Array(new TextEncoder().encode(input))
+  )
+  return `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
 }
-
-const RS256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const
-
-/** The contents of the DER element at `offset` (its value bytes). */
-const contentsAt = (der: Bytes, offset: number): { readonly value: Bytes; readonly next: number } => {
-  const e = readElement(der, offset)
-  if (e === undefined) throw new Error("malformed DER")
-  return { value: der.slice(e.start, e.end), next: e.end }
-}
-
-/** The PKCS#1 RSAPublicKey inside an SPKI (the BIT STRING's payload). */
-const spkiToPkcs1 = (spki: Bytes): Bytes => {
-  const outer = readElement(spki, 0)!
-  const algorithm = readElement(spki, outer.start)!
-  const bitString = readElement(spki, algorithm.end)!
-  return spki.slice(bitString.start + 1, bitString.end)
-}
-
-/** The PKCS#1 RSAPrivateKey inside a PKCS#8 PrivateKeyInfo (the OCTET STRING's payload). */
-const pkcs8ToPkcs1 = (pkcs8: Bytes): Bytes => {
-  const outer = readElement(pkcs8, 0)!
-  const version = readElement(pkcs8, outer.start)!
-  const algorithm = readElement(pkcs8, version.end)!
-  return contentsAt(pkcs8, algorithm.end).value
-}
-
-/** A fresh RSA key pair of `bits` (2048 by default) for RS256. */
-export const generateAppKeyPair = async (bits = 2048): Promise<AppKeyPair> => {
-  const pair = (await crypto.subtle.generateKey(
-    { ...RS256, modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]) },
-    true,
-    ["sign", "verify"]
-  )) as CryptoKeyPair
-  const spki = new Uint8Array((await crypto.subtle.exportKey("spki", pair.publicKey)) as ArrayBuffer)
-  const pkcs8 = new Uint8Array((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer)
-  const privatePkcs1 = pkcs8ToPkcs1(pkcs8)
-  if (pkcs1PrivateToPkcs8(privatePkcs1) === undefined) throw new Error("PKCS#1 round trip failed")
-  return {
-    privateKey: pair.privateKey,
-    publicKey: pair.publicKey,
-    publicPem: toPem("PUBLIC KEY", spki),
-    publicPkcs1Pem: toPem("RSA PUBLIC KEY", spkiToPkcs1(spki)),
-    publicJwk: (await crypto.subtle.exportKey("jwk", pair.publicKey)) as JsonWebKey,
-    privatePem: toPem("PRIVATE KEY", pkcs8),
-    privatePkcs1Pem: toPem("RSA PRIVATE KEY", privatePkcs1),
-    privateJwk: (await crypto.subtle.exportKey("jwk", pair.privateKey)) as JsonWebKey
-  }
-}
-
-export { jsonSegment, signRs256 } from "@icr-apps/core/Jwt"
 
 /** The claims of a well-formed App JWT for `appId` at `nowSeconds` (iat backdated 60 s, exp +9 min). */
 export const appClaims = (appId: string, nowSeconds = Math.floor(Date.now() / 1000)) => ({

@@ -2,15 +2,15 @@
  * The contract every `TokenCache` obeys, as a suite any implementation can run: the in-memory LRU
  * in Node, Cloudflare KV in workerd.
  */
-import type * as InstallationTokens from "@icr-apps/core/InstallationTokens"
-import { TokenCache } from "@icr-apps/core/InstallationTokens"
+import type * as TokenCacheModule from "@icr-apps/core/sdk/TokenCache"
+import { TokenCache } from "@icr-apps/core/sdk/TokenCache"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
 
-const entry = (expiresAt: number, n = 1): InstallationTokens.CachedToken => ({
+const entry = (expiresAt: number, n = 1): TokenCacheModule.CachedToken => ({
   token: Redacted.make(`crs_${String(n).padStart(48, "0")}`),
   expiresAt,
   permissions: { organization_info: "VIEW" },

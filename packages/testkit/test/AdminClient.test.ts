@@ -1,6 +1,6 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import { describe, expect, it } from "@effect/vitest"
-import * as AdminClient from "@icr-apps/core/AdminClient"
+import * as AdminClient from "@icr-apps/core/sdk/AdminClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { makeFakeIssuer } from "../src/FakeIssuer.js"

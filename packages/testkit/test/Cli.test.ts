@@ -14,8 +14,11 @@ const tsx = join(root, "node_modules/.bin/tsx")
 
 const run = (args: ReadonlyArray<string>, cwd: string) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(tsx, [cli, ...args], { cwd, env: { ...process.env, ICR_PRIVATE_KEY: "" } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
+    execFile(
+      tsx,
+      [cli, ...args],
+      { cwd, env: { ...process.env, ICR_PRIVATE_KEY: "", ICR_BASE_URL: "" } },
+      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
     )
   })
 
@@ -74,6 +77,13 @@ describe("icr-apps CLI", () => {
 
     const jwt = await run(["jwt", ...common], dir)
     expect(jwt.stdout.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/)
+    expect(jwt.stderr).toContain(`icr-apps: ${baseUrl}`)
+
+    // No base URL: a usage error that says which flag, never a silent call to production.
+    const noBase = await run(["jwt", "--app-id", app.id, "--key", "app.pem"], dir)
+    expect(noBase.code).toBe(2)
+    expect(noBase.stderr).toContain("--base-url URL (or ICR_BASE_URL) required")
+    expect(noBase.stdout).toBe("")
 
     const token = await run(["token", ...common, "--installation", ids[0]!], dir)
     expect(token.code).toBe(0)

@@ -1,9 +1,9 @@
 /** Shared set-up for the SDK tests: a fake issuer on the test's clock, an app, an installation. */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import type * as AppJwt from "@icr-apps/core/AppJwt"
-import type * as Client from "@icr-apps/core/Client"
-import * as IcrApps from "@icr-apps/core/IcrApps"
-import * as InstallationTokens from "@icr-apps/core/InstallationTokens"
+import type * as AppJwt from "@icr-apps/core/sdk/AppJwt"
+import type * as Client from "@icr-apps/core/sdk/Client"
+import * as IcrApps from "@icr-apps/core/sdk/IcrApps"
+import * as TokenCache from "@icr-apps/core/sdk/TokenCache"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -65,7 +65,7 @@ export const sdkLayer = (
   IcrApps.layerWith({ baseUrl: BASE_URL, retry: testRetry, ...config }).pipe(
     Layer.provide([
       FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, issuer.fetch as typeof fetch))),
-      InstallationTokens.layerMemoryCache()
+      TokenCache.layerMemoryCache()
     ])
   )
 

@@ -2,10 +2,16 @@
  * {@link Registry} on Cloudflare D1. Each operation that must be atomic is a single statement or a
  * `batch` (which D1 runs as one transaction). See STORAGE.md and migrations/.
  */
-import { Permissions } from "@icr-apps/core/Domain/Permissions"
-import { AppNotFound, Conflict, InstallationNotFound, NotFound, Unavailable } from "@icr-apps/core/Domain/Problems"
-import { MAX_KEYS_PER_APP } from "@icr-apps/core/Domain/Apps"
-import { type AppRecord, type InstallationRecord, type KeyRecord, Registry, tooManyKeys } from "@icr-apps/core/Registry"
+import { Permissions } from "@icr-apps/core/api/Permissions"
+import { AppNotFound, Conflict, InstallationNotFound, NotFound, Unavailable } from "@icr-apps/core/api/Problems"
+import { MAX_KEYS_PER_APP } from "@icr-apps/core/api/Apps"
+import {
+  type AppRecord,
+  type InstallationRecord,
+  type KeyRecord,
+  Registry,
+  tooManyKeys
+} from "@icr-apps/core/issuer/Registry"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"

@@ -2,9 +2,9 @@
  * {@link TokenStore} on Cloudflare KV: key `token:<sha256 hex>`, value the JSON record, with
  * `expirationTtl` = the token's lifetime (never below KV's 60 s floor). See STORAGE.md.
  */
-import { StoredToken } from "@icr-apps/core/Domain/Tokens"
-import { Unavailable } from "@icr-apps/core/Domain/Problems"
-import { MIN_TTL_SECONDS, TokenStore } from "@icr-apps/core/TokenStore"
+import { StoredToken } from "@icr-apps/core/api/Tokens"
+import { Unavailable } from "@icr-apps/core/api/Problems"
+import { MIN_TTL_SECONDS, TokenStore } from "@icr-apps/core/issuer/TokenStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"

@@ -3,11 +3,11 @@
  * {@link layerFromEnv}; the handler is built on the first request (no I/O at module load) and
  * reused for the life of the isolate, so imported keys stay cached.
  */
-import * as Entropy from "@icr-apps/core/Entropy"
-import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/Issuer"
-import * as RateLimiter from "@icr-apps/core/RateLimiter"
-import type { Registry } from "@icr-apps/core/Registry"
-import type { TokenStore } from "@icr-apps/core/TokenStore"
+import * as Entropy from "@icr-apps/core/issuer/Entropy"
+import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/issuer/Issuer"
+import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
+import type { Registry } from "@icr-apps/core/issuer/Registry"
+import type { TokenStore } from "@icr-apps/core/issuer/TokenStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:test"
-import * as AppJwt from "@icr-apps/core/AppJwt"
+import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"

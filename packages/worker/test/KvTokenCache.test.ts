@@ -3,7 +3,7 @@ import { tokenCacheContract } from "@icr-apps/testkit/TokenCacheContract"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { expect, it } from "vitest"
-import * as KvTokenCache from "../src/KvTokenCache.js"
+import * as KvTokenCache from "@icr-apps/core/sdk/KvTokenCache"
 
 // The SDK's cache contract, on real KV in workerd.
 tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.TOKENS))

@@ -1,0 +1,338 @@
+/**
+ * The one definition of the ICR Apps API (SPEC §1, §4, §5). The worker serves it, the SDK's client
+ * is derived from it, and `openapi.json` is generated from it: nothing about the API is written twice.
+ */
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as OpenApi from "@effect/platform/OpenApi"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import { AddAppKeyRequest, App, AppKey, CreateAppRequest } from "./Apps.js"
+import {
+  CreateInstallationRequest,
+  Installation,
+  InstallationPage,
+  InstallationsQuery,
+  UpdateInstallationRequest
+} from "./Installations.js"
+import type { Permissions } from "./Permissions.js"
+import { API_VERSION, AppId, Uuid } from "./Primitives.js"
+import { Problems } from "./Problems.js"
+import {
+  AccessToken,
+  CreateInstallationTokenRequest,
+  InstallationAccessToken,
+  type StoredToken,
+  TokenDescription
+} from "./Tokens.js"
+
+/** The app an App JWT authenticated (provided to Apps API handlers by {@link AppAuth}). */
+export class CurrentApp extends Context.Tag("@icr-apps/core/Api/CurrentApp")<
+  CurrentApp,
+  { readonly appId: string; readonly keyId: string; readonly permissions: Permissions }
+>() {}
+
+/** The access token in the `Authorization` header, looked up by digest (provided by {@link TokenAuth}). */
+export class CurrentToken extends Context.Tag("@icr-apps/core/Api/CurrentToken")<
+  CurrentToken,
+  { readonly digest: string; readonly token: StoredToken }
+>() {}
+
+/** Failures any endpoint may answer because storage or the runtime failed, not the caller. */
+const ServerFailures = [Problems.Internal, Problems.Unavailable, Problems.RateLimited] as const
+
+/** Authenticates an App JWT (SPEC §2) and provides {@link CurrentApp}. */
+export class AppAuth extends HttpApiMiddleware.Tag<AppAuth>()("@icr-apps/core/Api/AppAuth", {
+  provides: CurrentApp,
+  failure: Schema.Union(Problems.MissingCredentials, Problems.InvalidJwt, ...ServerFailures),
+  security: {
+    appJwt: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(OpenApi.Description, "An App JWT (RS256) signed with one of the app's private keys"),
+      HttpApiSecurity.annotate(OpenApi.Format, "JWT")
+    )
+  }
+}) {}
+
+/** Authenticates an access token (`crs_…`) and provides {@link CurrentToken}. */
+export class TokenAuth extends HttpApiMiddleware.Tag<TokenAuth>()("@icr-apps/core/Api/TokenAuth", {
+  provides: CurrentToken,
+  failure: Schema.Union(Problems.MissingCredentials, Problems.InvalidToken, ...ServerFailures),
+  security: {
+    accessToken: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(OpenApi.Description, "An app or installation access token (crs_…)")
+    )
+  }
+}) {}
+
+/** Guards the operator API with the configured ADMIN_TOKEN (SPEC §5). */
+export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@icr-apps/core/Api/AdminAuth", {
+  failure: Schema.Union(Problems.MissingCredentials, Problems.InvalidToken, Problems.AdminDisabled, ...ServerFailures),
+  security: {
+    adminToken: HttpApiSecurity.bearer.pipe(HttpApiSecurity.annotate(OpenApi.Description, "The operator's ADMIN_TOKEN"))
+  }
+}) {}
+
+type JsonObject = Record<string, any>
+
+/** An OpenAPI header object. */
+const header = (description: string) => ({ description, schema: { type: "string" } })
+
+/** Adds headers to an operation's success response (they are set by the handler, not by a schema). */
+const successHeaders =
+  (headers: JsonObject) =>
+  (operation: JsonObject): JsonObject => {
+    for (const [status, response] of Object.entries<JsonObject>(operation.responses ?? {})) {
+      if (Number(status) < 300) response.headers = { ...response.headers, ...headers }
+    }
+    return operation
+  }
+
+const noStore = successHeaders({ "Cache-Control": header("`no-store`: token responses are never cached") })
+
+/** `x-icr-api-version`, documented on every endpoint; the version check itself runs before routing. */
+const VersionHeader = Schema.Struct({
+  "x-icr-api-version": Schema.optionalWith(Schema.Literal(API_VERSION), { exact: true })
+})
+
+const installationIdPath = Schema.Struct({ installationId: Uuid })
+
+/** What apps call (SPEC §4). */
+export class AppsGroup extends HttpApiGroup.make("apps")
+  .add(
+    HttpApiEndpoint.post("createAppAccessToken", "/app/accessTokens")
+      .setHeaders(VersionHeader)
+      .addSuccess(AccessToken)
+      .middleware(AppAuth)
+      .annotate(OpenApi.Summary, "Create an app access token")
+      .annotate(OpenApi.Transform, noStore)
+  )
+  .add(
+    HttpApiEndpoint.post("createInstallationAccessToken", "/app/installations/:installationId/accessTokens")
+      .setPath(installationIdPath)
+      .setHeaders(VersionHeader)
+      .setPayload(CreateInstallationTokenRequest)
+      .addSuccess(InstallationAccessToken)
+      .addError(Problems.InstallationNotFound)
+      .addError(Problems.InstallationSuspended)
+      .addError(Problems.PermissionsExceedGrant)
+      .middleware(AppAuth)
+      .annotate(OpenApi.Summary, "Create an installation access token")
+      // The body is optional: none, or `{}`, means the installation's full grant.
+      .annotate(OpenApi.Transform, (operation) =>
+        noStore({ ...operation, requestBody: { ...(operation.requestBody as object), required: false } })
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("describeAccessToken", "/app/installations/token")
+      .setHeaders(VersionHeader)
+      .addSuccess(TokenDescription)
+      .middleware(TokenAuth)
+      .annotate(OpenApi.Summary, "Describe the access token in the Authorization header")
+      .annotate(OpenApi.Transform, noStore)
+  )
+  .add(
+    HttpApiEndpoint.del("revokeAccessToken", "/app/installations/token")
+      .setHeaders(VersionHeader)
+      .addSuccess(HttpApiSchema.NoContent)
+      .middleware(TokenAuth)
+      .annotate(OpenApi.Summary, "Revoke the access token in the Authorization header")
+  )
+  .add(
+    HttpApiEndpoint.get("listInstallations", "/app/installations")
+      .setUrlParams(InstallationsQuery)
+      .setHeaders(VersionHeader)
+      .addSuccess(InstallationPage)
+      .middleware(AppAuth)
+      .annotate(OpenApi.Summary, "List the app's active installations")
+      .annotate(
+        OpenApi.Transform,
+        successHeaders({ Link: header('RFC 8288 links: rel="next" when a next page exists, rel="prev" when page > 0') })
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("getInstallation", "/app/installations/:installationId")
+      .setPath(installationIdPath)
+      .setHeaders(VersionHeader)
+      .addSuccess(Installation)
+      .addError(Problems.InstallationNotFound)
+      .middleware(AppAuth)
+      .annotate(OpenApi.Summary, "Get one of the app's installations")
+  )
+  .annotate(OpenApi.Title, "Apps")
+  .annotate(OpenApi.Description, "What apps call, with an App JWT or an access token") {}
+
+const appIdPath = Schema.Struct({ appId: AppId })
+
+/** How apps, keys and installations come to exist (SPEC §5). */
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createApp", "/admin/apps")
+      .setHeaders(VersionHeader)
+      .setPayload(CreateAppRequest)
+      .addSuccess(App, { status: 201 })
+      .addError(Problems.Conflict)
+      .addError(Problems.InvalidPublicKey)
+      .annotate(OpenApi.Summary, "Register an app with its first public key")
+  )
+  .add(
+    HttpApiEndpoint.get("getApp", "/admin/apps/:appId")
+      .setPath(appIdPath)
+      .setHeaders(VersionHeader)
+      .addSuccess(App)
+      .addError(Problems.AppNotFound)
+      .annotate(OpenApi.Summary, "Get an app")
+  )
+  .add(
+    HttpApiEndpoint.post("addAppKey", "/admin/apps/:appId/keys")
+      .setPath(appIdPath)
+      .setHeaders(VersionHeader)
+      .setPayload(AddAppKeyRequest)
+      .addSuccess(AppKey, { status: 201 })
+      .addError(Problems.AppNotFound)
+      .addError(Problems.InvalidPublicKey)
+      .annotate(OpenApi.Summary, "Add a public key to an app")
+  )
+  .add(
+    HttpApiEndpoint.del("deleteAppKey", "/admin/apps/:appId/keys/:keyId")
+      .setPath(Schema.Struct({ appId: AppId, keyId: Uuid }))
+      .setHeaders(VersionHeader)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(Problems.AppNotFound)
+      .addError(Problems.NotFound)
+      .annotate(OpenApi.Summary, "Delete an app's public key")
+  )
+  .add(
+    HttpApiEndpoint.post("createInstallation", "/admin/installations")
+      .setHeaders(VersionHeader)
+      .setPayload(CreateInstallationRequest)
+      .addSuccess(Installation, { status: 201 })
+      .addError(Problems.AppNotFound)
+      .addError(Problems.InvalidPermissions)
+      .addError(Problems.Conflict)
+      .annotate(OpenApi.Summary, "Install an app in an organization")
+  )
+  .add(
+    HttpApiEndpoint.patch("updateInstallation", "/admin/installations/:installationId")
+      .setPath(installationIdPath)
+      .setHeaders(VersionHeader)
+      .setPayload(UpdateInstallationRequest)
+      .addSuccess(Installation)
+      .addError(Problems.InstallationNotFound)
+      .addError(Problems.InvalidPermissions)
+      .annotate(OpenApi.Summary, "Change an installation's permissions, or suspend or unsuspend it")
+  )
+  .add(
+    HttpApiEndpoint.del("deleteInstallation", "/admin/installations/:installationId")
+      .setPath(installationIdPath)
+      .setHeaders(VersionHeader)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(Problems.InstallationNotFound)
+      .annotate(OpenApi.Summary, "Uninstall an app from an organization")
+  )
+  .middleware(AdminAuth)
+  .annotate(OpenApi.Title, "Operator")
+  .annotate(OpenApi.Description, "How apps, keys and installations come to exist; guarded by ADMIN_TOKEN") {}
+
+/** Liveness and the API's own description. */
+export class SystemGroup extends HttpApiGroup.make("system")
+  .add(
+    HttpApiEndpoint.get("healthz", "/healthz")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .annotate(OpenApi.Summary, "Liveness check")
+  )
+  .add(
+    HttpApiEndpoint.get("openapi", "/openapi.json")
+      .addSuccess(Schema.Unknown.annotations({ description: "The OpenAPI 3.1 document of this API" }))
+      .annotate(OpenApi.Summary, "This document")
+  )
+  .annotate(OpenApi.Title, "System") {}
+
+/**
+ * Tidies the generated document: every error response is `application/problem+json` (the
+ * generator falls back to `application/json` when several errors share a status), is described by
+ * its SPEC §6 codes, and the platform's internal decode-error shape, which this server never sends
+ * (it answers `invalid_request` instead), is dropped.
+ */
+const problemResponses = (spec: JsonObject): JsonObject => {
+  const internal = "#/components/schemas/HttpApiDecodeError"
+  for (const operations of Object.values<JsonObject>(spec.paths ?? {})) {
+    for (const operation of Object.values<JsonObject>(operations)) {
+      for (const [status, response] of Object.entries<JsonObject>(operation.responses ?? {})) {
+        if (Number(status) < 400 || response.content === undefined) continue
+        const schema = Object.values<JsonObject>(response.content)[0]?.schema ?? {}
+        const refs: Array<JsonObject> = (schema.anyOf ?? [schema]).filter((s: JsonObject) => s.$ref !== internal)
+        const codes = refs.map((s) => String(s.$ref).replace("#/components/schemas/Problem_", ""))
+        response.description = `Problem document (${codes.map((c) => `\`${c}\``).join(", ")})`
+        response.content = {
+          "application/problem+json": { schema: refs.length === 1 ? refs[0] : { anyOf: refs } }
+        }
+        const extra = errorHeaders[status]
+        if (extra !== undefined) response.headers = { ...response.headers, ...extra }
+      }
+    }
+  }
+  return pruneComponents(spec)
+}
+
+/** The headers SPEC §1 and §6 put on error responses, documented where they apply. */
+const errorHeaders: Record<string, JsonObject> = {
+  "401": { "WWW-Authenticate": header('Always `Bearer error="invalid_token"` (RFC 6750)') },
+  "405": { Allow: header("The methods this path serves") },
+  "429": { "Retry-After": header("Seconds until the client may retry") },
+  "503": { "Retry-After": header("Seconds until the client may retry") }
+}
+
+/** Drops component schemas that nothing references any more. */
+const pruneComponents = (spec: JsonObject): JsonObject => {
+  const schemas: JsonObject = spec.components?.schemas ?? {}
+  const live = new Set<string>()
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      node.forEach(visit)
+      return
+    }
+    if (node === null || typeof node !== "object") return
+    for (const [key, value] of Object.entries(node)) {
+      if (key === "$ref" && typeof value === "string" && value.startsWith("#/components/schemas/")) {
+        const name = value.slice("#/components/schemas/".length)
+        if (!live.has(name)) {
+          live.add(name)
+          visit(schemas[name])
+        }
+      } else visit(value)
+    }
+  }
+  visit(spec.paths)
+  for (const name of Object.keys(schemas)) if (!live.has(name)) delete schemas[name]
+  return spec
+}
+
+/** The ICR Apps API, every endpoint of SPEC §4 and §5 plus `/healthz` and `/openapi.json`. */
+export class IcrAppsApi extends HttpApi.make("icr-apps")
+  .add(AppsGroup)
+  .add(AdminGroup)
+  .add(SystemGroup)
+  .addError(Problems.InvalidRequest)
+  .addError(Problems.UnsupportedApiVersion)
+  .addError(Problems.NotFound)
+  .addError(Problems.MethodNotAllowed)
+  .addError(Problems.PayloadTooLarge)
+  .addError(Problems.InvalidPermissions)
+  .addError(Problems.Internal)
+  .addError(Problems.Unavailable)
+  .addError(Problems.RateLimited)
+  .annotate(OpenApi.Title, "ICR Apps API")
+  .annotate(OpenApi.Version, API_VERSION)
+  .annotate(
+    OpenApi.Description,
+    "The GitHub-Apps-style API of the International Carbon Registry: App JWTs, access tokens, installations."
+  )
+  .annotate(OpenApi.Servers, [{ url: "https://api.carbonregistry.com", description: "Production" }])
+  .annotate(OpenApi.Transform, problemResponses) {}
+
+/** The OpenAPI 3.1 document of {@link IcrAppsApi}, generated from the definition. */
+export const openApiDocument = (): OpenApi.OpenAPISpec => OpenApi.fromApi(IcrAppsApi)

@@ -1,0 +1,165 @@
+/**
+ * Minting, authenticating, describing and revoking access tokens (SPEC §2, §4). A token is
+ * `crs_` + 48 hex from the {@link Entropy} service; only its SHA-256 digest is stored. A token is
+ * honoured only while its installation still exists, belongs to its app, and is not suspended:
+ * checked against the registry on every use, so suspension and uninstall act on the next request.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { toHex } from "../internal/der.js"
+import { sha256Hex } from "../internal/digest.js"
+import { canonical, exceeding, isWithin, type Permissions } from "../api/Permissions.js"
+import {
+  type InstallationNotFound,
+  InstallationSuspended,
+  InvalidToken,
+  PermissionsExceedGrant,
+  type Unavailable
+} from "../api/Problems.js"
+import { accessTokenPattern, StoredToken } from "../api/Tokens.js"
+import { Entropy } from "./Entropy.js"
+import { installationOfApp, Registry } from "./Registry.js"
+import { MIN_TTL_SECONDS, TokenStore } from "./TokenStore.js"
+
+/** How long tokens live. */
+export interface TokenLifetimes {
+  /** App tokens: 1 hour by default (SPEC §4). */
+  readonly appTokenSeconds: number
+  /** Installation tokens: 2 hours by default (SPEC §4). */
+  readonly installationTokenSeconds: number
+}
+
+/** The lifetimes of SPEC §4. */
+export const defaultLifetimes: TokenLifetimes = { appTokenSeconds: 3600, installationTokenSeconds: 7200 }
+
+/** A freshly minted token: the secret (redacted) and what was stored for it. */
+export interface MintedToken {
+  readonly secret: Redacted.Redacted<string>
+  readonly record: StoredToken
+}
+
+/** SHA-256 of a token secret, lower-case hex: the only form in which a token is stored. */
+export const digestOf: (secret: string) => Effect.Effect<string> = sha256Hex
+
+/** The access-token service of the issuer. */
+export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
+  AccessTokens,
+  {
+    /** Mints an app token carrying the app's declared permissions (as the JWT check just read them). */
+    readonly mintAppToken: (appId: string, declared: Permissions) => Effect.Effect<MintedToken, Unavailable>
+    /** Mints an installation token, narrowed to `requested` when given. */
+    readonly mintInstallationToken: (
+      appId: string,
+      installationId: string,
+      requested: Permissions | undefined
+    ) => Effect.Effect<MintedToken, InstallationNotFound | InstallationSuspended | PermissionsExceedGrant | Unavailable>
+    /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
+    readonly authenticate: (
+      secret: string
+    ) => Effect.Effect<{ readonly digest: string; readonly token: StoredToken }, InvalidToken | Unavailable>
+    /**
+     * Revokes a token: recorded in the registry first (so every later use fails, in every location),
+     * then its record is deleted from the token store.
+     */
+    readonly revoke: (digest: string, token: StoredToken) => Effect.Effect<void, Unavailable>
+  }
+>() {}
+
+/** Builds the service over a store, a registry and entropy, with the given lifetimes. */
+export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
+  Effect.gen(function* () {
+    const store = yield* TokenStore
+    const registry = yield* Registry
+    const entropy = yield* Entropy
+
+    const mint = (fields: Omit<StoredToken, "id" | "createdAt" | "expiresAt">, lifetimeSeconds: number) =>
+      Effect.gen(function* () {
+        const bytes = yield* entropy.bytes(24)
+        const secret = `crs_${toHex(bytes)}`
+        const now = yield* Clock.currentTimeMillis
+        const record = new StoredToken({
+          ...fields,
+          id: yield* entropy.uuid,
+          createdAt: now,
+          expiresAt: now + lifetimeSeconds * 1000
+        })
+        yield* store.put(yield* digestOf(secret), record, Math.max(MIN_TTL_SECONDS, Math.ceil(lifetimeSeconds)))
+        return { secret: Redacted.make(secret), record }
+      })
+
+    const invalid = (detail: string) => new InvalidToken({ detail })
+
+    return AccessTokens.of({
+      mintAppToken: (appId, declared) =>
+        mint({ kind: "app", appId, permissions: canonical(declared) }, lifetimes.appTokenSeconds),
+      mintInstallationToken: (appId, installationId, requested) =>
+        Effect.gen(function* () {
+          const installation = yield* installationOfApp(registry, appId, installationId)
+          if (installation.suspendedAt !== null) {
+            return yield* new InstallationSuspended({ detail: "The installation is suspended" })
+          }
+          const granted = installation.permissions
+          const wanted = requested === undefined || Object.keys(requested).length === 0 ? granted : requested
+          const over = exceeding(wanted, granted)
+          if (over.length > 0) {
+            return yield* new PermissionsExceedGrant({
+              detail: `Requested permissions exceed the installation's grant: ${over.join(", ")}`,
+              permissions: over
+            })
+          }
+          return yield* mint(
+            {
+              kind: "installation",
+              appId,
+              installationId,
+              organizationId: installation.organizationId,
+              permissions: canonical(wanted)
+            },
+            lifetimes.installationTokenSeconds
+          )
+        }),
+      authenticate: (secret) =>
+        Effect.gen(function* () {
+          if (!accessTokenPattern.test(secret)) return yield* invalid("That is not an access token")
+          const digest = yield* digestOf(secret)
+          const found = yield* store.get(digest)
+          if (Option.isNone(found)) return yield* invalid("The access token is unknown, expired or revoked")
+          const token = found.value
+          const now = yield* Clock.currentTimeMillis
+          // KV expires lazily (up to a minute late); the record's own expiry is authoritative.
+          if (token.expiresAt <= now) return yield* invalid("The access token has expired")
+          // One registry read: revocation (immediate everywhere, unlike KV) and what the token stands on.
+          const standing = yield* registry.tokenStanding(token)
+          if (standing.revoked) return yield* invalid("The access token is unknown, expired or revoked")
+          if (token.kind === "installation") {
+            const installation = standing.installation
+            if (Option.isNone(installation) || installation.value.appId !== token.appId) {
+              return yield* invalid("The installation behind this token no longer exists")
+            }
+            if (installation.value.suspendedAt !== null) {
+              return yield* invalid("The installation behind this token is suspended")
+            }
+            if (!isWithin(token.permissions, installation.value.permissions)) {
+              return yield* invalid("The installation's permissions were reduced after this token was minted")
+            }
+          } else if (!standing.appExists) {
+            return yield* invalid("The app behind this token no longer exists")
+          }
+          return { digest, token }
+        }),
+      revoke: (digest, token) =>
+        Effect.gen(function* () {
+          yield* registry.revokeToken(token.id, token.expiresAt, yield* Clock.currentTimeMillis)
+          yield* store.delete(digest)
+        })
+    })
+  })
+
+/** The service with the given lifetimes. */
+export const layer = (
+  lifetimes: TokenLifetimes = defaultLifetimes
+): Layer.Layer<AccessTokens, never, TokenStore | Registry | Entropy> => Layer.effect(AccessTokens, make(lifetimes))

@@ -1,0 +1,300 @@
+/**
+ * The common rules of SPEC §1, as HTTP middleware around the `HttpApi` router: version header,
+ * request id, body limits, problem documents for 404/405/413 and decode errors, the security
+ * headers, and a last line that turns any defect into an `internal` problem without leaking it.
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpMethod from "@effect/platform/HttpMethod"
+import { RouteNotFound } from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { IcrAppsApi } from "../api/Api.js"
+import { API_VERSION } from "../api/Primitives.js"
+import { RateLimiter } from "./RateLimiter.js"
+import {
+  Internal,
+  InvalidPermissions,
+  InvalidRequest,
+  InvalidToken,
+  MethodNotAllowed,
+  NotFound,
+  PayloadTooLarge,
+  RateLimited,
+  Unavailable,
+  UnsupportedApiVersion
+} from "../api/Problems.js"
+
+/** The largest request body accepted (SPEC §1). */
+export const MAX_BODY_BYTES = 16 * 1024
+/** The longest `Authorization` value accepted (SPEC §1). */
+export const MAX_AUTHORIZATION_LENGTH = 8 * 1024
+
+/** Headers every response carries, whatever its status. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+  "referrer-policy": "no-referrer",
+  "strict-transport-security": "max-age=63072000; includeSubDomains",
+  "cache-control": "no-store"
+}
+
+interface Route {
+  readonly method: HttpMethod.HttpMethod
+  readonly pattern: RegExp
+}
+
+/** Every route of the API definition, as a method and a path pattern (for 405 and `Allow`). */
+const routes: ReadonlyArray<Route> = Object.values(IcrAppsApi.groups).flatMap((group) =>
+  Object.values(group.endpoints).map((endpoint) => ({
+    method: endpoint.method,
+    pattern: new RegExp(
+      `^${endpoint.path
+        .split("/")
+        .map((segment: string) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+        .join("/")}/?$`,
+      // The router matches paths case-insensitively; so must the 405 check.
+      "i"
+    )
+  }))
+)
+
+/** The methods the API serves at `pathname` (empty when the path is unknown). */
+export const allowedMethods = (pathname: string): ReadonlyArray<string> => {
+  const methods = new Set<string>()
+  for (const route of routes) if (route.pattern.test(pathname)) methods.add(route.method)
+  if (methods.has("GET")) methods.add("HEAD")
+  return [...methods].sort()
+}
+
+/** The path of a request, whose `url` may be relative (it is on some runtimes). */
+const pathnameOf = (request: { readonly url: string }): string => new URL(request.url, "http://localhost").pathname
+
+const sanePattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** The caller's `x-request-id` when it is sane, else a fresh UUID. */
+const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
+  const given = request.headers["x-request-id"]
+  return given !== undefined && sanePattern.test(given) ? given : crypto.randomUUID()
+}
+
+/** A decode failure's issue text, with any echoed value cut off (it may be a secret). */
+/**
+ * Masks anything in client-controlled text that looks like a credential (an access token, a JWT,
+ * a PEM block), so an error that quotes what the client sent can never echo a secret.
+ */
+export const redactSecrets = (text: string): string =>
+  text
+    .replace(/-----BEGIN[\s\S]*?(-----END[^-]*-----|$)/g, "<key>")
+    .replace(/crs_[0-9A-Za-z]+/g, "crs_…")
+    .replace(/[\w-]{8,}\.[\w-]{8,}\.[\w-]*/g, "<jwt>")
+
+const issueText = (issue: { readonly path: ReadonlyArray<PropertyKey>; readonly message: string }): string => {
+  const where = issue.path.length === 0 ? "request" : issue.path.map((p) => String(p).slice(0, 64)).join(".")
+  const message = issue.message
+    .replace(/,?\s*actual[\s\S]*$/i, "")
+    .replace(/\s+/g, " ")
+    .trim()
+  return redactSecrets(`${where}: ${message.length > 200 ? `${message.slice(0, 200)}…` : message}`)
+}
+
+const tooLarge = () => new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` })
+
+/** Reads at most `limit` bytes of a body; `undefined` when it is longer. */
+const readCapped = (body: ReadableStream<Uint8Array>, limit: number) =>
+  Effect.tryPromise({
+    try: async (signal) => {
+      const reader = body.getReader()
+      const onAbort = () => void reader.cancel().catch(() => {})
+      signal.addEventListener("abort", onAbort)
+      const chunks: Array<Uint8Array> = []
+      let size = 0
+      try {
+        for (;;) {
+          const { done, value } = await reader.read()
+          if (done) break
+          size += value.byteLength
+          if (size > limit) {
+            await reader.cancel().catch(() => {})
+            return undefined
+          }
+          chunks.push(value)
+        }
+      } finally {
+        signal.removeEventListener("abort", onAbort)
+      }
+      const bytes = new Uint8Array(size)
+      let offset = 0
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.byteLength
+      }
+      return bytes
+    },
+    catch: () => new InvalidRequest({ detail: "The request body could not be read" })
+  })
+
+/**
+ * Checks the body of a request that may have one: at most 16 KiB, JSON, an object. The router
+ * then sees a request whose body is that JSON (or `{}` when there was none), so the platform's
+ * decoder never meets unreadable input.
+ */
+const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function* () {
+    if (!HttpMethod.hasBody(request.method)) return request
+    const declared = request.headers["content-length"]
+    if (declared !== undefined && Number(declared) > MAX_BODY_BYTES) {
+      return yield* tooLarge()
+    }
+    const source = request.source
+    let text = ""
+    if (source instanceof Request) {
+      if (source.body !== null) {
+        const bytes = yield* readCapped(source.body, MAX_BODY_BYTES)
+        if (bytes === undefined) {
+          return yield* tooLarge()
+        }
+        text = new TextDecoder("utf-8", { fatal: false, ignoreBOM: false }).decode(bytes)
+      }
+    } else {
+      text = yield* Effect.mapError(
+        request.text,
+        () => new InvalidRequest({ detail: "The request body could not be read" })
+      )
+      if (new TextEncoder().encode(text).byteLength > MAX_BODY_BYTES) {
+        return yield* tooLarge()
+      }
+    }
+    if (text.trim() === "") text = "{}"
+    else {
+      const contentType = (request.headers["content-type"] ?? "").toLowerCase()
+      if (!/^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/.test(contentType)) {
+        return yield* new InvalidRequest({ detail: "Request bodies must be JSON (Content-Type: application/json)" })
+      }
+      const parsed = yield* Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: () => new InvalidRequest({ detail: "The request body is not valid JSON" })
+      })
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+        return yield* new InvalidRequest({ detail: "The request body must be a JSON object" })
+      }
+    }
+    const url = source instanceof Request ? source.url : new URL(request.url, "http://localhost").href
+    const headers = new Headers(request.headers as Record<string, string>)
+    headers.set("content-type", "application/json")
+    headers.delete("content-length")
+    return HttpServerRequest.fromWeb(new Request(url, { method: request.method, headers, body: text }))
+  })
+
+/** Stamps the SPEC §1 headers on whatever response the request ends with, errors included. */
+const stampHeaders =
+  (requestId: string): HttpApp.PreResponseHandler =>
+  (request, response) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      const headers: Record<string, string> = {
+        ...SECURITY_HEADERS,
+        "x-icr-api-version": API_VERSION,
+        "x-request-id": requestId,
+        date: new Date(now).toUTCString()
+      }
+      if (response.status === 401) headers["www-authenticate"] = 'Bearer error="invalid_token"'
+      if (response.status === 405) {
+        headers.allow = allowedMethods(pathnameOf(request)).join(", ")
+      }
+      return HttpServerResponse.setHeaders(response, headers)
+    })
+
+/**
+ * The inner middleware: runs inside the API's error encoding, so every failure it raises becomes
+ * a problem document through the same schemas the endpoints use.
+ */
+export const commonRules = HttpApiBuilder.middleware(
+  (app: HttpApp.Default): HttpApp.Default =>
+    Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      yield* HttpApp.appendPreResponseHandler(stampHeaders(requestIdOf(request)))
+      const version = request.headers["x-icr-api-version"]
+      if (version !== undefined && version !== API_VERSION) {
+        return yield* new UnsupportedApiVersion({
+          detail: `This server serves API version ${API_VERSION} only`
+        })
+      }
+      const authorization = request.headers.authorization
+      if (authorization !== undefined && authorization.length > MAX_AUTHORIZATION_LENGTH) {
+        return yield* new InvalidToken({
+          detail: `The Authorization header is longer than ${MAX_AUTHORIZATION_LENGTH} characters`
+        })
+      }
+      const limiter = yield* Effect.serviceOption(RateLimiter)
+      const client = request.headers["cf-connecting-ip"]
+      // Limited per client address as the edge reports it; a request without one (local dev,
+      // tests, a runtime behind no proxy) is not limited. Liveness checks never are.
+      if (Option.isSome(limiter) && client !== undefined && pathnameOf(request) !== "/healthz") {
+        const decision = yield* limiter.value.check(client)
+        if (!decision.allowed) {
+          return yield* new RateLimited({
+            detail: "Too many requests from this client; retry later",
+            retryAfter: decision.retryAfterSeconds
+          })
+        }
+      }
+      const normalized = yield* normalizeBody(request)
+      // The app's error channel is typed `never`, but the router fails with RouteNotFound and
+      // HttpApiDecodeError underneath; they are translated below into SPEC §6 problems.
+      return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, normalized) as Effect.Effect<
+        HttpServerResponse.HttpServerResponse,
+        unknown
+      >
+    }).pipe(
+      Effect.catchAll((e: unknown) => {
+        const problem = translate(e)
+        // 429 and 503 tell the client when to come back (SPEC §6), in the header as well as the body.
+        const retryAfter =
+          problem instanceof RateLimited || problem instanceof Unavailable ? (problem.retryAfter ?? 1) : undefined
+        return retryAfter === undefined
+          ? Effect.fail(problem)
+          : Effect.zipRight(
+              HttpApp.appendPreResponseHandler((_request, response) =>
+                Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(retryAfter)))
+              ),
+              Effect.fail(problem)
+            )
+      }),
+      Effect.catchAllDefect((defect) =>
+        Effect.zipRight(
+          // Only the defect's class reaches the log: its message might quote a request value.
+          Effect.logError("defect while handling a request", defect instanceof Error ? defect.name : typeof defect),
+          Effect.fail(new Internal({ detail: "Internal error" }))
+        )
+      )
+    ) as unknown as HttpApp.Default,
+  // Keeps the issuer's context (an optional RateLimiter among it) visible to every request.
+  { withContext: true }
+)
+
+/** Maps the router's own failures to SPEC §6 problems; anything else passes through unchanged. */
+const translate = (e: unknown): unknown => {
+  if (e instanceof HttpApiDecodeError) {
+    const onlyPermissions = e.issues.length > 0 && e.issues.every((i) => i.path[0] === "permissions")
+    const detail = e.issues.map(issueText).join("; ") || "The request is malformed"
+    return onlyPermissions ? new InvalidPermissions({ detail }) : new InvalidRequest({ detail })
+  }
+  if (e instanceof RouteNotFound) {
+    const pathname = pathnameOf(e.request)
+    const allow = allowedMethods(pathname)
+    if (allow.length === 0) {
+      return new NotFound({ detail: `No route for ${e.request.method} ${redactSecrets(pathname).slice(0, 200)}` })
+    }
+    // The shape and method match a route, yet the router could not take it: a path it cannot decode.
+    if (allow.includes(e.request.method)) {
+      return new InvalidRequest({ detail: "The request path is malformed (invalid percent-encoding)" })
+    }
+    return new MethodNotAllowed({ detail: `${e.request.method} is not allowed here`, allow })
+  }
+  return e
+}

@@ -1,0 +1,442 @@
+/**
+ * The issuer: the handlers of every endpoint of {@link IcrAppsApi}, its three authentication
+ * middlewares, and a web-standard `fetch` handler that runs unchanged on Workers, Deno, Bun and Node.
+ * Storage comes in as layers ({@link TokenStore}, {@link Registry}); nothing here knows about KV or D1.
+ */
+import type * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as AccessTokensModule from "./AccessTokens.js"
+import { AccessTokens, type MintedToken, type TokenLifetimes } from "./AccessTokens.js"
+import { AdminAuth, AppAuth, CurrentApp, CurrentToken, IcrAppsApi, openApiDocument, TokenAuth } from "../api/Api.js"
+import { App, AppKey } from "../api/Apps.js"
+import { Installation, InstallationPage, pageRequest } from "../api/Installations.js"
+import { canonical, exceeding, type Permissions } from "../api/Permissions.js"
+import {
+  AdminDisabled,
+  AppNotFound,
+  InstallationNotFound,
+  InvalidJwt,
+  InvalidPermissions,
+  InvalidToken,
+  MissingCredentials
+} from "../api/Problems.js"
+import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
+import * as Entropy from "./Entropy.js"
+import { commonRules } from "./Http.js"
+import * as JwtVerifier from "./JwtVerifier.js"
+import { checkPublicKey } from "./PublicKeys.js"
+import { toBase64 } from "../internal/der.js"
+import { type AppRecord, type InstallationRecord, installationOfApp, Registry } from "./Registry.js"
+import type { TokenStore } from "./TokenStore.js"
+
+/** How an issuer is configured. */
+export interface IssuerOptions {
+  /** The operator token; when absent every `/admin` route answers 403 `admin_disabled`. */
+  readonly adminToken?: Redacted.Redacted<string> | undefined
+  /** Token lifetimes (1 h app, 2 h installation by default). */
+  readonly lifetimes?: TokenLifetimes | undefined
+  /** The public origin used in `accessTokensUrl`, when the request's own origin is not it (a proxy). */
+  readonly publicBaseUrl?: string | undefined
+}
+
+/** The issuer's configuration. */
+export class IssuerConfig extends Context.Tag("@icr-apps/core/Issuer/IssuerConfig")<
+  IssuerConfig,
+  {
+    readonly adminToken: Option.Option<Redacted.Redacted<string>>
+    readonly publicBaseUrl: Option.Option<string>
+  }
+>() {}
+
+const toTimestamp = (ms: number) => DateTime.unsafeMake(ms)
+
+/** The credential in a Bearer `Authorization` header, or why there is none. */
+const bearerOf = (request: HttpServerRequest.HttpServerRequest) => {
+  const header = request.headers.authorization
+  if (header === undefined || header.trim() === "") {
+    return Effect.fail(new MissingCredentials({ detail: "Send a credential in Authorization: Bearer …" }))
+  }
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
+  return match === null
+    ? Effect.fail(new MissingCredentials({ detail: "The Authorization header must use the Bearer scheme" }))
+    : Effect.succeed(match[1]!)
+}
+
+const looksLikeAccessToken = (credential: string) => credential.startsWith("crs_")
+
+/** Constant-time equality of two secrets: compares SHA-256 digests, so neither length nor content leaks. */
+export const secretsEqual = (a: string, b: string): Effect.Effect<boolean> =>
+  Effect.promise(async () => {
+    const encoder = new TextEncoder()
+    const [da, db] = await Promise.all([
+      crypto.subtle.digest("SHA-256", encoder.encode(a)),
+      crypto.subtle.digest("SHA-256", encoder.encode(b))
+    ])
+    const x = new Uint8Array(da)
+    const y = new Uint8Array(db)
+    let diff = 0
+    for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!
+    return diff === 0
+  })
+
+/** {@link AppAuth}: verifies the App JWT and provides {@link CurrentApp}. */
+export const AppAuthLive = Layer.effect(
+  AppAuth,
+  Effect.gen(function* () {
+    const verifier = yield* JwtVerifier.JwtVerifier
+    return {
+      appJwt: () =>
+        Effect.gen(function* () {
+          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
+          if (looksLikeAccessToken(credential)) {
+            return yield* new InvalidJwt({
+              reason: "malformed",
+              detail: "This endpoint expects an App JWT, not an access token"
+            })
+          }
+          return yield* verifier.verify(credential)
+        })
+    }
+  })
+)
+
+/** {@link TokenAuth}: looks the access token up and provides {@link CurrentToken}. */
+export const TokenAuthLive = Layer.effect(
+  TokenAuth,
+  Effect.gen(function* () {
+    const tokens = yield* AccessTokens
+    return {
+      accessToken: () =>
+        Effect.gen(function* () {
+          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
+          if (!looksLikeAccessToken(credential)) {
+            return yield* new InvalidToken({
+              detail:
+                credential.split(".").length === 3
+                  ? "This endpoint expects an access token (crs_…), not an App JWT"
+                  : "That is not an access token"
+            })
+          }
+          return yield* tokens.authenticate(credential)
+        })
+    }
+  })
+)
+
+/** {@link AdminAuth}: compares the Bearer credential with ADMIN_TOKEN in constant time. */
+export const AdminAuthLive = Layer.effect(
+  AdminAuth,
+  Effect.gen(function* () {
+    const config = yield* IssuerConfig
+    return {
+      adminToken: () =>
+        Effect.gen(function* () {
+          if (Option.isNone(config.adminToken)) {
+            return yield* new AdminDisabled({ detail: "The operator API is disabled: no ADMIN_TOKEN is configured" })
+          }
+          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
+          if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
+            return yield* new InvalidToken({ detail: "The operator token is not valid" })
+          }
+        })
+    }
+  })
+)
+
+/** The origin `accessTokensUrl` is built on: the configured one, else the request's. */
+const originOf = Effect.gen(function* () {
+  const config = yield* IssuerConfig
+  if (Option.isSome(config.publicBaseUrl)) return config.publicBaseUrl.value.replace(/\/+$/, "")
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const source = request.source
+  const url = source instanceof Request ? source.url : request.originalUrl
+  try {
+    return new URL(url).origin
+  } catch {
+    const host = request.headers.host ?? "localhost"
+    return `http://${host}`
+  }
+})
+
+const toInstallation = (record: InstallationRecord, origin: string) =>
+  new Installation({
+    id: record.id,
+    createdAt: toTimestamp(record.createdAt),
+    updatedAt: toTimestamp(record.updatedAt),
+    permissions: canonical(record.permissions),
+    appNameId: record.appName,
+    appId: record.appId,
+    organizationId: record.organizationId,
+    accessTokensUrl: `${origin}/app/installations/${record.id}/accessTokens`,
+    suspendedAt: record.suspendedAt === null ? null : toTimestamp(record.suspendedAt)
+  })
+
+const toApp = (record: AppRecord) =>
+  new App({
+    id: record.id,
+    appNameId: record.name,
+    permissions: canonical(record.permissions),
+    createdAt: toTimestamp(record.createdAt),
+    updatedAt: toTimestamp(record.updatedAt),
+    keys: record.keys.map(
+      (k) => new AppKey({ id: k.id, fingerprint: k.fingerprint, createdAt: toTimestamp(k.createdAt) })
+    )
+  })
+
+const tokenFields = ({ secret, record }: MintedToken) => ({
+  id: record.id,
+  createdAt: toTimestamp(record.createdAt),
+  updatedAt: toTimestamp(record.createdAt),
+  token: secret,
+  expiresAt: toTimestamp(record.expiresAt),
+  isActive: true,
+  permissions: record.permissions,
+  appId: record.appId
+})
+
+/** Token responses must never be cached (SPEC §1). */
+const noStore = HttpApp.appendPreResponseHandler((_request, response) =>
+  Effect.succeed(HttpServerResponse.setHeader(response, "cache-control", "no-store"))
+)
+
+/** The `Link` header of a page (RFC 8288): `next` when more exist, `prev` when `page > 0`. */
+const linkHeader = (origin: string, page: number, limit: number, total: number): string | undefined => {
+  const href = (p: number) => `<${origin}/app/installations?limit=${limit}&page=${p}>`
+  const links: Array<string> = []
+  if ((page + 1) * limit < total) links.push(`${href(page + 1)}; rel="next"`)
+  if (page > 0) links.push(`${href(Math.min(page - 1, Math.max(0, Math.ceil(total / limit) - 1)))}; rel="prev"`)
+  return links.length === 0 ? undefined : links.join(", ")
+}
+
+/** Handlers of the Apps API (SPEC §4). */
+export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
+  Effect.gen(function* () {
+    const tokens = yield* AccessTokens
+    const registry = yield* Registry
+    return handlers
+      .handle("createAppAccessToken", () =>
+        Effect.gen(function* () {
+          const { appId, permissions } = yield* CurrentApp
+          yield* noStore
+          return new AccessToken(tokenFields(yield* tokens.mintAppToken(appId, permissions)))
+        })
+      )
+      .handle("createInstallationAccessToken", ({ path, payload }) =>
+        Effect.gen(function* () {
+          const { appId } = yield* CurrentApp
+          const minted = yield* tokens.mintInstallationToken(appId, path.installationId, payload.permissions)
+          yield* noStore
+          return new InstallationAccessToken({
+            ...tokenFields(minted),
+            installationId: minted.record.installationId!,
+            organizationId: minted.record.organizationId!
+          })
+        })
+      )
+      .handle("describeAccessToken", () =>
+        Effect.gen(function* () {
+          const { token } = yield* CurrentToken
+          yield* noStore
+          return new TokenDescription({
+            id: token.id,
+            kind: token.kind,
+            appId: token.appId,
+            ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+            ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+            permissions: token.permissions,
+            createdAt: toTimestamp(token.createdAt),
+            expiresAt: toTimestamp(token.expiresAt)
+          })
+        })
+      )
+      .handle("revokeAccessToken", () =>
+        Effect.flatMap(CurrentToken, ({ digest, token }) => tokens.revoke(digest, token))
+      )
+      .handle("listInstallations", ({ urlParams }) =>
+        Effect.gen(function* () {
+          const { appId } = yield* CurrentApp
+          const { limit, page } = pageRequest(urlParams)
+          const origin = yield* originOf
+          const offset = page * limit
+          const result = Number.isSafeInteger(offset)
+            ? yield* registry.listInstallations(appId, { limit, offset })
+            : { items: [], total: (yield* registry.listInstallations(appId, { limit: 1, offset: 0 })).total }
+          const link = linkHeader(origin, page, limit, result.total)
+          if (link !== undefined) {
+            yield* HttpApp.appendPreResponseHandler((_request, response) =>
+              Effect.succeed(HttpServerResponse.setHeader(response, "link", link))
+            )
+          }
+          return new InstallationPage({
+            items: result.items.map((i) => toInstallation(i, origin)),
+            page,
+            limit,
+            total: result.total
+          })
+        })
+      )
+      .handle("getInstallation", ({ path }) =>
+        Effect.gen(function* () {
+          const { appId } = yield* CurrentApp
+          return toInstallation(yield* installationOfApp(registry, appId, path.installationId), yield* originOf)
+        })
+      )
+  })
+)
+
+const appNotFound = () => new AppNotFound({ detail: "No such app" })
+
+/** An installation may hold only what its app declares (SPEC §5). */
+const withinDeclared = (requested: Permissions, declared: Permissions) => {
+  const over = exceeding(requested, declared)
+  return over.length === 0
+    ? Effect.void
+    : Effect.fail(new InvalidPermissions({ detail: `Permissions beyond what the app declares: ${over.join(", ")}` }))
+}
+
+/** Handlers of the operator API (SPEC §5). */
+export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
+  Effect.gen(function* () {
+    const registry = yield* Registry
+    const entropy = yield* Entropy.Entropy
+    const newKey = (publicKey: Parameters<typeof checkPublicKey>[0]) =>
+      Effect.gen(function* () {
+        const checked = yield* checkPublicKey(publicKey)
+        return {
+          id: yield* entropy.uuid,
+          fingerprint: checked.fingerprint,
+          spki: toBase64(checked.spki),
+          createdAt: yield* Clock.currentTimeMillis
+        }
+      })
+    return handlers
+      .handle("createApp", ({ payload }) =>
+        Effect.gen(function* () {
+          const key = yield* newKey(payload.publicKey)
+          const now = key.createdAt
+          const app = yield* registry.createApp(
+            { name: payload.name, permissions: canonical(payload.permissions), createdAt: now, updatedAt: now },
+            key
+          )
+          return toApp(app)
+        })
+      )
+      .handle("getApp", ({ path }) =>
+        Effect.flatMap(
+          registry.getApp(path.appId),
+          Option.match({ onNone: () => Effect.fail(appNotFound()), onSome: (a) => Effect.succeed(toApp(a)) })
+        )
+      )
+      .handle("addAppKey", ({ path, payload }) =>
+        Effect.gen(function* () {
+          if (Option.isNone(yield* registry.getApp(path.appId))) return yield* appNotFound()
+          const key = yield* registry.addKey({ ...(yield* newKey(payload.publicKey)), appId: path.appId })
+          return new AppKey({ id: key.id, fingerprint: key.fingerprint, createdAt: toTimestamp(key.createdAt) })
+        })
+      )
+      .handle("deleteAppKey", ({ path }) => registry.deleteKey(path.appId, path.keyId))
+      .handle("createInstallation", ({ payload }) =>
+        Effect.gen(function* () {
+          const app = yield* registry.getApp(payload.appId)
+          if (Option.isNone(app)) return yield* appNotFound()
+          yield* withinDeclared(payload.permissions, app.value.permissions)
+          const now = yield* Clock.currentTimeMillis
+          const record = yield* registry.createInstallation({
+            id: yield* entropy.uuid,
+            appId: payload.appId,
+            organizationId: payload.organizationId,
+            permissions: canonical(payload.permissions),
+            createdAt: now,
+            updatedAt: now,
+            suspendedAt: null
+          })
+          return toInstallation(record, yield* originOf)
+        })
+      )
+      .handle("updateInstallation", ({ path, payload }) =>
+        Effect.gen(function* () {
+          const current = yield* registry.getInstallation(path.installationId)
+          if (Option.isNone(current)) return yield* new InstallationNotFound({ detail: "No such installation" })
+          if (payload.permissions !== undefined) {
+            const app = yield* registry.getApp(current.value.appId)
+            yield* withinDeclared(
+              payload.permissions,
+              Option.match(app, { onNone: () => ({}), onSome: (a) => a.permissions })
+            )
+          }
+          const now = yield* Clock.currentTimeMillis
+          const suspendedAt =
+            payload.suspended === undefined ? undefined : payload.suspended ? (current.value.suspendedAt ?? now) : null
+          const record = yield* registry.updateInstallation(path.installationId, {
+            ...(payload.permissions !== undefined ? { permissions: canonical(payload.permissions) } : {}),
+            ...(suspendedAt !== undefined ? { suspendedAt } : {}),
+            updatedAt: now
+          })
+          return toInstallation(record, yield* originOf)
+        })
+      )
+      .handle("deleteInstallation", ({ path }) => registry.deleteInstallation(path.installationId))
+  })
+)
+
+/** Handlers of `/healthz` and `/openapi.json`. */
+export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) =>
+  Effect.sync(() => {
+    const document = openApiDocument()
+    return handlers
+      .handle("healthz", () => Effect.succeed({ status: "ok" as const }))
+      .handle("openapi", () => Effect.succeed(document))
+  })
+)
+
+/**
+ * The whole issuer as one layer, over the given storage. Provide `TokenStore` and `Registry`
+ * (memory, or KV and D1) and, optionally, another {@link Entropy.Entropy}.
+ */
+export const layer = (
+  options: IssuerOptions = {}
+): Layer.Layer<HttpApi.Api, never, TokenStore | Registry | Entropy.Entropy> =>
+  HttpApiBuilder.api(IcrAppsApi).pipe(
+    Layer.provide([AppsLive, AdminLive, SystemLive]),
+    Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),
+    Layer.provide(commonRules),
+    Layer.provide(JwtVerifier.layer),
+    Layer.provide(AccessTokensModule.layer(options.lifetimes)),
+    Layer.provide(
+      Layer.succeed(IssuerConfig, {
+        adminToken: Option.fromNullable(options.adminToken),
+        publicBaseUrl: Option.fromNullable(options.publicBaseUrl)
+      })
+    )
+  )
+
+/** A web-standard request handler. */
+export interface WebHandler {
+  readonly handler: (request: Request) => Promise<Response>
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A `fetch`-style handler for the issuer over the given storage layers. Build it once per isolate
+ * (it holds the router and the imported-key cache) and call `handler` per request.
+ */
+export const makeWebHandler = <E>(
+  storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
+  options: IssuerOptions = {}
+): WebHandler => {
+  const built = HttpApiBuilder.toWebHandler(
+    Layer.mergeAll(layer(options).pipe(Layer.provide(storage)), HttpServer.layerContext)
+  )
+  return { handler: (request) => built.handler(request), dispose: built.dispose }
+}

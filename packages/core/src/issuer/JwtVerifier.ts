@@ -1,0 +1,173 @@
+/**
+ * Verifies App JWTs (SPEC §2). Everything an attacker controls is checked against an allow-list
+ * before any key is touched; nothing is ever fetched because a header said so; the keys come from
+ * the registry on every request, so deleting a key takes effect on the next one.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { compactVerify, importSPKI } from "jose"
+import type { Permissions } from "../api/Permissions.js"
+import { InvalidJwt, type JwtFailureReason, type Unavailable } from "../api/Problems.js"
+import { fromBase64Url } from "../internal/der.js"
+import { JWS_ALG } from "../internal/rsa.js"
+import { type KeyRecord, Registry } from "./Registry.js"
+
+/** Allowed clock skew, in seconds. */
+export const SKEW_SECONDS = 60
+/** The longest lifetime (`exp - iat`, and `exp - now`) the issuer accepts, in seconds: 10 minutes plus skew. */
+export const MAX_ACCEPTED_LIFETIME_SECONDS = 660
+/** The longest App JWT accepted, in characters. */
+export const MAX_JWT_LENGTH = 4096
+/** The header members a JWT may carry; anything else is refused, `jku`/`x5u`/`jwk`/`crit` included. */
+export const ALLOWED_HEADER_MEMBERS: ReadonlySet<string> = new Set(["alg", "typ", "kid"])
+
+/** Who a verified JWT speaks for. */
+export interface VerifiedJwt {
+  readonly appId: string
+  readonly keyId: string
+  /** The app's declared permissions, as read for this verification (so callers need not read them again). */
+  readonly permissions: Permissions
+}
+
+/** Verifies App JWTs against the registry's active keys. */
+export class JwtVerifier extends Context.Tag("@icr-apps/core/JwtVerifier")<
+  JwtVerifier,
+  { readonly verify: (jwt: string) => Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable> }
+>() {}
+
+const fail = (reason: JwtFailureReason, detail: string) => Effect.fail(new InvalidJwt({ reason, detail }))
+
+const decodeJsonSegment = (segment: string): Record<string, unknown> | undefined => {
+  const bytes = fromBase64Url(segment)
+  if (bytes === undefined) return undefined
+  try {
+    const value: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes))
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Reads a NumericDate claim: missing, not a finite number, or fine. */
+const numericClaim = (payload: Record<string, unknown>, name: string) => {
+  const value = payload[name]
+  if (value === undefined || value === null) return { missing: true as const }
+  return typeof value === "number" && Number.isFinite(value) ? { value } : { malformed: true as const }
+}
+
+/** The most imported keys kept per isolate (an app has at most 25; this bounds many apps). */
+const KEY_CACHE_SIZE = 1024
+
+/** The live verifier: reads keys from the {@link Registry}, caches their imports by fingerprint. */
+export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
+  JwtVerifier,
+  Effect.gen(function* () {
+    const registry = yield* Registry
+    const imported = new Map<string, Promise<CryptoKey>>()
+    const importKey = (key: KeyRecord) =>
+      Effect.promise(() => {
+        let hit = imported.get(key.fingerprint)
+        if (hit !== undefined) {
+          imported.delete(key.fingerprint)
+        } else {
+          hit = importSPKI(`-----BEGIN PUBLIC KEY-----\n${key.spki}\n-----END PUBLIC KEY-----`, JWS_ALG)
+          hit.catch(() => imported.delete(key.fingerprint))
+        }
+        imported.set(key.fingerprint, hit)
+        if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
+        return hit
+      })
+    /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
+    const verifyWith = (key: KeyRecord, jwt: string) =>
+      Effect.flatMap(importKey(key), (cryptoKey) =>
+        Effect.orElseSucceed(
+          Effect.as(
+            Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
+            true
+          ),
+          () => false
+        )
+      )
+
+    const verify = (jwt: string) =>
+      Effect.gen(function* () {
+        if (jwt.length > MAX_JWT_LENGTH)
+          return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
+        const parts = jwt.split(".")
+        if (parts.length !== 3) return yield* fail("malformed", "An App JWT has three dot-separated parts")
+        const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
+        const header = decodeJsonSegment(headerPart)
+        if (header === undefined) return yield* fail("malformed", "The JWT header is not base64url JSON")
+        for (const name of ["jku", "x5u", "jwk", "x5c", "crit"]) {
+          if (name in header) return yield* fail("malformed", `The "${name}" JWT header is not accepted`)
+        }
+        const unexpected = Object.keys(header).filter((k) => !ALLOWED_HEADER_MEMBERS.has(k))
+        if (unexpected.length > 0) {
+          return yield* fail(
+            "malformed",
+            `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`
+          )
+        }
+        if (header.alg !== "RS256") return yield* fail("unsupported_algorithm", "App JWTs must be signed with RS256")
+        if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
+          return yield* fail("malformed", 'The JWT "typ" header must be "JWT"')
+        }
+        const kid = header.kid
+        if (kid !== undefined && (typeof kid !== "string" || kid.length === 0 || kid.length > 128)) {
+          return yield* fail("malformed", 'The JWT "kid" header must be a short string')
+        }
+        const payload = decodeJsonSegment(payloadPart)
+        if (payload === undefined) return yield* fail("malformed", "The JWT payload is not base64url JSON")
+
+        const iss = payload.iss
+        if (iss === undefined || iss === null) return yield* fail("missing_claim", 'The JWT has no "iss" claim')
+        const appId =
+          typeof iss === "string"
+            ? iss
+            : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0
+              ? String(iss)
+              : undefined
+        if (appId === undefined || appId.length === 0 || appId.length > 64) {
+          return yield* fail("malformed", 'The "iss" claim must be the app id (a string or an integer)')
+        }
+        const iat = numericClaim(payload, "iat")
+        const exp = numericClaim(payload, "exp")
+        if ("missing" in iat) return yield* fail("missing_claim", 'The JWT has no "iat" claim')
+        if ("missing" in exp) return yield* fail("missing_claim", 'The JWT has no "exp" claim')
+        if ("malformed" in iat) return yield* fail("malformed", 'The "iat" claim must be a number of seconds')
+        if ("malformed" in exp) return yield* fail("malformed", 'The "exp" claim must be a number of seconds')
+
+        const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+        if (iat.value > now + SKEW_SECONDS) return yield* fail("iat_in_future", 'The "iat" claim is in the future')
+        if (exp.value <= now) return yield* fail("expired", "The JWT has expired")
+        if (exp.value > now + MAX_ACCEPTED_LIFETIME_SECONDS) {
+          return yield* fail("exp_too_far", 'The "exp" claim is more than 10 minutes in the future')
+        }
+        if (exp.value <= iat.value) return yield* fail("malformed", 'The "exp" claim must be after "iat"')
+        if (exp.value - iat.value > MAX_ACCEPTED_LIFETIME_SECONDS) {
+          return yield* fail("exp_too_far", "The JWT lives longer than 10 minutes")
+        }
+
+        const signature = fromBase64Url(signaturePart)
+        if (signature === undefined || signature.byteLength === 0) {
+          return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
+        }
+        const app = yield* registry.getApp(appId)
+        const keys = Option.match(app, { onNone: () => [], onSome: (a) => a.keys })
+        const candidates = kid === undefined ? keys : keys.filter((k) => k.id === kid || k.fingerprint === kid)
+        for (const key of candidates) {
+          if (Option.isSome(app) && (yield* verifyWith(key, jwt))) {
+            return { appId, keyId: key.id, permissions: app.value.permissions }
+          }
+        }
+        // An unknown app, an unknown kid and a bad signature all end here, with the same answer.
+        return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
+      })
+    return { verify }
+  })
+)

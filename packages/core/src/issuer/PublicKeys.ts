@@ -1,0 +1,79 @@
+/**
+ * Reading an app's public key (SPKI PEM, PKCS#1 PEM or RSA JWK), checking it is RSA >= 2048 bits,
+ * and its fingerprint: `SHA256:` + base64 of SHA-256 over the SPKI DER (SPEC §5).
+ */
+import * as Effect from "effect/Effect"
+import { importJWK, importSPKI } from "jose"
+import { type Bytes, parsePem, pkcs1PublicToSpki, toBase64, toPem } from "../internal/der.js"
+import { JWS_ALG } from "../internal/rsa.js"
+import type { PublicKeyInput } from "../api/Apps.js"
+import { InvalidPublicKey } from "../api/Problems.js"
+
+/** The smallest RSA modulus accepted, in bits. */
+export const MIN_RSA_BITS = 2048
+/** The largest RSA modulus accepted, in bits (bigger keys only make verification slower). */
+export const MAX_RSA_BITS = 8192
+
+/** A checked public key: its SPKI DER, fingerprint and size. */
+export interface CheckedPublicKey {
+  readonly spki: Bytes
+  readonly fingerprint: string
+  readonly bits: number
+}
+
+const invalid = (detail: string) => new InvalidPublicKey({ detail })
+
+/** The `SHA256:` fingerprint of an SPKI DER. */
+export const fingerprintOf = (spki: Bytes) =>
+  Effect.map(
+    Effect.promise(() => crypto.subtle.digest("SHA-256", spki)),
+    (digest) => `SHA256:${toBase64(new Uint8Array(digest))}`
+  )
+
+const importSpki = (spki: Bytes) =>
+  Effect.tryPromise({
+    try: () => importSPKI(toPem("PUBLIC KEY", spki), JWS_ALG, { extractable: true }),
+    catch: () => invalid("The public key is not an RSA public key")
+  })
+
+/** Reads and checks a public key in any accepted format. */
+export const checkPublicKey = (input: PublicKeyInput): Effect.Effect<CheckedPublicKey, InvalidPublicKey> =>
+  Effect.gen(function* () {
+    let key: CryptoKey
+    if (typeof input === "string") {
+      const pem = parsePem(input)
+      if ("error" in pem) return yield* invalid(`The public key is unreadable: ${pem.error}`)
+      if (pem.label === "PUBLIC KEY") key = yield* importSpki(pem.der)
+      else if (pem.label === "RSA PUBLIC KEY") {
+        const spki = pkcs1PublicToSpki(pem.der)
+        if (spki === undefined) return yield* invalid("The PKCS#1 public key is malformed")
+        key = yield* importSpki(spki)
+      } else if (pem.label.includes("PRIVATE")) {
+        return yield* invalid("That is a private key; send the public key only")
+      } else return yield* invalid(`Unsupported PEM type "${pem.label}"; send BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY`)
+    } else {
+      if (input.kty !== "RSA")
+        return yield* invalid(`The JWK has kty "${String(input.kty).slice(0, 16)}"; only RSA is accepted`)
+      if (typeof input.n !== "string" || typeof input.e !== "string") {
+        return yield* invalid('An RSA JWK needs its "n" and "e" members')
+      }
+      if ("d" in input || "p" in input)
+        return yield* invalid("That JWK holds a private key; send the public members only")
+      const { n, e } = input
+      key = yield* Effect.tryPromise({
+        try: () => importJWK({ kty: "RSA", n, e }, JWS_ALG, { extractable: true }) as Promise<CryptoKey>,
+        catch: () => invalid("The JWK is not a valid RSA public key")
+      })
+    }
+    const bits = (key.algorithm as { readonly modulusLength?: number }).modulusLength ?? 0
+    if (bits < MIN_RSA_BITS)
+      return yield* invalid(`The RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`)
+    if (bits > MAX_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at most ${MAX_RSA_BITS} are accepted`)
+    const spki = new Uint8Array(
+      yield* Effect.tryPromise({
+        try: () => crypto.subtle.exportKey("spki", key) as Promise<ArrayBuffer>,
+        catch: () => invalid("The public key could not be exported")
+      })
+    )
+    return { spki, fingerprint: yield* fingerprintOf(spki), bits }
+  })

@@ -1,0 +1,223 @@
+/**
+ * Where apps, their keys and installations live: D1 in the worker, memory here. Every operation
+ * that must be atomic (the 25-key cap, unique names, one installation per app and organization)
+ * is one call, so each implementation can make it atomic in its own way.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { MAX_KEYS_PER_APP } from "../api/Apps.js"
+import type { Permissions } from "../api/Permissions.js"
+import {
+  AppNotFound,
+  Conflict,
+  InstallationNotFound,
+  InvalidPublicKey,
+  NotFound,
+  type Unavailable
+} from "../api/Problems.js"
+
+/** A stored public key (SPKI DER, base64). */
+export interface KeyRecord {
+  readonly id: string
+  readonly appId: string
+  readonly fingerprint: string
+  readonly spki: string
+  readonly createdAt: number
+}
+
+/** A stored app with its active keys, oldest key first. */
+export interface AppRecord {
+  readonly id: string
+  readonly name: string
+  readonly permissions: Permissions
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly keys: ReadonlyArray<KeyRecord>
+}
+
+/** A stored installation, with its app's name joined in. */
+export interface InstallationRecord {
+  readonly id: string
+  readonly appId: string
+  readonly appName: string
+  readonly organizationId: string
+  readonly permissions: Permissions
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly suspendedAt: number | null
+}
+
+/** What the registry knows of a token's standing, read in one go on every use of the token. */
+export interface TokenStanding {
+  /** Revoked by `DELETE /app/installations/token` (strongly consistent, unlike the token store). */
+  readonly revoked: boolean
+  /** For installation tokens: the installation, if it still exists. */
+  readonly installation: Option.Option<InstallationRecord>
+  /** For app tokens: whether the app still exists. */
+  readonly appExists: boolean
+}
+
+/** Storage for apps, keys, installations and token revocations. */
+export class Registry extends Context.Tag("@icr-apps/core/Registry")<
+  Registry,
+  {
+    /** Creates an app with its first key; fails with `Conflict` when the name is taken. */
+    readonly createApp: (
+      app: Omit<AppRecord, "keys" | "id">,
+      key: Omit<KeyRecord, "appId">
+    ) => Effect.Effect<AppRecord, Conflict | Unavailable>
+    /** An app with its keys. */
+    readonly getApp: (appId: string) => Effect.Effect<Option.Option<AppRecord>, Unavailable>
+    /** Adds a key; fails when the app is unknown or already has {@link MAX_KEYS_PER_APP} keys. */
+    readonly addKey: (key: KeyRecord) => Effect.Effect<KeyRecord, AppNotFound | InvalidPublicKey | Unavailable>
+    /** Deletes a key. */
+    readonly deleteKey: (appId: string, keyId: string) => Effect.Effect<void, AppNotFound | NotFound | Unavailable>
+    /** Creates an installation; `Conflict` when the app is already installed in that organization. */
+    readonly createInstallation: (
+      installation: Omit<InstallationRecord, "appName">
+    ) => Effect.Effect<InstallationRecord, AppNotFound | Conflict | Unavailable>
+    /** One installation, suspended or not. */
+    readonly getInstallation: (id: string) => Effect.Effect<Option.Option<InstallationRecord>, Unavailable>
+    /** Changes an installation's permissions and/or suspension. */
+    readonly updateInstallation: (
+      id: string,
+      change: { readonly permissions?: Permissions; readonly suspendedAt?: number | null; readonly updatedAt: number }
+    ) => Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable>
+    /** Removes an installation (uninstall). */
+    readonly deleteInstallation: (id: string) => Effect.Effect<void, InstallationNotFound | Unavailable>
+    /** Records a revocation until the token would have expired anyway. */
+    readonly revokeToken: (tokenId: string, expiresAt: number, now: number) => Effect.Effect<void, Unavailable>
+    /** A token's standing: revoked or not, and the installation or app it depends on. */
+    readonly tokenStanding: (token: {
+      readonly id: string
+      readonly kind: "app" | "installation"
+      readonly appId: string
+      readonly installationId?: string | undefined
+    }) => Effect.Effect<TokenStanding, Unavailable>
+    /** One page of an app's active (not suspended) installations, by `createdAt` then `id`, and their total. */
+    readonly listInstallations: (
+      appId: string,
+      page: { readonly limit: number; readonly offset: number }
+    ) => Effect.Effect<{ readonly items: ReadonlyArray<InstallationRecord>; readonly total: number }, Unavailable>
+  }
+>() {}
+
+/** An installation of `appId`; another app's installation is reported exactly like a missing one. */
+export const installationOfApp = (
+  registry: Registry["Type"],
+  appId: string,
+  installationId: string
+): Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable> =>
+  Effect.flatMap(registry.getInstallation(installationId), (found) =>
+    Option.isSome(found) && found.value.appId === appId
+      ? Effect.succeed(found.value)
+      : Effect.fail(new InstallationNotFound({ detail: "No such installation for this app" }))
+  )
+
+/** The shared failure when the key cap is reached. */
+export const tooManyKeys = () =>
+  new InvalidPublicKey({ detail: `An app may have at most ${MAX_KEYS_PER_APP} keys; delete one first` })
+
+/** The order every listing uses: `createdAt` ascending, then `id`. */
+export const byCreation = (a: InstallationRecord, b: InstallationRecord): number =>
+  a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** A registry in memory, with the same rules as the D1 one. */
+export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
+  const apps = new Map<string, Omit<AppRecord, "keys">>()
+  const keys = new Map<string, KeyRecord>()
+  const installations = new Map<string, Omit<InstallationRecord, "appName">>()
+  const keysOf = (appId: string) =>
+    [...keys.values()].filter((k) => k.appId === appId).sort((a, b) => a.createdAt - b.createdAt)
+  const withKeys = (app: Omit<AppRecord, "keys">): AppRecord => ({ ...app, keys: keysOf(app.id) })
+  const withName = (i: Omit<InstallationRecord, "appName">): InstallationRecord => ({
+    ...i,
+    appName: apps.get(i.appId)?.name ?? ""
+  })
+  const revoked = new Map<string, number>()
+  let nextAppId = 1
+  return {
+    revokeToken: (tokenId, expiresAt, now) =>
+      Effect.sync(() => {
+        for (const [id, until] of revoked) if (until < now) revoked.delete(id)
+        revoked.set(tokenId, expiresAt)
+      }),
+    tokenStanding: (token) =>
+      Effect.sync(() => {
+        const installation =
+          token.kind === "installation" && token.installationId !== undefined
+            ? Option.map(Option.fromNullable(installations.get(token.installationId)), withName)
+            : Option.none()
+        return {
+          revoked: revoked.has(token.id),
+          installation,
+          appExists: token.kind === "app" && apps.has(token.appId)
+        }
+      }),
+    createApp: (app, key) =>
+      Effect.gen(function* () {
+        if ([...apps.values()].some((a) => a.name === app.name)) {
+          return yield* new Conflict({ detail: `An app named "${app.name}" already exists` })
+        }
+        const id = String(nextAppId++)
+        apps.set(id, { ...app, id })
+        keys.set(key.id, { ...key, appId: id })
+        return withKeys({ ...app, id })
+      }),
+    getApp: (appId) => Effect.sync(() => Option.map(Option.fromNullable(apps.get(appId)), withKeys)),
+    addKey: (key) =>
+      Effect.gen(function* () {
+        if (!apps.has(key.appId)) return yield* new AppNotFound({ detail: "No such app" })
+        if (keysOf(key.appId).length >= MAX_KEYS_PER_APP) return yield* tooManyKeys()
+        keys.set(key.id, key)
+        return key
+      }),
+    deleteKey: (appId, keyId) =>
+      Effect.gen(function* () {
+        if (!apps.has(appId)) return yield* new AppNotFound({ detail: "No such app" })
+        const key = keys.get(keyId)
+        if (key === undefined || key.appId !== appId) return yield* new NotFound({ detail: "No such key" })
+        keys.delete(keyId)
+      }),
+    createInstallation: (installation) =>
+      Effect.gen(function* () {
+        if (!apps.has(installation.appId)) return yield* new AppNotFound({ detail: "No such app" })
+        const taken = [...installations.values()].some(
+          (i) => i.appId === installation.appId && i.organizationId === installation.organizationId
+        )
+        if (taken) {
+          return yield* new Conflict({ detail: "The app is already installed in that organization" })
+        }
+        installations.set(installation.id, installation)
+        return withName(installation)
+      }),
+    getInstallation: (id) => Effect.sync(() => Option.map(Option.fromNullable(installations.get(id)), withName)),
+    updateInstallation: (id, change) =>
+      Effect.gen(function* () {
+        const current = installations.get(id)
+        if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
+        const next = {
+          ...current,
+          ...(change.permissions !== undefined ? { permissions: change.permissions } : {}),
+          ...(change.suspendedAt !== undefined ? { suspendedAt: change.suspendedAt } : {}),
+          updatedAt: change.updatedAt
+        }
+        installations.set(id, next)
+        return withName(next)
+      }),
+    deleteInstallation: (id) =>
+      Effect.gen(function* () {
+        if (!installations.delete(id)) return yield* new InstallationNotFound({ detail: "No such installation" })
+      }),
+    listInstallations: (appId, { limit, offset }) =>
+      Effect.sync(() => {
+        const active = [...installations.values()]
+          .filter((i) => i.appId === appId && i.suspendedAt === null)
+          .map(withName)
+          .sort(byCreation)
+        return { items: active.slice(offset, offset + limit), total: active.length }
+      })
+  }
+})

@@ -1,0 +1,331 @@
+/**
+ * The SDK's client of the ICR Apps API (SPEC §7), derived from the one `HttpApi` definition.
+ * It signs App JWTs through {@link AppJwt}, retries what is transient (exponential backoff with
+ * jitter, `Retry-After`, per-attempt timeout), learns and keeps the server's clock offset when a
+ * JWT is refused for time, and turns every failure into a typed, tagged error.
+ */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import { pipe } from "effect/Function"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { IcrAppsApi } from "../api/Api.js"
+import { AppJwt, type JwtSigningFailed } from "./AppJwt.js"
+import { type Installation, type InstallationPage, PAGE_LIMIT } from "../api/Installations.js"
+import { type Permissions, Permissions as PermissionsSchema } from "../api/Permissions.js"
+import { API_VERSION, Uuid } from "../api/Primitives.js"
+import { InvalidPermissions, InvalidRequest, type Problem } from "../api/Problems.js"
+import type { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
+
+/** The production base URL (SPEC preamble). */
+export const DEFAULT_BASE_URL = "https://api.carbonregistry.com"
+
+/** The request never got an answer: network failure or per-attempt timeout, after every retry. */
+export class TransportError extends Data.TaggedError("TransportError")<{ readonly detail: string }> {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/** The server answered something this SDK does not understand (an undeclared status or body). */
+export class UnexpectedResponse extends Data.TaggedError("UnexpectedResponse")<{
+  readonly status: number
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `Unexpected response (HTTP ${this.status}): ${this.detail}`
+  }
+}
+
+/** Every failure of a client call: a SPEC §6 problem, or one of the SDK's own. */
+export type IcrAppsError = Problem | TransportError | UnexpectedResponse | JwtSigningFailed
+
+/** How transient failures are retried. */
+export interface RetryOptions {
+  /** Attempts in all, the first included (default 4). */
+  readonly maxAttempts?: number
+  /** The first backoff delay (default 250 ms); it doubles each time, with jitter. */
+  readonly baseDelay?: Duration.DurationInput
+  /** The longest backoff delay (default 10 s). */
+  readonly maxDelay?: Duration.DurationInput
+  /** The longest `Retry-After` honoured (default 60 s); longer ones are cut to this. */
+  readonly maxRetryAfter?: Duration.DurationInput
+  /** How long one attempt may take (default 10 s). */
+  readonly attemptTimeout?: Duration.DurationInput
+}
+
+/** Options of the client. */
+export interface ClientOptions {
+  /** Default `https://api.carbonregistry.com`. */
+  readonly baseUrl?: string | undefined
+  /** Sent as `x-icr-api-version` (default `2023-06-16`). */
+  readonly apiVersion?: string | undefined
+  readonly retry?: RetryOptions | undefined
+}
+
+/** Statuses retried (SPEC §7); every other 4xx is final. */
+export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504])
+/** `invalid_jwt` reasons that mean the clocks disagree (SPEC §7). */
+export const SKEW_REASONS: ReadonlySet<string> = new Set(["expired", "iat_in_future", "exp_too_far"])
+
+/** Which credential the current request carries; set per call, read when the request is sent. */
+type Credential =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "AppJwt" }
+  | { readonly _tag: "Token"; readonly token: Redacted.Redacted<string> }
+const CurrentCredential = FiberRef.unsafeMake<Credential>({ _tag: "None" })
+
+/** `Retry-After` in milliseconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
+export const parseRetryAfter = (value: string | undefined, nowMillis: number): Option.Option<number> => {
+  if (value === undefined) return Option.none()
+  const trimmed = value.trim()
+  if (/^\d+$/.test(trimmed)) return Option.some(Number(trimmed) * 1000)
+  const at = Date.parse(trimmed)
+  return Number.isNaN(at) ? Option.none() : Option.some(Math.max(0, at - nowMillis))
+}
+
+class Retryable extends Data.TaggedError("Retryable")<{
+  readonly response: HttpClientResponse.HttpClientResponse
+  readonly retryAfterMillis: Option.Option<number>
+}> {}
+
+/** The retry schedule of SPEC §7: exponential with jitter, capped, bounded, `Retry-After` first. */
+export const retrySchedule = (options: RetryOptions = {}) => {
+  const maxRetryAfter = Duration.toMillis(options.maxRetryAfter ?? "60 seconds")
+  return pipe(
+    Schedule.exponential(options.baseDelay ?? "250 millis", 2),
+    Schedule.union(Schedule.spaced(options.maxDelay ?? "10 seconds")),
+    Schedule.jittered,
+    Schedule.intersect(Schedule.identity<unknown>()),
+    Schedule.modifyDelay(([, failure], delay) =>
+      failure instanceof Retryable && Option.isSome(failure.retryAfterMillis)
+        ? Duration.millis(Math.min(failure.retryAfterMillis.value, maxRetryAfter))
+        : delay
+    ),
+    Schedule.intersect(Schedule.recurs(Math.max(0, (options.maxAttempts ?? 4) - 1)))
+  )
+}
+
+const isTransport = (e: unknown) => e instanceof HttpClientError.RequestError && e.reason === "Transport"
+
+/** Wraps a client so transient failures are retried per {@link retrySchedule}, each attempt timed out. */
+export const withRetries =
+  (options: RetryOptions = {}) =>
+  (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+    HttpClient.transform(client, (effect, request) => {
+      const attempt = effect.pipe(
+        Effect.timeoutFail({
+          duration: options.attemptTimeout ?? "10 seconds",
+          onTimeout: () =>
+            new HttpClientError.RequestError({ request, reason: "Transport", description: "the attempt timed out" })
+        }),
+        Effect.flatMap((response) =>
+          RETRYABLE_STATUSES.has(response.status)
+            ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                Effect.fail(
+                  new Retryable({ response, retryAfterMillis: parseRetryAfter(response.headers["retry-after"], now) })
+                )
+              )
+            : Effect.succeed(response)
+        )
+      )
+      return attempt.pipe(
+        Effect.retry({ schedule: retrySchedule(options), while: (e) => e instanceof Retryable || isTransport(e) }),
+        // Out of attempts on a retryable status: hand the last answer on, to be decoded as its problem.
+        Effect.catchIf(
+          (e): e is Retryable => e instanceof Retryable,
+          (e) => Effect.succeed(e.response)
+        )
+      )
+    }) as HttpClient.HttpClient
+
+/** What an app calls. */
+export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
+  IcrAppsClient,
+  {
+    readonly baseUrl: string
+    readonly appId: string
+    /** `POST /app/accessTokens`. */
+    readonly createAppAccessToken: () => Effect.Effect<AccessToken, IcrAppsError>
+    /** `POST /app/installations/{id}/accessTokens`, optionally narrowed. */
+    readonly createInstallationAccessToken: (
+      installationId: string,
+      options?: { readonly permissions?: Permissions | undefined }
+    ) => Effect.Effect<InstallationAccessToken, IcrAppsError>
+    /** `GET /app/installations/token`: what the token is, never its secret. */
+    readonly describeAccessToken: (
+      token: Redacted.Redacted<string> | string
+    ) => Effect.Effect<TokenDescription, IcrAppsError>
+    /** `DELETE /app/installations/token`. */
+    readonly revokeAccessToken: (token: Redacted.Redacted<string> | string) => Effect.Effect<void, IcrAppsError>
+    /** `GET /app/installations?limit=&page=`. */
+    readonly listInstallations: (options?: {
+      readonly limit?: number | undefined
+      readonly page?: number | undefined
+    }) => Effect.Effect<InstallationPage, IcrAppsError>
+    /** `GET /app/installations/{id}`. */
+    readonly getInstallation: (installationId: string) => Effect.Effect<Installation, IcrAppsError>
+    /** Every installation, page by page, stopping on a short or empty page. */
+    readonly installations: (options?: {
+      readonly pageSize?: number | undefined
+    }) => Stream.Stream<Installation, IcrAppsError>
+  }
+>() {}
+
+/** Maps the platform's client failures to the SDK's tagged errors; problems pass through. */
+const toSdkError = (e: unknown): IcrAppsError => {
+  if (e instanceof HttpClientError.RequestError) {
+    return new TransportError({
+      detail: `${e.request.method} ${new URL(e.request.url).pathname}: ${e.description ?? e.reason}`
+    })
+  }
+  if (e instanceof HttpClientError.ResponseError) {
+    return new UnexpectedResponse({ status: e.response.status, detail: e.description ?? e.reason })
+  }
+  if (e !== null && typeof e === "object" && "_tag" in e) {
+    const tag = (e as { _tag: string })._tag
+    if (tag === "ParseError" || tag === "HttpApiDecodeError") {
+      return new UnexpectedResponse({ status: 0, detail: "the response body did not match the API's schema" })
+    }
+  }
+  return e as IcrAppsError
+}
+
+/**
+ * Arguments are checked before anything is sent, failing as the server would (`invalid_request`,
+ * `invalid_permissions`), so a typo costs no round trip and is never confused with a bad response.
+ */
+const validId = (installationId: string) =>
+  Effect.mapError(
+    Schema.decodeUnknown(Uuid)(installationId),
+    () => new InvalidRequest({ detail: "installationId must be a UUID" })
+  )
+const validPermissions = (permissions: Permissions | undefined) =>
+  permissions === undefined
+    ? Effect.succeed(undefined)
+    : Effect.mapError(
+        Schema.decodeUnknown(PermissionsSchema)(permissions),
+        (e) => new InvalidPermissions({ detail: `permissions: ${e.message.split("\n").at(-1)?.trim() ?? "invalid"}` })
+      )
+const validPage = (page: { readonly limit?: number | undefined; readonly page?: number | undefined }) => {
+  const ok = (n: number | undefined, min: number, max: number) =>
+    n === undefined || (Number.isInteger(n) && n >= min && n <= max)
+  return ok(page.limit, PAGE_LIMIT.min, PAGE_LIMIT.max) && ok(page.page, 0, Number.MAX_SAFE_INTEGER)
+    ? Effect.succeed({
+        ...(page.limit !== undefined ? { limit: page.limit } : {}),
+        ...(page.page !== undefined ? { page: page.page } : {})
+      })
+    : Effect.fail(new InvalidRequest({ detail: "limit must be an integer 1..100 and page an integer >= 0" }))
+}
+
+/** Builds the client over an `HttpClient` and an {@link AppJwt}. */
+export const make = (options: ClientOptions = {}) =>
+  Effect.gen(function* () {
+    const jwt = yield* AppJwt
+    const baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, "")
+    const apiVersion = options.apiVersion ?? API_VERSION
+    const retrying = withRetries(options.retry)(yield* HttpClient.HttpClient)
+
+    const authorize = (request: HttpClientRequest.HttpClientRequest, credential: Credential) =>
+      credential._tag === "AppJwt"
+        ? Effect.map(jwt.get, (token) => HttpClientRequest.bearerToken(request, Redacted.value(token)))
+        : Effect.succeed(
+            credential._tag === "Token"
+              ? HttpClientRequest.bearerToken(request, Redacted.value(credential.token))
+              : request
+          )
+
+    /** Sends with the current credential; once, on a time-related JWT refusal, learns the server clock and resends. */
+    const send = (request: HttpClientRequest.HttpClientRequest) =>
+      Effect.gen(function* () {
+        const credential = yield* FiberRef.get(CurrentCredential)
+        const versioned = HttpClientRequest.setHeader(request, "x-icr-api-version", apiVersion)
+        const response = yield* retrying.execute(yield* authorize(versioned, credential))
+        if (credential._tag !== "AppJwt" || response.status !== 401) return response
+        const body = yield* Effect.orElseSucceed(response.json, () => undefined)
+        const reason = (body as { code?: unknown; reason?: unknown } | undefined)?.reason
+        const serverDate = Date.parse(response.headers.date ?? "")
+        if (
+          (body as { code?: unknown })?.code !== "invalid_jwt" ||
+          !SKEW_REASONS.has(String(reason)) ||
+          Number.isNaN(serverDate)
+        ) {
+          return response
+        }
+        const local = yield* Clock.currentTimeMillis
+        yield* jwt.setClockOffset(serverDate - local)
+        yield* Effect.logDebug("icr-apps: learned the server clock offset", { offsetMillis: serverDate - local })
+        return yield* retrying.execute(yield* authorize(versioned, credential))
+      })
+
+    const httpClient = HttpClient.makeWith(
+      (request: Effect.Effect<HttpClientRequest.HttpClientRequest, never, never>) => Effect.flatMap(request, send),
+      Effect.succeed
+    ) as unknown as HttpClient.HttpClient
+
+    const api = yield* HttpApiClient.makeWith(IcrAppsApi, { httpClient, baseUrl })
+    const withCredential =
+      (credential: Credential) =>
+      <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, IcrAppsError, R> =>
+        effect.pipe(Effect.locally(CurrentCredential, credential), Effect.mapError(toSdkError))
+    const asJwt = withCredential({ _tag: "AppJwt" })
+    const asToken = (token: Redacted.Redacted<string> | string) =>
+      withCredential({ _tag: "Token", token: Redacted.isRedacted(token) ? token : Redacted.make(token) })
+
+    const listInstallations: IcrAppsClient["Type"]["listInstallations"] = (page = {}) =>
+      Effect.flatMap(validPage(page), (urlParams) => asJwt(api.apps.listInstallations({ urlParams, headers: {} })))
+
+    return IcrAppsClient.of({
+      baseUrl,
+      appId: jwt.appId,
+      createAppAccessToken: () => asJwt(api.apps.createAppAccessToken({ headers: {} })),
+      createInstallationAccessToken: (installationId, opts = {}) =>
+        Effect.flatMap(Effect.zip(validId(installationId), validPermissions(opts.permissions)), ([id, permissions]) =>
+          asJwt(
+            api.apps.createInstallationAccessToken({
+              path: { installationId: id },
+              payload: permissions === undefined ? {} : { permissions },
+              headers: {}
+            })
+          )
+        ),
+      describeAccessToken: (token) => asToken(token)(api.apps.describeAccessToken({ headers: {} })),
+      revokeAccessToken: (token) => asToken(token)(api.apps.revokeAccessToken({ headers: {} })),
+      listInstallations,
+      getInstallation: (installationId) =>
+        Effect.flatMap(validId(installationId), (id) =>
+          asJwt(api.apps.getInstallation({ path: { installationId: id }, headers: {} }))
+        ),
+      installations: (opts = {}) => {
+        const limit = Math.min(PAGE_LIMIT.max, Math.max(PAGE_LIMIT.min, opts.pageSize ?? PAGE_LIMIT.max))
+        return Stream.paginateChunkEffect(0, (page) =>
+          Effect.map(listInstallations({ limit, page }), (result) => [
+            Chunk.fromIterable(result.items),
+            result.items.length < limit ? Option.none<number>() : Option.some(page + 1)
+          ])
+        )
+      }
+    })
+  })
+
+/** The client as a layer (needs an `HttpClient` and an {@link AppJwt}). */
+export const layer = (options: ClientOptions = {}): Layer.Layer<IcrAppsClient, never, AppJwt | HttpClient.HttpClient> =>
+  Layer.effect(IcrAppsClient, make(options))
+
+/** The platform's `fetch`-based `HttpClient`, for convenience. */
+export const layerFetch: Layer.Layer<HttpClient.HttpClient> = FetchHttpClient.layer

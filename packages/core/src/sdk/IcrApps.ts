@@ -1,0 +1,55 @@
+/**
+ * The SDK assembled: {@link AppJwt}, {@link IcrAppsClient} and {@link InstallationTokens} as one
+ * layer, from options or from Effect `Config` (environment variables by default).
+ */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as AppJwt from "./AppJwt.js"
+import * as Client from "./Client.js"
+import * as InstallationTokens from "./InstallationTokens.js"
+import * as TokenCache from "./TokenCache.js"
+
+/** Everything the SDK can be told. */
+export interface IcrAppsConfig
+  extends AppJwt.AppJwtOptions,
+    Client.ClientOptions,
+    InstallationTokens.InstallationTokensOptions {}
+
+/** The SDK's services. */
+export type IcrAppsServices = AppJwt.AppJwt | Client.IcrAppsClient | InstallationTokens.InstallationTokens
+
+/** The SDK over a given `HttpClient` and `TokenCache`. Fails at construction on an unusable key. */
+export const layerWith = (
+  config: IcrAppsConfig
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey, HttpClient.HttpClient | TokenCache.TokenCache> =>
+  InstallationTokens.layer(config).pipe(
+    Layer.provideMerge(Client.layer(config)),
+    Layer.provideMerge(AppJwt.layer(config))
+  )
+
+/** The SDK with `fetch` and an in-memory LRU token cache: what most apps want. */
+export const layer = (config: IcrAppsConfig): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey> =>
+  layerWith(config).pipe(Layer.provide([FetchHttpClient.layer, TokenCache.layerMemoryCache()]))
+
+/**
+ * Reads the configuration through Effect `Config`: `ICR_APP_ID`, `ICR_PRIVATE_KEY` (redacted),
+ * and optionally `ICR_BASE_URL`, `ICR_API_VERSION`.
+ */
+export const config: Config.Config<IcrAppsConfig> = Config.all({
+  appId: Config.string("ICR_APP_ID"),
+  privateKey: Config.redacted("ICR_PRIVATE_KEY"),
+  baseUrl: Config.string("ICR_BASE_URL").pipe(Config.withDefault(Client.DEFAULT_BASE_URL)),
+  apiVersion: Config.option(Config.string("ICR_API_VERSION")).pipe(
+    Config.map((v) => (v._tag === "Some" ? v.value : undefined))
+  )
+})
+
+/** {@link layer} from {@link config} (or another `Config` of the same shape). */
+export const layerConfig = (
+  from: Config.Config<IcrAppsConfig> = config
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(from, layer))

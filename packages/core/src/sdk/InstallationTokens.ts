@@ -1,0 +1,114 @@
+/**
+ * Installation tokens that are always there (SPEC §7): cached by (base URL, app, installation,
+ * requested permissions) until `expiresAt` minus a refresh margin (default 5 minutes), one mint in
+ * flight per key per client, `refresh: true` to bypass both, `revoke` to evict. The cache is a
+ * {@link TokenCache}: a bounded LRU in memory by default, or Cloudflare KV ({@link ./KvTokenCache.ts}).
+ */
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { IcrAppsClient, type IcrAppsError } from "./Client.js"
+import { canonical, type Permissions } from "../api/Permissions.js"
+import { type CachedToken, TokenCache } from "./TokenCache.js"
+
+/** Options of {@link InstallationTokens}. */
+export interface InstallationTokensOptions {
+  /** Refresh this long before `expiresAt` (default 300 s). */
+  readonly refreshMarginSeconds?: number | undefined
+}
+
+/** Installation tokens, cached and refreshed ahead of expiry. */
+export class InstallationTokens extends Context.Tag("@icr-apps/core/InstallationTokens")<
+  InstallationTokens,
+  {
+    /** A valid installation token for `installationId` (narrowed to `permissions` when given). */
+    readonly get: (
+      installationId: string,
+      options?: { readonly permissions?: Permissions | undefined; readonly refresh?: boolean | undefined }
+    ) => Effect.Effect<CachedToken, IcrAppsError>
+    /** Revokes the cached token (if any) for that key on the server, and evicts it. */
+    readonly revoke: (
+      installationId: string,
+      options?: { readonly permissions?: Permissions | undefined }
+    ) => Effect.Effect<void, IcrAppsError>
+  }
+>() {}
+
+/** The cache key: base URL, app, installation (lower-cased), canonical permissions. */
+export const cacheKey = (baseUrl: string, appId: string, installationId: string, permissions?: Permissions): string =>
+  JSON.stringify([
+    baseUrl,
+    appId,
+    installationId.toLowerCase(),
+    permissions === undefined ? null : canonical(permissions)
+  ])
+
+/** Builds the service over a client and a cache. */
+export const make = (options: InstallationTokensOptions = {}) =>
+  Effect.gen(function* () {
+    const client = yield* IcrAppsClient
+    const cache = yield* TokenCache
+    const margin = (options.refreshMarginSeconds ?? 300) * 1000
+    const inFlight = new Map<string, Deferred.Deferred<CachedToken, IcrAppsError>>()
+
+    const mint = (key: string, installationId: string, permissions: Permissions | undefined) =>
+      Effect.gen(function* () {
+        const minted = yield* client.createInstallationAccessToken(installationId, { permissions })
+        const value: CachedToken = {
+          token: minted.token,
+          expiresAt: DateTime.toEpochMillis(minted.expiresAt),
+          permissions: minted.permissions,
+          installationId: minted.installationId,
+          organizationId: minted.organizationId
+        }
+        yield* cache.set(key, value)
+        return value
+      })
+
+    /** One mint per key at a time: later callers wait on the first one's result. */
+    const shared = (key: string, installationId: string, permissions: Permissions | undefined) =>
+      Effect.suspend(() => {
+        const pending = inFlight.get(key)
+        if (pending !== undefined) return Deferred.await(pending)
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function* () {
+            const deferred = yield* Deferred.make<CachedToken, IcrAppsError>()
+            inFlight.set(key, deferred)
+            const exit = yield* Effect.exit(restore(mint(key, installationId, permissions)))
+            inFlight.delete(key)
+            yield* Deferred.done(deferred, exit)
+            return yield* Exit.matchEffect(exit, { onFailure: Effect.failCause, onSuccess: Effect.succeed })
+          })
+        )
+      })
+
+    return InstallationTokens.of({
+      get: (installationId, opts = {}) => {
+        const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
+        if (opts.refresh === true) return mint(key, installationId, opts.permissions)
+        return Effect.flatMap(cache.get(key), (cached) =>
+          Effect.clockWith((clock) =>
+            Option.isSome(cached) && cached.value.expiresAt - margin > clock.unsafeCurrentTimeMillis()
+              ? Effect.succeed(cached.value)
+              : shared(key, installationId, opts.permissions)
+          )
+        )
+      },
+      revoke: (installationId, opts = {}) =>
+        Effect.gen(function* () {
+          const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
+          const cached = yield* cache.get(key)
+          yield* cache.delete(key)
+          if (Option.isSome(cached)) yield* client.revokeAccessToken(cached.value.token)
+        })
+    })
+  })
+
+/** The service as a layer. */
+export const layer = (
+  options: InstallationTokensOptions = {}
+): Layer.Layer<InstallationTokens, never, IcrAppsClient | TokenCache> => Layer.effect(InstallationTokens, make(options))

@@ -1,0 +1,129 @@
+/**
+ * The SDK for code that does not use Effect: the same behaviour (JWT reuse, retries, clock-skew
+ * recovery, cached tokens, pagination), with Promises, plain JSON values, and real `Error`s.
+ */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { IcrAppsClient } from "./Client.js"
+import { Installation, InstallationPage } from "../api/Installations.js"
+import type { Permissions } from "../api/Permissions.js"
+import { codeOf, type Problem, Problems } from "../api/Problems.js"
+import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
+import { type IcrAppsConfig, layerWith } from "./IcrApps.js"
+import { InstallationTokens } from "./InstallationTokens.js"
+import { layerMemoryCache } from "./TokenCache.js"
+
+/** A failed call, as a plain `Error` carrying the tag and, for API problems, the SPEC §6 code. */
+export class IcrAppsFailure extends Error {
+  override readonly name = "IcrAppsFailure"
+  constructor(
+    /** The tagged error's `_tag` (`InvalidJwt`, `TransportError`, …). */
+    readonly _tag: string,
+    /** The SPEC §6 code, for API problems (`invalid_jwt`, …). */
+    readonly code: string | undefined,
+    /** The HTTP status, for API problems. */
+    readonly status: number | undefined,
+    message: string,
+    /** The original tagged error. */
+    override readonly cause: unknown
+  ) {
+    super(message)
+  }
+}
+
+const isProblem = (e: unknown): e is Problem =>
+  typeof e === "object" && e !== null && "_tag" in e && (e as { _tag: string })._tag in Problems
+
+const toFailure = (cause: Cause.Cause<unknown>): IcrAppsFailure => {
+  const e = Cause.squash(cause)
+  const tag = typeof e === "object" && e !== null && "_tag" in e ? String((e as { _tag: unknown })._tag) : "Defect"
+  const problem = isProblem(e) ? codeOf(e) : undefined
+  const message = e instanceof Error ? e.message : "Unexpected failure"
+  return new IcrAppsFailure(tag, problem?.code, problem?.status, message, e)
+}
+
+/** Options of the Promise client: the SDK's, plus the `fetch` to use (default `globalThis.fetch`). */
+export interface PromiseClientOptions extends IcrAppsConfig {
+  readonly fetch?: typeof globalThis.fetch | undefined
+}
+
+/** Makes a Promise client. An unusable key rejects the first call with an `InvalidPrivateKey` failure. */
+export const createIcrAppsClient = (options: PromiseClientOptions) => {
+  const http =
+    options.fetch === undefined
+      ? FetchHttpClient.layer
+      : FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, options.fetch)))
+  const runtime = ManagedRuntime.make(layerWith(options).pipe(Layer.provide([http, layerMemoryCache()])))
+  let built: Runtime.Runtime<IcrAppsClient | InstallationTokens> | undefined
+  const settle = <A>(exit: Exit.Exit<A, unknown>): A => {
+    if (Exit.isSuccess(exit)) return exit.value
+    throw toFailure(exit.cause)
+  }
+  /**
+   * Runs synchronously when it can (a cached token or JWT needs no I/O), so a cache hit costs no
+   * scheduler round trip; anything that goes async is awaited on the same fiber.
+   */
+  const run = async <A, E>(effect: Effect.Effect<A, E, IcrAppsClient | InstallationTokens>): Promise<A> => {
+    built ??= settle(await Effect.runPromiseExit(runtime.runtimeEffect))
+    const exit = Runtime.runSyncExit(built)(effect)
+    if (Exit.isFailure(exit) && Cause.isDie(exit.cause)) {
+      const defect = Cause.squash(exit.cause)
+      if (Runtime.isAsyncFiberException(defect)) {
+        return settle(await Runtime.runPromiseExit(built)(Fiber.join(defect.fiber as Fiber.Fiber<A, E>)))
+      }
+    }
+    return settle(exit)
+  }
+  const client = <A, E>(f: (c: IcrAppsClient["Type"]) => Effect.Effect<A, E>) => run(Effect.flatMap(IcrAppsClient, f))
+  return {
+    /** `POST /app/accessTokens`, as the wire JSON. */
+    createAppAccessToken: () => client((c) => Effect.map(c.createAppAccessToken(), Schema.encodeSync(AccessToken))),
+    /** `POST /app/installations/{id}/accessTokens`, as the wire JSON. */
+    createInstallationAccessToken: (installationId: string, opts: { permissions?: Permissions } = {}) =>
+      client((c) =>
+        Effect.map(c.createInstallationAccessToken(installationId, opts), Schema.encodeSync(InstallationAccessToken))
+      ),
+    /** `GET /app/installations/token`. */
+    describeAccessToken: (token: string) =>
+      client((c) => Effect.map(c.describeAccessToken(token), Schema.encodeSync(TokenDescription))),
+    /** `DELETE /app/installations/token`. */
+    revokeAccessToken: (token: string) => client((c) => c.revokeAccessToken(token)),
+    /** `GET /app/installations?limit=&page=`. */
+    listInstallations: (opts: { limit?: number; page?: number } = {}) =>
+      client((c) => Effect.map(c.listInstallations(opts), Schema.encodeSync(InstallationPage))),
+    /** `GET /app/installations/{id}`. */
+    getInstallation: (installationId: string) =>
+      client((c) => Effect.map(c.getInstallation(installationId), Schema.encodeSync(Installation))),
+    /** Every installation, following pages. */
+    allInstallations: () =>
+      client((c) =>
+        Effect.map(Stream.runCollect(c.installations()), (chunk) =>
+          Array.from(chunk, (i) => Schema.encodeSync(Installation)(i))
+        )
+      ),
+    /** A cached installation token string (minted, reused, refreshed ahead of expiry). */
+    getInstallationToken: (installationId: string, opts: { permissions?: Permissions; refresh?: boolean } = {}) =>
+      run(
+        Effect.flatMap(InstallationTokens, (t) =>
+          Effect.map(t.get(installationId, opts), (cached) => Redacted.value(cached.token))
+        )
+      ),
+    /** Revokes and evicts the cached installation token. */
+    revokeInstallationToken: (installationId: string, opts: { permissions?: Permissions } = {}) =>
+      run(Effect.flatMap(InstallationTokens, (t) => t.revoke(installationId, opts))),
+    /** Releases the client's resources. */
+    dispose: () => runtime.dispose()
+  }
+}
+
+/** The Promise client. */
+export type IcrAppsPromiseClient = ReturnType<typeof createIcrAppsClient>

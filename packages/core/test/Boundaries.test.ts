@@ -1,0 +1,74 @@
+/**
+ * The architecture's one rule (STYLE.md): the SDK never imports the issuer and the issuer never
+ * imports the SDK; api/ and internal/ import neither. Checked twice: no such import exists in
+ * src/ today, and the Biome rule that enforces it refuses one when it is written.
+ */
+import { spawnSync } from "node:child_process"
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join, relative } from "node:path"
+import { describe, expect, it } from "vitest"
+
+const root = join(import.meta.dirname, "..", "..", "..")
+const src = join(root, "packages", "core", "src")
+const biome = join(root, "node_modules", ".bin", "biome")
+
+const files = (dir: string): Array<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith(".ts") ? [join(dir, e.name)] : []
+  )
+
+const forbidden: Record<string, RegExp> = {
+  sdk: /from "(\.\.\/issuer\/|@icr-apps\/core\/issuer\/)/,
+  issuer: /from "(\.\.\/sdk\/|@icr-apps\/core\/sdk\/)/,
+  api: /from "(\.\.\/(sdk|issuer)\/|@icr-apps\/core\/(sdk|issuer)\/)/,
+  internal: /from "(\.\.\/(sdk|issuer)\/|@icr-apps\/core\/(sdk|issuer)\/)/
+}
+
+/** Lints one file written at `path` of a scratch copy of the repo's layout, under the repo's biome.json. */
+const lint = (path: string, code: string) => {
+  const scratch = mkdtempSync(join(tmpdir(), "icr-boundary-"))
+  try {
+    copyFileSync(join(root, "biome.json"), join(scratch, "biome.json"))
+    mkdirSync(dirname(join(scratch, path)), { recursive: true })
+    writeFileSync(join(scratch, path), code)
+    return spawnSync(biome, ["lint", "--colors=off", "--vcs-enabled=false", path], { cwd: scratch, encoding: "utf8" })
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
+}
+
+describe("sdk / issuer boundary", () => {
+  it("no module imports across it", () => {
+    const crossings = files(src).flatMap((file) => {
+      const role = relative(src, file).split("/")[0]!
+      const rule = forbidden[role]
+      return rule === undefined
+        ? []
+        : readFileSync(file, "utf8")
+            .split("\n")
+            .filter((line) => rule.test(line))
+            .map((line) => `${relative(src, file)}: ${line.trim()}`)
+    })
+    expect(crossings).toEqual([])
+  })
+
+  it.each([
+    ["packages/core/src/sdk/X.ts", 'import { Registry } from "../issuer/Registry.js"'],
+    ["packages/core/src/issuer/X.ts", 'import { AppJwt } from "../sdk/AppJwt.js"'],
+    ["packages/core/src/api/X.ts", 'import { Registry } from "../issuer/Registry.js"'],
+    ["packages/core/src/internal/x.ts", 'import { AppJwt } from "../sdk/AppJwt.js"']
+  ])("the lint rule refuses a crossing import in %s", (path, line) => {
+    const result = lint(path, `${line}\nexport const x = 1\n`)
+    expect(result.status).not.toBe(0)
+    expect(result.stdout + result.stderr).toMatch(/noRestrictedImports/)
+  })
+
+  it("the lint rule lets a shared import through", () => {
+    const result = lint(
+      "packages/core/src/sdk/X.ts",
+      'import { Permissions } from "../api/Permissions.js"\nexport const x = Permissions\n'
+    )
+    expect(result.status).toBe(0)
+  })
+})

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "@effect/vitest"
+import { IcrAppsApi, openApiDocument } from "../../src/api/Api.js"
+
+describe("openapi.json is generated from the definition", () => {
+  const doc = openApiDocument() as any
+  it("is OpenAPI 3.1 at the API version", () => {
+    expect(doc.openapi).toBe("3.1.0")
+    expect(doc.info.version).toBe("2023-06-16")
+  })
+  it("has one operation per endpoint of the definition, with the same method and path", () => {
+    const fromDefinition = Object.values(IcrAppsApi.groups)
+      .flatMap((g) => Object.values(g.endpoints).map((e) => `${e.method} ${e.path.replace(/:(\w+)/g, "{$1}")}`))
+      .sort()
+    const fromDocument = Object.entries(doc.paths)
+      .flatMap(([path, ops]) => Object.keys(ops as object).map((m) => `${m.toUpperCase()} ${path}`))
+      .sort()
+    expect(fromDocument).toEqual(fromDefinition)
+    expect(fromDocument).toHaveLength(15)
+  })
+  it("describes every error response as application/problem+json, never the platform's internal shape", () => {
+    for (const ops of Object.values<any>(doc.paths)) {
+      for (const op of Object.values<any>(ops)) {
+        for (const [status, response] of Object.entries<any>(op.responses)) {
+          if (Number(status) >= 400) expect(Object.keys(response.content)).toEqual(["application/problem+json"])
+        }
+      }
+    }
+    expect(JSON.stringify(doc)).not.toContain("HttpApiDecodeError")
+  })
+  it("documents the headers the server sets: Link, Cache-Control, WWW-Authenticate, Allow, Retry-After", () => {
+    expect(Object.keys(doc.paths["/app/installations"].get.responses["200"].headers)).toEqual(["Link"])
+    expect(Object.keys(doc.paths["/app/accessTokens"].post.responses["200"].headers)).toEqual(["Cache-Control"])
+    const mint = doc.paths["/app/installations/{installationId}/accessTokens"].post
+    expect(Object.keys(mint.responses["200"].headers)).toEqual(["Cache-Control"])
+    expect(mint.requestBody.required).toBe(false)
+    expect(Object.keys(mint.responses["401"].headers)).toEqual(["WWW-Authenticate"])
+    expect(Object.keys(mint.responses["405"].headers)).toEqual(["Allow"])
+    expect(Object.keys(mint.responses["429"].headers)).toEqual(["Retry-After"])
+    expect(Object.keys(mint.responses["503"].headers)).toEqual(["Retry-After"])
+  })
+  it("documents the three bearer schemes and the paging parameters", () => {
+    expect(doc.components.securitySchemes.appJwt).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" })
+    const params = doc.paths["/app/installations"].get.parameters.map((p: any) => `${p.in}:${p.name}`)
+    expect(params).toEqual(expect.arrayContaining(["query:limit", "query:page", "header:x-icr-api-version"]))
+  })
+})

@@ -1,0 +1,121 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as TestClock from "effect/TestClock"
+import { afterEach, beforeAll, vi } from "vitest"
+import { toBase64 } from "../../src/internal/der.js"
+import { signRs256 } from "../fixtures.js"
+import * as JwtVerifier from "../../src/issuer/JwtVerifier.js"
+import { checkPublicKey } from "../../src/issuer/PublicKeys.js"
+import * as Registry from "../../src/issuer/Registry.js"
+import { rsaKeyPair } from "../fixtures.js"
+
+let pair: Awaited<ReturnType<typeof rsaKeyPair>>
+beforeAll(async () => {
+  pair = await rsaKeyPair()
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+const NOW = 1_700_000_000
+
+/** A registry holding app "1" with the fixture key, and a verifier over it; the TestClock at NOW. */
+const setup = Effect.gen(function* () {
+  yield* TestClock.setTime(NOW * 1000)
+  const registry = yield* Registry.Registry
+  const checked = yield* checkPublicKey(pair.publicPem)
+  yield* registry.createApp(
+    { name: "app1", permissions: {}, createdAt: 0, updatedAt: 0 },
+    {
+      id: "11111111-1111-4111-8111-111111111111",
+      fingerprint: checked.fingerprint,
+      spki: toBase64(checked.spki),
+      createdAt: 0
+    }
+  )
+  return yield* JwtVerifier.JwtVerifier
+})
+
+const TestLayer = JwtVerifier.layer.pipe(Layer.provideMerge(Registry.layerMemory))
+
+const verify = (claims: Record<string, unknown>) =>
+  Effect.gen(function* () {
+    const verifier = yield* setup
+    const jwt = yield* Effect.promise(() => signRs256(pair.privateKey, { iss: "1", ...claims }))
+    return yield* Effect.either(verifier.verify(jwt))
+  }).pipe(Effect.provide(TestLayer))
+
+const reasonOf = (claims: Record<string, unknown>) =>
+  Effect.map(verify(claims), (r) =>
+    r._tag === "Right" ? "ok" : r.left._tag === "InvalidJwt" ? r.left.reason : r.left._tag
+  )
+
+describe("JwtVerifier: the SPEC §2 time window, at its edges", () => {
+  it.effect("accepts iat up to now + 60 and refuses now + 61", () =>
+    Effect.gen(function* () {
+      expect(yield* reasonOf({ iat: NOW + 60, exp: NOW + 600 })).toBe("ok")
+      expect(yield* reasonOf({ iat: NOW + 61, exp: NOW + 600 })).toBe("iat_in_future")
+    })
+  )
+  it.effect("refuses exp <= now as expired, accepts exp = now + 1", () =>
+    Effect.gen(function* () {
+      expect(yield* reasonOf({ iat: NOW - 100, exp: NOW })).toBe("expired")
+      expect(yield* reasonOf({ iat: NOW - 100, exp: NOW + 1 })).toBe("ok")
+    })
+  )
+  it.effect("accepts exp = now + 660, refuses now + 661", () =>
+    Effect.gen(function* () {
+      expect(yield* reasonOf({ iat: NOW, exp: NOW + 660 })).toBe("ok")
+      expect(yield* reasonOf({ iat: NOW, exp: NOW + 661 })).toBe("exp_too_far")
+    })
+  )
+  it.effect("accepts exp - iat = 660, refuses 661", () =>
+    Effect.gen(function* () {
+      expect(yield* reasonOf({ iat: NOW - 600, exp: NOW + 60 })).toBe("ok")
+      expect(yield* reasonOf({ iat: NOW - 601, exp: NOW + 60 })).toBe("exp_too_far")
+    })
+  )
+  it.effect("accepts the SDK's own shape: iat = now - 60, exp = now + 540", () =>
+    Effect.gen(function* () {
+      expect(yield* reasonOf({ iat: NOW - 60, exp: NOW + 540 })).toBe("ok")
+    })
+  )
+  it.effect("follows the clock: a JWT valid now is expired once the clock moves past exp", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const jwt = yield* Effect.promise(() => signRs256(pair.privateKey, { iss: 1, iat: NOW - 60, exp: NOW + 540 }))
+      expect((yield* verifier.verify(jwt)).appId).toBe("1")
+      yield* TestClock.adjust("540 seconds")
+      const failed = yield* Effect.flip(verifier.verify(jwt))
+      expect(failed._tag === "InvalidJwt" && failed.reason).toBe("expired")
+    }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("JwtVerifier: keys", () => {
+  it.effect("imports each key once and reuses the import on later requests", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const importKey = vi.spyOn(crypto.subtle, "importKey")
+      for (let i = 0; i < 5; i++) {
+        const jwt = yield* Effect.promise(() =>
+          signRs256(pair.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 + i })
+        )
+        yield* verifier.verify(jwt)
+      }
+      expect(importKey).toHaveBeenCalledTimes(1)
+    }).pipe(Effect.provide(TestLayer))
+  )
+  it.effect("never verifies against a key once it is deleted", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const registry = yield* Registry.Registry
+      const jwt = yield* Effect.promise(() => signRs256(pair.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 }))
+      yield* verifier.verify(jwt)
+      yield* registry.deleteKey("1", "11111111-1111-4111-8111-111111111111")
+      const failed = yield* Effect.flip(verifier.verify(jwt))
+      expect(failed._tag === "InvalidJwt" && failed.reason).toBe("invalid_signature")
+    }).pipe(Effect.provide(TestLayer))
+  )
+})

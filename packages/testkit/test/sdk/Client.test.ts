@@ -1,0 +1,195 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
+import { IcrAppsClient } from "@icr-apps/core/sdk/Client"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import { beforeAll } from "vitest"
+import { Fault, makeFakeIssuer } from "../../src/FakeIssuer.js"
+import { type AppKeyPair, generateAppKeyPair } from "../../src/Keys.js"
+import { countRequests, runAdvancing, sdkLayer, setup, T0 } from "../sdk-harness.js"
+
+let keys: AppKeyPair
+beforeAll(async () => {
+  keys = await generateAppKeyPair()
+}, 30_000)
+
+const MINT = /^\/app\/installations\/[^/]+\/accessTokens$/
+
+describe("IcrAppsClient against the in-memory issuer", () => {
+  it.effect("mints, describes, lists, gets and revokes", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      const id = installations[0].id
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        const appToken = yield* client.createAppAccessToken()
+        expect(appToken.appId).toBe(appId)
+        const token = yield* client.createInstallationAccessToken(id, { permissions: { organization_info: "VIEW" } })
+        expect(token.permissions).toEqual({ organization_info: "VIEW" })
+        expect((yield* client.describeAccessToken(token.token)).kind).toBe("installation")
+        expect((yield* client.listInstallations({ limit: 5 })).total).toBe(1)
+        expect((yield* client.getInstallation(id.toUpperCase())).id).toBe(id)
+        yield* client.revokeAccessToken(token.token)
+        const error = yield* Effect.flip(client.describeAccessToken(token.token))
+        expect(error._tag).toBe("InvalidToken")
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("delivers every SPEC §6 error as its own tagged error, without retrying 4xx", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations, admin } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        const before = countRequests(issuer, "POST", MINT)
+        // Checked before sending, failing as the server would.
+        const unknown = yield* Effect.flip(
+          client.createInstallationAccessToken(installations[0].id, {
+            permissions: { organization_secrets: "VIEW" } as never
+          })
+        )
+        expect(unknown._tag).toBe("InvalidPermissions")
+        expect((yield* Effect.flip(client.getInstallation("nope")))._tag).toBe("InvalidRequest")
+        expect(countRequests(issuer, "POST", MINT)).toBe(before)
+        // Answered by the server.
+        expect((yield* Effect.flip(client.getInstallation(crypto.randomUUID())))._tag).toBe("InstallationNotFound")
+        yield* Effect.promise(() => admin("PATCH", `/admin/installations/${installations[0].id}`, { suspended: true }))
+        const suspended = yield* Effect.flip(client.createInstallationAccessToken(installations[0].id))
+        expect(suspended._tag).toBe("InstallationSuspended")
+        issuer.inject(Fault.status(400, { code: "invalid_request" }))
+        expect((yield* Effect.flip(client.createInstallationAccessToken(installations[0].id)))._tag).toBe(
+          "InvalidRequest"
+        )
+        issuer.inject(Fault.status(418))
+        expect((yield* Effect.flip(client.createAppAccessToken()))._tag).toBe("UnexpectedResponse")
+        // 4xx are final: one request each.
+        expect(countRequests(issuer, "POST", MINT) - before).toBe(2)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("honours Retry-After in seconds and as an HTTP-date", () =>
+    Effect.gen(function* () {
+      const { issuer, appId } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        issuer.inject(Fault.status(429, { retryAfter: "7" }))
+        const seconds = yield* runAdvancing(client.createAppAccessToken())
+        expect(seconds.slept).toEqual([7000])
+        issuer.inject(Fault.status(503, { retryAfter: new Date(T0 + 7000 + 12_000).toUTCString() }))
+        const date = yield* runAdvancing(client.createAppAccessToken())
+        // An HTTP-date has whole seconds: the wait is the 12 s asked for, less the sub-second part of now.
+        expect(date.slept).toHaveLength(1)
+        expect(date.slept[0]).toBeGreaterThan(11_000)
+        expect(date.slept[0]).toBeLessThanOrEqual(12_000)
+        expect(countRequests(issuer, "POST", /^\/app\/accessTokens$/)).toBe(4)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("retries network errors and 5xx with growing, capped, bounded backoff", () =>
+    Effect.gen(function* () {
+      const { issuer, appId } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        issuer.inject(Fault.networkError(), Fault.status(502), Fault.status(504))
+        const recovered = yield* runAdvancing(client.createAppAccessToken())
+        expect(recovered.slept).toHaveLength(3)
+        const [a, b, c] = recovered.slept as [number, number, number]
+        // 250 ms doubling, each with ±20 % jitter.
+        expect(a).toBeGreaterThanOrEqual(200)
+        expect(a).toBeLessThanOrEqual(300)
+        expect(b).toBeGreaterThanOrEqual(400)
+        expect(c).toBeGreaterThanOrEqual(800)
+        issuer.inject(...Array.from({ length: 10 }, () => Fault.status(503, { retryAfter: "1" })))
+        const before = countRequests(issuer, "POST", /^\/app\/accessTokens$/)
+        const exhausted = yield* runAdvancing(Effect.flip(client.createAppAccessToken()))
+        expect(exhausted.result._tag).toBe("Unavailable")
+        expect(countRequests(issuer, "POST", /^\/app\/accessTokens$/) - before).toBe(4)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  // On the real clock: a TestClock cannot tell an attempt's timeout from a request still in flight.
+  it.live("times out a hung attempt and retries it", () =>
+    Effect.gen(function* () {
+      const issuer = makeFakeIssuer()
+      const { id: appId } = yield* Effect.promise(() =>
+        issuer.admin("POST", "/admin/apps", { name: "slow", permissions: {}, publicKey: keys.publicPem })
+      )
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        issuer.inject(Fault.delay(5_000))
+        const started = Date.now()
+        expect((yield* client.createAppAccessToken()).appId).toBe(appId)
+        expect(Date.now() - started).toBeLessThan(4_000)
+        expect(countRequests(issuer, "POST", /^\/app\/accessTokens$/)).toBe(2)
+      }).pipe(
+        Effect.provide(
+          sdkLayer(issuer, {
+            appId,
+            privateKey: keys.privatePem,
+            retry: { attemptTimeout: "1 second", baseDelay: "10 millis" }
+          })
+        )
+      )
+    })
+  )
+  it.effect("a network failure that outlasts every attempt is a TransportError", () =>
+    Effect.gen(function* () {
+      const { issuer, appId } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        issuer.inject(...Array.from({ length: 4 }, () => Fault.networkError()))
+        const { result } = yield* runAdvancing(Effect.flip(client.createAppAccessToken()))
+        expect(result._tag).toBe("TransportError")
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("learns a server clock 5 minutes ahead once, keeps it, and every later call succeeds first time", () =>
+    Effect.gen(function* () {
+      const { issuer, appId } = yield* setup(keys)
+      issuer.setClockOffset(5 * 60_000)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        const jwt = yield* AppJwt.AppJwt
+        const refusals = () => countRequests(issuer, "POST", /^\/app\/accessTokens$/) - calls
+        let calls = 0
+        // Every 30 s for 20 minutes: the JWT signed on the local clock would expire on the server's.
+        for (let i = 0; i < 40; i++) {
+          yield* client.createAppAccessToken()
+          calls++
+          yield* TestClock.adjust("30 seconds")
+        }
+        expect(refusals()).toBe(1)
+        // The Date header has whole seconds, so the learned offset is exact to within one.
+        expect(Math.abs((yield* jwt.clockOffset) - 5 * 60_000)).toBeLessThan(1000)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("learns a server clock 10 minutes behind (iat_in_future) and retries once", () =>
+    Effect.gen(function* () {
+      const { issuer, appId } = yield* setup(keys)
+      issuer.setClockOffset(-10 * 60_000)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        yield* client.createAppAccessToken()
+        yield* client.listInstallations()
+        expect(countRequests(issuer, "POST", /^\/app\/accessTokens$/)).toBe(2)
+        expect(countRequests(issuer, "GET", /^\/app\/installations$/)).toBe(1)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("streams every installation once, page by page, stopping on a short or empty page", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys, { installations: 25 })
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        const all = yield* Stream.runCollect(client.installations({ pageSize: 10 }))
+        expect(Chunk.toReadonlyArray(all).map((i) => i.id)).toEqual(installations.map((i) => i.id))
+        expect(countRequests(issuer, "GET", /^\/app\/installations$/)).toBe(3)
+        const exact = yield* Stream.runCollect(client.installations({ pageSize: 5 }))
+        expect(exact.length).toBe(25)
+        expect(countRequests(issuer, "GET", /^\/app\/installations$/)).toBe(3 + 6)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+})

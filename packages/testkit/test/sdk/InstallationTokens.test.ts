@@ -1,0 +1,89 @@
+import { describe, expect, it } from "@effect/vitest"
+import { IcrAppsClient } from "@icr-apps/core/sdk/Client"
+import { InstallationTokens } from "@icr-apps/core/sdk/InstallationTokens"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
+import { beforeAll } from "vitest"
+import { Fault } from "../../src/FakeIssuer.js"
+import { type AppKeyPair, generateAppKeyPair } from "../../src/Keys.js"
+import { countRequests, sdkLayer, setup } from "../sdk-harness.js"
+
+let keys: AppKeyPair
+beforeAll(async () => {
+  keys = await generateAppKeyPair()
+}, 30_000)
+
+const MINT = /^\/app\/installations\/[^/]+\/accessTokens$/
+
+describe("InstallationTokens", () => {
+  it.effect("1,000 concurrent gets for one installation cause exactly one mint", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const tokens = yield* InstallationTokens
+        const got = yield* Effect.all(
+          Array.from({ length: 1000 }, () => tokens.get(installations[0].id)),
+          { concurrency: "unbounded" }
+        )
+        expect(new Set(got.map((t) => Redacted.value(t.token))).size).toBe(1)
+        expect(countRequests(issuer, "POST", MINT)).toBe(1)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("refreshes ahead: reuses until expiresAt - 5 min, then mints anew", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const tokens = yield* InstallationTokens
+        const first = yield* tokens.get(installations[0].id)
+        yield* TestClock.adjust("114 minutes")
+        expect(Redacted.value((yield* tokens.get(installations[0].id)).token)).toBe(Redacted.value(first.token))
+        yield* TestClock.adjust("60 seconds")
+        expect(Redacted.value((yield* tokens.get(installations[0].id)).token)).not.toBe(Redacted.value(first.token))
+        expect(countRequests(issuer, "POST", MINT)).toBe(2)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("keys the cache by permissions; refresh: true mints anew; revoke evicts and revokes", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const tokens = yield* InstallationTokens
+        const client = yield* IcrAppsClient
+        const id = installations[0].id
+        const full = yield* tokens.get(id)
+        const narrow = yield* tokens.get(id, { permissions: { organization_info: "VIEW" } })
+        expect(Redacted.value(narrow.token)).not.toBe(Redacted.value(full.token))
+        expect(Redacted.value((yield* tokens.get(id, { permissions: { organization_info: "VIEW" } })).token)).toBe(
+          Redacted.value(narrow.token)
+        )
+        const refreshed = yield* tokens.get(id, { refresh: true })
+        expect(Redacted.value(refreshed.token)).not.toBe(Redacted.value(full.token))
+        expect(Redacted.value((yield* tokens.get(id)).token)).toBe(Redacted.value(refreshed.token))
+        expect(countRequests(issuer, "POST", MINT)).toBe(3)
+        yield* tokens.revoke(id)
+        expect((yield* Effect.flip(client.describeAccessToken(refreshed.token)))._tag).toBe("InvalidToken")
+        const after = yield* tokens.get(id)
+        expect(Redacted.value(after.token)).not.toBe(Redacted.value(refreshed.token))
+        expect(countRequests(issuer, "POST", MINT)).toBe(4)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("a failed mint is shared by its waiters and not cached", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const tokens = yield* InstallationTokens
+        issuer.inject(Fault.status(403, { code: "installation_suspended" }))
+        const failures = yield* Effect.all(
+          Array.from({ length: 10 }, () => Effect.flip(tokens.get(installations[0].id))),
+          { concurrency: "unbounded" }
+        )
+        expect(failures.every((e) => e._tag === "InstallationSuspended")).toBe(true)
+        expect((yield* tokens.get(installations[0].id)).installationId).toBe(installations[0].id)
+        expect(countRequests(issuer, "POST", MINT)).toBe(2)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+})
