@@ -11,15 +11,12 @@
  */
 import { createAppAuth } from "@octokit/auth-app"
 import { request } from "@octokit/request"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import { AppJwt } from "../src/sdk/AppJwt.js"
 import { toPem } from "../src/internal/der.js"
 import * as IcrApps from "../src/sdk/IcrApps.js"
 import { InstallationTokens } from "../src/sdk/InstallationTokens.js"
-import { layerMemoryCache } from "../src/sdk/TokenCache.js"
 import { createIcrAppsClient } from "../src/sdk/Promise.js"
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20_000)
@@ -52,12 +49,7 @@ const icrFetch = (async () =>
     organizationId: "323e4567-e89b-12d3-a456-426614174000"
   })) as unknown as typeof fetch
 const runtime = ManagedRuntime.make(
-  IcrApps.layerWith({ appId: "1", privateKey: privatePem, baseUrl: "http://icr.bench" }).pipe(
-    Layer.provide([
-      FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, icrFetch))),
-      layerMemoryCache()
-    ])
-  )
+  IcrApps.layer({ appId: "1", privateKey: privatePem, baseUrl: "http://icr.bench", fetch: icrFetch })
 )
 // The Promise facade, as code that does not use Effect calls it (same stub, same key).
 const facade = createIcrAppsClient({ appId: "1", privateKey: privatePem, baseUrl: "http://icr.bench", fetch: icrFetch })

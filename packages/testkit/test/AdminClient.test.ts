@@ -14,34 +14,28 @@ describe("AdminClient (derived from the HttpApi definition)", () => {
       const program = Effect.gen(function* () {
         const admin = yield* AdminClient.AdminClient
         const app = yield* admin.createApp({
-          payload: { name: "typed", permissions: { organization_info: "VIEW" }, publicKey: keys.publicPem },
-          headers: {}
+          payload: { name: "typed", permissions: { organization_info: "VIEW" }, publicKey: keys.publicPem }
         })
-        expect((yield* admin.getApp({ path: { appId: app.id }, headers: {} })).appNameId).toBe("typed")
+        expect((yield* admin.getApp({ path: { appId: app.id } })).appNameId).toBe("typed")
         const key = yield* admin.addAppKey({
           path: { appId: app.id },
-          payload: { publicKey: keys.publicJwk as never },
-          headers: {}
+          payload: { publicKey: keys.publicJwk as never }
         })
         expect(key.fingerprint).toBe(app.keys[0]!.fingerprint)
-        yield* admin.deleteAppKey({ path: { appId: app.id, keyId: key.id }, headers: {} })
+        yield* admin.deleteAppKey({ path: { appId: app.id, keyId: key.id } })
         const installation = yield* admin.createInstallation({
-          payload: { appId: app.id, organizationId: crypto.randomUUID(), permissions: { organization_info: "VIEW" } },
-          headers: {}
+          payload: { appId: app.id, organizationId: crypto.randomUUID(), permissions: { organization_info: "VIEW" } }
         })
         const suspended = yield* admin.updateInstallation({
           path: { installationId: installation.id },
-          payload: { suspended: true },
-          headers: {}
+          payload: { suspended: true }
         })
         expect(suspended.suspendedAt).not.toBeNull()
-        yield* admin.deleteInstallation({ path: { installationId: installation.id }, headers: {} })
-        const gone = yield* Effect.flip(
-          admin.deleteInstallation({ path: { installationId: installation.id }, headers: {} })
-        )
+        yield* admin.deleteInstallation({ path: { installationId: installation.id } })
+        const gone = yield* Effect.flip(admin.deleteInstallation({ path: { installationId: installation.id } }))
         expect(gone._tag).toBe("InstallationNotFound")
         const taken = yield* Effect.flip(
-          admin.createApp({ payload: { name: "typed", permissions: {}, publicKey: keys.publicPem }, headers: {} })
+          admin.createApp({ payload: { name: "typed", permissions: {}, publicKey: keys.publicPem } })
         )
         expect(taken._tag).toBe("Conflict")
       })
@@ -57,7 +51,7 @@ describe("AdminClient (derived from the HttpApi definition)", () => {
         )
       )
       const wrong = yield* Effect.flip(
-        Effect.flatMap(AdminClient.AdminClient, (admin) => admin.getApp({ path: { appId: "1" }, headers: {} })).pipe(
+        Effect.flatMap(AdminClient.AdminClient, (admin) => admin.getApp({ path: { appId: "1" } })).pipe(
           Effect.provide(
             Layer.effect(
               AdminClient.AdminClient,

@@ -1,14 +1,12 @@
 /** Shared set-up for the SDK tests: a fake issuer on the test's clock, an app, an installation. */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import type * as Client from "@icr-apps/core/sdk/Client"
 import * as IcrApps from "@icr-apps/core/sdk/IcrApps"
-import * as TokenCache from "@icr-apps/core/sdk/TokenCache"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
+import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { ALL_PERMISSIONS } from "../src/Contract.js"
@@ -60,14 +58,9 @@ export const setup = (keys: AppKeyPair, options: { readonly installations?: numb
 /** The SDK's layers over the fake issuer's `fetch`. */
 export const sdkLayer = (
   issuer: FakeIssuer,
-  config: Partial<IcrApps.IcrAppsConfig> & Pick<IcrApps.IcrAppsConfig, "appId">
+  config: Partial<IcrApps.IcrAppsConfig & IcrApps.IcrAppsTransport> & Pick<IcrApps.IcrAppsConfig, "appId">
 ): Layer.Layer<IcrApps.IcrAppsServices, AppJwt.InvalidPrivateKey> =>
-  IcrApps.layerWith({ baseUrl: BASE_URL, retry: testRetry, ...config }).pipe(
-    Layer.provide([
-      FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, issuer.fetch as typeof fetch))),
-      TokenCache.layerMemoryCache()
-    ])
-  )
+  IcrApps.layer({ baseUrl: BASE_URL, retry: testRetry, fetch: issuer.fetch as typeof fetch, ...config })
 
 /**
  * Runs `effect` while moving the TestClock to each sleep it schedules below `horizonMillis` from

@@ -6,6 +6,7 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -16,7 +17,22 @@ import { IcrAppsApi } from "../api/Api.js"
 export interface AdminClientOptions {
   readonly baseUrl: string
   readonly adminToken: Redacted.Redacted<string> | string
+  /** The `fetch` to send with (default `globalThis.fetch`). */
+  readonly fetch?: typeof globalThis.fetch | undefined
 }
+
+/** An endpoint function of the derived client, with its (all-optional) `headers` argument made optional too. */
+type WithoutHeaders<F> = F extends (request: infer R) => Effect.Effect<infer A, infer E, infer Req>
+  ? {} extends Omit<R, "headers" | "withResponse">
+    ? (request?: Omit<R, "headers" | "withResponse">) => Effect.Effect<Plain<A>, E, Req>
+    : (request: Omit<R, "headers" | "withResponse">) => Effect.Effect<Plain<A>, E, Req>
+  : F
+
+/** The decoded body alone (the derived client can also answer `[body, response]`, which this client never asks for). */
+type Plain<A> = Exclude<A, readonly [unknown, HttpClientResponse.HttpClientResponse]>
+
+/** The operator endpoints of the derived client, callable without `headers: {}`. */
+export type AdminEndpoints<Api> = { readonly [K in keyof Api]: WithoutHeaders<Api[K]> }
 
 /** Builds the operator client over an `HttpClient`: `client.createApp({ payload })`, `client.getApp({ path })`, … */
 export const make = (options: AdminClientOptions) =>
@@ -26,7 +42,14 @@ export const make = (options: AdminClientOptions) =>
       HttpClient.mapRequest(HttpClientRequest.bearerToken(Redacted.value(token)))
     )
     const api = yield* HttpApiClient.makeWith(IcrAppsApi, { httpClient, baseUrl: options.baseUrl.replace(/\/+$/, "") })
-    return api.admin
+    const admin = api.admin as unknown as Record<string, (request: Record<string, unknown>) => unknown>
+    // Every endpoint declares only an optional version header, so `{}` is always a valid one.
+    return Object.fromEntries(
+      Object.entries(admin).map(([name, call]) => [
+        name,
+        (request: Record<string, unknown> = {}) => call({ headers: {}, ...request })
+      ])
+    ) as unknown as AdminEndpoints<typeof api.admin>
   })
 
 /** The operator client. */
@@ -37,4 +60,10 @@ export class AdminClient extends Context.Tag("@icr-apps/core/AdminClient")<
 
 /** The operator client as a layer over `fetch`. */
 export const layer = (options: AdminClientOptions): Layer.Layer<AdminClient> =>
-  Layer.effect(AdminClient, make(options)).pipe(Layer.provide(FetchHttpClient.layer))
+  Layer.effect(AdminClient, make(options)).pipe(
+    Layer.provide(
+      options.fetch === undefined
+        ? FetchHttpClient.layer
+        : FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, options.fetch)))
+    )
+  )

@@ -6,6 +6,7 @@
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -20,6 +21,7 @@ import * as FiberRef from "effect/FiberRef"
 import { pipe } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -29,31 +31,71 @@ import { AppJwt, type JwtSigningFailed } from "./AppJwt.js"
 import { type Installation, type InstallationPage, PAGE_LIMIT } from "../api/Installations.js"
 import { type Permissions, Permissions as PermissionsSchema } from "../api/Permissions.js"
 import { API_VERSION, Uuid } from "../api/Primitives.js"
+import { causeChain, classify, type TransportFailure } from "../internal/transport.js"
 import { InvalidPermissions, InvalidRequest, type Problem } from "../api/Problems.js"
 import type { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
 
 /** The production base URL (SPEC preamble). */
 export const DEFAULT_BASE_URL = "https://api.carbonregistry.com"
 
-/** The request never got an answer: network failure or per-attempt timeout, after every retry. */
-export class TransportError extends Data.TaggedError("TransportError")<{ readonly detail: string }> {
+export type { TransportFailure }
+
+const failureText: Record<TransportFailure, string> = {
+  refused: "connection refused",
+  unresolvable: "host name not resolvable",
+  timeout: "timed out",
+  tls: "TLS failure",
+  network: "network failure"
+}
+
+/**
+ * The request never got an answer, after every retry: the connection was refused, the host did
+ * not resolve, the attempt timed out, TLS failed, or the network did. Names the method, the full
+ * URL and the underlying cause (an error code such as `ECONNREFUSED`, or the runtime's message).
+ */
+export class TransportError extends Data.TaggedError("TransportError")<{
+  readonly method: string
+  readonly url: string
+  readonly failure: TransportFailure
+  readonly cause: string
+}> {
   override get message(): string {
-    return this.detail
+    return `${this.method} ${this.url}: ${failureText[this.failure]} (${this.cause})`
   }
 }
 
 /** The server answered something this SDK does not understand (an undeclared status or body). */
 export class UnexpectedResponse extends Data.TaggedError("UnexpectedResponse")<{
   readonly status: number
+  readonly method: string
+  readonly url: string
   readonly detail: string
 }> {
   override get message(): string {
-    return `Unexpected response (HTTP ${this.status}): ${this.detail}`
+    return `Unexpected response (HTTP ${this.status}) to ${this.method} ${this.url}: ${this.detail}`
   }
 }
 
-/** Every failure of a client call: a SPEC §6 problem, or one of the SDK's own. */
-export type IcrAppsError = Problem | TransportError | UnexpectedResponse | JwtSigningFailed
+/** The failures of the SDK itself, beside the problems the server sends. */
+export type SdkFailure = TransportError | UnexpectedResponse | JwtSigningFailed
+
+/** Every failure of any client call: a SPEC §6 problem, or one of the SDK's own. */
+export type IcrAppsError = Problem | SdkFailure
+
+/** The derived client of the API definition (its type carries each endpoint's declared errors). */
+const deriveApi = (httpClient: HttpClient.HttpClient) => HttpApiClient.makeWith(IcrAppsApi, { httpClient, baseUrl: "" })
+type AppsApi = Effect.Effect.Success<ReturnType<typeof deriveApi>>["apps"]
+
+/** What the platform's client fails with besides the API's problems; the SDK turns them into its own errors. */
+type PlatformFailure = HttpClientError.HttpClientError | ParseResult.ParseError | HttpApiDecodeError
+
+/**
+ * The failures of one Apps API endpoint: exactly the SPEC §6 problems it declares (its own, its
+ * credential's, and the common ones), plus the SDK's own.
+ */
+export type ErrorOf<K extends keyof AppsApi> =
+  | Exclude<Effect.Effect.Error<ReturnType<AppsApi[K]>>, PlatformFailure>
+  | SdkFailure
 
 /** How transient failures are retried. */
 export interface RetryOptions {
@@ -121,6 +163,8 @@ export const retrySchedule = (options: RetryOptions = {}) => {
   )
 }
 
+const ATTEMPT_TIMED_OUT = "the attempt timed out"
+
 const isTransport = (e: unknown) => e instanceof HttpClientError.RequestError && e.reason === "Transport"
 
 /** Wraps a client so transient failures are retried per {@link retrySchedule}, each attempt timed out. */
@@ -132,7 +176,7 @@ export const withRetries =
         Effect.timeoutFail({
           duration: options.attemptTimeout ?? "10 seconds",
           onTimeout: () =>
-            new HttpClientError.RequestError({ request, reason: "Transport", description: "the attempt timed out" })
+            new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
         }),
         Effect.flatMap((response) =>
           RETRYABLE_STATUSES.has(response.status)
@@ -161,49 +205,67 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
     readonly baseUrl: string
     readonly appId: string
     /** `POST /app/accessTokens`. */
-    readonly createAppAccessToken: () => Effect.Effect<AccessToken, IcrAppsError>
+    readonly createAppAccessToken: () => Effect.Effect<AccessToken, ErrorOf<"createAppAccessToken">>
     /** `POST /app/installations/{id}/accessTokens`, optionally narrowed. */
     readonly createInstallationAccessToken: (
       installationId: string,
       options?: { readonly permissions?: Permissions | undefined }
-    ) => Effect.Effect<InstallationAccessToken, IcrAppsError>
+    ) => Effect.Effect<InstallationAccessToken, ErrorOf<"createInstallationAccessToken">>
     /** `GET /app/installations/token`: what the token is, never its secret. */
     readonly describeAccessToken: (
       token: Redacted.Redacted<string> | string
-    ) => Effect.Effect<TokenDescription, IcrAppsError>
+    ) => Effect.Effect<TokenDescription, ErrorOf<"describeAccessToken">>
     /** `DELETE /app/installations/token`. */
-    readonly revokeAccessToken: (token: Redacted.Redacted<string> | string) => Effect.Effect<void, IcrAppsError>
+    readonly revokeAccessToken: (
+      token: Redacted.Redacted<string> | string
+    ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
     /** `GET /app/installations?limit=&page=`. */
     readonly listInstallations: (options?: {
       readonly limit?: number | undefined
       readonly page?: number | undefined
-    }) => Effect.Effect<InstallationPage, IcrAppsError>
+    }) => Effect.Effect<InstallationPage, ErrorOf<"listInstallations">>
     /** `GET /app/installations/{id}`. */
-    readonly getInstallation: (installationId: string) => Effect.Effect<Installation, IcrAppsError>
+    readonly getInstallation: (installationId: string) => Effect.Effect<Installation, ErrorOf<"getInstallation">>
     /** Every installation, page by page, stopping on a short or empty page. */
     readonly installations: (options?: {
       readonly pageSize?: number | undefined
-    }) => Stream.Stream<Installation, IcrAppsError>
+    }) => Stream.Stream<Installation, ErrorOf<"listInstallations">>
   }
 >() {}
 
+/** The full URL of a request, query included (never a secret: credentials travel in headers). */
+const urlOf = (request: HttpClientRequest.HttpClientRequest): string =>
+  Option.match(HttpClientRequest.toUrl(request), { onNone: () => request.url, onSome: (u) => u.href })
+
 /** Maps the platform's client failures to the SDK's tagged errors; problems pass through. */
-const toSdkError = (e: unknown): IcrAppsError => {
+const toSdkError = <E>(e: E): Exclude<E, PlatformFailure> | TransportError | UnexpectedResponse => {
   if (e instanceof HttpClientError.RequestError) {
+    const chain = causeChain(e.cause)
+    const cause = e.description ?? chain.find((c) => /^[A-Z_]{4,}$|^[A-Z][a-zA-Z]+$/.test(c)) ?? chain[0] ?? e.reason
     return new TransportError({
-      detail: `${e.request.method} ${new URL(e.request.url).pathname}: ${e.description ?? e.reason}`
+      method: e.request.method,
+      url: urlOf(e.request),
+      failure: e.description === ATTEMPT_TIMED_OUT ? "timeout" : classify(chain),
+      cause: cause.slice(0, 200)
     })
   }
   if (e instanceof HttpClientError.ResponseError) {
-    return new UnexpectedResponse({ status: e.response.status, detail: e.description ?? e.reason })
+    return new UnexpectedResponse({
+      status: e.response.status,
+      method: e.request.method,
+      url: urlOf(e.request),
+      detail: e.description ?? e.reason
+    })
   }
-  if (e !== null && typeof e === "object" && "_tag" in e) {
-    const tag = (e as { _tag: string })._tag
-    if (tag === "ParseError" || tag === "HttpApiDecodeError") {
-      return new UnexpectedResponse({ status: 0, detail: "the response body did not match the API's schema" })
-    }
+  if (ParseResult.isParseError(e) || e instanceof HttpApiDecodeError) {
+    return new UnexpectedResponse({
+      status: 0,
+      method: "",
+      url: "",
+      detail: "the response body did not match the API's schema"
+    })
   }
-  return e as IcrAppsError
+  return e as Exclude<E, PlatformFailure>
 }
 
 /**
@@ -233,13 +295,43 @@ const validPage = (page: { readonly limit?: number | undefined; readonly page?: 
     : Effect.fail(new InvalidRequest({ detail: "limit must be an integer 1..100 and page an integer >= 0" }))
 }
 
-/** Builds the client over an `HttpClient` and an {@link AppJwt}. */
+/**
+ * The `HttpClient` the SDK sends with. A tag of its own, so that an app's middleware on the
+ * app-wide `HttpClient.HttpClient` (a base URL, its own auth headers) never reaches the SDK's calls.
+ */
+export class IcrAppsHttpClient extends Context.Tag("@icr-apps/core/IcrAppsHttpClient")<
+  IcrAppsHttpClient,
+  HttpClient.HttpClient
+>() {}
+
+/** The SDK's `HttpClient` over `fetch`: the global one, or the one given (a test double, a proxy agent). */
+export const layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> =>
+  Layer.effect(IcrAppsHttpClient, HttpClient.HttpClient).pipe(
+    Layer.provide(
+      fetch === undefined
+        ? FetchHttpClient.layer
+        : FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, fetch)))
+    )
+  )
+
+/** The SDK's `HttpClient` from one the app built (with whatever middleware it chooses for the SDK). */
+export const layerHttpClient = (client: HttpClient.HttpClient): Layer.Layer<IcrAppsHttpClient> =>
+  Layer.succeed(IcrAppsHttpClient, client)
+
+/** A response body as JSON, read through the response's cached bytes so the API decoder can read them again. */
+const jsonOf = (response: HttpClientResponse.HttpClientResponse) =>
+  Effect.orElseSucceed(
+    Effect.map(response.arrayBuffer, (bytes): unknown => JSON.parse(new TextDecoder().decode(bytes))),
+    () => undefined
+  )
+
+/** Builds the client over the SDK's {@link IcrAppsHttpClient} and an {@link AppJwt}. */
 export const make = (options: ClientOptions = {}) =>
   Effect.gen(function* () {
     const jwt = yield* AppJwt
     const baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, "")
     const apiVersion = options.apiVersion ?? API_VERSION
-    const retrying = withRetries(options.retry)(yield* HttpClient.HttpClient)
+    const retrying = withRetries(options.retry)(yield* IcrAppsHttpClient)
 
     const authorize = (request: HttpClientRequest.HttpClientRequest, credential: Credential) =>
       credential._tag === "AppJwt"
@@ -257,7 +349,8 @@ export const make = (options: ClientOptions = {}) =>
         const versioned = HttpClientRequest.setHeader(request, "x-icr-api-version", apiVersion)
         const response = yield* retrying.execute(yield* authorize(versioned, credential))
         if (credential._tag !== "AppJwt" || response.status !== 401) return response
-        const body = yield* Effect.orElseSucceed(response.json, () => undefined)
+        // Read through the cached bytes: the API decoder reads the same body after this.
+        const body = yield* jsonOf(response)
         const reason = (body as { code?: unknown; reason?: unknown } | undefined)?.reason
         const serverDate = Date.parse(response.headers.date ?? "")
         if (
@@ -281,7 +374,7 @@ export const make = (options: ClientOptions = {}) =>
     const api = yield* HttpApiClient.makeWith(IcrAppsApi, { httpClient, baseUrl })
     const withCredential =
       (credential: Credential) =>
-      <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, IcrAppsError, R> =>
+      <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         effect.pipe(Effect.locally(CurrentCredential, credential), Effect.mapError(toSdkError))
     const asJwt = withCredential({ _tag: "AppJwt" })
     const asToken = (token: Redacted.Redacted<string> | string) =>
@@ -323,9 +416,6 @@ export const make = (options: ClientOptions = {}) =>
     })
   })
 
-/** The client as a layer (needs an `HttpClient` and an {@link AppJwt}). */
-export const layer = (options: ClientOptions = {}): Layer.Layer<IcrAppsClient, never, AppJwt | HttpClient.HttpClient> =>
+/** The client as a layer (needs the SDK's {@link IcrAppsHttpClient} and an {@link AppJwt}). */
+export const layer = (options: ClientOptions = {}): Layer.Layer<IcrAppsClient, never, AppJwt | IcrAppsHttpClient> =>
   Layer.effect(IcrAppsClient, make(options))
-
-/** The platform's `fetch`-based `HttpClient`, for convenience. */
-export const layerFetch: Layer.Layer<HttpClient.HttpClient> = FetchHttpClient.layer

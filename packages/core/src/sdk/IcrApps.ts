@@ -2,7 +2,6 @@
  * The SDK assembled: {@link AppJwt}, {@link IcrAppsClient} and {@link InstallationTokens} as one
  * layer, from options or from Effect `Config` (environment variables by default).
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -22,18 +21,38 @@ export interface IcrAppsConfig
 /** The SDK's services. */
 export type IcrAppsServices = AppJwt.AppJwt | Client.IcrAppsClient | InstallationTokens.InstallationTokens
 
-/** The SDK over a given `HttpClient` and `TokenCache`. Fails at construction on an unusable key. */
+/** The SDK over a given {@link Client.IcrAppsHttpClient} and `TokenCache`. Fails at construction on an unusable key. */
 export const layerWith = (
   config: IcrAppsConfig
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey, HttpClient.HttpClient | TokenCache.TokenCache> =>
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey, Client.IcrAppsHttpClient | TokenCache.TokenCache> =>
   InstallationTokens.layer(config).pipe(
     Layer.provideMerge(Client.layer(config)),
     Layer.provideMerge(AppJwt.layer(config))
   )
 
-/** The SDK with `fetch` and an in-memory LRU token cache: what most apps want. */
-export const layer = (config: IcrAppsConfig): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey> =>
-  layerWith(config).pipe(Layer.provide([FetchHttpClient.layer, TokenCache.layerMemoryCache()]))
+/** How the SDK reaches the network and where it caches tokens; each defaults to what most apps want. */
+export interface IcrAppsTransport {
+  /** The `fetch` to send with (default `globalThis.fetch`). */
+  readonly fetch?: typeof globalThis.fetch | undefined
+  /** Or a whole `HttpClient` for the SDK alone (wins over `fetch`). */
+  readonly httpClient?: HttpClient.HttpClient | undefined
+  /** The token cache (default: an in-memory LRU of 1,000 entries; `KvTokenCache.layer(kv)` on Workers). */
+  readonly cache?: Layer.Layer<TokenCache.TokenCache> | undefined
+}
+
+const transportLayers = (transport: IcrAppsTransport) =>
+  Layer.mergeAll(
+    transport.httpClient !== undefined
+      ? Client.layerHttpClient(transport.httpClient)
+      : Client.layerFetch(transport.fetch),
+    transport.cache ?? TokenCache.layerMemoryCache()
+  )
+
+/** The SDK: `fetch` (or the given one) and an in-memory LRU token cache unless told otherwise. */
+export const layer = (
+  config: IcrAppsConfig & IcrAppsTransport
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey> =>
+  layerWith(config).pipe(Layer.provide(transportLayers(config)))
 
 /**
  * Reads the configuration through Effect `Config`: `ICR_APP_ID`, `ICR_PRIVATE_KEY` (redacted),
@@ -48,8 +67,9 @@ export const config: Config.Config<IcrAppsConfig> = Config.all({
   )
 })
 
-/** {@link layer} from {@link config} (or another `Config` of the same shape). */
+/** {@link layer} from {@link config} (or another `Config` of the same shape), with the given transport and cache. */
 export const layerConfig = (
-  from: Config.Config<IcrAppsConfig> = config
+  from: Config.Config<IcrAppsConfig> = config,
+  transport: IcrAppsTransport = {}
 ): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(from, layer))
+  Layer.unwrapEffect(Effect.map(from, (c) => layer({ ...c, ...transport })))

@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { IcrAppsClient, type IcrAppsError } from "./Client.js"
+import { type ErrorOf, IcrAppsClient } from "./Client.js"
 import { canonical, type Permissions } from "../api/Permissions.js"
 import { type CachedToken, TokenCache } from "./TokenCache.js"
 
@@ -29,12 +29,12 @@ export class InstallationTokens extends Context.Tag("@icr-apps/core/Installation
     readonly get: (
       installationId: string,
       options?: { readonly permissions?: Permissions | undefined; readonly refresh?: boolean | undefined }
-    ) => Effect.Effect<CachedToken, IcrAppsError>
+    ) => Effect.Effect<CachedToken, ErrorOf<"createInstallationAccessToken">>
     /** Revokes the cached token (if any) for that key on the server, and evicts it. */
     readonly revoke: (
       installationId: string,
       options?: { readonly permissions?: Permissions | undefined }
-    ) => Effect.Effect<void, IcrAppsError>
+    ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
   }
 >() {}
 
@@ -53,7 +53,11 @@ export const make = (options: InstallationTokensOptions = {}) =>
     const client = yield* IcrAppsClient
     const cache = yield* TokenCache
     const margin = (options.refreshMarginSeconds ?? 300) * 1000
-    const inFlight = new Map<string, Deferred.Deferred<CachedToken, IcrAppsError>>()
+    type MintError = ErrorOf<"createInstallationAccessToken">
+    // Two single-flight tables: ordinary gets share a mint, and `refresh: true` calls share another
+    // (a refresh must not be satisfied by a mint that started before it asked).
+    const inFlight = new Map<string, Deferred.Deferred<CachedToken, MintError>>()
+    const refreshing = new Map<string, Deferred.Deferred<CachedToken, MintError>>()
 
     const mint = (key: string, installationId: string, permissions: Permissions | undefined) =>
       Effect.gen(function* () {
@@ -69,17 +73,22 @@ export const make = (options: InstallationTokensOptions = {}) =>
         return value
       })
 
-    /** One mint per key at a time: later callers wait on the first one's result. */
-    const shared = (key: string, installationId: string, permissions: Permissions | undefined) =>
+    /** One mint per key at a time in `table`: later callers wait on the first one's result. */
+    const shared = (
+      table: Map<string, Deferred.Deferred<CachedToken, MintError>>,
+      key: string,
+      installationId: string,
+      permissions: Permissions | undefined
+    ) =>
       Effect.suspend(() => {
-        const pending = inFlight.get(key)
+        const pending = table.get(key)
         if (pending !== undefined) return Deferred.await(pending)
         return Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
-            const deferred = yield* Deferred.make<CachedToken, IcrAppsError>()
-            inFlight.set(key, deferred)
+            const deferred = yield* Deferred.make<CachedToken, MintError>()
+            table.set(key, deferred)
             const exit = yield* Effect.exit(restore(mint(key, installationId, permissions)))
-            inFlight.delete(key)
+            table.delete(key)
             yield* Deferred.done(deferred, exit)
             return yield* Exit.matchEffect(exit, { onFailure: Effect.failCause, onSuccess: Effect.succeed })
           })
@@ -89,12 +98,12 @@ export const make = (options: InstallationTokensOptions = {}) =>
     return InstallationTokens.of({
       get: (installationId, opts = {}) => {
         const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
-        if (opts.refresh === true) return mint(key, installationId, opts.permissions)
+        if (opts.refresh === true) return shared(refreshing, key, installationId, opts.permissions)
         return Effect.flatMap(cache.get(key), (cached) =>
           Effect.clockWith((clock) =>
             Option.isSome(cached) && cached.value.expiresAt - margin > clock.unsafeCurrentTimeMillis()
               ? Effect.succeed(cached.value)
-              : shared(key, installationId, opts.permissions)
+              : shared(inFlight, key, installationId, opts.permissions)
           )
         )
       },

@@ -2,12 +2,10 @@
  * The SDK for code that does not use Effect: the same behaviour (JWT reuse, retries, clock-skew
  * recovery, cached tokens, pagination), with Promises, plain JSON values, and real `Error`s.
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
@@ -16,11 +14,10 @@ import * as Stream from "effect/Stream"
 import { IcrAppsClient } from "./Client.js"
 import { Installation, InstallationPage } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
-import { codeOf, type Problem, Problems } from "../api/Problems.js"
+import { codeOf, InvalidJwt, isProblem } from "../api/Problems.js"
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
-import { type IcrAppsConfig, layerWith } from "./IcrApps.js"
+import { type IcrAppsConfig, type IcrAppsTransport, layer } from "./IcrApps.js"
 import { InstallationTokens } from "./InstallationTokens.js"
-import { layerMemoryCache } from "./TokenCache.js"
 
 /** A failed call, as a plain `Error` carrying the tag and, for API problems, the SPEC §6 code. */
 export class IcrAppsFailure extends Error {
@@ -34,35 +31,29 @@ export class IcrAppsFailure extends Error {
     readonly status: number | undefined,
     message: string,
     /** The original tagged error. */
-    override readonly cause: unknown
+    override readonly cause: unknown,
+    /** Why an App JWT was refused, for `invalid_jwt` (`invalid_signature`, `expired`, …). */
+    readonly reason?: string | undefined
   ) {
     super(message)
   }
 }
-
-const isProblem = (e: unknown): e is Problem =>
-  typeof e === "object" && e !== null && "_tag" in e && (e as { _tag: string })._tag in Problems
 
 const toFailure = (cause: Cause.Cause<unknown>): IcrAppsFailure => {
   const e = Cause.squash(cause)
   const tag = typeof e === "object" && e !== null && "_tag" in e ? String((e as { _tag: unknown })._tag) : "Defect"
   const problem = isProblem(e) ? codeOf(e) : undefined
   const message = e instanceof Error ? e.message : "Unexpected failure"
-  return new IcrAppsFailure(tag, problem?.code, problem?.status, message, e)
+  const reason = e instanceof InvalidJwt ? e.reason : undefined
+  return new IcrAppsFailure(tag, problem?.code, problem?.status, message, e, reason)
 }
 
-/** Options of the Promise client: the SDK's, plus the `fetch` to use (default `globalThis.fetch`). */
-export interface PromiseClientOptions extends IcrAppsConfig {
-  readonly fetch?: typeof globalThis.fetch | undefined
-}
+/** Options of the Promise client: the SDK's, plus the `fetch` to use (default `globalThis.fetch`) and the cache. */
+export interface PromiseClientOptions extends IcrAppsConfig, IcrAppsTransport {}
 
 /** Makes a Promise client. An unusable key rejects the first call with an `InvalidPrivateKey` failure. */
 export const createIcrAppsClient = (options: PromiseClientOptions) => {
-  const http =
-    options.fetch === undefined
-      ? FetchHttpClient.layer
-      : FetchHttpClient.layer.pipe(Layer.provide(Layer.succeed(FetchHttpClient.Fetch, options.fetch)))
-  const runtime = ManagedRuntime.make(layerWith(options).pipe(Layer.provide([http, layerMemoryCache()])))
+  const runtime = ManagedRuntime.make(layer(options))
   let built: Runtime.Runtime<IcrAppsClient | InstallationTokens> | undefined
   const settle = <A>(exit: Exit.Exit<A, unknown>): A => {
     if (Exit.isSuccess(exit)) return exit.value

@@ -1,10 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import { IcrAppsClient } from "@icr-apps/core/sdk/Client"
+import * as IcrApps from "@icr-apps/core/sdk/IcrApps"
 import * as Chunk from "effect/Chunk"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import { createServer } from "node:net"
 import { beforeAll } from "vitest"
 import { Fault, makeFakeIssuer } from "../../src/FakeIssuer.js"
 import { type AppKeyPair, generateAppKeyPair } from "../../src/Keys.js"
@@ -16,6 +21,15 @@ beforeAll(async () => {
 }, 30_000)
 
 const MINT = /^\/app\/installations\/[^/]+\/accessTokens$/
+
+/** A loopback port nothing listens on (bound, then released). */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
 
 describe("IcrAppsClient against the in-memory issuer", () => {
   it.effect("mints, describes, lists, gets and revokes", () =>
@@ -142,6 +156,54 @@ describe("IcrAppsClient against the in-memory issuer", () => {
         const { result } = yield* runAdvancing(Effect.flip(client.createAppAccessToken()))
         expect(result._tag).toBe("TransportError")
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.live("a refused connection is a TransportError naming the method, the full URL and ECONNREFUSED", () =>
+    Effect.gen(function* () {
+      const closed = yield* Effect.promise(freePort)
+      const error = yield* Effect.flip(
+        Effect.flatMap(IcrAppsClient, (c) => c.listInstallations({ limit: 5 })).pipe(
+          Effect.provide(
+            IcrApps.layer({
+              appId: "1",
+              privateKey: keys.privatePem,
+              baseUrl: `http://127.0.0.1:${closed}`,
+              retry: { maxAttempts: 1 }
+            })
+          )
+        )
+      )
+      expect(error).toMatchObject({
+        _tag: "TransportError",
+        method: "GET",
+        url: `http://127.0.0.1:${closed}/app/installations?limit=5`,
+        failure: "refused",
+        cause: "ECONNREFUSED"
+      })
+      expect(error.message).toBe(
+        `GET http://127.0.0.1:${closed}/app/installations?limit=5: connection refused (ECONNREFUSED)`
+      )
+    })
+  )
+  it.effect("sends through its own HttpClient: an app's middleware on HttpClient.HttpClient never reaches it", () =>
+    Effect.gen(function* () {
+      const { issuer, appId } = yield* setup(keys)
+      const seen: Array<string | null> = []
+      const spying: typeof fetch = (input, init) => {
+        seen.push(new Request(input, init).headers.get("x-app-wide"))
+        return issuer.fetch(input as Request, init)
+      }
+      const appWide = Layer.succeed(
+        HttpClient.HttpClient,
+        HttpClient.make(() => Effect.die("the app-wide client must not be used")).pipe(
+          HttpClient.mapRequest(HttpClientRequest.setHeader("x-app-wide", "leaked"))
+        )
+      )
+      yield* Effect.flatMap(IcrAppsClient, (c) => c.createAppAccessToken()).pipe(
+        Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem, fetch: spying })),
+        Effect.provide(appWide)
+      )
+      expect(seen).toEqual([null])
     })
   )
   it.effect("learns a server clock 5 minutes ahead once, keeps it, and every later call succeeds first time", () =>

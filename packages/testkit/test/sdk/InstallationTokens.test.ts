@@ -31,6 +31,26 @@ describe("InstallationTokens", () => {
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
     })
   )
+  it.effect("50 concurrent refreshes for one installation share one mint, distinct from the cached token", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const tokens = yield* InstallationTokens
+        const cached = yield* tokens.get(installations[0].id)
+        const before = countRequests(issuer, "POST", MINT)
+        const refreshed = yield* Effect.all(
+          Array.from({ length: 50 }, () => tokens.get(installations[0].id, { refresh: true })),
+          { concurrency: "unbounded" }
+        )
+        expect(countRequests(issuer, "POST", MINT) - before).toBe(1)
+        const secrets = new Set(refreshed.map((t) => Redacted.value(t.token)))
+        expect(secrets.size).toBe(1)
+        expect(secrets.has(Redacted.value(cached.token))).toBe(false)
+        // The refreshed token is what the cache now serves.
+        expect(Redacted.value((yield* tokens.get(installations[0].id)).token)).toBe([...secrets][0])
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
   it.effect("refreshes ahead: reuses until expiresAt - 5 min, then mints anew", () =>
     Effect.gen(function* () {
       const { issuer, appId, installations } = yield* setup(keys)
