@@ -51,7 +51,45 @@ describe("fake issuer fault injection", () => {
     expect(limited.headers.get("retry-after")).toBe("3")
     await expect(issuer.fetch(`${BASE}/healthz`)).rejects.toThrow(TypeError)
     expect((await issuer.fetch(`${BASE}/healthz`)).status).toBe(200)
-    expect(issuer.requests.map((r) => r.path)).toEqual(["/healthz", "/healthz", "/healthz"])
+    expect(issuer.requests().map((r) => r.path)).toEqual(["/healthz", "/healthz", "/healthz"])
+  })
+  it("aims faults by route, app and count; arrange calls meet no fault and stay out of the log", async () => {
+    const issuer = makeFakeIssuer()
+    const keys = await generateAppKeyPair()
+    const [mine, other] = [
+      await issuer.arrange.createApp({ publicKey: keys.publicPem }),
+      await issuer.arrange.createApp({ publicKey: keys.publicPem })
+    ]
+    issuer.inject(Fault.status(500))
+    issuer.fault({ route: "createAppAccessToken", appId: mine.id, skip: 1, times: 2 }, Fault.status(429))
+    const installed = await issuer.arrange.install(mine.id) // the queued 500 is not for arrange calls
+    expect(installed.appId).toBe(mine.id)
+    const mint = async (appId: string) =>
+      (
+        await issuer.fetch(`${BASE}/app/accessTokens`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${await signRs256(keys.privateKey, appClaims(appId))}` }
+        })
+      ).status
+    expect(await mint(other.id)).toBe(500) // the queue meets whatever comes first
+    expect([
+      await mint(other.id),
+      await mint(mine.id),
+      await mint(mine.id),
+      await mint(mine.id),
+      await mint(mine.id)
+    ]).toEqual([200, 200, 429, 429, 200])
+    expect(
+      issuer.requests({ route: "createAppAccessToken" }).map((r) => [r.appId === mine.id, r.status, r.fault])
+    ).toEqual([
+      [false, 500, "Response"],
+      [false, 200, undefined],
+      [true, 200, undefined],
+      [true, 429, "Response"],
+      [true, 429, "Response"],
+      [true, 200, undefined]
+    ])
+    expect(issuer.requests().every((r) => r.credential === "app_jwt" && r.route === "createAppAccessToken")).toBe(true)
   })
   it("mints the same tokens from the same seed", async () => {
     const mint = async () => {

@@ -2,15 +2,11 @@
 import type * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import type * as Client from "@icr-apps/core/sdk/Client"
 import * as IcrApps from "@icr-apps/core/sdk/IcrApps"
-import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { ALL_PERMISSIONS } from "../src/Contract.js"
-import { type FakeIssuer, makeFakeIssuer } from "../src/FakeIssuer.js"
+import { type InMemoryIssuer, makeFakeIssuer } from "../src/FakeIssuer.js"
 import type { AppKeyPair } from "../src/Keys.js"
 
 /** The epoch the tests start at. */
@@ -57,39 +53,13 @@ export const setup = (keys: AppKeyPair, options: { readonly installations?: numb
 
 /** The SDK's layers over the fake issuer's `fetch`. */
 export const sdkLayer = (
-  issuer: FakeIssuer,
+  issuer: InMemoryIssuer,
   config: Partial<IcrApps.IcrAppsConfig & IcrApps.IcrAppsTransport> & Pick<IcrApps.IcrAppsConfig, "appId">
 ): Layer.Layer<IcrApps.IcrAppsServices, AppJwt.InvalidPrivateKey> =>
   IcrApps.layer({ baseUrl: BASE_URL, retry: testRetry, fetch: issuer.fetch as typeof fetch, ...config })
 
-/**
- * Runs `effect` while moving the TestClock to each sleep it schedules below `horizonMillis` from
- * now (backoff, Retry-After), and letting real I/O (the in-memory issuer is real async) finish.
- * Returns the result and the delays it slept.
- */
-export const runAdvancing = <A, E, R>(effect: Effect.Effect<A, E, R>, horizonMillis = 5 * 60_000) =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.fork(effect)
-    const slept: Array<number> = []
-    for (let i = 0; i < 100_000; i++) {
-      const done = yield* Fiber.poll(fiber)
-      if (Option.isSome(done)) break
-      const sleeps = yield* TestClock.sleeps()
-      const now = yield* Clock.currentTimeMillis
-      const due = Chunk.findFirst(
-        Chunk.sort(sleeps, (a: number, b: number) => (a < b ? -1 : a > b ? 1 : 0)),
-        (t) => t - now < horizonMillis
-      )
-      if (Option.isSome(due)) {
-        slept.push(due.value - now)
-        yield* TestClock.adjust(due.value - now)
-      } else {
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
-      }
-    }
-    return { result: yield* Fiber.join(fiber), slept }
-  })
+export { runAdvancing } from "../src/TestTime.js"
 
 /** How many requests reached `path` (faults included), by method. */
-export const countRequests = (issuer: FakeIssuer, method: string, pathPattern: RegExp) =>
-  issuer.requests.filter((r) => r.method === method && pathPattern.test(r.path)).length
+export const countRequests = (issuer: InMemoryIssuer, method: string, pathPattern: RegExp) =>
+  issuer.requests().filter((r) => r.method === method && pathPattern.test(r.path)).length
