@@ -127,11 +127,16 @@ export const fromBase64 = (text: string): Bytes => {
 export const toBase64Url = (bytes: Uint8Array): string =>
   toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")
 
-/** Bytes of an unpadded base64url string; `undefined` when it is not one. */
+/**
+ * Bytes of a canonical unpadded base64url string; `undefined` when it is not one. Canonical: no
+ * padding, only the alphabet, and no set bits in the unused tail of the last character — so each
+ * byte string has exactly one accepted spelling (checked by encoding the bytes again).
+ */
 export const fromBase64Url = (text: string): Bytes | undefined => {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return undefined
   const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4)
-  return fromBase64(padded)
+  const bytes = fromBase64(padded)
+  return toBase64Url(bytes) === text ? bytes : undefined
 }
 
 /** A PEM block of `der` under `label`, 64 columns. */

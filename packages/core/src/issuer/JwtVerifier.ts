@@ -60,6 +60,19 @@ const numericClaim = (payload: Record<string, unknown>, name: string) => {
   return typeof value === "number" && Number.isFinite(value) ? { value } : { malformed: true as const }
 }
 
+/**
+ * A public key nobody holds the private half of: an unknown app's JWT is verified against it, so
+ * an unknown app costs what a known app with a wrong signature costs (SPEC §2: indistinguishable
+ * in timing too).
+ */
+const DUMMY_KEY: KeyRecord = {
+  id: "00000000-0000-0000-0000-000000000000",
+  appId: "",
+  fingerprint: "dummy",
+  spki: "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA4U6Xhrqib9GiJ6VPsTfWbQ2T1Jivc0qw041ipY2joRqHo62+81Pmt/DNJjfnFaUsnFdbv6CoWIn0mmCyVPniGGy/msEV60REnNRAKQRh/5XurzKAareVP5fz0xQt+isSQs/Ath4ZqlliiYcFibgKA0BHBCVgAioLTmYgeCujFPuxYOnhJ1lh+CdFtZdu+THH04ju9cseZ+oKVt181LaEb7N8zFtMjitntnXtXBdfTYuZNpSF01wZYymlkCWbOLMqkuwuJusEPYtLuoU9YEGJiU6OS3GG6D6o3Pf9Lb9WBZjSjYtdVeRswPTnpxZC5Fvqakh1B8q4MbsZS7drtUEtpQIDAQAB",
+  createdAt: 0
+}
+
 /** The most imported keys kept per isolate (an app has at most 25; this bounds many apps). */
 const KEY_CACHE_SIZE = 1024
 
@@ -82,16 +95,21 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
         return hit
       })
-    /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
-    const verifyWith = (key: KeyRecord, jwt: string) =>
+    /**
+     * jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature.
+     * A key whose modulus is not as long as the signature cannot have made it, and is not tried.
+     */
+    const verifyWith = (key: KeyRecord, jwt: string, signatureBytes: number) =>
       Effect.flatMap(importKey(key), (cryptoKey) =>
-        Effect.orElseSucceed(
-          Effect.as(
-            Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
-            true
-          ),
-          () => false
-        )
+        (cryptoKey.algorithm as RsaHashedKeyAlgorithm).modulusLength !== signatureBytes * 8
+          ? Effect.succeed(false)
+          : Effect.orElseSucceed(
+              Effect.as(
+                Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
+                true
+              ),
+              () => false
+            )
       )
 
     const verify = (jwt: string) =>
@@ -158,10 +176,22 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
           return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
         }
         const app = yield* registry.getApp(appId)
-        const keys = Option.match(app, { onNone: () => [], onSome: (a) => a.keys })
-        const candidates = kid === undefined ? keys : keys.filter((k) => k.id === kid || k.fingerprint === kid)
+        if (Option.isNone(app)) {
+          yield* verifyWith(DUMMY_KEY, jwt, signature.byteLength)
+          return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
+        }
+        // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
+        // active key — each key once, however often it was registered.
+        const wanted = kid?.toLowerCase()
+        const seen = new Set<string>()
+        const candidates = app.value.keys.filter(
+          (k) =>
+            (kid === undefined || k.id.toLowerCase() === wanted || k.fingerprint === kid) &&
+            !seen.has(k.fingerprint) &&
+            seen.add(k.fingerprint) !== undefined
+        )
         for (const key of candidates) {
-          if (Option.isSome(app) && (yield* verifyWith(key, jwt))) {
+          if (yield* verifyWith(key, jwt, signature.byteLength)) {
             return { appId, keyId: key.id, permissions: app.value.permissions }
           }
         }

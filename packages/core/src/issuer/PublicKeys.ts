@@ -1,18 +1,20 @@
 /**
- * Reading an app's public key (SPKI PEM, PKCS#1 PEM or RSA JWK), checking it is RSA >= 2048 bits,
- * and its fingerprint: `SHA256:` + base64 of SHA-256 over the SPKI DER (SPEC §5).
+ * Reading an app's public key (SPKI PEM, PKCS#1 PEM or RSA JWK), checking it cannot be weak (SPEC
+ * §5: RSA, 2048–4096 bits, an odd modulus, an odd public exponent of at least 3 — checked here,
+ * whatever the runtime's own import accepts), and its fingerprint: `SHA256:` + base64 of SHA-256
+ * over the SPKI DER.
  */
 import * as Effect from "effect/Effect"
 import { importJWK, importSPKI } from "jose"
-import { type Bytes, parsePem, pkcs1PublicToSpki, toBase64, toPem } from "../internal/der.js"
+import { type Bytes, fromBase64Url, parsePem, pkcs1PublicToSpki, toBase64, toPem } from "../internal/der.js"
 import { JWS_ALG } from "../internal/rsa.js"
 import type { PublicKeyInput } from "../api/Apps.js"
 import { InvalidPublicKey } from "../api/Problems.js"
 
 /** The smallest RSA modulus accepted, in bits. */
 export const MIN_RSA_BITS = 2048
-/** The largest RSA modulus accepted, in bits (bigger keys only make verification slower). */
-export const MAX_RSA_BITS = 8192
+/** The largest RSA modulus accepted, in bits (bigger keys only make every verification slower). */
+export const MAX_RSA_BITS = 4096
 
 /** A checked public key: its SPKI DER, fingerprint and size. */
 export interface CheckedPublicKey {
@@ -69,6 +71,22 @@ export const checkPublicKey = (input: PublicKeyInput): Effect.Effect<CheckedPubl
     if (bits < MIN_RSA_BITS)
       return yield* invalid(`The RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`)
     if (bits > MAX_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at most ${MAX_RSA_BITS} are accepted`)
+    // The numbers themselves: some runtimes import e = 1 or an even modulus, with which a
+    // "signature" can be forged without any private key.
+    const jwk = yield* Effect.tryPromise({
+      try: () => crypto.subtle.exportKey("jwk", key) as Promise<JsonWebKey>,
+      catch: () => invalid("The public key could not be exported")
+    })
+    const modulus = fromBase64Url(jwk.n ?? "")
+    const exponent = fromBase64Url(jwk.e ?? "")
+    if (modulus === undefined || exponent === undefined || modulus.length === 0 || exponent.length === 0) {
+      return yield* invalid("The RSA key's modulus or exponent is unreadable")
+    }
+    if ((modulus[modulus.length - 1]! & 1) === 0) return yield* invalid("The RSA modulus is even")
+    const significant = exponent.slice(exponent.findIndex((b) => b !== 0))
+    if ((significant[significant.length - 1]! & 1) === 0 || (significant.length === 1 && significant[0]! < 3)) {
+      return yield* invalid("The RSA public exponent must be odd and at least 3 (65537 is usual)")
+    }
     const spki = new Uint8Array(
       yield* Effect.tryPromise({
         try: () => crypto.subtle.exportKey("spki", key) as Promise<ArrayBuffer>,

@@ -28,7 +28,7 @@ const setup = Effect.gen(function* () {
   yield* registry.createApp(
     { name: "app1", permissions: {}, createdAt: 0, updatedAt: 0 },
     {
-      id: "11111111-1111-4111-8111-111111111111",
+      id: "abcdef01-1111-4111-8111-111111111111",
       fingerprint: checked.fingerprint,
       spki: toBase64(checked.spki),
       createdAt: 0
@@ -113,9 +113,90 @@ describe("JwtVerifier: keys", () => {
       const registry = yield* Registry.Registry
       const jwt = yield* Effect.promise(() => signRs256(pair.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 }))
       yield* verifier.verify(jwt)
-      yield* registry.deleteKey("1", "11111111-1111-4111-8111-111111111111")
+      yield* registry.deleteKey("1", "abcdef01-1111-4111-8111-111111111111")
       const failed = yield* Effect.flip(verifier.verify(jwt))
       expect(failed._tag === "InvalidJwt" && failed.reason).toBe("invalid_signature")
+    }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("JwtVerifier: one spelling, one key, one cost", () => {
+  const sign = () => Effect.promise(() => signRs256(pair.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 }))
+  /** The same JWT with unused bits set in the last character of segment `index` (decodes to the same bytes). */
+  const respell = (jwt: string, index: number) => {
+    const parts = jwt.split(".")
+    const segment = parts[index]!
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    const unused = [0, 0, 4, 2][segment.length % 4]!
+    const last = alphabet.indexOf(segment.at(-1)!)
+    parts[index] = segment.slice(0, -1) + alphabet[last | ((1 << unused) - 1)]
+    return parts.join(".")
+  }
+
+  it.effect("refuses any segment spelled with non-zero unused trailing bits", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const jwt = yield* sign()
+      expect((yield* verifier.verify(jwt)).appId).toBe("1")
+      for (const index of [0, 1, 2]) {
+        const other = respell(jwt, index)
+        if (other === jwt) continue // that segment's length leaves no unused bits
+        const failed = yield* Effect.flip(verifier.verify(other))
+        expect(failed._tag).toBe("InvalidJwt")
+      }
+      expect(respell(jwt, 2)).not.toBe(jwt) // a 256-byte signature always has 4 unused bits
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("matches a kid that is a key id whatever its case, and a fingerprint exactly", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const claims = { iss: "1", iat: NOW - 60, exp: NOW + 540 }
+      const upper = yield* Effect.promise(() =>
+        signRs256(pair.privateKey, claims, { alg: "RS256", kid: "abcdef01-1111-4111-8111-111111111111".toUpperCase() })
+      )
+      expect((yield* verifier.verify(upper)).keyId).toBe("abcdef01-1111-4111-8111-111111111111")
+      const checked = yield* checkPublicKey(pair.publicPem)
+      const byFingerprint = yield* Effect.promise(() =>
+        signRs256(pair.privateKey, claims, { alg: "RS256", kid: checked.fingerprint })
+      )
+      expect((yield* verifier.verify(byFingerprint)).appId).toBe("1")
+      const wrongCase = yield* Effect.promise(() =>
+        signRs256(pair.privateKey, claims, { alg: "RS256", kid: checked.fingerprint.toLowerCase() })
+      )
+      expect((yield* Effect.flip(verifier.verify(wrongCase)))._tag).toBe("InvalidJwt")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("an unknown app costs one RSA verification, like a known app with a wrong signature", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const other = yield* Effect.promise(() => rsaKeyPair())
+      const claims = { iat: NOW - 60, exp: NOW + 540 }
+      const unknown = yield* Effect.promise(() => signRs256(other.privateKey, { ...claims, iss: "999" }))
+      const wrong = yield* Effect.promise(() => signRs256(other.privateKey, { ...claims, iss: "1" }))
+      // Warm both imports first: only verifications are counted.
+      yield* Effect.either(verifier.verify(unknown))
+      yield* Effect.either(verifier.verify(wrong))
+      const verifyCalls = vi.spyOn(crypto.subtle, "verify")
+      const a = yield* Effect.flip(verifier.verify(unknown))
+      const afterUnknown = verifyCalls.mock.calls.length
+      const b = yield* Effect.flip(verifier.verify(wrong))
+      expect([a, b].map((e) => e._tag === "InvalidJwt" && e.reason)).toEqual(["invalid_signature", "invalid_signature"])
+      expect([afterUnknown, verifyCalls.mock.calls.length - afterUnknown]).toEqual([1, 1])
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("never tries a key whose modulus is not the signature's length", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const big = yield* Effect.promise(() => rsaKeyPair(3072))
+      const jwt = yield* Effect.promise(() => signRs256(big.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 }))
+      yield* Effect.either(verifier.verify(jwt)) // imports the app's key
+      const verifyCalls = vi.spyOn(crypto.subtle, "verify")
+      const failed = yield* Effect.flip(verifier.verify(jwt))
+      expect(failed._tag === "InvalidJwt" && failed.reason).toBe("invalid_signature")
+      expect(verifyCalls).not.toHaveBeenCalled()
     }).pipe(Effect.provide(TestLayer))
   )
 })
