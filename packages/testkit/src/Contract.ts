@@ -226,6 +226,37 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           expect(text).not.toContain(keys.privatePem.split("\n")[1])
         }
       })
+      it("ends every JSON body, problem documents included, with one newline that Content-Length counts", async () => {
+        const { jwt } = await newApp()
+        const responses = [
+          await api("GET", "/healthz"),
+          await api("GET", "/openapi.json"),
+          await api("GET", "/nope"),
+          await api("GET", "/app/installations", { token: await jwt() }),
+          await api("POST", "/app/accessTokens", { token: "not-a-jwt" }),
+          await admin("POST", "/admin/apps", { name: unique("nl"), permissions: {}, publicKey: keys.publicPem })
+        ]
+        for (const { res, text } of responses) {
+          expect(text.endsWith("}\n"), `${res.status} ${text.slice(-40)}`).toBe(true)
+          const length = res.headers.get("content-length")
+          if (length !== null) expect(Number(length)).toBe(new TextEncoder().encode(text).byteLength)
+        }
+        const head = await api("HEAD", "/healthz")
+        expect(head.res.status).toBe(200)
+        expect(head.text).toBe("")
+      })
+      it("GET /openapi.json names the origin it is served from first ('This server'), then production", async () => {
+        const here = await api("GET", "/openapi.json")
+        expect(here.json.servers).toEqual([
+          { url: BASE, description: "This server" },
+          { url: "https://api.carbonregistry.com", description: "Production" }
+        ])
+        const elsewhere = await target.fetch(new Request("http://127.0.0.1:8788/openapi.json"))
+        expect(((await elsewhere.json()) as Json).servers[0]).toEqual({
+          url: "http://127.0.0.1:8788",
+          description: "This server"
+        })
+      })
       it("GET /openapi.json is an OpenAPI 3.1 document listing every public path", async () => {
         const r = await api("GET", "/openapi.json")
         expect(r.res.status).toBe(200)

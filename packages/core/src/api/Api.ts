@@ -334,5 +334,16 @@ export class IcrAppsApi extends HttpApi.make("icr-apps")
   .annotate(OpenApi.Servers, [{ url: "https://api.carbonregistry.com", description: "Production" }])
   .annotate(OpenApi.Transform, problemResponses) {}
 
-/** The OpenAPI 3.1 document of {@link IcrAppsApi}, generated from the definition. */
-export const openApiDocument = (): OpenApi.OpenAPISpec => OpenApi.fromApi(IcrAppsApi)
+let generated: OpenApi.OpenAPISpec | undefined
+
+/**
+ * The OpenAPI 3.1 document of {@link IcrAppsApi}, generated from the definition (once, on first
+ * use). Given the origin it is served from, that origin is the first server ("This server"),
+ * before the ones the definition names.
+ */
+export const openApiDocument = (origin?: string): OpenApi.OpenAPISpec => {
+  generated ??= OpenApi.fromApi(IcrAppsApi)
+  if (origin === undefined) return generated
+  const others = (generated.servers ?? []).filter((server) => server.url !== origin)
+  return { ...generated, servers: [{ url: origin, description: "This server" }, ...others] }
+}

@@ -390,14 +390,13 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
   })
 )
 
-/** Handlers of `/healthz` and `/openapi.json`. */
+/** Handlers of `/healthz` and `/openapi.json` (which names the origin it is served from first). */
 export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) =>
-  Effect.sync(() => {
-    const document = openApiDocument()
-    return handlers
+  Effect.succeed(
+    handlers
       .handle("healthz", () => Effect.succeed({ status: "ok" as const }))
-      .handle("openapi", () => Effect.succeed(document))
-  })
+      .handle("openapi", () => Effect.map(originOf, openApiDocument))
+  )
 )
 
 /**
