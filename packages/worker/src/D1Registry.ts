@@ -78,6 +78,37 @@ const appRowId = (appId: string): number | undefined =>
 const INSTALLATION_COLUMNS = `i.id, i.app_id, a.name AS app_name, i.organization_id, i.permissions,
   i.created_at, i.updated_at, i.suspended_at`
 
+/** Which installation listing a query serves. */
+export interface ListingShape {
+  /** `app_id = ?` (bound first). */
+  readonly byApp: boolean
+  /** `suspended_at IS NULL`. */
+  readonly activeOnly: boolean
+  /** `(created_at, id) > (?, ?)`, a cursor's position (bound next). */
+  readonly keyset: boolean
+}
+
+const listingWhere = (shape: ListingShape, keyset: boolean): string => {
+  const conditions = [
+    ...(shape.byApp ? ["i.app_id = ?"] : []),
+    ...(shape.activeOnly ? ["i.suspended_at IS NULL"] : []),
+    ...(keyset ? ["(i.created_at, i.id) > (?, ?)"] : [])
+  ]
+  return conditions.length === 0 ? "" : `WHERE ${conditions.join(" AND ")}`
+}
+
+/**
+ * One page of installations in (created_at, id) order, then `LIMIT ? OFFSET ?`. Every shape walks
+ * an index in that order (a test checks the query plans): see migrations/0003_listing_indexes.sql.
+ */
+export const installationListingSql = (shape: ListingShape): string =>
+  `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id
+   ${listingWhere(shape, shape.keyset)} ORDER BY i.created_at, i.id LIMIT ? OFFSET ?`
+
+/** How many installations the listing holds (the cursor does not narrow it: `total` is the whole). */
+export const installationCountSql = (shape: ListingShape): string =>
+  `SELECT COUNT(*) AS total FROM installations i ${listingWhere(shape, false)}`
+
 /** A {@link Registry} over a D1 database. */
 export const make = (db: D1Database): Registry["Type"] => {
   const getApp = (appId: string) =>
@@ -263,24 +294,26 @@ export const make = (db: D1Database): Registry["Type"] => {
         const result = yield* run(() => db.prepare("DELETE FROM installations WHERE id = ?").bind(id).run())
         if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
       }),
-    listInstallations: (appId, { limit, offset }) =>
+    listInstallations: (filter, page) =>
       Effect.gen(function* () {
-        const id = appRowId(appId)
-        if (id === undefined) return { items: [], total: 0 }
-        const [page, count] = yield* run(() =>
+        const appId = filter.appId === undefined ? undefined : appRowId(filter.appId)
+        if (filter.appId !== undefined && appId === undefined) return { items: [], more: false, total: 0 }
+        const shape = { byApp: appId !== undefined, activeOnly: filter.activeOnly, keyset: "after" in page }
+        const byApp = appId === undefined ? [] : [appId]
+        const after = "after" in page ? [page.after.createdAt, page.after.id] : []
+        // One row beyond the page says whether another follows; the batch reads page and count at one instant.
+        const [rows, count] = yield* run(() =>
           db.batch<InstallationRow | { total: number }>([
             db
-              .prepare(
-                `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id
-                 WHERE i.app_id = ? AND i.suspended_at IS NULL
-                 ORDER BY i.created_at, i.id LIMIT ? OFFSET ?`
-              )
-              .bind(id, limit, offset),
-            db.prepare("SELECT COUNT(*) AS total FROM installations WHERE app_id = ? AND suspended_at IS NULL").bind(id)
+              .prepare(installationListingSql(shape))
+              .bind(...byApp, ...after, page.limit + 1, "offset" in page ? page.offset : 0),
+            db.prepare(installationCountSql(shape)).bind(...byApp)
           ])
         )
+        const found = (rows?.results ?? []) as Array<InstallationRow>
         return {
-          items: ((page?.results ?? []) as Array<InstallationRow>).map(toInstallation),
+          items: found.slice(0, page.limit).map(toInstallation),
+          more: found.length > page.limit,
           total: (count?.results[0] as { total: number } | undefined)?.total ?? 0
         }
       })

@@ -149,8 +149,18 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "List the app's active installations")
       .annotate(
+        OpenApi.Description,
+        "Pages by offset (`page`) or by keyset (`cursor`, the previous page's `nextCursor`). A walk that starts " +
+          "with neither and follows `nextCursor` sees every installation that stays active during the walk exactly once."
+      )
+      .annotate(
         OpenApi.Transform,
-        successHeaders({ Link: header('RFC 8288 links: rel="next" when a next page exists, rel="prev" when page > 0') })
+        successHeaders({
+          Link: header(
+            'RFC 8288 links: rel="next" when a next page exists (by cursor when the request used one, else by page), ' +
+              'rel="prev" when page > 0'
+          )
+        })
       )
   )
   .add(
