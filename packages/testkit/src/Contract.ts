@@ -287,6 +287,11 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           ].sort()
         )
         expect(Object.keys(r.json.components.securitySchemes).sort()).toEqual(["accessToken", "adminToken", "appJwt"])
+        expect(Object.keys(r.json.paths["/admin/apps"]).sort()).toEqual(["get", "post"])
+        expect(Object.keys(r.json.paths["/admin/installations"]).sort()).toEqual(["get", "post"])
+        const params = r.json.paths["/app/installations"].get.parameters.map((p: Json) => p.name)
+        expect(params).toEqual(expect.arrayContaining(["limit", "page", "cursor"]))
+        expect(r.json.components.schemas.InstallationPage.properties).toHaveProperty("nextCursor")
       })
     })
 
@@ -857,6 +862,8 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
       it("answers every /admin route with 403 admin_disabled when no ADMIN_TOKEN is configured", async () => {
         const routes: ReadonlyArray<readonly [string, string]> = [
           ["POST", "/admin/apps"],
+          ["GET", "/admin/apps"],
+          ["GET", "/admin/installations?appId=1"],
           ["GET", "/admin/apps/1"],
           ["POST", "/admin/apps/1/keys"],
           ["DELETE", `/admin/apps/1/keys/${crypto.randomUUID()}`],
@@ -1072,6 +1079,89 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           "installation_not_found"
         )
         problem(await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: "yes" }), 400, "invalid_request")
+      })
+      it("GET /admin/apps pages every app in creation order, with keys, total and Link", async () => {
+        const mine = []
+        for (let i = 0; i < 3; i++) mine.push((await newApp()).app)
+        const head = await admin("GET", "/admin/apps?limit=2")
+        expect(head.res.status).toBe(200)
+        expect(head.json).toMatchObject({ page: 0, limit: 2 })
+        const total: number = head.json.total
+        expect(total).toBeGreaterThanOrEqual(3)
+        expect(head.res.headers.get("link")).toBe(`<${BASE}/admin/apps?limit=2&page=1>; rel="next"`)
+        // Apps are listed oldest first, so the three just made are the last three.
+        for (const [k, app] of mine.entries()) {
+          const page = total - 3 + k
+          const r = await admin("GET", `/admin/apps?limit=1&page=${page}`)
+          expect(r.json).toEqual({ items: [app], page, limit: 1, total })
+          expect(r.res.headers.get("link")).toMatch(new RegExp(`page=${page - 1}>; rel="prev"`))
+          if (k === 2) expect(r.res.headers.get("link")).not.toMatch(/rel="next"/)
+        }
+        expect((await admin("GET", `/admin/apps?page=${total}&limit=1`)).json).toEqual({
+          items: [],
+          page: total,
+          limit: 1,
+          total
+        })
+        const all = await admin("GET", "/admin/apps?limit=100")
+        expect(all.json.items.length).toBe(Math.min(100, total))
+        for (const q of ["limit=0", "limit=101", "page=-1", "page=x", "limit="]) {
+          problem(await admin("GET", `/admin/apps?${q}`), 400, "invalid_request")
+        }
+        problem(await api("GET", "/admin/apps", { token: `${target.adminToken}x` }), 401, "invalid_token")
+      })
+      it("GET /admin/installations?appId= pages one app's installations, suspended ones too", async () => {
+        const { appId } = await newApp()
+        const made: Array<Json> = []
+        for (let i = 0; i < 3; i++) made.push(await install(appId))
+        await suspend(made[1].id)
+        const created = inCreationOrder(made).map((i) => i.id)
+        await install((await newApp()).appId)
+
+        const all = await admin("GET", `/admin/installations?appId=${appId}`)
+        expect(all.res.status).toBe(200)
+        expect(all.json).toMatchObject({ page: 0, limit: 10, total: 3 })
+        expect(ids(all.json)).toEqual(created)
+        expect(all.json.items.find((i: Json) => i.id === made[1].id).suspendedAt).toMatch(timestampRe)
+        expect(all.json.items[0]).toEqual(
+          (await admin("GET", `/admin/installations?appId=${appId}&limit=1`)).json.items[0]
+        )
+
+        const first = await admin("GET", `/admin/installations?appId=${appId}&limit=2`)
+        expect(ids(first.json)).toEqual(created.slice(0, 2))
+        expect(first.res.headers.get("link")).toBe(
+          `<${BASE}/admin/installations?appId=${appId}&limit=2&page=1>; rel="next"`
+        )
+        const second = await admin("GET", `/admin/installations?appId=${appId}&limit=2&page=1`)
+        expect(ids(second.json)).toEqual(created.slice(2))
+        expect(second.res.headers.get("link")).toBe(
+          `<${BASE}/admin/installations?appId=${appId}&limit=2&page=0>; rel="prev"`
+        )
+      })
+      it("GET /admin/installations lists every app's installations in creation order", async () => {
+        const a = await newApp()
+        const b = await newApp()
+        const mine = [await install(a.appId), await install(b.appId), await install(a.appId)]
+        await suspend(mine[2].id)
+        const listed: Array<Json> = []
+        let total = -1
+        for (let page = 0; ; page++) {
+          const r = await admin("GET", `/admin/installations?limit=100&page=${page}`)
+          expect(r.res.status).toBe(200)
+          total = r.json.total
+          listed.push(...r.json.items)
+          if (r.json.items.length < 100) break
+        }
+        expect(listed).toHaveLength(total)
+        expect(listed.map((i) => i.id)).toEqual(inCreationOrder(listed).map((i) => i.id))
+        for (const inst of mine) expect(listed.filter((i) => i.id === inst.id)).toHaveLength(1)
+      })
+      it("GET /admin/installations?appId= of an unknown app is 404 app_not_found, of a malformed one 400", async () => {
+        problem(await admin("GET", "/admin/installations?appId=987654321"), 404, "app_not_found")
+        problem(await admin("GET", "/admin/installations?appId=no-such-app"), 404, "app_not_found")
+        problem(await admin("GET", "/admin/installations?appId="), 400, "invalid_request")
+        problem(await admin("GET", "/admin/installations?appId=a%20b"), 400, "invalid_request")
+        problem(await admin("GET", "/admin/installations?limit=101"), 400, "invalid_request")
       })
       it("DELETE /admin/installations/{id} uninstalls: 204, then 404", async () => {
         const { appId } = await newApp()

@@ -60,6 +60,15 @@ const toKey = (row: KeyRow): KeyRecord => ({
   createdAt: row.created_at
 })
 
+const toApp = (row: AppRow, keys: ReadonlyArray<KeyRecord>): AppRecord => ({
+  id: String(row.id),
+  name: row.name,
+  permissions: decodePermissions(row.permissions),
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+  keys
+})
+
 const toInstallation = (row: InstallationRow): InstallationRecord => ({
   id: row.id,
   appId: String(row.app_id),
@@ -109,6 +118,14 @@ export const installationListingSql = (shape: ListingShape): string =>
 export const installationCountSql = (shape: ListingShape): string =>
   `SELECT COUNT(*) AS total FROM installations i ${listingWhere(shape, false)}`
 
+/** One page of apps in (created_at, id) order, then `LIMIT ? OFFSET ?`. */
+export const APP_LISTING_SQL =
+  "SELECT id, name, permissions, created_at, updated_at FROM apps ORDER BY created_at, id LIMIT ? OFFSET ?"
+
+/** The keys of the apps on one page (`LIMIT ? OFFSET ?` as the page). */
+export const APP_LISTING_KEYS_SQL = `SELECT id, app_id, fingerprint, spki, created_at FROM app_keys
+  WHERE app_id IN (SELECT id FROM apps ORDER BY created_at, id LIMIT ? OFFSET ?) ORDER BY app_id, created_at, id`
+
 /** A {@link Registry} over a D1 database. */
 export const make = (db: D1Database): Registry["Type"] => {
   const getApp = (appId: string) =>
@@ -127,14 +144,7 @@ export const make = (db: D1Database): Registry["Type"] => {
       )
       const row = apps?.results[0] as AppRow | undefined
       if (row === undefined) return Option.none<AppRecord>()
-      return Option.some<AppRecord>({
-        id: String(row.id),
-        name: row.name,
-        permissions: decodePermissions(row.permissions),
-        createdAt: row.created_at,
-        updatedAt: row.updated_at,
-        keys: ((keys?.results ?? []) as Array<KeyRow>).map(toKey)
-      })
+      return Option.some(toApp(row, ((keys?.results ?? []) as Array<KeyRow>).map(toKey)))
     })
 
   const getInstallation = (id: string) =>
@@ -314,6 +324,26 @@ export const make = (db: D1Database): Registry["Type"] => {
         return {
           items: found.slice(0, page.limit).map(toInstallation),
           more: found.length > page.limit,
+          total: (count?.results[0] as { total: number } | undefined)?.total ?? 0
+        }
+      }),
+    listApps: ({ limit, offset }) =>
+      Effect.gen(function* () {
+        const [apps, keys, count] = yield* run(() =>
+          db.batch<AppRow | KeyRow | { total: number }>([
+            db.prepare(APP_LISTING_SQL).bind(limit + 1, offset),
+            db.prepare(APP_LISTING_KEYS_SQL).bind(limit, offset),
+            db.prepare("SELECT COUNT(*) AS total FROM apps")
+          ])
+        )
+        const keysOf = new Map<number, Array<KeyRecord>>()
+        for (const row of (keys?.results ?? []) as Array<KeyRow>) {
+          keysOf.set(row.app_id, [...(keysOf.get(row.app_id) ?? []), toKey(row)])
+        }
+        const found = (apps?.results ?? []) as Array<AppRow>
+        return {
+          items: found.slice(0, limit).map((row) => toApp(row, keysOf.get(row.id) ?? [])),
+          more: found.length > limit,
           total: (count?.results[0] as { total: number } | undefined)?.total ?? 0
         }
       })

@@ -11,14 +11,17 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
-import { AddAppKeyRequest, App, AppKey, CreateAppRequest } from "./Apps.js"
+import { AddAppKeyRequest, App, AppKey, AppPage, CreateAppRequest } from "./Apps.js"
 import {
+  AdminInstallationPage,
+  AdminInstallationsQuery,
   CreateInstallationRequest,
   Installation,
   InstallationPage,
   InstallationsQuery,
   UpdateInstallationRequest
 } from "./Installations.js"
+import { PageQuery } from "./Paging.js"
 import type { Permissions } from "./Permissions.js"
 import { API_VERSION, AppId, Uuid } from "./Primitives.js"
 import { Problems } from "./Problems.js"
@@ -90,6 +93,11 @@ const successHeaders =
     }
     return operation
   }
+
+/** The `Link` header of an offset-paged listing. */
+const pageLinks = successHeaders({
+  Link: header('RFC 8288 links: rel="next" when a next page exists, rel="prev" when page > 0')
+})
 
 const noStore = successHeaders({ "Cache-Control": header("`no-store`: token responses are never cached") })
 
@@ -189,6 +197,14 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .annotate(OpenApi.Summary, "Register an app with its first public key")
   )
   .add(
+    HttpApiEndpoint.get("listApps", "/admin/apps")
+      .setUrlParams(PageQuery)
+      .setHeaders(VersionHeader)
+      .addSuccess(AppPage)
+      .annotate(OpenApi.Summary, "List apps, in creation order")
+      .annotate(OpenApi.Transform, pageLinks)
+  )
+  .add(
     HttpApiEndpoint.get("getApp", "/admin/apps/:appId")
       .setPath(appIdPath)
       .setHeaders(VersionHeader)
@@ -224,6 +240,16 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(Problems.InvalidPermissions)
       .addError(Problems.Conflict)
       .annotate(OpenApi.Summary, "Install an app in an organization")
+  )
+  .add(
+    HttpApiEndpoint.get("listInstallations", "/admin/installations")
+      .setUrlParams(AdminInstallationsQuery)
+      .setHeaders(VersionHeader)
+      .addSuccess(AdminInstallationPage)
+      .addError(Problems.AppNotFound)
+      .annotate(OpenApi.Summary, "List installations (suspended ones too), of every app or of one")
+      .annotate(OpenApi.Description, "In creation order. An `appId` that names no app is 404 `app_not_found`.")
+      .annotate(OpenApi.Transform, pageLinks)
   )
   .add(
     HttpApiEndpoint.patch("updateInstallation", "/admin/installations/:installationId")

@@ -49,10 +49,25 @@ export class InstallationPage extends Schema.Class<InstallationPage>("Installati
   { description: "A page of an app's active installations" }
 ) {}
 
+/** One page of installations as the operator sees them (SPEC §5): every installation, suspended ones too. */
+export class AdminInstallationPage extends Schema.Class<AdminInstallationPage>("AdminInstallationPage")(
+  { items: Schema.Array(Installation), ...pageFields },
+  { description: "A page of installations, suspended ones included" }
+) {}
+
 /** `?limit=&page=&cursor=` of `GET /app/installations` (SPEC §4); read with {@link pageRequest}. */
 export const InstallationsQuery = Schema.Struct({ limit: LimitParam, page: PageParam, cursor: CursorParam })
 /** `?limit=&page=&cursor=` of `GET /app/installations`. */
 export type InstallationsQuery = typeof InstallationsQuery.Type
+
+/** `?appId=&limit=&page=` of `GET /admin/installations` (SPEC §5). */
+export const AdminInstallationsQuery = Schema.Struct({
+  appId: Schema.optionalWith(AppId.annotations({ description: "Only this app's installations" }), { exact: true }),
+  limit: LimitParam,
+  page: PageParam
+})
+/** `?appId=&limit=&page=` of `GET /admin/installations`. */
+export type AdminInstallationsQuery = typeof AdminInstallationsQuery.Type
 
 /** Body of `POST /admin/installations`. */
 export const CreateInstallationRequest = Schema.Struct({

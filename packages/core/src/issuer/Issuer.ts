@@ -19,9 +19,9 @@ import * as Redacted from "effect/Redacted"
 import * as AccessTokensModule from "./AccessTokens.js"
 import { AccessTokens, type MintedToken, type TokenLifetimes } from "./AccessTokens.js"
 import { AdminAuth, AppAuth, CurrentApp, CurrentToken, IcrAppsApi, openApiDocument, TokenAuth } from "../api/Api.js"
-import { App, AppKey } from "../api/Apps.js"
-import { Installation, InstallationPage } from "../api/Installations.js"
-import { encodeCursor, type OffsetRequest, type PageRequest, pageRequest } from "../api/Paging.js"
+import { App, AppKey, AppPage } from "../api/Apps.js"
+import { AdminInstallationPage, Installation, InstallationPage } from "../api/Installations.js"
+import { encodeCursor, type OffsetRequest, offsetRequest, type PageRequest, pageRequest } from "../api/Paging.js"
 import { canonical, exceeding, type Permissions } from "../api/Permissions.js"
 import {
   AdminDisabled,
@@ -372,6 +372,19 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
           return toApp(app)
         })
       )
+      .handle("listApps", ({ urlParams }) =>
+        Effect.gen(function* () {
+          const request = offsetRequest(urlParams)
+          const result = yield* registry.listApps(offsetStart(request))
+          yield* setLink(linkHeader(`${yield* originOf}/admin/apps?`, request, result.total, undefined))
+          return new AppPage({
+            items: result.items.map(toApp),
+            page: request.page,
+            limit: request.limit,
+            total: result.total
+          })
+        })
+      )
       .handle("getApp", ({ path }) =>
         Effect.flatMap(
           registry.getApp(path.appId),
@@ -402,6 +415,24 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
             suspendedAt: null
           })
           return toInstallation(record, yield* originOf)
+        })
+      )
+      .handle("listInstallations", ({ urlParams }) =>
+        Effect.gen(function* () {
+          const { appId } = urlParams
+          const request = offsetRequest(urlParams)
+          // An unknown app is an error rather than an empty page, so a mistyped id is not mistaken for "none".
+          if (appId !== undefined && Option.isNone(yield* registry.getApp(appId))) return yield* appNotFound()
+          const result = yield* registry.listInstallations({ appId, activeOnly: false }, offsetStart(request))
+          const origin = yield* originOf
+          const listing = `${origin}/admin/installations?${appId === undefined ? "" : `appId=${encodeURIComponent(appId)}&`}`
+          yield* setLink(linkHeader(listing, request, result.total, undefined))
+          return new AdminInstallationPage({
+            items: result.items.map((i) => toInstallation(i, origin)),
+            page: request.page,
+            limit: request.limit,
+            total: result.total
+          })
         })
       )
       .handle("updateInstallation", ({ path, payload }) =>

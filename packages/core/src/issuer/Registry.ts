@@ -125,6 +125,11 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
       filter: InstallationFilter,
       page: PageStart
     ) => Effect.Effect<RecordPage<InstallationRecord>, Unavailable>
+    /** One page of apps with their keys, by `createdAt` then id; `total` counts every app. */
+    readonly listApps: (page: {
+      readonly limit: number
+      readonly offset: number
+    }) => Effect.Effect<RecordPage<AppRecord>, Unavailable>
   }
 >() {}
 
@@ -147,6 +152,10 @@ export const tooManyKeys = () =>
 /** The order every installation listing uses: `createdAt` ascending, then `id`. */
 export const byCreation = (a: CursorPosition, b: CursorPosition): number =>
   a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** The order of the app listing: `createdAt`, then the id as a number (D1's integer row id). */
+const appsByCreation = (a: { createdAt: number; id: string }, b: { createdAt: number; id: string }): number =>
+  a.createdAt - b.createdAt || Number(a.id) - Number(b.id)
 
 /** Cuts one page out of a whole listing already in order. */
 export const pageOf = <A extends CursorPosition>(all: ReadonlyArray<A>, page: PageStart): RecordPage<A> => {
@@ -252,6 +261,15 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
           .map(withName)
           .sort(byCreation)
         return pageOf(listed, page)
+      }),
+    listApps: ({ limit, offset }) =>
+      Effect.sync(() => {
+        const all = [...apps.values()].sort(appsByCreation)
+        return {
+          items: all.slice(offset, offset + limit).map(withKeys),
+          more: offset + limit < all.length,
+          total: all.length
+        }
       })
   }
 })

@@ -5,7 +5,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { App, AppKey } from "../../src/api/Apps.js"
-import { Installation, InstallationPage, InstallationsQuery } from "../../src/api/Installations.js"
+import {
+  AdminInstallationsQuery,
+  Installation,
+  InstallationPage,
+  InstallationsQuery
+} from "../../src/api/Installations.js"
 import { decodeCursor, encodeCursor, pageRequest } from "../../src/api/Paging.js"
 import {
   canonical,
@@ -191,7 +196,10 @@ describe("primitives (SPEC §1)", () => {
       { limit: "01" }
     ]) {
       expect(decodes(InstallationsQuery, bad)).toBe(false)
+      expect(decodes(AdminInstallationsQuery, bad)).toBe(false)
     }
+    expect(decodes(AdminInstallationsQuery, { appId: "" })).toBe(false)
+    expect(decodes(AdminInstallationsQuery, { appId: "67890", limit: "5" })).toBe(true)
   })
   it("reads a keyset cursor, never with page, and starts a walk from neither (SPEC §4)", () => {
     const position = { createdAt: 1_700_000_000_123, id: "123e4567-e89b-12d3-a456-426614174000" }
