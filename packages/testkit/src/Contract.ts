@@ -108,6 +108,14 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
       expect(r.res.status).toBe(201)
       return r.json
     }
+    /** SPEC §4 order: createdAt ascending, then id (records made in the same millisecond tie on time). */
+    const inCreationOrder = <A extends { createdAt: string; id: string }>(items: ReadonlyArray<A>): Array<A> =>
+      [...items].sort((a, b) =>
+        a.createdAt === b.createdAt ? (a.id < b.id ? -1 : 1) : Date.parse(a.createdAt) - Date.parse(b.createdAt)
+      )
+    const ids = (page: Json): Array<string> => page.items.map((i: Json) => i.id)
+    const suspend = async (installationId: string) =>
+      expect((await admin("PATCH", `/admin/installations/${installationId}`, { suspended: true })).res.status).toBe(200)
     const installationToken = async (jwt: string, installationId: string, body?: unknown) =>
       api("POST", `/app/installations/${installationId}/accessTokens`, {
         token: jwt,
@@ -226,6 +234,37 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           expect(text).not.toContain(keys.privatePem.split("\n")[1])
         }
       })
+      it("ends every JSON body, problem documents included, with one newline that Content-Length counts", async () => {
+        const { jwt } = await newApp()
+        const responses = [
+          await api("GET", "/healthz"),
+          await api("GET", "/openapi.json"),
+          await api("GET", "/nope"),
+          await api("GET", "/app/installations", { token: await jwt() }),
+          await api("POST", "/app/accessTokens", { token: "not-a-jwt" }),
+          await admin("POST", "/admin/apps", { name: unique("nl"), permissions: {}, publicKey: keys.publicPem })
+        ]
+        for (const { res, text } of responses) {
+          expect(text.endsWith("}\n"), `${res.status} ${text.slice(-40)}`).toBe(true)
+          const length = res.headers.get("content-length")
+          if (length !== null) expect(Number(length)).toBe(new TextEncoder().encode(text).byteLength)
+        }
+        const head = await api("HEAD", "/healthz")
+        expect(head.res.status).toBe(200)
+        expect(head.text).toBe("")
+      })
+      it("GET /openapi.json names the origin it is served from first ('This server'), then production", async () => {
+        const here = await api("GET", "/openapi.json")
+        expect(here.json.servers).toEqual([
+          { url: BASE, description: "This server" },
+          { url: "https://api.carbonregistry.com", description: "Production" }
+        ])
+        const elsewhere = await target.fetch(new Request("http://127.0.0.1:8788/openapi.json"))
+        expect(((await elsewhere.json()) as Json).servers[0]).toEqual({
+          url: "http://127.0.0.1:8788",
+          description: "This server"
+        })
+      })
       it("GET /openapi.json is an OpenAPI 3.1 document listing every public path", async () => {
         const r = await api("GET", "/openapi.json")
         expect(r.res.status).toBe(200)
@@ -248,6 +287,11 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           ].sort()
         )
         expect(Object.keys(r.json.components.securitySchemes).sort()).toEqual(["accessToken", "adminToken", "appJwt"])
+        expect(Object.keys(r.json.paths["/admin/apps"]).sort()).toEqual(["get", "post"])
+        expect(Object.keys(r.json.paths["/admin/installations"]).sort()).toEqual(["get", "post"])
+        const params = r.json.paths["/app/installations"].get.parameters.map((p: Json) => p.name)
+        expect(params).toEqual(expect.arrayContaining(["limit", "page", "cursor"]))
+        expect(r.json.components.schemas.InstallationPage.properties).toHaveProperty("nextCursor")
       })
     })
 
@@ -629,6 +673,130 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
         expect((await api("GET", "/app/installations?limit=100", { token: await jwt() })).res.status).toBe(200)
         expect((await api("GET", "/app/installations?limit=1", { token: await jwt() })).res.status).toBe(200)
       })
+      it("walks by cursor: nextCursor on every page but the last, Link by cursor, no page number", async () => {
+        const { appId, jwt } = await newApp()
+        const made = []
+        for (let i = 0; i < 5; i++) made.push(await install(appId))
+        const created = inCreationOrder(made).map((i) => i.id)
+        await suspend((await install(appId)).id)
+        const list = async (query: string) => api("GET", `/app/installations?${query}`, { token: await jwt() })
+
+        // A walk starts with neither cursor nor page: that is page 0, with page links and a nextCursor.
+        const first = await list("limit=2")
+        expect(first.json).toMatchObject({ page: 0, limit: 2, total: 5, nextCursor: expect.any(String) })
+        expect(ids(first.json)).toEqual(created.slice(0, 2))
+        expect(first.res.headers.get("link")).toMatch(/limit=2&page=1>; rel="next"/)
+
+        const second = await list(`limit=2&cursor=${first.json.nextCursor}`)
+        expect(second.res.status).toBe(200)
+        expect(ids(second.json)).toEqual(created.slice(2, 4))
+        expect(second.json).toMatchObject({ limit: 2, total: 5, nextCursor: expect.any(String) })
+        expect(second.json).not.toHaveProperty("page")
+        expect(second.res.headers.get("link")).toBe(
+          `<${BASE}/app/installations?limit=2&cursor=${second.json.nextCursor}>; rel="next"`
+        )
+
+        // The Link is a URL a client can follow as it is.
+        const next = /<([^>]*)>; rel="next"/.exec(second.res.headers.get("link") ?? "")![1]!
+        const last = await api("GET", next.slice(BASE.length), { token: await jwt() })
+        expect(ids(last.json)).toEqual(created.slice(4))
+        expect(last.json).toEqual({ items: [expect.any(Object)], limit: 2, total: 5 })
+        expect(last.res.headers.get("link")).toBeNull()
+
+        // An offset page carries a nextCursor too; following it continues after that page.
+        const byPage = await list("limit=2&page=1")
+        expect(ids((await list(`limit=3&cursor=${byPage.json.nextCursor}`)).json)).toEqual(created.slice(4))
+      })
+      it("leaves nextCursor out when no installation follows, even on a full last page", async () => {
+        const { appId, jwt } = await newApp()
+        const list = async (query: string) => api("GET", `/app/installations?${query}`, { token: await jwt() })
+        const none = await list("")
+        expect(none.json).toEqual({ items: [], page: 0, limit: 10, total: 0 })
+        for (let i = 0; i < 4; i++) await install(appId)
+        const first = await list("limit=2")
+        const full = await list(`limit=2&cursor=${first.json.nextCursor}`)
+        expect(full.json.items).toHaveLength(2)
+        expect(full.json).not.toHaveProperty("nextCursor")
+        expect(full.res.headers.get("link")).toBeNull()
+        expect((await list("limit=2&page=1")).json).not.toHaveProperty("nextCursor")
+        expect((await list("limit=4")).json).not.toHaveProperty("nextCursor")
+        expect((await list("limit=2&page=7")).json).toEqual({ items: [], page: 7, limit: 2, total: 4 })
+      })
+      it("refuses a malformed cursor, and cursor with page, with 400 invalid_request", async () => {
+        const { appId, jwt } = await newApp()
+        for (let i = 0; i < 3; i++) await install(appId)
+        const cursor: string = (await api("GET", "/app/installations?limit=1", { token: await jwt() })).json.nextCursor
+        expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/)
+        const b64 = (text: string) => btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")
+        for (const q of [
+          "cursor=",
+          "cursor=abc",
+          "cursor=%21%21",
+          `cursor=${cursor}%3D`,
+          `cursor=${cursor.slice(0, -2)}`,
+          `cursor=${b64(`1.${crypto.randomUUID()}x`)}`,
+          `cursor=${b64(`{"createdAt":1,"id":"${crypto.randomUUID()}"}`)}`,
+          `cursor=${b64(`-1.${crypto.randomUUID()}`)}`,
+          `cursor=${"A".repeat(400)}`,
+          `cursor=${cursor}&page=0`,
+          `page=1&cursor=${cursor}`,
+          `cursor=${cursor}&cursor=${cursor}`,
+          `cursor=${cursor}&limit=0`
+        ]) {
+          problem(await api("GET", `/app/installations?${q}`, { token: await jwt() }), 400, "invalid_request")
+        }
+        const ok = await api("GET", `/app/installations?cursor=${cursor}&limit=1`, { token: await jwt() })
+        expect(ok.res.status).toBe(200)
+      })
+      it("a cursor walk sees every installation active for the whole walk exactly once, while others come and go", async () => {
+        const { appId, jwt } = await newApp()
+        const made: Array<Json> = []
+        for (let i = 0; i < 10; i++) made.push(await install(appId))
+        const suspendedDuringWalk = new Set<string>()
+        const seen: Array<string> = []
+        let cursor: string | undefined
+        let pages = 0
+        do {
+          const r = await api("GET", `/app/installations?limit=3${cursor === undefined ? "" : `&cursor=${cursor}`}`, {
+            token: await jwt()
+          })
+          expect(r.res.status).toBe(200)
+          expect(r.json.items.length).toBeLessThanOrEqual(3)
+          seen.push(...ids(r.json))
+          cursor = r.json.nextCursor
+          if (pages++ < 2) {
+            // One already seen (offset pages would shift the unseen ones back under the reader) and
+            // one not yet seen leave the listing; a new one joins it.
+            const done = new Set(seen)
+            const behind = made.find((i) => done.has(i.id) && !suspendedDuringWalk.has(i.id))
+            const ahead = made.find((i) => !done.has(i.id) && !suspendedDuringWalk.has(i.id))
+            for (const leaving of [behind, ahead]) {
+              await suspend(leaving.id)
+              suspendedDuringWalk.add(leaving.id)
+            }
+            await install(appId)
+          }
+          expect(pages).toBeLessThan(20)
+        } while (cursor !== undefined)
+        const stable = made.filter((i) => !suspendedDuringWalk.has(i.id)).map((i) => i.id)
+        expect(stable).toHaveLength(6)
+        expect(new Set(seen).size).toBe(seen.length)
+        for (const id of stable) expect(seen.filter((s) => s === id)).toHaveLength(1)
+      })
+      it("offset pages, unlike cursors, skip one when an installation already read leaves (SPEC §4)", async () => {
+        const { appId, jwt } = await newApp()
+        const made = []
+        for (let i = 0; i < 4; i++) made.push(await install(appId))
+        const created = inCreationOrder(made).map((i) => i.id)
+        const first = await api("GET", "/app/installations?limit=2", { token: await jwt() })
+        await suspend(created[0]!)
+        const byPage = await api("GET", "/app/installations?limit=2&page=1", { token: await jwt() })
+        expect(ids(byPage.json)).toEqual([created[3]])
+        const byCursor = await api("GET", `/app/installations?limit=2&cursor=${first.json.nextCursor}`, {
+          token: await jwt()
+        })
+        expect(ids(byCursor.json)).toEqual(created.slice(2, 4))
+      })
       it("GET /app/installations/{id} returns the app's installation, suspended ones too", async () => {
         const { appId, jwt } = await newApp()
         const inst = await install(appId)
@@ -694,6 +862,8 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
       it("answers every /admin route with 403 admin_disabled when no ADMIN_TOKEN is configured", async () => {
         const routes: ReadonlyArray<readonly [string, string]> = [
           ["POST", "/admin/apps"],
+          ["GET", "/admin/apps"],
+          ["GET", "/admin/installations?appId=1"],
           ["GET", "/admin/apps/1"],
           ["POST", "/admin/apps/1/keys"],
           ["DELETE", `/admin/apps/1/keys/${crypto.randomUUID()}`],
@@ -909,6 +1079,89 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           "installation_not_found"
         )
         problem(await admin("PATCH", `/admin/installations/${inst.id}`, { suspended: "yes" }), 400, "invalid_request")
+      })
+      it("GET /admin/apps pages every app in creation order, with keys, total and Link", async () => {
+        const mine = []
+        for (let i = 0; i < 3; i++) mine.push((await newApp()).app)
+        const head = await admin("GET", "/admin/apps?limit=2")
+        expect(head.res.status).toBe(200)
+        expect(head.json).toMatchObject({ page: 0, limit: 2 })
+        const total: number = head.json.total
+        expect(total).toBeGreaterThanOrEqual(3)
+        expect(head.res.headers.get("link")).toBe(`<${BASE}/admin/apps?limit=2&page=1>; rel="next"`)
+        // Apps are listed oldest first, so the three just made are the last three.
+        for (const [k, app] of mine.entries()) {
+          const page = total - 3 + k
+          const r = await admin("GET", `/admin/apps?limit=1&page=${page}`)
+          expect(r.json).toEqual({ items: [app], page, limit: 1, total })
+          expect(r.res.headers.get("link")).toMatch(new RegExp(`page=${page - 1}>; rel="prev"`))
+          if (k === 2) expect(r.res.headers.get("link")).not.toMatch(/rel="next"/)
+        }
+        expect((await admin("GET", `/admin/apps?page=${total}&limit=1`)).json).toEqual({
+          items: [],
+          page: total,
+          limit: 1,
+          total
+        })
+        const all = await admin("GET", "/admin/apps?limit=100")
+        expect(all.json.items.length).toBe(Math.min(100, total))
+        for (const q of ["limit=0", "limit=101", "page=-1", "page=x", "limit="]) {
+          problem(await admin("GET", `/admin/apps?${q}`), 400, "invalid_request")
+        }
+        problem(await api("GET", "/admin/apps", { token: `${target.adminToken}x` }), 401, "invalid_token")
+      })
+      it("GET /admin/installations?appId= pages one app's installations, suspended ones too", async () => {
+        const { appId } = await newApp()
+        const made: Array<Json> = []
+        for (let i = 0; i < 3; i++) made.push(await install(appId))
+        await suspend(made[1].id)
+        const created = inCreationOrder(made).map((i) => i.id)
+        await install((await newApp()).appId)
+
+        const all = await admin("GET", `/admin/installations?appId=${appId}`)
+        expect(all.res.status).toBe(200)
+        expect(all.json).toMatchObject({ page: 0, limit: 10, total: 3 })
+        expect(ids(all.json)).toEqual(created)
+        expect(all.json.items.find((i: Json) => i.id === made[1].id).suspendedAt).toMatch(timestampRe)
+        expect(all.json.items[0]).toEqual(
+          (await admin("GET", `/admin/installations?appId=${appId}&limit=1`)).json.items[0]
+        )
+
+        const first = await admin("GET", `/admin/installations?appId=${appId}&limit=2`)
+        expect(ids(first.json)).toEqual(created.slice(0, 2))
+        expect(first.res.headers.get("link")).toBe(
+          `<${BASE}/admin/installations?appId=${appId}&limit=2&page=1>; rel="next"`
+        )
+        const second = await admin("GET", `/admin/installations?appId=${appId}&limit=2&page=1`)
+        expect(ids(second.json)).toEqual(created.slice(2))
+        expect(second.res.headers.get("link")).toBe(
+          `<${BASE}/admin/installations?appId=${appId}&limit=2&page=0>; rel="prev"`
+        )
+      })
+      it("GET /admin/installations lists every app's installations in creation order", async () => {
+        const a = await newApp()
+        const b = await newApp()
+        const mine = [await install(a.appId), await install(b.appId), await install(a.appId)]
+        await suspend(mine[2].id)
+        const listed: Array<Json> = []
+        let total = -1
+        for (let page = 0; ; page++) {
+          const r = await admin("GET", `/admin/installations?limit=100&page=${page}`)
+          expect(r.res.status).toBe(200)
+          total = r.json.total
+          listed.push(...r.json.items)
+          if (r.json.items.length < 100) break
+        }
+        expect(listed).toHaveLength(total)
+        expect(listed.map((i) => i.id)).toEqual(inCreationOrder(listed).map((i) => i.id))
+        for (const inst of mine) expect(listed.filter((i) => i.id === inst.id)).toHaveLength(1)
+      })
+      it("GET /admin/installations?appId= of an unknown app is 404 app_not_found, of a malformed one 400", async () => {
+        problem(await admin("GET", "/admin/installations?appId=987654321"), 404, "app_not_found")
+        problem(await admin("GET", "/admin/installations?appId=no-such-app"), 404, "app_not_found")
+        problem(await admin("GET", "/admin/installations?appId="), 400, "invalid_request")
+        problem(await admin("GET", "/admin/installations?appId=a%20b"), 400, "invalid_request")
+        problem(await admin("GET", "/admin/installations?limit=101"), 400, "invalid_request")
       })
       it("DELETE /admin/installations/{id} uninstalls: 204, then 404", async () => {
         const { appId } = await newApp()

@@ -60,6 +60,15 @@ const toKey = (row: KeyRow): KeyRecord => ({
   createdAt: row.created_at
 })
 
+const toApp = (row: AppRow, keys: ReadonlyArray<KeyRecord>): AppRecord => ({
+  id: String(row.id),
+  name: row.name,
+  permissions: decodePermissions(row.permissions),
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+  keys
+})
+
 const toInstallation = (row: InstallationRow): InstallationRecord => ({
   id: row.id,
   appId: String(row.app_id),
@@ -77,6 +86,45 @@ const appRowId = (appId: string): number | undefined =>
 
 const INSTALLATION_COLUMNS = `i.id, i.app_id, a.name AS app_name, i.organization_id, i.permissions,
   i.created_at, i.updated_at, i.suspended_at`
+
+/** Which installation listing a query serves. */
+export interface ListingShape {
+  /** `app_id = ?` (bound first). */
+  readonly byApp: boolean
+  /** `suspended_at IS NULL`. */
+  readonly activeOnly: boolean
+  /** `(created_at, id) > (?, ?)`, a cursor's position (bound next). */
+  readonly keyset: boolean
+}
+
+const listingWhere = (shape: ListingShape, keyset: boolean): string => {
+  const conditions = [
+    ...(shape.byApp ? ["i.app_id = ?"] : []),
+    ...(shape.activeOnly ? ["i.suspended_at IS NULL"] : []),
+    ...(keyset ? ["(i.created_at, i.id) > (?, ?)"] : [])
+  ]
+  return conditions.length === 0 ? "" : `WHERE ${conditions.join(" AND ")}`
+}
+
+/**
+ * One page of installations in (created_at, id) order, then `LIMIT ? OFFSET ?`. Every shape walks
+ * an index in that order (a test checks the query plans): see migrations/0003_listing_indexes.sql.
+ */
+export const installationListingSql = (shape: ListingShape): string =>
+  `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id
+   ${listingWhere(shape, shape.keyset)} ORDER BY i.created_at, i.id LIMIT ? OFFSET ?`
+
+/** How many installations the listing holds (the cursor does not narrow it: `total` is the whole). */
+export const installationCountSql = (shape: ListingShape): string =>
+  `SELECT COUNT(*) AS total FROM installations i ${listingWhere(shape, false)}`
+
+/** One page of apps in (created_at, id) order, then `LIMIT ? OFFSET ?`. */
+export const APP_LISTING_SQL =
+  "SELECT id, name, permissions, created_at, updated_at FROM apps ORDER BY created_at, id LIMIT ? OFFSET ?"
+
+/** The keys of the apps on one page (`LIMIT ? OFFSET ?` as the page). */
+export const APP_LISTING_KEYS_SQL = `SELECT id, app_id, fingerprint, spki, created_at FROM app_keys
+  WHERE app_id IN (SELECT id FROM apps ORDER BY created_at, id LIMIT ? OFFSET ?) ORDER BY app_id, created_at, id`
 
 /** A {@link Registry} over a D1 database. */
 export const make = (db: D1Database): Registry["Type"] => {
@@ -96,14 +144,7 @@ export const make = (db: D1Database): Registry["Type"] => {
       )
       const row = apps?.results[0] as AppRow | undefined
       if (row === undefined) return Option.none<AppRecord>()
-      return Option.some<AppRecord>({
-        id: String(row.id),
-        name: row.name,
-        permissions: decodePermissions(row.permissions),
-        createdAt: row.created_at,
-        updatedAt: row.updated_at,
-        keys: ((keys?.results ?? []) as Array<KeyRow>).map(toKey)
-      })
+      return Option.some(toApp(row, ((keys?.results ?? []) as Array<KeyRow>).map(toKey)))
     })
 
   const getInstallation = (id: string) =>
@@ -263,24 +304,46 @@ export const make = (db: D1Database): Registry["Type"] => {
         const result = yield* run(() => db.prepare("DELETE FROM installations WHERE id = ?").bind(id).run())
         if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
       }),
-    listInstallations: (appId, { limit, offset }) =>
+    listInstallations: (filter, page) =>
       Effect.gen(function* () {
-        const id = appRowId(appId)
-        if (id === undefined) return { items: [], total: 0 }
-        const [page, count] = yield* run(() =>
+        const appId = filter.appId === undefined ? undefined : appRowId(filter.appId)
+        if (filter.appId !== undefined && appId === undefined) return { items: [], more: false, total: 0 }
+        const shape = { byApp: appId !== undefined, activeOnly: filter.activeOnly, keyset: "after" in page }
+        const byApp = appId === undefined ? [] : [appId]
+        const after = "after" in page ? [page.after.createdAt, page.after.id] : []
+        // One row beyond the page says whether another follows; the batch reads page and count at one instant.
+        const [rows, count] = yield* run(() =>
           db.batch<InstallationRow | { total: number }>([
             db
-              .prepare(
-                `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id
-                 WHERE i.app_id = ? AND i.suspended_at IS NULL
-                 ORDER BY i.created_at, i.id LIMIT ? OFFSET ?`
-              )
-              .bind(id, limit, offset),
-            db.prepare("SELECT COUNT(*) AS total FROM installations WHERE app_id = ? AND suspended_at IS NULL").bind(id)
+              .prepare(installationListingSql(shape))
+              .bind(...byApp, ...after, page.limit + 1, "offset" in page ? page.offset : 0),
+            db.prepare(installationCountSql(shape)).bind(...byApp)
           ])
         )
+        const found = (rows?.results ?? []) as Array<InstallationRow>
         return {
-          items: ((page?.results ?? []) as Array<InstallationRow>).map(toInstallation),
+          items: found.slice(0, page.limit).map(toInstallation),
+          more: found.length > page.limit,
+          total: (count?.results[0] as { total: number } | undefined)?.total ?? 0
+        }
+      }),
+    listApps: ({ limit, offset }) =>
+      Effect.gen(function* () {
+        const [apps, keys, count] = yield* run(() =>
+          db.batch<AppRow | KeyRow | { total: number }>([
+            db.prepare(APP_LISTING_SQL).bind(limit + 1, offset),
+            db.prepare(APP_LISTING_KEYS_SQL).bind(limit, offset),
+            db.prepare("SELECT COUNT(*) AS total FROM apps")
+          ])
+        )
+        const keysOf = new Map<number, Array<KeyRecord>>()
+        for (const row of (keys?.results ?? []) as Array<KeyRow>) {
+          keysOf.set(row.app_id, [...(keysOf.get(row.app_id) ?? []), toKey(row)])
+        }
+        const found = (apps?.results ?? []) as Array<AppRow>
+        return {
+          items: found.slice(0, limit).map((row) => toApp(row, keysOf.get(row.id) ?? [])),
+          more: found.length > limit,
           total: (count?.results[0] as { total: number } | undefined)?.total ?? 0
         }
       })

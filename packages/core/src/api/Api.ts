@@ -11,14 +11,17 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
-import { AddAppKeyRequest, App, AppKey, CreateAppRequest } from "./Apps.js"
+import { AddAppKeyRequest, App, AppKey, AppPage, CreateAppRequest } from "./Apps.js"
 import {
+  AdminInstallationPage,
+  AdminInstallationsQuery,
   CreateInstallationRequest,
   Installation,
   InstallationPage,
   InstallationsQuery,
   UpdateInstallationRequest
 } from "./Installations.js"
+import { PageQuery } from "./Paging.js"
 import type { Permissions } from "./Permissions.js"
 import { API_VERSION, AppId, Uuid } from "./Primitives.js"
 import { Problems } from "./Problems.js"
@@ -91,6 +94,11 @@ const successHeaders =
     return operation
   }
 
+/** The `Link` header of an offset-paged listing. */
+const pageLinks = successHeaders({
+  Link: header('RFC 8288 links: rel="next" when a next page exists, rel="prev" when page > 0')
+})
+
 const noStore = successHeaders({ "Cache-Control": header("`no-store`: token responses are never cached") })
 
 /** `x-icr-api-version`, documented on every endpoint; the version check itself runs before routing. */
@@ -149,8 +157,18 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "List the app's active installations")
       .annotate(
+        OpenApi.Description,
+        "Pages by offset (`page`) or by keyset (`cursor`, the previous page's `nextCursor`). A walk that starts " +
+          "with neither and follows `nextCursor` sees every installation that stays active during the walk exactly once."
+      )
+      .annotate(
         OpenApi.Transform,
-        successHeaders({ Link: header('RFC 8288 links: rel="next" when a next page exists, rel="prev" when page > 0') })
+        successHeaders({
+          Link: header(
+            'RFC 8288 links: rel="next" when a next page exists (by cursor when the request used one, else by page), ' +
+              'rel="prev" when page > 0'
+          )
+        })
       )
   )
   .add(
@@ -177,6 +195,14 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(Problems.Conflict)
       .addError(Problems.InvalidPublicKey)
       .annotate(OpenApi.Summary, "Register an app with its first public key")
+  )
+  .add(
+    HttpApiEndpoint.get("listApps", "/admin/apps")
+      .setUrlParams(PageQuery)
+      .setHeaders(VersionHeader)
+      .addSuccess(AppPage)
+      .annotate(OpenApi.Summary, "List apps, in creation order")
+      .annotate(OpenApi.Transform, pageLinks)
   )
   .add(
     HttpApiEndpoint.get("getApp", "/admin/apps/:appId")
@@ -214,6 +240,16 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(Problems.InvalidPermissions)
       .addError(Problems.Conflict)
       .annotate(OpenApi.Summary, "Install an app in an organization")
+  )
+  .add(
+    HttpApiEndpoint.get("listInstallations", "/admin/installations")
+      .setUrlParams(AdminInstallationsQuery)
+      .setHeaders(VersionHeader)
+      .addSuccess(AdminInstallationPage)
+      .addError(Problems.AppNotFound)
+      .annotate(OpenApi.Summary, "List installations (suspended ones too), of every app or of one")
+      .annotate(OpenApi.Description, "In creation order. An `appId` that names no app is 404 `app_not_found`.")
+      .annotate(OpenApi.Transform, pageLinks)
   )
   .add(
     HttpApiEndpoint.patch("updateInstallation", "/admin/installations/:installationId")
@@ -334,5 +370,16 @@ export class IcrAppsApi extends HttpApi.make("icr-apps")
   .annotate(OpenApi.Servers, [{ url: "https://api.carbonregistry.com", description: "Production" }])
   .annotate(OpenApi.Transform, problemResponses) {}
 
-/** The OpenAPI 3.1 document of {@link IcrAppsApi}, generated from the definition. */
-export const openApiDocument = (): OpenApi.OpenAPISpec => OpenApi.fromApi(IcrAppsApi)
+let generated: OpenApi.OpenAPISpec | undefined
+
+/**
+ * The OpenAPI 3.1 document of {@link IcrAppsApi}, generated from the definition (once, on first
+ * use). Given the origin it is served from, that origin is the first server ("This server"),
+ * before the ones the definition names.
+ */
+export const openApiDocument = (origin?: string): OpenApi.OpenAPISpec => {
+  generated ??= OpenApi.fromApi(IcrAppsApi)
+  if (origin === undefined) return generated
+  const others = (generated.servers ?? []).filter((server) => server.url !== origin)
+  return { ...generated, servers: [{ url: origin, description: "This server" }, ...others] }
+}

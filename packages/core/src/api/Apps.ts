@@ -2,6 +2,7 @@
  * Apps and their public keys, as the operator API shows them (SPEC §5).
  */
 import * as Schema from "effect/Schema"
+import { pageFields } from "./Paging.js"
 import { Permissions } from "./Permissions.js"
 import { AppId, AppName, Timestamp, Uuid } from "./Primitives.js"
 
@@ -29,6 +30,12 @@ export class App extends Schema.Class<App>("App")(
     keys: Schema.Array(AppKey)
   },
   { description: "An app" }
+) {}
+
+/** One page of apps, in creation order (SPEC §5); the `Link` header carries `next`/`prev`. */
+export class AppPage extends Schema.Class<AppPage>("AppPage")(
+  { items: Schema.Array(App), ...pageFields },
+  { description: "A page of apps" }
 ) {}
 
 /** An RSA public key as a JWK object (only the members that matter are typed). */

@@ -2,11 +2,12 @@
  * Installations and their pages (SPEC §3, §4, §5).
  */
 import * as Schema from "effect/Schema"
+import { CursorParam, LimitParam, PageParam, pageFields } from "./Paging.js"
 import { Permissions } from "./Permissions.js"
 import { AppId, AppName, Timestamp, Uuid } from "./Primitives.js"
 
-/** The default and bounds of `?limit=` (SPEC §4). */
-export const PAGE_LIMIT = { default: 10, min: 1, max: 100 } as const
+/** The default and bounds of `?limit=` (SPEC §4); kept here too, where the SDK has always found them. */
+export { PAGE_LIMIT } from "./Paging.js"
 
 /** An installation of an app in an organization. */
 export class Installation extends Schema.Class<Installation>("Installation")(
@@ -24,50 +25,49 @@ export class Installation extends Schema.Class<Installation>("Installation")(
   { description: "An installation of an app in an organization" }
 ) {}
 
-/** One page of an app's installations; the `Link` header carries `next`/`prev`. */
+/**
+ * One page of an app's active installations (SPEC §4); the `Link` header carries `next`/`prev`.
+ * `page` is there when the request paged by offset (or named neither `page` nor `cursor`), not
+ * when it followed a cursor; `nextCursor` is there whenever a further installation exists.
+ */
 export class InstallationPage extends Schema.Class<InstallationPage>("InstallationPage")(
   {
     items: Schema.Array(Installation),
-    page: Schema.Int.pipe(Schema.nonNegative()),
-    limit: Schema.Int.pipe(Schema.between(PAGE_LIMIT.min, PAGE_LIMIT.max)),
-    total: Schema.Int.pipe(Schema.nonNegative())
+    page: Schema.optionalWith(
+      pageFields.page.annotations({ description: "The page number, for offset requests (absent for cursor ones)" }),
+      { exact: true }
+    ),
+    limit: pageFields.limit,
+    total: pageFields.total.annotations({ description: "How many active installations the app has" }),
+    nextCursor: Schema.optionalWith(
+      Schema.String.annotations({
+        description: "Pass as `?cursor=` to get the installations after this page; absent on the last page"
+      }),
+      { exact: true }
+    )
   },
-  { description: "A page of installations" }
+  { description: "A page of an app's active installations" }
 ) {}
 
-/** A non-negative integer carried as a query-string value. */
-const QueryInt = Schema.String.pipe(
-  Schema.pattern(/^(0|[1-9][0-9]{0,15})$/, { message: () => "must be a non-negative integer" }),
-  Schema.compose(Schema.NumberFromString)
-)
+/** One page of installations as the operator sees them (SPEC §5): every installation, suspended ones too. */
+export class AdminInstallationPage extends Schema.Class<AdminInstallationPage>("AdminInstallationPage")(
+  { items: Schema.Array(Installation), ...pageFields },
+  { description: "A page of installations, suspended ones included" }
+) {}
 
-/**
- * `?limit=&page=` of `GET /app/installations`: limit 1..100 (default 10), page >= 0 (default 0).
- * Defaults are applied by {@link pageRequest}, so the wire schema stays a plain object that the
- * OpenAPI generator can list parameter by parameter.
- */
-export const InstallationsQuery = Schema.Struct({
-  limit: Schema.optionalWith(
-    QueryInt.pipe(Schema.between(PAGE_LIMIT.min, PAGE_LIMIT.max)).annotations({
-      description: "Items per page, 1..100 (default 10)"
-    }),
-    { exact: true }
-  ),
-  page: Schema.optionalWith(
-    QueryInt.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER)).annotations({
-      description: "Zero-based page number (default 0)"
-    }),
-    { exact: true }
-  )
-})
-/** `?limit=&page=` of `GET /app/installations`. */
+/** `?limit=&page=&cursor=` of `GET /app/installations` (SPEC §4); read with {@link pageRequest}. */
+export const InstallationsQuery = Schema.Struct({ limit: LimitParam, page: PageParam, cursor: CursorParam })
+/** `?limit=&page=&cursor=` of `GET /app/installations`. */
 export type InstallationsQuery = typeof InstallationsQuery.Type
 
-/** A page request with the defaults of SPEC §4 applied. */
-export const pageRequest = (q: InstallationsQuery): { readonly limit: number; readonly page: number } => ({
-  limit: q.limit ?? PAGE_LIMIT.default,
-  page: q.page ?? 0
+/** `?appId=&limit=&page=` of `GET /admin/installations` (SPEC §5). */
+export const AdminInstallationsQuery = Schema.Struct({
+  appId: Schema.optionalWith(AppId.annotations({ description: "Only this app's installations" }), { exact: true }),
+  limit: LimitParam,
+  page: PageParam
 })
+/** `?appId=&limit=&page=` of `GET /admin/installations`. */
+export type AdminInstallationsQuery = typeof AdminInstallationsQuery.Type
 
 /** Body of `POST /admin/installations`. */
 export const CreateInstallationRequest = Schema.Struct({

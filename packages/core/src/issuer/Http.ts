@@ -6,6 +6,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpMethod from "@effect/platform/HttpMethod"
 import { RouteNotFound } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -209,6 +210,29 @@ const stampHeaders =
       return HttpServerResponse.setHeaders(response, headers)
     })
 
+const NEWLINE = 0x0a
+const jsonContentType = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i
+
+/**
+ * Ends every JSON body, problem documents included, with a newline (as `curl` users expect of a
+ * terminal). The body is replaced as a whole, so its `Content-Length` is computed from the new bytes.
+ */
+export const endWithNewline: HttpApp.PreResponseHandler = (_request, response) => {
+  const body = response.body
+  if (
+    body._tag !== "Uint8Array" ||
+    body.body.length === 0 ||
+    body.body[body.body.length - 1] === NEWLINE ||
+    !jsonContentType.test(body.contentType)
+  ) {
+    return Effect.succeed(response)
+  }
+  const bytes = new Uint8Array(body.body.length + 1)
+  bytes.set(body.body)
+  bytes[body.body.length] = NEWLINE
+  return Effect.succeed(HttpServerResponse.setBody(response, HttpBody.uint8Array(bytes, body.contentType)))
+}
+
 /**
  * The inner middleware: runs inside the API's error encoding, so every failure it raises becomes
  * a problem document through the same schemas the endpoints use.
@@ -218,6 +242,7 @@ export const commonRules = HttpApiBuilder.middleware(
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       yield* HttpApp.appendPreResponseHandler(stampHeaders(requestIdOf(request)))
+      yield* HttpApp.appendPreResponseHandler(endWithNewline)
       const version = request.headers["x-icr-api-version"]
       if (version !== undefined && version !== API_VERSION) {
         return yield* new UnsupportedApiVersion({

@@ -19,8 +19,9 @@ import * as Redacted from "effect/Redacted"
 import * as AccessTokensModule from "./AccessTokens.js"
 import { AccessTokens, type MintedToken, type TokenLifetimes } from "./AccessTokens.js"
 import { AdminAuth, AppAuth, CurrentApp, CurrentToken, IcrAppsApi, openApiDocument, TokenAuth } from "../api/Api.js"
-import { App, AppKey } from "../api/Apps.js"
-import { Installation, InstallationPage, pageRequest } from "../api/Installations.js"
+import { App, AppKey, AppPage } from "../api/Apps.js"
+import { AdminInstallationPage, Installation, InstallationPage } from "../api/Installations.js"
+import { encodeCursor, type OffsetRequest, offsetRequest, type PageRequest, pageRequest } from "../api/Paging.js"
 import { canonical, exceeding, type Permissions } from "../api/Permissions.js"
 import {
   AdminDisabled,
@@ -37,7 +38,14 @@ import { commonRules } from "./Http.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
 import { toBase64 } from "../internal/der.js"
-import { type AppRecord, type InstallationRecord, installationOfApp, Registry } from "./Registry.js"
+import {
+  type AppRecord,
+  type InstallationRecord,
+  installationOfApp,
+  type PageStart,
+  type RecordPage,
+  Registry
+} from "./Registry.js"
 import type { TokenStore } from "./TokenStore.js"
 
 /** How an issuer is configured. */
@@ -210,13 +218,51 @@ const noStore = HttpApp.appendPreResponseHandler((_request, response) =>
   Effect.succeed(HttpServerResponse.setHeader(response, "cache-control", "no-store"))
 )
 
-/** The `Link` header of a page (RFC 8288): `next` when more exist, `prev` when `page > 0`. */
-const linkHeader = (origin: string, page: number, limit: number, total: number): string | undefined => {
-  const href = (p: number) => `<${origin}/app/installations?limit=${limit}&page=${p}>`
+/** Where a page requested by number starts; a number too large to be an offset starts past every listing. */
+const offsetStart = (request: OffsetRequest) => ({
+  limit: request.limit,
+  offset: Math.min(request.page * request.limit, Number.MAX_SAFE_INTEGER)
+})
+
+/** Where a requested page starts: at an offset, or just after a cursor's position. */
+const startOf = (request: PageRequest): PageStart =>
+  request._tag === "Cursor" ? { limit: request.limit, after: request.after } : offsetStart(request)
+
+/**
+ * The `Link` header of a page (RFC 8288). By cursor: `next` when a further item exists (a keyset
+ * has no way back, so no `prev`). By page: `next` when more exist, `prev` when `page > 0`.
+ * `listing` is the path and any fixed query parameters, ending in `?` or `&`.
+ */
+const linkHeader = (
+  listing: string,
+  request: PageRequest,
+  total: number,
+  nextCursor: string | undefined
+): string | undefined => {
+  const { limit } = request
+  if (request._tag === "Cursor") {
+    return nextCursor === undefined ? undefined : `<${listing}limit=${limit}&cursor=${nextCursor}>; rel="next"`
+  }
+  const { page } = request
+  const href = (p: number) => `<${listing}limit=${limit}&page=${p}>`
   const links: Array<string> = []
   if ((page + 1) * limit < total) links.push(`${href(page + 1)}; rel="next"`)
   if (page > 0) links.push(`${href(Math.min(page - 1, Math.max(0, Math.ceil(total / limit) - 1)))}; rel="prev"`)
   return links.length === 0 ? undefined : links.join(", ")
+}
+
+/** Sets the `Link` header of the response, when there is one. */
+const setLink = (link: string | undefined) =>
+  link === undefined
+    ? Effect.void
+    : HttpApp.appendPreResponseHandler((_request, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "link", link))
+      )
+
+/** The cursor after a page: the last item's position, when another item follows it. */
+const nextCursorOf = (result: RecordPage<InstallationRecord>): string | undefined => {
+  const last = result.items.at(-1)
+  return result.more && last !== undefined ? encodeCursor(last) : undefined
 }
 
 /** Handlers of the Apps API (SPEC §4). */
@@ -266,23 +312,17 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
       .handle("listInstallations", ({ urlParams }) =>
         Effect.gen(function* () {
           const { appId } = yield* CurrentApp
-          const { limit, page } = pageRequest(urlParams)
+          const request = yield* pageRequest(urlParams)
           const origin = yield* originOf
-          const offset = page * limit
-          const result = Number.isSafeInteger(offset)
-            ? yield* registry.listInstallations(appId, { limit, offset })
-            : { items: [], total: (yield* registry.listInstallations(appId, { limit: 1, offset: 0 })).total }
-          const link = linkHeader(origin, page, limit, result.total)
-          if (link !== undefined) {
-            yield* HttpApp.appendPreResponseHandler((_request, response) =>
-              Effect.succeed(HttpServerResponse.setHeader(response, "link", link))
-            )
-          }
+          const result = yield* registry.listInstallations({ appId, activeOnly: true }, startOf(request))
+          const nextCursor = nextCursorOf(result)
+          yield* setLink(linkHeader(`${origin}/app/installations?`, request, result.total, nextCursor))
           return new InstallationPage({
             items: result.items.map((i) => toInstallation(i, origin)),
-            page,
-            limit,
-            total: result.total
+            ...(request._tag === "Offset" ? { page: request.page } : {}),
+            limit: request.limit,
+            total: result.total,
+            ...(nextCursor !== undefined ? { nextCursor } : {})
           })
         })
       )
@@ -332,6 +372,19 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
           return toApp(app)
         })
       )
+      .handle("listApps", ({ urlParams }) =>
+        Effect.gen(function* () {
+          const request = offsetRequest(urlParams)
+          const result = yield* registry.listApps(offsetStart(request))
+          yield* setLink(linkHeader(`${yield* originOf}/admin/apps?`, request, result.total, undefined))
+          return new AppPage({
+            items: result.items.map(toApp),
+            page: request.page,
+            limit: request.limit,
+            total: result.total
+          })
+        })
+      )
       .handle("getApp", ({ path }) =>
         Effect.flatMap(
           registry.getApp(path.appId),
@@ -364,6 +417,24 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
           return toInstallation(record, yield* originOf)
         })
       )
+      .handle("listInstallations", ({ urlParams }) =>
+        Effect.gen(function* () {
+          const { appId } = urlParams
+          const request = offsetRequest(urlParams)
+          // An unknown app is an error rather than an empty page, so a mistyped id is not mistaken for "none".
+          if (appId !== undefined && Option.isNone(yield* registry.getApp(appId))) return yield* appNotFound()
+          const result = yield* registry.listInstallations({ appId, activeOnly: false }, offsetStart(request))
+          const origin = yield* originOf
+          const listing = `${origin}/admin/installations?${appId === undefined ? "" : `appId=${encodeURIComponent(appId)}&`}`
+          yield* setLink(linkHeader(listing, request, result.total, undefined))
+          return new AdminInstallationPage({
+            items: result.items.map((i) => toInstallation(i, origin)),
+            page: request.page,
+            limit: request.limit,
+            total: result.total
+          })
+        })
+      )
       .handle("updateInstallation", ({ path, payload }) =>
         Effect.gen(function* () {
           const current = yield* registry.getInstallation(path.installationId)
@@ -390,14 +461,13 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
   })
 )
 
-/** Handlers of `/healthz` and `/openapi.json`. */
+/** Handlers of `/healthz` and `/openapi.json` (which names the origin it is served from first). */
 export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) =>
-  Effect.sync(() => {
-    const document = openApiDocument()
-    return handlers
+  Effect.succeed(
+    handlers
       .handle("healthz", () => Effect.succeed({ status: "ok" as const }))
-      .handle("openapi", () => Effect.succeed(document))
-  })
+      .handle("openapi", () => Effect.map(originOf, openApiDocument))
+  )
 )
 
 /**

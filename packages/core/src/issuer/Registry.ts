@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { MAX_KEYS_PER_APP } from "../api/Apps.js"
+import type { CursorPosition } from "../api/Paging.js"
 import type { Permissions } from "../api/Permissions.js"
 import {
   AppNotFound,
@@ -59,6 +60,29 @@ export interface TokenStanding {
   readonly appExists: boolean
 }
 
+/**
+ * Where a page of a listing starts: after `offset` items, or just after `after` in the listing
+ * order (keyset: unaffected by items that leave or join the listing before that position).
+ */
+export type PageStart =
+  | { readonly limit: number; readonly offset: number }
+  | { readonly limit: number; readonly after: CursorPosition }
+
+/** One page of a listing: at most `limit` items, whether any item follows them, and the listing's size. */
+export interface RecordPage<A> {
+  readonly items: ReadonlyArray<A>
+  readonly more: boolean
+  readonly total: number
+}
+
+/** Which installations a listing holds. */
+export interface InstallationFilter {
+  /** Only this app's (all apps' when absent). */
+  readonly appId?: string | undefined
+  /** Only those not suspended. */
+  readonly activeOnly: boolean
+}
+
 /** Storage for apps, keys, installations and token revocations. */
 export class Registry extends Context.Tag("@icr-apps/core/Registry")<
   Registry,
@@ -96,11 +120,16 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
       readonly appId: string
       readonly installationId?: string | undefined
     }) => Effect.Effect<TokenStanding, Unavailable>
-    /** One page of an app's active (not suspended) installations, by `createdAt` then `id`, and their total. */
+    /** One page of installations, by `createdAt` then `id`; `total` counts every one the filter holds. */
     readonly listInstallations: (
-      appId: string,
-      page: { readonly limit: number; readonly offset: number }
-    ) => Effect.Effect<{ readonly items: ReadonlyArray<InstallationRecord>; readonly total: number }, Unavailable>
+      filter: InstallationFilter,
+      page: PageStart
+    ) => Effect.Effect<RecordPage<InstallationRecord>, Unavailable>
+    /** One page of apps with their keys, by `createdAt` then id; `total` counts every app. */
+    readonly listApps: (page: {
+      readonly limit: number
+      readonly offset: number
+    }) => Effect.Effect<RecordPage<AppRecord>, Unavailable>
   }
 >() {}
 
@@ -120,9 +149,20 @@ export const installationOfApp = (
 export const tooManyKeys = () =>
   new InvalidPublicKey({ detail: `An app may have at most ${MAX_KEYS_PER_APP} keys; delete one first` })
 
-/** The order every listing uses: `createdAt` ascending, then `id`. */
-export const byCreation = (a: InstallationRecord, b: InstallationRecord): number =>
+/** The order every installation listing uses: `createdAt` ascending, then `id`. */
+export const byCreation = (a: CursorPosition, b: CursorPosition): number =>
   a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+/** The order of the app listing: `createdAt`, then the id as a number (D1's integer row id). */
+const appsByCreation = (a: { createdAt: number; id: string }, b: { createdAt: number; id: string }): number =>
+  a.createdAt - b.createdAt || Number(a.id) - Number(b.id)
+
+/** Cuts one page out of a whole listing already in order. */
+export const pageOf = <A extends CursorPosition>(all: ReadonlyArray<A>, page: PageStart): RecordPage<A> => {
+  const from = "offset" in page ? page.offset : all.findIndex((item) => byCreation(item, page.after) > 0)
+  const start = from < 0 ? all.length : from
+  return { items: all.slice(start, start + page.limit), more: start + page.limit < all.length, total: all.length }
+}
 
 /** A registry in memory, with the same rules as the D1 one. */
 export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
@@ -211,13 +251,25 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
       Effect.gen(function* () {
         if (!installations.delete(id)) return yield* new InstallationNotFound({ detail: "No such installation" })
       }),
-    listInstallations: (appId, { limit, offset }) =>
+    listInstallations: (filter, page) =>
       Effect.sync(() => {
-        const active = [...installations.values()]
-          .filter((i) => i.appId === appId && i.suspendedAt === null)
+        const listed = [...installations.values()]
+          .filter(
+            (i) =>
+              (filter.appId === undefined || i.appId === filter.appId) && (!filter.activeOnly || i.suspendedAt === null)
+          )
           .map(withName)
           .sort(byCreation)
-        return { items: active.slice(offset, offset + limit), total: active.length }
+        return pageOf(listed, page)
+      }),
+    listApps: ({ limit, offset }) =>
+      Effect.sync(() => {
+        const all = [...apps.values()].sort(appsByCreation)
+        return {
+          items: all.slice(offset, offset + limit).map(withKeys),
+          more: offset + limit < all.length,
+          total: all.length
+        }
       })
   }
 })

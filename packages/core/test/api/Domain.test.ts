@@ -1,10 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as DateTime from "effect/DateTime"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { App, AppKey } from "../../src/api/Apps.js"
-import { Installation, InstallationPage, InstallationsQuery, pageRequest } from "../../src/api/Installations.js"
+import {
+  AdminInstallationsQuery,
+  Installation,
+  InstallationPage,
+  InstallationsQuery
+} from "../../src/api/Installations.js"
+import { decodeCursor, encodeCursor, pageRequest } from "../../src/api/Paging.js"
 import {
   canonical,
   exceeding,
@@ -177,11 +184,9 @@ describe("primitives (SPEC §1)", () => {
     }
   })
   it("applies the paging defaults and bounds of SPEC §4", () => {
-    expect(pageRequest(Schema.decodeUnknownSync(InstallationsQuery)({}))).toEqual({ limit: 10, page: 0 })
-    expect(pageRequest(Schema.decodeUnknownSync(InstallationsQuery)({ limit: "100", page: "3" }))).toEqual({
-      limit: 100,
-      page: 3
-    })
+    const read = (query: Record<string, string>) => pageRequest(Schema.decodeUnknownSync(InstallationsQuery)(query))
+    expect(read({})).toEqual(Either.right({ _tag: "Offset", limit: 10, page: 0 }))
+    expect(read({ limit: "100", page: "3" })).toEqual(Either.right({ _tag: "Offset", limit: 100, page: 3 }))
     for (const bad of [
       { limit: "0" },
       { limit: "101" },
@@ -191,6 +196,54 @@ describe("primitives (SPEC §1)", () => {
       { limit: "01" }
     ]) {
       expect(decodes(InstallationsQuery, bad)).toBe(false)
+      expect(decodes(AdminInstallationsQuery, bad)).toBe(false)
     }
+    expect(decodes(AdminInstallationsQuery, { appId: "" })).toBe(false)
+    expect(decodes(AdminInstallationsQuery, { appId: "67890", limit: "5" })).toBe(true)
+  })
+  it("reads a keyset cursor, never with page, and starts a walk from neither (SPEC §4)", () => {
+    const position = { createdAt: 1_700_000_000_123, id: "123e4567-e89b-12d3-a456-426614174000" }
+    const cursor = encodeCursor(position)
+    expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/)
+    expect(decodeCursor(cursor)).toEqual(Option.some(position))
+    const read = (query: Record<string, string>) => pageRequest(Schema.decodeUnknownSync(InstallationsQuery)(query))
+    expect(read({ cursor, limit: "5" })).toEqual(Either.right({ _tag: "Cursor", limit: 5, after: position }))
+    const both = read({ cursor, page: "0" })
+    expect(Either.isLeft(both) && both.left._tag).toBe("InvalidRequest")
+  })
+  it("refuses every cursor that is not exactly what the server wrote", () => {
+    const id = "123e4567-e89b-12d3-a456-426614174000"
+    const base64url = (text: string) => btoa(text).replace(/\+/g, "-").replace(/\//g, "_")
+    const cursor = encodeCursor({ createdAt: 5, id })
+    for (const bad of [
+      "",
+      "not a cursor",
+      `${cursor}=`, // padding
+      `${cursor}A`,
+      `${cursor.slice(0, 10)}+${cursor.slice(11)}`, // outside the base64url alphabet
+      base64url(`5.${id.toUpperCase()}`), // one spelling of an id only
+      base64url(`05.${id}`),
+      base64url(`-5.${id}`),
+      base64url(`5.5.${id}`),
+      base64url(`99999999999999999.${id}`), // beyond a safe integer
+      base64url(`5.${id}x`),
+      base64url(`{"createdAt":5,"id":"${id}"}`),
+      "A".repeat(200)
+    ]) {
+      expect(Option.isNone(decodeCursor(bad)), bad).toBe(true)
+      expect(decodes(InstallationsQuery, { cursor: bad }), bad).toBe(false)
+    }
+    expect(decodes(InstallationsQuery, { cursor })).toBe(true)
+  })
+  it("InstallationPage round-trips a cursor page: nextCursor, and no page number", () => {
+    const cursorPage = {
+      items: [seedInstallation],
+      limit: 10,
+      total: 3,
+      nextCursor: encodeCursor({ createdAt: 1, id: seedInstallation.id })
+    }
+    expect(Schema.encodeSync(InstallationPage)(Schema.decodeUnknownSync(InstallationPage)(cursorPage))).toEqual(
+      cursorPage
+    )
   })
 })

@@ -15,7 +15,7 @@ describe("openapi.json is generated from the definition", () => {
       .flatMap(([path, ops]) => Object.keys(ops as object).map((m) => `${m.toUpperCase()} ${path}`))
       .sort()
     expect(fromDocument).toEqual(fromDefinition)
-    expect(fromDocument).toHaveLength(15)
+    expect(fromDocument).toHaveLength(17)
   })
   it("describes every error response as application/problem+json, never the platform's internal shape", () => {
     for (const ops of Object.values<any>(doc.paths)) {
@@ -41,6 +41,37 @@ describe("openapi.json is generated from the definition", () => {
   it("documents the three bearer schemes and the paging parameters", () => {
     expect(doc.components.securitySchemes.appJwt).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" })
     const params = doc.paths["/app/installations"].get.parameters.map((p: any) => `${p.in}:${p.name}`)
-    expect(params).toEqual(expect.arrayContaining(["query:limit", "query:page", "header:x-icr-api-version"]))
+    expect(params).toEqual(
+      expect.arrayContaining(["query:limit", "query:page", "query:cursor", "header:x-icr-api-version"])
+    )
+    const page = doc.components.schemas.InstallationPage
+    expect(page.required).toEqual(expect.arrayContaining(["items", "limit", "total"]))
+    expect(page.required).not.toContain("nextCursor")
+    expect(page.required).not.toContain("page")
+    expect(page.properties.nextCursor.type).toBe("string")
+  })
+  it("documents the operator listings: GET beside POST on /admin/apps and /admin/installations, paged, with Link", () => {
+    const apps = doc.paths["/admin/apps"].get
+    const installations = doc.paths["/admin/installations"].get
+    expect(apps.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(["limit", "page"]))
+    expect(installations.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(["appId", "limit", "page"]))
+    for (const op of [apps, installations]) {
+      expect(Object.keys(op.responses["200"].headers)).toEqual(["Link"])
+      expect(op.security).toEqual([{ adminToken: [] }])
+    }
+    expect(installations.responses["404"].description).toMatch(/app_not_found/)
+    expect(doc.components.schemas.AppPage.required).toEqual(expect.arrayContaining(["items", "page", "limit", "total"]))
+  })
+  it("names the origin it is served from first ('This server'), then production, once each", () => {
+    expect(doc.servers).toEqual([{ url: "https://api.carbonregistry.com", description: "Production" }])
+    expect(openApiDocument("http://127.0.0.1:8787").servers).toEqual([
+      { url: "http://127.0.0.1:8787", description: "This server" },
+      { url: "https://api.carbonregistry.com", description: "Production" }
+    ])
+    expect(openApiDocument("https://api.carbonregistry.com").servers).toEqual([
+      { url: "https://api.carbonregistry.com", description: "This server" }
+    ])
+    // Per origin, the rest of the document is the one generated from the definition.
+    expect({ ...openApiDocument("http://a.test"), servers: [] }).toEqual({ ...doc, servers: [] })
   })
 })
