@@ -219,14 +219,21 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
     readonly revokeAccessToken: (
       token: Redacted.Redacted<string> | string
     ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
-    /** `GET /app/installations?limit=&page=`. */
+    /**
+     * `GET /app/installations?limit=&page=` or `?limit=&cursor=` (a page's `nextCursor`; never
+     * with `page`). Cursor pages never skip an installation when others come and go meanwhile.
+     */
     readonly listInstallations: (options?: {
       readonly limit?: number | undefined
       readonly page?: number | undefined
+      readonly cursor?: string | undefined
     }) => Effect.Effect<InstallationPage, ErrorOf<"listInstallations">>
     /** `GET /app/installations/{id}`. */
     readonly getInstallation: (installationId: string) => Effect.Effect<Installation, ErrorOf<"getInstallation">>
-    /** Every installation, page by page, stopping on a short or empty page. */
+    /**
+     * Every installation, page by page, following `nextCursor` until a page has none: each
+     * installation active for the whole walk is seen exactly once.
+     */
     readonly installations: (options?: {
       readonly pageSize?: number | undefined
     }) => Stream.Stream<Installation, ErrorOf<"listInstallations">>
@@ -284,13 +291,21 @@ const validPermissions = (permissions: Permissions | undefined) =>
         Schema.decodeUnknown(PermissionsSchema)(permissions),
         (e) => new InvalidPermissions({ detail: `permissions: ${e.message.split("\n").at(-1)?.trim() ?? "invalid"}` })
       )
-const validPage = (page: { readonly limit?: number | undefined; readonly page?: number | undefined }) => {
+const validPage = (page: {
+  readonly limit?: number | undefined
+  readonly page?: number | undefined
+  readonly cursor?: string | undefined
+}) => {
   const ok = (n: number | undefined, min: number, max: number) =>
     n === undefined || (Number.isInteger(n) && n >= min && n <= max)
+  if (page.page !== undefined && page.cursor !== undefined) {
+    return Effect.fail(new InvalidRequest({ detail: "page and cursor cannot be used together" }))
+  }
   return ok(page.limit, PAGE_LIMIT.min, PAGE_LIMIT.max) && ok(page.page, 0, Number.MAX_SAFE_INTEGER)
     ? Effect.succeed({
         ...(page.limit !== undefined ? { limit: page.limit } : {}),
-        ...(page.page !== undefined ? { page: page.page } : {})
+        ...(page.page !== undefined ? { page: page.page } : {}),
+        ...(page.cursor !== undefined ? { cursor: page.cursor } : {})
       })
     : Effect.fail(new InvalidRequest({ detail: "limit must be an integer 1..100 and page an integer >= 0" }))
 }
@@ -406,10 +421,13 @@ export const make = (options: ClientOptions = {}) =>
         ),
       installations: (opts = {}) => {
         const limit = Math.min(PAGE_LIMIT.max, Math.max(PAGE_LIMIT.min, opts.pageSize ?? PAGE_LIMIT.max))
-        return Stream.paginateChunkEffect(0, (page) =>
-          Effect.map(listInstallations({ limit, page }), (result) => [
+        // The first page names neither page nor cursor; every later one follows the last nextCursor.
+        return Stream.paginateChunkEffect(undefined as string | undefined, (cursor) =>
+          Effect.map(listInstallations(cursor === undefined ? { limit } : { limit, cursor }), (result) => [
             Chunk.fromIterable(result.items),
-            result.items.length < limit ? Option.none<number>() : Option.some(page + 1)
+            result.nextCursor === undefined || result.items.length === 0
+              ? Option.none<string | undefined>()
+              : Option.some<string | undefined>(result.nextCursor)
           ])
         )
       }

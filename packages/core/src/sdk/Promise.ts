@@ -89,7 +89,7 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
     /** `DELETE /app/installations/token`. */
     revokeAccessToken: (token: string) => client((c) => c.revokeAccessToken(token)),
     /** `GET /app/installations?limit=&page=`. */
-    listInstallations: (opts: { limit?: number; page?: number } = {}) =>
+    listInstallations: (opts: { limit?: number; page?: number; cursor?: string } = {}) =>
       client((c) => Effect.map(c.listInstallations(opts), Schema.encodeSync(InstallationPage))),
     /** `GET /app/installations/{id}`. */
     getInstallation: (installationId: string) =>

@@ -240,7 +240,7 @@ describe("IcrAppsClient against the in-memory issuer", () => {
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
     })
   )
-  it.effect("streams every installation once, page by page, stopping on a short or empty page", () =>
+  it.effect("streams every installation once by cursor, stopping at the page without nextCursor", () =>
     Effect.gen(function* () {
       const { issuer, appId, installations } = yield* setup(keys, { installations: 25 })
       yield* Effect.gen(function* () {
@@ -250,7 +250,15 @@ describe("IcrAppsClient against the in-memory issuer", () => {
         expect(countRequests(issuer, "GET", /^\/app\/installations$/)).toBe(3)
         const exact = yield* Stream.runCollect(client.installations({ pageSize: 5 }))
         expect(exact.length).toBe(25)
-        expect(countRequests(issuer, "GET", /^\/app\/installations$/)).toBe(3 + 6)
+        // A full last page carries no nextCursor, so no empty page is asked for.
+        expect(countRequests(issuer, "GET", /^\/app\/installations$/)).toBe(3 + 5)
+        const urls = issuer.requests({ route: "listInstallations" }).map((r) => new URL(r.url).searchParams)
+        expect(urls.map((q) => [q.has("page"), q.has("cursor")])).toEqual([
+          [false, false],
+          [false, true],
+          [false, true],
+          ...Array.from({ length: 5 }, (_, i) => [false, i > 0])
+        ])
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
     })
   )
