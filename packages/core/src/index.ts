@@ -11,7 +11,16 @@ export * as Problems from "./api/Problems.js"
 export { AccessToken, InstallationAccessToken, TokenDescription } from "./api/Tokens.js"
 export { AdminClient } from "./sdk/AdminClient.js"
 export { AppJwt, InvalidPrivateKey, type JwtSigner, JwtSigningFailed, type PrivateKeyInput } from "./sdk/AppJwt.js"
-export { type IcrAppsError, IcrAppsClient, TransportError, UnexpectedResponse } from "./sdk/Client.js"
+export {
+  type ErrorOf,
+  type IcrAppsError,
+  IcrAppsClient,
+  IcrAppsHttpClient,
+  type RetryOptions,
+  type TransportFailure,
+  TransportError,
+  UnexpectedResponse
+} from "./sdk/Client.js"
 export * as IcrApps from "./sdk/IcrApps.js"
 export { InstallationTokens } from "./sdk/InstallationTokens.js"
 export * as KvTokenCache from "./sdk/KvTokenCache.js"

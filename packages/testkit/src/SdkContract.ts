@@ -29,7 +29,7 @@ import { createIcrAppsClient, IcrAppsFailure } from "@icr-apps/core/sdk/Promise"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { beforeAll, describe, expect, it } from "vitest"
+import type { TestRunner } from "./TestRunner.js"
 import { type AppKeyPair, generateAppKeyPair } from "./Keys.js"
 
 /** What the suite needs of an issuer. */
@@ -67,8 +67,12 @@ const cannedProblem = (problem: Problem): Response => {
   })
 }
 
-/** Registers the suite under `name`. */
-export const sdkContract = (name: string, makeTarget: () => SdkTarget | Promise<SdkTarget>) =>
+/** Registers the suite under `name` with the given test runner's functions. */
+export const sdkContract = (
+  name: string,
+  makeTarget: () => SdkTarget | Promise<SdkTarget>,
+  { beforeAll, describe, expect, it }: TestRunner
+) =>
   describe(`SDK contract: ${name}`, () => {
     let target: SdkTarget
     let keys: AppKeyPair
@@ -289,35 +293,37 @@ export const sdkContract = (name: string, makeTarget: () => SdkTarget | Promise<
       })
     })
 
-    it.each([
+    for (const [code, problem] of [
       ["rate_limited", new RateLimited({ detail: "Slow down", retryAfter: 1 })],
       ["internal", new Internal({ detail: "Internal error" })],
       ["unavailable", new Unavailable({ detail: "Storage is unavailable", retryAfter: 1 })]
-    ] as const)("an issuer's %s problem document arrives as its typed error", async (code, problem) => {
-      tamper = () => cannedProblem(problem)
-      const error = await expectProblem(
-        Effect.flatMap(IcrAppsClient, (c) => c.describeAccessToken(`crs_${"0".repeat(48)}`)).pipe(
-          Effect.provide(sdk())
-        ),
-        code
-      )
-      expect(error._tag).toBe(problem._tag)
-    })
+    ] as const)
+      it(`an issuer's ${code} problem document arrives as its typed error`, async () => {
+        tamper = () => cannedProblem(problem)
+        const error = await expectProblem(
+          Effect.flatMap(IcrAppsClient, (c) => c.describeAccessToken(`crs_${"0".repeat(48)}`)).pipe(
+            Effect.provide(sdk())
+          ),
+          code
+        )
+        expect(error._tag).toBe(problem._tag)
+      })
 
-    it.each([
+    for (const [label, skew] of [
       ["10 minutes behind the issuer (the JWT looks expired)", -600_000],
       ["10 minutes ahead of the issuer (iat in the future)", 600_000]
-    ])("an app clock %s is learned once and every call succeeds", async (_label, skew) => {
-      const offset = await Effect.runPromise(
-        Effect.gen(function* () {
-          const client = yield* IcrAppsClient
-          yield* client.createAppAccessToken()
-          const page = yield* client.listInstallations({ limit: 1 })
-          expect(page.items.length).toBe(1)
-          return yield* Effect.flatMap(AppJwt, (j) => j.clockOffset)
-        }).pipe(Effect.provide(sdk()), Effect.withClock(shiftedClock(skew)))
-      )
-      // The learned offset undoes the skew, to within the Date header's one-second resolution.
-      expect(Math.abs(offset + skew)).toBeLessThan(2_000)
-    })
+    ] as const)
+      it(`an app clock ${label} is learned once and every call succeeds`, async () => {
+        const offset = await Effect.runPromise(
+          Effect.gen(function* () {
+            const client = yield* IcrAppsClient
+            yield* client.createAppAccessToken()
+            const page = yield* client.listInstallations({ limit: 1 })
+            expect(page.items.length).toBe(1)
+            return yield* Effect.flatMap(AppJwt, (j) => j.clockOffset)
+          }).pipe(Effect.provide(sdk()), Effect.withClock(shiftedClock(skew)))
+        )
+        // The learned offset undoes the skew, to within the Date header's one-second resolution.
+        expect(Math.abs(offset + skew)).toBeLessThan(2_000)
+      })
   })

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { describe, expect, it } from "vitest"
+import type { TestRunner } from "./TestRunner.js"
 
 const entry = (expiresAt: number, n = 1): TokenCacheModule.CachedToken => ({
   token: Redacted.make(`crs_${String(n).padStart(48, "0")}`),
@@ -18,8 +18,12 @@ const entry = (expiresAt: number, n = 1): TokenCacheModule.CachedToken => ({
   organizationId: "223e4567-e89b-12d3-a456-426614174000"
 })
 
-/** Registers the suite for a cache layer (fresh per test). */
-export const tokenCacheContract = (name: string, makeLayer: () => Layer.Layer<TokenCache>) =>
+/** Registers the suite for a cache layer (fresh per test) with the given test runner's functions. */
+export const tokenCacheContract = (
+  name: string,
+  makeLayer: () => Layer.Layer<TokenCache>,
+  { describe, expect, it }: TestRunner
+) =>
   describe(`TokenCache contract: ${name}`, () => {
     const run = <A>(f: (cache: TokenCache["Type"]) => Effect.Effect<A>) =>
       Effect.runPromise(Effect.provide(Effect.flatMap(TokenCache, f), makeLayer()))

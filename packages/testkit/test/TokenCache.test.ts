@@ -2,10 +2,10 @@ import * as TokenCache from "@icr-apps/core/sdk/TokenCache"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import { tokenCacheContract } from "../src/TokenCacheContract.js"
 
-tokenCacheContract("in-memory LRU", () => TokenCache.layerMemoryCache())
+tokenCacheContract("in-memory LRU", () => TokenCache.layerMemoryCache(), { describe, it, expect, beforeAll })
 
 describe("in-memory LRU bound", () => {
   it("evicts the least recently used entry beyond its capacity", async () => {

@@ -2,11 +2,11 @@ import { env } from "cloudflare:test"
 import { tokenCacheContract } from "@icr-apps/testkit/TokenCacheContract"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import * as KvTokenCache from "@icr-apps/core/sdk/KvTokenCache"
 
 // The SDK's cache contract, on real KV in workerd.
-tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.TOKENS))
+tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.TOKENS), { describe, it, expect, beforeAll })
 
 it("stores under a hashed key with a TTL from expiresAt, never below 60 s", async () => {
   const cache = KvTokenCache.make(env.TOKENS)

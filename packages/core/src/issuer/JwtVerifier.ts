@@ -101,7 +101,7 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
      */
     const verifyWith = (key: KeyRecord, jwt: string, signatureBytes: number) =>
       Effect.flatMap(importKey(key), (cryptoKey) =>
-        (cryptoKey.algorithm as RsaHashedKeyAlgorithm).modulusLength !== signatureBytes * 8
+        (cryptoKey.algorithm as { readonly modulusLength?: number }).modulusLength !== signatureBytes * 8
           ? Effect.succeed(false)
           : Effect.orElseSucceed(
               Effect.as(
