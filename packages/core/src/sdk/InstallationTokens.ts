@@ -30,6 +30,15 @@ export class InstallationTokens extends Context.Tag("@icr-apps/core/Installation
       installationId: string,
       options?: { readonly permissions?: Permissions | undefined; readonly refresh?: boolean | undefined }
     ) => Effect.Effect<CachedToken, ErrorOf<"createInstallationAccessToken">>
+    /**
+     * The token `get` would answer without any I/O, if this instance holds one that is fresh at
+     * `nowMillis` — else `undefined`. Synchronous, for callers outside Effect (the Promise client).
+     */
+    readonly unsafePeek: (
+      installationId: string,
+      options: { readonly permissions?: Permissions | undefined } | undefined,
+      nowMillis: number
+    ) => CachedToken | undefined
     /** Revokes the cached token (if any) for that key on the server, and evicts it. */
     readonly revoke: (
       installationId: string,
@@ -47,6 +56,9 @@ export const cacheKey = (baseUrl: string, appId: string, installationId: string,
     permissions === undefined ? null : canonical(permissions)
   ])
 
+/** How many tokens an instance remembers in front of its cache (as the default in-memory cache). */
+const LOCAL_CAPACITY = 1000
+
 /** Builds the service over a client and a cache. */
 export const make = (options: InstallationTokensOptions = {}) =>
   Effect.gen(function* () {
@@ -58,6 +70,21 @@ export const make = (options: InstallationTokensOptions = {}) =>
     // (a refresh must not be satisfied by a mint that started before it asked).
     const inFlight = new Map<string, Deferred.Deferred<CachedToken, MintError>>()
     const refreshing = new Map<string, Deferred.Deferred<CachedToken, MintError>>()
+    // What this instance last got for each key, in front of the (possibly remote, e.g. KV) cache:
+    // a fresh token is answered from here with no I/O and no key building. Keyed by the caller's
+    // own spelling of the installation id (a second spelling only costs one cache read).
+    const local = new Map<string, CachedToken>()
+    const localKey = (installationId: string, permissions: Permissions | undefined) =>
+      permissions === undefined ? installationId : `${installationId} ${JSON.stringify(canonical(permissions))}`
+    const remember = (installationId: string, permissions: Permissions | undefined, value: CachedToken) => {
+      const k = localKey(installationId, permissions)
+      if (local.get(k) === value) return
+      local.delete(k)
+      local.set(k, value)
+      if (local.size > LOCAL_CAPACITY) local.delete(local.keys().next().value!)
+    }
+    const fresh = (value: CachedToken | undefined, now: number): value is CachedToken =>
+      value !== undefined && value.expiresAt - margin > now
 
     const mint = (key: string, installationId: string, permissions: Permissions | undefined) =>
       Effect.gen(function* () {
@@ -70,6 +97,7 @@ export const make = (options: InstallationTokensOptions = {}) =>
           organizationId: minted.organizationId
         }
         yield* cache.set(key, value)
+        remember(installationId, permissions, value)
         return value
       })
 
@@ -95,20 +123,44 @@ export const make = (options: InstallationTokensOptions = {}) =>
         )
       })
 
+    /** The cache, then a shared mint. */
+    const fromCache = (installationId: string, permissions: Permissions | undefined) => {
+      const key = cacheKey(client.baseUrl, client.appId, installationId, permissions)
+      return Effect.flatMap(cache.get(key), (cached) =>
+        Effect.clockWith((clock) => {
+          if (Option.isSome(cached) && fresh(cached.value, clock.unsafeCurrentTimeMillis())) {
+            remember(installationId, permissions, cached.value)
+            return Effect.succeed(cached.value)
+          }
+          return shared(inFlight, key, installationId, permissions)
+        })
+      )
+    }
+
     return InstallationTokens.of({
       get: (installationId, opts = {}) => {
-        const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
-        if (opts.refresh === true) return shared(refreshing, key, installationId, opts.permissions)
-        return Effect.flatMap(cache.get(key), (cached) =>
-          Effect.clockWith((clock) =>
-            Option.isSome(cached) && cached.value.expiresAt - margin > clock.unsafeCurrentTimeMillis()
-              ? Effect.succeed(cached.value)
-              : shared(inFlight, key, installationId, opts.permissions)
-          )
-        )
+        if (opts.refresh === true) {
+          const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
+          return shared(refreshing, key, installationId, opts.permissions)
+        }
+        // Looked up when the effect runs (not when it is built), so a reused effect stays cheap.
+        const k = localKey(installationId, opts.permissions)
+        return Effect.clockWith((clock) => {
+          const hit = local.get(k)
+          return fresh(hit, clock.unsafeCurrentTimeMillis())
+            ? Effect.succeed(hit)
+            : fromCache(installationId, opts.permissions)
+        })
+      },
+      unsafePeek: (installationId, opts = {}, now) => {
+        const hit = local.get(localKey(installationId, opts.permissions))
+        return fresh(hit, now) ? hit : undefined
       },
       revoke: (installationId, opts = {}) =>
         Effect.gen(function* () {
+          // Every spelling of the installation id this instance remembers, for these permissions.
+          const evicted = localKey(installationId, opts.permissions).toLowerCase()
+          for (const k of [...local.keys()]) if (k.toLowerCase() === evicted) local.delete(k)
           const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
           const cached = yield* cache.get(key)
           yield* cache.delete(key)

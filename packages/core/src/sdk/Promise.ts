@@ -55,6 +55,8 @@ export interface PromiseClientOptions extends IcrAppsConfig, IcrAppsTransport {}
 export const createIcrAppsClient = (options: PromiseClientOptions) => {
   const runtime = ManagedRuntime.make(layer(options))
   let built: Runtime.Runtime<IcrAppsClient | InstallationTokens> | undefined
+  // The token service, once built: its synchronous peek answers a fresh cached token with no Effect run.
+  let tokens: InstallationTokens["Type"] | undefined
   const settle = <A>(exit: Exit.Exit<A, unknown>): A => {
     if (Exit.isSuccess(exit)) return exit.value
     throw toFailure(exit.cause)
@@ -102,12 +104,21 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
         )
       ),
     /** A cached installation token string (minted, reused, refreshed ahead of expiry). */
-    getInstallationToken: (installationId: string, opts: { permissions?: Permissions; refresh?: boolean } = {}) =>
-      run(
-        Effect.flatMap(InstallationTokens, (t) =>
-          Effect.map(t.get(installationId, opts), (cached) => Redacted.value(cached.token))
-        )
-      ),
+    getInstallationToken: async (
+      installationId: string,
+      opts: { permissions?: Permissions; refresh?: boolean } = {}
+    ): Promise<string> => {
+      if (tokens !== undefined && opts.refresh !== true) {
+        const hit = tokens.unsafePeek(installationId, opts, Date.now())
+        if (hit !== undefined) return Redacted.value(hit.token)
+      }
+      return run(
+        Effect.flatMap(InstallationTokens, (t) => {
+          tokens = t
+          return Effect.map(t.get(installationId, opts), (cached) => Redacted.value(cached.token))
+        })
+      )
+    },
     /** Revokes and evicts the cached installation token. */
     revokeInstallationToken: (installationId: string, opts: { permissions?: Permissions } = {}) =>
       run(Effect.flatMap(InstallationTokens, (t) => t.revoke(installationId, opts))),

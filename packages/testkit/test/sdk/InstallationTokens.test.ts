@@ -7,7 +7,7 @@ import * as TestClock from "effect/TestClock"
 import { beforeAll } from "vitest"
 import { Fault } from "../../src/FakeIssuer.js"
 import { type AppKeyPair, generateAppKeyPair } from "../../src/Keys.js"
-import { countRequests, sdkLayer, setup } from "../sdk-harness.js"
+import { countRequests, sdkLayer, setup, T0 } from "../sdk-harness.js"
 
 let keys: AppKeyPair
 beforeAll(async () => {
@@ -48,6 +48,27 @@ describe("InstallationTokens", () => {
         expect(secrets.has(Redacted.value(cached.token))).toBe(false)
         // The refreshed token is what the cache now serves.
         expect(Redacted.value((yield* tokens.get(installations[0].id)).token)).toBe([...secrets][0])
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
+  it.effect("revoking by one spelling of the id forgets every spelling; peek sees only fresh tokens", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      const id: string = installations[0].id
+      yield* Effect.gen(function* () {
+        const tokens = yield* InstallationTokens
+        const lower = yield* tokens.get(id)
+        const upper = yield* tokens.get(id.toUpperCase())
+        expect(Redacted.value(upper.token)).toBe(Redacted.value(lower.token))
+        expect(countRequests(issuer, "POST", MINT)).toBe(1)
+        expect(tokens.unsafePeek(id.toUpperCase(), {}, T0)).toBe(upper)
+        // 2 h - 5 min later the token is no longer fresh: peek says so, get mints anew.
+        expect(tokens.unsafePeek(id, {}, T0 + 115 * 60_000 + 1)).toBeUndefined()
+        yield* tokens.revoke(id)
+        expect(tokens.unsafePeek(id.toUpperCase(), {}, T0)).toBeUndefined()
+        const again = yield* tokens.get(id.toUpperCase())
+        expect(Redacted.value(again.token)).not.toBe(Redacted.value(lower.token))
+        expect(countRequests(issuer, "POST", MINT)).toBe(2)
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
     })
   )
