@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The two commands of the README, with nothing but Node >= 20 and npm on the machine:
-//   npm start  — bootstrap, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
+//   npm start  — bootstrap, build core, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
 //   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), print one total line
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
 // the workspace's dependencies from the lockfile.
@@ -89,8 +89,27 @@ function bootstrap() {
   writeFileSync(stampFile, inputs)
 }
 
+/**
+ * Builds the public packages' dist (turbo, cached by inputs: a no-op when nothing changed). The
+ * workspace's typecheck and tests read the sources through the "@icr-apps/source" export condition;
+ * wrangler (esbuild) and a packed tarball read dist.
+ */
+function build(packages) {
+  const filters = packages.map((name) => `--filter=@icr-apps/${name}`)
+  const args = ["run", "build", ...filters, "--output-logs=errors-only"]
+  // turbo's summary is noise here; its output is shown only when the build fails.
+  const result = spawnSync(join(binDir, "turbo"), args, { cwd: root, env, encoding: "utf8", stdio: "pipe" })
+  if (result.error) throw result.error
+  if (result.status !== 0) {
+    console.error(`${result.stdout}${result.stderr}\nturbo ${args.join(" ")} failed (exit ${result.status})`)
+    process.exit(result.status ?? 1)
+  }
+}
+
 function start() {
   bootstrap()
+  console.log("» building @icr-apps/core (wrangler bundles its dist)")
+  build(["core"])
   const worker = join(root, "packages", "worker")
   const port = process.env.PORT || "8787"
   let adminToken = process.env.ADMIN_TOKEN
