@@ -2,11 +2,12 @@
 // The two commands of the README, with nothing but Node >= 20 and npm on the machine:
 //   npm start  — bootstrap, build core, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
 //   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), print one total line
+//   npm run pack — the public packages as installable tarballs in packs/
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -148,6 +149,43 @@ function start() {
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
 }
 
+/** The packages published from this repository (the worker is deployed, not published). */
+const publicPackages = ["core", "testkit"]
+const packsDir = join(root, "packs")
+
+/**
+ * `npm run pack`: the public packages as installable tarballs in packs/ — compiled ESM, .d.ts and
+ * source maps, exports that resolve without loaders, peers for effect and @effect/platform. Packed by
+ * the pinned pnpm, which turns `workspace:^` into a version range (npm pack would ship it as is).
+ */
+function pack() {
+  bootstrap()
+  // dist is rebuilt or restored from turbo's cache from scratch, so a file left from another
+  // checkout never ships.
+  for (const name of publicPackages) rmSync(join(root, "packages", name, "dist"), { recursive: true, force: true })
+  console.log(`» building ${publicPackages.map((name) => `@icr-apps/${name}`).join(", ")}`)
+  build(publicPackages)
+  mkdirSync(packsDir, { recursive: true })
+  for (const name of publicPackages) {
+    for (const file of readdirSync(packsDir))
+      if (file.startsWith(`icr-apps-${name}-`) && file.endsWith(".tgz")) rmSync(join(packsDir, file))
+    const result = spawnSync(pnpmBin, ["pack", "--pack-destination", packsDir, "--json"], {
+      cwd: join(root, "packages", name),
+      env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    if (result.error) throw result.error
+    if (result.status !== 0) {
+      console.error(`\npnpm pack in packages/${name} failed (exit ${result.status})`)
+      process.exit(result.status ?? 1)
+    }
+    const packed = JSON.parse(result.stdout)
+    const kib = (statSync(packed.filename).size / 1024).toFixed(1)
+    console.log(`» packs/${packed.filename.split("/").pop()}: ${packed.files.length} files, ${kib} KiB`)
+  }
+}
+
 /** Reads each package's vitest JSON report; a missing one (the run crashed) counts as a failure. */
 function collect(packages) {
   let passed = 0
@@ -198,6 +236,7 @@ const command = process.argv[2]
 if (command === "start") start()
 else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
+else if (command === "pack") pack()
 else if (command === "cli") {
   // `npm run icr-apps -- <command> …`: the SDK's CLI from source, after the usual bootstrap.
   bootstrap()
@@ -222,6 +261,6 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|test|bootstrap|lint|format")
+  console.error("usage: node scripts/icr.mjs start|test|pack|cli|bench|bootstrap|lint|format")
   process.exit(2)
 }
