@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The two commands of the README, with nothing but Node >= 20 and npm on the machine:
 //   npm start  — bootstrap, build core, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
-//   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), print one total line
+//   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), `npm start` end to end,
+//                the packed SDK in a new project; print one total line
 //   npm run pack — the public packages as installable tarballs in packs/
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
 // the workspace's dependencies from the lockfile.
@@ -209,6 +210,22 @@ function collect(packages) {
   return { passed, failed }
 }
 
+/** Runs scripts/packed-sdk.mjs; each of its checks counts. No report (it crashed) counts as one failure. */
+function packedSdk() {
+  const dir = mkdtempSync(join(tmpdir(), "icr-apps-report-"))
+  const report = join(dir, "packed-sdk.json")
+  try {
+    const status = run(process.execPath, [join(root, "scripts", "packed-sdk.mjs"), "--report", report])
+    if (!existsSync(report)) {
+      console.error(`✗ packed SDK: no report (exit ${status})`)
+      return { passed: 0, failed: 1 }
+    }
+    return JSON.parse(readFileSync(report, "utf8"))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 function test() {
   bootstrap()
   const packages = ["core", "testkit", "worker"]
@@ -223,9 +240,11 @@ function test() {
   run(join(binDir, "turbo"), ["run", "test", "--continue", "--concurrency=1", "--output-logs=full"])
   console.log("\n» npm start, end to end (scripts/start-smoke.mjs)")
   const smoke = run(process.execPath, [join(root, "scripts", "start-smoke.mjs")])
+  console.log("\n» the packed SDK in a new project: node, deno, bun, the bin (scripts/packed-sdk.mjs)")
+  const packed = packedSdk()
   const collected = collect(packages)
-  const passed = collected.passed + (smoke === 0 ? 1 : 0)
-  const failed = collected.failed + (smoke === 0 ? 0 : 1)
+  const passed = collected.passed + (smoke === 0 ? 1 : 0) + packed.passed
+  const failed = collected.failed + (smoke === 0 ? 0 : 1) + packed.failed
   const total = failed + stepFailures
   if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint, type-check or build)`)
   console.log(`\n${passed} passed, ${total} failed`)
