@@ -257,19 +257,23 @@ else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
 else if (command === "pack") pack()
 else if (command === "cli") {
-  // `npm run icr-apps -- <command> …`: the SDK's CLI from source, after the usual bootstrap.
+  // `npm run icr-apps -- <command> …`: the SDK's CLI from source. The bootstrap is a no-op (a stamp
+  // check) once the workspace is installed, so a call costs tsx's start-up, not an install.
   bootstrap()
-  const status = spawnSync(
+  const result = spawnSync(
     join(binDir, "tsx"),
-    [join(root, "packages", "core", "cli", "icr-apps.ts"), ...process.argv.slice(3)],
+    ["--conditions=@icr-apps/source", join(root, "packages", "core", "cli", "icr-apps.ts"), ...process.argv.slice(3)],
     {
       // npm runs scripts in the repo root; INIT_CWD is where the user typed the command.
       cwd: process.env.INIT_CWD || process.cwd(),
       env,
       stdio: "inherit"
     }
-  ).status
-  process.exit(status ?? 1)
+  )
+  // `npm run -s` hides npm's own report of a failed script: say here why the CLI did not run.
+  if (result.error) console.error(`icr-apps: could not run ${join(binDir, "tsx")}: ${result.error.message}`)
+  else if (result.signal) console.error(`icr-apps: stopped by ${result.signal}`)
+  process.exit(result.status ?? 1)
 } else if (command === "bench") {
   bootstrap()
   process.exit(run(pnpmBin, ["--filter", "@icr-apps/core", "run", "bench"], { stdio: "inherit" }))
