@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Proves the SDK as a user gets it: `npm run pack`, the tarballs' contents, a plain `npm install` of
 // them into a new project outside the repository, then examples/ (Promise and Effect; the right key
-// and a wrong one) under node, `deno run -A` and bun, and the `icr-apps` bin, all against `npm start`.
+// and a wrong one) under node, `deno run -A` and bun, the `icr-apps` bin (and the repository's
+// `npm run icr-apps` from outside the clone), all against one `npm start`; the testkit's fake issuer.
 // Prints one ✓/✗ line per check; `--report FILE` writes { passed, failed } there for npm test.
 // Exit 0 = every check passed.
 import { execFile, spawnSync } from "node:child_process"
@@ -251,7 +252,7 @@ for (const [runtime, command, args] of runtimes) {
   }
 }
 
-// 6. The bin, as npx finds it in the project.
+// 6. The CLI: the bin, as npx finds it in the project; the repository's script, from outside the clone.
 const help = await exec("npx", ["--no", "--", "icr-apps", "--help"], { cwd: project })
 check("npx icr-apps --help", help.code === 0 && help.out.includes("usage:"), `exit ${help.code}\n${help.out}`)
 const listed = await exec(
@@ -263,6 +264,15 @@ check(
   "npx icr-apps installations lists the installation",
   listed.code === 0 && listed.out.includes(installation.json.id),
   `exit ${listed.code}\n${listed.out}`
+)
+
+const fromRepo = (args) => exec("npm", ["--prefix", root, "run", "-s", "icr-apps", "--", ...args], { cwd: project })
+const repoHelp = await fromRepo(["--help"])
+const repoFail = await fromRepo(["jwt", "--app-id", app.json.id, "--key", "missing.pem", "--base-url", issuer.base])
+check(
+  "npm --prefix <repo> run -s icr-apps, from outside the clone: runs, and a failure says why",
+  repoHelp.code === 0 && repoHelp.out.includes("usage:") && repoFail.code !== 0 && /missing\.pem/.test(repoFail.out),
+  `--help: exit ${repoHelp.code}\n${repoHelp.out}\njwt with a missing key: exit ${repoFail.code}\n${repoFail.out}`
 )
 
 // 7. The testkit from its tarball: the fake issuer in memory, the SDK over its fetch.
