@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // The two commands of the README, with nothing but Node >= 20 and npm on the machine:
-//   npm start  — bootstrap, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
-//   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), print one total line
+//   npm start  — bootstrap, build core, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
+//   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), `npm start` end to end,
+//                the packed SDK in a new project; print one total line
+//   npm run pack — the public packages as installable tarballs in packs/
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -89,8 +91,27 @@ function bootstrap() {
   writeFileSync(stampFile, inputs)
 }
 
+/**
+ * Builds the public packages' dist (turbo, cached by inputs: a no-op when nothing changed). The
+ * workspace's typecheck and tests read the sources through the "@icr-apps/source" export condition;
+ * wrangler (esbuild) and a packed tarball read dist.
+ */
+function build(packages) {
+  const filters = packages.map((name) => `--filter=@icr-apps/${name}`)
+  const args = ["run", "build", ...filters, "--output-logs=errors-only"]
+  // turbo's summary is noise here; its output is shown only when the build fails.
+  const result = spawnSync(join(binDir, "turbo"), args, { cwd: root, env, encoding: "utf8", stdio: "pipe" })
+  if (result.error) throw result.error
+  if (result.status !== 0) {
+    console.error(`${result.stdout}${result.stderr}\nturbo ${args.join(" ")} failed (exit ${result.status})`)
+    process.exit(result.status ?? 1)
+  }
+}
+
 function start() {
   bootstrap()
+  console.log("» building @icr-apps/core (wrangler bundles its dist)")
+  build(["core"])
   const worker = join(root, "packages", "worker")
   const port = process.env.PORT || "8787"
   let adminToken = process.env.ADMIN_TOKEN
@@ -129,6 +150,43 @@ function start() {
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
 }
 
+/** The packages published from this repository (the worker is deployed, not published). */
+const publicPackages = ["core", "testkit"]
+const packsDir = join(root, "packs")
+
+/**
+ * `npm run pack`: the public packages as installable tarballs in packs/ — compiled ESM, .d.ts and
+ * source maps, exports that resolve without loaders, peers for effect and @effect/platform. Packed by
+ * the pinned pnpm, which turns `workspace:^` into a version range (npm pack would ship it as is).
+ */
+function pack() {
+  bootstrap()
+  // dist is rebuilt or restored from turbo's cache from scratch, so a file left from another
+  // checkout never ships.
+  for (const name of publicPackages) rmSync(join(root, "packages", name, "dist"), { recursive: true, force: true })
+  console.log(`» building ${publicPackages.map((name) => `@icr-apps/${name}`).join(", ")}`)
+  build(publicPackages)
+  mkdirSync(packsDir, { recursive: true })
+  for (const name of publicPackages) {
+    for (const file of readdirSync(packsDir))
+      if (file.startsWith(`icr-apps-${name}-`) && file.endsWith(".tgz")) rmSync(join(packsDir, file))
+    const result = spawnSync(pnpmBin, ["pack", "--pack-destination", packsDir, "--json"], {
+      cwd: join(root, "packages", name),
+      env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    if (result.error) throw result.error
+    if (result.status !== 0) {
+      console.error(`\npnpm pack in packages/${name} failed (exit ${result.status})`)
+      process.exit(result.status ?? 1)
+    }
+    const packed = JSON.parse(result.stdout)
+    const kib = (statSync(packed.filename).size / 1024).toFixed(1)
+    console.log(`» packs/${packed.filename.split("/").pop()}: ${packed.files.length} files, ${kib} KiB`)
+  }
+}
+
 /** Reads each package's vitest JSON report; a missing one (the run crashed) counts as a failure. */
 function collect(packages) {
   let passed = 0
@@ -152,6 +210,22 @@ function collect(packages) {
   return { passed, failed }
 }
 
+/** Runs scripts/packed-sdk.mjs; each of its checks counts. No report (it crashed) counts as one failure. */
+function packedSdk() {
+  const dir = mkdtempSync(join(tmpdir(), "icr-apps-report-"))
+  const report = join(dir, "packed-sdk.json")
+  try {
+    const status = run(process.execPath, [join(root, "scripts", "packed-sdk.mjs"), "--report", report])
+    if (!existsSync(report)) {
+      console.error(`✗ packed SDK: no report (exit ${status})`)
+      return { passed: 0, failed: 1 }
+    }
+    return JSON.parse(readFileSync(report, "utf8"))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 function test() {
   bootstrap()
   const packages = ["core", "testkit", "worker"]
@@ -166,9 +240,11 @@ function test() {
   run(join(binDir, "turbo"), ["run", "test", "--continue", "--concurrency=1", "--output-logs=full"])
   console.log("\n» npm start, end to end (scripts/start-smoke.mjs)")
   const smoke = run(process.execPath, [join(root, "scripts", "start-smoke.mjs")])
+  console.log("\n» the packed SDK in a new project: node, deno, bun, the bin (scripts/packed-sdk.mjs)")
+  const packed = packedSdk()
   const collected = collect(packages)
-  const passed = collected.passed + (smoke === 0 ? 1 : 0)
-  const failed = collected.failed + (smoke === 0 ? 0 : 1)
+  const passed = collected.passed + (smoke === 0 ? 1 : 0) + packed.passed
+  const failed = collected.failed + (smoke === 0 ? 0 : 1) + packed.failed
   const total = failed + stepFailures
   if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint, type-check or build)`)
   console.log(`\n${passed} passed, ${total} failed`)
@@ -179,20 +255,25 @@ const command = process.argv[2]
 if (command === "start") start()
 else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
+else if (command === "pack") pack()
 else if (command === "cli") {
-  // `npm run icr-apps -- <command> …`: the SDK's CLI from source, after the usual bootstrap.
+  // `npm run icr-apps -- <command> …`: the SDK's CLI from source. The bootstrap is a no-op (a stamp
+  // check) once the workspace is installed, so a call costs tsx's start-up, not an install.
   bootstrap()
-  const status = spawnSync(
+  const result = spawnSync(
     join(binDir, "tsx"),
-    [join(root, "packages", "core", "cli", "icr-apps.ts"), ...process.argv.slice(3)],
+    ["--conditions=@icr-apps/source", join(root, "packages", "core", "cli", "icr-apps.ts"), ...process.argv.slice(3)],
     {
       // npm runs scripts in the repo root; INIT_CWD is where the user typed the command.
       cwd: process.env.INIT_CWD || process.cwd(),
       env,
       stdio: "inherit"
     }
-  ).status
-  process.exit(status ?? 1)
+  )
+  // `npm run -s` hides npm's own report of a failed script: say here why the CLI did not run.
+  if (result.error) console.error(`icr-apps: could not run ${join(binDir, "tsx")}: ${result.error.message}`)
+  else if (result.signal) console.error(`icr-apps: stopped by ${result.signal}`)
+  process.exit(result.status ?? 1)
 } else if (command === "bench") {
   bootstrap()
   process.exit(run(pnpmBin, ["--filter", "@icr-apps/core", "run", "bench"], { stdio: "inherit" }))
@@ -203,6 +284,6 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|test|bootstrap|lint|format")
+  console.error("usage: node scripts/icr.mjs start|test|pack|cli|bench|bootstrap|lint|format")
   process.exit(2)
 }

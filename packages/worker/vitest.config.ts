@@ -11,7 +11,19 @@ export default defineConfig(async () => {
         miniflare: {
           bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token" }
         }
-      })
+      }),
+      {
+        // Workspace packages resolve to their TypeScript sources (the "@icr-apps/source" export
+        // condition), ahead of the workerd conditions the pool has just set. Through a plugin because
+        // a `resolve.conditions` in this config replaces the pool's list for the tests' environment.
+        // (wrangler dev and deploy bundle core's dist instead: `npm start` builds it first.)
+        name: "icr-apps-source",
+        config(config: { resolve?: { conditions?: Array<string> } }) {
+          config.resolve ??= {}
+          config.resolve.conditions ??= []
+          config.resolve.conditions.unshift("@icr-apps/source")
+        }
+      }
     ],
     test: {
       include: ["test/**/*.test.ts"],

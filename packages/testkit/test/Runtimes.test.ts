@@ -17,10 +17,13 @@ const run = (command: string, args: ReadonlyArray<string>) =>
 
 // The core uses web-standard APIs only: the same end-to-end pass (issuer + SDK) runs unchanged on each runtime.
 describe("runs unchanged on Node, Deno and Bun", () => {
+  // The workspace's packages from their sources (the "@icr-apps/source" export condition), not a build;
+  // the packed, compiled SDK is run on each runtime by scripts/packed-sdk.mjs.
+  const source = "--conditions=@icr-apps/source"
   const runtimes: ReadonlyArray<readonly [string, string, ReadonlyArray<string>]> = [
-    ["node", join(root, "node_modules/.bin/tsx"), [smoke]],
-    ["deno", tool("deno"), ["run", "--allow-read", "--allow-env", "--unstable-sloppy-imports", smoke]],
-    ["bun", tool("bun"), ["run", smoke]]
+    ["node", join(root, "node_modules/.bin/tsx"), [source, smoke]],
+    ["deno", tool("deno"), ["run", "--allow-read", "--allow-env", "--unstable-sloppy-imports", source, smoke]],
+    ["bun", tool("bun"), [source, "run", smoke]]
   ]
   for (const [name, command, args] of runtimes) {
     it(name, async () => {
