@@ -177,10 +177,6 @@ must(
 )
 const issuer = issuerOrError
 
-// Beside @effect/vitest 0.30 (which wants vitest ^3.2), the testkit must not make npm refuse (ERESOLVE).
-const beside = await npmInstall(["--dry-run", testkitTgz, "@effect/vitest@0.30.0", "vitest@3.2"])
-check("npm accepts the testkit beside @effect/vitest@0.30.0 + vitest@3.2 (no ERESOLVE)", beside.code === 0, beside.out)
-
 // 4. An app with a key pair, installed in an organization, through the operator API.
 const pair = () => generateKeyPairSync("rsa", { modulusLength: 2048 })
 const { publicKey, privateKey } = pair()
@@ -296,5 +292,29 @@ check(
   testkit.code === 0 && testkit.out.includes("testkit ok"),
   testkit.out
 )
+
+// 8. An Effect team's test of its own service, from the testkit README: beside @effect/vitest 0.30
+// (which wants vitest ^3.2) plain npm must not refuse (ERESOLVE), and the test must pass there.
+const beside = await npmInstall(["@effect/vitest@0.30.0", "vitest@3.2"])
+if (
+  check(
+    "npm installs the testkit beside @effect/vitest@0.30.0 + vitest@3.2 (no ERESOLVE)",
+    beside.code === 0,
+    beside.out
+  )
+) {
+  mkdirSync(join(project, "test"))
+  for (const file of readdirSync(join(root, "examples", "testkit")))
+    copyFileSync(join(root, "examples", "testkit", file), join(project, "test", file))
+  const vitest = await exec("npx", ["--no", "--", "vitest", "run", "--reporter=verbose"], {
+    cwd: project,
+    env: { NO_COLOR: "1", CI: "1" }
+  })
+  check(
+    "vitest 3.2 + @effect/vitest in the project: examples/testkit passes (FakeIssuer.layer, aimed fault, TestClock, log)",
+    vitest.code === 0 && /Tests\s+\d+ passed/.test(vitest.out) && !/\d+ failed/.test(vitest.out),
+    `exit ${vitest.code}\n${vitest.out.slice(-3000)}`
+  )
+}
 
 finish()
