@@ -14,7 +14,10 @@
  * the batch (all threads: WebCrypto's RSA and digest run on libuv's pool), wall is `performance.now()`.
  * A row's ratio is the median of the per-round ratios.
  *
- *   tsx bench/inprocess.ts [--json FILE] [--rounds N] [--batch-ms N]
+ *   tsx bench/inprocess.ts [--json FILE] [--rounds N] [--batch-ms N] [--src DIR]
+ *
+ * `--src DIR` (relative to packages/core) runs another copy of the issuer's sources, e.g. a prototype
+ * under dist/ (ignored by git): its answers are checked against the plain handler like the real one's.
  */
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -26,10 +29,12 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { writeFileSync } from "node:fs"
-import * as Entropy from "../src/issuer/Entropy.js"
-import { makeWebHandler } from "../src/issuer/Issuer.js"
-import * as Registry from "../src/issuer/Registry.js"
-import * as TokenStore from "../src/issuer/TokenStore.js"
+import { dirname, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import type * as EntropyModule from "../src/issuer/Entropy.js"
+import type * as IssuerModule from "../src/issuer/Issuer.js"
+import type * as RegistryModule from "../src/issuer/Registry.js"
+import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
 import { freshJwt, GRANT, generateKey, INSTALLATION_ID, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
 import { makePlainHandler, memoryStorage, type PlainApp, type PlainInstallation } from "./plain.js"
 import { fmtMicros, median, type PhaseResult, ratioOf, type Row } from "./stats.js"
@@ -41,6 +46,12 @@ const arg = (name: string, fallback: string) => {
 const ROUNDS = Number(arg("rounds", process.env.BENCH_ROUNDS ?? "15"))
 const BATCH_MS = Number(arg("batch-ms", "250"))
 const jsonOut = arg("json", "")
+
+const source = resolve(dirname(fileURLToPath(import.meta.url)), "..", arg("src", "src"))
+const Entropy: typeof EntropyModule = await import(`${source}/issuer/Entropy.js`)
+const { makeWebHandler }: typeof IssuerModule = await import(`${source}/issuer/Issuer.js`)
+const Registry: typeof RegistryModule = await import(`${source}/issuer/Registry.js`)
+const TokenStore: typeof TokenStoreModule = await import(`${source}/issuer/TokenStore.js`)
 
 type Handler = (request: Request) => Promise<Response>
 const ORIGIN = "http://bench.local"
