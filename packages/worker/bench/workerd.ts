@@ -138,7 +138,7 @@ const heaviest = (name: string) => {
   for (const output of Object.values<any>(meta.outputs)) {
     for (const [input, { bytesInOutput }] of Object.entries<any>(output.inputs ?? {})) {
       const m = /node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(input)
-      const pkg = m ? m[1]! : input.includes("packages/core/") ? "@icr-apps/core" : "(worker)"
+      const pkg = m ? m[1]! : /(^|\/)core\/(src|bench)\//.test(input) ? "@icr-apps/core" : "@icr-apps/worker"
       byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + bytesInOutput)
       byFile.push([m ? `${m[1]}/${m[2]}` : input.replace(/^.*packages\//, "packages/"), bytesInOutput])
     }
