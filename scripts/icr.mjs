@@ -277,6 +277,18 @@ else if (command === "cli") {
 } else if (command === "bench") {
   bootstrap()
   process.exit(run(pnpmBin, ["--filter", "@icr-apps/core", "run", "bench"], { stdio: "inherit" }))
+} else if (command === "bench:issuer") {
+  // Issue 12's table in one run: the issuer against a plain handler, a plain worker and octokit
+  // (packages/core/bench/issuer.ts; flags such as --quick or --check pass through).
+  bootstrap()
+  const status = run(
+    join(binDir, "tsx"),
+    [join(root, "packages", "core", "bench", "issuer.ts"), ...process.argv.slice(3)],
+    {
+      stdio: "inherit"
+    }
+  )
+  process.exit(status)
 } else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
@@ -284,6 +296,6 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|test|pack|cli|bench|bootstrap|lint|format")
+  console.error("usage: node scripts/icr.mjs start|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
   process.exit(2)
 }

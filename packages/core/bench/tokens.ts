@@ -9,6 +9,7 @@
  * token from a stub). Rounds alternate between candidates so machine noise hits both alike; the median
  * round is reported. Timings vary between runs on a shared machine; the ratios are what to compare.
  */
+import { writeFileSync } from "node:fs"
 import { createAppAuth } from "@octokit/auth-app"
 import { request } from "@octokit/request"
 import * as Effect from "effect/Effect"
@@ -99,8 +100,11 @@ const time = async (run: (n: number) => Promise<unknown>, n: number) => {
 }
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
+/** Every round's ns/op, by candidate (`npm run bench:issuer` takes per-round ratios from them). */
+const rounds: Record<string, Array<number>> = {}
 const measure = async (candidates: Record<string, { run: (n: number) => Promise<unknown>; n: number }>) => {
   const samples: Record<string, Array<number>> = Object.fromEntries(Object.keys(candidates).map((k) => [k, []]))
+  Object.assign(rounds, samples)
   for (const c of Object.values(candidates)) await c.run(Math.max(1, Math.floor(c.n / 10))) // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, c] of Object.entries(candidates)) samples[name]!.push(await time(c.run, c.n))
@@ -134,5 +138,9 @@ const report = (title: string, times: Record<string, number>, baseline: string) 
 console.log(`node ${process.version}, ${ITERATIONS} iterations × ${ROUNDS} rounds (median round)`)
 report("Cached installation token", tokenTimes, "@octokit/auth-app installation token (cached)")
 report("App JWT", jwtTimes, "@octokit/auth-app app JWT")
+// `npm run bench:issuer` runs this file with BENCH_JSON=<file> and reads the rounds back.
+if (process.env.BENCH_JSON) {
+  writeFileSync(process.env.BENCH_JSON, JSON.stringify({ iterations: ITERATIONS, rounds: ROUNDS, samples: rounds }))
+}
 await runtime.dispose()
 await facade.dispose()
