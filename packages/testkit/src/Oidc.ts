@@ -77,22 +77,20 @@ interface SigningKey {
   readonly publicJwk: JsonWebKeySet["keys"][number]
 }
 
-const algorithms = {
-  RS256: {
-    generate: {
-      name: "RSASSA-PKCS1-v1_5",
-      modulusLength: 2048,
-      publicExponent: new Uint8Array([1, 0, 1]),
-      hash: "SHA-256"
-    } as RsaHashedKeyGenParams,
-    sign: { name: "RSASSA-PKCS1-v1_5" } as AlgorithmIdentifier
-  },
-  ES256: {
-    generate: { name: "ECDSA", namedCurve: "P-256" } as EcKeyGenParams,
-    // WebCrypto's ECDSA signature is already the raw r || s that JWS wants (RFC 7518 §3.4).
-    sign: { name: "ECDSA", hash: "SHA-256" } as EcdsaParams
-  }
-} as const
+/** WebCrypto's parameters for each algorithm. */
+const generateParams = (alg: OidcAlgorithm) =>
+  alg === "RS256"
+    ? {
+        name: "RSASSA-PKCS1-v1_5",
+        modulusLength: 2048,
+        publicExponent: new Uint8Array([1, 0, 1]),
+        hash: "SHA-256"
+      }
+    : { name: "ECDSA", namedCurve: "P-256" }
+
+/** WebCrypto's ECDSA signature is already the raw r || s that JWS wants (RFC 7518 §3.4). */
+const signParams = (alg: OidcAlgorithm) =>
+  alg === "RS256" ? { name: "RSASSA-PKCS1-v1_5" } : { name: "ECDSA", hash: "SHA-256" }
 
 const utf8 = (text: string) => new Uint8Array(new TextEncoder().encode(text))
 const segment = (value: unknown) => Encoding.encodeBase64Url(JSON.stringify(value))
@@ -100,11 +98,13 @@ const segment = (value: unknown) => Encoding.encodeBase64Url(JSON.stringify(valu
 /** Only the public members of a JWK (WebCrypto exports `key_ops` and `ext`, which a JWKS does not carry). */
 const publicMembers = (jwk: JsonWebKey): JsonWebKey => {
   const { kty, n, e, crv, x, y } = jwk
-  return Object.fromEntries(Object.entries({ kty, n, e, crv, x, y }).filter(([, v]) => v !== undefined))
+  return Object.fromEntries(
+    Object.entries({ kty, n, e, crv, x, y }).filter(([, v]) => v !== undefined)
+  ) as unknown as JsonWebKey
 }
 
 const generateKey = async (alg: OidcAlgorithm): Promise<SigningKey> => {
-  const pair = (await crypto.subtle.generateKey(algorithms[alg].generate, true, ["sign", "verify"])) as CryptoKeyPair
+  const pair = (await crypto.subtle.generateKey(generateParams(alg), true, ["sign", "verify"])) as CryptoKeyPair
   const exported = publicMembers((await crypto.subtle.exportKey("jwk", pair.publicKey)) as JsonWebKey)
   const kid = Encoding.encodeBase64Url(crypto.getRandomValues(new Uint8Array(12)))
   return { kid, privateKey: pair.privateKey, publicJwk: { ...exported, kid, alg, use: "sig" } }
@@ -168,7 +168,7 @@ export const makeOidcProvider = (options: OidcProviderOptions): OidcProvider => 
       ...token.claims
     }
     const input = `${segment({ alg, typ: "JWT", kid: signing.kid })}.${segment(claims)}`
-    const signature = await crypto.subtle.sign(algorithms[alg].sign, signing.privateKey, utf8(input))
+    const signature = await crypto.subtle.sign(signParams(alg), signing.privateKey, utf8(input))
     return `${input}.${Encoding.encodeBase64Url(new Uint8Array(signature))}`
   }
 
