@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -125,6 +126,9 @@ const FAILED_ATTEMPTS_PER_MINUTE = 30
 /** How many minted token ids are remembered per isolate. */
 const MINTED_IDS_KEPT = 1000
 
+/** The id of the token the current exchange minted, if it minted one. */
+const MintedHere = FiberRef.unsafeMake<string | undefined>(undefined)
+
 /** The first 16 hex digits of SHA-256(token). */
 const digestPrefix = (token: string) =>
   Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))).pipe(
@@ -151,9 +155,11 @@ const sdkLayer = (
         ...client,
         createInstallationAccessToken: (installationId, options) =>
           Effect.tap(client.createInstallationAccessToken(installationId, options), (minted) =>
-            Effect.map(digestPrefix(Redacted.value(minted.token)), (digest) => {
+            Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
               ids.set(digest, minted.id)
               if (ids.size > MINTED_IDS_KEPT) ids.delete(ids.keys().next().value!)
+              // The mint runs in the fiber of the exchange that caused it (others wait on its result).
+              return FiberRef.set(MintedHere, minted.id)
             })
           )
       })
@@ -379,17 +385,18 @@ const exchange = (payload: TokenRequest) =>
       event.policy = policy.name
       event.permissions = permissions
 
+      yield* FiberRef.set(MintedHere, undefined)
       // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
-      const before = state.mintedIds.size
       const issued = yield* state.tokens.get(installationId, { permissions }).pipe(Effect.catchAll(fromMint))
+      const minted = yield* FiberRef.get(MintedHere)
       const now = yield* Clock.currentTimeMillis
       const secret = Redacted.value(issued.token)
       const digest = yield* digestPrefix(secret)
       event.outcome = "granted"
       event.permissions = issued.permissions
       event.tokenDigest = digest
-      event.tokenId = state.mintedIds.get(digest) ?? null
-      event.cached = !(state.mintedIds.size > before && state.mintedIds.has(digest))
+      event.tokenId = minted ?? state.mintedIds.get(digest) ?? null
+      event.cached = minted === undefined
       event.expiresAt = new Date(issued.expiresAt).toISOString()
       const response: TokenResponse = {
         access_token: secret,

@@ -42,6 +42,9 @@ describe("the KV token cache", () => {
     const tokens = await Promise.all(Array.from({ length: 5 }, () => tokenOf(t)))
     expect(new Set(tokens).size).toBe(1)
     expect(t.issuer.mints()).toBe(1)
+    // One exchange minted; the audit says which, and the others waited on it.
+    expect(t.audit.filter((e) => e.cached === false)).toHaveLength(1)
+    expect(t.audit.filter((e) => e.cached === true)).toHaveLength(4)
   })
 
   it("caches per effective permissions: a narrower request is another token", async () => {

@@ -114,6 +114,8 @@ describe("the HTTP rules", () => {
     expect(wrong.status).toBe(405)
     expect(wrong.headers.get("allow")).toBe("POST")
     expect((await json(wrong)).code).toBe("method_not_allowed")
+    const head = await t.fetch(new Request("https://broker.test/healthz", { method: "HEAD" }))
+    expect(head.status).toBe(200)
   })
 
   it("stamps no-store, security headers and a request id on every answer", async () => {
