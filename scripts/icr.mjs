@@ -130,6 +130,7 @@ function start() {
   writeFileSync(envFile, `ADMIN_TOKEN=${adminToken}\n`, { mode: 0o600 })
   process.on("exit", () => rmSync(envDir, { recursive: true, force: true }))
   console.log(`» wrangler dev on http://127.0.0.1:${port}`)
+  const broker = startBroker(worker, port, envDir, persist)
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [
@@ -146,8 +147,20 @@ function start() {
     ],
     { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"] }
   )
-  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal))
-  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
+  for (const signal of ["SIGINT", "SIGTERM"])
+    process.on(signal, () => {
+      child.kill(signal)
+      broker.kill(signal)
+    })
+  // Either one stopping stops both: a half-started pair would be more confusing than none.
+  for (const [one, other] of [
+    [child, broker],
+    [broker, child]
+  ])
+    one.on("exit", (code, signal) => {
+      other.kill("SIGTERM")
+      process.exit(code ?? (signal ? 1 : 0))
+    })
 }
 
 /** The packages published from this repository (the worker is deployed, not published). */
@@ -187,12 +200,86 @@ function pack() {
   }
 }
 
-/** Reads each package's vitest JSON report; a missing one (the run crashed) counts as a failure. */
+/**
+ * A value for a dotenv file, quoted so that wrangler reads it back unchanged: JSON compacted onto
+ * one line, other multi-line values (a PEM key) double-quoted with \n escapes, the rest literal;
+ * `$` escaped, since wrangler expands `$NAME` in every value.
+ */
+const dotenvValue = (value) => {
+  if (/[\r\n]/.test(value)) {
+    try {
+      value = JSON.stringify(JSON.parse(value))
+    } catch {
+      if (value.includes('"')) throw new Error("a multi-line BROKER_* value that is not JSON contains a double quote")
+      return `"${value.replace(/\$/g, "\\$").replace(/\r?\n/g, "\\n")}"`
+    }
+  }
+  const text = value.replace(/\$/g, "\\$")
+  if (!text.includes("'")) return `'${text}'`
+  if (!text.includes("`")) return `\`${text}\``
+  throw new Error("a BROKER_* value contains both ' and ` and cannot be passed to wrangler")
+}
+
+/**
+ * The token broker (SPEC §8) beside the issuer: `wrangler dev -c wrangler.broker.jsonc` on PORT + 1,
+ * wired to this issuer unless BROKER_ISSUER_URL says otherwise, with every BROKER_* variable of this
+ * environment passed through a private env file (the private key and cache secret are secrets).
+ */
+function startBroker(worker, port, envDir, persist) {
+  const brokerPort = String(Number(port) + 1)
+  const vars = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith("BROKER_")))
+  vars.BROKER_ISSUER_URL ||= `http://127.0.0.1:${port}`
+  if (!vars.BROKER_CACHE_SECRET) {
+    // Cached tokens are sealed under it; a fresh one each run only costs the cache of the last run.
+    vars.BROKER_CACHE_SECRET = randomBytes(32).toString("hex")
+  }
+  const envFile = join(envDir, "broker.env")
+  const lines = Object.entries(vars).map(([name, value]) => `${name}=${dotenvValue(value)}`)
+  writeFileSync(envFile, `${lines.join("\n")}\n`, { mode: 0o600 })
+  console.log(
+    `» the broker on http://127.0.0.1:${brokerPort} (its issuer: ${vars.BROKER_ISSUER_URL}; ` +
+      `curl http://127.0.0.1:${brokerPort}/healthz says whether it is configured)`
+  )
+  return spawn(
+    join(worker, "node_modules", ".bin", "wrangler"),
+    [
+      "dev",
+      "-c",
+      "wrangler.broker.jsonc",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      brokerPort,
+      "--env-file",
+      envFile,
+      // Its own devtools port: two `wrangler dev` starting together would both reach for 9229.
+      "--inspector-port",
+      freePort(),
+      "--show-interactive-dev-session=false",
+      ...persist
+    ],
+    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"] }
+  )
+}
+
+/** A loopback port that is free right now (asked of the OS, synchronously, by a child Node). */
+const freePort = () =>
+  spawnSync(
+    process.execPath,
+    ["-e", "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"],
+    { encoding: "utf8" }
+  ).stdout.trim()
+
+/** The vitest JSON reports, by package: the worker has two suites (the issuer's and the broker's). */
+const reportsOf = (name) =>
+  name === "worker" ? [".vitest-result.json", ".vitest-broker-result.json"] : [".vitest-result.json"]
+
+/** Reads each package's vitest JSON reports; a missing one (the run crashed) counts as a failure. */
 function collect(packages) {
   let passed = 0
   let failed = 0
-  for (const name of packages) {
-    const file = join(root, "packages", name, ".vitest-result.json")
+  for (const name of packages.flatMap((p) => reportsOf(p).map((report) => join(p, report)))) {
+    const file = join(root, "packages", name)
     if (!existsSync(file)) {
       console.error(`✗ ${name}: no test report (the run did not finish)`)
       failed += 1
@@ -229,7 +316,8 @@ function packedSdk() {
 function test() {
   bootstrap()
   const packages = ["core", "testkit", "worker"]
-  for (const name of packages) rmSync(join(root, "packages", name, ".vitest-result.json"), { force: true })
+  for (const name of packages)
+    for (const report of reportsOf(name)) rmSync(join(root, "packages", name, report), { force: true })
   let stepFailures = 0
   // turbo owns the graph (turbo.json): lint, type-check and build are cached by their inputs, so a
   // second run with nothing changed replays them; the suites always run.

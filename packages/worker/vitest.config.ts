@@ -1,5 +1,5 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers"
-import { defineConfig } from "vitest/config"
+import { configDefaults, defineConfig } from "vitest/config"
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations")
@@ -27,6 +27,8 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["test/**/*.test.ts"],
+      // The broker has its own worker, wrangler config and suite (vitest.broker.config.ts).
+      exclude: [...configDefaults.exclude, "test/broker/**"],
       setupFiles: ["./test/setup.ts"],
       reporters: ["default", ["json", { outputFile: ".vitest-result.json" }]],
       deps: { optimizer: { ssr: { enabled: true, include: ["effect", "@effect/platform"] } } }

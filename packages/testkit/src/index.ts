@@ -19,5 +19,6 @@ export {
   type RouteName
 } from "./FakeIssuer.js"
 export * as Keys from "./Keys.js"
+export { type IdentityTokenOptions, makeOidcProvider, type OidcProvider } from "./Oidc.js"
 export { type AppKeyPair, appClaims, generateAppKeyPair, signRs256 } from "./Keys.js"
 export { runAdvancing } from "./TestTime.js"

@@ -1,0 +1,43 @@
+/**
+ * One audit event per token exchange (SPEC §8): who asked, which policy decided, for which
+ * installation and permissions, what came of it, and which token was handed out — by its id and
+ * a digest prefix, never the token, the subject token or a key.
+ */
+import type { Permissions } from "@icr-apps/core/api/Permissions"
+
+/** One token exchange, granted or refused. */
+export interface ExchangeEvent {
+  readonly event: "broker.token_exchange"
+  /** RFC 3339. */
+  readonly time: string
+  readonly requestId: string
+  readonly outcome: "granted" | "refused"
+  /** The problem code when refused. */
+  readonly code?: string | undefined
+  /** Who asked, once authenticated. */
+  readonly caller?:
+    | { readonly kind: "oidc"; readonly issuer: string; readonly sub: string }
+    | { readonly kind: "service"; readonly service: string }
+    | undefined
+  /** The policy that allowed it. */
+  readonly policy?: string | undefined
+  readonly installationId?: string | undefined
+  /** What the token carries (granted), or what was asked for (refused). */
+  readonly permissions?: Permissions | undefined
+  /**
+   * The issuer's id of the token, when this isolate minted it; a token served from another
+   * isolate's cache entry is identified by {@link tokenDigest} alone (the SDK's cache keeps no id).
+   */
+  readonly tokenId?: string | null | undefined
+  /** The first 16 hex digits of SHA-256(token): the prefix of the issuer's own `token:<sha256>` KV key. */
+  readonly tokenDigest?: string | undefined
+  /** Whether the token came from the cache (no mint). */
+  readonly cached?: boolean | undefined
+  readonly expiresAt?: string | undefined
+}
+
+/** Where audit events go. */
+export type AuditSink = (event: ExchangeEvent) => void
+
+/** One JSON line on the Worker's log (Workers Logs / `wrangler tail` index it). */
+export const consoleSink: AuditSink = (event) => console.log(JSON.stringify(event))

@@ -1,0 +1,487 @@
+/**
+ * The broker (SPEC §8): it holds one app's identity and hands narrowed installation tokens to
+ * workloads that prove who they are, as the trust policies allow. Underneath is the app-side SDK
+ * (`AppJwt`, `IcrAppsClient`, `InstallationTokens`: signing, retries, refresh-ahead, single-flight
+ * per isolate) over an encrypted KV token cache; never the issuer's modules.
+ *
+ * Callers are authenticated two ways: an OIDC identity token from a configured issuer, or a
+ * Cloudflare service binding whose `props.service` names the caller (see `index.ts` for why that,
+ * and not a header).
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type { Permissions } from "@icr-apps/core/api/Permissions"
+import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
+import * as Client from "@icr-apps/core/sdk/Client"
+import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import {
+  ACCESS_TOKEN_TYPE,
+  BrokerApi,
+  openApiDocument,
+  SUBJECT_TOKEN_TYPES,
+  TOKEN_EXCHANGE_GRANT,
+  type TokenRequest,
+  type TokenResponse
+} from "./Api.js"
+import { type AuditSink, consoleSink, type ExchangeEvent } from "./Audit.js"
+import { type BrokerSettings, type BrokerVars, readSettings } from "./Config.js"
+import * as EncryptedTokenCache from "./EncryptedTokenCache.js"
+import * as Oidc from "./Oidc.js"
+import { type Caller, callerKey, decide, formatScope, listing, parseScope, reaches, type Refusal } from "./Policies.js"
+import {
+  type BrokerProblem,
+  codeOf,
+  InvalidGrant,
+  InvalidRequest,
+  InvalidScope,
+  InvalidTarget,
+  RateLimited,
+  UnauthorizedClient,
+  Unavailable
+} from "./Problems.js"
+import { httpRules, RequestId } from "./Http.js"
+import * as RateLimit from "./RateLimit.js"
+
+/** The bindings the broker reads: its vars and secrets, its KV namespace, the optional issuer binding. */
+export interface BrokerBindings extends BrokerVars {
+  readonly BROKER_CACHE: EncryptedTokenCache.KvLike
+  /** A service binding to the issuer worker; without it the issuer is reached at BROKER_ISSUER_URL. */
+  readonly ISSUER?: { fetch: typeof globalThis.fetch } | undefined
+}
+
+/** What the broker needs from outside besides its bindings (tests replace them). */
+export interface BrokerDependencies {
+  /** How OIDC discovery and JWKS documents are fetched (default: the global `fetch`). */
+  readonly oidcFetch?: typeof globalThis.fetch | undefined
+  /** Where audit events go (default: one JSON line on the console). */
+  readonly audit?: AuditSink | undefined
+  /** How the issuer is retried (default: 3 attempts, 200 ms doubling, 5 s per attempt). */
+  readonly retry?: Client.RetryOptions | undefined
+}
+
+/** An installation token's lifetime (SPEC §4: 2 h). */
+const INSTALLATION_TOKEN_SECONDS = 7200
+/**
+ * How long after its mint a cached token is still handed out: 10 minutes. The SDK refreshes ahead
+ * of expiry by a margin; here the margin is the rest of the lifetime, so a token the issuer has
+ * since killed (suspension, a permission change, a revocation by one of the callers sharing it)
+ * stops being handed out within 10 minutes, and every caller gets a token with at least 1 h 50 min
+ * left. Against an issuer with shorter-lived tokens the broker simply mints on every exchange.
+ */
+export const REUSE_SECONDS = 600
+
+/** The issuer retry policy: short, because a caller is waiting on the other side. */
+export const DEFAULT_RETRY: Client.RetryOptions = {
+  maxAttempts: 3,
+  baseDelay: "200 millis",
+  maxDelay: "2 seconds",
+  maxRetryAfter: "5 seconds",
+  attemptTimeout: "5 seconds"
+}
+
+/** The caller that came over a service binding (from `ctx.props`), per request. */
+export class ServiceCaller extends Context.Tag("@icr-apps/worker/broker/ServiceCaller")<
+  ServiceCaller,
+  { readonly service: string | undefined }
+>() {}
+
+/** A broker that can serve. */
+interface Ready {
+  readonly ready: true
+  readonly settings: BrokerSettings
+  readonly tokens: InstallationTokens.InstallationTokens["Type"]
+  readonly client: Client.IcrAppsClient["Type"]
+  readonly oidc: Oidc.OidcVerifier | undefined
+  /** Exchanges and listings per caller. */
+  readonly callers: RateLimit.RateLimiter
+  /** Failed authentications per client address. */
+  readonly failures: RateLimit.RateLimiter
+  /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
+  readonly mintedIds: Map<string, string>
+  readonly audit: AuditSink
+}
+
+/** The broker's state: ready, or why not. */
+export class BrokerState extends Context.Tag("@icr-apps/worker/broker/BrokerState")<
+  BrokerState,
+  Ready | { readonly ready: false; readonly problems: ReadonlyArray<string>; readonly audit: AuditSink }
+>() {}
+
+/** Failed authentications allowed per client address per minute before 429. */
+const FAILED_ATTEMPTS_PER_MINUTE = 30
+/** How many minted token ids are remembered per isolate. */
+const MINTED_IDS_KEPT = 1000
+
+/** The id of the token the current exchange minted, if it minted one. */
+const MintedHere = FiberRef.unsafeMake<string | undefined>(undefined)
+
+/** The first 16 hex digits of SHA-256(token). */
+const digestPrefix = (token: string) =>
+  Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))).pipe(
+    Effect.map((d) => Encoding.encodeHex(new Uint8Array(d)).slice(0, 16))
+  )
+
+/**
+ * The SDK, as the broker uses it: the client records the id of every token it mints (for the
+ * audit line), the cache is KV sealed under BROKER_CACHE_SECRET.
+ */
+const sdkLayer = (
+  settings: BrokerSettings,
+  env: BrokerBindings,
+  retry: Client.RetryOptions,
+  ids: Map<string, string>
+) => {
+  const issuer = env.ISSUER
+  const fetch: typeof globalThis.fetch =
+    issuer !== undefined ? (input, init) => issuer.fetch(input, init) : (input, init) => globalThis.fetch(input, init)
+  const recordingClient = Layer.effect(
+    Client.IcrAppsClient,
+    Effect.map(Client.make({ baseUrl: settings.issuerUrl, retry }), (client) =>
+      Client.IcrAppsClient.of({
+        ...client,
+        createInstallationAccessToken: (installationId, options) =>
+          Effect.tap(client.createInstallationAccessToken(installationId, options), (minted) =>
+            Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
+              ids.set(digest, minted.id)
+              if (ids.size > MINTED_IDS_KEPT) ids.delete(ids.keys().next().value!)
+              // The mint runs in the fiber of the exchange that caused it (others wait on its result).
+              return FiberRef.set(MintedHere, minted.id)
+            })
+          )
+      })
+    )
+  )
+  return InstallationTokens.layer({ refreshMarginSeconds: INSTALLATION_TOKEN_SECONDS - REUSE_SECONDS }).pipe(
+    Layer.provideMerge(recordingClient),
+    Layer.provide(AppJwt.layer({ appId: settings.appId, privateKey: settings.privateKey })),
+    Layer.provide(Client.layerFetch(fetch)),
+    Layer.provide(EncryptedTokenCache.layer(env.BROKER_CACHE, Redacted.value(settings.cacheSecret)))
+  )
+}
+
+/** Reads the configuration and builds the SDK once; a problem makes the broker not ready, never crash. */
+const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
+  Layer.scoped(
+    BrokerState,
+    Effect.gen(function* () {
+      const audit = deps.audit ?? consoleSink
+      const read = readSettings(env, env.ISSUER !== undefined)
+      if (Either.isLeft(read)) return { ready: false as const, problems: read.left, audit }
+      const settings = read.right
+      const mintedIds = new Map<string, string>()
+      const built = yield* Effect.either(Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds)))
+      if (Either.isLeft(built)) {
+        return { ready: false as const, problems: [`BROKER_PRIVATE_KEY: ${built.left.detail}`], audit }
+      }
+      return {
+        ready: true as const,
+        settings,
+        tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
+        client: Context.get(built.right, Client.IcrAppsClient),
+        oidc:
+          settings.audience === undefined || settings.oidcIssuers.length === 0
+            ? undefined
+            : Oidc.make({ issuers: settings.oidcIssuers, audience: settings.audience, fetch: deps.oidcFetch }),
+        callers: RateLimit.make(settings.ratePerMinute),
+        failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
+        mintedIds,
+        audit
+      }
+    })
+  )
+
+const notReady = () =>
+  new Unavailable({ detail: "The broker is not configured; GET /healthz says why", retryAfter: 30 })
+
+const readyState = Effect.flatMap(BrokerState, (state) =>
+  state.ready ? Effect.succeed(state) : Effect.fail(notReady())
+)
+
+/** The bearer credential of the request, if any. */
+const bearerOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<string | undefined, InvalidRequest> => {
+  const header = request.headers.authorization
+  if (header === undefined || header.trim() === "") return Effect.succeed(undefined)
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
+  return match === null
+    ? Effect.fail(new InvalidRequest({ detail: "The Authorization header must use the Bearer scheme" }))
+    : Effect.succeed(match[1]!)
+}
+
+/**
+ * Who is calling: the verified identity token if one was sent, else the service binding's name.
+ * Failed authentications count against the client address, and past the limit are refused
+ * before any verification work.
+ */
+const authenticate = (state: Ready, request: HttpServerRequest.HttpServerRequest, token: string | undefined) =>
+  Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
+    const address = request.headers["cf-connecting-ip"]
+    if (address !== undefined) {
+      const seen = state.failures.peek(address, now)
+      if (!seen.allowed)
+        return yield* new RateLimited({
+          detail: "Too many failed attempts from this address",
+          retryAfter: seen.retryAfterSeconds
+        })
+    }
+    if (token !== undefined) {
+      if (state.oidc === undefined)
+        return yield* new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
+      return yield* state.oidc
+        .verify(token)
+        .pipe(
+          Effect.tapError((e) =>
+            e instanceof InvalidGrant && address !== undefined
+              ? Effect.sync(() => state.failures.take(address, now))
+              : Effect.void
+          )
+        )
+    }
+    const service = yield* Effect.serviceOption(ServiceCaller)
+    if (Option.isSome(service) && service.value.service !== undefined)
+      return { kind: "service", service: service.value.service } as Caller
+    return yield* new InvalidRequest({
+      detail: "Send an OIDC identity token (subject_token, or Authorization: Bearer)"
+    })
+  })
+
+/** Counts one request of the caller against its limit. */
+const limit = (state: Ready, caller: Caller) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const decision = state.callers.take(callerKey(caller), now)
+    return decision.allowed
+      ? Effect.void
+      : Effect.fail(
+          new RateLimited({ detail: "Too many requests from this caller", retryAfter: decision.retryAfterSeconds })
+        )
+  })
+
+/** The issuer could not serve the broker: it says so, without the details (they are logged). */
+const issuerFailed = (e: { readonly _tag: string }, what: string) =>
+  Effect.zipRight(
+    Effect.logError(`broker: ${what} failed at the issuer`, e._tag),
+    Effect.fail(
+      new Unavailable({
+        detail:
+          e._tag === "InvalidJwt" || e._tag === "MissingCredentials" || e._tag === "JwtSigningFailed"
+            ? "The issuer refused the broker's app credentials"
+            : "The issuer could not be reached; retry later",
+        retryAfter: 5
+      })
+    )
+  )
+
+/**
+ * What the issuer's answer to a mint means to the caller: an unknown or suspended installation
+ * is the wrong target, a grant the installation lacks the wrong scope; transport failures, 5xx
+ * and 429 after the SDK's retries, or the issuer refusing the broker's own credentials, mean
+ * the broker cannot serve.
+ */
+const fromMint = (e: { readonly _tag: string }): Effect.Effect<never, InvalidTarget | InvalidScope | Unavailable> => {
+  switch (e._tag) {
+    case "InstallationNotFound":
+    case "InvalidRequest":
+      return Effect.fail(new InvalidTarget({ detail: "The app has no such installation" }))
+    case "InstallationSuspended":
+      return Effect.fail(new InvalidTarget({ detail: "The installation is suspended" }))
+    case "PermissionsExceedGrant":
+    case "InvalidPermissions": {
+      const names = (e as { readonly permissions?: ReadonlyArray<string> }).permissions
+      return Effect.fail(
+        new InvalidScope({
+          detail: `The installation does not grant ${names !== undefined && names.length > 0 ? names.join(", ") : "that scope"}`
+        })
+      )
+    }
+    default:
+      return issuerFailed(e, "minting an installation token")
+  }
+}
+
+const refusal = (r: Refusal, caller: Caller) => {
+  switch (r._tag) {
+    case "NoPolicy":
+      return new UnauthorizedClient({
+        detail: `No trust policy allows ${caller.kind === "service" ? "this service" : "this identity"}`
+      })
+    case "NotReachable":
+      return new InvalidTarget({ detail: "No policy of this caller reaches that installation" })
+    case "BeyondPolicy":
+      return new InvalidScope({ detail: `The scope asks for more than the policy allows: ${r.exceeding.join(", ")}` })
+  }
+}
+
+const auditCaller = (caller: Caller): ExchangeEvent["caller"] =>
+  caller.kind === "service"
+    ? { kind: "service", service: caller.service }
+    : { kind: "oidc", issuer: caller.issuer, sub: caller.sub }
+
+const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
+
+/** `POST /token`: RFC 8693 token exchange. */
+const exchange = (payload: TokenRequest) =>
+  Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    // Provided by the HTTP rules around the router (optional only for the type checker's sake).
+    const requestId = Option.getOrElse(yield* Effect.serviceOption(RequestId), () => "")
+    const event: { -readonly [K in keyof ExchangeEvent]: ExchangeEvent[K] } = {
+      event: "broker.token_exchange",
+      time: "",
+      requestId,
+      outcome: "refused"
+    }
+    const run = Effect.gen(function* () {
+      const state = yield* readyState
+      if (payload.grant_type === undefined) return yield* new InvalidRequest({ detail: "grant_type is required" })
+      if (payload.grant_type !== TOKEN_EXCHANGE_GRANT)
+        return yield* new InvalidRequest({ detail: `grant_type must be ${TOKEN_EXCHANGE_GRANT}` })
+      if (payload.actor_token !== undefined || payload.actor_token_type !== undefined)
+        return yield* new InvalidRequest({ detail: "Delegation (actor_token) is not supported" })
+      if (payload.requested_token_type !== undefined && payload.requested_token_type !== ACCESS_TOKEN_TYPE)
+        return yield* new InvalidRequest({ detail: `requested_token_type must be ${ACCESS_TOKEN_TYPE}` })
+      const bearer = yield* bearerOf(request)
+      if (payload.subject_token !== undefined && bearer !== undefined && payload.subject_token !== bearer)
+        return yield* new InvalidRequest({ detail: "subject_token and the Authorization header disagree" })
+      const token = payload.subject_token ?? bearer
+      if (token !== undefined && payload.subject_token !== undefined) {
+        if (payload.subject_token_type === undefined)
+          return yield* new InvalidRequest({ detail: "subject_token_type is required with subject_token" })
+        if (!SUBJECT_TOKEN_TYPES.includes(payload.subject_token_type))
+          return yield* new InvalidRequest({ detail: `subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(" or ")}` })
+      }
+      if (payload.resource === undefined)
+        return yield* new InvalidRequest({ detail: "resource (the installation id) is required" })
+
+      const caller = yield* authenticate(state, request, token)
+      event.caller = auditCaller(caller)
+      yield* limit(state, caller)
+      if (!isUuid(payload.resource)) return yield* new InvalidTarget({ detail: "resource must be an installation id" })
+      const installationId = payload.resource.toLowerCase()
+      event.installationId = installationId
+      let requested: Permissions | undefined
+      if (payload.scope !== undefined) {
+        const parsed = parseScope(payload.scope)
+        if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left })
+        requested = parsed.right
+        event.permissions = requested
+      }
+      const decision = decide(state.settings.policies, caller, installationId, requested)
+      if (Either.isLeft(decision)) return yield* refusal(decision.left, caller)
+      const { policy, permissions } = decision.right
+      event.policy = policy.name
+      event.permissions = permissions
+
+      yield* FiberRef.set(MintedHere, undefined)
+      // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
+      const issued = yield* state.tokens.get(installationId, { permissions }).pipe(Effect.catchAll(fromMint))
+      const minted = yield* FiberRef.get(MintedHere)
+      const now = yield* Clock.currentTimeMillis
+      const secret = Redacted.value(issued.token)
+      const digest = yield* digestPrefix(secret)
+      event.outcome = "granted"
+      event.permissions = issued.permissions
+      event.tokenDigest = digest
+      event.tokenId = minted ?? state.mintedIds.get(digest) ?? null
+      event.cached = minted === undefined
+      event.expiresAt = new Date(issued.expiresAt).toISOString()
+      const response: TokenResponse = {
+        access_token: secret,
+        issued_token_type: ACCESS_TOKEN_TYPE,
+        token_type: "Bearer",
+        expires_in: Math.max(0, Math.floor((issued.expiresAt - now) / 1000)),
+        scope: formatScope(issued.permissions)
+      }
+      return response
+    })
+    return yield* run.pipe(
+      Effect.onExit((exit) =>
+        Effect.gen(function* () {
+          const state = yield* BrokerState
+          event.time = new Date(yield* Clock.currentTimeMillis).toISOString()
+          if (Exit.isFailure(exit)) {
+            const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+            event.outcome = "refused"
+            event.code = failure !== undefined ? codeOf(failure as BrokerProblem) : "internal"
+          }
+          state.audit(event)
+        })
+      )
+    )
+  })
+
+/** `GET /installations`: every installation the caller's listing policies reach, all pages. */
+const installations = Effect.gen(function* () {
+  const state = yield* readyState
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const caller = yield* authenticate(state, request, yield* bearerOf(request))
+  yield* limit(state, caller)
+  const allowed = listing(state.settings.policies, caller)
+  if (allowed.length === 0) return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list" })
+  const all = yield* Stream.runCollect(state.client.installations()).pipe(
+    Effect.catchAll((e) => issuerFailed(e, "listing installations"))
+  )
+  return { items: Chunk.toReadonlyArray(all).filter((i) => allowed.some((p) => reaches(p, i.id))) }
+})
+
+const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>
+  Effect.succeed(
+    handlers.handle("token", ({ payload }) => exchange(payload)).handle("installations", () => installations)
+  )
+)
+
+const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
+  Effect.sync(() => {
+    const document = openApiDocument()
+    return handlers
+      .handle("healthz", () =>
+        Effect.flatMap(
+          BrokerState,
+          (state): Effect.Effect<{ readonly status: "ok" } | HttpServerResponse.HttpServerResponse> =>
+            state.ready
+              ? Effect.succeed({ status: "ok" as const })
+              : Effect.orDie(
+                  HttpServerResponse.json({ status: "unavailable", problems: state.problems }, { status: 503 })
+                )
+        )
+      )
+      .handle("openapi", () => Effect.succeed(document))
+  })
+)
+
+/** The broker as a layer over its bindings. */
+export const layer = (env: BrokerBindings, deps: BrokerDependencies = {}) =>
+  HttpApiBuilder.api(BrokerApi).pipe(
+    Layer.provide([BrokerLive, SystemLive]),
+    Layer.provide(httpRules),
+    Layer.provide(stateLayer(env, deps))
+  )
+
+/** A `fetch`-style handler; `service` is the caller's name when the request came over a service binding. */
+export interface BrokerHandler {
+  readonly handler: (request: Request, caller?: { readonly service?: string | undefined }) => Promise<Response>
+  readonly dispose: () => Promise<void>
+}
+
+/** Builds the broker once (per isolate, per bindings object); the first request builds its state. */
+export const makeHandler = (env: BrokerBindings, deps: BrokerDependencies = {}): BrokerHandler => {
+  const built = HttpApiBuilder.toWebHandler(Layer.mergeAll(layer(env, deps), HttpServer.layerContext))
+  return {
+    handler: (request, caller) =>
+      built.handler(request, Context.make(ServiceCaller, { service: caller?.service }) as Context.Context<never>),
+    dispose: built.dispose
+  }
+}

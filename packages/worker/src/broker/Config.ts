@@ -1,0 +1,112 @@
+/**
+ * The broker's configuration (SPEC §8), read from its vars and secrets. Every problem is
+ * collected, not just the first, so `/healthz` can say everything that is wrong at once; a
+ * message names the variable (and, for policies, the path) but never quotes a secret.
+ */
+import { DEFAULT_BASE_URL } from "@icr-apps/core/sdk/Client"
+import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
+import { isAllowedUrl } from "./Oidc.js"
+import { decodePolicies, type Policy } from "./Policies.js"
+
+/** The vars and secrets the broker reads. */
+export interface BrokerVars {
+  readonly BROKER_APP_ID?: string | undefined
+  readonly BROKER_PRIVATE_KEY?: string | undefined
+  readonly BROKER_ISSUER_URL?: string | undefined
+  readonly BROKER_AUDIENCE?: string | undefined
+  readonly BROKER_OIDC_ISSUERS?: string | undefined
+  readonly BROKER_POLICIES?: string | undefined
+  readonly BROKER_CACHE_SECRET?: string | undefined
+  readonly BROKER_RATE_LIMIT_PER_MINUTE?: string | undefined
+}
+
+/** The configuration, once valid. */
+export interface BrokerSettings {
+  readonly appId: string
+  readonly privateKey: Redacted.Redacted<string>
+  readonly issuerUrl: string
+  /** The `aud` identity tokens must carry (absent when no policy is for an OIDC identity). */
+  readonly audience: string | undefined
+  readonly oidcIssuers: ReadonlyArray<string>
+  readonly policies: ReadonlyArray<Policy>
+  readonly cacheSecret: Redacted.Redacted<string>
+  /** Token exchanges and listings per caller per minute, per isolate. */
+  readonly ratePerMinute: number
+}
+
+/** The shortest `BROKER_CACHE_SECRET` accepted. */
+export const MIN_CACHE_SECRET_LENGTH = 32
+/** The default of `BROKER_RATE_LIMIT_PER_MINUTE`. */
+export const DEFAULT_RATE_PER_MINUTE = 60
+
+const set = (value: string | undefined): value is string => value !== undefined && value.trim() !== ""
+
+/**
+ * Reads the settings. `viaBinding` says whether the issuer is reached through the `ISSUER`
+ * service binding (then the URL never leaves Cloudflare and may be `http:`).
+ */
+export const readSettings = (
+  vars: BrokerVars,
+  viaBinding: boolean
+): Either.Either<BrokerSettings, ReadonlyArray<string>> => {
+  const problems: Array<string> = []
+
+  if (!set(vars.BROKER_APP_ID)) problems.push("BROKER_APP_ID is not set: the broker has no app identity")
+  if (!set(vars.BROKER_PRIVATE_KEY)) problems.push("BROKER_PRIVATE_KEY is not set: the broker cannot sign App JWTs")
+
+  const issuerUrl = set(vars.BROKER_ISSUER_URL) ? vars.BROKER_ISSUER_URL.trim() : DEFAULT_BASE_URL
+  if (!viaBinding && !isAllowedUrl(issuerUrl))
+    problems.push("BROKER_ISSUER_URL must be an https: URL (http: only on a loopback host)")
+
+  let oidcIssuers: ReadonlyArray<string> = []
+  if (set(vars.BROKER_OIDC_ISSUERS)) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(vars.BROKER_OIDC_ISSUERS)
+    } catch {
+      parsed = undefined
+    }
+    if (!Array.isArray(parsed) || !parsed.every((i) => typeof i === "string")) {
+      problems.push("BROKER_OIDC_ISSUERS must be a JSON array of issuer URLs")
+    } else {
+      parsed.forEach((issuer: string, index) => {
+        if (!isAllowedUrl(issuer))
+          problems.push(`BROKER_OIDC_ISSUERS[${index}] must be an https: URL (http: only on a loopback host)`)
+      })
+      oidcIssuers = parsed
+    }
+  }
+
+  const policies = decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
+  if (Either.isLeft(policies)) problems.push(...policies.left)
+
+  const audience = set(vars.BROKER_AUDIENCE) ? vars.BROKER_AUDIENCE.trim() : undefined
+  const wantsOidc = Either.isRight(policies) && policies.right.some((p) => "issuer" in p.identity)
+  if (wantsOidc && audience === undefined)
+    problems.push("BROKER_AUDIENCE is not set: identity tokens cannot be checked for this broker's audience")
+
+  if (!set(vars.BROKER_CACHE_SECRET) || vars.BROKER_CACHE_SECRET.length < MIN_CACHE_SECRET_LENGTH)
+    problems.push(
+      `BROKER_CACHE_SECRET is not set (at least ${MIN_CACHE_SECRET_LENGTH} characters): tokens are never cached unencrypted`
+    )
+
+  let ratePerMinute = DEFAULT_RATE_PER_MINUTE
+  if (set(vars.BROKER_RATE_LIMIT_PER_MINUTE)) {
+    const n = Number(vars.BROKER_RATE_LIMIT_PER_MINUTE)
+    if (Number.isInteger(n) && n > 0) ratePerMinute = n
+    else problems.push("BROKER_RATE_LIMIT_PER_MINUTE must be a positive integer")
+  }
+
+  if (problems.length > 0 || Either.isLeft(policies)) return Either.left(problems)
+  return Either.right({
+    appId: vars.BROKER_APP_ID!.trim(),
+    privateKey: Redacted.make(vars.BROKER_PRIVATE_KEY!),
+    issuerUrl,
+    audience,
+    oidcIssuers,
+    policies: policies.right,
+    cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
+    ratePerMinute
+  })
+}

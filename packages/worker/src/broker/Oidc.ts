@@ -1,0 +1,213 @@
+/**
+ * Verifies OIDC identity tokens from the configured issuers only (SPEC §8), with `jose`.
+ *
+ * The verification key comes from the JWKS that the *configured* issuer's discovery document
+ * names — never from anything in the token (`jku`, `x5u`, `jwk` are ignored): the token's `iss`
+ * only selects which configured issuer to ask. Discovery and keys are cached per isolate; an
+ * unknown `kid` refetches the JWKS (a rotation is picked up at once), but such out-of-turn
+ * fetches happen at most once per cool-down, so a stream of forged `kid`s cannot hammer the issuer. Checked: signature (RS256 or ES256 only), `iss`, `aud` (the broker's
+ * audience), `exp`, `nbf` and `iat`, with 60 s of allowed skew; `sub`, `iat` and `exp` required.
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  type JSONWebKeySet,
+  type JWTPayload,
+  jwtVerify
+} from "jose"
+import type { Caller } from "./Policies.js"
+import { InvalidGrant, Unavailable } from "./Problems.js"
+
+/** The algorithms accepted (SPEC §8). */
+export const ALGORITHMS = ["RS256", "ES256"] as const
+/** Seconds of allowed clock skew on `exp`, `nbf`, `iat`. */
+export const CLOCK_SKEW_SECONDS = 60
+/** The longest subject token read (the issuer's limit on an Authorization value). */
+export const MAX_TOKEN_LENGTH = 8 * 1024
+
+/** How the verifier is configured. */
+export interface OidcOptions {
+  /** The issuers trusted, exactly as their tokens' `iss`. */
+  readonly issuers: ReadonlyArray<string>
+  /** The `aud` a token must carry. */
+  readonly audience: string
+  /** How discovery and JWKS documents are fetched (default: the global `fetch`). */
+  readonly fetch?: typeof globalThis.fetch | undefined
+  /** How long a JWKS is used before it is fetched again (default 10 minutes). */
+  readonly jwksMaxAgeMillis?: number | undefined
+  /** How long a discovery document is used (default 1 hour). */
+  readonly discoveryMaxAgeMillis?: number | undefined
+  /** The least time between two out-of-turn fetches of one issuer's JWKS for an unknown `kid` (default 30 s). */
+  readonly refetchCooldownMillis?: number | undefined
+  /** Per fetch (default 5 s). */
+  readonly timeoutMillis?: number | undefined
+}
+
+/** An issuer URL is usable when it is `https:`, or `http:` on a loopback host (local development). */
+export const isAllowedUrl = (value: string): boolean => {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return false
+  }
+  if (url.username !== "" || url.password !== "" || url.hash !== "") return false
+  if (url.protocol === "https:") return true
+  const host = url.hostname.replace(/^\[|\]$/g, "")
+  return url.protocol === "http:" && (host === "localhost" || host === "::1" || /^127(\.\d{1,3}){3}$/.test(host))
+}
+
+const MAX_DOCUMENT_BYTES = 64 * 1024
+
+/** What the verifier fails with. */
+export type OidcFailure = InvalidGrant | Unavailable
+
+interface IssuerState {
+  discovery?: { readonly jwksUri: string; readonly at: number } | undefined
+  keys?: { readonly set: JSONWebKeySet; readonly at: number } | undefined
+  /** When an unknown `kid` last made us fetch the JWKS out of turn. */
+  forcedAt?: number | undefined
+  /** One fetch at a time per issuer; concurrent verifications wait for it. */
+  pending?: Promise<void> | undefined
+}
+
+const grant = (detail: string) => new InvalidGrant({ detail })
+
+/** A verifier of identity tokens. */
+export interface OidcVerifier {
+  /** The caller a token proves, or why it proves nothing. */
+  readonly verify: (token: string) => Effect.Effect<Extract<Caller, { kind: "oidc" }>, OidcFailure>
+}
+
+/** Makes a verifier; nothing is fetched until the first token of each issuer. */
+export const make = (options: OidcOptions): OidcVerifier => {
+  const fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
+  const jwksMaxAge = options.jwksMaxAgeMillis ?? 10 * 60_000
+  const discoveryMaxAge = options.discoveryMaxAgeMillis ?? 60 * 60_000
+  const cooldown = options.refetchCooldownMillis ?? 30_000
+  const timeout = options.timeoutMillis ?? 5_000
+  const states = new Map<string, IssuerState>(options.issuers.map((issuer) => [issuer, {}]))
+
+  /** A small JSON document over https (or loopback http), without following redirects. */
+  const getJson = async (url: string): Promise<Record<string, unknown>> => {
+    if (!isAllowedUrl(url)) throw new Error("refused URL")
+    const response = await fetch(url, {
+      headers: { accept: "application/json" },
+      redirect: "manual",
+      signal: AbortSignal.timeout(timeout)
+    })
+    if (response.status !== 200) throw new Error(`HTTP ${response.status}`)
+    const text = await response.text()
+    if (text.length > MAX_DOCUMENT_BYTES) throw new Error("document too large")
+    const value = JSON.parse(text) as unknown
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not a JSON object")
+    return value as Record<string, unknown>
+  }
+
+  /** Refreshes an issuer's discovery (when stale) and its JWKS; one refresh at a time per issuer. */
+  const refresh = (issuer: string, state: IssuerState, now: number): Promise<void> => {
+    state.pending ??= (async () => {
+      if (state.discovery === undefined || now - state.discovery.at >= discoveryMaxAge) {
+        const document = await getJson(`${issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`)
+        // OpenID Connect Discovery §4.3: the document must name the issuer it was fetched for.
+        if (document.issuer !== issuer) throw new Error("discovery names another issuer")
+        if (typeof document.jwks_uri !== "string" || !isAllowedUrl(document.jwks_uri))
+          throw new Error("discovery has no usable jwks_uri")
+        state.discovery = { jwksUri: document.jwks_uri, at: now }
+      }
+      const set = await getJson(state.discovery.jwksUri)
+      if (!Array.isArray(set.keys)) throw new Error("the JWKS has no keys")
+      state.keys = { set: set as unknown as JSONWebKeySet, at: now }
+    })().finally(() => {
+      state.pending = undefined
+    })
+    return state.pending
+  }
+
+  /** The issuer's keys: cached, refreshed when old; a stale copy is used if a refresh fails. */
+  const keysOf = (issuer: string, state: IssuerState, now: number) =>
+    Effect.tryPromise({
+      try: async () => {
+        if (state.keys === undefined || now - state.keys.at >= jwksMaxAge) {
+          try {
+            await refresh(issuer, state, now)
+          } catch (cause) {
+            if (state.keys === undefined) throw cause
+          }
+        }
+        return state.keys!.set
+      },
+      catch: () =>
+        new Unavailable({ detail: "The identity provider's keys could not be fetched; retry later", retryAfter: 5 })
+    })
+
+  const check = (token: string, issuer: string, keys: JSONWebKeySet, now: number) =>
+    Effect.tryPromise({
+      try: () =>
+        jwtVerify(token, createLocalJWKSet(keys), {
+          issuer,
+          audience: options.audience,
+          algorithms: [...ALGORITHMS],
+          clockTolerance: CLOCK_SKEW_SECONDS,
+          currentDate: new Date(now),
+          requiredClaims: ["sub", "iat", "exp"]
+        }),
+      catch: (e) => e
+    })
+
+  const explain = (e: unknown): InvalidGrant => {
+    if (e instanceof errors.JWTExpired) return grant("The subject token has expired")
+    if (e instanceof errors.JWTClaimValidationFailed) {
+      if (e.claim === "aud") return grant("The subject token is for another audience")
+      if (e.claim === "nbf") return grant("The subject token is not valid yet (nbf)")
+      if (e.reason === "missing") return grant(`The subject token has no "${e.claim}" claim`)
+      return grant(`The subject token's "${e.claim}" claim is not acceptable`)
+    }
+    if (e instanceof errors.JOSEAlgNotAllowed) return grant("The subject token must be signed with RS256 or ES256")
+    if (e instanceof errors.JWKSNoMatchingKey)
+      return grant("The subject token is signed with a key the issuer does not list")
+    if (e instanceof errors.JWSSignatureVerificationFailed)
+      return grant("The subject token's signature does not verify")
+    return grant("The subject token is malformed")
+  }
+
+  return {
+    verify: (token) =>
+      Effect.gen(function* () {
+        if (token.length > MAX_TOKEN_LENGTH) return yield* grant("The subject token is too long")
+        // Read, not trusted: the header's alg is checked again by jwtVerify, `iss` only picks a configured issuer.
+        const unverified = yield* Effect.try({
+          try: () => ({ header: decodeProtectedHeader(token), payload: decodeJwt(token) }),
+          catch: () => grant("The subject token is not a JWT")
+        })
+        if (!ALGORITHMS.includes(unverified.header.alg as (typeof ALGORITHMS)[number]))
+          return yield* grant("The subject token must be signed with RS256 or ES256")
+        const issuer = typeof unverified.payload.iss === "string" ? unverified.payload.iss : undefined
+        const state = issuer === undefined ? undefined : states.get(issuer)
+        if (issuer === undefined || state === undefined)
+          return yield* grant("The subject token's issuer is not one this broker trusts")
+        const now = yield* Clock.currentTimeMillis
+        const keys = yield* keysOf(issuer, state, now)
+        let result = yield* Effect.either(check(token, issuer, keys, now))
+        if (result._tag === "Left" && result.left instanceof errors.JWKSNoMatchingKey) {
+          // A key we have not seen: the issuer may have rotated. Ask again, at most once per cool-down.
+          if (state.forcedAt === undefined || now - state.forcedAt >= cooldown) {
+            state.forcedAt = now
+            const fresh = yield* Effect.either(Effect.tryPromise(() => refresh(issuer, state, now)))
+            if (fresh._tag === "Right") result = yield* Effect.either(check(token, issuer, state.keys!.set, now))
+          }
+        }
+        if (result._tag === "Left") return yield* explain(result.left)
+        const payload: JWTPayload = result.right.payload
+        if (typeof payload.iat === "number" && payload.iat > now / 1000 + CLOCK_SKEW_SECONDS)
+          return yield* grant("The subject token is issued in the future (iat)")
+        if (typeof payload.sub !== "string" || payload.sub === "")
+          return yield* grant("The subject token has no subject")
+        return { kind: "oidc" as const, issuer, sub: payload.sub, claims: payload as Record<string, unknown> }
+      })
+  }
+}

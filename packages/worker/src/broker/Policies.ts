@@ -1,0 +1,229 @@
+/**
+ * Trust policies (SPEC §8): which caller may get tokens for which installations, with at most
+ * which permissions, and whether it may list installations. Deny by default: a caller no policy
+ * names gets nothing, and a request beyond its policy is refused, never cut down.
+ *
+ * `BROKER_POLICIES` is decoded here, one policy at a time, so that every bad policy gets its own
+ * error naming the path of its first problem (`BROKER_POLICIES[2] "deploy": identity.sub: …`).
+ */
+import {
+  canonical,
+  exceeding,
+  type Permissions,
+  Permissions as PermissionsSchema
+} from "@icr-apps/core/api/Permissions"
+import { Uuid } from "@icr-apps/core/api/Primitives"
+import * as Arr from "effect/Array"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+
+const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
+
+/** A caller identified by an OIDC issuer and its exact `sub`. */
+const SubjectIdentity = Schema.Struct({ issuer: NonEmpty, sub: NonEmpty })
+/** A caller identified by an OIDC issuer and exact values of some of its claims (at least one). */
+const ClaimsIdentity = Schema.Struct({
+  issuer: NonEmpty,
+  claims: Schema.Record({ key: Schema.String, value: Schema.Union(Schema.String, Schema.Number, Schema.Boolean) }).pipe(
+    Schema.filter((claims) => Object.keys(claims).length > 0 || "must name at least one claim")
+  )
+})
+/** A caller that comes over a service binding whose `props.service` is this name. */
+const ServiceIdentity = Schema.Struct({ service: NonEmpty })
+
+/** Who a policy is for. */
+export type Identity = typeof SubjectIdentity.Type | typeof ClaimsIdentity.Type | typeof ServiceIdentity.Type
+
+const Installations = Schema.NonEmptyArray(Uuid)
+
+const PolicyFields = Schema.Struct({
+  name: NonEmpty,
+  identity: Schema.Unknown,
+  installations: Schema.Unknown,
+  permissions: PermissionsSchema.pipe(
+    Schema.filter((p) => Object.keys(p).length > 0 || "must grant at least one permission")
+  ),
+  list: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+
+/** One trust policy, decoded. */
+export interface Policy {
+  readonly name: string
+  readonly identity: Identity
+  /** Lower-case installation ids, or every installation. */
+  readonly installations: "*" | ReadonlyArray<string>
+  /** The most a token may carry (never empty: an empty grant would mean "everything" to the issuer). */
+  readonly permissions: Permissions
+  /** Whether `GET /installations` is allowed. */
+  readonly list: boolean
+}
+
+const strict = { errors: "first", onExcessProperty: "error" } as const
+
+/** The first issue of a parse error as `path: message`. */
+const firstIssue = (error: ParseResult.ParseError, prefix: ReadonlyArray<PropertyKey> = []): string => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  const path = [...prefix, ...(issue?.path ?? [])].map(String).join(".")
+  const message = (issue?.message ?? "is invalid").replace(/\s+/g, " ").slice(0, 200)
+  return path === "" ? message : `${path}: ${message}`
+}
+
+const decodeIdentity = (input: unknown): Either.Either<Identity, string> => {
+  if (!isObject(input)) return Either.left("identity: must be { issuer, sub }, { issuer, claims } or { service }")
+  const schema =
+    "service" in input
+      ? ServiceIdentity
+      : "claims" in input
+        ? ClaimsIdentity
+        : "sub" in input
+          ? SubjectIdentity
+          : undefined
+  if (schema === undefined) return Either.left("identity: must be { issuer, sub }, { issuer, claims } or { service }")
+  return Either.mapLeft(Schema.decodeUnknownEither(schema as Schema.Schema<Identity, unknown>)(input, strict), (e) =>
+    firstIssue(e, ["identity"])
+  )
+}
+
+const isObject = (input: unknown): input is object =>
+  input !== null && typeof input === "object" && !Array.isArray(input)
+
+const decodeInstallations = (input: unknown): Either.Either<"*" | ReadonlyArray<string>, string> => {
+  if (input === "*") return Either.right("*")
+  if (!Array.isArray(input) || input.length === 0)
+    return Either.left('installations: must be "*" or a non-empty array of installation ids')
+  return Either.mapLeft(Schema.decodeUnknownEither(Installations)(input, strict), (e) =>
+    firstIssue(e, ["installations"])
+  )
+}
+
+/** Decodes one policy, or says what is wrong with it (its first problem, with its path). */
+export const decodePolicy = (input: unknown): Either.Either<Policy, string> =>
+  Either.gen(function* () {
+    if (!isObject(input)) return yield* Either.left("must be a JSON object")
+    const fields = yield* Either.mapLeft(Schema.decodeUnknownEither(PolicyFields)(input, strict), (e) => firstIssue(e))
+    const identity = yield* decodeIdentity(fields.identity)
+    const installations = yield* decodeInstallations(fields.installations)
+    return { ...fields, identity, installations, permissions: canonical(fields.permissions) }
+  })
+
+/** What `BROKER_POLICIES` decoded to: the policies, or one error per bad policy (and per conflict). */
+export const decodePolicies = (
+  json: string | undefined,
+  trustedIssuers: ReadonlyArray<string>
+): Either.Either<ReadonlyArray<Policy>, ReadonlyArray<string>> => {
+  if (json === undefined || json.trim() === "") return Either.left(["BROKER_POLICIES is not set"])
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(json)
+  } catch {
+    return Either.left(["BROKER_POLICIES is not valid JSON"])
+  }
+  if (!Array.isArray(parsed)) return Either.left(["BROKER_POLICIES must be a JSON array of policies"])
+  const errors: Array<string> = []
+  const policies: Array<Policy> = []
+  const names = new Set<string>()
+  parsed.forEach((input, index) => {
+    const rawName = (input as { name?: unknown } | null)?.name
+    const label = `BROKER_POLICIES[${index}]${typeof rawName === "string" ? ` ${JSON.stringify(rawName.slice(0, 64))}` : ""}`
+    const decoded = decodePolicy(input)
+    if (Either.isLeft(decoded)) {
+      errors.push(`${label}: ${decoded.left}`)
+      return
+    }
+    const policy = decoded.right
+    if (names.has(policy.name)) errors.push(`${label}: name: another policy is already called that`)
+    names.add(policy.name)
+    if ("issuer" in policy.identity && !trustedIssuers.includes(policy.identity.issuer))
+      errors.push(`${label}: identity.issuer: not one of BROKER_OIDC_ISSUERS`)
+    policies.push(policy)
+  })
+  return errors.length > 0 ? Either.left(errors) : Either.right(policies)
+}
+
+/** A caller the broker has authenticated. */
+export type Caller =
+  | {
+      readonly kind: "oidc"
+      readonly issuer: string
+      readonly sub: string
+      /** Every claim of the verified identity token. */
+      readonly claims: Readonly<Record<string, unknown>>
+    }
+  | { readonly kind: "service"; readonly service: string }
+
+/** A stable key for a caller (rate limits, audit). */
+export const callerKey = (caller: Caller): string =>
+  caller.kind === "service" ? `service:${caller.service}` : `oidc:${caller.issuer}#${caller.sub}`
+
+/** Whether a policy is for this caller. */
+export const names = (identity: Identity, caller: Caller): boolean => {
+  if ("service" in identity) return caller.kind === "service" && caller.service === identity.service
+  if (caller.kind !== "oidc" || caller.issuer !== identity.issuer) return false
+  if ("sub" in identity) return caller.sub === identity.sub
+  return Object.entries(identity.claims).every(([name, value]) => caller.claims[name] === value)
+}
+
+/** Whether a policy reaches an installation (lower-case id). */
+export const reaches = (policy: Policy, installationId: string): boolean =>
+  policy.installations === "*" || policy.installations.includes(installationId)
+
+/** Why a request was refused: nobody's policy, not this installation, or more than allowed. */
+export type Refusal =
+  | { readonly _tag: "NoPolicy" }
+  | { readonly _tag: "NotReachable" }
+  | { readonly _tag: "BeyondPolicy"; readonly exceeding: ReadonlyArray<string> }
+
+/** What a request gets: the policy that allows it and the permissions of the token. */
+export interface Grant {
+  readonly policy: Policy
+  readonly permissions: Permissions
+}
+
+/**
+ * Decides a token request. The first policy, in document order, that names the caller, reaches
+ * the installation and covers the request wins; without `requested`, the token gets that
+ * policy's permissions. A request beyond every such policy is refused, not narrowed.
+ */
+export const decide = (
+  policies: ReadonlyArray<Policy>,
+  caller: Caller,
+  installationId: string,
+  requested: Permissions | undefined
+): Either.Either<Grant, Refusal> => {
+  const mine = policies.filter((p) => names(p.identity, caller))
+  if (mine.length === 0) return Either.left({ _tag: "NoPolicy" })
+  const reaching = mine.filter((p) => reaches(p, installationId))
+  if (reaching.length === 0) return Either.left({ _tag: "NotReachable" })
+  if (requested === undefined) return Either.right({ policy: reaching[0]!, permissions: reaching[0]!.permissions })
+  const covering = reaching.find((p) => exceeding(requested, p.permissions).length === 0)
+  if (covering !== undefined) return Either.right({ policy: covering, permissions: canonical(requested) })
+  // Name what the closest policy lacks: the one that leaves the fewest permissions uncovered.
+  const lacks = Arr.map(reaching, (p) => exceeding(requested, p.permissions))
+  const fewest = lacks.reduce((a, b) => (b.length < a.length ? b : a))
+  return Either.left({ _tag: "BeyondPolicy", exceeding: fewest })
+}
+
+/** The policies that let this caller list installations. */
+export const listing = (policies: ReadonlyArray<Policy>, caller: Caller): ReadonlyArray<Policy> =>
+  policies.filter((p) => p.list && names(p.identity, caller))
+
+/** Parses `scope`: space-separated `name:LEVEL`, each name once. */
+export const parseScope = (scope: string): Either.Either<Permissions, string> => {
+  const tokens = scope.split(" ").filter((t) => t !== "")
+  if (tokens.length === 0) return Either.left("scope is empty; omit it to get the policy's permissions")
+  const grant: Record<string, string> = {}
+  for (const token of tokens) {
+    const match = /^([a-z_]{1,64}):([A-Z]{1,16})$/.exec(token)
+    if (match === null) return Either.left(`scope: "${token.slice(0, 80)}" is not name:LEVEL`)
+    if (match[1]! in grant) return Either.left(`scope: ${match[1]} is named twice`)
+    grant[match[1]!] = match[2]!
+  }
+  return Either.mapLeft(Schema.decodeUnknownEither(PermissionsSchema)(grant, strict), (e) => `scope: ${firstIssue(e)}`)
+}
+
+/** A grant as a `scope` string, in catalog order. */
+export const formatScope = (permissions: Permissions): string =>
+  Object.entries(canonical(permissions))
+    .map(([name, level]) => `${name}:${level}`)
+    .join(" ")

@@ -1,0 +1,130 @@
+import { describe, expect, it } from "vitest"
+import * as EncryptedTokenCache from "../../src/broker/EncryptedTokenCache.js"
+import {
+  brokerBindings,
+  describe as describeToken,
+  dumpBrokerKv,
+  exchangeParams,
+  setup,
+  subjectPolicy,
+  tokenRequest
+} from "./harness.js"
+
+const SUB = "repo:acme/inventory:ref:refs/heads/main"
+const POLICY = { organization_info: "VIEW", organization_inventory: "REQUEST" } as const
+
+const allowed = (vars: Parameters<typeof setup>[0] = {}) =>
+  setup({ policies: ([a]) => [subjectPolicy("ci", SUB, [a!], POLICY)], ...vars })
+
+const tokenOf = async (t: Awaited<ReturnType<typeof allowed>>, scope?: string) => {
+  const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!, scope)))
+  expect(response.status).toBe(200)
+  return ((await response.json()) as { access_token: string }).access_token
+}
+
+describe("the KV token cache", () => {
+  it("serves a second exchange from the cache, in this isolate and in a fresh one, without minting", async () => {
+    const t = await allowed()
+    const first = await tokenOf(t)
+    expect(t.issuer.mints()).toBe(1)
+    expect(await tokenOf(t)).toBe(first)
+    t.fresh() // another isolate: no in-memory state, the same KV
+    expect(await tokenOf(t)).toBe(first)
+    expect(t.issuer.mints()).toBe(1)
+    expect(t.audit.map((e) => e.cached)).toEqual([false, true, true])
+    // Only the isolate that minted knows the issuer's id; the digest identifies the token everywhere.
+    expect(t.audit[2]!.tokenId).toBeNull()
+    expect(new Set(t.audit.map((e) => e.tokenDigest)).size).toBe(1)
+  })
+
+  it("shares one mint among concurrent exchanges of one isolate", async () => {
+    const t = await allowed()
+    const tokens = await Promise.all(Array.from({ length: 5 }, () => tokenOf(t)))
+    expect(new Set(tokens).size).toBe(1)
+    expect(t.issuer.mints()).toBe(1)
+    // One exchange minted; the audit says which, and the others waited on it.
+    expect(t.audit.filter((e) => e.cached === false)).toHaveLength(1)
+    expect(t.audit.filter((e) => e.cached === true)).toHaveLength(4)
+  })
+
+  it("caches per effective permissions: a narrower request is another token", async () => {
+    const t = await allowed()
+    const full = await tokenOf(t)
+    const narrow = await tokenOf(t, "organization_info:VIEW")
+    expect(narrow).not.toBe(full)
+    expect((await describeToken(narrow)).body.permissions).toEqual({ organization_info: "VIEW" })
+    expect(t.issuer.mints()).toBe(2)
+  })
+
+  it("keeps only sealed values in KV: no crs_ anywhere, names that reveal nothing", async () => {
+    const t = await allowed()
+    const token = await tokenOf(t)
+    await tokenOf(t, "organization_info:VIEW")
+    const dump = await dumpBrokerKv()
+    expect(dump.length).toBeGreaterThanOrEqual(2)
+    for (const { name, value } of dump) {
+      expect(name).toMatch(/^broker:token:[0-9a-f]{64}$/)
+      expect(value).toMatch(/^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+$/)
+      expect(`${name} ${value}`).not.toContain("crs_")
+      expect(value).not.toContain(token.slice(4))
+      expect(name).not.toContain(t.app.installations[0]!)
+    }
+    expect(JSON.stringify(dump)).not.toContain("organization_")
+  })
+
+  it("treats an entry sealed under another secret as a miss, and mints", async () => {
+    const t = await allowed()
+    await tokenOf(t)
+    const rotated = t.variant({ BROKER_CACHE_SECRET: "another-secret-entirely-but-long-enough-0123456789" })
+    const response = await rotated(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!)))
+    expect(response.status).toBe(200)
+    expect(t.issuer.mints()).toBe(2)
+  })
+
+  it("refuses to open a value moved under another key name, or tampered with", async () => {
+    const keys = await EncryptedTokenCache.deriveKeys("x".repeat(40))
+    const kv = EncryptedTokenCache.sealedKv(brokerBindings.BROKER_CACHE, keys)
+    await kv.put("broad", "the broad entry", { expirationTtl: 60 })
+    await kv.put("narrow", "the narrow entry", { expirationTtl: 60 })
+    expect(await kv.get("broad", "text")).toBe("the broad entry")
+    // Someone with write access to KV copies the broad value under the narrow name: it does not open.
+    const narrowName = await EncryptedTokenCache.kvName(keys, "narrow")
+    const broadValue = await brokerBindings.BROKER_CACHE.get(await EncryptedTokenCache.kvName(keys, "broad"))
+    await brokerBindings.BROKER_CACHE.put(narrowName, broadValue!)
+    expect(await kv.get("narrow", "text")).toBeNull()
+    await brokerBindings.BROKER_CACHE.put(narrowName, "v1.AAAAAAAAAAAAAAAA.AAAA")
+    expect(await kv.get("narrow", "text")).toBeNull()
+  })
+})
+
+describe("the issuer, down", () => {
+  it("is retried (3 attempts), then the exchange answers 503 unavailable with Retry-After", async () => {
+    const t = await allowed()
+    t.issuer.setDown(true)
+    const started = Date.now()
+    const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!)))
+    expect(response.status).toBe(503)
+    expect(response.headers.get("retry-after")).toBe("5")
+    expect(await response.json()).toMatchObject({
+      code: "unavailable",
+      detail: "The issuer could not be reached; retry later"
+    })
+    expect(t.issuer.mints()).toBe(3)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200) // it backed off between attempts
+    expect(t.audit.at(-1)).toMatchObject({ outcome: "refused", code: "unavailable" })
+    // Back up: the next exchange succeeds.
+    t.issuer.setDown(false)
+    expect(await tokenOf(t)).toMatch(/^crs_/)
+  })
+
+  it("says so when the issuer refuses the broker's own credentials (a key the app does not have)", async () => {
+    const stranger = await import("@icr-apps/testkit/Keys").then((k) => k.generateAppKeyPair())
+    const t = await allowed({ vars: { BROKER_PRIVATE_KEY: stranger.privatePem } })
+    const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!)))
+    expect(response.status).toBe(503)
+    expect(await response.json()).toMatchObject({
+      code: "unavailable",
+      detail: "The issuer refused the broker's app credentials"
+    })
+  })
+})

@@ -1,0 +1,135 @@
+import { makeOidcProvider } from "@icr-apps/testkit/Oidc"
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
+import { describe, expect, it } from "vitest"
+import { isAllowedUrl } from "../../src/broker/Oidc.js"
+import { AUDIENCE, exchangeParams, OIDC_ISSUER, setup, subjectPolicy, tokenRequest } from "./harness.js"
+
+const SUB = "repo:acme/inventory:ref:refs/heads/main"
+const POLICY = { organization_info: "VIEW" } as const
+const now = () => Math.floor(Date.now() / 1000)
+
+const allowed = () => setup({ policies: ([a]) => [subjectPolicy("ci", SUB, [a!], POLICY)] })
+
+/** The problem a subject token earns. */
+const outcome = async (t: Awaited<ReturnType<typeof allowed>>, subjectToken: string) => {
+  const response = await t.fetch(tokenRequest(exchangeParams(subjectToken, t.app.installations[0]!)))
+  const body = (await response.json()) as { code?: string; detail?: string }
+  return { status: response.status, code: body.code, detail: body.detail }
+}
+
+describe("identity tokens: what is refused with invalid_grant", () => {
+  it.each([
+    ["expired beyond the 60 s skew", { issuedAt: now() - 600, expiresInSeconds: 500 }, "has expired"],
+    ["for another audience", { aud: "https://someone-else.test" }, "another audience"],
+    ["not valid yet (nbf beyond the skew)", { notBefore: now() + 300 }, "not valid yet"],
+    ["issued in the future (iat beyond the skew)", { issuedAt: now() + 300 }, "issued in the future"],
+    ["without a subject", { sub: "" }, "subject"]
+  ])("a token %s", async (_, extra, detail) => {
+    const t = await allowed()
+    const token = await t.oidc.issue({ sub: SUB, aud: AUDIENCE, ...extra })
+    const result = await outcome(t, token)
+    expect(result).toMatchObject({ status: 400, code: "invalid_grant" })
+    expect(result.detail).toContain(detail)
+    expect(t.issuer.mints()).toBe(0)
+  })
+
+  it("accepts tokens within the 60 s skew (just expired, nbf and iat just ahead)", async () => {
+    const t = await allowed()
+    for (const extra of [
+      { issuedAt: now() - 330, expiresInSeconds: 300 },
+      { notBefore: now() + 30 },
+      { issuedAt: now() + 30 }
+    ]) {
+      expect((await outcome(t, await t.oidc.issue({ sub: SUB, aud: AUDIENCE, ...extra }))).status).toBe(200)
+    }
+  })
+
+  it("accepts an audience array that contains the broker's audience", async () => {
+    const t = await allowed()
+    expect((await outcome(t, await t.oidc.issue({ sub: SUB, aud: ["other", AUDIENCE] }))).status).toBe(200)
+  })
+
+  it("refuses a token whose issuer is not configured, without fetching anything from it", async () => {
+    const t = await allowed()
+    const stranger = makeOidcProvider({ issuer: "https://stranger.test" })
+    const token = await stranger.issue({ sub: SUB, aud: AUDIENCE })
+    expect(await outcome(t, token)).toMatchObject({ code: "invalid_grant", detail: expect.stringContaining("issuer") })
+    expect(stranger.requests().total).toBe(0)
+    expect(t.oidc.requests().total).toBe(0)
+  })
+
+  it("refuses a token that claims the configured issuer but is signed by another key", async () => {
+    const t = await allowed()
+    const impostor = makeOidcProvider({ issuer: OIDC_ISSUER })
+    const result = await outcome(t, await impostor.issue({ sub: SUB, aud: AUDIENCE }))
+    expect(result).toMatchObject({ code: "invalid_grant", detail: expect.stringContaining("key") })
+  })
+
+  it("refuses a forged signature, alg none and HS256, and garbage", async () => {
+    const t = await allowed()
+    const genuine = await t.idToken(SUB)
+    const [h, p, s] = genuine.split(".") as [string, string, string]
+    const claims = JSON.parse(new TextDecoder().decode(Either.getOrThrow(Encoding.decodeBase64Url(p))))
+    const payload = Encoding.encodeBase64Url(JSON.stringify({ ...claims, sub: "someone-else" }))
+    expect(await outcome(t, `${h}.${payload}.${s}`)).toMatchObject({ code: "invalid_grant" })
+    const header = (alg: string) => Encoding.encodeBase64Url(JSON.stringify({ alg, typ: "JWT" }))
+    expect(await outcome(t, `${header("none")}.${p}.`)).toMatchObject({
+      code: "invalid_grant",
+      detail: "The subject token must be signed with RS256 or ES256"
+    })
+    expect(await outcome(t, `${header("HS256")}.${p}.${s}`)).toMatchObject({ code: "invalid_grant" })
+    expect(await outcome(t, "not-a-jwt")).toMatchObject({ code: "invalid_grant" })
+  })
+})
+
+describe("JWKS: discovered from the configured issuer, cached, refreshed on rotation", () => {
+  it("fetches discovery and keys once, then verifies from the cache", async () => {
+    const t = await allowed()
+    for (let i = 0; i < 3; i++) expect((await outcome(t, await t.idToken(SUB))).status).toBe(200)
+    expect(t.oidc.requests()).toEqual({ discovery: 1, jwks: 1, total: 2 })
+  })
+
+  it("refetches the JWKS when the issuer rotates its key, then serves the new tokens", async () => {
+    const t = await allowed()
+    expect((await outcome(t, await t.idToken(SUB))).status).toBe(200)
+    await t.oidc.rotate()
+    expect((await outcome(t, await t.idToken(SUB))).status).toBe(200)
+    expect(t.oidc.requests().jwks).toBe(2)
+  })
+
+  it("asks again for an unknown kid at most once per cool-down, so forged kids cannot hammer the issuer", async () => {
+    const t = await allowed()
+    expect((await outcome(t, await t.idToken(SUB))).status).toBe(200)
+    const impostor = makeOidcProvider({ issuer: OIDC_ISSUER })
+    // The first unknown kid is worth asking about (a rotation); the next ones, within the cool-down, are not.
+    for (let i = 0; i < 5; i++)
+      expect((await outcome(t, await impostor.issue({ sub: SUB, aud: AUDIENCE }))).code).toBe("invalid_grant")
+    expect(t.oidc.requests().jwks).toBe(2)
+    // And a real rotation inside the cool-down waits for it to pass: refused, not fetched.
+    await t.oidc.rotate()
+    expect((await outcome(t, await t.idToken(SUB))).code).toBe("invalid_grant")
+    expect(t.oidc.requests().jwks).toBe(2)
+  })
+
+  it("answers 503 unavailable when the identity provider cannot be reached and nothing is cached", async () => {
+    const t = await allowed()
+    t.oidc.setAvailable(false)
+    const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!)))
+    expect(response.status).toBe(503)
+    expect(response.headers.get("retry-after")).toBe("5")
+    expect(((await response.json()) as { code: string }).code).toBe("unavailable")
+  })
+
+  it("never fetches from a URL that is not https (or http on loopback)", () => {
+    expect(isAllowedUrl("https://token.actions.githubusercontent.com")).toBe(true)
+    expect(isAllowedUrl("http://127.0.0.1:8789")).toBe(true)
+    expect(isAllowedUrl("http://localhost:8789/x")).toBe(true)
+    expect(isAllowedUrl("http://[::1]:8789")).toBe(true)
+    expect(isAllowedUrl("http://oidc.example.com")).toBe(false)
+    expect(isAllowedUrl("http://127.0.0.1.nip.io")).toBe(false)
+    expect(isAllowedUrl("https://user:pass@oidc.example.com")).toBe(false)
+    expect(isAllowedUrl("ftp://oidc.example.com")).toBe(false)
+    expect(isAllowedUrl("not a url")).toBe(false)
+  })
+})

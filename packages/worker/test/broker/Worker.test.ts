@@ -1,0 +1,160 @@
+import { env, SELF } from "cloudflare:test"
+import { describe, expect, it } from "vitest"
+import type { BrokerVars } from "../../src/broker/Config.js"
+import worker, { type BrokerEnv } from "../../src/broker/index.js"
+import { exchangeParams, setup, subjectPolicy, tokenRequest } from "./harness.js"
+
+const json = async (response: Response) => (await response.json()) as Record<string, any>
+
+/** A token request with no subject token: only a service binding can make it count. */
+const serviceRequest = () =>
+  new Request("https://broker.test/token", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+      resource: crypto.randomUUID()
+    })
+  })
+
+describe("service-binding callers", () => {
+  it("are named by their binding's props, through a real service binding", async () => {
+    const bound = (env as unknown as { AS_INVENTORY_SYNC: Fetcher }).AS_INVENTORY_SYNC
+    // Authenticated as service "inventory-sync"; this broker's policies ([]) allow nobody.
+    const viaBinding = await bound.fetch(serviceRequest())
+    expect(viaBinding.status).toBe(403)
+    expect((await json(viaBinding)).code).toBe("unauthorized_client")
+    // The same request from outside (no props) is not a service at all.
+    const fromOutside = await SELF.fetch(serviceRequest())
+    expect(fromOutside.status).toBe(400)
+    expect(await json(fromOutside)).toMatchObject({
+      code: "invalid_request",
+      detail: "Send an OIDC identity token (subject_token, or Authorization: Bearer)"
+    })
+  })
+
+  it("get tokens as their policy allows; a header cannot claim a service name", async () => {
+    const t = await setup({
+      policies: ([a]) => [
+        {
+          name: "sync",
+          identity: { service: "inventory-sync" },
+          installations: [a],
+          permissions: { organization_info: "VIEW" }
+        }
+      ]
+    })
+    const entry = (props: unknown) =>
+      worker.fetch(
+        tokenRequest(
+          { ...exchangeParams(undefined, t.app.installations[0]!) },
+          { headers: { "x-broker-service": "inventory-sync" } }
+        ) as never,
+        { ...(t.bindings as BrokerEnv) },
+        { props, waitUntil: () => {}, passThroughOnException: () => {} } as unknown as ExecutionContext
+      )
+    const granted = await entry({ service: "inventory-sync" })
+    expect(granted.status).toBe(200)
+    expect((await json(granted)).scope).toBe("organization_info:VIEW")
+    expect((await json(await entry({ service: "someone-else" }))).code).toBe("unauthorized_client")
+    expect((await json(await entry({}))).code).toBe("invalid_request")
+  })
+})
+
+describe("readiness", () => {
+  it("says why it is not ready, and /token answers 503 unavailable until it is", async () => {
+    const t = await setup({
+      vars: {
+        BROKER_APP_ID: undefined,
+        BROKER_CACHE_SECRET: "short",
+        BROKER_OIDC_ISSUERS: JSON.stringify(["http://oidc.example.com"]),
+        BROKER_POLICIES: JSON.stringify([
+          { name: "bad", identity: { service: "x" }, installations: "*", permissions: { organization_info: "ADMIN" } }
+        ])
+      }
+    })
+    const health = await t.fetch(new Request("https://broker.test/healthz"))
+    expect(health.status).toBe(503)
+    expect(await json(health)).toEqual({
+      status: "unavailable",
+      problems: [
+        "BROKER_APP_ID is not set: the broker has no app identity",
+        "BROKER_OIDC_ISSUERS[0] must be an https: URL (http: only on a loopback host)",
+        'BROKER_POLICIES[0] "bad": permissions.organization_info: Expected "VIEW", actual "ADMIN"',
+        "BROKER_CACHE_SECRET is not set (at least 32 characters): tokens are never cached unencrypted"
+      ]
+    })
+    const token = await t.fetch(tokenRequest(exchangeParams("x.y.z", t.app.installations[0]!)))
+    expect(token.status).toBe(503)
+    expect(token.headers.get("retry-after")).toBe("30")
+    expect(await json(token)).toMatchObject({
+      code: "unavailable",
+      detail: "The broker is not configured; GET /healthz says why"
+    })
+    expect(t.audit).toMatchObject([{ outcome: "refused", code: "unavailable" }])
+  })
+
+  it("names an unusable private key without quoting it", async () => {
+    const { generateAppKeyPair } = await import("@icr-apps/testkit/Keys")
+    const { publicPem } = await generateAppKeyPair()
+    const t = await setup({ vars: { BROKER_PRIVATE_KEY: publicPem } })
+    const body = await json(await t.fetch(new Request("https://broker.test/healthz")))
+    expect(body.problems).toEqual(["BROKER_PRIVATE_KEY: that is a public key; the SDK needs the app's private key"])
+    expect(JSON.stringify(body)).not.toContain(publicPem.split("\n")[1]!)
+  })
+
+  it("is ready when configured", async () => {
+    const t = await setup()
+    const health = await t.fetch(new Request("https://broker.test/healthz"))
+    expect(health.status).toBe(200)
+    expect(await json(health)).toEqual({ status: "ok" })
+  })
+
+  it("reads exactly the vars its wrangler config declares", () => {
+    const declared = Object.keys(env).filter((k) => k.startsWith("BROKER_") && k !== "BROKER_CACHE")
+    const read: ReadonlyArray<keyof BrokerVars> = [
+      "BROKER_APP_ID",
+      "BROKER_PRIVATE_KEY",
+      "BROKER_ISSUER_URL",
+      "BROKER_AUDIENCE",
+      "BROKER_OIDC_ISSUERS",
+      "BROKER_POLICIES",
+      "BROKER_CACHE_SECRET",
+      "BROKER_RATE_LIMIT_PER_MINUTE"
+    ]
+    // The two secrets come from the test config here; wrangler.broker.jsonc declares the rest.
+    expect(declared.sort()).toEqual([...read].sort())
+  })
+})
+
+describe("GET /installations", () => {
+  it("lists, all pages, only what the caller's listing policies reach", async () => {
+    const grants = Array.from({ length: 3 }, () => ({ organization_info: "VIEW" }) as const)
+    const t = await setup({
+      grants,
+      policies: ([a, b]) => [subjectPolicy("lister", "ops", [a!, b!], { organization_info: "VIEW" }, true)]
+    })
+    const response = await t.fetch(
+      new Request("https://broker.test/installations", {
+        headers: { authorization: `Bearer ${await t.idToken("ops")}` }
+      })
+    )
+    expect(response.status).toBe(200)
+    const { items } = await json(response)
+    expect(items.map((i: { id: string }) => i.id).sort()).toEqual(
+      [t.app.installations[0], t.app.installations[1]].sort()
+    )
+    expect(items[0]).toMatchObject({ appId: t.app.appId, permissions: { organization_info: "VIEW" } })
+  })
+
+  it("refuses callers whose policies do not allow listing", async () => {
+    const t = await setup({ policies: ([a]) => [subjectPolicy("no-list", "ops", [a!], { organization_info: "VIEW" })] })
+    const response = await t.fetch(
+      new Request("https://broker.test/installations", {
+        headers: { authorization: `Bearer ${await t.idToken("ops")}` }
+      })
+    )
+    expect(response.status).toBe(403)
+    expect((await json(response)).code).toBe("unauthorized_client")
+  })
+})
