@@ -2,7 +2,7 @@
  * {@link Registry} on Cloudflare D1. Each operation that must be atomic is a single statement or a
  * `batch` (which D1 runs as one transaction). See STORAGE.md and migrations/.
  */
-import { Permissions } from "@icr-apps/core/api/Permissions"
+import { canonical, Permissions } from "@icr-apps/core/api/Permissions"
 import { AppNotFound, Conflict, InstallationNotFound, NotFound, Unavailable } from "@icr-apps/core/api/Problems"
 import { MAX_KEYS_PER_APP } from "@icr-apps/core/api/Apps"
 import {
@@ -25,7 +25,8 @@ const isUniqueViolation = (e: unknown) => e instanceof Error && /UNIQUE constrai
 const run = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: unavailable })
 
 const decodePermissions = Schema.decodeUnknownSync(Schema.parseJson(Permissions))
-const encodePermissions = (p: Permissions) => JSON.stringify(p)
+/** Canonical key order, so that equal permissions are equal text (the kill-switch rule compares the text). */
+const encodePermissions = (p: Permissions) => JSON.stringify(canonical(p))
 
 interface AppRow {
   readonly id: number
@@ -33,6 +34,7 @@ interface AppRow {
   readonly permissions: string
   readonly created_at: number
   readonly updated_at: number
+  readonly token_epoch: number
 }
 interface KeyRow {
   readonly id: string
@@ -50,6 +52,8 @@ interface InstallationRow {
   readonly created_at: number
   readonly updated_at: number
   readonly suspended_at: number | null
+  readonly token_epoch: number
+  readonly app_token_epoch: number
 }
 
 const toKey = (row: KeyRow): KeyRecord => ({
@@ -66,6 +70,7 @@ const toApp = (row: AppRow, keys: ReadonlyArray<KeyRecord>): AppRecord => ({
   permissions: decodePermissions(row.permissions),
   createdAt: row.created_at,
   updatedAt: row.updated_at,
+  tokenEpoch: row.token_epoch,
   keys
 })
 
@@ -77,7 +82,9 @@ const toInstallation = (row: InstallationRow): InstallationRecord => ({
   permissions: decodePermissions(row.permissions),
   createdAt: row.created_at,
   updatedAt: row.updated_at,
-  suspendedAt: row.suspended_at
+  suspendedAt: row.suspended_at,
+  tokenEpoch: row.token_epoch,
+  appTokenEpoch: row.app_token_epoch
 })
 
 /** App ids are the integer row id; anything else names no app. */
@@ -85,7 +92,9 @@ const appRowId = (appId: string): number | undefined =>
   /^[1-9][0-9]{0,15}$/.test(appId) && Number.isSafeInteger(Number(appId)) ? Number(appId) : undefined
 
 const INSTALLATION_COLUMNS = `i.id, i.app_id, a.name AS app_name, i.organization_id, i.permissions,
-  i.created_at, i.updated_at, i.suspended_at`
+  i.created_at, i.updated_at, i.suspended_at, i.token_epoch, a.token_epoch AS app_token_epoch`
+
+const APP_COLUMNS = "id, name, permissions, created_at, updated_at, token_epoch"
 
 /** Which installation listing a query serves. */
 export interface ListingShape {
@@ -119,8 +128,7 @@ export const installationCountSql = (shape: ListingShape): string =>
   `SELECT COUNT(*) AS total FROM installations i ${listingWhere(shape, false)}`
 
 /** One page of apps in (created_at, id) order, then `LIMIT ? OFFSET ?`. */
-export const APP_LISTING_SQL =
-  "SELECT id, name, permissions, created_at, updated_at FROM apps ORDER BY created_at, id LIMIT ? OFFSET ?"
+export const APP_LISTING_SQL = `SELECT ${APP_COLUMNS} FROM apps ORDER BY created_at, id LIMIT ? OFFSET ?`
 
 /** The keys of the apps on one page (`LIMIT ? OFFSET ?` as the page). */
 export const APP_LISTING_KEYS_SQL = `SELECT id, app_id, fingerprint, spki, created_at FROM app_keys
@@ -134,7 +142,7 @@ export const make = (db: D1Database): Registry["Type"] => {
       if (id === undefined) return Option.none<AppRecord>()
       const [apps, keys] = yield* run(() =>
         db.batch<AppRow | KeyRow>([
-          db.prepare("SELECT id, name, permissions, created_at, updated_at FROM apps WHERE id = ?").bind(id),
+          db.prepare(`SELECT ${APP_COLUMNS} FROM apps WHERE id = ?`).bind(id),
           db
             .prepare(
               "SELECT id, app_id, fingerprint, spki, created_at FROM app_keys WHERE app_id = ? ORDER BY created_at, id"
@@ -182,7 +190,7 @@ export const make = (db: D1Database): Registry["Type"] => {
                     `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?`
                   )
                   .bind(token.installationId ?? "")
-              : db.prepare("SELECT 1 AS one FROM apps WHERE id = ?").bind(appId)
+              : db.prepare("SELECT token_epoch FROM apps WHERE id = ?").bind(appId)
           ])
         )
         const row = dependency?.results[0]
@@ -192,7 +200,8 @@ export const make = (db: D1Database): Registry["Type"] => {
             token.kind === "installation" && row !== undefined
               ? Option.some(toInstallation(row as unknown as InstallationRow))
               : Option.none(),
-          appExists: token.kind === "app" && row !== undefined
+          appTokenEpoch:
+            token.kind === "app" && row !== undefined ? Option.some(row.token_epoch as number) : Option.none()
         }
       }),
     createApp: (app, key) =>
@@ -213,7 +222,7 @@ export const make = (db: D1Database): Registry["Type"] => {
             isUniqueViolation(e) ? new Conflict({ detail: `An app named "${app.name}" already exists` }) : unavailable()
         })
         const id = String(result[0]?.meta.last_row_id)
-        return { ...app, id, keys: [{ ...key, appId: id }] }
+        return { ...app, id, tokenEpoch: 0, keys: [{ ...key, appId: id }] }
       }),
     getApp,
     addKey: (key) =>
@@ -239,14 +248,30 @@ export const make = (db: D1Database): Registry["Type"] => {
       Effect.gen(function* () {
         const id = appRowId(appId)
         if (id === undefined) return yield* new AppNotFound({ detail: "No such app" })
-        const [app, deleted] = yield* run(() =>
+        // One transaction: the epoch moves on exactly when the key goes (a kill switch, SPEC §5).
+        const [app, , deleted] = yield* run(() =>
           db.batch([
             db.prepare("SELECT id FROM apps WHERE id = ?").bind(id),
+            db
+              .prepare(
+                `UPDATE apps SET token_epoch = token_epoch + 1
+                 WHERE id = ? AND EXISTS (SELECT 1 FROM app_keys WHERE app_id = ? AND id = ?)`
+              )
+              .bind(id, id, keyId),
             db.prepare("DELETE FROM app_keys WHERE app_id = ? AND id = ?").bind(id, keyId)
           ])
         )
         if ((app?.results.length ?? 0) === 0) return yield* new AppNotFound({ detail: "No such app" })
         if (deleted?.meta.changes !== 1) return yield* new NotFound({ detail: "No such key" })
+      }),
+    revokeAppTokens: (appId) =>
+      Effect.gen(function* () {
+        const id = appRowId(appId)
+        if (id === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        const result = yield* run(() =>
+          db.prepare("UPDATE apps SET token_epoch = token_epoch + 1 WHERE id = ?").bind(id).run()
+        )
+        if (result.meta.changes !== 1) return yield* new AppNotFound({ detail: "No such app" })
       }),
     createInstallation: (installation) =>
       Effect.gen(function* () {
@@ -282,13 +307,24 @@ export const make = (db: D1Database): Registry["Type"] => {
       Effect.gen(function* () {
         const sets = ["updated_at = ?"]
         const values: Array<unknown> = [change.updatedAt]
+        // The kill-switch rule (Registry.bumpsEpoch) in SQL, judged against the row being written:
+        // SQLite evaluates every SET expression on the row as it was before this UPDATE.
+        const bumps: Array<string> = []
+        const bumpValues: Array<unknown> = []
         if (change.permissions !== undefined) {
           sets.push("permissions = ?")
           values.push(encodePermissions(change.permissions))
+          bumps.push("permissions <> ?")
+          bumpValues.push(encodePermissions(change.permissions))
         }
         if (change.suspendedAt !== undefined) {
           sets.push("suspended_at = ?")
           values.push(change.suspendedAt)
+          if (change.suspendedAt !== null) bumps.push("suspended_at IS NULL")
+        }
+        if (bumps.length > 0) {
+          sets.push(`token_epoch = token_epoch + (${bumps.join(" OR ")})`)
+          values.push(...bumpValues)
         }
         const result = yield* run(() =>
           db
@@ -302,6 +338,13 @@ export const make = (db: D1Database): Registry["Type"] => {
     deleteInstallation: (id) =>
       Effect.gen(function* () {
         const result = yield* run(() => db.prepare("DELETE FROM installations WHERE id = ?").bind(id).run())
+        if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
+      }),
+    revokeInstallationTokens: (id) =>
+      Effect.gen(function* () {
+        const result = yield* run(() =>
+          db.prepare("UPDATE installations SET token_epoch = token_epoch + 1 WHERE id = ?").bind(id).run()
+        )
         if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
       }),
     listInstallations: (filter, page) =>

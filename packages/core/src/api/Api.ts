@@ -36,7 +36,13 @@ import {
 /** The app an App JWT authenticated (provided to Apps API handlers by {@link AppAuth}). */
 export class CurrentApp extends Context.Tag("@icr-apps/core/Api/CurrentApp")<
   CurrentApp,
-  { readonly appId: string; readonly keyId: string; readonly permissions: Permissions }
+  {
+    readonly appId: string
+    readonly keyId: string
+    readonly permissions: Permissions
+    /** The app's token epoch as the JWT check read it: what an app token minted for this request carries. */
+    readonly tokenEpoch: number
+  }
 >() {}
 
 /** The access token in the `Authorization` header, looked up by digest (provided by {@link TokenAuth}). */
@@ -230,6 +236,24 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(Problems.AppNotFound)
       .addError(Problems.NotFound)
       .annotate(OpenApi.Summary, "Delete an app's public key")
+      .annotate(
+        OpenApi.Description,
+        "Also ends every token of the app minted before it (app and installation tokens), for good (SPEC §5)."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("revokeAppTokens", "/admin/apps/:appId/revokeTokens")
+      .setPath(appIdPath)
+      .setHeaders(VersionHeader)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(Problems.AppNotFound)
+      .annotate(OpenApi.Summary, "End every token of an app minted before now")
+      .annotate(
+        OpenApi.Description,
+        "Every app token and installation token of the app minted before this request stops working on its next " +
+          "use, for good (SPEC §5: kill switches are final). The app's keys and installations are untouched: " +
+          "tokens minted afterwards work."
+      )
   )
   .add(
     HttpApiEndpoint.post("createInstallation", "/admin/installations")
@@ -260,6 +284,11 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(Problems.InstallationNotFound)
       .addError(Problems.InvalidPermissions)
       .annotate(OpenApi.Summary, "Change an installation's permissions, or suspend or unsuspend it")
+      .annotate(
+        OpenApi.Description,
+        "A suspension, or any change of the permissions, ends every token of the installation minted before it, " +
+          "for good: unsuspending or widening again revives none of them (SPEC §5)."
+      )
   )
   .add(
     HttpApiEndpoint.del("deleteInstallation", "/admin/installations/:installationId")
@@ -268,6 +297,19 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(HttpApiSchema.NoContent)
       .addError(Problems.InstallationNotFound)
       .annotate(OpenApi.Summary, "Uninstall an app from an organization")
+  )
+  .add(
+    HttpApiEndpoint.post("revokeInstallationTokens", "/admin/installations/:installationId/revokeTokens")
+      .setPath(installationIdPath)
+      .setHeaders(VersionHeader)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(Problems.InstallationNotFound)
+      .annotate(OpenApi.Summary, "End every token of an installation minted before now")
+      .annotate(
+        OpenApi.Description,
+        "Every installation token of the installation minted before this request stops working on its next use, " +
+          "for good (SPEC §5: kill switches are final). Suspending, and any change of permissions, does the same."
+      )
   )
   .middleware(AdminAuth)
   .annotate(OpenApi.Title, "Operator")

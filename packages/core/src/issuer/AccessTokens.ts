@@ -1,8 +1,10 @@
 /**
  * Minting, authenticating, describing and revoking access tokens (SPEC §2, §4). A token is
  * `crs_` + 48 hex from the {@link Entropy} service; only its SHA-256 digest is stored. A token is
- * honoured only while its installation still exists, belongs to its app, and is not suspended:
- * checked against the registry on every use, so suspension and uninstall act on the next request.
+ * honoured only while its installation still exists, belongs to its app, and is not suspended,
+ * and while the token epochs it was minted under (its app's, its installation's) are still
+ * current: checked against the registry on every use, so every kill switch acts on the next
+ * request, for good (SPEC §5).
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -49,8 +51,15 @@ export const digestOf: (secret: string) => Effect.Effect<string> = sha256Hex
 export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
   AccessTokens,
   {
-    /** Mints an app token carrying the app's declared permissions (as the JWT check just read them). */
-    readonly mintAppToken: (appId: string, declared: Permissions) => Effect.Effect<MintedToken, Unavailable>
+    /**
+     * Mints an app token carrying the app's declared permissions and token epoch, as the JWT check
+     * just read them (a kill switch that lands after that read ends the token on its first use).
+     */
+    readonly mintAppToken: (
+      appId: string,
+      declared: Permissions,
+      appEpoch: number
+    ) => Effect.Effect<MintedToken, Unavailable>
     /** Mints an installation token, narrowed to `requested` when given. */
     readonly mintInstallationToken: (
       appId: string,
@@ -92,10 +101,16 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
       })
 
     const invalid = (detail: string) => new InvalidToken({ detail })
+    const endedDetail =
+      "The access token was ended by a kill switch since it was minted (a suspension, a change of permissions, " +
+      "a key deletion or a revocation by the operator)"
 
     return AccessTokens.of({
-      mintAppToken: (appId, declared) =>
-        mint({ kind: "app", appId, permissions: canonical(declared) }, lifetimes.appTokenSeconds),
+      mintAppToken: (appId, declared, appEpoch) =>
+        mint(
+          { kind: "app", appId, permissions: canonical(declared), appEpoch, installationEpoch: 0 },
+          lifetimes.appTokenSeconds
+        ),
       mintInstallationToken: (appId, installationId, requested) =>
         Effect.gen(function* () {
           const installation = yield* installationOfApp(registry, appId, installationId)
@@ -117,7 +132,10 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               appId,
               installationId,
               organizationId: installation.organizationId,
-              permissions: canonical(wanted)
+              permissions: canonical(wanted),
+              // The epochs as read with the installation: a kill switch after this read ends the token.
+              appEpoch: installation.appTokenEpoch,
+              installationEpoch: installation.tokenEpoch
             },
             lifetimes.installationTokenSeconds
           )
@@ -146,8 +164,17 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
             if (!isWithin(token.permissions, installation.value.permissions)) {
               return yield* invalid("The installation's permissions were reduced after this token was minted")
             }
-          } else if (!standing.appExists) {
-            return yield* invalid("The app behind this token no longer exists")
+            if (
+              installation.value.tokenEpoch !== token.installationEpoch ||
+              installation.value.appTokenEpoch !== token.appEpoch
+            ) {
+              return yield* invalid(endedDetail)
+            }
+          } else {
+            if (Option.isNone(standing.appTokenEpoch)) {
+              return yield* invalid("The app behind this token no longer exists")
+            }
+            if (standing.appTokenEpoch.value !== token.appEpoch) return yield* invalid(endedDetail)
           }
           return { digest, token }
         }),

@@ -273,9 +273,9 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
     return handlers
       .handle("createAppAccessToken", () =>
         Effect.gen(function* () {
-          const { appId, permissions } = yield* CurrentApp
+          const { appId, permissions, tokenEpoch } = yield* CurrentApp
           yield* noStore
-          return new AccessToken(tokenFields(yield* tokens.mintAppToken(appId, permissions)))
+          return new AccessToken(tokenFields(yield* tokens.mintAppToken(appId, permissions, tokenEpoch)))
         })
       )
       .handle("createInstallationAccessToken", ({ path, payload }) =>
@@ -458,6 +458,8 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
         })
       )
       .handle("deleteInstallation", ({ path }) => registry.deleteInstallation(path.installationId))
+      .handle("revokeInstallationTokens", ({ path }) => registry.revokeInstallationTokens(path.installationId))
+      .handle("revokeAppTokens", ({ path }) => registry.revokeAppTokens(path.appId))
   })
 )
 

@@ -30,6 +30,8 @@ export interface VerifiedJwt {
   readonly keyId: string
   /** The app's declared permissions, as read for this verification (so callers need not read them again). */
   readonly permissions: Permissions
+  /** The app's token epoch, read with its keys (an app token minted now carries it). */
+  readonly tokenEpoch: number
 }
 
 /** Verifies App JWTs against the registry's active keys. */
@@ -192,7 +194,7 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         )
         for (const key of candidates) {
           if (yield* verifyWith(key, jwt, signature.byteLength)) {
-            return { appId, keyId: key.id, permissions: app.value.permissions }
+            return { appId, keyId: key.id, permissions: app.value.permissions, tokenEpoch: app.value.tokenEpoch }
           }
         }
         // An unknown app, an unknown kid and a bad signature all end here, with the same answer.

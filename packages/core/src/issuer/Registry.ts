@@ -9,7 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { MAX_KEYS_PER_APP } from "../api/Apps.js"
 import type { CursorPosition } from "../api/Paging.js"
-import type { Permissions } from "../api/Permissions.js"
+import { canonical, type Permissions } from "../api/Permissions.js"
 import {
   AppNotFound,
   Conflict,
@@ -35,6 +35,11 @@ export interface AppRecord {
   readonly permissions: Permissions
   readonly createdAt: number
   readonly updatedAt: number
+  /**
+   * The app's token epoch: a counter bumped by every kill switch of the app (key deletion,
+   * `revokeTokens`). A token is honoured only while the epoch it was minted under is current.
+   */
+  readonly tokenEpoch: number
   readonly keys: ReadonlyArray<KeyRecord>
 }
 
@@ -48,16 +53,26 @@ export interface InstallationRecord {
   readonly createdAt: number
   readonly updatedAt: number
   readonly suspendedAt: number | null
+  /** The installation's token epoch, bumped by suspension, a change of permissions and `revokeTokens`. */
+  readonly tokenEpoch: number
+  /** Its app's {@link AppRecord.tokenEpoch}, read with it. */
+  readonly appTokenEpoch: number
 }
 
-/** What the registry knows of a token's standing, read in one go on every use of the token. */
+/** What a new installation is made of (the registry adds the app's name and the epochs). */
+export type NewInstallation = Omit<InstallationRecord, "appName" | "tokenEpoch" | "appTokenEpoch">
+
+/**
+ * What the registry knows of a token's standing, read in one go (one D1 batch) on every use of
+ * the token: its revocation, and the epochs it must still match.
+ */
 export interface TokenStanding {
   /** Revoked by `DELETE /app/installations/token` (strongly consistent, unlike the token store). */
   readonly revoked: boolean
-  /** For installation tokens: the installation, if it still exists. */
+  /** For installation tokens: the installation (with its own and its app's epoch), if it still exists. */
   readonly installation: Option.Option<InstallationRecord>
-  /** For app tokens: whether the app still exists. */
-  readonly appExists: boolean
+  /** For app tokens: the app's token epoch, if the app still exists. */
+  readonly appTokenEpoch: Option.Option<number>
 }
 
 /**
@@ -89,31 +104,39 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
   {
     /** Creates an app with its first key; fails with `Conflict` when the name is taken. */
     readonly createApp: (
-      app: Omit<AppRecord, "keys" | "id">,
+      app: Omit<AppRecord, "keys" | "id" | "tokenEpoch">,
       key: Omit<KeyRecord, "appId">
     ) => Effect.Effect<AppRecord, Conflict | Unavailable>
     /** An app with its keys. */
     readonly getApp: (appId: string) => Effect.Effect<Option.Option<AppRecord>, Unavailable>
     /** Adds a key; fails when the app is unknown or already has {@link MAX_KEYS_PER_APP} keys. */
     readonly addKey: (key: KeyRecord) => Effect.Effect<KeyRecord, AppNotFound | InvalidPublicKey | Unavailable>
-    /** Deletes a key. */
+    /** Deletes a key and, in the same step, bumps the app's token epoch (a kill switch, SPEC §5). */
     readonly deleteKey: (appId: string, keyId: string) => Effect.Effect<void, AppNotFound | NotFound | Unavailable>
+    /** Bumps the app's token epoch: every token of the app minted before ends (SPEC §5 `revokeTokens`). */
+    readonly revokeAppTokens: (appId: string) => Effect.Effect<void, AppNotFound | Unavailable>
     /** Creates an installation; `Conflict` when the app is already installed in that organization. */
     readonly createInstallation: (
-      installation: Omit<InstallationRecord, "appName">
+      installation: NewInstallation
     ) => Effect.Effect<InstallationRecord, AppNotFound | Conflict | Unavailable>
     /** One installation, suspended or not. */
     readonly getInstallation: (id: string) => Effect.Effect<Option.Option<InstallationRecord>, Unavailable>
-    /** Changes an installation's permissions and/or suspension. */
+    /**
+     * Changes an installation's permissions and/or suspension. In the same step it bumps the
+     * installation's token epoch when the permissions differ from the stored ones or a suspension
+     * begins ({@link bumpsEpoch}), judged against the row as it is when written, not as last read.
+     */
     readonly updateInstallation: (
       id: string,
       change: { readonly permissions?: Permissions; readonly suspendedAt?: number | null; readonly updatedAt: number }
     ) => Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable>
     /** Removes an installation (uninstall). */
     readonly deleteInstallation: (id: string) => Effect.Effect<void, InstallationNotFound | Unavailable>
+    /** Bumps the installation's token epoch: its tokens minted before end (SPEC §5 `revokeTokens`). */
+    readonly revokeInstallationTokens: (id: string) => Effect.Effect<void, InstallationNotFound | Unavailable>
     /** Records a revocation until the token would have expired anyway. */
     readonly revokeToken: (tokenId: string, expiresAt: number, now: number) => Effect.Effect<void, Unavailable>
-    /** A token's standing: revoked or not, and the installation or app it depends on. */
+    /** A token's standing: revoked or not, and the installation or app it depends on, with their epochs. */
     readonly tokenStanding: (token: {
       readonly id: string
       readonly kind: "app" | "installation"
@@ -145,6 +168,19 @@ export const installationOfApp = (
       : Effect.fail(new InstallationNotFound({ detail: "No such installation for this app" }))
   )
 
+/**
+ * The kill-switch rule of an installation change (SPEC §5): any change of its permissions, or
+ * the start of a suspension, ends the tokens minted before it. Unsuspending ends nothing (there
+ * is nothing left to end) and revives nothing (the epoch never goes back).
+ */
+export const bumpsEpoch = (
+  current: { readonly permissions: Permissions; readonly suspendedAt: number | null },
+  change: { readonly permissions?: Permissions; readonly suspendedAt?: number | null }
+): boolean =>
+  (change.permissions !== undefined &&
+    JSON.stringify(canonical(change.permissions)) !== JSON.stringify(canonical(current.permissions))) ||
+  (change.suspendedAt !== undefined && change.suspendedAt !== null && current.suspendedAt === null)
+
 /** The shared failure when the key cap is reached. */
 export const tooManyKeys = () =>
   new InvalidPublicKey({ detail: `An app may have at most ${MAX_KEYS_PER_APP} keys; delete one first` })
@@ -168,14 +204,19 @@ export const pageOf = <A extends CursorPosition>(all: ReadonlyArray<A>, page: Pa
 export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
   const apps = new Map<string, Omit<AppRecord, "keys">>()
   const keys = new Map<string, KeyRecord>()
-  const installations = new Map<string, Omit<InstallationRecord, "appName">>()
+  const installations = new Map<string, Omit<InstallationRecord, "appName" | "appTokenEpoch">>()
   const keysOf = (appId: string) =>
     [...keys.values()].filter((k) => k.appId === appId).sort((a, b) => a.createdAt - b.createdAt)
   const withKeys = (app: Omit<AppRecord, "keys">): AppRecord => ({ ...app, keys: keysOf(app.id) })
-  const withName = (i: Omit<InstallationRecord, "appName">): InstallationRecord => ({
+  const withName = (i: Omit<InstallationRecord, "appName" | "appTokenEpoch">): InstallationRecord => ({
     ...i,
-    appName: apps.get(i.appId)?.name ?? ""
+    appName: apps.get(i.appId)?.name ?? "",
+    appTokenEpoch: apps.get(i.appId)?.tokenEpoch ?? 0
   })
+  const bumpApp = (appId: string) => {
+    const app = apps.get(appId)
+    if (app !== undefined) apps.set(appId, { ...app, tokenEpoch: app.tokenEpoch + 1 })
+  }
   const revoked = new Map<string, number>()
   let nextAppId = 1
   return {
@@ -193,7 +234,10 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
         return {
           revoked: revoked.has(token.id),
           installation,
-          appExists: token.kind === "app" && apps.has(token.appId)
+          appTokenEpoch:
+            token.kind === "app"
+              ? Option.map(Option.fromNullable(apps.get(token.appId)), (a) => a.tokenEpoch)
+              : Option.none()
         }
       }),
     createApp: (app, key) =>
@@ -202,9 +246,9 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
           return yield* new Conflict({ detail: `An app named "${app.name}" already exists` })
         }
         const id = String(nextAppId++)
-        apps.set(id, { ...app, id })
+        apps.set(id, { ...app, id, tokenEpoch: 0 })
         keys.set(key.id, { ...key, appId: id })
-        return withKeys({ ...app, id })
+        return withKeys({ ...app, id, tokenEpoch: 0 })
       }),
     getApp: (appId) => Effect.sync(() => Option.map(Option.fromNullable(apps.get(appId)), withKeys)),
     addKey: (key) =>
@@ -220,6 +264,12 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
         const key = keys.get(keyId)
         if (key === undefined || key.appId !== appId) return yield* new NotFound({ detail: "No such key" })
         keys.delete(keyId)
+        bumpApp(appId)
+      }),
+    revokeAppTokens: (appId) =>
+      Effect.gen(function* () {
+        if (!apps.has(appId)) return yield* new AppNotFound({ detail: "No such app" })
+        bumpApp(appId)
       }),
     createInstallation: (installation) =>
       Effect.gen(function* () {
@@ -230,8 +280,9 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
         if (taken) {
           return yield* new Conflict({ detail: "The app is already installed in that organization" })
         }
-        installations.set(installation.id, installation)
-        return withName(installation)
+        const created = { ...installation, tokenEpoch: 0 }
+        installations.set(installation.id, created)
+        return withName(created)
       }),
     getInstallation: (id) => Effect.sync(() => Option.map(Option.fromNullable(installations.get(id)), withName)),
     updateInstallation: (id, change) =>
@@ -242,7 +293,8 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
           ...current,
           ...(change.permissions !== undefined ? { permissions: change.permissions } : {}),
           ...(change.suspendedAt !== undefined ? { suspendedAt: change.suspendedAt } : {}),
-          updatedAt: change.updatedAt
+          updatedAt: change.updatedAt,
+          tokenEpoch: current.tokenEpoch + (bumpsEpoch(current, change) ? 1 : 0)
         }
         installations.set(id, next)
         return withName(next)
@@ -250,6 +302,12 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     deleteInstallation: (id) =>
       Effect.gen(function* () {
         if (!installations.delete(id)) return yield* new InstallationNotFound({ detail: "No such installation" })
+      }),
+    revokeInstallationTokens: (id) =>
+      Effect.gen(function* () {
+        const current = installations.get(id)
+        if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
+        installations.set(id, { ...current, tokenEpoch: current.tokenEpoch + 1 })
       }),
     listInstallations: (filter, page) =>
       Effect.sync(() => {

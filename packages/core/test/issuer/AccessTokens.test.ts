@@ -3,6 +3,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { StoredToken } from "../../src/api/Tokens.js"
 import * as TestClock from "effect/TestClock"
 import * as AccessTokens from "../../src/issuer/AccessTokens.js"
 import { layerSeeded } from "../../../testkit/src/Entropy.js"
@@ -62,7 +64,7 @@ describe("AccessTokens", () => {
     const puts: Array<{ digest: string; ttl: number; value: string }> = []
     return Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
-      const minted = yield* tokens.mintAppToken(app.id, app.permissions)
+      const minted = yield* tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)
       const secret = Redacted.value(minted.secret)
       expect(secret).toMatch(/^crs_[0-9a-f]{48}$/)
       expect(puts).toHaveLength(1)
@@ -77,11 +79,15 @@ describe("AccessTokens", () => {
   it.effect("the same seed mints the same tokens (the generator is the service's, not Math.random)", () =>
     Effect.gen(function* () {
       const first = yield* Effect.provide(
-        Effect.flatMap(seedInstallation, ({ app, tokens }) => tokens.mintAppToken(app.id, app.permissions)),
+        Effect.flatMap(seedInstallation, ({ app, tokens }) =>
+          tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)
+        ),
         make()
       )
       const second = yield* Effect.provide(
-        Effect.flatMap(seedInstallation, ({ app, tokens }) => tokens.mintAppToken(app.id, app.permissions)),
+        Effect.flatMap(seedInstallation, ({ app, tokens }) =>
+          tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)
+        ),
         make()
       )
       expect(Redacted.value(first.secret)).toBe(Redacted.value(second.secret))
@@ -91,7 +97,7 @@ describe("AccessTokens", () => {
     const puts: Array<{ digest: string; ttl: number; value: string }> = []
     return Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
-      const minted = yield* tokens.mintAppToken(app.id, app.permissions)
+      const minted = yield* tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)
       expect(puts[0]!.ttl).toBe(60)
       yield* TestClock.adjust("9 seconds")
       expect((yield* tokens.authenticate(Redacted.value(minted.secret))).token.id).toBe(minted.record.id)
@@ -124,16 +130,60 @@ describe("AccessTokens", () => {
       yield* registry.updateInstallation(installation.id, { suspendedAt: T0, updatedAt: T0 })
       expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toMatch(/suspended/)
       yield* registry.updateInstallation(installation.id, { suspendedAt: null, updatedAt: T0 })
-      expect((yield* tokens.authenticate(secret)).token.installationId).toBe(installation.id)
+      // Kill switches are final (SPEC §5): unsuspending revives nothing.
+      expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toMatch(/kill switch/)
+      const fresh = Redacted.value((yield* tokens.mintInstallationToken(app.id, installation.id, undefined)).secret)
+      expect((yield* tokens.authenticate(fresh)).token.installationEpoch).toBe(1)
       yield* registry.deleteInstallation(installation.id)
-      expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toMatch(/no longer exists/)
+      expect((yield* Effect.flip(tokens.authenticate(fresh))).detail).toMatch(/no longer exists/)
+    }).pipe(Effect.provide(make()))
+  )
+  it.effect("a token carries the epochs it was minted under and ends when either moves on", () =>
+    Effect.gen(function* () {
+      const { app, installation, tokens, registry } = yield* seedInstallation
+      const mintBoth = Effect.all([
+        Effect.map(tokens.mintAppToken(app.id, app.permissions, 0), (m) => Redacted.value(m.secret)),
+        Effect.map(tokens.mintInstallationToken(app.id, installation.id, undefined), (m) => Redacted.value(m.secret))
+      ])
+      const [appToken, installationToken] = yield* mintBoth
+      expect((yield* tokens.authenticate(installationToken)).token).toMatchObject({ appEpoch: 0, installationEpoch: 0 })
+      // The installation's epoch: its tokens end, the app's token does not.
+      yield* registry.revokeInstallationTokens(installation.id)
+      expect((yield* Effect.flip(tokens.authenticate(installationToken)))._tag).toBe("InvalidToken")
+      expect((yield* tokens.authenticate(appToken)).token.kind).toBe("app")
+      // The app's epoch: every token of the app ends, app and installation tokens alike.
+      const [, again] = yield* mintBoth
+      yield* registry.revokeAppTokens(app.id)
+      expect((yield* Effect.flip(tokens.authenticate(appToken)))._tag).toBe("InvalidToken")
+      expect((yield* Effect.flip(tokens.authenticate(again)))._tag).toBe("InvalidToken")
+      // A token minted under an epoch read just before a bump (the race of a mint with a kill switch): ended too.
+      const stale = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions, 0)).secret)
+      expect((yield* Effect.flip(tokens.authenticate(stale))).detail).toMatch(/kill switch/)
+      const current = (yield* registry.getApp(app.id)).pipe(Option.getOrThrow).tokenEpoch
+      expect(current).toBe(1)
+      const fresh = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions, current)).secret)
+      expect((yield* tokens.authenticate(fresh)).token.appEpoch).toBe(1)
+    }).pipe(Effect.provide(make()))
+  )
+  it.effect("a record stored before epochs existed reads as epoch 0: valid until the first kill switch", () =>
+    Effect.gen(function* () {
+      const { app, installation, tokens, registry } = yield* seedInstallation
+      const store = yield* TokenStore.TokenStore
+      const minted = yield* tokens.mintInstallationToken(app.id, installation.id, undefined)
+      const secret = Redacted.value(minted.secret)
+      const { digest } = yield* tokens.authenticate(secret)
+      const { appEpoch: _a, installationEpoch: _i, ...older } = Schema.encodeSync(StoredToken)(minted.record)
+      yield* store.put(digest, Schema.decodeUnknownSync(StoredToken)(older), 3600)
+      expect((yield* tokens.authenticate(secret)).token).toMatchObject({ appEpoch: 0, installationEpoch: 0 })
+      yield* registry.updateInstallation(installation.id, { permissions: { organization_info: "VIEW" }, updatedAt: T0 })
+      expect((yield* Effect.flip(tokens.authenticate(secret)))._tag).toBe("InvalidToken")
     }).pipe(Effect.provide(make()))
   )
   it.effect("revoke records the revocation in the registry and forgets the digest", () =>
     Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
       const store = yield* TokenStore.TokenStore
-      const secret = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions)).secret)
+      const secret = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)).secret)
       const { digest, token } = yield* tokens.authenticate(secret)
       yield* tokens.revoke(digest, token)
       expect(Option.isNone(yield* store.get(digest))).toBe(true)
