@@ -42,6 +42,17 @@ interface Call {
   readonly headers?: Record<string, string>
 }
 
+/**
+ * A distinct, well-formed RSA-2048 public key (odd modulus, e = 65537) whose private half nobody
+ * has: enough for tests that only need many different keys, at no key-generation cost.
+ */
+export const publicOnlyKey = (): JsonWebKey => {
+  const n = crypto.getRandomValues(new Uint8Array(256))
+  n[0] = n[0]! | 0x80
+  n[255] = n[255]! | 0x01
+  return { kty: "RSA", n: Encoding.encodeBase64Url(n), e: "AQAB" }
+}
+
 /** Registers the suite under `name`. */
 export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Promise<IssuerTarget>) =>
   describe(`issuer contract: ${name}`, () => {
@@ -1127,12 +1138,12 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
       it("caps an app at 25 keys with 422 and deletes keys with 204, unknown ones with 404", async () => {
         const { app, appId } = await newApp()
         for (let i = 1; i < 25; i++) {
-          expect(
-            (await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })).res.status
-          ).toBe(201)
+          expect((await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: publicOnlyKey() })).res.status).toBe(
+            201
+          )
         }
         problem(
-          await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem }),
+          await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: publicOnlyKey() }),
           422,
           "invalid_public_key"
         )
@@ -1142,6 +1153,28 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
         problem(await admin("DELETE", `/admin/apps/987654321/keys/${app.keys[0].id}`), 404, "app_not_found")
         problem(await admin("POST", "/admin/apps/987654321/keys", { publicKey: keys.publicPem }), 404, "app_not_found")
         problem(await admin("DELETE", `/admin/apps/${appId}/keys/not-a-uuid`), 400, "invalid_request")
+      })
+      it("refuses the same key twice for one app with 409 conflict, in any of its formats (SPEC §5)", async () => {
+        const { appId } = await newApp()
+        for (const publicKey of [keys.publicPem, keys.publicPkcs1Pem, keys.publicJwk]) {
+          problem(await admin("POST", `/admin/apps/${appId}/keys`, { publicKey }), 409, "conflict")
+        }
+        const added = await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })
+        expect(added.res.status).toBe(201)
+        problem(await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicJwk }), 409, "conflict")
+        // One key, once: the app lists each fingerprint once, and another app may hold the same key.
+        const fingerprints = (await admin("GET", `/admin/apps/${appId}`)).json.keys.map((k: Json) => k.fingerprint)
+        expect(new Set(fingerprints).size).toBe(fingerprints.length)
+        expect(fingerprints).toHaveLength(2)
+        const other = await newApp()
+        expect(
+          (await admin("POST", `/admin/apps/${other.appId}/keys`, { publicKey: otherKeys.publicPem })).res.status
+        ).toBe(201)
+        // Once deleted, the key may come back (a new key id, the same fingerprint).
+        expect((await admin("DELETE", `/admin/apps/${appId}/keys/${added.json.id}`)).res.status).toBe(204)
+        expect((await admin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })).res.status).toBe(
+          201
+        )
       })
       it("POST /admin/installations installs within the app's permissions, once per organization", async () => {
         const { appId } = await newApp({ organization_info: "VIEW", organization_inventory: "REQUEST" })

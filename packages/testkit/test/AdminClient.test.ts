@@ -10,18 +10,23 @@ describe("AdminClient (derived from the HttpApi definition)", () => {
   it.effect("creates, reads, keys, installs, suspends and uninstalls, with SPEC §6 errors as tagged errors", () =>
     Effect.gen(function* () {
       const issuer = makeFakeIssuer()
-      const keys = yield* Effect.promise(() => generateAppKeyPair())
+      const [keys, other] = yield* Effect.promise(() => Promise.all([generateAppKeyPair(), generateAppKeyPair()]))
       const program = Effect.gen(function* () {
         const admin = yield* AdminClient.AdminClient
         const app = yield* admin.createApp({
           payload: { name: "typed", permissions: { organization_info: "VIEW" }, publicKey: keys.publicPem }
         })
         expect((yield* admin.getApp({ path: { appId: app.id } })).appNameId).toBe("typed")
+        // The app's own key again (as a JWK: the same fingerprint) is a conflict (SPEC §5).
+        const same = yield* Effect.flip(
+          admin.addAppKey({ path: { appId: app.id }, payload: { publicKey: keys.publicJwk as never } })
+        )
+        expect(same._tag).toBe("Conflict")
         const key = yield* admin.addAppKey({
           path: { appId: app.id },
-          payload: { publicKey: keys.publicJwk as never }
+          payload: { publicKey: other.publicJwk as never }
         })
-        expect(key.fingerprint).toBe(app.keys[0]!.fingerprint)
+        expect(key.fingerprint).not.toBe(app.keys[0]!.fingerprint)
         yield* admin.deleteAppKey({ path: { appId: app.id, keyId: key.id } })
         const installation = yield* admin.createInstallation({
           payload: { appId: app.id, organizationId: crypto.randomUUID(), permissions: { organization_info: "VIEW" } }

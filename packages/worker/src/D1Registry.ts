@@ -9,6 +9,7 @@ import {
   type AppRecord,
   type InstallationRecord,
   type KeyRecord,
+  duplicateKey,
   Registry,
   tooManyKeys
 } from "@icr-apps/core/issuer/Registry"
@@ -229,20 +230,41 @@ export const make = (db: D1Database): Registry["Type"] => {
       Effect.gen(function* () {
         const appId = appRowId(key.appId)
         if (appId === undefined) return yield* new AppNotFound({ detail: "No such app" })
-        // One statement: the cap check and the insert cannot interleave with another request's.
+        // One statement: the cap and duplicate checks and the insert cannot interleave with another request's.
         const result = yield* run(() =>
           db
             .prepare(
               `INSERT INTO app_keys (id, app_id, fingerprint, spki, created_at)
                SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM apps WHERE id = ?)
+                 AND NOT EXISTS (SELECT 1 FROM app_keys WHERE app_id = ? AND fingerprint = ?)
                  AND (SELECT COUNT(*) FROM app_keys WHERE app_id = ?) < ?`
             )
-            .bind(key.id, appId, key.fingerprint, key.spki, key.createdAt, appId, appId, MAX_KEYS_PER_APP)
+            .bind(
+              key.id,
+              appId,
+              key.fingerprint,
+              key.spki,
+              key.createdAt,
+              appId,
+              appId,
+              key.fingerprint,
+              appId,
+              MAX_KEYS_PER_APP
+            )
             .run()
         )
         if (result.meta.changes === 1) return key
-        const exists = yield* run(() => db.prepare("SELECT 1 AS one FROM apps WHERE id = ?").bind(appId).first())
-        return yield* exists === null ? new AppNotFound({ detail: "No such app" }) : tooManyKeys()
+        // Refused: say why (the app is gone, has the key already, or is full).
+        const [app, same] = yield* run(() =>
+          db.batch([
+            db.prepare("SELECT 1 AS one FROM apps WHERE id = ?").bind(appId),
+            db
+              .prepare("SELECT 1 AS one FROM app_keys WHERE app_id = ? AND fingerprint = ?")
+              .bind(appId, key.fingerprint)
+          ])
+        )
+        if ((app?.results.length ?? 0) === 0) return yield* new AppNotFound({ detail: "No such app" })
+        return yield* (same?.results.length ?? 0) > 0 ? duplicateKey() : tooManyKeys()
       }),
     deleteKey: (appId, keyId) =>
       Effect.gen(function* () {

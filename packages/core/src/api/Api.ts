@@ -225,8 +225,14 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPayload(AddAppKeyRequest)
       .addSuccess(AppKey, { status: 201 })
       .addError(Problems.AppNotFound)
+      .addError(Problems.Conflict)
       .addError(Problems.InvalidPublicKey)
       .annotate(OpenApi.Summary, "Add a public key to an app")
+      .annotate(
+        OpenApi.Description,
+        "At most 25 keys per app (422 `invalid_public_key` beyond). The same key twice for one app (the same " +
+          "fingerprint, in any format) is 409 `conflict`."
+      )
   )
   .add(
     HttpApiEndpoint.del("deleteAppKey", "/admin/apps/:appId/keys/:keyId")

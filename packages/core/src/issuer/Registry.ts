@@ -109,8 +109,13 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     ) => Effect.Effect<AppRecord, Conflict | Unavailable>
     /** An app with its keys. */
     readonly getApp: (appId: string) => Effect.Effect<Option.Option<AppRecord>, Unavailable>
-    /** Adds a key; fails when the app is unknown or already has {@link MAX_KEYS_PER_APP} keys. */
-    readonly addKey: (key: KeyRecord) => Effect.Effect<KeyRecord, AppNotFound | InvalidPublicKey | Unavailable>
+    /**
+     * Adds a key; fails when the app is unknown, already has {@link MAX_KEYS_PER_APP} keys, or
+     * already has this key (`Conflict`: the same fingerprint, whatever format it was sent in).
+     */
+    readonly addKey: (
+      key: KeyRecord
+    ) => Effect.Effect<KeyRecord, AppNotFound | Conflict | InvalidPublicKey | Unavailable>
     /** Deletes a key and, in the same step, bumps the app's token epoch (a kill switch, SPEC §5). */
     readonly deleteKey: (appId: string, keyId: string) => Effect.Effect<void, AppNotFound | NotFound | Unavailable>
     /** Bumps the app's token epoch: every token of the app minted before ends (SPEC §5 `revokeTokens`). */
@@ -180,6 +185,9 @@ export const bumpsEpoch = (
   (change.permissions !== undefined &&
     JSON.stringify(canonical(change.permissions)) !== JSON.stringify(canonical(current.permissions))) ||
   (change.suspendedAt !== undefined && change.suspendedAt !== null && current.suspendedAt === null)
+
+/** The shared failure when an app already has the key (SPEC §5: 409). */
+export const duplicateKey = () => new Conflict({ detail: "The app already has this key (the same fingerprint)" })
 
 /** The shared failure when the key cap is reached. */
 export const tooManyKeys = () =>
@@ -254,6 +262,7 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     addKey: (key) =>
       Effect.gen(function* () {
         if (!apps.has(key.appId)) return yield* new AppNotFound({ detail: "No such app" })
+        if (keysOf(key.appId).some((k) => k.fingerprint === key.fingerprint)) return yield* duplicateKey()
         if (keysOf(key.appId).length >= MAX_KEYS_PER_APP) return yield* tooManyKeys()
         keys.set(key.id, key)
         return key
