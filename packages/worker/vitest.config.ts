@@ -9,7 +9,8 @@ export default defineConfig(async () => {
         main: "./src/index.ts",
         wrangler: { configPath: "./wrangler.jsonc" },
         miniflare: {
-          bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token" }
+          // ADMIN_TOKEN: at least 32 characters, or the operator API stays off (SPEC §5).
+          bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-of-at-least-32-characters" }
         }
       }),
       {

@@ -137,7 +137,10 @@ export interface FaultMatch {
 
 /** Options of a fake issuer. */
 export interface FakeIssuerOptions {
-  /** The operator token (default `test-admin-token`); `null` disables the operator API. */
+  /**
+   * The operator token (default `test-admin-token-of-at-least-32-characters`); `null` disables the
+   * operator API, and so does one shorter than 32 characters, as in the worker (SPEC §5).
+   */
   readonly adminToken?: string | null
   /** A fixed seed for token and id generation (default: the platform CSPRNG). */
   readonly seed?: number
@@ -295,7 +298,8 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
   let aimed: Array<{ readonly match: FaultMatch; readonly fault: HttpFault; seen: number; fired: number }> = []
   const log: Array<LoggedRequest> = []
   const writes: Array<string> = []
-  const adminToken = options.adminToken === null ? "" : (options.adminToken ?? "test-admin-token")
+  const adminToken =
+    options.adminToken === null ? "" : (options.adminToken ?? "test-admin-token-of-at-least-32-characters")
   let counter = 0
 
   const maybeFail = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Unavailable, R> =>

@@ -48,9 +48,18 @@ import {
 } from "./Registry.js"
 import type { TokenStore } from "./TokenStore.js"
 
+/**
+ * The shortest ADMIN_TOKEN that enables the operator API (SPEC §5). A shorter one counts as not
+ * configured: `/admin` answers 403 `admin_disabled` and the issuer logs why, never the token.
+ */
+export const MIN_ADMIN_TOKEN_LENGTH = 32
+
 /** How an issuer is configured. */
 export interface IssuerOptions {
-  /** The operator token; when absent every `/admin` route answers 403 `admin_disabled`. */
+  /**
+   * The operator token; when absent, or shorter than {@link MIN_ADMIN_TOKEN_LENGTH} characters,
+   * every `/admin` route answers 403 `admin_disabled`.
+   */
   readonly adminToken?: Redacted.Redacted<string> | undefined
   /** Token lifetimes (1 h app, 2 h installation by default). */
   readonly lifetimes?: TokenLifetimes | undefined
@@ -151,7 +160,9 @@ export const AdminAuthLive = Layer.effect(
       adminToken: () =>
         Effect.gen(function* () {
           if (Option.isNone(config.adminToken)) {
-            return yield* new AdminDisabled({ detail: "The operator API is disabled: no ADMIN_TOKEN is configured" })
+            return yield* new AdminDisabled({
+              detail: `The operator API is disabled: no ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
+            })
           }
           const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
           if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
@@ -485,12 +496,27 @@ export const layer = (
     Layer.provide(commonRules),
     Layer.provide(JwtVerifier.layer),
     Layer.provide(AccessTokensModule.layer(options.lifetimes)),
-    Layer.provide(
-      Layer.succeed(IssuerConfig, {
-        adminToken: Option.fromNullable(options.adminToken),
-        publicBaseUrl: Option.fromNullable(options.publicBaseUrl)
-      })
-    )
+    Layer.provide(configLayer(options))
+  )
+
+/**
+ * The issuer's configuration from its options. An ADMIN_TOKEN too short to resist guessing
+ * leaves the operator API off, and says so in the log once (its length is not logged either).
+ */
+const configLayer = (options: IssuerOptions): Layer.Layer<IssuerConfig> =>
+  Layer.effect(
+    IssuerConfig,
+    Effect.gen(function* () {
+      const given = Option.fromNullable(options.adminToken)
+      const usable = Option.filter(given, (token) => Redacted.value(token).length >= MIN_ADMIN_TOKEN_LENGTH)
+      if (Option.isSome(given) && Option.isNone(usable)) {
+        yield* Effect.logWarning(
+          `ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters, so it counts as not configured: ` +
+            "every /admin route answers 403 admin_disabled. Set a longer one (e.g. 48 random hex characters)."
+        )
+      }
+      return { adminToken: usable, publicBaseUrl: Option.fromNullable(options.publicBaseUrl) }
+    })
   )
 
 /** A web-standard request handler. */

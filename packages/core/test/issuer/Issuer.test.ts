@@ -1,0 +1,65 @@
+import { afterEach, describe, expect, it, vi } from "@effect/vitest"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Entropy from "../../src/issuer/Entropy.js"
+import { MIN_ADMIN_TOKEN_LENGTH, makeWebHandler } from "../../src/issuer/Issuer.js"
+import * as Registry from "../../src/issuer/Registry.js"
+import * as TokenStore from "../../src/issuer/TokenStore.js"
+
+const storage = Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer)
+
+/** `GET /admin/apps` with `token`, against an issuer configured with `adminToken`. */
+const listApps = async (adminToken: string | undefined, token: string) => {
+  const issuer = makeWebHandler(storage, {
+    adminToken: adminToken === undefined ? undefined : Redacted.make(adminToken)
+  })
+  try {
+    const res = await issuer.handler(
+      new Request("http://icr.test/admin/apps", { headers: { authorization: `Bearer ${token}` } })
+    )
+    return { status: res.status, body: (await res.json()) as { code?: string; detail?: string } }
+  } finally {
+    await issuer.dispose()
+  }
+}
+
+/** Everything the issuer wrote to the console while `run` ran. */
+const consoleOf = async <A>(run: () => Promise<A>): Promise<{ result: A; lines: Array<string> }> => {
+  const lines: Array<string> = []
+  for (const method of ["log", "info", "warn", "error", "debug"] as const) {
+    vi.spyOn(console, method).mockImplementation((...args: Array<unknown>) => {
+      lines.push(args.map(String).join(" "))
+    })
+  }
+  const result = await run()
+  return { result, lines }
+}
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+describe("ADMIN_TOKEN shorter than 32 characters counts as not configured (SPEC §5)", () => {
+  it("answers 403 admin_disabled even to the right token, and logs why without the token", async () => {
+    const short = "s3cret-but-only-31-characters!!"
+    expect(short).toHaveLength(MIN_ADMIN_TOKEN_LENGTH - 1)
+    const { result, lines } = await consoleOf(() => listApps(short, short))
+    expect(result.status).toBe(403)
+    expect(result.body.code).toBe("admin_disabled")
+    expect(result.body.detail).not.toContain(short)
+    const why = lines.filter((line) => /ADMIN_TOKEN is shorter than 32 characters/.test(line))
+    expect(why).toHaveLength(1)
+    expect(lines.join("\n")).not.toContain(short)
+  })
+  it("serves the operator API with a token of 32 characters or more, and logs nothing about it", async () => {
+    const long = "x".repeat(MIN_ADMIN_TOKEN_LENGTH)
+    const { result, lines } = await consoleOf(() => listApps(long, long))
+    expect(result.status).toBe(200)
+    expect(lines.join("\n")).not.toMatch(/ADMIN_TOKEN/)
+    expect((await listApps(long, `${long}x`)).body.code).toBe("invalid_token")
+  })
+  it("answers 403 admin_disabled with no token configured, as before", async () => {
+    expect((await listApps(undefined, "anything")).body.code).toBe("admin_disabled")
+    expect((await listApps("", "whatever")).body.code).toBe("admin_disabled")
+  })
+})
