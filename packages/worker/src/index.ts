@@ -19,25 +19,36 @@ export interface WorkerEnv extends Env {
   readonly ADMIN_TOKEN?: string | undefined
 }
 
-/** The window of the RATE_LIMITER binding, in seconds (its `period` in wrangler.jsonc). */
-const RATE_PERIOD_SECONDS = 60
+/** The bindings that count requests (SPEC §1), one per budget; see `ratelimits` in wrangler.jsonc. */
+export interface RateLimitBindings {
+  /** Requests that authenticated nobody, per client address (IPv4, or IPv6 /64). */
+  readonly address?: RateLimit | undefined
+  /** Authenticated requests, per app or installation. */
+  readonly principal?: RateLimit | undefined
+  /** The bindings' `period` (10 or 60 seconds): what a 429 tells the client to wait. */
+  readonly periodSeconds: number
+}
 
 /**
- * The rate limiter over Cloudflare's binding. If the binding itself fails, the request is let
- * through (and logged): an outage of the limiter must not become an outage of the issuer.
+ * The rate limiter over Cloudflare's bindings. A budget without a binding is not limited. If a
+ * binding itself fails, the request is let through (and logged): an outage of the limiter must
+ * not become an outage of the issuer.
  */
-export const rateLimiterLayer = (binding: RateLimit): Layer.Layer<RateLimiter.RateLimiter> =>
+export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateLimiter.RateLimiter> =>
   Layer.succeed(RateLimiter.RateLimiter, {
-    check: (key) =>
-      Effect.tryPromise(() => binding.limit({ key })).pipe(
-        Effect.map(({ success }) => ({ allowed: success, retryAfterSeconds: RATE_PERIOD_SECONDS })),
+    check: (scope, key) => {
+      const binding = bindings[scope]
+      if (binding === undefined) return Effect.succeed({ allowed: true, retryAfterSeconds: 0 })
+      return Effect.tryPromise(() => binding.limit({ key })).pipe(
+        Effect.map(({ success }) => ({ allowed: success, retryAfterSeconds: bindings.periodSeconds })),
         Effect.catchAll(() =>
-          Effect.as(Effect.logWarning("rate limiter unavailable; request allowed"), {
+          Effect.as(Effect.logWarning(`rate limiter (${scope}) unavailable; request allowed`), {
             allowed: true,
             retryAfterSeconds: 0
           })
         )
       )
+    }
   })
 
 /** The storage, entropy and rate-limiting layers of the issuer, from the worker's bindings. */
@@ -46,7 +57,13 @@ export const layerFromEnv = (env: WorkerEnv): Layer.Layer<TokenStore | Registry 
     KvTokenStore.layer(env.TOKENS),
     D1Registry.layer(env.DB),
     Entropy.layer,
-    env.RATE_LIMITER === undefined ? Layer.empty : rateLimiterLayer(env.RATE_LIMITER)
+    env.RATE_LIMITER === undefined && env.PRINCIPAL_RATE_LIMITER === undefined
+      ? Layer.empty
+      : rateLimiterLayer({
+          address: env.RATE_LIMITER,
+          principal: env.PRINCIPAL_RATE_LIMITER,
+          periodSeconds: env.RATE_LIMIT_PERIOD_SECONDS === "10" ? 10 : 60
+        })
   )
 
 const seconds = (value: string | undefined, fallback: number): number => {

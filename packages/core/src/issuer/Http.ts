@@ -12,11 +12,12 @@ import { RouteNotFound } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { IcrAppsApi } from "../api/Api.js"
 import { API_VERSION } from "../api/Primitives.js"
-import { RateLimiter } from "./RateLimiter.js"
+import { makeRequestLimits, RateLimiter, RequestLimits } from "./RateLimiter.js"
 import {
   Internal,
   InvalidPermissions,
@@ -77,6 +78,14 @@ export const allowedMethods = (pathname: string): ReadonlyArray<string> => {
 const pathnameOf = (request: { readonly url: string }): string => new URL(request.url, "http://localhost").pathname
 
 const sanePattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * The id of the request being served (the `x-request-id` it is answered with), for audit events;
+ * empty outside a request.
+ */
+export class RequestId extends Context.Reference<RequestId>()("@icr-apps/core/Http/RequestId", {
+  defaultValue: (): string => ""
+}) {}
 
 /** The caller's `x-request-id` when it is sane, else a fresh UUID. */
 const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
@@ -241,40 +250,25 @@ export const commonRules = HttpApiBuilder.middleware(
   (app: HttpApp.Default): HttpApp.Default =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
-      yield* HttpApp.appendPreResponseHandler(stampHeaders(requestIdOf(request)))
+      const requestId = requestIdOf(request)
+      yield* HttpApp.appendPreResponseHandler(stampHeaders(requestId))
       yield* HttpApp.appendPreResponseHandler(endWithNewline)
-      const version = request.headers["x-icr-api-version"]
-      if (version !== undefined && version !== API_VERSION) {
-        return yield* new UnsupportedApiVersion({
-          detail: `This server serves API version ${API_VERSION} only`
-        })
-      }
-      const authorization = request.headers.authorization
-      if (authorization !== undefined && authorization.length > MAX_AUTHORIZATION_LENGTH) {
-        return yield* new InvalidToken({
-          detail: `The Authorization header is longer than ${MAX_AUTHORIZATION_LENGTH} characters`
-        })
-      }
+      // Rate limits (SPEC §1): the authentication middlewares count an authenticated request
+      // against its principal (and fail it with 429 past that budget) before any work is done;
+      // whatever authenticated nobody is counted against the client's address once answered, and
+      // answers 429 instead past that budget. Liveness checks are never limited; a request with
+      // no `cf-connecting-ip` (local dev, tests, a runtime behind no proxy) never by address.
       const limiter = yield* Effect.serviceOption(RateLimiter)
-      const client = request.headers["cf-connecting-ip"]
-      // Limited per client address as the edge reports it; a request without one (local dev,
-      // tests, a runtime behind no proxy) is not limited. Liveness checks never are.
-      if (Option.isSome(limiter) && client !== undefined && pathnameOf(request) !== "/healthz") {
-        const decision = yield* limiter.value.check(client)
-        if (!decision.allowed) {
-          return yield* new RateLimited({
-            detail: "Too many requests from this client; retry later",
-            retryAfter: decision.retryAfterSeconds
-          })
-        }
-      }
-      const normalized = yield* normalizeBody(request)
-      // The app's error channel is typed `never`, but the router fails with RouteNotFound and
-      // HttpApiDecodeError underneath; they are translated below into SPEC §6 problems.
-      return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, normalized) as Effect.Effect<
-        HttpServerResponse.HttpServerResponse,
-        unknown
-      >
+      const limits = makeRequestLimits(Option.getOrUndefined(limiter), request.headers["cf-connecting-ip"])
+      if (pathnameOf(request) === "/healthz") yield* limits.exempt
+      const outcome = yield* Effect.either(
+        serve(app, request).pipe(
+          Effect.provideService(RequestLimits, limits),
+          Effect.provideService(RequestId, requestId)
+        )
+      )
+      yield* limits.settle
+      return yield* outcome
     }).pipe(
       Effect.catchAll((e: unknown) => {
         const problem = translate(e)
@@ -301,6 +295,30 @@ export const commonRules = HttpApiBuilder.middleware(
   // Keeps the issuer's context (an optional RateLimiter among it) visible to every request.
   { withContext: true }
 )
+
+/** The checks of SPEC §1 that come before routing, then the router itself. */
+const serve = (app: HttpApp.Default, request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function* () {
+    const version = request.headers["x-icr-api-version"]
+    if (version !== undefined && version !== API_VERSION) {
+      return yield* new UnsupportedApiVersion({
+        detail: `This server serves API version ${API_VERSION} only`
+      })
+    }
+    const authorization = request.headers.authorization
+    if (authorization !== undefined && authorization.length > MAX_AUTHORIZATION_LENGTH) {
+      return yield* new InvalidToken({
+        detail: `The Authorization header is longer than ${MAX_AUTHORIZATION_LENGTH} characters`
+      })
+    }
+    const normalized = yield* normalizeBody(request)
+    // The app's error channel is typed `never`, but the router fails with RouteNotFound and
+    // HttpApiDecodeError underneath; they are translated below into SPEC §6 problems.
+    return yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, normalized) as Effect.Effect<
+      HttpServerResponse.HttpServerResponse,
+      unknown
+    >
+  })
 
 /** Maps the router's own failures to SPEC §6 problems; anything else passes through unchanged. */
 const translate = (e: unknown): unknown => {

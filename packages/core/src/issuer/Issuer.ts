@@ -35,6 +35,7 @@ import {
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
 import * as Entropy from "./Entropy.js"
 import { commonRules } from "./Http.js"
+import { principalKey, RequestLimits } from "./RateLimiter.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
 import { toBase64 } from "../internal/der.js"
@@ -122,7 +123,10 @@ export const AppAuthLive = Layer.effect(
               detail: "This endpoint expects an App JWT, not an access token"
             })
           }
-          return yield* verifier.verify(credential)
+          const verified = yield* verifier.verify(credential)
+          // From here on the app is the principal its requests count against (SPEC §1).
+          yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principalKey.app(verified.appId)))
+          return verified
         })
     }
   })
@@ -145,7 +149,15 @@ export const TokenAuthLive = Layer.effect(
                   : "That is not an access token"
             })
           }
-          return yield* tokens.authenticate(credential)
+          const authenticated = yield* tokens.authenticate(credential)
+          const { token } = authenticated
+          // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
+          const principal =
+            token.kind === "installation" && token.installationId !== undefined
+              ? principalKey.installation(token.installationId)
+              : principalKey.app(token.appId)
+          yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principal))
+          return authenticated
         })
     }
   })
@@ -168,6 +180,8 @@ export const AdminAuthLive = Layer.effect(
           if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
             return yield* new InvalidToken({ detail: "The operator token is not valid" })
           }
+          // The operator is not rate limited: a kill switch must never wait for a budget to refill.
+          yield* Effect.flatMap(RequestLimits, (limits) => limits.exempt)
         })
     }
   })
