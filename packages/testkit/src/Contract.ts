@@ -5,6 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest"
 import { type AppKeyPair, appClaims, generateAppKeyPair, jsonSegment, signRs256 } from "./Keys.js"
+import type { AuditEvent } from "@icr-apps/core/issuer/AuditLog"
 import * as Encoding from "effect/Encoding"
 
 /** What the suite needs of an issuer. */
@@ -17,6 +18,11 @@ export interface IssuerTarget {
   readonly adminToken: string
   /** Every stored key and value, as text, for the plaintext-token scan. */
   readonly dumpStorage: () => Promise<ReadonlyArray<string>>
+  /**
+   * Every audit event the issuer has emitted so far (SPEC §5), when the target can see them (the
+   * worker's log lines, the fake issuer's `auditEvents()`); the audit tests are skipped without.
+   */
+  readonly auditEvents?: (() => Promise<ReadonlyArray<AuditEvent>>) | undefined
 }
 
 /** Every permission at its highest level. */
@@ -991,6 +997,142 @@ export const issuerContract = (name: string, makeTarget: () => IssuerTarget | Pr
           await refused(oldApp)
           expect(await use(fresh)).toBe(200)
           expect(await use(freshApp)).toBe(200)
+        }
+      })
+    })
+
+    describe("§5 audit trail", () => {
+      it("emits one event per mint, revocation, kill switch and operator change, under its request id", async (ctx) => {
+        const auditEvents = target.auditEvents
+        if (auditEvents === undefined) return ctx.skip()
+        const run = unique("audit")
+        let step = 0
+        /** A call under a request id of its own, and that id. */
+        const traced = async (method: string, path: string, call: Call = {}) => {
+          const requestId = `${run}.${step++}`
+          const r = await api(method, path, { ...call, headers: { ...call.headers, "x-request-id": requestId } })
+          expect(r.res.headers.get("x-request-id")).toBe(requestId)
+          return { ...r, requestId }
+        }
+        const asAdmin = (method: string, path: string, body?: unknown) =>
+          traced(method, path, { token: target.adminToken, ...(body !== undefined ? { body } : {}) })
+        const expected: Array<[string, Array<Json>]> = []
+        const expect_ = (requestId: string, ...events: Array<Json>) => void expected.push([requestId, events])
+        const operator = { actor: "operator", outcome: "success" }
+
+        const created = await asAdmin("POST", "/admin/apps", {
+          name: unique("audited"),
+          permissions: ALL_PERMISSIONS,
+          publicKey: keys.publicPem
+        })
+        const appId: string = created.json.id
+        expect_(created.requestId, { ...operator, action: "app.create", appId, keyId: created.json.keys[0].id })
+        const added = await asAdmin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })
+        expect_(added.requestId, { ...operator, action: "app.key_add", appId, keyId: added.json.id })
+        const again = await asAdmin("POST", `/admin/apps/${appId}/keys`, { publicKey: otherKeys.publicPem })
+        expect_(again.requestId, {
+          action: "app.key_add",
+          actor: "operator",
+          appId,
+          outcome: "failure",
+          code: "conflict"
+        })
+        const installed = await asAdmin("POST", "/admin/installations", {
+          appId,
+          organizationId: org(),
+          permissions: ALL_PERMISSIONS
+        })
+        const installationId: string = installed.json.id
+        expect_(installed.requestId, { ...operator, action: "installation.create", appId, installationId })
+
+        const jwt = await signRs256(keys.privateKey, appClaims(appId))
+        const appMint = await traced("POST", "/app/accessTokens", { token: jwt })
+        const app = { actor: "app", outcome: "success", appId }
+        expect_(appMint.requestId, { ...app, action: "app_token.mint", tokenId: appMint.json.id })
+        const instMint = await traced("POST", `/app/installations/${installationId}/accessTokens`, { token: jwt })
+        expect_(instMint.requestId, {
+          ...app,
+          action: "installation_token.mint",
+          installationId,
+          tokenId: instMint.json.id
+        })
+        const revoked = await traced("DELETE", "/app/installations/token", { token: appMint.json.token })
+        expect(revoked.res.status).toBe(204)
+        expect_(revoked.requestId, {
+          action: "token.revoke",
+          actor: "token",
+          outcome: "success",
+          appId,
+          tokenId: appMint.json.id
+        })
+
+        const suspended = await asAdmin("PATCH", `/admin/installations/${installationId}`, { suspended: true })
+        const killed = { ...operator, appId, installationId }
+        expect_(
+          suspended.requestId,
+          { ...killed, action: "installation.update" },
+          { ...killed, action: "installation.tokens_revoked" }
+        )
+        const refused = await traced("POST", `/app/installations/${installationId}/accessTokens`, { token: jwt })
+        expect_(refused.requestId, {
+          action: "installation_token.mint",
+          actor: "app",
+          appId,
+          installationId,
+          outcome: "failure",
+          code: "installation_suspended"
+        })
+        const unsuspended = await asAdmin("PATCH", `/admin/installations/${installationId}`, { suspended: false })
+        expect_(unsuspended.requestId, { ...killed, action: "installation.update" })
+        const revokeInstallation = await asAdmin("POST", `/admin/installations/${installationId}/revokeTokens`)
+        expect_(revokeInstallation.requestId, { ...killed, action: "installation.tokens_revoked" })
+        const revokeApp = await asAdmin("POST", `/admin/apps/${appId}/revokeTokens`)
+        expect_(revokeApp.requestId, { ...operator, action: "app.tokens_revoked", appId })
+        const deletedKey = await asAdmin("DELETE", `/admin/apps/${appId}/keys/${added.json.id}`)
+        const keyEvent = { ...operator, appId, keyId: added.json.id }
+        expect_(
+          deletedKey.requestId,
+          { ...keyEvent, action: "app.key_delete" },
+          { ...keyEvent, action: "app.tokens_revoked" }
+        )
+        const uninstalled = await asAdmin("DELETE", `/admin/installations/${installationId}`)
+        expect_(uninstalled.requestId, { ...killed, action: "installation.delete" })
+        const unknown = crypto.randomUUID()
+        const missing = await asAdmin("POST", `/admin/installations/${unknown}/revokeTokens`)
+        expect_(missing.requestId, {
+          action: "installation.tokens_revoked",
+          actor: "operator",
+          installationId: unknown,
+          outcome: "failure",
+          code: "installation_not_found"
+        })
+        // Reads are not changes: no event.
+        const read = await asAdmin("GET", `/admin/apps/${appId}`)
+        expect_(read.requestId)
+
+        const events = (await auditEvents()).filter((e) => e.requestId.startsWith(`${run}.`))
+        for (const [requestId, wanted] of expected) {
+          const got = events.filter((e) => e.requestId === requestId)
+          expect(
+            got.map(({ time: _t, requestId: _r, ...rest }) => rest),
+            requestId
+          ).toEqual(wanted)
+          for (const e of got) expect(e.time).toMatch(timestampRe)
+        }
+        expect(events).toHaveLength(expected.reduce((n, [, wanted]) => n + wanted.length, 0))
+        // Never a secret: no token, JWT (or any part of one), key or ADMIN_TOKEN.
+        const text = JSON.stringify(events)
+        for (const secret of [
+          appMint.json.token,
+          instMint.json.token,
+          jwt,
+          ...jwt.split("."),
+          target.adminToken,
+          keys.publicPem.split("\n")[1]!,
+          otherKeys.publicPem.split("\n")[1]!,
+          "crs_"
+        ]) {
+          expect(text).not.toContain(secret)
         }
       })
     })

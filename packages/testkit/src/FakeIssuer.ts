@@ -15,6 +15,7 @@ import { App, AppKey } from "@icr-apps/core/api/Apps"
 import { Installation } from "@icr-apps/core/api/Installations"
 import type { Permissions } from "@icr-apps/core/api/Permissions"
 import { Unavailable } from "@icr-apps/core/api/Problems"
+import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { makeWebHandler } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
@@ -210,6 +211,11 @@ export interface InMemoryIssuer {
   /** Every value written to token storage, as text (for the plaintext-token scan). */
   readonly storageWrites: () => ReadonlyArray<string>
   /**
+   * Every audit event the issuer emitted (SPEC §5: mints, revocations, kill switches, operator
+   * changes — arrange calls included), oldest first; the worker writes the same events to its log.
+   */
+  readonly auditEvents: () => ReadonlyArray<AuditLog.AuditEvent>
+  /**
    * Calls the operator API with the admin token and returns the JSON answer (undefined for 204);
    * rejects on any other status. Prefer {@link Arrange}; this reaches what it does not cover.
    */
@@ -298,6 +304,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
   let aimed: Array<{ readonly match: FaultMatch; readonly fault: HttpFault; seen: number; fired: number }> = []
   const log: Array<LoggedRequest> = []
   const writes: Array<string> = []
+  const audit: Array<AuditLog.AuditEvent> = []
   const adminToken =
     options.adminToken === null ? "" : (options.adminToken ?? "test-admin-token-of-at-least-32-characters")
   let counter = 0
@@ -344,6 +351,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
       registry,
       options.seed === undefined ? Entropy.layer : layerSeeded(options.seed),
       Layer.setClock(functionClock(now)),
+      AuditLog.layerMemory(audit),
       options.rateLimit === undefined ? Layer.empty : RateLimiter.layerMemory(options.rateLimit)
     ),
     {
@@ -525,7 +533,8 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
       queued.length = 0
       aimed = []
     },
-    storageWrites: () => [...writes]
+    storageWrites: () => [...writes],
+    auditEvents: () => [...audit]
   }
   return issuer
 }

@@ -359,15 +359,22 @@ export const make = (db: D1Database): Registry["Type"] => {
       }),
     deleteInstallation: (id) =>
       Effect.gen(function* () {
-        const result = yield* run(() => db.prepare("DELETE FROM installations WHERE id = ?").bind(id).run())
-        if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
+        const row = yield* run(() =>
+          db.prepare("DELETE FROM installations WHERE id = ? RETURNING app_id").bind(id).first<{ app_id: number }>()
+        )
+        if (row === null) return yield* new InstallationNotFound({ detail: "No such installation" })
+        return { appId: String(row.app_id) }
       }),
     revokeInstallationTokens: (id) =>
       Effect.gen(function* () {
-        const result = yield* run(() =>
-          db.prepare("UPDATE installations SET token_epoch = token_epoch + 1 WHERE id = ?").bind(id).run()
+        const row = yield* run(() =>
+          db
+            .prepare("UPDATE installations SET token_epoch = token_epoch + 1 WHERE id = ? RETURNING app_id")
+            .bind(id)
+            .first<{ app_id: number }>()
         )
-        if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (row === null) return yield* new InstallationNotFound({ detail: "No such installation" })
+        return { appId: String(row.app_id) }
       }),
     listInstallations: (filter, page) =>
       Effect.gen(function* () {

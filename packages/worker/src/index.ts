@@ -3,6 +3,7 @@
  * {@link layerFromEnv}; the handler is built on the first request (no I/O at module load) and
  * reused for the life of the isolate, so imported keys stay cached.
  */
+import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
@@ -51,12 +52,18 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
     }
   })
 
-/** The storage, entropy and rate-limiting layers of the issuer, from the worker's bindings. */
-export const layerFromEnv = (env: WorkerEnv): Layer.Layer<TokenStore | Registry | Entropy.Entropy> =>
+/**
+ * The storage, entropy, audit and rate-limiting layers of the issuer, from the worker's bindings.
+ * Audit events are JSON lines on the console (`"audit":true`), which Workers Logs and Logpush keep.
+ */
+export const layerFromEnv = (
+  env: WorkerEnv
+): Layer.Layer<TokenStore | Registry | Entropy.Entropy | AuditLog.AuditLog> =>
   Layer.mergeAll(
     KvTokenStore.layer(env.TOKENS),
     D1Registry.layer(env.DB),
     Entropy.layer,
+    AuditLog.layerConsole,
     env.RATE_LIMITER === undefined && env.PRINCIPAL_RATE_LIMITER === undefined
       ? Layer.empty
       : rateLimiterLayer({

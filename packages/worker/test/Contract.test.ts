@@ -1,6 +1,15 @@
 import { env } from "cloudflare:test"
+import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import { issuerContract } from "@icr-apps/testkit/Contract"
 import worker from "../src/index.js"
+
+/** The worker's audit lines (one JSON line per event on console.log, as Workers Logs sees them). */
+const logLines: Array<string> = []
+const log = console.log.bind(console)
+console.log = (...args: Array<unknown>) => {
+  if (args.length === 1 && typeof args[0] === "string" && args[0].startsWith('{"audit":true')) logLines.push(args[0])
+  else log(...args)
+}
 
 const withoutAdmin = { ...env, ADMIN_TOKEN: undefined }
 /** The worker's own request type (test requests carry no `cf` properties). */
@@ -27,5 +36,6 @@ issuerContract("worker (workerd, KV, D1)", () => ({
   fetch: (request) => worker.fetch(request as IncomingRequest, env),
   fetchWithoutAdmin: (request) => worker.fetch(request as IncomingRequest, withoutAdmin),
   adminToken: env.ADMIN_TOKEN!,
-  dumpStorage
+  dumpStorage,
+  auditEvents: async () => AuditLog.fromLogLines(logLines)
 }))

@@ -9,10 +9,12 @@ import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -26,15 +28,18 @@ import { canonical, exceeding, type Permissions } from "../api/Permissions.js"
 import {
   AdminDisabled,
   AppNotFound,
+  codeOf,
   InstallationNotFound,
   InvalidJwt,
   InvalidPermissions,
   InvalidToken,
+  isProblem,
   MissingCredentials
 } from "../api/Problems.js"
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
+import * as AuditLog from "./AuditLog.js"
 import * as Entropy from "./Entropy.js"
-import { commonRules } from "./Http.js"
+import { commonRules, RequestId } from "./Http.js"
 import { principalKey, RequestLimits } from "./RateLimiter.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
@@ -290,23 +295,72 @@ const nextCursorOf = (result: RecordPage<InstallationRecord>): string | undefine
   return result.more && last !== undefined ? encodeCursor(last) : undefined
 }
 
+/** What an audit event says besides its time, request id and outcome. */
+type AuditFields = Omit<AuditLog.AuditEvent, "time" | "requestId" | "outcome" | "code">
+
+/** The SPEC §6 code a failed request answers with (`internal` for a defect); none when it was only interrupted. */
+const failureCode = <E>(cause: Cause.Cause<E>): string | undefined => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") return isProblem(failure.value) ? codeOf(failure.value).code : "internal"
+  return Cause.isInterruptedOnly(cause) ? undefined : "internal"
+}
+
+/** The audit trail as the handlers use it: one event per call, stamped with the time and the request id. */
+const makeAudit = (log: AuditLog.AuditLog["Type"]) => {
+  const emit = (fields: AuditFields, outcome: "success" | "failure", code?: string) =>
+    Effect.gen(function* () {
+      const time = new Date(yield* Clock.currentTimeMillis).toISOString()
+      const requestId = yield* RequestId
+      yield* log.emit({ time, requestId, ...fields, outcome, ...(code !== undefined ? { code } : {}) })
+    })
+  return {
+    /** Records a success that needs no effect of its own (a kill switch a change caused). */
+    success: (fields: AuditFields) => emit(fields, "success"),
+    /**
+     * Runs `effect` and records its outcome under `fields`, plus what `onSuccess` reads off a
+     * success (an id the effect made); a failure is recorded with its SPEC §6 code.
+     */
+    audited: <A, E, R>(
+      fields: AuditFields,
+      effect: Effect.Effect<A, E, R>,
+      onSuccess: (a: A) => Partial<AuditFields> = () => ({})
+    ): Effect.Effect<A, E, R> =>
+      Effect.onExit(effect, (exit) => {
+        if (Exit.isSuccess(exit)) return emit({ ...fields, ...onSuccess(exit.value) }, "success")
+        const code = failureCode(exit.cause)
+        return code === undefined ? Effect.void : emit(fields, "failure", code)
+      })
+  }
+}
+
 /** Handlers of the Apps API (SPEC §4). */
 export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
   Effect.gen(function* () {
     const tokens = yield* AccessTokens
     const registry = yield* Registry
+    const { audited } = makeAudit(yield* AuditLog.AuditLog)
+    const tokenId = (minted: MintedToken) => ({ tokenId: minted.record.id })
     return handlers
       .handle("createAppAccessToken", () =>
         Effect.gen(function* () {
           const { appId, permissions, tokenEpoch } = yield* CurrentApp
           yield* noStore
-          return new AccessToken(tokenFields(yield* tokens.mintAppToken(appId, permissions, tokenEpoch)))
+          const minted = yield* audited(
+            { action: "app_token.mint", actor: "app", appId },
+            tokens.mintAppToken(appId, permissions, tokenEpoch),
+            tokenId
+          )
+          return new AccessToken(tokenFields(minted))
         })
       )
       .handle("createInstallationAccessToken", ({ path, payload }) =>
         Effect.gen(function* () {
           const { appId } = yield* CurrentApp
-          const minted = yield* tokens.mintInstallationToken(appId, path.installationId, payload.permissions)
+          const minted = yield* audited(
+            { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
+            tokens.mintInstallationToken(appId, path.installationId, payload.permissions),
+            tokenId
+          )
           yield* noStore
           return new InstallationAccessToken({
             ...tokenFields(minted),
@@ -332,7 +386,18 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
         })
       )
       .handle("revokeAccessToken", () =>
-        Effect.flatMap(CurrentToken, ({ digest, token }) => tokens.revoke(digest, token))
+        Effect.flatMap(CurrentToken, ({ digest, token }) =>
+          audited(
+            {
+              action: "token.revoke",
+              actor: "token",
+              appId: token.appId,
+              ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+              tokenId: token.id
+            },
+            tokens.revoke(digest, token)
+          )
+        )
       )
       .handle("listInstallations", ({ urlParams }) =>
         Effect.gen(function* () {
@@ -375,6 +440,8 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
   Effect.gen(function* () {
     const registry = yield* Registry
     const entropy = yield* Entropy.Entropy
+    const audit = makeAudit(yield* AuditLog.AuditLog)
+    const { audited } = audit
     const newKey = (publicKey: Parameters<typeof checkPublicKey>[0]) =>
       Effect.gen(function* () {
         const checked = yield* checkPublicKey(publicKey)
@@ -387,15 +454,19 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
       })
     return handlers
       .handle("createApp", ({ payload }) =>
-        Effect.gen(function* () {
-          const key = yield* newKey(payload.publicKey)
-          const now = key.createdAt
-          const app = yield* registry.createApp(
-            { name: payload.name, permissions: canonical(payload.permissions), createdAt: now, updatedAt: now },
-            key
-          )
-          return toApp(app)
-        })
+        audited(
+          { action: "app.create", actor: "operator" },
+          Effect.gen(function* () {
+            const key = yield* newKey(payload.publicKey)
+            const now = key.createdAt
+            const app = yield* registry.createApp(
+              { name: payload.name, permissions: canonical(payload.permissions), createdAt: now, updatedAt: now },
+              key
+            )
+            return toApp(app)
+          }),
+          (app) => ({ appId: app.id, ...(app.keys[0] !== undefined ? { keyId: app.keys[0].id } : {}) })
+        )
       )
       .handle("listApps", ({ urlParams }) =>
         Effect.gen(function* () {
@@ -417,30 +488,53 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
         )
       )
       .handle("addAppKey", ({ path, payload }) =>
-        Effect.gen(function* () {
-          if (Option.isNone(yield* registry.getApp(path.appId))) return yield* appNotFound()
-          const key = yield* registry.addKey({ ...(yield* newKey(payload.publicKey)), appId: path.appId })
-          return new AppKey({ id: key.id, fingerprint: key.fingerprint, createdAt: toTimestamp(key.createdAt) })
-        })
+        audited(
+          { action: "app.key_add", actor: "operator", appId: path.appId },
+          Effect.gen(function* () {
+            if (Option.isNone(yield* registry.getApp(path.appId))) return yield* appNotFound()
+            const key = yield* registry.addKey({ ...(yield* newKey(payload.publicKey)), appId: path.appId })
+            return new AppKey({ id: key.id, fingerprint: key.fingerprint, createdAt: toTimestamp(key.createdAt) })
+          }),
+          (key) => ({ keyId: key.id })
+        )
       )
-      .handle("deleteAppKey", ({ path }) => registry.deleteKey(path.appId, path.keyId))
+      .handle("deleteAppKey", ({ path }) =>
+        Effect.zipRight(
+          audited(
+            { action: "app.key_delete", actor: "operator", appId: path.appId, keyId: path.keyId },
+            registry.deleteKey(path.appId, path.keyId)
+          ),
+          // Deleting a key is a kill switch: the app's epoch moved on with it (SPEC §5).
+          audit.success({ action: "app.tokens_revoked", actor: "operator", appId: path.appId, keyId: path.keyId })
+        )
+      )
+      .handle("revokeAppTokens", ({ path }) =>
+        audited(
+          { action: "app.tokens_revoked", actor: "operator", appId: path.appId },
+          registry.revokeAppTokens(path.appId)
+        )
+      )
       .handle("createInstallation", ({ payload }) =>
-        Effect.gen(function* () {
-          const app = yield* registry.getApp(payload.appId)
-          if (Option.isNone(app)) return yield* appNotFound()
-          yield* withinDeclared(payload.permissions, app.value.permissions)
-          const now = yield* Clock.currentTimeMillis
-          const record = yield* registry.createInstallation({
-            id: yield* entropy.uuid,
-            appId: payload.appId,
-            organizationId: payload.organizationId,
-            permissions: canonical(payload.permissions),
-            createdAt: now,
-            updatedAt: now,
-            suspendedAt: null
-          })
-          return toInstallation(record, yield* originOf)
-        })
+        audited(
+          { action: "installation.create", actor: "operator", appId: payload.appId },
+          Effect.gen(function* () {
+            const app = yield* registry.getApp(payload.appId)
+            if (Option.isNone(app)) return yield* appNotFound()
+            yield* withinDeclared(payload.permissions, app.value.permissions)
+            const now = yield* Clock.currentTimeMillis
+            const record = yield* registry.createInstallation({
+              id: yield* entropy.uuid,
+              appId: payload.appId,
+              organizationId: payload.organizationId,
+              permissions: canonical(payload.permissions),
+              createdAt: now,
+              updatedAt: now,
+              suspendedAt: null
+            })
+            return toInstallation(record, yield* originOf)
+          }),
+          (installation) => ({ installationId: installation.id })
+        )
       )
       .handle("listInstallations", ({ urlParams }) =>
         Effect.gen(function* () {
@@ -462,29 +556,65 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
       )
       .handle("updateInstallation", ({ path, payload }) =>
         Effect.gen(function* () {
-          const current = yield* registry.getInstallation(path.installationId)
-          if (Option.isNone(current)) return yield* new InstallationNotFound({ detail: "No such installation" })
-          if (payload.permissions !== undefined) {
-            const app = yield* registry.getApp(current.value.appId)
-            yield* withinDeclared(
-              payload.permissions,
-              Option.match(app, { onNone: () => ({}), onSome: (a) => a.permissions })
-            )
+          const { record, endedTokens } = yield* audited(
+            { action: "installation.update", actor: "operator", installationId: path.installationId },
+            Effect.gen(function* () {
+              const current = yield* registry.getInstallation(path.installationId)
+              if (Option.isNone(current)) return yield* new InstallationNotFound({ detail: "No such installation" })
+              if (payload.permissions !== undefined) {
+                const app = yield* registry.getApp(current.value.appId)
+                yield* withinDeclared(
+                  payload.permissions,
+                  Option.match(app, { onNone: () => ({}), onSome: (a) => a.permissions })
+                )
+              }
+              const now = yield* Clock.currentTimeMillis
+              const suspendedAt =
+                payload.suspended === undefined
+                  ? undefined
+                  : payload.suspended
+                    ? (current.value.suspendedAt ?? now)
+                    : null
+              const record = yield* registry.updateInstallation(path.installationId, {
+                ...(payload.permissions !== undefined ? { permissions: canonical(payload.permissions) } : {}),
+                ...(suspendedAt !== undefined ? { suspendedAt } : {}),
+                updatedAt: now
+              })
+              // The registry moved the epoch on if this was a suspension or a change of permissions.
+              return { record, endedTokens: record.tokenEpoch !== current.value.tokenEpoch }
+            }),
+            ({ record }) => ({ appId: record.appId })
+          )
+          if (endedTokens) {
+            // A kill switch (SPEC §5): recorded as such, after the change that pulled it.
+            yield* audit.success({
+              action: "installation.tokens_revoked",
+              actor: "operator",
+              appId: record.appId,
+              installationId: record.id
+            })
           }
-          const now = yield* Clock.currentTimeMillis
-          const suspendedAt =
-            payload.suspended === undefined ? undefined : payload.suspended ? (current.value.suspendedAt ?? now) : null
-          const record = yield* registry.updateInstallation(path.installationId, {
-            ...(payload.permissions !== undefined ? { permissions: canonical(payload.permissions) } : {}),
-            ...(suspendedAt !== undefined ? { suspendedAt } : {}),
-            updatedAt: now
-          })
           return toInstallation(record, yield* originOf)
         })
       )
-      .handle("deleteInstallation", ({ path }) => registry.deleteInstallation(path.installationId))
-      .handle("revokeInstallationTokens", ({ path }) => registry.revokeInstallationTokens(path.installationId))
-      .handle("revokeAppTokens", ({ path }) => registry.revokeAppTokens(path.appId))
+      .handle("deleteInstallation", ({ path }) =>
+        Effect.asVoid(
+          audited(
+            { action: "installation.delete", actor: "operator", installationId: path.installationId },
+            registry.deleteInstallation(path.installationId),
+            ({ appId }) => ({ appId })
+          )
+        )
+      )
+      .handle("revokeInstallationTokens", ({ path }) =>
+        Effect.asVoid(
+          audited(
+            { action: "installation.tokens_revoked", actor: "operator", installationId: path.installationId },
+            registry.revokeInstallationTokens(path.installationId),
+            ({ appId }) => ({ appId })
+          )
+        )
+      )
   })
 )
 
@@ -499,11 +629,11 @@ export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) 
 
 /**
  * The whole issuer as one layer, over the given storage. Provide `TokenStore` and `Registry`
- * (memory, or KV and D1) and, optionally, another {@link Entropy.Entropy}.
+ * (memory, or KV and D1), an {@link Entropy.Entropy} and an {@link AuditLog.AuditLog}.
  */
 export const layer = (
   options: IssuerOptions = {}
-): Layer.Layer<HttpApi.Api, never, TokenStore | Registry | Entropy.Entropy> =>
+): Layer.Layer<HttpApi.Api, never, TokenStore | Registry | Entropy.Entropy | AuditLog.AuditLog> =>
   HttpApiBuilder.api(IcrAppsApi).pipe(
     Layer.provide([AppsLive, AdminLive, SystemLive]),
     Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),
@@ -541,14 +671,18 @@ export interface WebHandler {
 
 /**
  * A `fetch`-style handler for the issuer over the given storage layers. Build it once per isolate
- * (it holds the router and the imported-key cache) and call `handler` per request.
+ * (it holds the router and the imported-key cache) and call `handler` per request. Audit events
+ * go to the console as JSON lines ({@link AuditLog.layerConsole}) unless `storage` also provides
+ * an {@link AuditLog.AuditLog}; a `RateLimiter` in `storage` turns rate limiting on.
  */
 export const makeWebHandler = <E>(
   storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
   options: IssuerOptions = {}
 ): WebHandler => {
+  // `storage` comes second, so an AuditLog it provides replaces the console one.
+  const services = Layer.merge(AuditLog.layerConsole, storage)
   const built = HttpApiBuilder.toWebHandler(
-    Layer.mergeAll(layer(options).pipe(Layer.provide(storage)), HttpServer.layerContext)
+    Layer.mergeAll(layer(options).pipe(Layer.provide(services)), HttpServer.layerContext)
   )
   return { handler: (request) => built.handler(request), dispose: built.dispose }
 }

@@ -135,10 +135,17 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
       id: string,
       change: { readonly permissions?: Permissions; readonly suspendedAt?: number | null; readonly updatedAt: number }
     ) => Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable>
-    /** Removes an installation (uninstall). */
-    readonly deleteInstallation: (id: string) => Effect.Effect<void, InstallationNotFound | Unavailable>
-    /** Bumps the installation's token epoch: its tokens minted before end (SPEC §5 `revokeTokens`). */
-    readonly revokeInstallationTokens: (id: string) => Effect.Effect<void, InstallationNotFound | Unavailable>
+    /** Removes an installation (uninstall); tells which app it belonged to. */
+    readonly deleteInstallation: (
+      id: string
+    ) => Effect.Effect<{ readonly appId: string }, InstallationNotFound | Unavailable>
+    /**
+     * Bumps the installation's token epoch: its tokens minted before end (SPEC §5 `revokeTokens`);
+     * tells which app it belongs to.
+     */
+    readonly revokeInstallationTokens: (
+      id: string
+    ) => Effect.Effect<{ readonly appId: string }, InstallationNotFound | Unavailable>
     /** Records a revocation until the token would have expired anyway. */
     readonly revokeToken: (tokenId: string, expiresAt: number, now: number) => Effect.Effect<void, Unavailable>
     /** A token's standing: revoked or not, and the installation or app it depends on, with their epochs. */
@@ -310,13 +317,17 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
       }),
     deleteInstallation: (id) =>
       Effect.gen(function* () {
-        if (!installations.delete(id)) return yield* new InstallationNotFound({ detail: "No such installation" })
+        const current = installations.get(id)
+        if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
+        installations.delete(id)
+        return { appId: current.appId }
       }),
     revokeInstallationTokens: (id) =>
       Effect.gen(function* () {
         const current = installations.get(id)
         if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
         installations.set(id, { ...current, tokenEpoch: current.tokenEpoch + 1 })
+        return { appId: current.appId }
       }),
     listInstallations: (filter, page) =>
       Effect.sync(() => {

@@ -1,0 +1,116 @@
+import { afterEach, describe, expect, it, vi } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as AuditLog from "../../src/issuer/AuditLog.js"
+import * as Entropy from "../../src/issuer/Entropy.js"
+import { makeWebHandler } from "../../src/issuer/Issuer.js"
+import * as Registry from "../../src/issuer/Registry.js"
+import * as TokenStore from "../../src/issuer/TokenStore.js"
+import { rsaKeyPair, signRs256 } from "../fixtures.js"
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+const event: AuditLog.AuditEvent = {
+  time: "2026-01-01T00:00:00.000Z",
+  action: "installation_token.mint",
+  requestId: "req-1",
+  appId: "7",
+  installationId: "123e4567-e89b-12d3-a456-426614174000",
+  tokenId: "223e4567-e89b-12d3-a456-426614174000",
+  actor: "app",
+  outcome: "success"
+}
+
+describe("AuditLog.layerConsole", () => {
+  it("writes one JSON line per event, marked as audit, with the event's fields and nothing else", async () => {
+    const lines: Array<string> = []
+    vi.spyOn(console, "log").mockImplementation(
+      (...args: Array<unknown>) => void lines.push(args.map(String).join(" "))
+    )
+    const smuggled = { ...event, token: "crs_secret", jwt: "a.b.c" } as AuditLog.AuditEvent
+    await Effect.runPromise(
+      Effect.flatMap(AuditLog.AuditLog, (log) => Effect.zipRight(log.emit(event), log.emit(smuggled))).pipe(
+        Effect.provide(AuditLog.layerConsole)
+      )
+    )
+    expect(lines).toHaveLength(2)
+    expect(JSON.parse(lines[0]!)).toEqual({ audit: true, ...event })
+    expect(lines[1]).toBe(lines[0])
+    expect(AuditLog.fromLogLines(["not json", '{"level":"info"}', ...lines])).toEqual([event, event])
+  })
+})
+
+describe("the issuer's audit trail, in memory (SPEC §5)", () => {
+  it("records mints, failures and kill switches under the request id, and never a secret", async () => {
+    const admin = "audit-test-operator-token-0123456789abcdef"
+    const sink: Array<AuditLog.AuditEvent> = []
+    const { handler, dispose } = makeWebHandler(
+      Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(sink)),
+      { adminToken: Redacted.make(admin) }
+    )
+    const lines: Array<string> = []
+    vi.spyOn(console, "log").mockImplementation(
+      (...args: Array<unknown>) => void lines.push(args.map(String).join(" "))
+    )
+    const call = async (method: string, path: string, token: string, requestId: string, body?: unknown) => {
+      const res = await handler(
+        new Request(`http://icr.test${path}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "x-request-id": requestId },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) })
+        })
+      )
+      const text = await res.text()
+      return { status: res.status, json: text === "" ? undefined : JSON.parse(text) }
+    }
+    const keys = await rsaKeyPair()
+    const app = await call("POST", "/admin/apps", admin, "r1", {
+      name: "audited",
+      permissions: { organization_info: "VIEW" },
+      publicKey: keys.publicPem
+    })
+    const installation = await call("POST", "/admin/installations", admin, "r2", {
+      appId: app.json.id,
+      organizationId: crypto.randomUUID(),
+      permissions: { organization_info: "VIEW" }
+    })
+    const now = Math.floor(Date.now() / 1000)
+    const jwt = await signRs256(keys.privateKey, { iss: app.json.id, iat: now - 60, exp: now + 540 })
+    const minted = await call("POST", `/app/installations/${installation.json.id}/accessTokens`, jwt, "r3")
+    expect(minted.status).toBe(200)
+    const tooMuch = await call("POST", `/app/installations/${installation.json.id}/accessTokens`, jwt, "r4", {
+      permissions: { organization_inventory: "WRITE" }
+    })
+    expect(tooMuch.status).toBe(422)
+    expect(
+      (await call("PATCH", `/admin/installations/${installation.json.id}`, admin, "r5", { permissions: {} })).status
+    ).toBe(200)
+    await dispose()
+
+    const byRequest = (id: string) => sink.filter((e) => e.requestId === id).map((e) => `${e.action} ${e.outcome}`)
+    expect(byRequest("r1")).toEqual(["app.create success"])
+    expect(byRequest("r2")).toEqual(["installation.create success"])
+    expect(sink.find((e) => e.requestId === "r3")).toMatchObject({
+      action: "installation_token.mint",
+      actor: "app",
+      appId: app.json.id,
+      installationId: installation.json.id,
+      tokenId: minted.json.id,
+      outcome: "success"
+    })
+    expect(sink.find((e) => e.requestId === "r4")).toMatchObject({
+      outcome: "failure",
+      code: "permissions_exceed_grant"
+    })
+    expect(byRequest("r5")).toEqual(["installation.update success", "installation.tokens_revoked success"])
+    expect(sink).toHaveLength(6)
+    // The memory sink replaced the console one; and neither holds a secret.
+    expect(lines.filter((line) => line.includes('"audit":true'))).toEqual([])
+    const text = JSON.stringify(sink)
+    for (const secret of [minted.json.token, jwt, admin, keys.publicPem.split("\n")[1]!])
+      expect(text).not.toContain(secret)
+  })
+})
