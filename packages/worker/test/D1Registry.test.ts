@@ -1,5 +1,8 @@
 import { env } from "cloudflare:test"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { describe, expect, it } from "vitest"
+import * as D1Registry from "../src/D1Registry.js"
 import {
   APP_LISTING_KEYS_SQL,
   APP_LISTING_SQL,
@@ -48,5 +51,117 @@ describe("D1 listing queries walk an index in listing order", () => {
     expect(apps.join("\n")).not.toMatch(/TEMP B-TREE/)
     const keys = await planOf(APP_LISTING_KEYS_SQL, [10, 0])
     expect(keys.join("\n")).toMatch(/SEARCH app_keys USING INDEX app_keys_by_app/)
+  })
+})
+
+/** `db`, counting its round trips: every `batch`, `exec`, and statement `first`/`run`/`all`/`raw`. */
+const counted = (db: D1Database) => {
+  const trips: Array<string> = []
+  const statement = (s: D1PreparedStatement, sql: string): D1PreparedStatement =>
+    new Proxy(s, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver)
+        if (typeof value !== "function") return value
+        if (prop === "bind") return (...args: Array<unknown>) => statement(value.apply(target, args), sql)
+        if (prop === "first" || prop === "run" || prop === "all" || prop === "raw") {
+          return (...args: Array<unknown>) => {
+            trips.push(sql)
+            return value.apply(target, args)
+          }
+        }
+        return value.bind(target)
+      }
+    })
+  const counting = new Proxy(db, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver)
+      if (prop === "prepare") return (sql: string) => statement(target.prepare(sql), sql)
+      if (prop === "batch" || prop === "exec") {
+        return (...args: Array<unknown>) => {
+          trips.push(String(prop))
+          return (value as (...a: Array<unknown>) => unknown).apply(target, args)
+        }
+      }
+      return typeof value === "function" ? value.bind(target) : value
+    }
+  })
+  return { db: counting, trips }
+}
+
+// SPEC §5 epochs are read where the token's standing already was: one D1 round trip per token use.
+describe("a token's standing, epochs included, is one D1 round trip", () => {
+  it("for installation tokens and app tokens, before and after a kill switch", async () => {
+    const registry = D1Registry.make(env.DB)
+    const now = Date.now()
+    const app = await Effect.runPromise(
+      registry.createApp(
+        { name: `standing-${now}`, permissions: {}, createdAt: now, updatedAt: now },
+        { id: crypto.randomUUID(), fingerprint: `SHA256:${now}`, spki: "", createdAt: now }
+      )
+    )
+    const installation = await Effect.runPromise(
+      registry.createInstallation({
+        id: crypto.randomUUID(),
+        appId: app.id,
+        organizationId: crypto.randomUUID(),
+        permissions: {},
+        createdAt: now,
+        updatedAt: now,
+        suspendedAt: null
+      })
+    )
+    const { db, trips } = counted(env.DB)
+    const standingOf = D1Registry.make(db).tokenStanding
+    const ofInstallation = {
+      id: crypto.randomUUID(),
+      kind: "installation" as const,
+      appId: app.id,
+      installationId: installation.id
+    }
+    const ofApp = { id: crypto.randomUUID(), kind: "app" as const, appId: app.id }
+    const before = await Effect.runPromise(standingOf(ofInstallation))
+    expect(Option.getOrThrow(before.installation)).toMatchObject({ tokenEpoch: 0, appTokenEpoch: 0 })
+    expect(trips).toEqual(["batch"])
+    await Effect.runPromise(registry.revokeInstallationTokens(installation.id))
+    await Effect.runPromise(registry.revokeAppTokens(app.id))
+    await Effect.runPromise(registry.revokeAppTokens(app.id))
+    const after = await Effect.runPromise(standingOf(ofInstallation))
+    expect(Option.getOrThrow(after.installation)).toMatchObject({ tokenEpoch: 1, appTokenEpoch: 2 })
+    expect(Option.getOrThrow((await Effect.runPromise(standingOf(ofApp))).appTokenEpoch)).toBe(2)
+    expect(trips).toEqual(["batch", "batch", "batch"])
+  })
+  it("bumps an installation's epoch exactly when a suspension begins or its permissions change (Registry.bumpsEpoch)", async () => {
+    const registry = D1Registry.make(env.DB)
+    const now = Date.now()
+    const app = await Effect.runPromise(
+      registry.createApp(
+        { name: `bumps-${now}`, permissions: {}, createdAt: now, updatedAt: now },
+        { id: crypto.randomUUID(), fingerprint: `SHA256:b${now}`, spki: "", createdAt: now }
+      )
+    )
+    const { id } = await Effect.runPromise(
+      registry.createInstallation({
+        id: crypto.randomUUID(),
+        appId: app.id,
+        organizationId: crypto.randomUUID(),
+        permissions: { organization_info: "VIEW", organization_members: "VIEW" },
+        createdAt: now,
+        updatedAt: now,
+        suspendedAt: null
+      })
+    )
+    const epochAfter = async (change: Parameters<typeof registry.updateInstallation>[1]) =>
+      (await Effect.runPromise(registry.updateInstallation(id, change))).tokenEpoch
+    expect(await epochAfter({ suspendedAt: now, updatedAt: now })).toBe(1)
+    expect(await epochAfter({ suspendedAt: now, updatedAt: now })).toBe(1) // already suspended
+    expect(await epochAfter({ suspendedAt: null, updatedAt: now })).toBe(1) // unsuspending ends nothing
+    // The same permissions, in another order: no change.
+    expect(
+      await epochAfter({ permissions: { organization_members: "VIEW", organization_info: "VIEW" }, updatedAt: now })
+    ).toBe(1)
+    expect(await epochAfter({ permissions: { organization_info: "VIEW" }, updatedAt: now })).toBe(2)
+    expect(await epochAfter({ permissions: { organization_info: "VIEW" }, suspendedAt: now, updatedAt: now })).toBe(3)
+    expect(await epochAfter({ permissions: {}, suspendedAt: now, updatedAt: now })).toBe(4)
+    expect(await epochAfter({ updatedAt: now })).toBe(4)
   })
 })
