@@ -23,7 +23,7 @@ const fail = (why) => {
 const expect = (ok, why) => ok || fail(why)
 
 const openapi = await (await fetch(`${base}/openapi.json`)).json()
-expect(Object.keys(openapi.paths).length === 13, `openapi.json lists ${Object.keys(openapi.paths).length} paths`)
+expect(Object.keys(openapi.paths).length === 15, `openapi.json lists ${Object.keys(openapi.paths).length} paths`)
 
 const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 })
 const app = await admin("POST", "/admin/apps", {
