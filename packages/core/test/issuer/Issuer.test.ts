@@ -1,10 +1,13 @@
 import { afterEach, describe, expect, it, vi } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Entropy from "../../src/issuer/Entropy.js"
 import { MIN_ADMIN_TOKEN_LENGTH, makeWebHandler } from "../../src/issuer/Issuer.js"
 import * as Registry from "../../src/issuer/Registry.js"
 import * as TokenStore from "../../src/issuer/TokenStore.js"
+import * as AdminClient from "../../src/sdk/AdminClient.js"
+import { rsaKeyPair } from "../fixtures.js"
 
 const storage = Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer)
 
@@ -61,5 +64,41 @@ describe("ADMIN_TOKEN shorter than 32 characters counts as not configured (SPEC 
   it("answers 403 admin_disabled with no token configured, as before", async () => {
     expect((await listApps(undefined, "anything")).body.code).toBe("admin_disabled")
     expect((await listApps("", "whatever")).body.code).toBe("admin_disabled")
+  })
+})
+
+describe("the kill-switch endpoints are in the one definition (SPEC §5)", () => {
+  it("so the derived AdminClient reaches them: 204, and 404 as typed errors", async () => {
+    const admin = "x".repeat(MIN_ADMIN_TOKEN_LENGTH)
+    const issuer = makeWebHandler(storage, { adminToken: Redacted.make(admin) })
+    const keys = await rsaKeyPair()
+    const program = Effect.gen(function* () {
+      const client = yield* AdminClient.AdminClient
+      const app = yield* client.createApp({ payload: { name: "killable", permissions: {}, publicKey: keys.publicPem } })
+      const installation = yield* client.createInstallation({
+        payload: { appId: app.id, organizationId: crypto.randomUUID(), permissions: {} }
+      })
+      yield* client.revokeInstallationTokens({ path: { installationId: installation.id } })
+      yield* client.revokeAppTokens({ path: { appId: app.id } })
+      const noInstallation = yield* Effect.flip(
+        client.revokeInstallationTokens({ path: { installationId: crypto.randomUUID() } })
+      )
+      const noApp = yield* Effect.flip(client.revokeAppTokens({ path: { appId: "987654321" } }))
+      return [noInstallation._tag, noApp._tag]
+    })
+    const tags = await Effect.runPromise(
+      program.pipe(
+        Effect.provide(
+          AdminClient.layer({
+            baseUrl: "http://icr.test",
+            adminToken: admin,
+            fetch: ((input: RequestInfo | URL, init?: RequestInit) =>
+              issuer.handler(new Request(input, init))) as typeof fetch
+          })
+        )
+      )
+    )
+    await issuer.dispose()
+    expect(tags).toEqual(["InstallationNotFound", "AppNotFound"])
   })
 })
