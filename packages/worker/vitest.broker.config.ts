@@ -22,7 +22,8 @@ export default defineConfig(async () => {
           d1Databases: ["DB"],
           bindings: {
             TEST_MIGRATIONS: migrations,
-            ADMIN_TOKEN: "test-admin-token",
+            // At least 32 characters, or the issuer keeps its operator API off (SPEC §5).
+            ADMIN_TOKEN: "test-admin-token-of-at-least-32-characters",
             BROKER_APP_ID: "1",
             BROKER_PRIVATE_KEY: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
             BROKER_CACHE_SECRET: randomBytes(32).toString("hex")
