@@ -4,8 +4,12 @@
  * `issuerContract("mine", target, { describe, it, expect, beforeAll })`.
  */
 
-/** An `expect` with the matchers the suites use (vitest's and jest's both fit). */
-export type Expect = (actual: unknown) => any
+/**
+ * An `expect` with the matchers the suites use (`toBe`, `toEqual`, `toMatchObject`, …) and the
+ * asymmetric ones (`expect.any`, `expect.stringMatching`, `expect.arrayContaining`); vitest's and
+ * jest's both fit.
+ */
+export type Expect = ((actual: unknown, message?: string) => any) & { readonly [matcher: string]: any }
 
 /** The four functions a suite is registered with. */
 export interface TestRunner {

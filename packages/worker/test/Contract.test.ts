@@ -1,4 +1,5 @@
 import { env } from "cloudflare:test"
+import { beforeAll, describe, expect, it } from "vitest"
 import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import { issuerContract } from "@icr-apps/testkit/Contract"
 import worker from "../src/index.js"
@@ -32,10 +33,14 @@ const dumpStorage = async (): Promise<ReadonlyArray<string>> => {
 }
 
 // The conformance suite against the real worker: workerd, KV and D1 (migrated from migrations/).
-issuerContract("worker (workerd, KV, D1)", () => ({
-  fetch: (request) => worker.fetch(request as IncomingRequest, env),
-  fetchWithoutAdmin: (request) => worker.fetch(request as IncomingRequest, withoutAdmin),
-  adminToken: env.ADMIN_TOKEN!,
-  dumpStorage,
-  auditEvents: async () => AuditLog.fromLogLines(logLines)
-}))
+issuerContract(
+  "worker (workerd, KV, D1)",
+  () => ({
+    fetch: (request) => worker.fetch(request as IncomingRequest, env),
+    fetchWithoutAdmin: (request) => worker.fetch(request as IncomingRequest, withoutAdmin),
+    adminToken: env.ADMIN_TOKEN!,
+    dumpStorage,
+    auditEvents: async () => AuditLog.fromLogLines(logLines)
+  }),
+  { describe, it, expect, beforeAll }
+)
