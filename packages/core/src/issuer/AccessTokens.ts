@@ -60,11 +60,16 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
       declared: Permissions,
       appEpoch: number
     ) => Effect.Effect<MintedToken, Unavailable>
-    /** Mints an installation token, narrowed to `requested` when given. */
+    /**
+     * Mints an installation token, narrowed to `requested` when given. `appEpoch` is the app's token
+     * epoch as read with the keys that verified the JWT: a key deleted after that check (while this
+     * mint is in flight) still ends the token.
+     */
     readonly mintInstallationToken: (
       appId: string,
       installationId: string,
-      requested: Permissions | undefined
+      requested: Permissions | undefined,
+      appEpoch: number
     ) => Effect.Effect<MintedToken, InstallationNotFound | InstallationSuspended | PermissionsExceedGrant | Unavailable>
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
     readonly authenticate: (
@@ -111,7 +116,7 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
           { kind: "app", appId, permissions: canonical(declared), appEpoch, installationEpoch: 0 },
           lifetimes.appTokenSeconds
         ),
-      mintInstallationToken: (appId, installationId, requested) =>
+      mintInstallationToken: (appId, installationId, requested, appEpoch) =>
         Effect.gen(function* () {
           const installation = yield* installationOfApp(registry, appId, installationId)
           if (installation.suspendedAt !== null) {
@@ -133,8 +138,9 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               installationId,
               organizationId: installation.organizationId,
               permissions: canonical(wanted),
-              // The epochs as read with the installation: a kill switch after this read ends the token.
-              appEpoch: installation.appTokenEpoch,
+              // The app's epoch from the JWT check and the installation's as read here: a kill switch
+              // after either read ends the token (the lower of the two app epochs, should they differ).
+              appEpoch: Math.min(appEpoch, installation.appTokenEpoch),
               installationEpoch: installation.tokenEpoch
             },
             lifetimes.installationTokenSeconds

@@ -355,10 +355,10 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
       )
       .handle("createInstallationAccessToken", ({ path, payload }) =>
         Effect.gen(function* () {
-          const { appId } = yield* CurrentApp
+          const { appId, tokenEpoch } = yield* CurrentApp
           const minted = yield* audited(
             { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
-            tokens.mintInstallationToken(appId, path.installationId, payload.permissions),
+            tokens.mintInstallationToken(appId, path.installationId, payload.permissions, tokenEpoch),
             tokenId
           )
           yield* noStore

@@ -97,22 +97,28 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
         return hit
       })
+    /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
+    const check = (cryptoKey: CryptoKey, jwt: string) =>
+      Effect.orElseSucceed(
+        Effect.as(
+          Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
+          true
+        ),
+        () => false
+      )
     /**
-     * jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature.
-     * A key whose modulus is not as long as the signature cannot have made it, and is not tried.
+     * Verifies against `key` when it could have made the signature (its modulus is as long as the
+     * signature); `undefined` when it could not, so it was not tried.
      */
     const verifyWith = (key: KeyRecord, jwt: string, signatureBytes: number) =>
       Effect.flatMap(importKey(key), (cryptoKey) =>
         (cryptoKey.algorithm as { readonly modulusLength?: number }).modulusLength !== signatureBytes * 8
-          ? Effect.succeed(false)
-          : Effect.orElseSucceed(
-              Effect.as(
-                Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
-                true
-              ),
-              () => false
-            )
+          ? Effect.succeed(undefined)
+          : check(cryptoKey, jwt)
       )
+    /** One verification whose answer is ignored: what a refusal costs when no key of the app was tried. */
+    const dummyVerification = (jwt: string) =>
+      Effect.flatMap(importKey(DUMMY_KEY), (cryptoKey) => check(cryptoKey, jwt))
 
     const verify = (jwt: string) =>
       Effect.gen(function* () {
@@ -179,7 +185,7 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         }
         const app = yield* registry.getApp(appId)
         if (Option.isNone(app)) {
-          yield* verifyWith(DUMMY_KEY, jwt, signature.byteLength)
+          yield* dummyVerification(jwt)
           return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
         }
         // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
@@ -192,11 +198,16 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
             !seen.has(k.fingerprint) &&
             seen.add(k.fingerprint) !== undefined
         )
+        let tried = 0
         for (const key of candidates) {
-          if (yield* verifyWith(key, jwt, signature.byteLength)) {
+          const verified = yield* verifyWith(key, jwt, signature.byteLength)
+          if (verified !== undefined) tried++
+          if (verified === true) {
             return { appId, keyId: key.id, permissions: app.value.permissions, tokenEpoch: app.value.tokenEpoch }
           }
         }
+        // No key could be tried (an unknown kid, no key of the signature's size): cost what an unknown app costs.
+        if (tried === 0) yield* dummyVerification(jwt)
         // An unknown app, an unknown kid and a bad signature all end here, with the same answer.
         return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
       })

@@ -70,6 +70,8 @@ export const checkPublicKey = (input: PublicKeyInput): Effect.Effect<CheckedPubl
     const bits = (key.algorithm as { readonly modulusLength?: number }).modulusLength ?? 0
     if (bits < MIN_RSA_BITS)
       return yield* invalid(`The RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are required`)
+    // A signature is a whole number of bytes as long as the modulus; other sizes could never verify.
+    if (bits % 8 !== 0) return yield* invalid(`The RSA key has ${bits} bits; a whole number of bytes is required`)
     if (bits > MAX_RSA_BITS) return yield* invalid(`The RSA key has ${bits} bits; at most ${MAX_RSA_BITS} are accepted`)
     // The numbers themselves: some runtimes import e = 1 or an even modulus, with which a
     // "signature" can be forged without any private key.

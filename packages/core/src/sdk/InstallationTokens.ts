@@ -25,10 +25,14 @@ export interface InstallationTokensOptions {
 export class InstallationTokens extends Context.Tag("@icr-apps/core/InstallationTokens")<
   InstallationTokens,
   {
-    /** A valid installation token for `installationId` (narrowed to `permissions` when given). */
+    /**
+     * A valid installation token for `installationId` (narrowed to `permissions` when given).
+     * `partition` keeps tokens apart for callers that must not share one (a broker serving many
+     * workloads: one of them revoking its token must not end another's).
+     */
     readonly get: (
       installationId: string,
-      options?: { readonly permissions?: Permissions | undefined; readonly refresh?: boolean | undefined }
+      options?: TokenOptions
     ) => Effect.Effect<CachedToken, ErrorOf<"createInstallationAccessToken">>
     /**
      * The token `get` would answer without any I/O, if this instance holds one that is fresh at
@@ -36,24 +40,40 @@ export class InstallationTokens extends Context.Tag("@icr-apps/core/Installation
      */
     readonly unsafePeek: (
       installationId: string,
-      options: { readonly permissions?: Permissions | undefined } | undefined,
+      options: Omit<TokenOptions, "refresh"> | undefined,
       nowMillis: number
     ) => CachedToken | undefined
     /** Revokes the cached token (if any) for that key on the server, and evicts it. */
     readonly revoke: (
       installationId: string,
-      options?: { readonly permissions?: Permissions | undefined }
+      options?: Omit<TokenOptions, "refresh">
     ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
   }
 >() {}
 
-/** The cache key: base URL, app, installation (lower-cased), canonical permissions. */
-export const cacheKey = (baseUrl: string, appId: string, installationId: string, permissions?: Permissions): string =>
+/** What selects one cached installation token. */
+export interface TokenOptions {
+  readonly permissions?: Permissions | undefined
+  /** Mint anew, bypassing the cache and any mint in flight (concurrent refreshes share one). */
+  readonly refresh?: boolean | undefined
+  /** Tokens of different partitions are never shared (default: one partition). */
+  readonly partition?: string | undefined
+}
+
+/** The cache key: base URL, app, installation (lower-cased), canonical permissions, and the partition if any. */
+export const cacheKey = (
+  baseUrl: string,
+  appId: string,
+  installationId: string,
+  permissions?: Permissions,
+  partition?: string
+): string =>
   JSON.stringify([
     baseUrl,
     appId,
     installationId.toLowerCase(),
-    permissions === undefined ? null : canonical(permissions)
+    permissions === undefined ? null : canonical(permissions),
+    ...(partition === undefined ? [] : [partition])
   ])
 
 /** How many tokens an instance remembers in front of its cache (as the default in-memory cache). */
@@ -74,10 +94,14 @@ export const make = (options: InstallationTokensOptions = {}) =>
     // a fresh token is answered from here with no I/O and no key building. Keyed by the caller's
     // own spelling of the installation id (a second spelling only costs one cache read).
     const local = new Map<string, CachedToken>()
-    const localKey = (installationId: string, permissions: Permissions | undefined) =>
-      permissions === undefined ? installationId : `${installationId} ${JSON.stringify(canonical(permissions))}`
-    const remember = (installationId: string, permissions: Permissions | undefined, value: CachedToken) => {
-      const k = localKey(installationId, permissions)
+    /** `<partition>\n<permissions>\n<installation id>`: the id last, as the caller spelt it. */
+    const scopeOf = (opts: TokenOptions) =>
+      opts.permissions === undefined && opts.partition === undefined
+        ? ""
+        : `${opts.partition ?? ""}\n${opts.permissions === undefined ? "" : JSON.stringify(canonical(opts.permissions))}\n`
+    const localKey = (installationId: string, opts: TokenOptions) => scopeOf(opts) + installationId
+    const remember = (installationId: string, opts: TokenOptions, value: CachedToken) => {
+      const k = localKey(installationId, opts)
       if (local.get(k) === value) return
       local.delete(k)
       local.set(k, value)
@@ -86,9 +110,9 @@ export const make = (options: InstallationTokensOptions = {}) =>
     const fresh = (value: CachedToken | undefined, now: number): value is CachedToken =>
       value !== undefined && value.expiresAt - margin > now
 
-    const mint = (key: string, installationId: string, permissions: Permissions | undefined) =>
+    const mint = (key: string, installationId: string, opts: TokenOptions) =>
       Effect.gen(function* () {
-        const minted = yield* client.createInstallationAccessToken(installationId, { permissions })
+        const minted = yield* client.createInstallationAccessToken(installationId, { permissions: opts.permissions })
         const value: CachedToken = {
           token: minted.token,
           expiresAt: DateTime.toEpochMillis(minted.expiresAt),
@@ -97,7 +121,7 @@ export const make = (options: InstallationTokensOptions = {}) =>
           organizationId: minted.organizationId
         }
         yield* cache.set(key, value)
-        remember(installationId, permissions, value)
+        remember(installationId, opts, value)
         return value
       })
 
@@ -106,7 +130,7 @@ export const make = (options: InstallationTokensOptions = {}) =>
       table: Map<string, Deferred.Deferred<CachedToken, MintError>>,
       key: string,
       installationId: string,
-      permissions: Permissions | undefined
+      opts: TokenOptions
     ) =>
       Effect.suspend(() => {
         const pending = table.get(key)
@@ -115,7 +139,7 @@ export const make = (options: InstallationTokensOptions = {}) =>
           Effect.gen(function* () {
             const deferred = yield* Deferred.make<CachedToken, MintError>()
             table.set(key, deferred)
-            const exit = yield* Effect.exit(restore(mint(key, installationId, permissions)))
+            const exit = yield* Effect.exit(restore(mint(key, installationId, opts)))
             table.delete(key)
             yield* Deferred.done(deferred, exit)
             return yield* Exit.matchEffect(exit, { onFailure: Effect.failCause, onSuccess: Effect.succeed })
@@ -124,44 +148,49 @@ export const make = (options: InstallationTokensOptions = {}) =>
       })
 
     /** The cache, then a shared mint. */
-    const fromCache = (installationId: string, permissions: Permissions | undefined) => {
-      const key = cacheKey(client.baseUrl, client.appId, installationId, permissions)
+    const keyOf = (installationId: string, opts: TokenOptions) =>
+      cacheKey(client.baseUrl, client.appId, installationId, opts.permissions, opts.partition)
+    const fromCache = (installationId: string, opts: TokenOptions) => {
+      const key = keyOf(installationId, opts)
       return Effect.flatMap(cache.get(key), (cached) =>
         Effect.clockWith((clock) => {
           if (Option.isSome(cached) && fresh(cached.value, clock.unsafeCurrentTimeMillis())) {
-            remember(installationId, permissions, cached.value)
+            remember(installationId, opts, cached.value)
             return Effect.succeed(cached.value)
           }
-          return shared(inFlight, key, installationId, permissions)
+          return shared(inFlight, key, installationId, opts)
         })
       )
     }
 
     return InstallationTokens.of({
       get: (installationId, opts = {}) => {
-        if (opts.refresh === true) {
-          const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
-          return shared(refreshing, key, installationId, opts.permissions)
-        }
+        if (opts.refresh === true) return shared(refreshing, keyOf(installationId, opts), installationId, opts)
         // Looked up when the effect runs (not when it is built), so a reused effect stays cheap.
-        const k = localKey(installationId, opts.permissions)
+        const k = localKey(installationId, opts)
         return Effect.clockWith((clock) => {
           const hit = local.get(k)
-          return fresh(hit, clock.unsafeCurrentTimeMillis())
-            ? Effect.succeed(hit)
-            : fromCache(installationId, opts.permissions)
+          return fresh(hit, clock.unsafeCurrentTimeMillis()) ? Effect.succeed(hit) : fromCache(installationId, opts)
         })
       },
       unsafePeek: (installationId, opts = {}, now) => {
-        const hit = local.get(localKey(installationId, opts.permissions))
+        const hit = local.get(localKey(installationId, opts))
         return fresh(hit, now) ? hit : undefined
       },
       revoke: (installationId, opts = {}) =>
         Effect.gen(function* () {
-          // Every spelling of the installation id this instance remembers, for these permissions.
-          const evicted = localKey(installationId, opts.permissions).toLowerCase()
-          for (const k of [...local.keys()]) if (k.toLowerCase() === evicted) local.delete(k)
-          const key = cacheKey(client.baseUrl, client.appId, installationId, opts.permissions)
+          // Every spelling of the installation id this instance remembers, for this partition and permissions.
+          const scope = scopeOf(opts)
+          const id = installationId.toLowerCase()
+          for (const k of [...local.keys()]) {
+            if (
+              k.startsWith(scope) &&
+              k.slice(scope.length).toLowerCase() === id &&
+              !k.slice(scope.length).includes("\n")
+            )
+              local.delete(k)
+          }
+          const key = keyOf(installationId, opts)
           const cached = yield* cache.get(key)
           yield* cache.delete(key)
           if (Option.isSome(cached)) yield* client.revokeAccessToken(cached.value.token)

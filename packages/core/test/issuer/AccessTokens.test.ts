@@ -109,30 +109,39 @@ describe("AccessTokens", () => {
   it.effect("installation tokens live 2 h, narrow, and refuse what exceeds the grant", () =>
     Effect.gen(function* () {
       const { app, installation, tokens } = yield* seedInstallation
-      const full = yield* tokens.mintInstallationToken(app.id, installation.id, undefined)
+      const full = yield* tokens.mintInstallationToken(app.id, installation.id, undefined, app.tokenEpoch)
       expect(full.record.permissions).toEqual({ organization_info: "VIEW", organization_inventory: "REQUEST" })
       expect(full.record.expiresAt - full.record.createdAt).toBe(7200_000)
-      const narrowed = yield* tokens.mintInstallationToken(app.id, installation.id, { organization_inventory: "VIEW" })
+      const narrowed = yield* tokens.mintInstallationToken(
+        app.id,
+        installation.id,
+        { organization_inventory: "VIEW" },
+        app.tokenEpoch
+      )
       expect(narrowed.record.permissions).toEqual({ organization_inventory: "VIEW" })
       const over = yield* Effect.flip(
-        tokens.mintInstallationToken(app.id, installation.id, { organization_inventory: "WRITE" })
+        tokens.mintInstallationToken(app.id, installation.id, { organization_inventory: "WRITE" }, app.tokenEpoch)
       )
       expect(over._tag).toBe("PermissionsExceedGrant")
-      const other = yield* Effect.flip(tokens.mintInstallationToken("999", installation.id, undefined))
+      const other = yield* Effect.flip(tokens.mintInstallationToken("999", installation.id, undefined, app.tokenEpoch))
       expect(other._tag).toBe("InstallationNotFound")
     }).pipe(Effect.provide(make()))
   )
   it.effect("authenticate checks the installation on every use: suspension and uninstall act at once", () =>
     Effect.gen(function* () {
       const { app, installation, tokens, registry } = yield* seedInstallation
-      const secret = Redacted.value((yield* tokens.mintInstallationToken(app.id, installation.id, undefined)).secret)
+      const secret = Redacted.value(
+        (yield* tokens.mintInstallationToken(app.id, installation.id, undefined, app.tokenEpoch)).secret
+      )
       expect((yield* tokens.authenticate(secret)).token.installationId).toBe(installation.id)
       yield* registry.updateInstallation(installation.id, { suspendedAt: T0, updatedAt: T0 })
       expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toMatch(/suspended/)
       yield* registry.updateInstallation(installation.id, { suspendedAt: null, updatedAt: T0 })
       // Kill switches are final (SPEC §5): unsuspending revives nothing.
       expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toMatch(/kill switch/)
-      const fresh = Redacted.value((yield* tokens.mintInstallationToken(app.id, installation.id, undefined)).secret)
+      const fresh = Redacted.value(
+        (yield* tokens.mintInstallationToken(app.id, installation.id, undefined, app.tokenEpoch)).secret
+      )
       expect((yield* tokens.authenticate(fresh)).token.installationEpoch).toBe(1)
       yield* registry.deleteInstallation(installation.id)
       expect((yield* Effect.flip(tokens.authenticate(fresh))).detail).toMatch(/no longer exists/)
@@ -143,7 +152,9 @@ describe("AccessTokens", () => {
       const { app, installation, tokens, registry } = yield* seedInstallation
       const mintBoth = Effect.all([
         Effect.map(tokens.mintAppToken(app.id, app.permissions, 0), (m) => Redacted.value(m.secret)),
-        Effect.map(tokens.mintInstallationToken(app.id, installation.id, undefined), (m) => Redacted.value(m.secret))
+        Effect.map(tokens.mintInstallationToken(app.id, installation.id, undefined, app.tokenEpoch), (m) =>
+          Redacted.value(m.secret)
+        )
       ])
       const [appToken, installationToken] = yield* mintBoth
       expect((yield* tokens.authenticate(installationToken)).token).toMatchObject({ appEpoch: 0, installationEpoch: 0 })
@@ -163,13 +174,18 @@ describe("AccessTokens", () => {
       expect(current).toBe(1)
       const fresh = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions, current)).secret)
       expect((yield* tokens.authenticate(fresh)).token.appEpoch).toBe(1)
+      // The same race for an installation token: the JWT was checked under epoch 0, a key deletion
+      // (epoch 1) landed before the installation was read; the token must not outlive it.
+      const raced = yield* tokens.mintInstallationToken(app.id, installation.id, undefined, 0)
+      expect(raced.record.appEpoch).toBe(0)
+      expect((yield* Effect.flip(tokens.authenticate(Redacted.value(raced.secret)))).detail).toMatch(/kill switch/)
     }).pipe(Effect.provide(make()))
   )
   it.effect("a record stored before epochs existed reads as epoch 0: valid until the first kill switch", () =>
     Effect.gen(function* () {
       const { app, installation, tokens, registry } = yield* seedInstallation
       const store = yield* TokenStore.TokenStore
-      const minted = yield* tokens.mintInstallationToken(app.id, installation.id, undefined)
+      const minted = yield* tokens.mintInstallationToken(app.id, installation.id, undefined, app.tokenEpoch)
       const secret = Redacted.value(minted.secret)
       const { digest } = yield* tokens.authenticate(secret)
       const { appEpoch: _a, installationEpoch: _i, ...older } = Schema.encodeSync(StoredToken)(minted.record)

@@ -187,16 +187,27 @@ describe("JwtVerifier: one spelling, one key, one cost", () => {
     }).pipe(Effect.provide(TestLayer))
   )
 
-  it.effect("never tries a key whose modulus is not the signature's length", () =>
-    Effect.gen(function* () {
-      const verifier = yield* setup
-      const big = yield* Effect.promise(() => rsaKeyPair(3072))
-      const jwt = yield* Effect.promise(() => signRs256(big.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 }))
-      yield* Effect.either(verifier.verify(jwt)) // imports the app's key
-      const verifyCalls = vi.spyOn(crypto.subtle, "verify")
-      const failed = yield* Effect.flip(verifier.verify(jwt))
-      expect(failed._tag === "InvalidJwt" && failed.reason).toBe("invalid_signature")
-      expect(verifyCalls).not.toHaveBeenCalled()
-    }).pipe(Effect.provide(TestLayer))
+  it.effect(
+    "never tries a key whose modulus is not the signature's length, and then costs one dummy verification",
+    () =>
+      Effect.gen(function* () {
+        const verifier = yield* setup
+        const big = yield* Effect.promise(() => rsaKeyPair(3072))
+        const claims = { iss: "1", iat: NOW - 60, exp: NOW + 540 }
+        const jwt = yield* Effect.promise(() => signRs256(big.privateKey, claims))
+        const unknownKid = yield* Effect.promise(() =>
+          signRs256(pair.privateKey, claims, { alg: "RS256", kid: "no-such-key" })
+        )
+        yield* Effect.either(verifier.verify(jwt)) // imports the app's key and the dummy
+        const verifyCalls = vi.spyOn(crypto.subtle, "verify")
+        const failed = yield* Effect.flip(verifier.verify(jwt))
+        expect(failed._tag === "InvalidJwt" && failed.reason).toBe("invalid_signature")
+        // The app's 2048-bit key cannot have made a 384-byte signature, so only the dummy runs:
+        // the same one verification an unknown app costs (and an unknown kid, below).
+        expect(verifyCalls).toHaveBeenCalledTimes(1)
+        const byKid = yield* Effect.flip(verifier.verify(unknownKid))
+        expect(byKid._tag === "InvalidJwt" && byKid.reason).toBe("invalid_signature")
+        expect(verifyCalls).toHaveBeenCalledTimes(2)
+      }).pipe(Effect.provide(TestLayer))
   )
 })

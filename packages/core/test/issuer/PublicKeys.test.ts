@@ -50,6 +50,13 @@ describe("checkPublicKey: keys that cannot be weak (SPEC §5)", () => {
       expect(yield* reason(jwk({ n: random(MAX_RSA_BITS / 8) }))).toBe("ok")
       expect(yield* reason(jwk({ n: random(MAX_RSA_BITS / 8 + 1) }))).toMatch(/at most 4096/)
       expect(yield* reason(jwk({ n: random(255) }))).toMatch(/at least 2048/)
+      // 2050 bits: no signature (a whole number of bytes) could ever match it.
+      const odd = () => {
+        const n = random(257)()
+        n[0] = 0x03
+        return n
+      }
+      expect(yield* reason(jwk({ n: odd }))).toMatch(/whole number of bytes/)
     })
   )
 })

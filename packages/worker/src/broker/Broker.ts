@@ -387,7 +387,10 @@ const exchange = (payload: TokenRequest) =>
 
       yield* FiberRef.set(MintedHere, undefined)
       // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
-      const issued = yield* state.tokens.get(installationId, { permissions }).pipe(Effect.catchAll(fromMint))
+      // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
+      const issued = yield* state.tokens
+        .get(installationId, { permissions, partition: callerKey(caller) })
+        .pipe(Effect.catchAll(fromMint))
       const minted = yield* FiberRef.get(MintedHere)
       const now = yield* Clock.currentTimeMillis
       const secret = Redacted.value(issued.token)

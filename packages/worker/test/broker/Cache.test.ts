@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest"
 import * as EncryptedTokenCache from "../../src/broker/EncryptedTokenCache.js"
 import {
   brokerBindings,
+  callIssuer,
   describe as describeToken,
+  ISSUER_URL,
   dumpBrokerKv,
   exchangeParams,
   setup,
@@ -126,5 +128,36 @@ describe("the issuer, down", () => {
       code: "unavailable",
       detail: "The issuer refused the broker's app credentials"
     })
+  })
+})
+
+describe("cached tokens are never shared between callers", () => {
+  it("one caller revoking the token it received does not end another caller's token, in this isolate or a fresh one", async () => {
+    const permissions = { organization_info: "VIEW" } as const
+    const t = await setup({
+      policies: ([installation]) => [
+        subjectPolicy("low", "sub-low", [installation!], permissions),
+        subjectPolicy("prod", "sub-prod", [installation!], permissions)
+      ]
+    })
+    const exchange = async (sub: string) =>
+      (await (await t.fetch(tokenRequest(exchangeParams(await t.idToken(sub), t.app.installations[0]!)))).json()) as {
+        access_token: string
+      }
+    const low = await exchange("sub-low")
+    const revoked = await callIssuer(
+      new Request(`${ISSUER_URL}/app/installations/token`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${low.access_token}` }
+      })
+    )
+    expect(revoked.status).toBe(204)
+    const prod = await exchange("sub-prod")
+    expect(prod.access_token).not.toBe(low.access_token)
+    expect((await describeToken(prod.access_token)).status).toBe(200)
+    t.fresh()
+    const again = await exchange("sub-prod")
+    expect(again.access_token).toBe(prod.access_token) // its own cached token, from KV in a fresh isolate
+    expect((await describeToken(again.access_token)).status).toBe(200)
   })
 })
