@@ -130,7 +130,10 @@ function start() {
   writeFileSync(envFile, `ADMIN_TOKEN=${adminToken}\n`, { mode: 0o600 })
   process.on("exit", () => rmSync(envDir, { recursive: true, force: true }))
   console.log(`» wrangler dev on http://127.0.0.1:${port}`)
-  const broker = startBroker(worker, port, envDir, persist)
+  // The broker keeps its own local state: two workerd processes on one state folder contend for
+  // the same SQLite files (SQLITE_BUSY at start-up).
+  const brokerState = join(process.env.ICR_PERSIST_TO || join(worker, ".wrangler", "state"), "broker")
+  const broker = startBroker(worker, port, envDir, ["--persist-to", brokerState])
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [

@@ -147,6 +147,7 @@ export const sdkContract = (
       expect(isProblem(error)).toBe(true)
       const problem = error as Problem
       expect(codeOf(problem).code).toBe(code)
+      expect([problem.code, problem.status]).toEqual([code, codeOf(problem).status])
       expect(problem.message.length).toBeGreaterThan(0)
       return problem
     }

@@ -166,6 +166,35 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable"
   static readonly problem: ProblemMeta = { code: "unavailable", status: 503, title: "Service unavailable" }
 }
 
+/** What every problem error answers besides its fields: its SPEC §6 `code` and HTTP `status`. */
+export interface ProblemInfo {
+  readonly code: string
+  readonly status: number
+}
+
+// Declaration merging gives each problem class's instances the `code` and `status` that the loop
+// below defines on its prototype (so the merge is sound; biome.json allows it for this file only).
+export interface InvalidRequest extends ProblemInfo {}
+export interface UnsupportedApiVersion extends ProblemInfo {}
+export interface MissingCredentials extends ProblemInfo {}
+export interface InvalidJwt extends ProblemInfo {}
+export interface InvalidToken extends ProblemInfo {}
+export interface InstallationSuspended extends ProblemInfo {}
+export interface AdminDisabled extends ProblemInfo {}
+export interface Forbidden extends ProblemInfo {}
+export interface NotFound extends ProblemInfo {}
+export interface InstallationNotFound extends ProblemInfo {}
+export interface AppNotFound extends ProblemInfo {}
+export interface MethodNotAllowed extends ProblemInfo {}
+export interface Conflict extends ProblemInfo {}
+export interface PayloadTooLarge extends ProblemInfo {}
+export interface PermissionsExceedGrant extends ProblemInfo {}
+export interface InvalidPublicKey extends ProblemInfo {}
+export interface InvalidPermissions extends ProblemInfo {}
+export interface RateLimited extends ProblemInfo {}
+export interface Internal extends ProblemInfo {}
+export interface Unavailable extends ProblemInfo {}
+
 /** Every problem class, in SPEC §6 order: the one list the union, the wire map and `codeOf` come from. */
 const all = [
   InvalidRequest,
@@ -192,12 +221,17 @@ const all = [
 
 type ProblemClass = (typeof all)[number]
 
-// A problem's message is its detail (the detail is what the server wrote for people).
+// A problem's message is its detail (the detail is what the server wrote for people), and every
+// problem error answers its SPEC §6 code and HTTP status (read from its class; not wire fields).
 for (const cls of all) {
-  Object.defineProperty(cls.prototype, "message", {
-    get(this: { readonly detail: string }) {
-      return this.detail
-    }
+  Object.defineProperties(cls.prototype, {
+    message: {
+      get(this: { readonly detail: string }) {
+        return this.detail
+      }
+    },
+    code: { value: cls.problem.code },
+    status: { value: cls.problem.status }
   })
 }
 

@@ -40,6 +40,8 @@ describe("problem documents (SPEC §6)", () => {
       expect(decoded._tag).toBe(error._tag)
       expect(decoded).toEqual(error)
       expect(P.codeOf(error)).toEqual({ code, status })
+      expect([error.code, error.status, decoded.code, decoded.status]).toEqual([code, status, code, status])
+      expect(Object.keys(error)).not.toContain("code") // read from the class, never a wire field
       expect(error.message).toBe("d")
     })
   }

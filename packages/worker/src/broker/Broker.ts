@@ -55,6 +55,7 @@ import {
 } from "./Problems.js"
 import { httpRules, RequestId } from "./Http.js"
 import * as RateLimit from "./RateLimit.js"
+import { addressKey } from "@icr-apps/core/api/ClientAddress"
 
 /** The bindings the broker reads: its vars and secrets, its KV namespace, the optional issuer binding. */
 export interface BrokerBindings extends BrokerVars {
@@ -229,7 +230,9 @@ const bearerOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
 const authenticate = (state: Ready, request: HttpServerRequest.HttpServerRequest, token: string | undefined) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
-    const address = request.headers["cf-connecting-ip"]
+    // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
+    const forwarded = request.headers["cf-connecting-ip"]
+    const address = forwarded === undefined ? undefined : addressKey(forwarded)
     if (address !== undefined) {
       const seen = state.failures.peek(address, now)
       if (!seen.allowed)

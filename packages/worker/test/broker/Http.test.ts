@@ -102,6 +102,20 @@ describe("POST /token: the request", () => {
     expect(codes.slice(0, 30).every((c) => c === "invalid_grant")).toBe(true)
     expect(codes[30]).toBe("rate_limited")
   })
+
+  it("groups IPv6 clients by their /64, so rotating addresses within it does not escape the limit", async () => {
+    const t = await allowed()
+    const codes: Array<string> = []
+    for (let i = 0; i < 31; i++) {
+      const response = await t.fetch(
+        tokenRequest(exchangeParams("not.a.token", t.app.installations[0]!), {
+          headers: { "cf-connecting-ip": `2001:db8:1:2::${(i + 1).toString(16)}` }
+        })
+      )
+      codes.push((await json(response)).code)
+    }
+    expect(codes[30]).toBe("rate_limited")
+  })
 })
 
 describe("the HTTP rules", () => {
