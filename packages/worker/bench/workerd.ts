@@ -244,13 +244,13 @@ if (phases.has("trips") || phases.has("load")) {
   const q = (s: string) => `'${s.replace(/'/g, "''")}'`
   const others = Array.from({ length: 200 }, (_, i) => {
     const id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`
-    return `INSERT INTO installations VALUES (${q(id)}, 1, ${q(`10000000-0000-4000-8000-${String(i).padStart(12, "0")}`)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`
+    return `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at) VALUES (${q(id)}, 1, ${q(`10000000-0000-4000-8000-${String(i).padStart(12, "0")}`)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`
   })
   const seed = [
     ...migrations,
     `INSERT INTO apps (id, name, permissions, created_at, updated_at) VALUES (1, 'bench', ${q(JSON.stringify(GRANT))}, ${now}, ${now});`,
     `INSERT INTO app_keys (id, app_id, fingerprint, spki, created_at) VALUES ('9b1d7c2e-0f3a-4b5c-8d6e-7f8091a2b3c4', 1, ${q(key.fingerprint)}, ${q(key.spki)}, ${now});`,
-    `INSERT INTO installations VALUES (${q(INSTALLATION_ID)}, 1, ${q(ORGANIZATION_ID)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`,
+    `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at) VALUES (${q(INSTALLATION_ID)}, 1, ${q(ORGANIZATION_ID)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`,
     ...others
   ].join("\n")
   writeFileSync(join(tmp, "seed.sql"), seed)
