@@ -6,6 +6,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApp from "@effect/platform/HttpApp"
+import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpMethod from "@effect/platform/HttpMethod"
 import { RouteNotFound } from "@effect/platform/HttpServerError"
@@ -180,13 +181,14 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
         return yield* tooLarge()
       }
     }
+    let parsed: unknown = {}
     if (text.trim() === "") text = "{}"
     else {
       const contentType = (request.headers["content-type"] ?? "").toLowerCase()
       if (!/^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/.test(contentType)) {
         return yield* new InvalidRequest({ detail: "Request bodies must be JSON (Content-Type: application/json)" })
       }
-      const parsed = yield* Effect.try({
+      parsed = yield* Effect.try({
         try: () => JSON.parse(text) as unknown,
         catch: () => new InvalidRequest({ detail: "The request body is not valid JSON" })
       })
@@ -194,12 +196,26 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
         return yield* new InvalidRequest({ detail: "The request body must be a JSON object" })
       }
     }
-    const url = source instanceof Request ? source.url : new URL(request.url, "http://localhost").href
-    const headers = new Headers(request.headers as Record<string, string>)
-    headers.set("content-type", "application/json")
-    headers.delete("content-length")
-    return HttpServerRequest.fromWeb(new Request(url, { method: request.method, headers, body: text }))
+    return withBody(request, text, parsed)
   })
+
+/**
+ * The same request, but its body is the text already read and the JSON already parsed: the router's
+ * decoder takes `json` from here rather than reading (and parsing) a second copy of the body.
+ */
+const withBody = (
+  request: HttpServerRequest.HttpServerRequest,
+  text: string,
+  parsed: unknown
+): HttpServerRequest.HttpServerRequest => {
+  const headers = Headers.set(Headers.remove(request.headers, "content-length"), "content-type", "application/json")
+  return Object.create(request, {
+    headers: { value: headers },
+    json: { value: Effect.succeed(parsed) },
+    text: { value: Effect.succeed(text) },
+    arrayBuffer: { value: Effect.sync(() => new TextEncoder().encode(text).buffer) }
+  }) as HttpServerRequest.HttpServerRequest
+}
 
 /** Stamps the SPEC §1 headers on whatever response the request ends with, errors included. */
 const stampHeaders =
