@@ -39,7 +39,7 @@ import {
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
 import * as AuditLog from "./AuditLog.js"
 import * as Entropy from "./Entropy.js"
-import { commonRules, RequestId } from "./Http.js"
+import { commonRules, healthzBeforeRouter, RequestId } from "./Http.js"
 import { principalKey, RequestLimits } from "./RateLimiter.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
@@ -703,5 +703,11 @@ export const makeWebHandler = <E>(
   const built = HttpApiBuilder.toWebHandler(
     Layer.mergeAll(layer(options).pipe(Layer.provide(services)), HttpServer.layerContext)
   )
-  return { handler: (request) => built.handler(request), dispose: built.dispose }
+  return {
+    handler: (request) => {
+      const healthz = healthzBeforeRouter(request)
+      return healthz === undefined ? built.handler(request) : Promise.resolve(healthz)
+    },
+    dispose: built.dispose
+  }
 }
