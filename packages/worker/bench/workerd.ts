@@ -4,7 +4,7 @@
  *
  * - bundle: `wrangler deploy --dry-run --outdir` of each (wrangler's own "gzip:" figure), plus the
  *   issuer with --minify for information and its largest inputs by package (from the metafile);
- * - cold: a fresh Node process imports each bundle and answers two `GET /healthz` (cold.mjs),
+ * - cold: a fresh Node process imports each bundle and answers two unauthenticated describes (cold.mjs),
  *   interleaved, COLD_SAMPLES times; medians of module evaluation, first request, second request;
  * - trips: storage round trips per request, counted by wrapping the KV and D1 bindings of a local
  *   workerd (wrangler's getPlatformProxy) around each worker's own `fetch`, run in Node;
@@ -204,7 +204,7 @@ if (phases.has("cold") && issuerBundle && plainBundle) {
     }
   }
   const pick = (kind: "issuer" | "plain", k: string) => samples[kind].map((s) => s[k] as number)
-  const how = `${COLD_SAMPLES} fresh \`node\` processes each, interleaved; medians; GET /healthz with stub bindings`
+  const how = `${COLD_SAMPLES} fresh \`node\` processes each, interleaved; medians; GET /app/installations/token without a credential (401), stub bindings`
   const coldRow = (key: string, label: string, field: string, target?: number): Row => {
     const ours = median(pick("issuer", field))
     const { ratio, spread } = ratioOf(pick("issuer", field), pick("plain", field))
