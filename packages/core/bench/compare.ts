@@ -13,11 +13,12 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import type * as AuditLogModule from "../src/issuer/AuditLog.js"
 import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
 import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
-import { GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
+import { benchAuditSink, GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
 import { median, ratioOf } from "./stats.js"
 
 const arg = (name: string, fallback: string) => {
@@ -35,13 +36,17 @@ const key = await generateKey()
 /** One build of the issuer, seeded through its operator API, with a request maker per path. */
 const load = async (dir: string) => {
   const base = resolve(core, dir)
+  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
   const Entropy: typeof EntropyModule = await import(`${base}/issuer/Entropy.js`)
   const { makeWebHandler }: typeof IssuerModule = await import(`${base}/issuer/Issuer.js`)
   const Registry: typeof RegistryModule = await import(`${base}/issuer/Registry.js`)
   const TokenStore: typeof TokenStoreModule = await import(`${base}/issuer/TokenStore.js`)
-  const issuer = makeWebHandler(Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer), {
-    adminToken: Redacted.make(ADMIN)
-  })
+  const issuer = makeWebHandler(
+    Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
+    {
+      adminToken: Redacted.make(ADMIN)
+    }
+  )
   const admin = async (p: string, body: unknown) =>
     (await (
       await issuer.handler(

@@ -31,11 +31,21 @@ import * as Schema from "effect/Schema"
 import { writeFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import type * as AuditLogModule from "../src/issuer/AuditLog.js"
 import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
 import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
-import { freshJwt, GRANT, generateKey, INSTALLATION_ID, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
+import {
+  benchAuditSink,
+  freshJwt,
+  GRANT,
+  generateKey,
+  INSTALLATION_ID,
+  MINT_BODY,
+  ORGANIZATION_ID,
+  signAppJwt
+} from "./fixtures.js"
 import { makePlainHandler, memoryStorage, type PlainApp, type PlainInstallation } from "./plain.js"
 import { fmtMicros, median, type PhaseResult, ratioOf, type Row } from "./stats.js"
 
@@ -48,6 +58,7 @@ const BATCH_MS = Number(arg("batch-ms", "250"))
 const jsonOut = arg("json", "")
 
 const source = resolve(dirname(fileURLToPath(import.meta.url)), "..", arg("src", "src"))
+const AuditLog: typeof AuditLogModule = await import(`${source}/issuer/AuditLog.js`)
 const Entropy: typeof EntropyModule = await import(`${source}/issuer/Entropy.js`)
 const { makeWebHandler }: typeof IssuerModule = await import(`${source}/issuer/Issuer.js`)
 const Registry: typeof RegistryModule = await import(`${source}/issuer/Registry.js`)
@@ -59,9 +70,12 @@ const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 
 // --- the real issuer, seeded through its own operator API ----------------------------------------
 const key = await generateKey()
-const issuer = makeWebHandler(Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer), {
-  adminToken: Redacted.make(ADMIN)
-})
+const issuer = makeWebHandler(
+  Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
+  {
+    adminToken: Redacted.make(ADMIN)
+  }
+)
 const admin = async (path: string, body: unknown) => {
   const response = await issuer.handler(
     new Request(`${ORIGIN}${path}`, {
@@ -92,10 +106,21 @@ const plainApps = new Map<string, PlainApp>([
 const plainInstallations = new Map<string, PlainInstallation>([
   [
     INSTALLATION_ID,
-    { id: INSTALLATION_ID, appId, organizationId: ORGANIZATION_ID, permissions: GRANT, suspendedAt: null }
+    {
+      id: INSTALLATION_ID,
+      appId,
+      organizationId: ORGANIZATION_ID,
+      permissions: GRANT,
+      suspendedAt: null,
+      tokenEpoch: 0,
+      appTokenEpoch: 0
+    }
   ]
 ])
-const plain: Handler = makePlainHandler(memoryStorage(plainApps, plainInstallations))
+const plainAudit = benchAuditSink<Record<string, unknown>>()
+const plain: Handler = makePlainHandler(memoryStorage(plainApps, plainInstallations), {
+  audit: (event) => plainAudit.push(event)
+})
 
 // --- a minimal HttpApi: one GET --------------------------------------------------------------------
 const MinimalApi = HttpApi.make("minimal").add(

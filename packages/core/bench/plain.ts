@@ -60,6 +60,9 @@ export interface PlainInstallation {
   readonly organizationId: string
   readonly permissions: Grant
   readonly suspendedAt: number | null
+  /** The kill-switch epochs of SPEC §5: the installation's, and its app's read with it. */
+  readonly tokenEpoch: number
+  readonly appTokenEpoch: number
 }
 export interface PlainToken {
   readonly id: string
@@ -70,6 +73,9 @@ export interface PlainToken {
   readonly permissions: Grant
   readonly createdAt: number
   readonly expiresAt: number
+  /** The epochs it was minted under: honoured only while both are current. */
+  readonly appEpoch: number
+  readonly installationEpoch: number
 }
 
 /** The storage the plain handler needs: each method is one round trip in the worker. */
@@ -317,11 +323,14 @@ const DUMMY_KEY: PlainKey = {
 
 export interface PlainOptions {
   readonly installationTokenSeconds?: number
+  /** Where the audit event of each mint goes (SPEC §5), as the issuer's `AuditLog` gets it. */
+  readonly audit?: (event: Record<string, unknown>) => void
 }
 
 /** The plain handler over `storage`: `(request) => Promise<Response>`. */
 export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = {}) => {
   const lifetime = options.installationTokenSeconds ?? 7200
+  const audit = options.audit ?? ((event) => console.log(JSON.stringify({ audit: true, ...event })))
   const imported = new Map<string, Promise<CryptoKey>>()
   const importKey = (key: PlainKey) => {
     let hit = imported.get(key.fingerprint)
@@ -410,7 +419,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     throw bad()
   }
 
-  const mint = async (request: Request, rawId: string) => {
+  const mint = async (request: Request, rawId: string, requestId: string) => {
     const jwt = bearer(request)
     const body = await readBody(request)
     for (const name of Object.keys(body)) {
@@ -426,22 +435,38 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     if (!UUID.test(installationId)) throw new Problem(400, "invalid_request", "installationId: must be a UUID")
     installationId = installationId.toLowerCase()
     const { app, installation } = await verifyJwt(jwt, installationId)
+    // The issuer audits a mint's outcome once the JWT is verified, failures with their code (SPEC §5).
+    const failed = (problem: Problem) => {
+      audit({
+        time: iso(Date.now()),
+        action: "installation_token.mint",
+        requestId,
+        appId: app.id,
+        installationId,
+        actor: "app",
+        outcome: "failure",
+        code: problem.code
+      })
+      return problem
+    }
     if (installation === undefined || installation.appId !== app.id) {
-      throw new Problem(404, "installation_not_found", "No such installation for this app")
+      throw failed(new Problem(404, "installation_not_found", "No such installation for this app"))
     }
     if (installation.suspendedAt !== null)
-      throw new Problem(403, "installation_suspended", "The installation is suspended")
+      throw failed(new Problem(403, "installation_suspended", "The installation is suspended"))
     const granted = installation.permissions
     const wanted = requested === undefined || Object.keys(requested).length === 0 ? granted : requested
     const over = exceeding(wanted, granted)
     if (over.length > 0) {
-      throw new Problem(
-        422,
-        "permissions_exceed_grant",
-        `Requested permissions exceed the installation's grant: ${over.join(", ")}`,
-        {
-          permissions: over
-        }
+      throw failed(
+        new Problem(
+          422,
+          "permissions_exceed_grant",
+          `Requested permissions exceed the installation's grant: ${over.join(", ")}`,
+          {
+            permissions: over
+          }
+        )
       )
     }
     const secret = `crs_${hex(crypto.getRandomValues(new Uint8Array(24)))}`
@@ -454,9 +479,21 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
       organizationId: installation.organizationId,
       permissions: canonical(wanted),
       createdAt: now,
-      expiresAt: now + lifetime * 1000
+      expiresAt: now + lifetime * 1000,
+      appEpoch: installation.appTokenEpoch,
+      installationEpoch: installation.tokenEpoch
     }
     await storage.putToken(await sha256Hex(secret), token, Math.max(60, lifetime))
+    audit({
+      time: iso(Date.now()),
+      action: "installation_token.mint",
+      requestId,
+      appId: app.id,
+      installationId,
+      tokenId: token.id,
+      actor: "app",
+      outcome: "success"
+    })
     return json(200, {
       id: token.id,
       createdAt: iso(now),
@@ -495,6 +532,9 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
       if (exceeding(token.permissions, installation.permissions).length > 0) {
         throw tokenProblem("The installation's permissions were reduced after this token was minted")
       }
+      if (installation.tokenEpoch !== token.installationEpoch || installation.appTokenEpoch !== token.appEpoch) {
+        throw tokenProblem("The access token was ended by a kill switch since it was minted")
+      }
     } else if (!standing.appExists) {
       throw tokenProblem("The app behind this token no longer exists")
     }
@@ -510,7 +550,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     })
   }
 
-  const route = async (request: Request, pathname: string) => {
+  const route = async (request: Request, pathname: string, requestId: string) => {
     const version = request.headers.get("x-icr-api-version")
     if (version !== null && version !== API_VERSION) {
       throw new Problem(400, "unsupported_api_version", `This server serves API version ${API_VERSION} only`)
@@ -533,7 +573,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     }
     const mintMatch = MINT_PATH.exec(pathname)
     if (mintMatch !== null) {
-      if (method === "POST") return mint(request, mintMatch[1]!)
+      if (method === "POST") return mint(request, mintMatch[1]!, requestId)
       throw new Problem(405, "method_not_allowed", `${method} is not allowed here`, { allow: ["POST"] })
     }
     throw new Problem(404, "not_found", `No route for ${method} ${pathname.slice(0, 200)}`)
@@ -546,7 +586,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     let answer: { status: number; body: string; contentType: string }
     let allow: string | undefined
     try {
-      answer = await route(request, pathname)
+      answer = await route(request, pathname, requestId)
     } catch (e) {
       const problem = e instanceof Problem ? e : new Problem(500, "internal", "Internal error")
       answer = problemBody(problem)

@@ -17,11 +17,12 @@ import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as AuditLogModule from "../src/issuer/AuditLog.js"
 import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
 import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
-import { GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
+import { benchAuditSink, GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
 
 const path = process.argv[2] ?? "describe"
 const arg = (name: string, fallback: string) => {
@@ -33,6 +34,7 @@ const TOP = Number(arg("top", "30"))
 const out = arg("out", "")
 
 const source = process.argv.includes("--built") ? "../dist/profile/src" : "../src"
+const AuditLog: typeof AuditLogModule = await import(`${source}/issuer/AuditLog.js`)
 const Entropy: typeof EntropyModule = await import(`${source}/issuer/Entropy.js`)
 const { makeWebHandler }: typeof IssuerModule = await import(`${source}/issuer/Issuer.js`)
 const Registry: typeof RegistryModule = await import(`${source}/issuer/Registry.js`)
@@ -41,9 +43,12 @@ const TokenStore: typeof TokenStoreModule = await import(`${source}/issuer/Token
 const ORIGIN = "http://bench.local"
 const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 const key = await generateKey()
-const issuer = makeWebHandler(Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer), {
-  adminToken: Redacted.make(ADMIN)
-})
+const issuer = makeWebHandler(
+  Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
+  {
+    adminToken: Redacted.make(ADMIN)
+  }
+)
 const admin = async (p: string, body: unknown) =>
   (await (
     await issuer.handler(

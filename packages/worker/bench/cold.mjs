@@ -4,7 +4,9 @@
 // (from esbuild's `// path` markers) and functions are printed per phase, to stderr.
 // Prints JSON: the module's evaluation (import of the wrangler bundle: parse, compile, top level),
 // its first request (for the issuer: building the handler — layers, router — then answering) and its
-// second (what a warm isolate pays), all on GET /healthz with stub bindings that are never touched.
+// second (what a warm isolate pays), all on GET /app/installations/token without a credential (401
+// from the auth middleware, through the router and the common rules) with stub bindings that are never
+// touched. Not /healthz: the issuer answers that before the router, without building the handler.
 import { readFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
 import { pathToFileURL } from "node:url"
@@ -14,7 +16,7 @@ const stub = new Proxy(
   {},
   {
     get: (_target, name) => () => {
-      throw new Error(`storage touched on /healthz: ${String(name)}`)
+      throw new Error(`storage touched by an unauthenticated request: ${String(name)}`)
     }
   }
 )
@@ -53,14 +55,16 @@ const t1 = performance.now()
 await stopProfile("module evaluation")
 await startProfile()
 const t1b = performance.now()
-const first = await mod.default.fetch(new Request("http://cold.local/healthz"), env, ctx)
+const PROBE = "http://cold.local/app/installations/token"
+const first = await mod.default.fetch(new Request(PROBE), env, ctx)
 await first.text()
 const t2 = performance.now()
 await stopProfile("first request")
-const second = await mod.default.fetch(new Request("http://cold.local/healthz"), env, ctx)
+const second = await mod.default.fetch(new Request(PROBE), env, ctx)
 await second.text()
 const t3 = performance.now()
-if (first.status !== 200 || second.status !== 200) throw new Error(`healthz answered ${first.status}/${second.status}`)
+if (first.status !== 401 || second.status !== 401)
+  throw new Error(`the probe answered ${first.status}/${second.status}`)
 console.log(JSON.stringify({ evaluate: t1 - t0, first: t2 - t1b, second: t3 - t2 }))
 
 if (profiling) {

@@ -24,15 +24,22 @@ interface InstallationRow {
   readonly organization_id: string
   readonly permissions: string
   readonly suspended_at: number | null
+  readonly token_epoch: number
+  readonly app_token_epoch: number
 }
 const toInstallation = (row: InstallationRow) => ({
   id: row.id,
   appId: String(row.app_id),
   organizationId: row.organization_id,
   permissions: JSON.parse(row.permissions) as Record<string, string>,
-  suspendedAt: row.suspended_at
+  suspendedAt: row.suspended_at,
+  tokenEpoch: row.token_epoch,
+  appTokenEpoch: row.app_token_epoch
 })
-const INSTALLATION_SQL = "SELECT id, app_id, organization_id, permissions, suspended_at FROM installations WHERE id = ?"
+// The installation with its own and its app's kill-switch epochs, as the issuer's D1Registry reads it.
+const INSTALLATION_SQL =
+  "SELECT i.id, i.app_id, i.organization_id, i.permissions, i.suspended_at, i.token_epoch, " +
+  "a.token_epoch AS app_token_epoch FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?"
 
 const storage = (env: PlainEnv): PlainStorage => ({
   loadForMint: async (appId, installationId) => {

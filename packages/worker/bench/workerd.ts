@@ -4,7 +4,7 @@
  *
  * - bundle: `wrangler deploy --dry-run --outdir` of each (wrangler's own "gzip:" figure), plus the
  *   issuer with --minify for information and its largest inputs by package (from the metafile);
- * - cold: a fresh Node process imports each bundle and answers two `GET /healthz` (cold.mjs),
+ * - cold: a fresh Node process imports each bundle and answers two unauthenticated describes (cold.mjs),
  *   interleaved, COLD_SAMPLES times; medians of module evaluation, first request, second request;
  * - trips: storage round trips per request, counted by wrapping the KV and D1 bindings of a local
  *   workerd (wrangler's getPlatformProxy) around each worker's own `fetch`, run in Node;
@@ -204,7 +204,7 @@ if (phases.has("cold") && issuerBundle && plainBundle) {
     }
   }
   const pick = (kind: "issuer" | "plain", k: string) => samples[kind].map((s) => s[k] as number)
-  const how = `${COLD_SAMPLES} fresh \`node\` processes each, interleaved; medians; GET /healthz with stub bindings`
+  const how = `${COLD_SAMPLES} fresh \`node\` processes each, interleaved; medians; GET /app/installations/token without a credential (401), stub bindings`
   const coldRow = (key: string, label: string, field: string, target?: number): Row => {
     const ours = median(pick("issuer", field))
     const { ratio, spread } = ratioOf(pick("issuer", field), pick("plain", field))
@@ -244,13 +244,13 @@ if (phases.has("trips") || phases.has("load")) {
   const q = (s: string) => `'${s.replace(/'/g, "''")}'`
   const others = Array.from({ length: 200 }, (_, i) => {
     const id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`
-    return `INSERT INTO installations VALUES (${q(id)}, 1, ${q(`10000000-0000-4000-8000-${String(i).padStart(12, "0")}`)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`
+    return `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at) VALUES (${q(id)}, 1, ${q(`10000000-0000-4000-8000-${String(i).padStart(12, "0")}`)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`
   })
   const seed = [
     ...migrations,
     `INSERT INTO apps (id, name, permissions, created_at, updated_at) VALUES (1, 'bench', ${q(JSON.stringify(GRANT))}, ${now}, ${now});`,
     `INSERT INTO app_keys (id, app_id, fingerprint, spki, created_at) VALUES ('9b1d7c2e-0f3a-4b5c-8d6e-7f8091a2b3c4', 1, ${q(key.fingerprint)}, ${q(key.spki)}, ${now});`,
-    `INSERT INTO installations VALUES (${q(INSTALLATION_ID)}, 1, ${q(ORGANIZATION_ID)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`,
+    `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at) VALUES (${q(INSTALLATION_ID)}, 1, ${q(ORGANIZATION_ID)}, ${q(JSON.stringify(GRANT))}, ${now}, ${now}, NULL);`,
     ...others
   ].join("\n")
   writeFileSync(join(tmp, "seed.sql"), seed)

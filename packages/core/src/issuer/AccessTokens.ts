@@ -95,12 +95,16 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
         const bytes = yield* entropy.bytes(24)
         const secret = `crs_${toHex(bytes)}`
         const now = yield* Clock.currentTimeMillis
-        const record = new StoredToken({
-          ...fields,
-          id: yield* entropy.uuid,
-          createdAt: now,
-          expiresAt: now + lifetimeSeconds * 1000
-        })
+        // Built from trusted values: no constructor validation (it recompiles a parser per call).
+        const record = new StoredToken(
+          {
+            ...fields,
+            id: yield* entropy.uuid,
+            createdAt: now,
+            expiresAt: now + lifetimeSeconds * 1000
+          },
+          true
+        )
         yield* store.put(yield* digestOf(secret), record, Math.max(MIN_TTL_SECONDS, Math.ceil(lifetimeSeconds)))
         return { secret: Redacted.make(secret), record }
       })
