@@ -137,33 +137,48 @@ export const APP_LISTING_KEYS_SQL = `SELECT id, app_id, fingerprint, spki, creat
 
 /** A {@link Registry} over a D1 database. */
 export const make = (db: D1Database): Registry["Type"] => {
+  const appStatements = (id: number) => [
+    db.prepare(`SELECT ${APP_COLUMNS} FROM apps WHERE id = ?`).bind(id),
+    db
+      .prepare(
+        "SELECT id, app_id, fingerprint, spki, created_at FROM app_keys WHERE app_id = ? ORDER BY created_at, id"
+      )
+      .bind(id)
+  ]
+  const installationStatement = (id: string) =>
+    db
+      .prepare(`SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?`)
+      .bind(id)
+  const appOf = (apps: D1Result<unknown> | undefined, keys: D1Result<unknown> | undefined) => {
+    const row = apps?.results[0] as AppRow | undefined
+    return row === undefined
+      ? Option.none<AppRecord>()
+      : Option.some(toApp(row, ((keys?.results ?? []) as Array<KeyRow>).map(toKey)))
+  }
   const getApp = (appId: string) =>
     Effect.gen(function* () {
       const id = appRowId(appId)
       if (id === undefined) return Option.none<AppRecord>()
-      const [apps, keys] = yield* run(() =>
-        db.batch<AppRow | KeyRow>([
-          db.prepare(`SELECT ${APP_COLUMNS} FROM apps WHERE id = ?`).bind(id),
-          db
-            .prepare(
-              "SELECT id, app_id, fingerprint, spki, created_at FROM app_keys WHERE app_id = ? ORDER BY created_at, id"
-            )
-            .bind(id)
-        ])
+      const [apps, keys] = yield* run(() => db.batch<AppRow | KeyRow>(appStatements(id)))
+      return appOf(apps, keys)
+    })
+  /** The app, its keys and one installation in one batch: the mint's one read round trip. */
+  const getAppWithInstallation = (appId: string, installationId: string) =>
+    Effect.gen(function* () {
+      const id = appRowId(appId)
+      const [apps, keys, installation] = yield* run(() =>
+        db.batch<Record<string, unknown>>([...appStatements(id ?? 0), installationStatement(installationId)])
       )
-      const row = apps?.results[0] as AppRow | undefined
-      if (row === undefined) return Option.none<AppRecord>()
-      return Option.some(toApp(row, ((keys?.results ?? []) as Array<KeyRow>).map(toKey)))
+      const row = installation?.results[0] as InstallationRow | undefined
+      return {
+        app: id === undefined ? Option.none<AppRecord>() : appOf(apps, keys),
+        installation: row === undefined ? Option.none<InstallationRecord>() : Option.some(toInstallation(row))
+      }
     })
 
   const getInstallation = (id: string) =>
     Effect.map(
-      run(() =>
-        db
-          .prepare(`SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?`)
-          .bind(id)
-          .first<InstallationRow>()
-      ),
+      run(() => installationStatement(id).first<InstallationRow>()),
       (row) => (row === null ? Option.none() : Option.some(toInstallation(row)))
     )
 
@@ -226,6 +241,7 @@ export const make = (db: D1Database): Registry["Type"] => {
         return { ...app, id, tokenEpoch: 0, keys: [{ ...key, appId: id }] }
       }),
     getApp,
+    getAppWithInstallation,
     addKey: (key) =>
       Effect.gen(function* () {
         const appId = appRowId(key.appId)

@@ -16,7 +16,7 @@ import { toHex } from "../internal/der.js"
 import { sha256Hex } from "../internal/digest.js"
 import { canonical, exceeding, isWithin, type Permissions } from "../api/Permissions.js"
 import {
-  type InstallationNotFound,
+  InstallationNotFound,
   InstallationSuspended,
   InvalidToken,
   PermissionsExceedGrant,
@@ -24,7 +24,7 @@ import {
 } from "../api/Problems.js"
 import { accessTokenPattern, StoredToken } from "../api/Tokens.js"
 import { Entropy } from "./Entropy.js"
-import { installationOfApp, Registry } from "./Registry.js"
+import { type InstallationRecord, installationOfApp, Registry } from "./Registry.js"
 import { MIN_TTL_SECONDS, TokenStore } from "./TokenStore.js"
 
 /** How long tokens live. */
@@ -69,7 +69,9 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
       appId: string,
       installationId: string,
       requested: Permissions | undefined,
-      appEpoch: number
+      appEpoch: number,
+      /** The installation as already read with the JWT's keys (saves a round trip); read here when absent. */
+      prefetched?: Option.Option<InstallationRecord> | undefined
     ) => Effect.Effect<MintedToken, InstallationNotFound | InstallationSuspended | PermissionsExceedGrant | Unavailable>
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
     readonly authenticate: (
@@ -120,9 +122,14 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
           { kind: "app", appId, permissions: canonical(declared), appEpoch, installationEpoch: 0 },
           lifetimes.appTokenSeconds
         ),
-      mintInstallationToken: (appId, installationId, requested, appEpoch) =>
+      mintInstallationToken: (appId, installationId, requested, appEpoch, prefetched) =>
         Effect.gen(function* () {
-          const installation = yield* installationOfApp(registry, appId, installationId)
+          const installation =
+            prefetched === undefined
+              ? yield* installationOfApp(registry, appId, installationId)
+              : Option.isSome(prefetched) && prefetched.value.appId === appId
+                ? prefetched.value
+                : yield* new InstallationNotFound({ detail: "No such installation for this app" })
           if (installation.suspendedAt !== null) {
             return yield* new InstallationSuspended({ detail: "The installation is suspended" })
           }

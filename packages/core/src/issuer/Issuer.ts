@@ -14,6 +14,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -128,7 +129,11 @@ export const AppAuthLive = Layer.effect(
               detail: "This endpoint expects an App JWT, not an access token"
             })
           }
-          const verified = yield* verifier.verify(credential)
+          // A mint names its installation in the path: read it with the app's keys, one round trip.
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
+          const verified = yield* verifier.verify(credential, mintOf)
+          yield* FiberRef.set(PrefetchedInstallation, verified.installation)
           // From here on the app is the principal its requests count against (SPEC §1).
           yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principalKey.app(verified.appId)))
           return verified
@@ -136,6 +141,13 @@ export const AppAuthLive = Layer.effect(
     }
   })
 )
+
+/** The path of an installation-token mint, capturing the installation id (the router matches case-insensitively). */
+const MINT_PATH =
+  /^\/app\/installations\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/accessTokens\/?$/i
+
+/** The installation {@link AppAuthLive} read with the JWT's keys, for the mint handler of the same request. */
+const PrefetchedInstallation = FiberRef.unsafeMake<Option.Option<InstallationRecord> | undefined>(undefined)
 
 /** {@link TokenAuth}: looks the access token up and provides {@link CurrentToken}. */
 export const TokenAuthLive = Layer.effect(
@@ -371,7 +383,20 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
           const { appId, tokenEpoch } = yield* CurrentApp
           const minted = yield* audited(
             { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
-            tokens.mintInstallationToken(appId, path.installationId, payload.permissions, tokenEpoch),
+            Effect.flatMap(FiberRef.get(PrefetchedInstallation), (prefetched) =>
+              tokens.mintInstallationToken(
+                appId,
+                path.installationId,
+                payload.permissions,
+                tokenEpoch,
+                // Only what was read for this very installation (the path the router decoded).
+                prefetched !== undefined &&
+                  Option.isSome(prefetched) &&
+                  prefetched.value.id !== path.installationId.toLowerCase()
+                  ? undefined
+                  : prefetched
+              )
+            ),
             tokenId
           )
           yield* noStore

@@ -13,7 +13,7 @@ import type { Permissions } from "../api/Permissions.js"
 import { InvalidJwt, type JwtFailureReason, type Unavailable } from "../api/Problems.js"
 import { fromBase64Url } from "../internal/der.js"
 import { JWS_ALG } from "../internal/rsa.js"
-import { type KeyRecord, Registry } from "./Registry.js"
+import { type InstallationRecord, type KeyRecord, Registry } from "./Registry.js"
 
 /** Allowed clock skew, in seconds. */
 export const SKEW_SECONDS = 60
@@ -32,12 +32,20 @@ export interface VerifiedJwt {
   readonly permissions: Permissions
   /** The app's token epoch, read with its keys (an app token minted now carries it). */
   readonly tokenEpoch: number
+  /** The installation asked for with the JWT (read in the same round trip as the keys), if one was. */
+  readonly installation?: Option.Option<InstallationRecord> | undefined
 }
 
 /** Verifies App JWTs against the registry's active keys. */
 export class JwtVerifier extends Context.Tag("@icr-apps/core/JwtVerifier")<
   JwtVerifier,
-  { readonly verify: (jwt: string) => Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable> }
+  {
+    /**
+     * Verifies `jwt`. With `installationId`, that installation is read in the same round trip as
+     * the app's keys and handed back (a mint needs both).
+     */
+    readonly verify: (jwt: string, installationId?: string) => Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable>
+  }
 >() {}
 
 const fail = (reason: JwtFailureReason, detail: string) => Effect.fail(new InvalidJwt({ reason, detail }))
@@ -120,7 +128,7 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
     const dummyVerification = (jwt: string) =>
       Effect.flatMap(importKey(DUMMY_KEY), (cryptoKey) => check(cryptoKey, jwt))
 
-    const verify = (jwt: string) =>
+    const verify = (jwt: string, installationId?: string) =>
       Effect.gen(function* () {
         if (jwt.length > MAX_JWT_LENGTH)
           return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
@@ -183,7 +191,11 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
         if (signature === undefined || signature.byteLength === 0) {
           return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
         }
-        const app = yield* registry.getApp(appId)
+        const read =
+          installationId === undefined
+            ? { app: yield* registry.getApp(appId), installation: undefined }
+            : yield* registry.getAppWithInstallation(appId, installationId)
+        const app = read.app
         if (Option.isNone(app)) {
           yield* dummyVerification(jwt)
           return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
@@ -203,7 +215,13 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
           const verified = yield* verifyWith(key, jwt, signature.byteLength)
           if (verified !== undefined) tried++
           if (verified === true) {
-            return { appId, keyId: key.id, permissions: app.value.permissions, tokenEpoch: app.value.tokenEpoch }
+            return {
+              appId,
+              keyId: key.id,
+              permissions: app.value.permissions,
+              tokenEpoch: app.value.tokenEpoch,
+              installation: read.installation
+            }
           }
         }
         // No key could be tried (an unknown kid, no key of the signature's size): cost what an unknown app costs.

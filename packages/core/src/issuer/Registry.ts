@@ -110,6 +110,17 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     /** An app with its keys. */
     readonly getApp: (appId: string) => Effect.Effect<Option.Option<AppRecord>, Unavailable>
     /**
+     * An app with its keys and one installation, read together (one D1 batch): what a mint needs,
+     * so the JWT check and the installation cost one round trip.
+     */
+    readonly getAppWithInstallation: (
+      appId: string,
+      installationId: string
+    ) => Effect.Effect<
+      { readonly app: Option.Option<AppRecord>; readonly installation: Option.Option<InstallationRecord> },
+      Unavailable
+    >
+    /**
      * Adds a key; fails when the app is unknown, already has {@link MAX_KEYS_PER_APP} keys, or
      * already has this key (`Conflict`: the same fingerprint, whatever format it was sent in).
      */
@@ -266,6 +277,11 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
         return withKeys({ ...app, id, tokenEpoch: 0 })
       }),
     getApp: (appId) => Effect.sync(() => Option.map(Option.fromNullable(apps.get(appId)), withKeys)),
+    getAppWithInstallation: (appId, installationId) =>
+      Effect.sync(() => ({
+        app: Option.map(Option.fromNullable(apps.get(appId)), withKeys),
+        installation: Option.map(Option.fromNullable(installations.get(installationId)), withName)
+      })),
     addKey: (key) =>
       Effect.gen(function* () {
         if (!apps.has(key.appId)) return yield* new AppNotFound({ detail: "No such app" })
