@@ -9,16 +9,9 @@
  *
  * Prints, per path, CPU µs/request of A and B and B ÷ A (below 1 = B is faster).
  */
-import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import type * as AuditLogModule from "../src/issuer/AuditLog.js"
-import type * as EntropyModule from "../src/issuer/Entropy.js"
-import type * as IssuerModule from "../src/issuer/Issuer.js"
-import type * as RegistryModule from "../src/issuer/Registry.js"
-import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
-import { benchAuditSink, GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
+import { generateKey, loadSeededIssuer } from "./fixtures.js"
 import { median, ratioOf } from "./stats.js"
 
 const arg = (name: string, fallback: string) => {
@@ -29,55 +22,10 @@ const core = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const ROUNDS = Number(arg("rounds", "9"))
 const BATCH_MS = Number(arg("batch-ms", "200"))
 const paths = arg("paths", "healthz,describe,mint").split(",")
-const ORIGIN = "http://bench.local"
-const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 const key = await generateKey()
 
-/** One build of the issuer, seeded through its operator API, with a request maker per path. */
-const load = async (dir: string) => {
-  const base = resolve(core, dir)
-  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
-  const Entropy: typeof EntropyModule = await import(`${base}/issuer/Entropy.js`)
-  const { makeWebHandler }: typeof IssuerModule = await import(`${base}/issuer/Issuer.js`)
-  const Registry: typeof RegistryModule = await import(`${base}/issuer/Registry.js`)
-  const TokenStore: typeof TokenStoreModule = await import(`${base}/issuer/TokenStore.js`)
-  const issuer = makeWebHandler(
-    Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
-    {
-      adminToken: Redacted.make(ADMIN)
-    }
-  )
-  const admin = async (p: string, body: unknown) =>
-    (await (
-      await issuer.handler(
-        new Request(`${ORIGIN}${p}`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-          body: JSON.stringify(body)
-        })
-      )
-    ).json()) as Record<string, any>
-  const app = await admin("/admin/apps", { name: "bench", permissions: GRANT, publicKey: key.publicPem })
-  const installation = await admin("/admin/installations", {
-    appId: String(app.id),
-    organizationId: ORGANIZATION_ID,
-    permissions: GRANT
-  })
-  const jwt = await signAppJwt(key, String(app.id))
-  const mint = () =>
-    new Request(`${ORIGIN}/app/installations/${installation.id}/accessTokens`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${jwt}`, "content-type": "application/json" },
-      body: MINT_BODY
-    })
-  const token = (await (await issuer.handler(mint())).json()).token as string
-  const requests: Record<string, () => Request> = {
-    healthz: () => new Request(`${ORIGIN}/healthz`),
-    describe: () => new Request(`${ORIGIN}/app/installations/token`, { headers: { authorization: `Bearer ${token}` } }),
-    mint
-  }
-  return { issuer, requests }
-}
+/** One build of the issuer, by folder relative to packages/core. */
+const load = (dir: string) => loadSeededIssuer(resolve(core, dir), key)
 
 const a = await load(arg("a", "dist/base/src"))
 const b = await load(arg("b", "src"))

@@ -3,6 +3,13 @@
  * JWTs signed the way the SDK signs them (iat backdated 60 s, exp 9 minutes ahead).
  */
 import { SignJWT } from "jose"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type * as AuditLogModule from "../src/issuer/AuditLog.js"
+import type * as EntropyModule from "../src/issuer/Entropy.js"
+import type * as IssuerModule from "../src/issuer/Issuer.js"
+import type * as RegistryModule from "../src/issuer/Registry.js"
+import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
 
 /** The installation every phase mints for (lower-case, as stored). */
 export const INSTALLATION_ID = "7f0e4a52-3c1b-4d8e-9a6f-2b5c8d1e0f34"
@@ -83,4 +90,56 @@ export const benchAuditSink = <A>(): Array<A> => {
     return Array.prototype.push.apply(sink, events)
   }
   return sink
+}
+
+const ORIGIN = "http://bench.local"
+const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
+
+/**
+ * One build of the issuer (its compiled or source `src` folder, absolute), over memory storage and a
+ * quiet audit sink, seeded through its own operator API with an app and an installation; with a
+ * request maker per path (healthz, describe, mint).
+ */
+export const loadSeededIssuer = async (base: string, key: BenchKey) => {
+  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
+  const Entropy: typeof EntropyModule = await import(`${base}/issuer/Entropy.js`)
+  const { makeWebHandler }: typeof IssuerModule = await import(`${base}/issuer/Issuer.js`)
+  const Registry: typeof RegistryModule = await import(`${base}/issuer/Registry.js`)
+  const TokenStore: typeof TokenStoreModule = await import(`${base}/issuer/TokenStore.js`)
+  const issuer = makeWebHandler(
+    Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
+    {
+      adminToken: Redacted.make(ADMIN)
+    }
+  )
+  const admin = async (p: string, body: unknown) =>
+    (await (
+      await issuer.handler(
+        new Request(`${ORIGIN}${p}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+          body: JSON.stringify(body)
+        })
+      )
+    ).json()) as Record<string, any>
+  const app = await admin("/admin/apps", { name: "bench", permissions: GRANT, publicKey: key.publicPem })
+  const installation = await admin("/admin/installations", {
+    appId: String(app.id),
+    organizationId: ORGANIZATION_ID,
+    permissions: GRANT
+  })
+  const jwt = await signAppJwt(key, String(app.id))
+  const mint = () =>
+    new Request(`${ORIGIN}/app/installations/${installation.id}/accessTokens`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${jwt}`, "content-type": "application/json" },
+      body: MINT_BODY
+    })
+  const token = (await (await issuer.handler(mint())).json()).token as string
+  const requests: Record<string, () => Request> = {
+    healthz: () => new Request(`${ORIGIN}/healthz`),
+    describe: () => new Request(`${ORIGIN}/app/installations/token`, { headers: { authorization: `Bearer ${token}` } }),
+    mint
+  }
+  return { issuer, requests }
 }

@@ -15,14 +15,8 @@
  */
 import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
-import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
-import type * as AuditLogModule from "../src/issuer/AuditLog.js"
-import type * as EntropyModule from "../src/issuer/Entropy.js"
-import type * as IssuerModule from "../src/issuer/Issuer.js"
-import type * as RegistryModule from "../src/issuer/Registry.js"
-import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
-import { benchAuditSink, GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
+import { generateKey, loadSeededIssuer } from "./fixtures.js"
+import { fileURLToPath } from "node:url"
 
 const path = process.argv[2] ?? "describe"
 const arg = (name: string, fallback: string) => {
@@ -34,50 +28,8 @@ const TOP = Number(arg("top", "30"))
 const out = arg("out", "")
 
 const source = process.argv.includes("--built") ? "../dist/profile/src" : "../src"
-const AuditLog: typeof AuditLogModule = await import(`${source}/issuer/AuditLog.js`)
-const Entropy: typeof EntropyModule = await import(`${source}/issuer/Entropy.js`)
-const { makeWebHandler }: typeof IssuerModule = await import(`${source}/issuer/Issuer.js`)
-const Registry: typeof RegistryModule = await import(`${source}/issuer/Registry.js`)
-const TokenStore: typeof TokenStoreModule = await import(`${source}/issuer/TokenStore.js`)
-
-const ORIGIN = "http://bench.local"
-const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 const key = await generateKey()
-const issuer = makeWebHandler(
-  Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
-  {
-    adminToken: Redacted.make(ADMIN)
-  }
-)
-const admin = async (p: string, body: unknown) =>
-  (await (
-    await issuer.handler(
-      new Request(`${ORIGIN}${p}`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-        body: JSON.stringify(body)
-      })
-    )
-  ).json()) as Record<string, any>
-const app = await admin("/admin/apps", { name: "bench", permissions: GRANT, publicKey: key.publicPem })
-const installation = await admin("/admin/installations", {
-  appId: String(app.id),
-  organizationId: ORGANIZATION_ID,
-  permissions: GRANT
-})
-const jwt = await signAppJwt(key, String(app.id))
-const mint = () =>
-  new Request(`${ORIGIN}/app/installations/${installation.id}/accessTokens`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${jwt}`, "content-type": "application/json" },
-    body: MINT_BODY
-  })
-const token = (await (await issuer.handler(mint())).json()).token as string
-const requests: Record<string, () => Request> = {
-  healthz: () => new Request(`${ORIGIN}/healthz`),
-  describe: () => new Request(`${ORIGIN}/app/installations/token`, { headers: { authorization: `Bearer ${token}` } }),
-  mint
-}
+const { issuer, requests } = await loadSeededIssuer(fileURLToPath(new URL(source, import.meta.url)), key)
 const make = requests[path]
 if (make === undefined) throw new Error(`unknown path ${path}: one of ${Object.keys(requests).join(", ")}`)
 const loop = async (n: number) => {
