@@ -255,6 +255,14 @@ describe("fuzzing the issuer (in memory)", () => {
   const mutatedJwt = () => {
     const base = fc.constantFrom(...originals)
     const segment = fc.integer({ min: 0, max: 2 })
+    /** A JWT with one member of its header (0) or claims (1) set to a value, or removed (`undefined`). */
+    const memberChanged = (index: 0 | 1, names: ReadonlyArray<string>, values: fc.Arbitrary<unknown>) =>
+      fc.tuple(base, fc.constantFrom(...names), values).map(([jwt, name, value]) => {
+        const members = json(jwt.split(".")[index]!)
+        if (value === undefined) delete members[name]
+        else members[name] = value
+        return withSegment(jwt, index, jsonSegment(members))
+      })
     return fc.oneof(
       // A bit flipped in the bytes of a segment, re-encoded canonically.
       {
@@ -279,43 +287,29 @@ describe("fuzzing the issuer (in memory)", () => {
       // A header member changed, added or removed (the signature no longer covers it).
       {
         weight: 4,
-        arbitrary: fc
-          .tuple(
-            base,
-            fc.constantFrom("alg", "typ", "kid", "jku", "x5u", "jwk", "x5c", "crit", "cty", "b64", "zip", "enc"),
-            fc.oneof(
-              anyJson,
-              fc.constantFrom<unknown>("none", "HS256", "RS384", "RS512", "PS256", "ES256", "EdDSA", "rs256", "RS256 "),
-              fc.constant(undefined)
-            )
+        arbitrary: memberChanged(
+          0,
+          ["alg", "typ", "kid", "jku", "x5u", "jwk", "x5c", "crit", "cty", "b64", "zip", "enc"],
+          fc.oneof(
+            anyJson,
+            fc.constantFrom<unknown>("none", "HS256", "RS384", "RS512", "PS256", "ES256", "EdDSA", "rs256", "RS256 "),
+            fc.constant(undefined)
           )
-          .map(([jwt, name, value]) => {
-            const header = json(jwt.split(".")[0]!)
-            if (value === undefined) delete header[name]
-            else header[name] = value
-            return withSegment(jwt, 0, jsonSegment(header))
-          })
+        )
       },
       // A claim changed, added or removed.
       {
         weight: 4,
-        arbitrary: fc
-          .tuple(
-            base,
-            fc.constantFrom("iss", "iat", "exp", "nbf", "sub", "aud", "jti"),
-            fc.oneof(
-              anyJson,
-              fc.constantFrom<unknown>(otherAppId, Number(otherAppId), "987654321", `${appId} `, `0${appId}`),
-              fc.integer({ min: -1e10, max: 1e10 }),
-              fc.constant(undefined)
-            )
+        arbitrary: memberChanged(
+          1,
+          ["iss", "iat", "exp", "nbf", "sub", "aud", "jti"],
+          fc.oneof(
+            anyJson,
+            fc.constantFrom<unknown>(otherAppId, Number(otherAppId), "987654321", `${appId} `, `0${appId}`),
+            fc.integer({ min: -1e10, max: 1e10 }),
+            fc.constant(undefined)
           )
-          .map(([jwt, name, value]) => {
-            const payload = json(jwt.split(".")[1]!)
-            if (value === undefined) delete payload[name]
-            else payload[name] = value
-            return withSegment(jwt, 1, jsonSegment(payload))
-          })
+        )
       },
       // Segments that are not JSON objects, or not base64url at all.
       {
