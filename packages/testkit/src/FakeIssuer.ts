@@ -8,13 +8,11 @@
  * wired to it for a generated app, all on Effect's `Clock` so `TestClock` drives token expiry,
  * refresh, backoff and fault delays.
  */
-import type * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
-import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import { type AdminGroup, type AppsGroup, IcrAppsApi, type SystemGroup } from "@icr-apps/core/api/Api"
 import { App, AppKey } from "@icr-apps/core/api/Apps"
 import { Installation } from "@icr-apps/core/api/Installations"
 import type { Permissions } from "@icr-apps/core/api/Permissions"
 import { Unavailable } from "@icr-apps/core/api/Problems"
+import { type RouteName, routeOf } from "@icr-apps/core/api/Routes"
 import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { makeWebHandler } from "@icr-apps/core/issuer/Issuer"
@@ -87,9 +85,7 @@ export const Fault = {
 }
 
 /** The name of an endpoint of the API definition (`createInstallationAccessToken`, `listInstallations`, …). */
-export type RouteName = HttpApiEndpoint.HttpApiEndpoint.Name<
-  HttpApiGroup.HttpApiGroup.Endpoints<typeof AppsGroup | typeof AdminGroup | typeof SystemGroup>
->
+export type { RouteName }
 
 /** Which credential a request carried (never the credential itself). */
 export type CredentialKind = "app_jwt" | "access_token" | "admin_token" | "other" | "none"
@@ -235,23 +231,6 @@ const functionClock = (now: () => number): Clock.Clock => {
   }
 }
 
-/** Every endpoint of the definition as a method, a path pattern and a name. */
-const routes = Object.values(IcrAppsApi.groups).flatMap((group) =>
-  Object.entries(group.endpoints).map(([name, endpoint]) => ({
-    name: name as RouteName,
-    method: endpoint.method as string,
-    pattern: new RegExp(
-      `^${endpoint.path
-        .split("/")
-        .map((segment: string) => (segment.startsWith(":") ? "[^/]+" : segment))
-        .join("/")}/?$`,
-      "i"
-    )
-  }))
-)
-// A literal path (`/app/installations/token`) wins over a pattern that also matches it.
-routes.sort((a, b) => a.pattern.source.split("[^/]+").length - b.pattern.source.split("[^/]+").length)
-
 const uuidIn = /\/installations\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\/|$)/i
 
 const credentialOf = (authorization: string | null, adminToken: string): CredentialKind => {
@@ -374,7 +353,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
 
   const describe = (request: Request): MatchedRequest => {
     const url = new URL(request.url)
-    const route = routes.find((r) => r.method === request.method && r.pattern.test(url.pathname))?.name
+    const route = routeOf(request.method, url.pathname)?.name
     const authorization = request.headers.get("authorization")
     const credential = credentialOf(authorization, adminToken)
     return {

@@ -16,7 +16,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { IcrAppsApi } from "../api/Api.js"
+import { allowedMethods } from "../api/Routes.js"
 import { API_VERSION } from "../api/Primitives.js"
 import { makeRequestLimits, RateLimiter, RequestLimits } from "./RateLimiter.js"
 import {
@@ -47,33 +47,7 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "cache-control": "no-store"
 }
 
-interface Route {
-  readonly method: HttpMethod.HttpMethod
-  readonly pattern: RegExp
-}
-
-/** Every route of the API definition, as a method and a path pattern (for 405 and `Allow`). */
-const routes: ReadonlyArray<Route> = Object.values(IcrAppsApi.groups).flatMap((group) =>
-  Object.values(group.endpoints).map((endpoint) => ({
-    method: endpoint.method,
-    pattern: new RegExp(
-      `^${endpoint.path
-        .split("/")
-        .map((segment: string) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
-        .join("/")}/?$`,
-      // The router matches paths case-insensitively; so must the 405 check.
-      "i"
-    )
-  }))
-)
-
-/** The methods the API serves at `pathname` (empty when the path is unknown). */
-export const allowedMethods = (pathname: string): ReadonlyArray<string> => {
-  const methods = new Set<string>()
-  for (const route of routes) if (route.pattern.test(pathname)) methods.add(route.method)
-  if (methods.has("GET")) methods.add("HEAD")
-  return [...methods].sort()
-}
+export { allowedMethods }
 
 /** The path of a request, whose `url` may be relative (it is on some runtimes). */
 const pathnameOf = (request: { readonly url: string }): string => new URL(request.url, "http://localhost").pathname
