@@ -10,7 +10,10 @@ export default defineConfig(async () => {
         wrangler: { configPath: "./wrangler.jsonc" },
         miniflare: {
           // ADMIN_TOKEN: at least 32 characters, or the operator API stays off (SPEC §5).
-          bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-of-at-least-32-characters" }
+          bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-of-at-least-32-characters" },
+          // Not the issuer's (it keeps everything in D1): the KV namespace an app on Workers gives the
+          // SDK's KvTokenCache, which test/KvTokenCache.test.ts runs the cache contract against.
+          kvNamespaces: ["APP_TOKEN_CACHE"]
         }
       }),
       {

@@ -9,7 +9,6 @@ import type * as AuditLogModule from "../src/issuer/AuditLog.js"
 import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
-import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
 
 /** The installation every phase mints for (lower-case, as stored). */
 export const INSTALLATION_ID = "7f0e4a52-3c1b-4d8e-9a6f-2b5c8d1e0f34"
@@ -96,22 +95,31 @@ const ORIGIN = "http://bench.local"
 const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 
 /**
+ * The issuer's storage in memory, from one build: its registry (which holds the tokens since issue 12),
+ * entropy, a quiet audit sink, and — for a build from before tokens moved into the registry — its
+ * separate `TokenStore.layerMemory`, so `compare.ts` can still put such a build beside this one.
+ */
+export const memoryStorageOf = async (base: string) => {
+  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
+  const Entropy: typeof EntropyModule = await import(`${base}/issuer/Entropy.js`)
+  const Registry: typeof RegistryModule = await import(`${base}/issuer/Registry.js`)
+  const older: { layerMemory?: Layer.Layer<never> } = await import(`${base}/issuer/TokenStore.js`).catch(() => ({}))
+  return Layer.mergeAll(
+    Registry.layerMemory,
+    Entropy.layer,
+    AuditLog.layerMemory(benchAuditSink()),
+    older.layerMemory ?? Layer.empty
+  )
+}
+
+/**
  * One build of the issuer (its compiled or source `src` folder, absolute), over memory storage and a
  * quiet audit sink, seeded through its own operator API with an app and an installation; with a
  * request maker per path (healthz, describe, mint).
  */
 export const loadSeededIssuer = async (base: string, key: BenchKey) => {
-  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
-  const Entropy: typeof EntropyModule = await import(`${base}/issuer/Entropy.js`)
   const { makeWebHandler }: typeof IssuerModule = await import(`${base}/issuer/Issuer.js`)
-  const Registry: typeof RegistryModule = await import(`${base}/issuer/Registry.js`)
-  const TokenStore: typeof TokenStoreModule = await import(`${base}/issuer/TokenStore.js`)
-  const issuer = makeWebHandler(
-    Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
-    {
-      adminToken: Redacted.make(ADMIN)
-    }
-  )
+  const issuer = makeWebHandler(await memoryStorageOf(base), { adminToken: Redacted.make(ADMIN) })
   const admin = async (p: string, body: unknown) =>
     (await (
       await issuer.handler(

@@ -31,11 +31,7 @@ import * as Schema from "effect/Schema"
 import { writeFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import type * as AuditLogModule from "../src/issuer/AuditLog.js"
-import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
-import type * as RegistryModule from "../src/issuer/Registry.js"
-import type * as TokenStoreModule from "../src/issuer/TokenStore.js"
 import {
   benchAuditSink,
   freshJwt,
@@ -43,6 +39,7 @@ import {
   generateKey,
   INSTALLATION_ID,
   MINT_BODY,
+  memoryStorageOf,
   ORGANIZATION_ID,
   signAppJwt
 } from "./fixtures.js"
@@ -58,11 +55,7 @@ const BATCH_MS = Number(arg("batch-ms", "250"))
 const jsonOut = arg("json", "")
 
 const source = resolve(dirname(fileURLToPath(import.meta.url)), "..", arg("src", "src"))
-const AuditLog: typeof AuditLogModule = await import(`${source}/issuer/AuditLog.js`)
-const Entropy: typeof EntropyModule = await import(`${source}/issuer/Entropy.js`)
 const { makeWebHandler }: typeof IssuerModule = await import(`${source}/issuer/Issuer.js`)
-const Registry: typeof RegistryModule = await import(`${source}/issuer/Registry.js`)
-const TokenStore: typeof TokenStoreModule = await import(`${source}/issuer/TokenStore.js`)
 
 type Handler = (request: Request) => Promise<Response>
 const ORIGIN = "http://bench.local"
@@ -70,12 +63,7 @@ const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 
 // --- the real issuer, seeded through its own operator API ----------------------------------------
 const key = await generateKey()
-const issuer = makeWebHandler(
-  Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(benchAuditSink())),
-  {
-    adminToken: Redacted.make(ADMIN)
-  }
-)
+const issuer = makeWebHandler(await memoryStorageOf(source), { adminToken: Redacted.make(ADMIN) })
 const admin = async (path: string, body: unknown) => {
   const response = await issuer.handler(
     new Request(`${ORIGIN}${path}`, {

@@ -17,7 +17,7 @@
  *   (unknown names and levels refused), 24 CSPRNG bytes, only the digest stored, `Cache-Control: no-store`.
  *
  * Storage is an interface ({@link PlainStorage}) so that the same function runs in process over Maps
- * ({@link memoryStorage}) and in workerd over KV + one D1 batch (packages/worker/bench/plain-worker.ts).
+ * ({@link memoryStorage}) and in workerd over D1 (packages/worker/bench/plain-worker.ts).
  * When the issuer gains work the SPEC requires of these paths (the audit event of every mint, §5),
  * add it here too, or the ratios flatter the issuer.
  */
@@ -85,46 +85,55 @@ export interface PlainStorage {
     appId: string,
     installationId: string
   ) => Promise<{ readonly app: PlainApp | undefined; readonly installation: PlainInstallation | undefined }>
-  readonly putToken: (digest: string, token: PlainToken, ttlSeconds: number) => Promise<void>
-  readonly getToken: (digest: string) => Promise<PlainToken | undefined>
-  /** Revoked or not, and the installation (installation tokens) or whether the app exists: one read. */
-  readonly standing: (token: PlainToken) => Promise<{
-    readonly revoked: boolean
-    readonly installation: PlainInstallation | undefined
-    readonly appExists: boolean
-  }>
+  /** Stores a token by digest (expired ones may be pruned in the same write): one write. */
+  readonly putToken: (digest: string, token: PlainToken) => Promise<void>
+  /**
+   * The token with its standing — revoked or not, and the installation (installation tokens) or
+   * whether the app exists — in one read (one D1 statement in the worker).
+   */
+  readonly findToken: (digest: string) => Promise<
+    | {
+        readonly token: PlainToken
+        readonly revoked: boolean
+        readonly installation: PlainInstallation | undefined
+        readonly appExists: boolean
+      }
+    | undefined
+  >
 }
 
 /** Maps, as a plain in-process server would keep them. */
 export const memoryStorage = (
   apps: Map<string, PlainApp>,
   installations: Map<string, PlainInstallation>
-): PlainStorage & { readonly tokens: Map<string, { token: PlainToken; until: number }> } => {
-  const tokens = new Map<string, { token: PlainToken; until: number }>()
-  const revoked = new Set<string>()
+): PlainStorage & { readonly tokens: Map<string, { token: PlainToken; revoked: boolean }> } => {
+  const tokens = new Map<string, { token: PlainToken; revoked: boolean }>()
   return {
     tokens,
     loadForMint: async (appId, installationId) => ({
       app: apps.get(appId),
       installation: installations.get(installationId)
     }),
-    putToken: async (digest, token, ttlSeconds) => {
-      tokens.set(digest, { token, until: Date.now() + ttlSeconds * 1000 })
+    putToken: async (digest, token) => {
+      // Prunes like the issuer's memory registry: a bounded look at the oldest entries.
+      let looked = 0
+      for (const [key, entry] of tokens) {
+        if (looked++ >= 100) break
+        if (entry.token.expiresAt < token.createdAt) tokens.delete(key)
+      }
+      tokens.set(digest, { token, revoked: false })
     },
-    getToken: async (digest) => {
+    findToken: async (digest) => {
       const entry = tokens.get(digest)
       if (entry === undefined) return undefined
-      if (entry.until <= Date.now()) {
-        tokens.delete(digest)
-        return undefined
+      const { token } = entry
+      return {
+        token,
+        revoked: entry.revoked,
+        installation: token.installationId === undefined ? undefined : installations.get(token.installationId),
+        appExists: token.kind === "app" && apps.has(token.appId)
       }
-      return entry.token
-    },
-    standing: async (token) => ({
-      revoked: revoked.has(token.id),
-      installation: token.installationId === undefined ? undefined : installations.get(token.installationId),
-      appExists: token.kind === "app" && apps.has(token.appId)
-    })
+    }
   }
 }
 
@@ -483,7 +492,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
       appEpoch: installation.appTokenEpoch,
       installationEpoch: installation.tokenEpoch
     }
-    await storage.putToken(await sha256Hex(secret), token, Math.max(60, lifetime))
+    await storage.putToken(await sha256Hex(secret), token)
     audit({
       time: iso(Date.now()),
       action: "installation_token.mint",
@@ -518,10 +527,10 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
       )
     }
     if (!TOKEN.test(credential)) throw tokenProblem("That is not an access token")
-    const token = await storage.getToken(await sha256Hex(credential))
-    if (token === undefined) throw tokenProblem("The access token is unknown, expired or revoked")
+    const standing = await storage.findToken(await sha256Hex(credential))
+    if (standing === undefined) throw tokenProblem("The access token is unknown, expired or revoked")
+    const token = standing.token
     if (token.expiresAt <= Date.now()) throw tokenProblem("The access token has expired")
-    const standing = await storage.standing(token)
     if (standing.revoked) throw tokenProblem("The access token is unknown, expired or revoked")
     if (token.kind === "installation") {
       const installation = standing.installation

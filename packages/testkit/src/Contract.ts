@@ -1,6 +1,6 @@
 /**
  * The issuer's conformance suite: every row of SPEC §1, §2, §4, §5 and §6 as a black-box test over
- * `fetch`. It runs unchanged against the in-memory issuer (Node) and the real worker (workerd, KV,
+ * `fetch`. It runs unchanged against the in-memory issuer (Node) and the real worker (workerd and
  * D1), so both are held to the same contract.
  */
 import { type AppKeyPair, appClaims, generateAppKeyPair, jsonSegment, signRs256 } from "./Keys.js"

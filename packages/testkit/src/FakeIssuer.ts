@@ -1,6 +1,6 @@
 /**
  * The whole ICR Apps API in memory: the real core handlers over in-memory storage that obeys
- * production rules (KV's 60 s TTL floor, expiry by clock), with a movable server clock, typed
+ * production rules (the D1 registry's, expiry by clock), with a movable server clock, typed
  * arrange helpers, aimed and scripted faults, and a full request log.
  *
  * Two ways in: `makeFakeIssuer()` for Promise code (its `fetch` goes wherever a `fetch` does), and
@@ -18,7 +18,6 @@ import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { makeWebHandler } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import * as Registry from "@icr-apps/core/issuer/Registry"
-import * as TokenStore from "@icr-apps/core/issuer/TokenStore"
 import * as IcrApps from "@icr-apps/core/sdk/IcrApps"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -204,7 +203,7 @@ export interface InMemoryIssuer {
   readonly mints: (installationId: string) => number
   /** Forgets the request log and every fault. */
   readonly reset: () => void
-  /** Every value written to token storage, as text (for the plaintext-token scan). */
+  /** Every write to storage (apps, keys, installations, tokens) with its values, as text (for the plaintext-secret scan). */
   readonly storageWrites: () => ReadonlyArray<string>
   /**
    * Every audit event the issuer emitted (SPEC §5: mints, revocations, kill switches, operator
@@ -297,28 +296,34 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
       return effect
     })
 
-  const store = Layer.effect(
-    TokenStore.TokenStore,
-    Effect.map(TokenStore.TokenStore, (inner) => ({
-      put: (digest: string, token: Parameters<typeof inner.put>[1], ttl: number) =>
-        maybeFail(
-          Effect.zipRight(
-            Effect.sync(() => writes.push(`${digest} ${JSON.stringify(token)}`)),
-            inner.put(digest, token, ttl)
-          )
-        ),
-      get: (digest: string) => maybeFail(inner.get(digest)),
-      delete: (digest: string) => maybeFail(inner.delete(digest))
-    }))
-  ).pipe(Layer.provide(TokenStore.layerMemory))
-
+  /** The registry's writes: what `storageWrites` records (arguments as text), after any injected failure. */
+  const writing = new Set([
+    "createApp",
+    "addKey",
+    "deleteKey",
+    "revokeAppTokens",
+    "createInstallation",
+    "updateInstallation",
+    "deleteInstallation",
+    "revokeInstallationTokens",
+    "putToken",
+    "revokeToken"
+  ])
   const registry = Layer.effect(
     Registry.Registry,
     Effect.map(Registry.Registry, (inner) => {
       const wrapped: Record<string, unknown> = {}
       for (const [name, f] of Object.entries(inner)) {
+        const call = f as (...a: Array<unknown>) => Effect.Effect<unknown>
         wrapped[name] = (...args: Array<unknown>) =>
-          maybeFail((f as (...a: Array<unknown>) => Effect.Effect<unknown>)(...args))
+          maybeFail(
+            writing.has(name)
+              ? Effect.zipRight(
+                  Effect.sync(() => writes.push(`${name} ${JSON.stringify(args)}`)),
+                  call(...args)
+                )
+              : call(...args)
+          )
       }
       return wrapped as unknown as typeof inner
     })
@@ -326,7 +331,6 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
 
   const { handler } = makeWebHandler(
     Layer.mergeAll(
-      store,
       registry,
       options.seed === undefined ? Entropy.layer : layerSeeded(options.seed),
       Layer.setClock(functionClock(now)),

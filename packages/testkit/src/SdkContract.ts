@@ -3,7 +3,7 @@
  * its own typed error — with `code`, `status` and, for `invalid_jwt`, `reason` — through the
  * Effect API, the Promise client and the operator client; and a clock 10 minutes off either way
  * is learned and recovered from. It runs unchanged against the in-memory issuer (Node) and the
- * real worker (workerd, KV, D1).
+ * real worker (workerd, D1).
  *
  * Problems no request of a well-behaved client can provoke (`method_not_allowed`,
  * `payload_too_large`, a malformed path) are provoked by a fetch that tampers with one request on

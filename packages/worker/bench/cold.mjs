@@ -20,7 +20,7 @@ const stub = new Proxy(
     }
   }
 )
-const env = { TOKENS: stub, DB: stub, APP_TOKEN_TTL_SECONDS: "3600", INSTALLATION_TOKEN_TTL_SECONDS: "7200" }
+const env = { DB: stub, APP_TOKEN_TTL_SECONDS: "3600", INSTALLATION_TOKEN_TTL_SECONDS: "7200" }
 const ctx = { waitUntil() {}, passThroughOnException() {} }
 
 // Node loads its web platform (undici's Request/Response, WebCrypto) lazily on first use; workerd has

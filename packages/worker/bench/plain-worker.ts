@@ -1,17 +1,16 @@
 /**
  * The plain worker of issue 12's benchmark: `core/bench/plain.ts` (the plain handler) over the same
- * bindings and schema as the issuer (KV `TOKENS` for token records by digest, D1 `DB` for apps, keys,
- * installations and revocations), with the fewest round trips that storage design allows:
+ * binding and schema as the issuer (D1 `DB` for apps, keys, installations and tokens by digest), with
+ * the fewest round trips that storage design allows:
  *
- * - mint: one D1 batch (app, its keys, the installation), then one KV write;
- * - describe: one KV read, then one D1 batch (revocation + the installation).
+ * - mint: one D1 batch (app, its keys, the installation), then one D1 batch (prune + insert);
+ * - describe: one D1 statement (the token joined with its installation and app).
  *
- * If the issuer moves tokens (STORAGE.md), move them here too, or the comparison stops being "same work".
+ * If the issuer's storage changes (STORAGE.md), change it here too, or the comparison stops being "same work".
  */
 import { makePlainHandler, type PlainStorage, type PlainToken } from "../../core/bench/plain.js"
 
 interface PlainEnv {
-  readonly TOKENS: KVNamespace
   readonly DB: D1Database
   readonly INSTALLATION_TOKEN_TTL_SECONDS?: string
 }
@@ -41,6 +40,15 @@ const INSTALLATION_SQL =
   "SELECT i.id, i.app_id, i.organization_id, i.permissions, i.suspended_at, i.token_epoch, " +
   "a.token_epoch AS app_token_epoch FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?"
 
+// The token and what it stands on in one statement, as the issuer's D1Registry reads it.
+const TOKEN_SQL =
+  "SELECT t.id AS t_id, t.kind, t.app_id AS t_app_id, t.installation_id, t.organization_id AS t_organization_id, " +
+  "t.permissions AS t_permissions, t.created_at AS t_created_at, t.expires_at, t.app_epoch, t.installation_epoch, " +
+  "t.revoked_at, i.id, i.app_id, i.organization_id, i.permissions, i.suspended_at, i.token_epoch, " +
+  "a.token_epoch AS app_token_epoch FROM tokens t " +
+  "LEFT JOIN installations i ON t.kind = 'installation' AND i.id = t.installation_id " +
+  "LEFT JOIN apps a ON a.id = CASE t.kind WHEN 'installation' THEN i.app_id ELSE t.app_id END WHERE t.digest = ?"
+
 const storage = (env: PlainEnv): PlainStorage => ({
   loadForMint: async (appId, installationId) => {
     const id = appRowId(appId)
@@ -63,31 +71,52 @@ const storage = (env: PlainEnv): PlainStorage => ({
       installation: installation === undefined ? undefined : toInstallation(installation)
     }
   },
-  putToken: (digest, token, ttlSeconds) =>
-    env.TOKENS.put(`token:${digest}`, JSON.stringify(token), { expirationTtl: ttlSeconds }),
-  getToken: async (digest) => {
-    const text = await env.TOKENS.get(`token:${digest}`, "text")
-    if (text === null) return undefined
-    try {
-      const token = JSON.parse(text) as PlainToken
-      return typeof token.id === "string" && typeof token.expiresAt === "number" ? token : undefined
-    } catch {
-      return undefined
-    }
-  },
-  standing: async (token) => {
-    const [revoked, dependency] = await env.DB.batch<Record<string, any>>([
-      env.DB.prepare("SELECT 1 AS one FROM revoked_tokens WHERE id = ?").bind(token.id),
-      token.kind === "installation"
-        ? env.DB.prepare(INSTALLATION_SQL).bind(token.installationId ?? "")
-        : env.DB.prepare("SELECT 1 AS one FROM apps WHERE id = ?").bind(appRowId(token.appId))
+  putToken: async (digest, token) => {
+    await env.DB.batch([
+      env.DB.prepare(
+        "DELETE FROM tokens WHERE digest IN (SELECT digest FROM tokens WHERE expires_at < ? ORDER BY expires_at LIMIT 100)"
+      ).bind(token.createdAt),
+      env.DB.prepare(
+        "INSERT INTO tokens (digest, id, kind, app_id, installation_id, organization_id, permissions, created_at, " +
+          "expires_at, app_epoch, installation_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+      ).bind(
+        digest,
+        token.id,
+        token.kind,
+        appRowId(token.appId),
+        token.installationId ?? null,
+        token.organizationId ?? null,
+        JSON.stringify(token.permissions),
+        token.createdAt,
+        token.expiresAt,
+        token.appEpoch,
+        token.installationEpoch
+      )
     ])
-    const row = dependency?.results[0]
+  },
+  findToken: async (digest) => {
+    const row = await env.DB.prepare(TOKEN_SQL).bind(digest).first<Record<string, any>>()
+    if (row === null) return undefined
+    const token: PlainToken = {
+      id: row.t_id,
+      kind: row.kind,
+      appId: String(row.t_app_id),
+      ...(row.installation_id === null ? {} : { installationId: row.installation_id }),
+      ...(row.t_organization_id === null ? {} : { organizationId: row.t_organization_id }),
+      permissions: JSON.parse(row.t_permissions),
+      createdAt: row.t_created_at,
+      expiresAt: row.expires_at,
+      appEpoch: row.app_epoch,
+      installationEpoch: row.installation_epoch
+    }
     return {
-      revoked: (revoked?.results.length ?? 0) > 0,
+      token,
+      revoked: row.revoked_at !== null,
       installation:
-        token.kind === "installation" && row !== undefined ? toInstallation(row as InstallationRow) : undefined,
-      appExists: token.kind === "app" && row !== undefined
+        token.kind === "installation" && row.id !== null && row.app_token_epoch !== null
+          ? toInstallation(row as InstallationRow)
+          : undefined,
+      appExists: token.kind === "app" && row.app_token_epoch !== null
     }
   }
 })

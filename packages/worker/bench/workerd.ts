@@ -6,9 +6,9 @@
  *   issuer with --minify for information and its largest inputs by package (from the metafile);
  * - cold: a fresh Node process imports each bundle and answers two unauthenticated describes (cold.mjs),
  *   interleaved, COLD_SAMPLES times; medians of module evaluation, first request, second request;
- * - trips: storage round trips per request, counted by wrapping the KV and D1 bindings of a local
+ * - trips: storage round trips per request, counted by wrapping the D1 binding of a local
  *   workerd (wrangler's getPlatformProxy) around each worker's own `fetch`, run in Node;
- * - load: both under `wrangler dev` (local workerd, KV + D1, on free loopback ports, each with its own
+ * - load: both under `wrangler dev` (local workerd and D1, on free loopback ports, each with its own
  *   copy of the same seeded database); the issuer's config is ../wrangler.jsonc without the
  *   per-address rate limit (wrangler dev sets CF-Connecting-IP, so it would limit the run). After a
  *   warm-up, ROUNDS interleaved rounds of SECONDS each: describe with 16 and mint with 8 requests in
@@ -287,25 +287,17 @@ if (phases.has("trips")) {
     remoteBindings: false
   })
   try {
-    const counts = { kvRead: 0, kvWrite: 0, d1: 0, d1Statements: 0 }
-    const reset = () => Object.assign(counts, { kvRead: 0, kvWrite: 0, d1: 0, d1Statements: 0 })
-    const kv = proxy.env.TOKENS
+    const counts = { d1: 0, d1Statements: 0 }
+    const reset = () => Object.assign(counts, { d1: 0, d1Statements: 0 })
     const db = proxy.env.DB
     /** Counts one call as `n` round trips (and `statements` D1 statements), then makes it. */
     const counted =
-      <A extends Array<any>>(k: "kvRead" | "kvWrite" | "d1", call: (...a: A) => unknown, statements = 0) =>
+      <A extends Array<any>>(k: "d1", call: (...a: A) => unknown, statements = 0) =>
       (...a: A) => {
         counts[k]++
         counts.d1Statements += statements
         return call(...a)
       }
-    const TOKENS = {
-      get: counted("kvRead", (...a: Array<any>) => kv.get(...a)),
-      getWithMetadata: counted("kvRead", (...a: Array<any>) => kv.getWithMetadata(...a)),
-      list: counted("kvRead", (...a: Array<any>) => kv.list(...a)),
-      put: counted("kvWrite", (...a: Array<any>) => kv.put(...a)),
-      delete: counted("kvWrite", (...a: Array<any>) => kv.delete(...a))
-    }
     const wrap = (statement: any): any => ({
       inner: statement,
       bind: (...values: Array<any>) => wrap(statement.bind(...values)),
@@ -326,7 +318,7 @@ if (phases.has("trips")) {
         throw new Error("the bench does not count D1 sessions")
       }
     }
-    const countedEnv = (vars: Record<string, any>) => ({ ...vars, TOKENS, DB })
+    const countedEnv = (vars: Record<string, any>) => ({ ...vars, DB })
     const ctx = { waitUntil() {}, passThroughOnException() {} }
     const issuerWorker = ((await import("../src/index.js")) as { default: Fetcher }).default
     const plainWorker = ((await import("./plain-worker.js")) as { default: Fetcher }).default
@@ -356,10 +348,10 @@ if (phases.has("trips")) {
       trips[name]!.describe = (await send(describeRequest("http://bench.local", token))).counts
     }
     extra.trips = trips
-    const tripsText = (c: typeof counts) =>
-      `${c.d1} D1 (${c.d1Statements} statements) + ${c.kvRead} KV read + ${c.kvWrite} KV write`
-    const total = (c: typeof counts) => c.d1 + c.kvRead + c.kvWrite
-    const mintOk = (c: typeof counts) => c.d1 <= 1 && c.kvWrite + c.kvRead + c.d1 <= 2
+    const tripsText = (c: typeof counts) => `${c.d1} D1 round trips (${c.d1Statements} statements)`
+    const total = (c: typeof counts) => c.d1
+    // One read batch (app, keys, installation), then one write (the token).
+    const mintOk = (c: typeof counts) => c.d1 <= 2
     rows.push(
       {
         key: "trips.mint",
@@ -609,7 +601,7 @@ if (phases.has("load")) {
       const failed = (failures[`issuer.${path}`]?.count ?? 0) + (failures[`plain.${path}`]?.count ?? 0)
       rows.push({
         key: `workerd.${path}`,
-        label: `wrangler dev (local workerd, KV + D1): ${path}, ${concurrency} concurrent`,
+        label: `wrangler dev (local workerd, D1): ${path}, ${concurrency} concurrent`,
         ours: median(ours),
         base: median(base),
         unit: "req/s",

@@ -10,9 +10,12 @@ import {
   type InstallationRecord,
   type KeyRecord,
   duplicateKey,
+  PRUNE_BATCH,
   Registry,
+  type TokenStanding,
   tooManyKeys
 } from "@icr-apps/core/issuer/Registry"
+import { StoredToken } from "@icr-apps/core/api/Tokens"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -86,6 +89,66 @@ const toInstallation = (row: InstallationRow): InstallationRecord => ({
   suspendedAt: row.suspended_at,
   tokenEpoch: row.token_epoch,
   appTokenEpoch: row.app_token_epoch
+})
+
+/**
+ * A token with what it stands on, in one statement: the `tokens` row, the installation it was
+ * minted for joined with that installation's app (installation tokens), or its own app (app tokens).
+ * Every column of the installation side is NULL when the installation or app is gone.
+ */
+export const TOKEN_STANDING_SQL = `SELECT t.id AS t_id, t.kind, t.app_id AS t_app_id, t.installation_id, t.organization_id AS t_organization_id,
+  t.permissions AS t_permissions, t.created_at AS t_created_at, t.expires_at, t.app_epoch, t.installation_epoch, t.revoked_at,
+  i.id, i.app_id, a.name AS app_name, i.organization_id, i.permissions, i.created_at, i.updated_at, i.suspended_at,
+  i.token_epoch, a.token_epoch AS app_token_epoch
+  FROM tokens t
+  LEFT JOIN installations i ON t.kind = 'installation' AND i.id = t.installation_id
+  LEFT JOIN apps a ON a.id = CASE t.kind WHEN 'installation' THEN i.app_id ELSE t.app_id END
+  WHERE t.digest = ?`
+
+/** Deletes up to `?2` token records that expired before `?1`, oldest first, off `tokens_by_expiry`. */
+export const PRUNE_TOKENS_SQL =
+  "DELETE FROM tokens WHERE digest IN (SELECT digest FROM tokens WHERE expires_at < ? ORDER BY expires_at LIMIT ?)"
+
+/** A row of {@link TOKEN_STANDING_SQL}: the token's columns, then an installation row's (all NULL when absent). */
+interface TokenStandingRow extends Omit<InstallationRow, "id" | "app_token_epoch"> {
+  readonly t_id: string
+  readonly kind: "app" | "installation"
+  readonly t_app_id: number
+  readonly installation_id: string | null
+  readonly t_organization_id: string | null
+  readonly t_permissions: string
+  readonly t_created_at: number
+  readonly expires_at: number
+  readonly app_epoch: number
+  readonly installation_epoch: number
+  readonly revoked_at: number | null
+  readonly id: string | null
+  readonly app_token_epoch: number | null
+}
+
+const toStanding = (row: TokenStandingRow): TokenStanding => ({
+  // Read back from the row this worker wrote: no validation (the response encoder checks what leaves).
+  token: new StoredToken(
+    {
+      id: row.t_id,
+      kind: row.kind,
+      appId: String(row.t_app_id),
+      ...(row.installation_id === null ? {} : { installationId: row.installation_id }),
+      ...(row.t_organization_id === null ? {} : { organizationId: row.t_organization_id }),
+      permissions: decodePermissions(row.t_permissions),
+      createdAt: row.t_created_at,
+      expiresAt: row.expires_at,
+      appEpoch: row.app_epoch,
+      installationEpoch: row.installation_epoch
+    },
+    true
+  ),
+  revoked: row.revoked_at !== null,
+  installation:
+    row.kind === "installation" && row.id !== null && row.app_token_epoch !== null
+      ? Option.some(toInstallation({ ...row, id: row.id, app_token_epoch: row.app_token_epoch }))
+      : Option.none(),
+  appTokenEpoch: row.kind === "app" && row.app_token_epoch !== null ? Option.some(row.app_token_epoch) : Option.none()
 })
 
 /** App ids are the integer row id; anything else names no app. */
@@ -183,43 +246,45 @@ export const make = (db: D1Database): Registry["Type"] => {
     )
 
   return {
-    revokeToken: (tokenId, expiresAt, now) =>
+    putToken: (digest, token) =>
       Effect.asVoid(
         run(() =>
           db.batch([
-            db.prepare("DELETE FROM revoked_tokens WHERE expires_at < ?").bind(now),
+            // Expired records, oldest first, a bounded number per mint (tokens_by_expiry): pruning keeps
+            // up as long as mints outnumber expiries, which they do (every record is a mint).
+            db.prepare(PRUNE_TOKENS_SQL).bind(token.createdAt, PRUNE_BATCH),
             db
-              .prepare("INSERT INTO revoked_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
-              .bind(tokenId, expiresAt)
+              .prepare(
+                `INSERT INTO tokens (digest, id, kind, app_id, installation_id, organization_id, permissions, created_at,
+                   expires_at, app_epoch, installation_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+              )
+              .bind(
+                digest,
+                token.id,
+                token.kind,
+                appRowId(token.appId) ?? 0,
+                token.installationId ?? null,
+                token.organizationId ?? null,
+                encodePermissions(token.permissions),
+                token.createdAt,
+                token.expiresAt,
+                token.appEpoch,
+                token.installationEpoch
+              )
           ])
         )
       ),
-    tokenStanding: (token) =>
-      Effect.gen(function* () {
-        const appId = appRowId(token.appId) ?? 0
-        const [revoked, dependency] = yield* run(() =>
-          db.batch<Record<string, unknown>>([
-            db.prepare("SELECT 1 AS one FROM revoked_tokens WHERE id = ?").bind(token.id),
-            token.kind === "installation"
-              ? db
-                  .prepare(
-                    `SELECT ${INSTALLATION_COLUMNS} FROM installations i JOIN apps a ON a.id = i.app_id WHERE i.id = ?`
-                  )
-                  .bind(token.installationId ?? "")
-              : db.prepare("SELECT token_epoch FROM apps WHERE id = ?").bind(appId)
-          ])
+    findToken: (digest) =>
+      Effect.map(
+        run(() => db.prepare(TOKEN_STANDING_SQL).bind(digest).first<TokenStandingRow>()),
+        (row) => (row === null ? Option.none() : Option.some(toStanding(row)))
+      ),
+    revokeToken: (digest, now) =>
+      Effect.asVoid(
+        run(() =>
+          db.prepare("UPDATE tokens SET revoked_at = ? WHERE digest = ? AND revoked_at IS NULL").bind(now, digest).run()
         )
-        const row = dependency?.results[0]
-        return {
-          revoked: (revoked?.results.length ?? 0) > 0,
-          installation:
-            token.kind === "installation" && row !== undefined
-              ? Option.some(toInstallation(row as unknown as InstallationRow))
-              : Option.none(),
-          appTokenEpoch:
-            token.kind === "app" && row !== undefined ? Option.some(row.token_epoch as number) : Option.none()
-        }
-      }),
+      ),
     createApp: (app, key) =>
       Effect.gen(function* () {
         const result = yield* Effect.tryPromise({

@@ -8,12 +8,10 @@ import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import type { Registry } from "@icr-apps/core/issuer/Registry"
-import type { TokenStore } from "@icr-apps/core/issuer/TokenStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as D1Registry from "./D1Registry.js"
-import * as KvTokenStore from "./KvTokenStore.js"
 
 /** The worker's bindings: the generated `Env` plus the ADMIN_TOKEN secret. */
 export interface WorkerEnv extends Env {
@@ -56,11 +54,8 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
  * The storage, entropy, audit and rate-limiting layers of the issuer, from the worker's bindings.
  * Audit events are JSON lines on the console (`"audit":true`), which Workers Logs and Logpush keep.
  */
-export const layerFromEnv = (
-  env: WorkerEnv
-): Layer.Layer<TokenStore | Registry | Entropy.Entropy | AuditLog.AuditLog> =>
+export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy | AuditLog.AuditLog> =>
   Layer.mergeAll(
-    KvTokenStore.layer(env.TOKENS),
     D1Registry.layer(env.DB),
     Entropy.layer,
     AuditLog.layerConsole,

@@ -8,8 +8,11 @@ import {
   APP_LISTING_SQL,
   installationCountSql,
   installationListingSql,
-  type ListingShape
+  type ListingShape,
+  PRUNE_TOKENS_SQL,
+  TOKEN_STANDING_SQL
 } from "../src/D1Registry.js"
+import { StoredToken } from "@icr-apps/core/api/Tokens"
 
 /** The plan SQLite (D1) chooses for `sql`, one line per step. */
 const planOf = async (sql: string, values: ReadonlyArray<unknown>): Promise<Array<string>> => {
@@ -52,6 +55,18 @@ describe("D1 listing queries walk an index in listing order", () => {
     const keys = await planOf(APP_LISTING_KEYS_SQL, [10, 0])
     expect(keys.join("\n")).toMatch(/SEARCH app_keys USING INDEX app_keys_by_app/)
   })
+  it("a token's standing: by primary key, then each join by primary key", async () => {
+    const plan = (await planOf(TOKEN_STANDING_SQL, ["0".repeat(64)])).join("\n")
+    expect(plan).toMatch(/SEARCH t USING PRIMARY KEY \(digest=\?\)/)
+    expect(plan).toMatch(/SEARCH i USING INDEX sqlite_autoindex_installations_1 \(id=\?\)/)
+    expect(plan).toMatch(/SEARCH a USING INTEGER PRIMARY KEY \(rowid=\?\)/)
+    expect(plan).not.toMatch(/SCAN/)
+  })
+  it("pruning: expired tokens off tokens_by_expiry, oldest first, never a scan of the table", async () => {
+    const plan = (await planOf(PRUNE_TOKENS_SQL, [Date.now(), 100])).join("\n")
+    expect(plan).toMatch(/SEARCH tokens USING (COVERING )?INDEX tokens_by_expiry \(expires_at<\?\)/)
+    expect(plan).not.toMatch(/TEMP B-TREE|SCAN tokens/)
+  })
 })
 
 /** `db`, counting its round trips: every `batch`, `exec`, and statement `first`/`run`/`all`/`raw`. */
@@ -88,9 +103,22 @@ const counted = (db: D1Database) => {
   return { db: counting, trips }
 }
 
-// SPEC §5 epochs are read where the token's standing already was: one D1 round trip per token use.
-describe("a token's standing, epochs included, is one D1 round trip", () => {
-  it("for installation tokens and app tokens, before and after a kill switch", async () => {
+const tokenOf = (fields: Partial<StoredToken> & Pick<StoredToken, "kind" | "appId">, now: number) =>
+  new StoredToken({
+    id: crypto.randomUUID(),
+    permissions: {},
+    createdAt: now,
+    expiresAt: now + 3_600_000,
+    appEpoch: 0,
+    installationEpoch: 0,
+    ...fields
+  })
+const digestOf = () =>
+  [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("")
+
+// Issue 12: a token, its revocation, what it stands on and the SPEC §5 epochs: one D1 statement per use.
+describe("a token with its standing, epochs included, is one D1 statement", () => {
+  it("for installation tokens and app tokens, before and after kill switches, revocation and uninstall", async () => {
     const registry = D1Registry.make(env.DB)
     const now = Date.now()
     const app = await Effect.runPromise(
@@ -104,32 +132,78 @@ describe("a token's standing, epochs included, is one D1 round trip", () => {
         id: crypto.randomUUID(),
         appId: app.id,
         organizationId: crypto.randomUUID(),
-        permissions: {},
+        permissions: { organization_info: "VIEW" },
         createdAt: now,
         updatedAt: now,
         suspendedAt: null
       })
     )
+    const ofInstallation = tokenOf(
+      {
+        kind: "installation",
+        appId: app.id,
+        installationId: installation.id,
+        organizationId: installation.organizationId,
+        permissions: { organization_info: "VIEW" }
+      },
+      now
+    )
+    const ofApp = tokenOf({ kind: "app", appId: app.id }, now)
+    const [installationDigest, appDigest] = [digestOf(), digestOf()]
+    await Effect.runPromise(registry.putToken(installationDigest, ofInstallation))
+    await Effect.runPromise(registry.putToken(appDigest, ofApp))
+
     const { db, trips } = counted(env.DB)
-    const standingOf = D1Registry.make(db).tokenStanding
-    const ofInstallation = {
-      id: crypto.randomUUID(),
-      kind: "installation" as const,
+    const find = (digest: string) => Effect.runPromise(D1Registry.make(db).findToken(digest)).then(Option.getOrThrow)
+    const before = await find(installationDigest)
+    expect(before.token).toEqual(ofInstallation)
+    expect(before.revoked).toBe(false)
+    expect(Option.getOrThrow(before.installation)).toMatchObject({
+      id: installation.id,
       appId: app.id,
-      installationId: installation.id
-    }
-    const ofApp = { id: crypto.randomUUID(), kind: "app" as const, appId: app.id }
-    const before = await Effect.runPromise(standingOf(ofInstallation))
-    expect(Option.getOrThrow(before.installation)).toMatchObject({ tokenEpoch: 0, appTokenEpoch: 0 })
-    expect(trips).toEqual(["batch"])
+      appName: app.name,
+      tokenEpoch: 0,
+      appTokenEpoch: 0
+    })
+    expect(Option.isNone(before.appTokenEpoch)).toBe(true)
+    expect(trips).toEqual([TOKEN_STANDING_SQL])
+
     await Effect.runPromise(registry.revokeInstallationTokens(installation.id))
     await Effect.runPromise(registry.revokeAppTokens(app.id))
     await Effect.runPromise(registry.revokeAppTokens(app.id))
-    const after = await Effect.runPromise(standingOf(ofInstallation))
+    const after = await find(installationDigest)
     expect(Option.getOrThrow(after.installation)).toMatchObject({ tokenEpoch: 1, appTokenEpoch: 2 })
-    expect(Option.getOrThrow((await Effect.runPromise(standingOf(ofApp))).appTokenEpoch)).toBe(2)
-    expect(trips).toEqual(["batch", "batch", "batch"])
+    const appToken = await find(appDigest)
+    expect(appToken.token).toEqual(ofApp)
+    expect(Option.getOrThrow(appToken.appTokenEpoch)).toBe(2)
+    expect(Option.isNone(appToken.installation)).toBe(true)
+
+    await Effect.runPromise(registry.revokeToken(appDigest, now + 1))
+    expect((await find(appDigest)).revoked).toBe(true)
+    expect((await find(installationDigest)).revoked).toBe(false)
+    await Effect.runPromise(registry.deleteInstallation(installation.id))
+    expect(Option.isNone((await find(installationDigest)).installation)).toBe(true)
+    expect(Option.isNone(await Effect.runPromise(D1Registry.make(db).findToken(digestOf())))).toBe(true)
+    expect(trips).toHaveLength(7)
   })
+  it("a mint prunes records that expired before it, and nothing else", async () => {
+    const registry = D1Registry.make(env.DB)
+    const now = Date.now()
+    const expired = digestOf()
+    const live = digestOf()
+    await Effect.runPromise(
+      registry.putToken(
+        expired,
+        tokenOf({ kind: "app", appId: "1", createdAt: now - 7_200_000, expiresAt: now - 1 }, now)
+      )
+    )
+    await Effect.runPromise(registry.putToken(live, tokenOf({ kind: "app", appId: "1" }, now)))
+    const rows = await env.DB.prepare("SELECT digest FROM tokens WHERE digest IN (?, ?)").bind(expired, live).all()
+    expect(rows.results).toEqual([{ digest: live }])
+  })
+})
+
+describe("installation epochs", () => {
   it("bumps an installation's epoch exactly when a suspension begins or its permissions change (Registry.bumpsEpoch)", async () => {
     const registry = D1Registry.make(env.DB)
     const now = Date.now()

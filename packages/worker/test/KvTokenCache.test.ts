@@ -6,11 +6,13 @@ import { beforeAll, describe, expect, it } from "vitest"
 import * as KvTokenCache from "@icr-apps/core/sdk/KvTokenCache"
 
 // The SDK's cache contract, on real KV in workerd.
-tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.TOKENS), { describe, it, expect, beforeAll })
+tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.APP_TOKEN_CACHE), { describe, it, expect, beforeAll })
 
 it("stores under a hashed key with a TTL from expiresAt, never below 60 s", async () => {
-  const cache = KvTokenCache.make(env.TOKENS)
-  const before = new Set((await env.TOKENS.list({ prefix: KvTokenCache.CACHE_PREFIX })).keys.map((k) => k.name))
+  const cache = KvTokenCache.make(env.APP_TOKEN_CACHE)
+  const before = new Set(
+    (await env.APP_TOKEN_CACHE.list({ prefix: KvTokenCache.CACHE_PREFIX })).keys.map((k) => k.name)
+  )
   const expiresAt = Date.now() + 10_000
   await Effect.runPromise(
     cache.set("a very long key ".repeat(100), {
@@ -21,7 +23,9 @@ it("stores under a hashed key with a TTL from expiresAt, never below 60 s", asyn
       organizationId: "o"
     })
   )
-  const keys = (await env.TOKENS.list({ prefix: KvTokenCache.CACHE_PREFIX })).keys.filter((k) => !before.has(k.name))
+  const keys = (await env.APP_TOKEN_CACHE.list({ prefix: KvTokenCache.CACHE_PREFIX })).keys.filter(
+    (k) => !before.has(k.name)
+  )
   expect(keys).toHaveLength(1)
   expect(keys[0]!.name).toMatch(/^icr-apps:installation-token:[0-9a-f]{64}$/)
   // KV would have refused a 10 s TTL; the entry exists, so the 60 s floor was applied.

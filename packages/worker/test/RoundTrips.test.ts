@@ -5,7 +5,7 @@ import worker from "../src/index.js"
 
 type IncomingRequest = Parameters<typeof worker.fetch>[0]
 
-/** A binding whose round trips are recorded: D1 `batch`/`exec` and statement reads, KV reads and writes. */
+/** A binding whose round trips are recorded: D1 `batch`/`exec` and each statement's `first`/`run`/`all`/`raw`. */
 const counting = <T extends object>(target: T, log: Array<string>, name: string, calls: ReadonlyArray<string>): T =>
   new Proxy(target, {
     get(object, prop, receiver) {
@@ -35,38 +35,65 @@ const counting = <T extends object>(target: T, log: Array<string>, name: string,
     }
   })
 
-// Issue 12: a mint is one D1 batch (the app, its keys and the installation) and one write.
+// Issue 12: a mint is one D1 batch (the app, its keys and the installation) and one write; every use
+// of a token is one statement (the token, its revocation, its installation or app, and their epochs).
 describe("storage round trips", () => {
-  it("a mint reads the app, its keys and the installation in one D1 batch, then writes once", async () => {
-    const trips: Array<string> = []
-    const countedEnv = {
-      ...env,
-      DB: counting(env.DB, trips, "D1", ["batch", "exec"]),
-      TOKENS: counting(env.TOKENS, trips, "KV", ["get", "put", "delete", "list"])
-    }
-    const send = (path: string, init: RequestInit = {}) =>
-      worker.fetch(new Request(`http://icr.test${path}`, init) as IncomingRequest, countedEnv)
-    const admin = (path: string, body: unknown) =>
-      send(path, {
-        method: "POST",
-        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, "content-type": "application/json" },
-        body: JSON.stringify(body)
-      }).then((r) => r.json() as Promise<{ id: string }>)
+  const trips: Array<string> = []
+  const countedEnv = { ...env, DB: counting(env.DB, trips, "D1", ["batch", "exec"]) }
+  const send = (path: string, init: RequestInit = {}) =>
+    worker.fetch(new Request(`http://icr.test${path}`, init) as IncomingRequest, countedEnv)
+  const admin = (path: string, body: unknown) =>
+    send(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body)
+    }).then((r) => r.json() as Promise<{ id: string }>)
+  const seeded = async () => {
     const keys = await generateAppKeyPair()
     const permissions = { organization_info: "VIEW" }
-    const app = await admin("/admin/apps", { name: `trips-${Date.now()}`, permissions, publicKey: keys.publicPem })
+    const app = await admin("/admin/apps", {
+      name: `trips-${crypto.randomUUID().slice(0, 8)}`,
+      permissions,
+      publicKey: keys.publicPem
+    })
     const installation = await admin("/admin/installations", {
       appId: app.id,
       organizationId: crypto.randomUUID(),
       permissions
     })
-    const jwt = await signRs256(keys.privateKey, appClaims(app.id))
+    return { installation, jwt: await signRs256(keys.privateKey, appClaims(app.id)) }
+  }
+
+  it("a mint reads the app, its keys and the installation in one D1 batch, then writes once", async () => {
+    const { installation, jwt } = await seeded()
     trips.length = 0
     const minted = await send(`/app/installations/${installation.id}/accessTokens`, {
       method: "POST",
       headers: { authorization: `Bearer ${jwt}` }
     })
     expect(minted.status).toBe(200)
-    expect(trips).toEqual(["D1.batch", "KV.put"])
+    expect(trips).toEqual(["D1.batch", "D1.batch"])
+  })
+
+  it("a token use is one D1 statement; a revocation one more, the write", async () => {
+    const { installation, jwt } = await seeded()
+    const minted = await send(`/app/installations/${installation.id}/accessTokens`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${jwt}` }
+    })
+    const { token } = (await minted.json()) as { token: string }
+    const bearer = { authorization: `Bearer ${token}` }
+    trips.length = 0
+    expect((await send("/app/installations/token", { headers: bearer })).status).toBe(200)
+    expect(trips).toEqual(["D1:SELECT t.id AS t_id, t.kind, t.app_id AS.first"])
+    trips.length = 0
+    expect((await send("/app/installations/token", { method: "DELETE", headers: bearer })).status).toBe(204)
+    expect(trips).toEqual([
+      "D1:SELECT t.id AS t_id, t.kind, t.app_id AS.first",
+      "D1:UPDATE tokens SET revoked_at = ? WHERE d.run"
+    ])
+    trips.length = 0
+    expect((await send("/app/installations/token", { headers: bearer })).status).toBe(401)
+    expect(trips).toHaveLength(1)
   })
 })

@@ -8,7 +8,7 @@ type IncomingRequest = Parameters<typeof worker.fetch>[0]
 
 // The SDK's conformance suite against the real worker: every SPEC §6 problem, and clock skew, end to end.
 sdkContract(
-  "worker (workerd, KV, D1)",
+  "worker (workerd, D1)",
   () => ({
     fetch: (request) => worker.fetch(request as IncomingRequest, env),
     fetchWithoutAdmin: (request) => worker.fetch(request as IncomingRequest, withoutAdmin),

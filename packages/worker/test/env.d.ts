@@ -5,6 +5,8 @@ declare global {
     interface Env {
       TEST_MIGRATIONS: Array<D1Migration>
       ADMIN_TOKEN?: string | undefined
+      /** Test only (vitest.config.ts): an app's KV namespace for the SDK's KvTokenCache. */
+      APP_TOKEN_CACHE: KVNamespace
     }
   }
 }

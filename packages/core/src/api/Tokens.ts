@@ -82,10 +82,9 @@ export class StoredToken extends Schema.Class<StoredToken>("StoredToken")({
   expiresAt: Schema.Number,
   /**
    * The app's token epoch when the token was minted; the token is honoured only while it is still
-   * the app's epoch (SPEC §5: kill switches are final). Records written before epochs existed
-   * read as 0, the epoch every app and installation started with.
+   * the app's epoch (SPEC §5: kill switches are final).
    */
-  appEpoch: Schema.optionalWith(Schema.Int, { default: () => 0 }),
-  /** For installation tokens: the installation's token epoch when minted (0 for older records). */
-  installationEpoch: Schema.optionalWith(Schema.Int, { default: () => 0 })
+  appEpoch: Schema.Int,
+  /** For installation tokens: the installation's token epoch when minted (0 for app tokens). */
+  installationEpoch: Schema.Int
 }) {}

@@ -24,8 +24,7 @@ import {
 } from "../api/Problems.js"
 import { accessTokenPattern, StoredToken } from "../api/Tokens.js"
 import { Entropy } from "./Entropy.js"
-import { type InstallationRecord, installationOfApp, Registry } from "./Registry.js"
-import { MIN_TTL_SECONDS, TokenStore } from "./TokenStore.js"
+import { type InstallationRecord, installationOfApp, Registry, type TokenStanding } from "./Registry.js"
 
 /** How long tokens live. */
 export interface TokenLifetimes {
@@ -77,18 +76,14 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
     readonly authenticate: (
       secret: string
     ) => Effect.Effect<{ readonly digest: string; readonly token: StoredToken }, InvalidToken | Unavailable>
-    /**
-     * Revokes a token: recorded in the registry first (so every later use fails, in every location),
-     * then its record is deleted from the token store.
-     */
-    readonly revoke: (digest: string, token: StoredToken) => Effect.Effect<void, Unavailable>
+    /** Revokes a token: every later use fails, in every location (the registry is the one source). */
+    readonly revoke: (digest: string) => Effect.Effect<void, Unavailable>
   }
 >() {}
 
-/** Builds the service over a store, a registry and entropy, with the given lifetimes. */
+/** Builds the service over a registry and entropy, with the given lifetimes. */
 export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
   Effect.gen(function* () {
-    const store = yield* TokenStore
     const registry = yield* Registry
     const entropy = yield* Entropy
 
@@ -107,14 +102,11 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
           },
           true
         )
-        yield* store.put(yield* digestOf(secret), record, Math.max(MIN_TTL_SECONDS, Math.ceil(lifetimeSeconds)))
+        yield* registry.putToken(yield* digestOf(secret), record)
         return { secret: Redacted.make(secret), record }
       })
 
     const invalid = (detail: string) => new InvalidToken({ detail })
-    const endedDetail =
-      "The access token was ended by a kill switch since it was minted (a suspension, a change of permissions, " +
-      "a key deletion or a revocation by the operator)"
 
     return AccessTokens.of({
       mintAppToken: (appId, declared, appEpoch) =>
@@ -157,53 +149,51 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
             lifetimes.installationTokenSeconds
           )
         }),
-      authenticate: (secret) =>
-        Effect.gen(function* () {
-          if (!accessTokenPattern.test(secret)) return yield* invalid("That is not an access token")
-          const digest = yield* digestOf(secret)
-          const found = yield* store.get(digest)
-          if (Option.isNone(found)) return yield* invalid("The access token is unknown, expired or revoked")
-          const token = found.value
-          const now = yield* Clock.currentTimeMillis
-          // KV expires lazily (up to a minute late); the record's own expiry is authoritative.
-          if (token.expiresAt <= now) return yield* invalid("The access token has expired")
-          // One registry read: revocation (immediate everywhere, unlike KV) and what the token stands on.
-          const standing = yield* registry.tokenStanding(token)
-          if (standing.revoked) return yield* invalid("The access token is unknown, expired or revoked")
-          if (token.kind === "installation") {
-            const installation = standing.installation
-            if (Option.isNone(installation) || installation.value.appId !== token.appId) {
-              return yield* invalid("The installation behind this token no longer exists")
-            }
-            if (installation.value.suspendedAt !== null) {
-              return yield* invalid("The installation behind this token is suspended")
-            }
-            if (!isWithin(token.permissions, installation.value.permissions)) {
-              return yield* invalid("The installation's permissions were reduced after this token was minted")
-            }
-            if (
-              installation.value.tokenEpoch !== token.installationEpoch ||
-              installation.value.appTokenEpoch !== token.appEpoch
-            ) {
-              return yield* invalid(endedDetail)
-            }
-          } else {
-            if (Option.isNone(standing.appTokenEpoch)) {
-              return yield* invalid("The app behind this token no longer exists")
-            }
-            if (standing.appTokenEpoch.value !== token.appEpoch) return yield* invalid(endedDetail)
-          }
-          return { digest, token }
-        }),
-      revoke: (digest, token) =>
-        Effect.gen(function* () {
-          yield* registry.revokeToken(token.id, token.expiresAt, yield* Clock.currentTimeMillis)
-          yield* store.delete(digest)
-        })
+      authenticate: (secret) => {
+        if (!accessTokenPattern.test(secret)) return Effect.fail(invalid("That is not an access token"))
+        return Effect.flatMap(digestOf(secret), (digest) =>
+          Effect.flatMap(registry.findToken(digest), (found) =>
+            Option.isNone(found)
+              ? Effect.fail(invalid("The access token is unknown, expired or revoked"))
+              : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+                  const refused = refusal(found.value, now)
+                  return refused === undefined
+                    ? Effect.succeed({ digest, token: found.value.token })
+                    : Effect.fail(invalid(refused))
+                })
+          )
+        )
+      },
+      revoke: (digest) => Effect.flatMap(Clock.currentTimeMillis, (now) => registry.revokeToken(digest, now))
     })
   })
+
+const endedDetail =
+  "The access token was ended by a kill switch since it was minted (a suspension, a change of permissions, " +
+  "a key deletion or a revocation by the operator)"
+
+/** Why a stored token is refused at `now`, or `undefined` when it is honoured (SPEC §4, §5). */
+const refusal = ({ appTokenEpoch, installation, revoked, token }: TokenStanding, now: number): string | undefined => {
+  // A record not yet pruned may have expired: the record's own expiry is authoritative.
+  if (token.expiresAt <= now) return "The access token has expired"
+  if (revoked) return "The access token is unknown, expired or revoked"
+  if (token.kind === "installation") {
+    if (Option.isNone(installation) || installation.value.appId !== token.appId) {
+      return "The installation behind this token no longer exists"
+    }
+    const current = installation.value
+    if (current.suspendedAt !== null) return "The installation behind this token is suspended"
+    if (!isWithin(token.permissions, current.permissions)) {
+      return "The installation's permissions were reduced after this token was minted"
+    }
+    if (current.tokenEpoch !== token.installationEpoch || current.appTokenEpoch !== token.appEpoch) return endedDetail
+    return undefined
+  }
+  if (Option.isNone(appTokenEpoch)) return "The app behind this token no longer exists"
+  return appTokenEpoch.value === token.appEpoch ? undefined : endedDetail
+}
 
 /** The service with the given lifetimes. */
 export const layer = (
   lifetimes: TokenLifetimes = defaultLifetimes
-): Layer.Layer<AccessTokens, never, TokenStore | Registry | Entropy> => Layer.effect(AccessTokens, make(lifetimes))
+): Layer.Layer<AccessTokens, never, Registry | Entropy> => Layer.effect(AccessTokens, make(lifetimes))

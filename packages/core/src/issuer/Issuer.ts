@@ -1,7 +1,7 @@
 /**
  * The issuer: the handlers of every endpoint of {@link IcrAppsApi}, its three authentication
  * middlewares, and a web-standard `fetch` handler that runs unchanged on Workers, Deno, Bun and Node.
- * Storage comes in as layers ({@link TokenStore}, {@link Registry}); nothing here knows about KV or D1.
+ * Storage comes in as a layer ({@link Registry}); nothing here knows about D1.
  */
 import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -53,7 +53,6 @@ import {
   type RecordPage,
   Registry
 } from "./Registry.js"
-import type { TokenStore } from "./TokenStore.js"
 
 /**
  * The shortest ADMIN_TOKEN that enables the operator API (SPEC §5). A shorter one counts as not
@@ -439,7 +438,7 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
               ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
               tokenId: token.id
             },
-            tokens.revoke(digest, token)
+            tokens.revoke(digest)
           )
         )
       )
@@ -672,12 +671,12 @@ export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) 
 )
 
 /**
- * The whole issuer as one layer, over the given storage. Provide `TokenStore` and `Registry`
- * (memory, or KV and D1), an {@link Entropy.Entropy} and an {@link AuditLog.AuditLog}.
+ * The whole issuer as one layer, over the given storage. Provide `Registry`
+ * (memory, or D1), an {@link Entropy.Entropy} and an {@link AuditLog.AuditLog}.
  */
 export const layer = (
   options: IssuerOptions = {}
-): Layer.Layer<HttpApi.Api, never, TokenStore | Registry | Entropy.Entropy | AuditLog.AuditLog> =>
+): Layer.Layer<HttpApi.Api, never, Registry | Entropy.Entropy | AuditLog.AuditLog> =>
   HttpApiBuilder.api(IcrAppsApi).pipe(
     Layer.provide([AppsLive, AdminLive, SystemLive]),
     Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),
@@ -720,7 +719,7 @@ export interface WebHandler {
  * an {@link AuditLog.AuditLog}; a `RateLimiter` in `storage` turns rate limiting on.
  */
 export const makeWebHandler = <E>(
-  storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
+  storage: Layer.Layer<Registry | Entropy.Entropy, E>,
   options: IssuerOptions = {}
 ): WebHandler => {
   // `storage` comes second, so an AuditLog it provides replaces the console one.

@@ -9,6 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { MAX_KEYS_PER_APP } from "../api/Apps.js"
 import type { CursorPosition } from "../api/Paging.js"
+import type { StoredToken } from "../api/Tokens.js"
 import { canonical, type Permissions } from "../api/Permissions.js"
 import {
   AppNotFound,
@@ -63,17 +64,22 @@ export interface InstallationRecord {
 export type NewInstallation = Omit<InstallationRecord, "appName" | "tokenEpoch" | "appTokenEpoch">
 
 /**
- * What the registry knows of a token's standing, read in one go (one D1 batch) on every use of
- * the token: its revocation, and the epochs it must still match.
+ * A stored token with what it stands on, read together (one D1 statement) on every use of the
+ * token: the record, its revocation, and the installation or app whose epochs it must still match.
  */
 export interface TokenStanding {
-  /** Revoked by `DELETE /app/installations/token` (strongly consistent, unlike the token store). */
+  /** The record as minted. */
+  readonly token: StoredToken
+  /** Revoked by `DELETE /app/installations/token`. */
   readonly revoked: boolean
   /** For installation tokens: the installation (with its own and its app's epoch), if it still exists. */
   readonly installation: Option.Option<InstallationRecord>
   /** For app tokens: the app's token epoch, if the app still exists. */
   readonly appTokenEpoch: Option.Option<number>
 }
+
+/** How many expired token records one mint prunes at most (in the same write, see `putToken`). */
+export const PRUNE_BATCH = 100
 
 /**
  * Where a page of a listing starts: after `offset` items, or just after `after` in the listing
@@ -98,7 +104,7 @@ export interface InstallationFilter {
   readonly activeOnly: boolean
 }
 
-/** Storage for apps, keys, installations and token revocations. */
+/** Storage for apps, keys, installations and access tokens (by digest). */
 export class Registry extends Context.Tag("@icr-apps/core/Registry")<
   Registry,
   {
@@ -157,15 +163,15 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     readonly revokeInstallationTokens: (
       id: string
     ) => Effect.Effect<{ readonly appId: string }, InstallationNotFound | Unavailable>
-    /** Records a revocation until the token would have expired anyway. */
-    readonly revokeToken: (tokenId: string, expiresAt: number, now: number) => Effect.Effect<void, Unavailable>
-    /** A token's standing: revoked or not, and the installation or app it depends on, with their epochs. */
-    readonly tokenStanding: (token: {
-      readonly id: string
-      readonly kind: "app" | "installation"
-      readonly appId: string
-      readonly installationId?: string | undefined
-    }) => Effect.Effect<TokenStanding, Unavailable>
+    /**
+     * Stores a freshly minted token under the SHA-256 digest of its secret (never the secret), and in
+     * the same write prunes up to {@link PRUNE_BATCH} records that expired before `token.createdAt`.
+     */
+    readonly putToken: (digest: string, token: StoredToken) => Effect.Effect<void, Unavailable>
+    /** The token stored under a digest, with its standing, in one read; none when unknown or pruned. */
+    readonly findToken: (digest: string) => Effect.Effect<Option.Option<TokenStanding>, Unavailable>
+    /** Marks a token revoked (at `now`): every later use fails, everywhere. Unknown digests are ignored. */
+    readonly revokeToken: (digest: string, now: number) => Effect.Effect<void, Unavailable>
     /** One page of installations, by `createdAt` then `id`; `total` counts every one the filter holds. */
     readonly listInstallations: (
       filter: InstallationFilter,
@@ -243,28 +249,42 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     const app = apps.get(appId)
     if (app !== undefined) apps.set(appId, { ...app, tokenEpoch: app.tokenEpoch + 1 })
   }
-  const revoked = new Map<string, number>()
+  const tokens = new Map<string, { readonly token: StoredToken; revokedAt: number | null }>()
   let nextAppId = 1
   return {
-    revokeToken: (tokenId, expiresAt, now) =>
+    putToken: (digest, token) =>
       Effect.sync(() => {
-        for (const [id, until] of revoked) if (until < now) revoked.delete(id)
-        revoked.set(tokenId, expiresAt)
+        // The oldest entries first (a Map keeps insertion order), a bounded look per mint like D1's.
+        let looked = 0
+        for (const [key, entry] of tokens) {
+          if (looked++ >= PRUNE_BATCH) break
+          if (entry.token.expiresAt < token.createdAt) tokens.delete(key)
+        }
+        tokens.set(digest, { token, revokedAt: null })
       }),
-    tokenStanding: (token) =>
+    findToken: (digest) =>
       Effect.sync(() => {
+        const entry = tokens.get(digest)
+        if (entry === undefined) return Option.none()
+        const { token } = entry
         const installation =
           token.kind === "installation" && token.installationId !== undefined
             ? Option.map(Option.fromNullable(installations.get(token.installationId)), withName)
             : Option.none()
-        return {
-          revoked: revoked.has(token.id),
+        return Option.some({
+          token,
+          revoked: entry.revokedAt !== null,
           installation,
           appTokenEpoch:
             token.kind === "app"
               ? Option.map(Option.fromNullable(apps.get(token.appId)), (a) => a.tokenEpoch)
               : Option.none()
-        }
+        })
+      }),
+    revokeToken: (digest, now) =>
+      Effect.sync(() => {
+        const entry = tokens.get(digest)
+        if (entry !== undefined && entry.revokedAt === null) entry.revokedAt = now
       }),
     createApp: (app, key) =>
       Effect.gen(function* () {

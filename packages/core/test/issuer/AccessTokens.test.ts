@@ -3,37 +3,34 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
-import { StoredToken } from "../../src/api/Tokens.js"
 import * as TestClock from "effect/TestClock"
 import * as AccessTokens from "../../src/issuer/AccessTokens.js"
 import { layerSeeded } from "../../../testkit/src/Entropy.js"
 import * as Registry from "../../src/issuer/Registry.js"
-import * as TokenStore from "../../src/issuer/TokenStore.js"
 
 const T0 = 1_700_000_000_000
 
-/** Records every `put` so tests can see exactly what reached storage. */
-const recordingStore = (puts: Array<{ digest: string; ttl: number; value: string }>) =>
+interface Put {
+  readonly digest: string
+  readonly value: string
+}
+
+/** The memory registry, recording every `putToken` so tests can see exactly what reached storage. */
+const recordingRegistry = (puts: Array<Put>) =>
   Layer.effect(
-    TokenStore.TokenStore,
-    Effect.map(TokenStore.TokenStore, (inner) => ({
+    Registry.Registry,
+    Effect.map(Registry.Registry, (inner) => ({
       ...inner,
-      put: (digest: string, token: Parameters<typeof inner.put>[1], ttl: number) =>
+      putToken: (digest: string, token: Parameters<typeof inner.putToken>[1]) =>
         Effect.zipRight(
-          Effect.sync(() => puts.push({ digest, ttl, value: JSON.stringify(token) })),
-          inner.put(digest, token, ttl)
+          Effect.sync(() => puts.push({ digest, value: JSON.stringify(token) })),
+          inner.putToken(digest, token)
         )
     }))
-  ).pipe(Layer.provide(TokenStore.layerMemory))
+  ).pipe(Layer.provide(Registry.layerMemory))
 
-const make = (
-  lifetimes = AccessTokens.defaultLifetimes,
-  puts: Array<{ digest: string; ttl: number; value: string }> = []
-) =>
-  AccessTokens.layer(lifetimes).pipe(
-    Layer.provideMerge(Layer.mergeAll(recordingStore(puts), Registry.layerMemory, layerSeeded(42)))
-  )
+const make = (lifetimes = AccessTokens.defaultLifetimes, puts: Array<Put> = []) =>
+  AccessTokens.layer(lifetimes).pipe(Layer.provideMerge(Layer.mergeAll(recordingRegistry(puts), layerSeeded(42))))
 
 const seedInstallation = Effect.gen(function* () {
   yield* TestClock.setTime(T0)
@@ -61,7 +58,7 @@ const seedInstallation = Effect.gen(function* () {
 
 describe("AccessTokens", () => {
   it.effect("mints crs_ + 48 hex from the Entropy service and stores only its SHA-256 digest", () => {
-    const puts: Array<{ digest: string; ttl: number; value: string }> = []
+    const puts: Array<Put> = []
     return Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
       const minted = yield* tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)
@@ -71,7 +68,6 @@ describe("AccessTokens", () => {
       expect(puts[0]!.digest).toBe(yield* AccessTokens.digestOf(secret))
       expect(puts[0]!.digest).toMatch(/^[0-9a-f]{64}$/)
       expect(puts[0]!.value.includes(secret.slice(4))).toBe(false)
-      expect(puts[0]!.ttl).toBe(3600)
       expect(minted.record.expiresAt - minted.record.createdAt).toBe(3600_000)
       expect(String(minted.secret)).not.toContain("crs_")
     }).pipe(Effect.provide(make(AccessTokens.defaultLifetimes, puts)))
@@ -93,19 +89,17 @@ describe("AccessTokens", () => {
       expect(Redacted.value(first.secret)).toBe(Redacted.value(second.secret))
     })
   )
-  it.effect("never asks storage for a TTL under KV's 60 s floor, and still expires the token on time", () => {
-    const puts: Array<{ digest: string; ttl: number; value: string }> = []
-    return Effect.gen(function* () {
+  it.effect("expires a token at its own expiresAt, however short its lifetime", () =>
+    Effect.gen(function* () {
       const { app, tokens } = yield* seedInstallation
       const minted = yield* tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)
-      expect(puts[0]!.ttl).toBe(60)
       yield* TestClock.adjust("9 seconds")
       expect((yield* tokens.authenticate(Redacted.value(minted.secret))).token.id).toBe(minted.record.id)
       yield* TestClock.adjust("1 second")
       const failure = yield* Effect.flip(tokens.authenticate(Redacted.value(minted.secret)))
-      expect(failure._tag).toBe("InvalidToken")
-    }).pipe(Effect.provide(make({ appTokenSeconds: 10, installationTokenSeconds: 10 }, puts)))
-  })
+      expect(failure.detail).toBe("The access token has expired")
+    }).pipe(Effect.provide(make({ appTokenSeconds: 10, installationTokenSeconds: 10 })))
+  )
   it.effect("installation tokens live 2 h, narrow, and refuse what exceeds the grant", () =>
     Effect.gen(function* () {
       const { app, installation, tokens } = yield* seedInstallation
@@ -181,52 +175,42 @@ describe("AccessTokens", () => {
       expect((yield* Effect.flip(tokens.authenticate(Redacted.value(raced.secret)))).detail).toMatch(/kill switch/)
     }).pipe(Effect.provide(make()))
   )
-  it.effect("a record stored before epochs existed reads as epoch 0: valid until the first kill switch", () =>
+  it.effect("revoke marks the token revoked in the registry: refused from the next use on, for good", () =>
     Effect.gen(function* () {
-      const { app, installation, tokens, registry } = yield* seedInstallation
-      const store = yield* TokenStore.TokenStore
-      const minted = yield* tokens.mintInstallationToken(app.id, installation.id, undefined, app.tokenEpoch)
-      const secret = Redacted.value(minted.secret)
-      const { digest } = yield* tokens.authenticate(secret)
-      const { appEpoch: _a, installationEpoch: _i, ...older } = Schema.encodeSync(StoredToken)(minted.record)
-      yield* store.put(digest, Schema.decodeUnknownSync(StoredToken)(older), 3600)
-      expect((yield* tokens.authenticate(secret)).token).toMatchObject({ appEpoch: 0, installationEpoch: 0 })
-      yield* registry.updateInstallation(installation.id, { permissions: { organization_info: "VIEW" }, updatedAt: T0 })
-      expect((yield* Effect.flip(tokens.authenticate(secret)))._tag).toBe("InvalidToken")
-    }).pipe(Effect.provide(make()))
-  )
-  it.effect("revoke records the revocation in the registry and forgets the digest", () =>
-    Effect.gen(function* () {
-      const { app, tokens } = yield* seedInstallation
-      const store = yield* TokenStore.TokenStore
+      const { app, tokens, registry } = yield* seedInstallation
       const secret = Redacted.value((yield* tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch)).secret)
-      const { digest, token } = yield* tokens.authenticate(secret)
-      yield* tokens.revoke(digest, token)
-      expect(Option.isNone(yield* store.get(digest))).toBe(true)
-      expect((yield* Effect.flip(tokens.authenticate(secret)))._tag).toBe("InvalidToken")
-      // A store that still serves the record (KV in another location, before propagation): still refused.
-      yield* store.put(digest, token, 3600)
+      const { digest } = yield* tokens.authenticate(secret)
+      yield* tokens.revoke(digest)
+      const standing = Option.getOrThrow(yield* registry.findToken(digest))
+      expect(standing.revoked).toBe(true)
+      expect((yield* Effect.flip(tokens.authenticate(secret))).detail).toBe(
+        "The access token is unknown, expired or revoked"
+      )
+      // Revoking again changes nothing; a digest nobody minted is ignored.
+      yield* tokens.revoke(digest)
+      yield* tokens.revoke("0".repeat(64))
       expect((yield* Effect.flip(tokens.authenticate(secret)))._tag).toBe("InvalidToken")
     }).pipe(Effect.provide(make()))
   )
 })
 
-describe("TokenStore.layerMemory obeys KV's rules", () => {
-  it.effect("refuses a TTL under 60 s, as KV does", () =>
+describe("Registry.layerMemory: token records", () => {
+  it.effect("prunes records that expired before a new mint, and keeps the live and revoked ones", () =>
     Effect.gen(function* () {
-      const store = yield* TokenStore.TokenStore
-      const exit = yield* Effect.exit(store.put("d", {} as never, 59))
-      expect(exit._tag).toBe("Failure")
-    }).pipe(Effect.provide(TokenStore.layerMemory))
-  )
-  it.effect("expires entries by Clock", () =>
-    Effect.gen(function* () {
-      const store = yield* TokenStore.TokenStore
-      yield* store.put("d", { id: "x" } as never, 60)
-      yield* TestClock.adjust("59 seconds")
-      expect(Option.isSome(yield* store.get("d"))).toBe(true)
-      yield* TestClock.adjust("1 second")
-      expect(Option.isNone(yield* store.get("d"))).toBe(true)
-    }).pipe(Effect.provide(TokenStore.layerMemory))
+      const { app, tokens, registry } = yield* seedInstallation
+      const mint = Effect.flatMap(tokens.mintAppToken(app.id, app.permissions, app.tokenEpoch), (m) =>
+        tokens.authenticate(Redacted.value(m.secret))
+      )
+      const early = yield* mint
+      yield* TestClock.adjust("30 minutes")
+      const revoked = yield* mint
+      yield* tokens.revoke(revoked.digest)
+      yield* TestClock.adjust("31 minutes")
+      // `early` expired a minute ago (1 h lifetime): the next mint prunes it; `revoked` stays until it expires.
+      expect(Option.isSome(yield* registry.findToken(early.digest))).toBe(true)
+      yield* mint
+      expect(Option.isNone(yield* registry.findToken(early.digest))).toBe(true)
+      expect(Option.getOrThrow(yield* registry.findToken(revoked.digest)).revoked).toBe(true)
+    }).pipe(Effect.provide(make()))
   )
 })

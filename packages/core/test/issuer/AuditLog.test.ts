@@ -6,7 +6,6 @@ import * as AuditLog from "../../src/issuer/AuditLog.js"
 import * as Entropy from "../../src/issuer/Entropy.js"
 import { makeWebHandler } from "../../src/issuer/Issuer.js"
 import * as Registry from "../../src/issuer/Registry.js"
-import * as TokenStore from "../../src/issuer/TokenStore.js"
 import { rsaKeyPair, signRs256 } from "../fixtures.js"
 
 afterEach(() => {
@@ -48,7 +47,7 @@ describe("the issuer's audit trail, in memory (SPEC §5)", () => {
     const admin = "audit-test-operator-token-0123456789abcdef"
     const sink: Array<AuditLog.AuditEvent> = []
     const { handler, dispose } = makeWebHandler(
-      Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(sink)),
+      Layer.mergeAll(Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(sink)),
       { adminToken: Redacted.make(admin) }
     )
     const lines: Array<string> = []

@@ -5,11 +5,10 @@ import * as Redacted from "effect/Redacted"
 import * as Entropy from "../../src/issuer/Entropy.js"
 import { MIN_ADMIN_TOKEN_LENGTH, makeWebHandler } from "../../src/issuer/Issuer.js"
 import * as Registry from "../../src/issuer/Registry.js"
-import * as TokenStore from "../../src/issuer/TokenStore.js"
 import * as AdminClient from "../../src/sdk/AdminClient.js"
 import { rsaKeyPair } from "../fixtures.js"
 
-const storage = Layer.mergeAll(TokenStore.layerMemory, Registry.layerMemory, Entropy.layer)
+const storage = Layer.mergeAll(Registry.layerMemory, Entropy.layer)
 
 /** `GET /admin/apps` with `token`, against an issuer configured with `adminToken`. */
 const listApps = async (adminToken: string | undefined, token: string) => {

@@ -7,7 +7,6 @@ import * as Entropy from "../../src/issuer/Entropy.js"
 import { makeWebHandler } from "../../src/issuer/Issuer.js"
 import * as RateLimiter from "../../src/issuer/RateLimiter.js"
 import * as Registry from "../../src/issuer/Registry.js"
-import * as TokenStore from "../../src/issuer/TokenStore.js"
 import { rsaKeyPair, signRs256 } from "../fixtures.js"
 
 const ADMIN = "rate-limit-test-operator-token-0123456789"
@@ -32,7 +31,6 @@ const limitedIssuer = () => {
   const now = Date.now()
   const { handler } = makeWebHandler(
     Layer.mergeAll(
-      TokenStore.layerMemory,
       Registry.layerMemory,
       Entropy.layer,
       Layer.setClock(frozenClock(now)),
