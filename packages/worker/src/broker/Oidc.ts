@@ -68,7 +68,12 @@ export type OidcFailure = InvalidGrant | Unavailable
 
 interface IssuerState {
   discovery?: { readonly jwksUri: string; readonly at: number } | undefined
-  keys?: { readonly set: JSONWebKeySet; readonly at: number } | undefined
+  /**
+   * The JWKS as jose's key set, built once per fetch: it imports each JWK on first use and keeps the
+   * `CryptoKey`, so the verifications between two fetches import nothing (a key set built per
+   * verification cloned the JWKS and imported the key every time).
+   */
+  keys?: { readonly verifier: ReturnType<typeof createLocalJWKSet>; readonly at: number } | undefined
   /** When an unknown `kid` last made us fetch the JWKS out of turn. */
   forcedAt?: number | undefined
   /** One fetch at a time per issuer; concurrent verifications wait for it. */
@@ -121,7 +126,8 @@ export const make = (options: OidcOptions): OidcVerifier => {
       }
       const set = await getJson(state.discovery.jwksUri)
       if (!Array.isArray(set.keys)) throw new Error("the JWKS has no keys")
-      state.keys = { set: set as unknown as JSONWebKeySet, at: now }
+      // A malformed set throws here, so it counts as a failed fetch (the last good set stays in use).
+      state.keys = { verifier: createLocalJWKSet(set as unknown as JSONWebKeySet), at: now }
     })().finally(() => {
       state.pending = undefined
     })
@@ -139,16 +145,16 @@ export const make = (options: OidcOptions): OidcVerifier => {
             if (state.keys === undefined) throw cause
           }
         }
-        return state.keys!.set
+        return state.keys!.verifier
       },
       catch: () =>
         new Unavailable({ detail: "The identity provider's keys could not be fetched; retry later", retryAfter: 5 })
     })
 
-  const check = (token: string, issuer: string, keys: JSONWebKeySet, now: number) =>
+  const check = (token: string, issuer: string, keys: ReturnType<typeof createLocalJWKSet>, now: number) =>
     Effect.tryPromise({
       try: () =>
-        jwtVerify(token, createLocalJWKSet(keys), {
+        jwtVerify(token, keys, {
           issuer,
           audience: options.audience,
           algorithms: [...ALGORITHMS],
@@ -198,7 +204,7 @@ export const make = (options: OidcOptions): OidcVerifier => {
           if (state.forcedAt === undefined || now - state.forcedAt >= cooldown) {
             state.forcedAt = now
             const fresh = yield* Effect.either(Effect.tryPromise(() => refresh(issuer, state, now)))
-            if (fresh._tag === "Right") result = yield* Effect.either(check(token, issuer, state.keys!.set, now))
+            if (fresh._tag === "Right") result = yield* Effect.either(check(token, issuer, state.keys!.verifier, now))
           }
         }
         if (result._tag === "Left") return yield* explain(result.left)
