@@ -23,7 +23,8 @@
  * - The token: the cache is partitioned by caller and keyed by canonical permissions; an entry is
  *   handed out for 10 minutes after its mint (`REUSE_SECONDS`); `expires_in` from its expiry.
  * - One audit event per exchange (broker/Audit.ts), with the first 16 hex digits of SHA-256(token)
- *   and the id of the token when this process minted it.
+ *   (hashed once per cached token, as the broker does) and the id of the token when this process
+ *   minted it.
  *
  * Not here, because the measured path never takes them: the JWKS refresh on an unknown `kid` (the
  * key set is given) and single-flight mints. A cache miss mints through `options.mint` (untimed).
@@ -344,6 +345,8 @@ export const makePlainBroker = (options: PlainBrokerOptions) => {
     } else if ("claims" in identity) byClaims.push({ index, policy })
   })
   const cache = new Map<string, PlainToken>()
+  /** The digest prefix of each cached token, computed on its first exchange (as the broker does). */
+  const digests = new WeakMap<PlainToken, string>()
   const minted = new Map<string, string>()
   const callers = limiter(options.ratePerMinute)
   const failures = limiter(FAILED_ATTEMPTS_PER_MINUTE)
@@ -499,9 +502,14 @@ export const makePlainBroker = (options: PlainBrokerOptions) => {
       mintedId = issued.id
     }
     const at = Date.now()
-    const digest = hex(
-      new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(issued.token)))
-    ).slice(0, 16)
+    let digest = digests.get(issued)
+    if (digest === undefined) {
+      digest = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(issued.token)))).slice(
+        0,
+        16
+      )
+      digests.set(issued, digest)
+    }
     if (mintedId !== undefined) {
       minted.set(digest, mintedId)
       if (minted.size > 1000) minted.delete(minted.keys().next().value!)
