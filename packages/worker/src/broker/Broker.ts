@@ -228,39 +228,38 @@ const bearerOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
  * Failed authentications count against the client address, and past the limit are refused
  * before any verification work.
  */
-const authenticate = (state: Ready, request: HttpServerRequest.HttpServerRequest, token: string | undefined) =>
-  Effect.gen(function* () {
-    const now = yield* Clock.currentTimeMillis
+const authenticate = (
+  state: Ready,
+  request: HttpServerRequest.HttpServerRequest,
+  token: string | undefined
+): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> =>
+  Effect.clockWith((clock): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> => {
+    const now = clock.unsafeCurrentTimeMillis()
     // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
     const forwarded = request.headers["cf-connecting-ip"]
     const address = forwarded === undefined ? undefined : addressKey(forwarded)
     if (address !== undefined) {
       const seen = state.failures.peek(address, now)
       if (!seen.allowed)
-        return yield* new RateLimited({
+        return new RateLimited({
           detail: "Too many failed attempts from this address",
           retryAfter: seen.retryAfterSeconds
         })
     }
     if (token !== undefined) {
       if (state.oidc === undefined)
-        return yield* new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
-      return yield* state.oidc
-        .verify(token)
-        .pipe(
-          Effect.tapError((e) =>
-            e instanceof InvalidGrant && address !== undefined
-              ? Effect.sync(() => state.failures.take(address, now))
-              : Effect.void
-          )
-        )
+        return new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
+      const verified = state.oidc.verify(token)
+      if (address === undefined) return verified
+      return Effect.tapError(verified, (e) =>
+        e instanceof InvalidGrant ? Effect.sync(() => state.failures.take(address, now)) : Effect.void
+      )
     }
-    const service = yield* Effect.serviceOption(ServiceCaller)
-    if (Option.isSome(service) && service.value.service !== undefined)
-      return { kind: "service", service: service.value.service } as Caller
-    return yield* new InvalidRequest({
-      detail: "Send an OIDC identity token (subject_token, or Authorization: Bearer)"
-    })
+    return Effect.flatMap(Effect.serviceOption(ServiceCaller), (service) =>
+      Option.isSome(service) && service.value.service !== undefined
+        ? Effect.succeed<Caller>({ kind: "service", service: service.value.service })
+        : new InvalidRequest({ detail: "Send an OIDC identity token (subject_token, or Authorization: Bearer)" })
+    )
   })
 
 /** Counts one request of the caller against its limit. */
@@ -400,14 +399,19 @@ const exchangeWith = (
     event.policy = policy.name
     event.permissions = permissions
 
-    yield* FiberRef.set(MintedHere, undefined)
     // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
     // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
-    const issued = yield* state.tokens
-      .get(installationId, { permissions, partition: callerKey(caller) })
-      .pipe(Effect.catchAll(fromMint))
-    const minted = yield* FiberRef.get(MintedHere)
-    const now = yield* Clock.currentTimeMillis
+    const wanted = { permissions, partition: callerKey(caller) }
+    let now = yield* Clock.currentTimeMillis
+    // What `get` would answer from this isolate's memory, without its Effect steps (no mint can happen).
+    let issued = state.tokens.unsafePeek(installationId, wanted, now)
+    let minted: string | undefined
+    if (issued === undefined) {
+      yield* FiberRef.set(MintedHere, undefined)
+      issued = yield* state.tokens.get(installationId, wanted).pipe(Effect.catchAll(fromMint))
+      minted = yield* FiberRef.get(MintedHere)
+      now = yield* Clock.currentTimeMillis
+    }
     const digest = yield* digestOf(issued)
     event.outcome = "granted"
     event.permissions = issued.permissions
