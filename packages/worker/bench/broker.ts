@@ -28,7 +28,10 @@
  * two more rows say how it compares with the plain handler and with src.
  *
  * `--profile` skips the comparison and timing: it samples N broker exchanges (default 5000) with the V8
- * profiler and prints the top self-time functions (open the file in Chrome DevTools for more).
+ * profiler and prints the top self-time functions (open the file in Chrome DevTools for more). With
+ * `--base DIR` it profiles that copy instead: a tsc build shows the broker's functions with their real
+ * lines (tsx puts a whole module on line 1):
+ *   tsc -p tsconfig.json --noEmit false --outDir dist/profile && tsx … --profile f --base dist/profile/src/broker
  */
 import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
@@ -228,7 +231,7 @@ if (issuer.mints(reached) !== handlers)
 if (profileOut !== "") {
   const n = Number(arg("n", "5000"))
   const loop = async (count: number) => {
-    for (let i = 0; i < count; i++) await (await broker.handler(timedRequest())).arrayBuffer()
+    for (let i = 0; i < count; i++) await (await (baseHandler ?? brokerHandler)(timedRequest())).arrayBuffer()
   }
   await loop(Math.max(500, n / 5))
   const session = new Session()
