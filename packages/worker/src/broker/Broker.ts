@@ -403,7 +403,8 @@ const exchangeWith = (
     // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
     const wanted = { permissions, partition: callerKey(caller) }
     let now = yield* Clock.currentTimeMillis
-    // What `get` would answer from this isolate's memory, without its Effect steps (no mint can happen).
+    // The token `get` would answer from this isolate's memory, taken without entering the SDK: no mint
+    // can happen then, so there is no MintedHere to reset and read.
     let issued = state.tokens.unsafePeek(installationId, wanted, now)
     let minted: string | undefined
     if (issued === undefined) {

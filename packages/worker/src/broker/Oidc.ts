@@ -178,8 +178,9 @@ export const make = (options: OidcOptions): OidcVerifier => {
   }
 
   /**
-   * The signature and the claims, against the issuer's (cached) keys. Plain async code: on a warm
-   * cache it is one `await` of jose, where an Effect per step cost a fiber hop each.
+   * The signature and the claims, against the issuer's (cached) keys, as one async function: a warm
+   * verification suspends the fiber once, for jose (the key lookup used to add an async step of its
+   * own even when the keys were cached).
    */
   const verified = async (
     token: string,
@@ -187,6 +188,7 @@ export const make = (options: OidcOptions): OidcVerifier => {
     state: IssuerState,
     now: number
   ): Promise<Either.Either<Extract<Caller, { kind: "oidc" }>, OidcFailure>> => {
+    // Fresh keys are taken as they are: awaiting keysOf would cost a turn of the event loop.
     const fresh = state.keys !== undefined && now - state.keys.at < jwksMaxAge
     let keys: ReturnType<typeof createLocalJWKSet>
     try {
