@@ -8,14 +8,16 @@
  *   sdk        bench/tokens.ts: the SDK's cached installation token vs @octokit/auth-app
  *   worker     ../worker/bench/workerd.ts: bundle size, cold start in Node, storage round trips,
  *              and req/s under `wrangler dev` against the plain worker
+ *   broker     ../worker/bench/broker.ts: CPU per token exchange answered from a warm cache, the
+ *              broker vs a plain handler (jose + Maps) doing the same checks
  *
- *   npm run bench:issuer [-- --quick] [-- --check] [-- --only inprocess,sdk,worker] [-- --markdown FILE]
+ *   npm run bench:issuer [-- --quick] [-- --check] [-- --only inprocess,sdk,worker,broker] [-- --markdown FILE]
  *                        [-- --repeat N]
  *
  * The machine is shared and noisy: candidates run interleaved, many times, and a ratio is the median
  * of per-round ratios (its interquartile range is printed beside it). Compare ratios, not times.
  * Within a run the rounds agree closely, but two runs can differ by 20–30 % as the load from other
- * processes changes: `--repeat N` runs the in-process and SDK phases N times, reports the median
+ * processes changes: `--repeat N` runs the in-process, SDK and broker phases N times, reports the median
  * run, and prints the range over the runs in place of the IQR.
  */
 import { spawnSync } from "node:child_process"
@@ -35,7 +37,7 @@ const option = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined
 }
 const quick = flag("quick")
-const only = new Set((option("only") ?? "inprocess,sdk,worker").split(","))
+const only = new Set((option("only") ?? "inprocess,sdk,worker,broker").split(","))
 const tmp = mkdtempSync(join(tmpdir(), "icr-bench-issuer-"))
 const startedAt = new Date()
 const load = loadavg()[0]!
@@ -180,21 +182,31 @@ if (only.has("worker")) {
   } else failedPhases.push("worker")
 }
 
-// The broker (SPEC §8) is being built on another branch. When it lands, add a phase here: an exchange
-// (`POST /token`) answered from a warm cache vs a plain handler that verifies the caller's OIDC token
-// with a cached JWKS, looks the policy up and returns the cached token; target ≤ 3×.
-rows.push({
-  key: "broker.exchange",
-  label: "broker: warm-cache exchange vs plain handler (TODO: the broker is not on this branch)",
-  ours: undefined,
-  base: undefined,
-  unit: "",
-  baseLabel: "plain handler",
-  ratio: undefined,
-  target: "≤ 3×",
-  pass: undefined,
-  how: "not measured yet"
-})
+if (only.has("broker")) {
+  const rounds = quick ? "5" : "15"
+  const runs: Array<ReadonlyArray<Row>> = []
+  let last: PhaseResult | undefined
+  for (let i = 0; i < repeat; i++) {
+    const r = phase("broker", join(root, "packages", "worker"), [
+      "--conditions=@icr-apps/source",
+      "bench/broker.ts",
+      "--json",
+      join(tmp, "broker.json"),
+      "--rounds",
+      rounds,
+      "--batch-ms",
+      quick ? "120" : "250"
+    ]) as PhaseResult | undefined
+    if (r) {
+      runs.push(r.rows)
+      last = r
+    }
+  }
+  if (last) {
+    rows.push(...mergeRuns(runs))
+    extras.broker = last.extra
+  } else failedPhases.push("broker")
+}
 
 // --- the table ---------------------------------------------------------------------------------------
 
@@ -237,6 +249,9 @@ if (failedPhases.length > 0) lines.push("", `Phases that failed (see above): ${f
 const mismatches = (extras.inprocess as { mismatches?: Array<string> } | undefined)?.mismatches ?? []
 if (mismatches.length > 0)
   lines.push("", `! The plain handler and the issuer answered differently: ${mismatches.join("; ")}`)
+const brokerMismatches = (extras.broker as { mismatches?: Array<string> } | undefined)?.mismatches ?? []
+if (brokerMismatches.length > 0)
+  lines.push("", `! The plain handler and the broker answered differently: ${brokerMismatches.join("; ")}`)
 console.log(`\n${lines.join("\n")}`)
 
 const markdown = option("markdown")

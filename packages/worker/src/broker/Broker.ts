@@ -16,6 +16,7 @@ import type { Permissions } from "@icr-apps/core/api/Permissions"
 import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import * as Client from "@icr-apps/core/sdk/Client"
 import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
+import type { CachedToken } from "@icr-apps/core/sdk/TokenCache"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -227,39 +228,38 @@ const bearerOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
  * Failed authentications count against the client address, and past the limit are refused
  * before any verification work.
  */
-const authenticate = (state: Ready, request: HttpServerRequest.HttpServerRequest, token: string | undefined) =>
-  Effect.gen(function* () {
-    const now = yield* Clock.currentTimeMillis
+const authenticate = (
+  state: Ready,
+  request: HttpServerRequest.HttpServerRequest,
+  token: string | undefined
+): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> =>
+  Effect.clockWith((clock): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> => {
+    const now = clock.unsafeCurrentTimeMillis()
     // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
     const forwarded = request.headers["cf-connecting-ip"]
     const address = forwarded === undefined ? undefined : addressKey(forwarded)
     if (address !== undefined) {
       const seen = state.failures.peek(address, now)
       if (!seen.allowed)
-        return yield* new RateLimited({
+        return new RateLimited({
           detail: "Too many failed attempts from this address",
           retryAfter: seen.retryAfterSeconds
         })
     }
     if (token !== undefined) {
       if (state.oidc === undefined)
-        return yield* new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
-      return yield* state.oidc
-        .verify(token)
-        .pipe(
-          Effect.tapError((e) =>
-            e instanceof InvalidGrant && address !== undefined
-              ? Effect.sync(() => state.failures.take(address, now))
-              : Effect.void
-          )
-        )
+        return new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
+      const verified = state.oidc.verify(token)
+      if (address === undefined) return verified
+      return Effect.tapError(verified, (e) =>
+        e instanceof InvalidGrant ? Effect.sync(() => state.failures.take(address, now)) : Effect.void
+      )
     }
-    const service = yield* Effect.serviceOption(ServiceCaller)
-    if (Option.isSome(service) && service.value.service !== undefined)
-      return { kind: "service", service: service.value.service } as Caller
-    return yield* new InvalidRequest({
-      detail: "Send an OIDC identity token (subject_token, or Authorization: Bearer)"
-    })
+    return Effect.flatMap(Effect.serviceOption(ServiceCaller), (service) =>
+      Option.isSome(service) && service.value.service !== undefined
+        ? Effect.succeed<Caller>({ kind: "service", service: service.value.service })
+        : new InvalidRequest({ detail: "Send an OIDC identity token (subject_token, or Authorization: Bearer)" })
+    )
   })
 
 /** Counts one request of the caller against its limit. */
@@ -335,89 +335,114 @@ const auditCaller = (caller: Caller): ExchangeEvent["caller"] =>
 
 const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
 
-/** `POST /token`: RFC 8693 token exchange. */
-const exchange = (payload: TokenRequest) =>
+/**
+ * The first 16 hex digits of SHA-256 of each token handed out, by the cached token it came from:
+ * a warm exchange returns the same cached object again and again, and hashing it once is enough.
+ */
+const digests = new WeakMap<CachedToken, string>()
+const digestOf = (issued: CachedToken): Effect.Effect<string> => {
+  const known = digests.get(issued)
+  if (known !== undefined) return Effect.succeed(known)
+  return Effect.map(digestPrefix(Redacted.value(issued.token)), (digest) => {
+    digests.set(issued, digest)
+    return digest
+  })
+}
+
+/** The mutable audit event of one exchange, completed as the exchange goes. */
+type Event = { -readonly [K in keyof ExchangeEvent]: ExchangeEvent[K] }
+
+/** The exchange proper, once the broker is ready; `event` records what happened for the audit line. */
+const exchangeWith = (
+  state: Ready,
+  request: HttpServerRequest.HttpServerRequest,
+  payload: TokenRequest,
+  event: Event
+) =>
   Effect.gen(function* () {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    // Provided by the HTTP rules around the router (optional only for the type checker's sake).
-    const requestId = Option.getOrElse(yield* Effect.serviceOption(RequestId), () => "")
-    const event: { -readonly [K in keyof ExchangeEvent]: ExchangeEvent[K] } = {
-      event: "broker.token_exchange",
-      time: "",
-      requestId,
-      outcome: "refused"
+    if (payload.grant_type === undefined) return yield* new InvalidRequest({ detail: "grant_type is required" })
+    if (payload.grant_type !== TOKEN_EXCHANGE_GRANT)
+      return yield* new InvalidRequest({ detail: `grant_type must be ${TOKEN_EXCHANGE_GRANT}` })
+    if (payload.actor_token !== undefined || payload.actor_token_type !== undefined)
+      return yield* new InvalidRequest({ detail: "Delegation (actor_token) is not supported" })
+    if (payload.requested_token_type !== undefined && payload.requested_token_type !== ACCESS_TOKEN_TYPE)
+      return yield* new InvalidRequest({ detail: `requested_token_type must be ${ACCESS_TOKEN_TYPE}` })
+    const bearer = yield* bearerOf(request)
+    if (payload.subject_token !== undefined && bearer !== undefined && payload.subject_token !== bearer)
+      return yield* new InvalidRequest({ detail: "subject_token and the Authorization header disagree" })
+    const token = payload.subject_token ?? bearer
+    if (token !== undefined && payload.subject_token !== undefined) {
+      if (payload.subject_token_type === undefined)
+        return yield* new InvalidRequest({ detail: "subject_token_type is required with subject_token" })
+      if (!SUBJECT_TOKEN_TYPES.includes(payload.subject_token_type))
+        return yield* new InvalidRequest({ detail: `subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(" or ")}` })
     }
-    const run = Effect.gen(function* () {
-      const state = yield* readyState
-      if (payload.grant_type === undefined) return yield* new InvalidRequest({ detail: "grant_type is required" })
-      if (payload.grant_type !== TOKEN_EXCHANGE_GRANT)
-        return yield* new InvalidRequest({ detail: `grant_type must be ${TOKEN_EXCHANGE_GRANT}` })
-      if (payload.actor_token !== undefined || payload.actor_token_type !== undefined)
-        return yield* new InvalidRequest({ detail: "Delegation (actor_token) is not supported" })
-      if (payload.requested_token_type !== undefined && payload.requested_token_type !== ACCESS_TOKEN_TYPE)
-        return yield* new InvalidRequest({ detail: `requested_token_type must be ${ACCESS_TOKEN_TYPE}` })
-      const bearer = yield* bearerOf(request)
-      if (payload.subject_token !== undefined && bearer !== undefined && payload.subject_token !== bearer)
-        return yield* new InvalidRequest({ detail: "subject_token and the Authorization header disagree" })
-      const token = payload.subject_token ?? bearer
-      if (token !== undefined && payload.subject_token !== undefined) {
-        if (payload.subject_token_type === undefined)
-          return yield* new InvalidRequest({ detail: "subject_token_type is required with subject_token" })
-        if (!SUBJECT_TOKEN_TYPES.includes(payload.subject_token_type))
-          return yield* new InvalidRequest({ detail: `subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(" or ")}` })
-      }
-      if (payload.resource === undefined)
-        return yield* new InvalidRequest({ detail: "resource (the installation id) is required" })
+    if (payload.resource === undefined)
+      return yield* new InvalidRequest({ detail: "resource (the installation id) is required" })
 
-      const caller = yield* authenticate(state, request, token)
-      event.caller = auditCaller(caller)
-      yield* limit(state, caller)
-      if (!isUuid(payload.resource)) return yield* new InvalidTarget({ detail: "resource must be an installation id" })
-      const installationId = payload.resource.toLowerCase()
-      event.installationId = installationId
-      let requested: Permissions | undefined
-      if (payload.scope !== undefined) {
-        const parsed = parseScope(payload.scope)
-        if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left })
-        requested = parsed.right
-        event.permissions = requested
-      }
-      const decision = decide(state.settings.policies, caller, installationId, requested)
-      if (Either.isLeft(decision)) return yield* refusal(decision.left, caller)
-      const { policy, permissions } = decision.right
-      event.policy = policy.name
-      event.permissions = permissions
+    const caller = yield* authenticate(state, request, token)
+    event.caller = auditCaller(caller)
+    yield* limit(state, caller)
+    if (!isUuid(payload.resource)) return yield* new InvalidTarget({ detail: "resource must be an installation id" })
+    const installationId = payload.resource.toLowerCase()
+    event.installationId = installationId
+    let requested: Permissions | undefined
+    if (payload.scope !== undefined) {
+      const parsed = parseScope(payload.scope)
+      if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left })
+      requested = parsed.right
+      event.permissions = requested
+    }
+    const decision = decide(state.settings.policies, caller, installationId, requested)
+    if (Either.isLeft(decision)) return yield* refusal(decision.left, caller)
+    const { policy, permissions } = decision.right
+    event.policy = policy.name
+    event.permissions = permissions
 
+    // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
+    // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
+    const wanted = { permissions, partition: callerKey(caller) }
+    let now = yield* Clock.currentTimeMillis
+    // The token `get` would answer from this isolate's memory, taken without entering the SDK: no mint
+    // can happen then, so there is no MintedHere to reset and read.
+    let issued = state.tokens.unsafePeek(installationId, wanted, now)
+    let minted: string | undefined
+    if (issued === undefined) {
       yield* FiberRef.set(MintedHere, undefined)
-      // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
-      // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
-      const issued = yield* state.tokens
-        .get(installationId, { permissions, partition: callerKey(caller) })
-        .pipe(Effect.catchAll(fromMint))
-      const minted = yield* FiberRef.get(MintedHere)
-      const now = yield* Clock.currentTimeMillis
-      const secret = Redacted.value(issued.token)
-      const digest = yield* digestPrefix(secret)
-      event.outcome = "granted"
-      event.permissions = issued.permissions
-      event.tokenDigest = digest
-      event.tokenId = minted ?? state.mintedIds.get(digest) ?? null
-      event.cached = minted === undefined
-      event.expiresAt = new Date(issued.expiresAt).toISOString()
-      const response: TokenResponse = {
-        access_token: secret,
-        issued_token_type: ACCESS_TOKEN_TYPE,
-        token_type: "Bearer",
-        expires_in: Math.max(0, Math.floor((issued.expiresAt - now) / 1000)),
-        scope: formatScope(issued.permissions)
-      }
-      return response
-    })
-    return yield* run.pipe(
-      Effect.onExit((exit) =>
-        Effect.gen(function* () {
-          const state = yield* BrokerState
-          event.time = new Date(yield* Clock.currentTimeMillis).toISOString()
+      issued = yield* state.tokens.get(installationId, wanted).pipe(Effect.catchAll(fromMint))
+      minted = yield* FiberRef.get(MintedHere)
+      now = yield* Clock.currentTimeMillis
+    }
+    const digest = yield* digestOf(issued)
+    event.outcome = "granted"
+    event.permissions = issued.permissions
+    event.tokenDigest = digest
+    event.tokenId = minted ?? state.mintedIds.get(digest) ?? null
+    event.cached = minted === undefined
+    event.expiresAt = new Date(issued.expiresAt).toISOString()
+    const response: TokenResponse = {
+      access_token: Redacted.value(issued.token),
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: "Bearer",
+      expires_in: Math.max(0, Math.floor((issued.expiresAt - now) / 1000)),
+      scope: formatScope(issued.permissions)
+    }
+    return response
+  })
+
+/** `POST /token`: RFC 8693 token exchange, with one audit event whatever comes of it. */
+const exchange = (payload: TokenRequest) =>
+  Effect.contextWithEffect((context: Context.Context<HttpServerRequest.HttpServerRequest | BrokerState>) => {
+    const request = Context.get(context, HttpServerRequest.HttpServerRequest)
+    const state = Context.get(context, BrokerState)
+    // Provided by the HTTP rules around the router (optional only for the type checker's sake).
+    const requestId = Option.getOrElse(Context.getOption(context, RequestId), () => "")
+    const event: Event = { event: "broker.token_exchange", time: "", requestId, outcome: "refused" }
+    const run = state.ready ? exchangeWith(state, request, payload, event) : Effect.fail(notReady())
+    return Effect.onExit(run, (exit) =>
+      Effect.clockWith((clock) =>
+        Effect.sync(() => {
+          event.time = new Date(clock.unsafeCurrentTimeMillis()).toISOString()
           if (Exit.isFailure(exit)) {
             const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
             event.outcome = "refused"

@@ -7,6 +7,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import * as HttpApp from "@effect/platform/HttpApp"
+import * as Headers from "@effect/platform/Headers"
 import * as HttpMethod from "@effect/platform/HttpMethod"
 import { RouteNotFound } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -122,13 +123,27 @@ const normalizeBody = (request: HttpServerRequest.HttpServerRequest) =>
         })
       }
     }
-    const source = request.source
-    const url = source instanceof Request ? source.url : new URL(request.url, "http://localhost").href
-    const headers = new Headers(request.headers as Record<string, string>)
-    headers.set("content-type", "application/json")
-    headers.delete("content-length")
-    return HttpServerRequest.fromWeb(new Request(url, { method: request.method, headers, body: JSON.stringify(body) }))
+    return withBody(request, body)
   })
+
+/**
+ * The same request, its body now the object already read and checked: the router's decoder takes
+ * `json` from here instead of reading and parsing a copy (a new `Request` per exchange cost ~7 % of
+ * a warm exchange's CPU).
+ */
+const withBody = (
+  request: HttpServerRequest.HttpServerRequest,
+  body: Record<string, unknown>
+): HttpServerRequest.HttpServerRequest => {
+  const headers = Headers.set(Headers.remove(request.headers, "content-length"), "content-type", "application/json")
+  const text = Effect.sync(() => JSON.stringify(body))
+  return Object.create(request, {
+    headers: { value: headers },
+    json: { value: Effect.succeed(body) },
+    text: { value: text },
+    arrayBuffer: { value: Effect.map(text, (t) => new TextEncoder().encode(t).buffer) }
+  }) as HttpServerRequest.HttpServerRequest
+}
 
 /** The router's own failures as problems; anything else unchanged. */
 const translate = (e: unknown): unknown => {

@@ -10,6 +10,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import {
   createLocalJWKSet,
   decodeJwt,
@@ -68,7 +69,12 @@ export type OidcFailure = InvalidGrant | Unavailable
 
 interface IssuerState {
   discovery?: { readonly jwksUri: string; readonly at: number } | undefined
-  keys?: { readonly set: JSONWebKeySet; readonly at: number } | undefined
+  /**
+   * The JWKS as jose's key set, built once per fetch: it imports each JWK on first use and keeps the
+   * `CryptoKey`, so the verifications between two fetches import nothing (a key set built per
+   * verification cloned the JWKS and imported the key every time).
+   */
+  keys?: { readonly verifier: ReturnType<typeof createLocalJWKSet>; readonly at: number } | undefined
   /** When an unknown `kid` last made us fetch the JWKS out of turn. */
   forcedAt?: number | undefined
   /** One fetch at a time per issuer; concurrent verifications wait for it. */
@@ -121,7 +127,8 @@ export const make = (options: OidcOptions): OidcVerifier => {
       }
       const set = await getJson(state.discovery.jwksUri)
       if (!Array.isArray(set.keys)) throw new Error("the JWKS has no keys")
-      state.keys = { set: set as unknown as JSONWebKeySet, at: now }
+      // A malformed set throws here, so it counts as a failed fetch (the last good set stays in use).
+      state.keys = { verifier: createLocalJWKSet(set as unknown as JSONWebKeySet), at: now }
     })().finally(() => {
       state.pending = undefined
     })
@@ -129,34 +136,29 @@ export const make = (options: OidcOptions): OidcVerifier => {
   }
 
   /** The issuer's keys: cached, refreshed when old; a stale copy is used if a refresh fails. */
-  const keysOf = (issuer: string, state: IssuerState, now: number) =>
-    Effect.tryPromise({
-      try: async () => {
-        if (state.keys === undefined || now - state.keys.at >= jwksMaxAge) {
-          try {
-            await refresh(issuer, state, now)
-          } catch (cause) {
-            if (state.keys === undefined) throw cause
-          }
-        }
-        return state.keys!.set
-      },
-      catch: () =>
-        new Unavailable({ detail: "The identity provider's keys could not be fetched; retry later", retryAfter: 5 })
-    })
+  const keysOf = async (issuer: string, state: IssuerState, now: number) => {
+    if (state.keys === undefined || now - state.keys.at >= jwksMaxAge) {
+      try {
+        await refresh(issuer, state, now)
+      } catch {
+        if (state.keys === undefined)
+          throw new Unavailable({
+            detail: "The identity provider's keys could not be fetched; retry later",
+            retryAfter: 5
+          })
+      }
+    }
+    return state.keys!.verifier
+  }
 
-  const check = (token: string, issuer: string, keys: JSONWebKeySet, now: number) =>
-    Effect.tryPromise({
-      try: () =>
-        jwtVerify(token, createLocalJWKSet(keys), {
-          issuer,
-          audience: options.audience,
-          algorithms: [...ALGORITHMS],
-          clockTolerance: CLOCK_SKEW_SECONDS,
-          currentDate: new Date(now),
-          requiredClaims: ["sub", "iat", "exp"]
-        }),
-      catch: (e) => e
+  const check = (token: string, issuer: string, keys: ReturnType<typeof createLocalJWKSet>, now: number) =>
+    jwtVerify(token, keys, {
+      issuer,
+      audience: options.audience,
+      algorithms: [...ALGORITHMS],
+      clockTolerance: CLOCK_SKEW_SECONDS,
+      currentDate: new Date(now),
+      requiredClaims: ["sub", "iat", "exp"]
     })
 
   const explain = (e: unknown): InvalidGrant => {
@@ -175,39 +177,74 @@ export const make = (options: OidcOptions): OidcVerifier => {
     return grant("The subject token is malformed")
   }
 
+  /**
+   * The signature and the claims, against the issuer's (cached) keys, as one async function: a warm
+   * verification suspends the fiber once, for jose (the key lookup used to add an async step of its
+   * own even when the keys were cached).
+   */
+  const verified = async (
+    token: string,
+    issuer: string,
+    state: IssuerState,
+    now: number
+  ): Promise<Either.Either<Extract<Caller, { kind: "oidc" }>, OidcFailure>> => {
+    // Fresh keys are taken as they are: awaiting keysOf would cost a turn of the event loop.
+    const fresh = state.keys !== undefined && now - state.keys.at < jwksMaxAge
+    let keys: ReturnType<typeof createLocalJWKSet>
+    try {
+      keys = fresh ? state.keys!.verifier : await keysOf(issuer, state, now)
+    } catch (e) {
+      if (e instanceof Unavailable) return Either.left(e)
+      throw e
+    }
+    let payload: JWTPayload
+    try {
+      payload = (await check(token, issuer, keys, now)).payload
+    } catch (e) {
+      // A key we have not seen: the issuer may have rotated. Ask again, at most once per cool-down.
+      if (!(e instanceof errors.JWKSNoMatchingKey) || (state.forcedAt !== undefined && now - state.forcedAt < cooldown))
+        return Either.left(explain(e))
+      state.forcedAt = now
+      try {
+        await refresh(issuer, state, now)
+      } catch {
+        return Either.left(explain(e))
+      }
+      try {
+        payload = (await check(token, issuer, state.keys!.verifier, now)).payload
+      } catch (again) {
+        return Either.left(explain(again))
+      }
+    }
+    if (typeof payload.iat === "number" && payload.iat > now / 1000 + CLOCK_SKEW_SECONDS)
+      return Either.left(grant("The subject token is issued in the future (iat)"))
+    if (typeof payload.sub !== "string" || payload.sub === "")
+      return Either.left(grant("The subject token has no subject"))
+    return Either.right({ kind: "oidc" as const, issuer, sub: payload.sub, claims: payload as Record<string, unknown> })
+  }
+
   return {
     verify: (token) =>
-      Effect.gen(function* () {
-        if (token.length > MAX_TOKEN_LENGTH) return yield* grant("The subject token is too long")
+      Effect.suspend(() => {
+        if (token.length > MAX_TOKEN_LENGTH) return grant("The subject token is too long")
         // Read, not trusted: the header's alg is checked again by jwtVerify, `iss` only picks a configured issuer.
-        const unverified = yield* Effect.try({
-          try: () => ({ header: decodeProtectedHeader(token), payload: decodeJwt(token) }),
-          catch: () => grant("The subject token is not a JWT")
-        })
-        if (!ALGORITHMS.includes(unverified.header.alg as (typeof ALGORITHMS)[number]))
-          return yield* grant("The subject token must be signed with RS256 or ES256")
-        const issuer = typeof unverified.payload.iss === "string" ? unverified.payload.iss : undefined
+        let header: ReturnType<typeof decodeProtectedHeader>
+        let unverified: JWTPayload
+        try {
+          header = decodeProtectedHeader(token)
+          unverified = decodeJwt(token)
+        } catch {
+          return grant("The subject token is not a JWT")
+        }
+        if (!ALGORITHMS.includes(header.alg as (typeof ALGORITHMS)[number]))
+          return grant("The subject token must be signed with RS256 or ES256")
+        const issuer = typeof unverified.iss === "string" ? unverified.iss : undefined
         const state = issuer === undefined ? undefined : states.get(issuer)
         if (issuer === undefined || state === undefined)
-          return yield* grant("The subject token's issuer is not one this broker trusts")
-        const now = yield* Clock.currentTimeMillis
-        const keys = yield* keysOf(issuer, state, now)
-        let result = yield* Effect.either(check(token, issuer, keys, now))
-        if (result._tag === "Left" && result.left instanceof errors.JWKSNoMatchingKey) {
-          // A key we have not seen: the issuer may have rotated. Ask again, at most once per cool-down.
-          if (state.forcedAt === undefined || now - state.forcedAt >= cooldown) {
-            state.forcedAt = now
-            const fresh = yield* Effect.either(Effect.tryPromise(() => refresh(issuer, state, now)))
-            if (fresh._tag === "Right") result = yield* Effect.either(check(token, issuer, state.keys!.set, now))
-          }
-        }
-        if (result._tag === "Left") return yield* explain(result.left)
-        const payload: JWTPayload = result.right.payload
-        if (typeof payload.iat === "number" && payload.iat > now / 1000 + CLOCK_SKEW_SECONDS)
-          return yield* grant("The subject token is issued in the future (iat)")
-        if (typeof payload.sub !== "string" || payload.sub === "")
-          return yield* grant("The subject token has no subject")
-        return { kind: "oidc" as const, issuer, sub: payload.sub, claims: payload as Record<string, unknown> }
+          return grant("The subject token's issuer is not one this broker trusts")
+        return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.flatten(Effect.promise(() => verified(token, issuer, state, now)))
+        )
       })
   }
 }
