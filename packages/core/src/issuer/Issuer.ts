@@ -3,9 +3,10 @@
  * middlewares, and a web-standard `fetch` handler that runs unchanged on Workers, Deno, Bun and Node.
  * Storage comes in as layers ({@link TokenStore}, {@link Registry}); nothing here knows about KV or D1.
  */
-import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -14,11 +15,13 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as AccessTokensModule from "./AccessTokens.js"
 import { AccessTokens, type MintedToken, type TokenLifetimes } from "./AccessTokens.js"
 import { AdminAuth, AppAuth, CurrentApp, CurrentToken, IcrAppsApi, openApiDocument, TokenAuth } from "../api/Api.js"
@@ -40,8 +43,8 @@ import {
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
 import * as AuditLog from "./AuditLog.js"
 import * as Entropy from "./Entropy.js"
-import { commonRules, healthzBeforeRouter, RequestId } from "./Http.js"
-import { principalKey, RequestLimits } from "./RateLimiter.js"
+import { type Router, RequestId, withCommonRules, withPreResponseHandlers } from "./Http.js"
+import { principalKey, RateLimiter, RequestLimits } from "./RateLimiter.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
 import { toBase64 } from "../internal/der.js"
@@ -86,15 +89,15 @@ export class IssuerConfig extends Context.Tag("@icr-apps/core/Issuer/IssuerConfi
 const toTimestamp = (ms: number) => DateTime.unsafeMake(ms)
 
 /** The credential in a Bearer `Authorization` header, or why there is none. */
-const bearerOf = (request: HttpServerRequest.HttpServerRequest) => {
+const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | MissingCredentials => {
   const header = request.headers.authorization
   if (header === undefined || header.trim() === "") {
-    return Effect.fail(new MissingCredentials({ detail: "Send a credential in Authorization: Bearer …" }))
+    return new MissingCredentials({ detail: "Send a credential in Authorization: Bearer …" }, true)
   }
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
   return match === null
-    ? Effect.fail(new MissingCredentials({ detail: "The Authorization header must use the Bearer scheme" }))
-    : Effect.succeed(match[1]!)
+    ? new MissingCredentials({ detail: "The Authorization header must use the Bearer scheme" }, true)
+    : match[1]!
 }
 
 const looksLikeAccessToken = (credential: string) => credential.startsWith("crs_")
@@ -114,94 +117,100 @@ export const secretsEqual = (a: string, b: string): Effect.Effect<boolean> =>
     return diff === 0
   })
 
-/** {@link AppAuth}: verifies the App JWT and provides {@link CurrentApp}. */
-export const AppAuthLive = Layer.effect(
-  AppAuth,
-  Effect.gen(function* () {
-    const verifier = yield* JwtVerifier.JwtVerifier
-    return {
-      appJwt: () =>
-        Effect.gen(function* () {
-          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
-          if (looksLikeAccessToken(credential)) {
-            return yield* new InvalidJwt({
-              reason: "malformed",
-              detail: "This endpoint expects an App JWT, not an access token"
-            })
-          }
-          // A mint names its installation in the path: read it with the app's keys, one round trip.
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
-          const verified = yield* verifier.verify(credential, mintOf)
-          yield* FiberRef.set(PrefetchedInstallation, verified.installation)
-          // From here on the app is the principal its requests count against (SPEC §1).
-          yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principalKey.app(verified.appId)))
-          return verified
-        })
-    }
-  })
-)
+/** Counts the request against an authenticated principal (SPEC §1); fails with 429 past its budget. */
+const countAgainst = (principal: string) => Effect.flatMap(RequestLimits, (limits) => limits.principal(principal))
 
 /** The path of an installation-token mint, capturing the installation id (the router matches case-insensitively). */
 const MINT_PATH =
   /^\/app\/installations\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/accessTokens\/?$/i
 
-/** The installation {@link AppAuthLive} read with the JWT's keys, for the mint handler of the same request. */
+/** The installation {@link makeAppAuth} read with the JWT's keys, for the mint handler of the same request. */
 const PrefetchedInstallation = FiberRef.unsafeMake<Option.Option<InstallationRecord> | undefined>(undefined)
 
-/** {@link TokenAuth}: looks the access token up and provides {@link CurrentToken}. */
-export const TokenAuthLive = Layer.effect(
-  TokenAuth,
-  Effect.gen(function* () {
-    const tokens = yield* AccessTokens
-    return {
-      accessToken: () =>
-        Effect.gen(function* () {
-          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
-          if (!looksLikeAccessToken(credential)) {
-            return yield* new InvalidToken({
-              detail:
-                credential.split(".").length === 3
-                  ? "This endpoint expects an access token (crs_…), not an App JWT"
-                  : "That is not an access token"
-            })
-          }
-          const authenticated = yield* tokens.authenticate(credential)
-          const { token } = authenticated
-          // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
-          const principal =
-            token.kind === "installation" && token.installationId !== undefined
-              ? principalKey.installation(token.installationId)
-              : principalKey.app(token.appId)
-          yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principal))
-          return authenticated
+/** {@link AppAuth} over a verifier: verifies the App JWT and provides {@link CurrentApp}. */
+export const makeAppAuth = (verifier: JwtVerifier.JwtVerifier["Type"]): AppAuth["Type"] => ({
+  appJwt: () =>
+    Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const credential = bearerOf(request)
+      if (typeof credential !== "string") return yield* credential
+      if (looksLikeAccessToken(credential)) {
+        return yield* new InvalidJwt({
+          reason: "malformed",
+          detail: "This endpoint expects an App JWT, not an access token"
         })
-    }
-  })
+      }
+      // A mint names its installation in the path: read it with the app's keys, one round trip.
+      const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
+      const verified = yield* verifier.verify(credential, mintOf)
+      yield* FiberRef.set(PrefetchedInstallation, verified.installation)
+      // From here on the app is the principal its requests count against (SPEC §1).
+      yield* countAgainst(principalKey.app(verified.appId))
+      return verified
+    })
+})
+
+/** {@link TokenAuth} over the access tokens: looks the access token up and provides {@link CurrentToken}. */
+export const makeTokenAuth = (tokens: AccessTokens["Type"]): TokenAuth["Type"] => ({
+  accessToken: () =>
+    Effect.gen(function* () {
+      const credential = bearerOf(yield* HttpServerRequest.HttpServerRequest)
+      if (typeof credential !== "string") return yield* credential
+      if (!looksLikeAccessToken(credential)) {
+        return yield* new InvalidToken({
+          detail:
+            credential.split(".").length === 3
+              ? "This endpoint expects an access token (crs_…), not an App JWT"
+              : "That is not an access token"
+        })
+      }
+      const authenticated = yield* tokens.authenticate(credential)
+      const { token } = authenticated
+      // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
+      const principal =
+        token.kind === "installation" && token.installationId !== undefined
+          ? principalKey.installation(token.installationId)
+          : principalKey.app(token.appId)
+      yield* countAgainst(principal)
+      return authenticated
+    })
+})
+
+/** {@link AdminAuth} over the configuration: compares the Bearer credential with ADMIN_TOKEN in constant time. */
+export const makeAdminAuth = (config: IssuerConfig["Type"]): AdminAuth["Type"] => ({
+  adminToken: () =>
+    Effect.gen(function* () {
+      if (Option.isNone(config.adminToken)) {
+        return yield* new AdminDisabled({
+          detail: `The operator API is disabled: no ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
+        })
+      }
+      const credential = bearerOf(yield* HttpServerRequest.HttpServerRequest)
+      if (typeof credential !== "string") return yield* credential
+      if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
+        return yield* new InvalidToken({ detail: "The operator token is not valid" })
+      }
+      // The operator is not rate limited: a kill switch must never wait for a budget to refill.
+      yield* Effect.flatMap(RequestLimits, (limits) => limits.exempt)
+    })
+})
+
+/** {@link AppAuth}: verifies the App JWT and provides {@link CurrentApp}. */
+export const AppAuthLive: Layer.Layer<AppAuth, never, JwtVerifier.JwtVerifier> = Layer.effect(
+  AppAuth,
+  Effect.map(JwtVerifier.JwtVerifier, makeAppAuth)
+)
+
+/** {@link TokenAuth}: looks the access token up and provides {@link CurrentToken}. */
+export const TokenAuthLive: Layer.Layer<TokenAuth, never, AccessTokens> = Layer.effect(
+  TokenAuth,
+  Effect.map(AccessTokens, makeTokenAuth)
 )
 
 /** {@link AdminAuth}: compares the Bearer credential with ADMIN_TOKEN in constant time. */
-export const AdminAuthLive = Layer.effect(
+export const AdminAuthLive: Layer.Layer<AdminAuth, never, IssuerConfig> = Layer.effect(
   AdminAuth,
-  Effect.gen(function* () {
-    const config = yield* IssuerConfig
-    return {
-      adminToken: () =>
-        Effect.gen(function* () {
-          if (Option.isNone(config.adminToken)) {
-            return yield* new AdminDisabled({
-              detail: `The operator API is disabled: no ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
-            })
-          }
-          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
-          if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
-            return yield* new InvalidToken({ detail: "The operator token is not valid" })
-          }
-          // The operator is not rate limited: a kill switch must never wait for a budget to refill.
-          yield* Effect.flatMap(RequestLimits, (limits) => limits.exempt)
-        })
-    }
-  })
+  Effect.map(IssuerConfig, makeAdminAuth)
 )
 
 /** The origin `accessTokensUrl` is built on: the configured one, else the request's. */
@@ -672,40 +681,96 @@ export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) 
 )
 
 /**
- * The whole issuer as one layer, over the given storage. Provide `TokenStore` and `Registry`
- * (memory, or KV and D1), an {@link Entropy.Entropy} and an {@link AuditLog.AuditLog}.
- */
-export const layer = (
-  options: IssuerOptions = {}
-): Layer.Layer<HttpApi.Api, never, TokenStore | Registry | Entropy.Entropy | AuditLog.AuditLog> =>
-  HttpApiBuilder.api(IcrAppsApi).pipe(
-    Layer.provide([AppsLive, AdminLive, SystemLive]),
-    Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),
-    Layer.provide(commonRules),
-    Layer.provide(JwtVerifier.layer),
-    Layer.provide(AccessTokensModule.layer(options.lifetimes)),
-    Layer.provide(configLayer(options))
-  )
-
-/**
  * The issuer's configuration from its options. An ADMIN_TOKEN too short to resist guessing
  * leaves the operator API off, and says so in the log once (its length is not logged either).
  */
-const configLayer = (options: IssuerOptions): Layer.Layer<IssuerConfig> =>
-  Layer.effect(
-    IssuerConfig,
-    Effect.gen(function* () {
-      const given = Option.fromNullable(options.adminToken)
-      const usable = Option.filter(given, (token) => Redacted.value(token).length >= MIN_ADMIN_TOKEN_LENGTH)
-      if (Option.isSome(given) && Option.isNone(usable)) {
-        yield* Effect.logWarning(
+const makeConfig = (options: IssuerOptions): Effect.Effect<IssuerConfig["Type"]> => {
+  const given = Option.fromNullable(options.adminToken)
+  const usable = Option.filter(given, (token) => Redacted.value(token).length >= MIN_ADMIN_TOKEN_LENGTH)
+  const config = { adminToken: usable, publicBaseUrl: Option.fromNullable(options.publicBaseUrl) }
+  return Option.isSome(given) && Option.isNone(usable)
+    ? Effect.as(
+        Effect.logWarning(
           `ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters, so it counts as not configured: ` +
             "every /admin route answers 403 admin_disabled. Set a longer one (e.g. 48 random hex characters)."
-        )
-      }
-      return { adminToken: usable, publicBaseUrl: Option.fromNullable(options.publicBaseUrl) }
-    })
+        ),
+        config
+      )
+    : Effect.succeed(config)
+}
+
+/** What the issuer stores and records through: given by whoever runs it (memory, or KV and D1). */
+type Storage = TokenStore | Registry | Entropy.Entropy | AuditLog.AuditLog
+
+/** What every group's handlers and the authentication middlewares are built over. */
+type IssuerServices = Storage | IssuerConfig | JwtVerifier.JwtVerifier | AccessTokens | AppAuth | TokenAuth | AdminAuth
+
+/**
+ * The issuer's own services over its storage, in one context: the configuration, the JWT verifier,
+ * the access tokens and the three authentication middlewares, made by plain constructors (a graph
+ * of layers would cost more to build on a cold isolate than the services themselves).
+ */
+const makeServices = (options: IssuerOptions): Effect.Effect<Context.Context<IssuerServices>, never, Storage> =>
+  Effect.gen(function* () {
+    const storage = yield* Effect.context<Storage>()
+    const config = yield* makeConfig(options)
+    const verifier = JwtVerifier.make(Context.get(storage, Registry))
+    const tokens = yield* AccessTokensModule.make(options.lifetimes)
+    return storage.pipe(
+      Context.add(IssuerConfig, config),
+      Context.add(JwtVerifier.JwtVerifier, verifier),
+      Context.add(AccessTokens, tokens),
+      Context.add(AppAuth, makeAppAuth(verifier)),
+      Context.add(TokenAuth, makeTokenAuth(tokens)),
+      Context.add(AdminAuth, makeAdminAuth(config))
+    )
+  })
+
+/** One router over some of the API's groups (each implemented in full), and the `Link` headers its handlers set. */
+const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(
+  groups: Layer.Layer<G, never, IssuerServices>,
+  services: Context.Context<IssuerServices>
+) =>
+  Effect.flatMap(
+    Layer.build(Layer.provideMerge(Layer.provide(groups, Layer.succeedContext(services)), HttpApiBuilder.Router.Live)),
+    (built) =>
+      Effect.map(
+        Effect.flatMap(Effect.provide(HttpApiBuilder.Router.router, built), HttpRouter.toHttpApp),
+        withPreResponseHandlers
+      )
   )
+
+/** The issuer's router over its storage, built on the first request. */
+const makeRouter = <E>(
+  storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
+  options: IssuerOptions,
+  scope: Scope.Scope
+): Effect.Effect<Router, E> =>
+  Effect.gen(function* () {
+    // `storage` comes second, so an AuditLog it provides replaces the console one.
+    const runtime = yield* Layer.toRuntime(Layer.merge(AuditLog.layerConsole, storage))
+    const services = yield* Effect.provide(makeServices(options), runtime)
+    const app = yield* Effect.provide(routerOf(Layer.mergeAll(AppsLive, AdminLive, SystemLive), services), runtime)
+    // What the router needs besides the request (the platform's services, never used by these endpoints).
+    const base = yield* Layer.build(HttpServer.layerContext)
+    const { fiberRefs, runtimeFlags } = runtime
+    const route: Router["route"] = (request, requestId, limits) => {
+      const map = new Map(base.unsafeMap)
+      map.set(HttpServerRequest.HttpServerRequest.key, request)
+      map.set(RequestId.key, requestId)
+      map.set(RequestLimits.key, limits)
+      const context = Context.unsafeMake<never>(map)
+      return Runtime.runPromiseExit(Runtime.make({ context, fiberRefs, runtimeFlags }))(
+        app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
+      )
+    }
+    return {
+      route,
+      runtime: runtime as Runtime.Runtime<never>,
+      limiter: Option.getOrUndefined(Context.getOption(runtime.context, RateLimiter)),
+      clock: yield* Effect.provide(Effect.clock, runtime)
+    }
+  }).pipe(Scope.extend(scope))
 
 /** A web-standard request handler. */
 export interface WebHandler {
@@ -715,24 +780,18 @@ export interface WebHandler {
 
 /**
  * A `fetch`-style handler for the issuer over the given storage layers. Build it once per isolate
- * (it holds the router and the imported-key cache) and call `handler` per request. Audit events
- * go to the console as JSON lines ({@link AuditLog.layerConsole}) unless `storage` also provides
- * an {@link AuditLog.AuditLog}; a `RateLimiter` in `storage` turns rate limiting on.
+ * (it holds the router and the imported-key cache) and call `handler` per request: the router is
+ * built on the first request that needs it. Audit events go to the console as JSON lines
+ * ({@link AuditLog.layerConsole}) unless `storage` also provides an {@link AuditLog.AuditLog}; a
+ * `RateLimiter` in `storage` turns rate limiting on.
  */
 export const makeWebHandler = <E>(
   storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
   options: IssuerOptions = {}
 ): WebHandler => {
-  // `storage` comes second, so an AuditLog it provides replaces the console one.
-  const services = Layer.merge(AuditLog.layerConsole, storage)
-  const built = HttpApiBuilder.toWebHandler(
-    Layer.mergeAll(layer(options).pipe(Layer.provide(services)), HttpServer.layerContext)
-  )
+  const scope = Effect.runSync(Scope.make())
   return {
-    handler: (request) => {
-      const healthz = healthzBeforeRouter(request)
-      return healthz === undefined ? built.handler(request) : Promise.resolve(healthz)
-    },
-    dispose: built.dispose
+    handler: withCommonRules(() => Effect.runPromise(makeRouter(storage, options, scope))),
+    dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -86,149 +86,150 @@ const DUMMY_KEY: KeyRecord = {
 /** The most imported keys kept per isolate (an app has at most 25; this bounds many apps). */
 const KEY_CACHE_SIZE = 1024
 
-/** The live verifier: reads keys from the {@link Registry}, caches their imports by fingerprint. */
-export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
-  JwtVerifier,
-  Effect.gen(function* () {
-    const registry = yield* Registry
-    const imported = new Map<string, Promise<CryptoKey>>()
-    const importKey = (key: KeyRecord) =>
-      Effect.promise(() => {
-        let hit = imported.get(key.fingerprint)
-        if (hit !== undefined) {
-          imported.delete(key.fingerprint)
-        } else {
-          hit = importSPKI(`-----BEGIN PUBLIC KEY-----\n${key.spki}\n-----END PUBLIC KEY-----`, JWS_ALG)
-          hit.catch(() => imported.delete(key.fingerprint))
-        }
-        imported.set(key.fingerprint, hit)
-        if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
-        return hit
-      })
-    /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
-    const check = (cryptoKey: CryptoKey, jwt: string) =>
-      Effect.orElseSucceed(
-        Effect.as(
-          Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
-          true
-        ),
-        () => false
-      )
-    /**
-     * Verifies against `key` when it could have made the signature (its modulus is as long as the
-     * signature); `undefined` when it could not, so it was not tried.
-     */
-    const verifyWith = (key: KeyRecord, jwt: string, signatureBytes: number) =>
-      Effect.flatMap(importKey(key), (cryptoKey) =>
-        (cryptoKey.algorithm as { readonly modulusLength?: number }).modulusLength !== signatureBytes * 8
-          ? Effect.succeed(undefined)
-          : check(cryptoKey, jwt)
-      )
-    /** One verification whose answer is ignored: what a refusal costs when no key of the app was tried. */
-    const dummyVerification = (jwt: string) =>
-      Effect.flatMap(importKey(DUMMY_KEY), (cryptoKey) => check(cryptoKey, jwt))
+/**
+ * The verifier over a registry: reads the app's keys on every verification (so deleting a key takes
+ * effect on the next one) and caches their imports by fingerprint.
+ */
+export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
+  const imported = new Map<string, Promise<CryptoKey>>()
+  const importKey = (key: KeyRecord) =>
+    Effect.promise(() => {
+      let hit = imported.get(key.fingerprint)
+      if (hit !== undefined) {
+        imported.delete(key.fingerprint)
+      } else {
+        hit = importSPKI(`-----BEGIN PUBLIC KEY-----\n${key.spki}\n-----END PUBLIC KEY-----`, JWS_ALG)
+        hit.catch(() => imported.delete(key.fingerprint))
+      }
+      imported.set(key.fingerprint, hit)
+      if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
+      return hit
+    })
+  /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
+  const check = (cryptoKey: CryptoKey, jwt: string) =>
+    Effect.orElseSucceed(
+      Effect.as(
+        Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
+        true
+      ),
+      () => false
+    )
+  /**
+   * Verifies against `key` when it could have made the signature (its modulus is as long as the
+   * signature); `undefined` when it could not, so it was not tried.
+   */
+  const verifyWith = (key: KeyRecord, jwt: string, signatureBytes: number) =>
+    Effect.flatMap(importKey(key), (cryptoKey) =>
+      (cryptoKey.algorithm as { readonly modulusLength?: number }).modulusLength !== signatureBytes * 8
+        ? Effect.succeed(undefined)
+        : check(cryptoKey, jwt)
+    )
+  /** One verification whose answer is ignored: what a refusal costs when no key of the app was tried. */
+  const dummyVerification = (jwt: string) => Effect.flatMap(importKey(DUMMY_KEY), (cryptoKey) => check(cryptoKey, jwt))
 
-    const verify = (jwt: string, installationId?: string) =>
-      Effect.gen(function* () {
-        if (jwt.length > MAX_JWT_LENGTH)
-          return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
-        const parts = jwt.split(".")
-        if (parts.length !== 3) return yield* fail("malformed", "An App JWT has three dot-separated parts")
-        const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
-        const header = decodeJsonSegment(headerPart)
-        if (header === undefined) return yield* fail("malformed", "The JWT header is not base64url JSON")
-        for (const name of ["jku", "x5u", "jwk", "x5c", "crit"]) {
-          if (name in header) return yield* fail("malformed", `The "${name}" JWT header is not accepted`)
-        }
-        const unexpected = Object.keys(header).filter((k) => !ALLOWED_HEADER_MEMBERS.has(k))
-        if (unexpected.length > 0) {
-          return yield* fail(
-            "malformed",
-            `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`
-          )
-        }
-        if (header.alg !== "RS256") return yield* fail("unsupported_algorithm", "App JWTs must be signed with RS256")
-        if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
-          return yield* fail("malformed", 'The JWT "typ" header must be "JWT"')
-        }
-        const kid = header.kid
-        if (kid !== undefined && (typeof kid !== "string" || kid.length === 0 || kid.length > 128)) {
-          return yield* fail("malformed", 'The JWT "kid" header must be a short string')
-        }
-        const payload = decodeJsonSegment(payloadPart)
-        if (payload === undefined) return yield* fail("malformed", "The JWT payload is not base64url JSON")
-
-        const iss = payload.iss
-        if (iss === undefined || iss === null) return yield* fail("missing_claim", 'The JWT has no "iss" claim')
-        const appId =
-          typeof iss === "string"
-            ? iss
-            : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0
-              ? String(iss)
-              : undefined
-        if (appId === undefined || appId.length === 0 || appId.length > 64) {
-          return yield* fail("malformed", 'The "iss" claim must be the app id (a string or an integer)')
-        }
-        const iat = numericClaim(payload, "iat")
-        const exp = numericClaim(payload, "exp")
-        if ("missing" in iat) return yield* fail("missing_claim", 'The JWT has no "iat" claim')
-        if ("missing" in exp) return yield* fail("missing_claim", 'The JWT has no "exp" claim')
-        if ("malformed" in iat) return yield* fail("malformed", 'The "iat" claim must be a number of seconds')
-        if ("malformed" in exp) return yield* fail("malformed", 'The "exp" claim must be a number of seconds')
-
-        const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-        if (iat.value > now + SKEW_SECONDS) return yield* fail("iat_in_future", 'The "iat" claim is in the future')
-        if (exp.value <= now) return yield* fail("expired", "The JWT has expired")
-        if (exp.value > now + MAX_ACCEPTED_LIFETIME_SECONDS) {
-          return yield* fail("exp_too_far", 'The "exp" claim is more than 10 minutes in the future')
-        }
-        if (exp.value <= iat.value) return yield* fail("malformed", 'The "exp" claim must be after "iat"')
-        if (exp.value - iat.value > MAX_ACCEPTED_LIFETIME_SECONDS) {
-          return yield* fail("exp_too_far", "The JWT lives longer than 10 minutes")
-        }
-
-        const signature = fromBase64Url(signaturePart)
-        if (signature === undefined || signature.byteLength === 0) {
-          return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
-        }
-        const read =
-          installationId === undefined
-            ? { app: yield* registry.getApp(appId), installation: undefined }
-            : yield* registry.getAppWithInstallation(appId, installationId)
-        const app = read.app
-        if (Option.isNone(app)) {
-          yield* dummyVerification(jwt)
-          return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
-        }
-        // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
-        // active key — each key once, however often it was registered.
-        const wanted = kid?.toLowerCase()
-        const seen = new Set<string>()
-        const candidates = app.value.keys.filter(
-          (k) =>
-            (kid === undefined || k.id.toLowerCase() === wanted || k.fingerprint === kid) &&
-            !seen.has(k.fingerprint) &&
-            seen.add(k.fingerprint) !== undefined
+  const verify = (jwt: string, installationId?: string) =>
+    Effect.gen(function* () {
+      if (jwt.length > MAX_JWT_LENGTH)
+        return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
+      const parts = jwt.split(".")
+      if (parts.length !== 3) return yield* fail("malformed", "An App JWT has three dot-separated parts")
+      const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
+      const header = decodeJsonSegment(headerPart)
+      if (header === undefined) return yield* fail("malformed", "The JWT header is not base64url JSON")
+      for (const name of ["jku", "x5u", "jwk", "x5c", "crit"]) {
+        if (name in header) return yield* fail("malformed", `The "${name}" JWT header is not accepted`)
+      }
+      const unexpected = Object.keys(header).filter((k) => !ALLOWED_HEADER_MEMBERS.has(k))
+      if (unexpected.length > 0) {
+        return yield* fail(
+          "malformed",
+          `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`
         )
-        let tried = 0
-        for (const key of candidates) {
-          const verified = yield* verifyWith(key, jwt, signature.byteLength)
-          if (verified !== undefined) tried++
-          if (verified === true) {
-            return {
-              appId,
-              keyId: key.id,
-              permissions: app.value.permissions,
-              tokenEpoch: app.value.tokenEpoch,
-              installation: read.installation
-            }
+      }
+      if (header.alg !== "RS256") return yield* fail("unsupported_algorithm", "App JWTs must be signed with RS256")
+      if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
+        return yield* fail("malformed", 'The JWT "typ" header must be "JWT"')
+      }
+      const kid = header.kid
+      if (kid !== undefined && (typeof kid !== "string" || kid.length === 0 || kid.length > 128)) {
+        return yield* fail("malformed", 'The JWT "kid" header must be a short string')
+      }
+      const payload = decodeJsonSegment(payloadPart)
+      if (payload === undefined) return yield* fail("malformed", "The JWT payload is not base64url JSON")
+
+      const iss = payload.iss
+      if (iss === undefined || iss === null) return yield* fail("missing_claim", 'The JWT has no "iss" claim')
+      const appId =
+        typeof iss === "string"
+          ? iss
+          : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0
+            ? String(iss)
+            : undefined
+      if (appId === undefined || appId.length === 0 || appId.length > 64) {
+        return yield* fail("malformed", 'The "iss" claim must be the app id (a string or an integer)')
+      }
+      const iat = numericClaim(payload, "iat")
+      const exp = numericClaim(payload, "exp")
+      if ("missing" in iat) return yield* fail("missing_claim", 'The JWT has no "iat" claim')
+      if ("missing" in exp) return yield* fail("missing_claim", 'The JWT has no "exp" claim')
+      if ("malformed" in iat) return yield* fail("malformed", 'The "iat" claim must be a number of seconds')
+      if ("malformed" in exp) return yield* fail("malformed", 'The "exp" claim must be a number of seconds')
+
+      const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+      if (iat.value > now + SKEW_SECONDS) return yield* fail("iat_in_future", 'The "iat" claim is in the future')
+      if (exp.value <= now) return yield* fail("expired", "The JWT has expired")
+      if (exp.value > now + MAX_ACCEPTED_LIFETIME_SECONDS) {
+        return yield* fail("exp_too_far", 'The "exp" claim is more than 10 minutes in the future')
+      }
+      if (exp.value <= iat.value) return yield* fail("malformed", 'The "exp" claim must be after "iat"')
+      if (exp.value - iat.value > MAX_ACCEPTED_LIFETIME_SECONDS) {
+        return yield* fail("exp_too_far", "The JWT lives longer than 10 minutes")
+      }
+
+      const signature = fromBase64Url(signaturePart)
+      if (signature === undefined || signature.byteLength === 0) {
+        return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
+      }
+      const read =
+        installationId === undefined
+          ? { app: yield* registry.getApp(appId), installation: undefined }
+          : yield* registry.getAppWithInstallation(appId, installationId)
+      const app = read.app
+      if (Option.isNone(app)) {
+        yield* dummyVerification(jwt)
+        return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
+      }
+      // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
+      // active key — each key once, however often it was registered.
+      const wanted = kid?.toLowerCase()
+      const seen = new Set<string>()
+      const candidates = app.value.keys.filter(
+        (k) =>
+          (kid === undefined || k.id.toLowerCase() === wanted || k.fingerprint === kid) &&
+          !seen.has(k.fingerprint) &&
+          seen.add(k.fingerprint) !== undefined
+      )
+      let tried = 0
+      for (const key of candidates) {
+        const verified = yield* verifyWith(key, jwt, signature.byteLength)
+        if (verified !== undefined) tried++
+        if (verified === true) {
+          return {
+            appId,
+            keyId: key.id,
+            permissions: app.value.permissions,
+            tokenEpoch: app.value.tokenEpoch,
+            installation: read.installation
           }
         }
-        // No key could be tried (an unknown kid, no key of the signature's size): cost what an unknown app costs.
-        if (tried === 0) yield* dummyVerification(jwt)
-        // An unknown app, an unknown kid and a bad signature all end here, with the same answer.
-        return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
-      })
-    return { verify }
-  })
-)
+      }
+      // No key could be tried (an unknown kid, no key of the signature's size): cost what an unknown app costs.
+      if (tried === 0) yield* dummyVerification(jwt)
+      // An unknown app, an unknown kid and a bad signature all end here, with the same answer.
+      return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
+    })
+  return { verify }
+}
+
+/** The live verifier: reads keys from the {@link Registry}, caches their imports by fingerprint. */
+export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(JwtVerifier, Effect.map(Registry, make))
