@@ -130,69 +130,82 @@ const PrefetchedInstallation = FiberRef.unsafeMake<Option.Option<InstallationRec
 /** {@link AppAuth} over a verifier: verifies the App JWT and provides {@link CurrentApp}. */
 export const makeAppAuth = (verifier: JwtVerifier.JwtVerifier["Type"]): AppAuth["Type"] => ({
   appJwt: () =>
-    Effect.gen(function* () {
-      const request = yield* HttpServerRequest.HttpServerRequest
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request): ReturnType<AppAuth["Type"]["appJwt"]> => {
       const credential = bearerOf(request)
-      if (typeof credential !== "string") return yield* credential
+      if (typeof credential !== "string") return Effect.fail(credential)
       if (looksLikeAccessToken(credential)) {
-        return yield* new InvalidJwt({
-          reason: "malformed",
-          detail: "This endpoint expects an App JWT, not an access token"
-        })
+        return Effect.fail(
+          new InvalidJwt({ reason: "malformed", detail: "This endpoint expects an App JWT, not an access token" })
+        )
       }
       // A mint names its installation in the path: read it with the app's keys, one round trip.
       const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
-      const verified = yield* verifier.verify(credential, mintOf)
-      yield* FiberRef.set(PrefetchedInstallation, verified.installation)
-      // From here on the app is the principal its requests count against (SPEC §1).
-      yield* countAgainst(principalKey.app(verified.appId))
-      return verified
+      return Effect.flatMap(verifier.verify(credential, mintOf), (verified) =>
+        Effect.as(
+          Effect.zipRight(
+            FiberRef.set(PrefetchedInstallation, verified.installation),
+            // From here on the app is the principal its requests count against (SPEC §1).
+            countAgainst(principalKey.app(verified.appId))
+          ),
+          verified
+        )
+      )
     })
 })
 
 /** {@link TokenAuth} over the access tokens: looks the access token up and provides {@link CurrentToken}. */
 export const makeTokenAuth = (tokens: AccessTokens["Type"]): TokenAuth["Type"] => ({
   accessToken: () =>
-    Effect.gen(function* () {
-      const credential = bearerOf(yield* HttpServerRequest.HttpServerRequest)
-      if (typeof credential !== "string") return yield* credential
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request): ReturnType<TokenAuth["Type"]["accessToken"]> => {
+      const credential = bearerOf(request)
+      if (typeof credential !== "string") return Effect.fail(credential)
       if (!looksLikeAccessToken(credential)) {
-        return yield* new InvalidToken({
-          detail:
-            credential.split(".").length === 3
-              ? "This endpoint expects an access token (crs_…), not an App JWT"
-              : "That is not an access token"
-        })
+        return Effect.fail(
+          new InvalidToken({
+            detail:
+              credential.split(".").length === 3
+                ? "This endpoint expects an access token (crs_…), not an App JWT"
+                : "That is not an access token"
+          })
+        )
       }
-      const authenticated = yield* tokens.authenticate(credential)
-      const { token } = authenticated
-      // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
-      const principal =
-        token.kind === "installation" && token.installationId !== undefined
-          ? principalKey.installation(token.installationId)
-          : principalKey.app(token.appId)
-      yield* countAgainst(principal)
-      return authenticated
+      return Effect.flatMap(tokens.authenticate(credential), (authenticated) => {
+        const { token } = authenticated
+        // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
+        const principal =
+          token.kind === "installation" && token.installationId !== undefined
+            ? principalKey.installation(token.installationId)
+            : principalKey.app(token.appId)
+        return Effect.as(countAgainst(principal), authenticated)
+      })
     })
 })
 
 /** {@link AdminAuth} over the configuration: compares the Bearer credential with ADMIN_TOKEN in constant time. */
 export const makeAdminAuth = (config: IssuerConfig["Type"]): AdminAuth["Type"] => ({
-  adminToken: () =>
-    Effect.gen(function* () {
-      if (Option.isNone(config.adminToken)) {
-        return yield* new AdminDisabled({
+  adminToken: () => {
+    if (Option.isNone(config.adminToken)) {
+      return Effect.fail(
+        new AdminDisabled({
           detail: `The operator API is disabled: no ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
         })
+      )
+    }
+    const expected = config.adminToken.value
+    return Effect.flatMap(
+      HttpServerRequest.HttpServerRequest,
+      (request): ReturnType<AdminAuth["Type"]["adminToken"]> => {
+        const credential = bearerOf(request)
+        if (typeof credential !== "string") return Effect.fail(credential)
+        return Effect.flatMap(secretsEqual(credential, Redacted.value(expected)), (equal) =>
+          equal
+            ? // The operator is not rate limited: a kill switch must never wait for a budget to refill.
+              Effect.flatMap(RequestLimits, (limits) => limits.exempt)
+            : Effect.fail(new InvalidToken({ detail: "The operator token is not valid" }))
+        )
       }
-      const credential = bearerOf(yield* HttpServerRequest.HttpServerRequest)
-      if (typeof credential !== "string") return yield* credential
-      if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
-        return yield* new InvalidToken({ detail: "The operator token is not valid" })
-      }
-      // The operator is not rate limited: a kill switch must never wait for a budget to refill.
-      yield* Effect.flatMap(RequestLimits, (limits) => limits.exempt)
-    })
+    )
+  }
 })
 
 /** {@link AppAuth}: verifies the App JWT and provides {@link CurrentApp}. */
@@ -277,11 +290,6 @@ const tokenFields = ({ secret, record }: MintedToken) => ({
   appId: record.appId
 })
 
-/** Token responses must never be cached (SPEC §1). */
-const noStore = HttpApp.appendPreResponseHandler((_request, response) =>
-  Effect.succeed(HttpServerResponse.setHeader(response, "cache-control", "no-store"))
-)
-
 /** Where a page requested by number starts; a number too large to be an offset starts past every listing. */
 const offsetStart = (request: OffsetRequest) => ({
   limit: request.limit,
@@ -342,11 +350,17 @@ const failureCode = <E>(cause: Cause.Cause<E>): string | undefined => {
 /** The audit trail as the handlers use it: one event per call, stamped with the time and the request id. */
 const makeAudit = (log: AuditLog.AuditLog["Type"]) => {
   const emit = (fields: AuditFields, outcome: "success" | "failure", code?: string) =>
-    Effect.gen(function* () {
-      const time = new Date(yield* Clock.currentTimeMillis).toISOString()
-      const requestId = yield* RequestId
-      yield* log.emit({ time, requestId, ...fields, outcome, ...(code !== undefined ? { code } : {}) })
-    })
+    Effect.clockWith((clock) =>
+      Effect.flatMap(RequestId, (requestId) =>
+        log.emit({
+          time: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
+          requestId,
+          ...fields,
+          outcome,
+          ...(code !== undefined ? { code } : {})
+        })
+      )
+    )
   return {
     /** Records a success that needs no effect of its own (a kill switch a change caused). */
     success: (fields: AuditFields) => emit(fields, "success"),
@@ -374,69 +388,72 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
     const registry = yield* Registry
     const { audited } = makeAudit(yield* AuditLog.AuditLog)
     const tokenId = (minted: MintedToken) => ({ tokenId: minted.record.id })
+    // Token responses must never be cached (SPEC §1): every response carries `Cache-Control:
+    // no-store` (the common rules' security headers), these included.
     return handlers
       .handle("createAppAccessToken", () =>
-        Effect.gen(function* () {
-          const { appId, permissions, tokenEpoch } = yield* CurrentApp
-          yield* noStore
-          const minted = yield* audited(
-            { action: "app_token.mint", actor: "app", appId },
-            tokens.mintAppToken(appId, permissions, tokenEpoch),
-            tokenId
+        Effect.flatMap(CurrentApp, ({ appId, permissions, tokenEpoch }) =>
+          Effect.map(
+            audited(
+              { action: "app_token.mint", actor: "app", appId },
+              tokens.mintAppToken(appId, permissions, tokenEpoch),
+              tokenId
+            ),
+            (minted) => new AccessToken(tokenFields(minted), trusted)
           )
-          return new AccessToken(tokenFields(minted), trusted)
-        })
+        )
       )
       .handle("createInstallationAccessToken", ({ path, payload }) =>
-        Effect.gen(function* () {
-          const { appId, tokenEpoch } = yield* CurrentApp
-          const minted = yield* audited(
-            { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
-            Effect.flatMap(FiberRef.get(PrefetchedInstallation), (prefetched) =>
-              tokens.mintInstallationToken(
-                appId,
-                path.installationId,
-                payload.permissions,
-                tokenEpoch,
-                // Only what was read for this very installation (the path the router decoded).
-                prefetched !== undefined &&
-                  Option.isSome(prefetched) &&
-                  prefetched.value.id !== path.installationId.toLowerCase()
-                  ? undefined
-                  : prefetched
-              )
+        Effect.flatMap(CurrentApp, ({ appId, tokenEpoch }) =>
+          Effect.map(
+            audited(
+              { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
+              Effect.flatMap(FiberRef.get(PrefetchedInstallation), (prefetched) =>
+                tokens.mintInstallationToken(
+                  appId,
+                  path.installationId,
+                  payload.permissions,
+                  tokenEpoch,
+                  // Only what was read for this very installation (the path the router decoded).
+                  prefetched !== undefined &&
+                    Option.isSome(prefetched) &&
+                    prefetched.value.id !== path.installationId.toLowerCase()
+                    ? undefined
+                    : prefetched
+                )
+              ),
+              tokenId
             ),
-            tokenId
+            (minted) =>
+              new InstallationAccessToken(
+                {
+                  ...tokenFields(minted),
+                  installationId: minted.record.installationId!,
+                  organizationId: minted.record.organizationId!
+                },
+                trusted
+              )
           )
-          yield* noStore
-          return new InstallationAccessToken(
-            {
-              ...tokenFields(minted),
-              installationId: minted.record.installationId!,
-              organizationId: minted.record.organizationId!
-            },
-            trusted
-          )
-        })
+        )
       )
       .handle("describeAccessToken", () =>
-        Effect.gen(function* () {
-          const { token } = yield* CurrentToken
-          yield* noStore
-          return new TokenDescription(
-            {
-              id: token.id,
-              kind: token.kind,
-              appId: token.appId,
-              ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
-              ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
-              permissions: token.permissions,
-              createdAt: toTimestamp(token.createdAt),
-              expiresAt: toTimestamp(token.expiresAt)
-            },
-            trusted
-          )
-        })
+        Effect.map(
+          CurrentToken,
+          ({ token }) =>
+            new TokenDescription(
+              {
+                id: token.id,
+                kind: token.kind,
+                appId: token.appId,
+                ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+                ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+                permissions: token.permissions,
+                createdAt: toTimestamp(token.createdAt),
+                expiresAt: toTimestamp(token.expiresAt)
+              },
+              trusted
+            )
+        )
       )
       .handle("revokeAccessToken", () =>
         Effect.flatMap(CurrentToken, ({ digest, token }) =>
