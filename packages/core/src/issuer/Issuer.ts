@@ -7,7 +7,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServer from "@effect/platform/HttpServer"
+import { RouteNotFound } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
@@ -757,7 +757,20 @@ const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(
       )
   )
 
-/** The issuer's router over its storage, built on the first request. */
+/** A path that starts with `/admin`, in any case: the operator API's. */
+const ADMIN_PATH = /^\/admin(\/|\?|$)/i
+
+/** Whether the router found no route for a request whose path names `admin` (in any case, or percent-encoded). */
+const mayBeAdmin = (e: unknown): boolean => e instanceof RouteNotFound && /admin|%/i.test(e.request.url)
+
+/**
+ * The issuer's router over its storage, built on the first request that needs it.
+ *
+ * The operator API has a router of its own, built on the first request that may reach it: it is
+ * more than half the routes, and an isolate that only serves apps never needs it. The two route
+ * sets are disjoint, so trying one router and then the other on "no route" answers exactly as one
+ * router over both would; only a path that names `admin` is tried against the operator's.
+ */
 const makeRouter = <E>(
   storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
   options: IssuerOptions,
@@ -767,18 +780,44 @@ const makeRouter = <E>(
     // `storage` comes second, so an AuditLog it provides replaces the console one.
     const runtime = yield* Layer.toRuntime(Layer.merge(AuditLog.layerConsole, storage))
     const services = yield* Effect.provide(makeServices(options), runtime)
-    const app = yield* Effect.provide(routerOf(Layer.mergeAll(AppsLive, AdminLive, SystemLive), services), runtime)
-    // What the router needs besides the request (the platform's services, never used by these endpoints).
-    const base = yield* Layer.build(HttpServer.layerContext)
+    const main = yield* Effect.provide(routerOf(Layer.merge(AppsLive, SystemLive), services), runtime)
+    let admin: typeof main | undefined
+    let building: Promise<typeof main> | undefined
+    const adminApp = Effect.suspend(
+      () =>
+        admin ??
+        Effect.flatten(
+          Effect.promise(() => {
+            building ??= Runtime.runPromise(runtime)(Scope.extend(routerOf(AdminLive, services), scope)).then(
+              (app) => (admin = app)
+            )
+            return building
+          })
+        )
+    )
+    const mainFirst = Effect.catchIf(main, mayBeAdmin, () => adminApp) as Effect.Effect<
+      HttpServerResponse.HttpServerResponse,
+      unknown
+    >
+    const adminFirst = Effect.catchIf(
+      adminApp,
+      (e) => e instanceof RouteNotFound,
+      () => main
+    ) as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
     const { fiberRefs, runtimeFlags } = runtime
     const route: Router["route"] = (request, requestId, limits) => {
-      const map = new Map(base.unsafeMap)
-      map.set(HttpServerRequest.HttpServerRequest.key, request)
-      map.set(RequestId.key, requestId)
-      map.set(RequestLimits.key, limits)
-      const context = Context.unsafeMake<never>(map)
+      // The context is the request and what the common rules made for it. Not the platform's
+      // file-serving services (HttpPlatform, FileSystem, Path, Etag) that the router's type asks
+      // for: only file and multipart bodies use them, and no endpoint here reads or answers one.
+      const context = Context.unsafeMake<never>(
+        new Map<string, unknown>([
+          [HttpServerRequest.HttpServerRequest.key, request],
+          [RequestId.key, requestId],
+          [RequestLimits.key, limits]
+        ])
+      )
       return Runtime.runPromiseExit(Runtime.make({ context, fiberRefs, runtimeFlags }))(
-        app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
+        ADMIN_PATH.test(request.url) ? adminFirst : mainFirst
       )
     }
     return {
