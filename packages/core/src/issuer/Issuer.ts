@@ -728,33 +728,32 @@ type IssuerServices = Storage | IssuerConfig | JwtVerifier.JwtVerifier | AccessT
  * of layers would cost more to build on a cold isolate than the services themselves).
  */
 const makeServices = (options: IssuerOptions): Effect.Effect<Context.Context<IssuerServices>, never, Storage> =>
-  Effect.gen(function* () {
-    const storage = yield* Effect.context<Storage>()
-    const config = yield* makeConfig(options)
-    const verifier = JwtVerifier.make(Context.get(storage, Registry))
-    const tokens = yield* AccessTokensModule.make(options.lifetimes)
-    return storage.pipe(
-      Context.add(IssuerConfig, config),
-      Context.add(JwtVerifier.JwtVerifier, verifier),
-      Context.add(AccessTokens, tokens),
-      Context.add(AppAuth, makeAppAuth(verifier)),
-      Context.add(TokenAuth, makeTokenAuth(tokens)),
-      Context.add(AdminAuth, makeAdminAuth(config))
+  Effect.flatMap(Effect.context<Storage>(), (storage) =>
+    Effect.flatMap(makeConfig(options), (config) =>
+      Effect.map(AccessTokensModule.make(options.lifetimes), (tokens) => {
+        const verifier = JwtVerifier.make(Context.get(storage, Registry))
+        return storage.pipe(
+          Context.add(IssuerConfig, config),
+          Context.add(JwtVerifier.JwtVerifier, verifier),
+          Context.add(AccessTokens, tokens),
+          Context.add(AppAuth, makeAppAuth(verifier)),
+          Context.add(TokenAuth, makeTokenAuth(tokens)),
+          Context.add(AdminAuth, makeAdminAuth(config))
+        )
+      })
     )
-  })
+  )
 
-/** One router over some of the API's groups (each implemented in full), and the `Link` headers its handlers set. */
-const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(
-  groups: Layer.Layer<G, never, IssuerServices>,
-  services: Context.Context<IssuerServices>
-) =>
-  Effect.flatMap(
-    Layer.build(Layer.provideMerge(Layer.provide(groups, Layer.succeedContext(services)), HttpApiBuilder.Router.Live)),
-    (built) =>
-      Effect.map(
-        Effect.flatMap(Effect.provide(HttpApiBuilder.Router.router, built), HttpRouter.toHttpApp),
-        withPreResponseHandlers
-      )
+/**
+ * One router over some of the API's groups (each implemented in full), built over the services in
+ * the context, with the `Link` headers its handlers set.
+ */
+const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(groups: Layer.Layer<G, never, IssuerServices>) =>
+  Effect.flatMap(Layer.build(Layer.provideMerge(groups, HttpApiBuilder.Router.Live)), (built) =>
+    Effect.map(
+      Effect.flatMap(Context.get(built, HttpApiBuilder.Router).router, HttpRouter.toHttpApp),
+      withPreResponseHandlers
+    )
   )
 
 /** A path that starts with `/admin`, in any case: the operator API's. */
@@ -777,10 +776,16 @@ const makeRouter = <E>(
   scope: Scope.Scope
 ): Effect.Effect<Router, E> =>
   Effect.gen(function* () {
-    // `storage` comes second, so an AuditLog it provides replaces the console one.
-    const runtime = yield* Layer.toRuntime(Layer.merge(AuditLog.layerConsole, storage))
-    const services = yield* Effect.provide(makeServices(options), runtime)
-    const main = yield* Effect.provide(routerOf(Layer.merge(AppsLive, SystemLive), services), runtime)
+    const built = yield* Layer.build(storage)
+    // Audit events go to the console unless the storage brought an AuditLog of its own.
+    const withAudit =
+      Context.getOption(built, AuditLog.AuditLog)._tag === "Some"
+        ? (built as Context.Context<Storage>)
+        : Context.add(built, AuditLog.AuditLog, AuditLog.toConsole)
+    const services = yield* Effect.provide(makeServices(options), withAudit)
+    const main = yield* Effect.provide(routerOf(Layer.merge(AppsLive, SystemLive)), services)
+    // Whatever the storage layer set for every fiber (a Clock, a logger) is in this fiber's refs now.
+    const runtime = yield* Effect.provide(Effect.runtime<Storage>(), withAudit)
     let admin: typeof main | undefined
     let building: Promise<typeof main> | undefined
     const adminApp = Effect.suspend(
@@ -788,9 +793,9 @@ const makeRouter = <E>(
         admin ??
         Effect.flatten(
           Effect.promise(() => {
-            building ??= Runtime.runPromise(runtime)(Scope.extend(routerOf(AdminLive, services), scope)).then(
-              (app) => (admin = app)
-            )
+            building ??= Runtime.runPromise(runtime)(
+              Scope.extend(Effect.provide(routerOf(AdminLive), services), scope)
+            ).then((app) => (admin = app))
             return building
           })
         )
@@ -823,8 +828,8 @@ const makeRouter = <E>(
     return {
       route,
       runtime: runtime as Runtime.Runtime<never>,
-      limiter: Option.getOrUndefined(Context.getOption(runtime.context, RateLimiter)),
-      clock: yield* Effect.provide(Effect.clock, runtime)
+      limiter: Option.getOrUndefined(Context.getOption(built, RateLimiter)),
+      clock: yield* Effect.clock
     }
   }).pipe(Scope.extend(scope))
 
