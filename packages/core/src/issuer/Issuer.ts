@@ -759,16 +759,20 @@ const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(groups: L
 /** A path that starts with `/admin`, in any case: the operator API's. */
 const ADMIN_PATH = /^\/admin(\/|\?|$)/i
 
-/** Whether the router found no route for a request whose path names `admin` (in any case, or percent-encoded). */
-const mayBeAdmin = (e: unknown): boolean => e instanceof RouteNotFound && /admin|%/i.test(e.request.url)
+/**
+ * Whether the apps router found no route for a path that may be another router's: one that names
+ * `admin`, `healthz` or `openapi` (in any case), or is percent-encoded (the router decodes it).
+ */
+const mayBeOther = (e: unknown): boolean => e instanceof RouteNotFound && /admin|healthz|openapi|%/i.test(e.request.url)
 
 /**
  * The issuer's router over its storage, built on the first request that needs it.
  *
- * The operator API has a router of its own, built on the first request that may reach it: it is
- * more than half the routes, and an isolate that only serves apps never needs it. The two route
+ * It is two routers. The Apps API's is built at once. The rest (the operator API and the system
+ * endpoints: 13 of the 19 routes) is built on the first request that may reach it: an isolate that
+ * only serves apps never needs it, and liveness probes are answered before either. The route
  * sets are disjoint, so trying one router and then the other on "no route" answers exactly as one
- * router over both would; only a path that names `admin` is tried against the operator's.
+ * router over both would.
  */
 const makeRouter = <E>(
   storage: Layer.Layer<TokenStore | Registry | Entropy.Entropy, E>,
@@ -783,32 +787,30 @@ const makeRouter = <E>(
         ? (built as Context.Context<Storage>)
         : Context.add(built, AuditLog.AuditLog, AuditLog.toConsole)
     const services = yield* Effect.provide(makeServices(options), withAudit)
-    const main = yield* Effect.provide(routerOf(Layer.merge(AppsLive, SystemLive)), services)
+    const apps = yield* Effect.provide(routerOf(AppsLive), services)
     // Whatever the storage layer set for every fiber (a Clock, a logger) is in this fiber's refs now.
     const runtime = yield* Effect.provide(Effect.runtime<Storage>(), withAudit)
-    let admin: typeof main | undefined
-    let building: Promise<typeof main> | undefined
-    const adminApp = Effect.suspend(
+    let other: typeof apps | undefined
+    let building: Promise<typeof apps> | undefined
+    const otherRouter = Effect.suspend(
       () =>
-        admin ??
+        other ??
         Effect.flatten(
           Effect.promise(() => {
             building ??= Runtime.runPromise(runtime)(
-              Scope.extend(Effect.provide(routerOf(AdminLive), services), scope)
-            ).then((app) => (admin = app))
+              Scope.extend(Effect.provide(routerOf(Layer.merge(AdminLive, SystemLive)), services), scope)
+            ).then((app) => (other = app))
             return building
           })
         )
     )
-    const mainFirst = Effect.catchIf(main, mayBeAdmin, () => adminApp) as Effect.Effect<
-      HttpServerResponse.HttpServerResponse,
-      unknown
-    >
-    const adminFirst = Effect.catchIf(
-      adminApp,
+    type App = Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
+    const appsFirst = Effect.catchIf(apps, mayBeOther, () => otherRouter) as App
+    const otherFirst = Effect.catchIf(
+      otherRouter,
       (e) => e instanceof RouteNotFound,
-      () => main
-    ) as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
+      () => apps
+    ) as App
     const { fiberRefs, runtimeFlags } = runtime
     const route: Router["route"] = (request, requestId, limits) => {
       // The context is the request and what the common rules made for it. Not the platform's
@@ -822,7 +824,7 @@ const makeRouter = <E>(
         ])
       )
       return Runtime.runPromiseExit(Runtime.make({ context, fiberRefs, runtimeFlags }))(
-        ADMIN_PATH.test(request.url) ? adminFirst : mainFirst
+        ADMIN_PATH.test(request.url) ? otherFirst : appsFirst
       )
     }
     return {
