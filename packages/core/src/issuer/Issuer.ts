@@ -749,12 +749,15 @@ const makeServices = (options: IssuerOptions): Effect.Effect<Context.Context<Iss
  * the context, with the `Link` headers its handlers set.
  */
 const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(groups: Layer.Layer<G, never, IssuerServices>) =>
-  Effect.flatMap(Layer.build(Layer.provideMerge(groups, HttpApiBuilder.Router.Live)), (built) =>
-    Effect.map(
-      Effect.flatMap(Context.get(built, HttpApiBuilder.Router).router, HttpRouter.toHttpApp),
-      withPreResponseHandlers
-    )
-  )
+  Effect.gen(function* () {
+    // The groups add their routes to the HttpApiBuilder.Router they build; built again with the
+    // same memo map, Router.Live is that same router. One after the other: no merge, no fork.
+    const memoMap = yield* Layer.makeMemoMap
+    const scope = yield* Effect.scope
+    yield* Layer.buildWithMemoMap(groups, memoMap, scope)
+    const built = yield* Layer.buildWithMemoMap(HttpApiBuilder.Router.Live, memoMap, scope)
+    return withPreResponseHandlers(yield* HttpRouter.toHttpApp(yield* Context.get(built, HttpApiBuilder.Router).router))
+  })
 
 /** A path that starts with `/admin`, in any case: the operator API's. */
 const ADMIN_PATH = /^\/admin(\/|\?|$)/i
