@@ -175,7 +175,7 @@ const refusedByHeaders = (headers: globalThis.Headers): Problem | undefined => {
 
 const tooLarge = () => new PayloadTooLarge({ detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes` }, true)
 const unreadable = () => new InvalidRequest({ detail: "The request body could not be read" }, true)
-const jsonContentType = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/
+const jsonContentType = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i
 
 /** Reads at most `limit` bytes of a body; `undefined` when it is longer. */
 const readCapped = async (body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> => {

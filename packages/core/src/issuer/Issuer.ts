@@ -785,10 +785,9 @@ const makeRouter = <E>(
   Effect.gen(function* () {
     const built = yield* Layer.build(storage)
     // Audit events go to the console unless the storage brought an AuditLog of its own.
-    const withAudit =
-      Context.getOption(built, AuditLog.AuditLog)._tag === "Some"
-        ? (built as Context.Context<Storage>)
-        : Context.add(built, AuditLog.AuditLog, AuditLog.toConsole)
+    const withAudit = Option.isSome(Context.getOption(built, AuditLog.AuditLog))
+      ? (built as Context.Context<Storage>)
+      : Context.add(built, AuditLog.AuditLog, AuditLog.toConsole)
     const services = yield* Effect.provide(makeServices(options), withAudit)
     const apps = yield* Effect.provide(routerOf(AppsLive), services)
     // Whatever the storage layer set for every fiber (a Clock, a logger) is in this fiber's refs now.
