@@ -73,7 +73,7 @@ if (profiling) {
   readFileSync(bundle, "utf8")
     .split("\n")
     .forEach((line, i) => {
-      if (/^\/\/ [.\w@/-]+\.[cm]?[jt]s$/.test(line)) markers.push([i, line.slice(3)])
+      if (/^\/\/ [.\w@+/-]+\.[cm]?[jt]s$/.test(line)) markers.push([i, line.slice(3)])
     })
   const moduleAt = (line) => {
     let lo = 0

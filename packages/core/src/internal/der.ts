@@ -105,8 +105,14 @@ export const parsePem = (text: string): Pem | { readonly error: string } => {
   return { label: match[1]!, der }
 }
 
-/** Lower-case hex of bytes. */
-export const toHex = (bytes: Uint8Array): string => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
+const HEX_DIGITS = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"))
+
+/** Lower-case hex of bytes (table-driven: a token digest is made on every use of a token). */
+export const toHex = (bytes: Uint8Array): string => {
+  let hex = ""
+  for (let i = 0; i < bytes.length; i++) hex += HEX_DIGITS[bytes[i]!]
+  return hex
+}
 
 /** Standard base64 of bytes. */
 export const toBase64 = (bytes: Uint8Array): string => {

@@ -2,9 +2,10 @@
 import * as Effect from "effect/Effect"
 import { toHex } from "./der.js"
 
+const encoder = new TextEncoder()
+
 /** SHA-256 of a string's UTF-8 bytes, lower-case hex. */
 export const sha256Hex = (text: string): Effect.Effect<string> =>
-  Effect.map(
-    Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(text))),
-    (d) => toHex(new Uint8Array(d))
+  Effect.promise(() =>
+    crypto.subtle.digest("SHA-256", encoder.encode(text)).then((digest) => toHex(new Uint8Array(digest)))
   )

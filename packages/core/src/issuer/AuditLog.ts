@@ -79,12 +79,15 @@ const fieldsOf = (event: AuditEvent): AuditEvent => ({
 })
 
 /** One JSON line per event on `console.log`, tagged `"audit": true` so a log query can pick them out. */
-export const layerConsole: Layer.Layer<AuditLog> = Layer.succeed(AuditLog, {
+export const toConsole: AuditLog["Type"] = {
   emit: (event) =>
     Effect.sync(() => {
       console.log(JSON.stringify({ audit: true, ...fieldsOf(event) }))
     })
-})
+}
+
+/** {@link toConsole} as a layer. */
+export const layerConsole: Layer.Layer<AuditLog> = Layer.succeed(AuditLog, toConsole)
 
 /** Events appended to `sink`, for tests to assert on. */
 export const layerMemory = (sink: Array<AuditEvent>): Layer.Layer<AuditLog> =>

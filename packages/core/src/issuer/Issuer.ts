@@ -3,10 +3,11 @@
  * middlewares, and a web-standard `fetch` handler that runs unchanged on Workers, Deno, Bun and Node.
  * Storage comes in as a layer ({@link Registry}); nothing here knows about D1.
  */
-import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApp from "@effect/platform/HttpApp"
-import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import { RouteNotFound } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
@@ -14,11 +15,13 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as AccessTokensModule from "./AccessTokens.js"
 import { AccessTokens, type MintedToken, type TokenLifetimes } from "./AccessTokens.js"
 import { AdminAuth, AppAuth, CurrentApp, CurrentToken, IcrAppsApi, openApiDocument, TokenAuth } from "../api/Api.js"
@@ -40,8 +43,8 @@ import {
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
 import * as AuditLog from "./AuditLog.js"
 import * as Entropy from "./Entropy.js"
-import { commonRules, healthzBeforeRouter, RequestId } from "./Http.js"
-import { principalKey, RequestLimits } from "./RateLimiter.js"
+import { type Router, RequestId, withCommonRules, withPreResponseHandlers } from "./Http.js"
+import { principalKey, RateLimiter, RequestLimits } from "./RateLimiter.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { checkPublicKey } from "./PublicKeys.js"
 import { toBase64 } from "../internal/der.js"
@@ -85,15 +88,15 @@ export class IssuerConfig extends Context.Tag("@icr-apps/core/Issuer/IssuerConfi
 const toTimestamp = (ms: number) => DateTime.unsafeMake(ms)
 
 /** The credential in a Bearer `Authorization` header, or why there is none. */
-const bearerOf = (request: HttpServerRequest.HttpServerRequest) => {
+const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | MissingCredentials => {
   const header = request.headers.authorization
   if (header === undefined || header.trim() === "") {
-    return Effect.fail(new MissingCredentials({ detail: "Send a credential in Authorization: Bearer …" }))
+    return new MissingCredentials({ detail: "Send a credential in Authorization: Bearer …" }, true)
   }
   const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
   return match === null
-    ? Effect.fail(new MissingCredentials({ detail: "The Authorization header must use the Bearer scheme" }))
-    : Effect.succeed(match[1]!)
+    ? new MissingCredentials({ detail: "The Authorization header must use the Bearer scheme" }, true)
+    : match[1]!
 }
 
 const looksLikeAccessToken = (credential: string) => credential.startsWith("crs_")
@@ -113,94 +116,113 @@ export const secretsEqual = (a: string, b: string): Effect.Effect<boolean> =>
     return diff === 0
   })
 
-/** {@link AppAuth}: verifies the App JWT and provides {@link CurrentApp}. */
-export const AppAuthLive = Layer.effect(
-  AppAuth,
-  Effect.gen(function* () {
-    const verifier = yield* JwtVerifier.JwtVerifier
-    return {
-      appJwt: () =>
-        Effect.gen(function* () {
-          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
-          if (looksLikeAccessToken(credential)) {
-            return yield* new InvalidJwt({
-              reason: "malformed",
-              detail: "This endpoint expects an App JWT, not an access token"
-            })
-          }
-          // A mint names its installation in the path: read it with the app's keys, one round trip.
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
-          const verified = yield* verifier.verify(credential, mintOf)
-          yield* FiberRef.set(PrefetchedInstallation, verified.installation)
-          // From here on the app is the principal its requests count against (SPEC §1).
-          yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principalKey.app(verified.appId)))
-          return verified
-        })
-    }
-  })
-)
+/** Counts the request against an authenticated principal (SPEC §1); fails with 429 past its budget. */
+const countAgainst = (principal: string) => Effect.flatMap(RequestLimits, (limits) => limits.principal(principal))
 
 /** The path of an installation-token mint, capturing the installation id (the router matches case-insensitively). */
 const MINT_PATH =
   /^\/app\/installations\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/accessTokens\/?$/i
 
-/** The installation {@link AppAuthLive} read with the JWT's keys, for the mint handler of the same request. */
+/** The installation {@link makeAppAuth} read with the JWT's keys, for the mint handler of the same request. */
 const PrefetchedInstallation = FiberRef.unsafeMake<Option.Option<InstallationRecord> | undefined>(undefined)
 
-/** {@link TokenAuth}: looks the access token up and provides {@link CurrentToken}. */
-export const TokenAuthLive = Layer.effect(
-  TokenAuth,
-  Effect.gen(function* () {
-    const tokens = yield* AccessTokens
-    return {
-      accessToken: () =>
-        Effect.gen(function* () {
-          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
-          if (!looksLikeAccessToken(credential)) {
-            return yield* new InvalidToken({
-              detail:
-                credential.split(".").length === 3
-                  ? "This endpoint expects an access token (crs_…), not an App JWT"
-                  : "That is not an access token"
-            })
-          }
-          const authenticated = yield* tokens.authenticate(credential)
-          const { token } = authenticated
-          // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
-          const principal =
-            token.kind === "installation" && token.installationId !== undefined
-              ? principalKey.installation(token.installationId)
-              : principalKey.app(token.appId)
-          yield* Effect.flatMap(RequestLimits, (limits) => limits.principal(principal))
-          return authenticated
+/** {@link AppAuth} over a verifier: verifies the App JWT and provides {@link CurrentApp}. */
+export const makeAppAuth = (verifier: JwtVerifier.JwtVerifier["Type"]): AppAuth["Type"] => ({
+  appJwt: () =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request): ReturnType<AppAuth["Type"]["appJwt"]> => {
+      const credential = bearerOf(request)
+      if (typeof credential !== "string") return Effect.fail(credential)
+      if (looksLikeAccessToken(credential)) {
+        return Effect.fail(
+          new InvalidJwt({ reason: "malformed", detail: "This endpoint expects an App JWT, not an access token" })
+        )
+      }
+      // A mint names its installation in the path: read it with the app's keys, one round trip.
+      const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
+      return Effect.flatMap(verifier.verify(credential, mintOf), (verified) =>
+        Effect.as(
+          Effect.zipRight(
+            FiberRef.set(PrefetchedInstallation, verified.installation),
+            // From here on the app is the principal its requests count against (SPEC §1).
+            countAgainst(principalKey.app(verified.appId))
+          ),
+          verified
+        )
+      )
+    })
+})
+
+/** {@link TokenAuth} over the access tokens: looks the access token up and provides {@link CurrentToken}. */
+export const makeTokenAuth = (tokens: AccessTokens["Type"]): TokenAuth["Type"] => ({
+  accessToken: () =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request): ReturnType<TokenAuth["Type"]["accessToken"]> => {
+      const credential = bearerOf(request)
+      if (typeof credential !== "string") return Effect.fail(credential)
+      if (!looksLikeAccessToken(credential)) {
+        return Effect.fail(
+          new InvalidToken({
+            detail:
+              credential.split(".").length === 3
+                ? "This endpoint expects an access token (crs_…), not an App JWT"
+                : "That is not an access token"
+          })
+        )
+      }
+      return Effect.flatMap(tokens.authenticate(credential), (authenticated) => {
+        const { token } = authenticated
+        // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
+        const principal =
+          token.kind === "installation" && token.installationId !== undefined
+            ? principalKey.installation(token.installationId)
+            : principalKey.app(token.appId)
+        return Effect.as(countAgainst(principal), authenticated)
+      })
+    })
+})
+
+/** {@link AdminAuth} over the configuration: compares the Bearer credential with ADMIN_TOKEN in constant time. */
+export const makeAdminAuth = (config: IssuerConfig["Type"]): AdminAuth["Type"] => ({
+  adminToken: () => {
+    if (Option.isNone(config.adminToken)) {
+      return Effect.fail(
+        new AdminDisabled({
+          detail: `The operator API is disabled: no ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
         })
+      )
     }
-  })
+    const expected = config.adminToken.value
+    return Effect.flatMap(
+      HttpServerRequest.HttpServerRequest,
+      (request): ReturnType<AdminAuth["Type"]["adminToken"]> => {
+        const credential = bearerOf(request)
+        if (typeof credential !== "string") return Effect.fail(credential)
+        return Effect.flatMap(secretsEqual(credential, Redacted.value(expected)), (equal) =>
+          equal
+            ? // The operator is not rate limited: a kill switch must never wait for a budget to refill.
+              Effect.flatMap(RequestLimits, (limits) => limits.exempt)
+            : Effect.fail(new InvalidToken({ detail: "The operator token is not valid" }))
+        )
+      }
+    )
+  }
+})
+
+/** {@link AppAuth}: verifies the App JWT and provides {@link CurrentApp}. */
+export const AppAuthLive: Layer.Layer<AppAuth, never, JwtVerifier.JwtVerifier> = Layer.effect(
+  AppAuth,
+  Effect.map(JwtVerifier.JwtVerifier, makeAppAuth)
+)
+
+/** {@link TokenAuth}: looks the access token up and provides {@link CurrentToken}. */
+export const TokenAuthLive: Layer.Layer<TokenAuth, never, AccessTokens> = Layer.effect(
+  TokenAuth,
+  Effect.map(AccessTokens, makeTokenAuth)
 )
 
 /** {@link AdminAuth}: compares the Bearer credential with ADMIN_TOKEN in constant time. */
-export const AdminAuthLive = Layer.effect(
+export const AdminAuthLive: Layer.Layer<AdminAuth, never, IssuerConfig> = Layer.effect(
   AdminAuth,
-  Effect.gen(function* () {
-    const config = yield* IssuerConfig
-    return {
-      adminToken: () =>
-        Effect.gen(function* () {
-          if (Option.isNone(config.adminToken)) {
-            return yield* new AdminDisabled({
-              detail: `The operator API is disabled: no ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
-            })
-          }
-          const credential = yield* Effect.flatMap(HttpServerRequest.HttpServerRequest, bearerOf)
-          if (!(yield* secretsEqual(credential, Redacted.value(config.adminToken.value)))) {
-            return yield* new InvalidToken({ detail: "The operator token is not valid" })
-          }
-          // The operator is not rate limited: a kill switch must never wait for a budget to refill.
-          yield* Effect.flatMap(RequestLimits, (limits) => limits.exempt)
-        })
-    }
-  })
+  Effect.map(IssuerConfig, makeAdminAuth)
 )
 
 /** The origin `accessTokensUrl` is built on: the configured one, else the request's. */
@@ -267,11 +289,6 @@ const tokenFields = ({ secret, record }: MintedToken) => ({
   appId: record.appId
 })
 
-/** Token responses must never be cached (SPEC §1). */
-const noStore = HttpApp.appendPreResponseHandler((_request, response) =>
-  Effect.succeed(HttpServerResponse.setHeader(response, "cache-control", "no-store"))
-)
-
 /** Where a page requested by number starts; a number too large to be an offset starts past every listing. */
 const offsetStart = (request: OffsetRequest) => ({
   limit: request.limit,
@@ -332,11 +349,17 @@ const failureCode = <E>(cause: Cause.Cause<E>): string | undefined => {
 /** The audit trail as the handlers use it: one event per call, stamped with the time and the request id. */
 const makeAudit = (log: AuditLog.AuditLog["Type"]) => {
   const emit = (fields: AuditFields, outcome: "success" | "failure", code?: string) =>
-    Effect.gen(function* () {
-      const time = new Date(yield* Clock.currentTimeMillis).toISOString()
-      const requestId = yield* RequestId
-      yield* log.emit({ time, requestId, ...fields, outcome, ...(code !== undefined ? { code } : {}) })
-    })
+    Effect.clockWith((clock) =>
+      Effect.flatMap(RequestId, (requestId) =>
+        log.emit({
+          time: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
+          requestId,
+          ...fields,
+          outcome,
+          ...(code !== undefined ? { code } : {})
+        })
+      )
+    )
   return {
     /** Records a success that needs no effect of its own (a kill switch a change caused). */
     success: (fields: AuditFields) => emit(fields, "success"),
@@ -364,69 +387,72 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
     const registry = yield* Registry
     const { audited } = makeAudit(yield* AuditLog.AuditLog)
     const tokenId = (minted: MintedToken) => ({ tokenId: minted.record.id })
+    // Token responses must never be cached (SPEC §1): every response carries `Cache-Control:
+    // no-store` (the common rules' security headers), these included.
     return handlers
       .handle("createAppAccessToken", () =>
-        Effect.gen(function* () {
-          const { appId, permissions, tokenEpoch } = yield* CurrentApp
-          yield* noStore
-          const minted = yield* audited(
-            { action: "app_token.mint", actor: "app", appId },
-            tokens.mintAppToken(appId, permissions, tokenEpoch),
-            tokenId
+        Effect.flatMap(CurrentApp, ({ appId, permissions, tokenEpoch }) =>
+          Effect.map(
+            audited(
+              { action: "app_token.mint", actor: "app", appId },
+              tokens.mintAppToken(appId, permissions, tokenEpoch),
+              tokenId
+            ),
+            (minted) => new AccessToken(tokenFields(minted), trusted)
           )
-          return new AccessToken(tokenFields(minted), trusted)
-        })
+        )
       )
       .handle("createInstallationAccessToken", ({ path, payload }) =>
-        Effect.gen(function* () {
-          const { appId, tokenEpoch } = yield* CurrentApp
-          const minted = yield* audited(
-            { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
-            Effect.flatMap(FiberRef.get(PrefetchedInstallation), (prefetched) =>
-              tokens.mintInstallationToken(
-                appId,
-                path.installationId,
-                payload.permissions,
-                tokenEpoch,
-                // Only what was read for this very installation (the path the router decoded).
-                prefetched !== undefined &&
-                  Option.isSome(prefetched) &&
-                  prefetched.value.id !== path.installationId.toLowerCase()
-                  ? undefined
-                  : prefetched
-              )
+        Effect.flatMap(CurrentApp, ({ appId, tokenEpoch }) =>
+          Effect.map(
+            audited(
+              { action: "installation_token.mint", actor: "app", appId, installationId: path.installationId },
+              Effect.flatMap(FiberRef.get(PrefetchedInstallation), (prefetched) =>
+                tokens.mintInstallationToken(
+                  appId,
+                  path.installationId,
+                  payload.permissions,
+                  tokenEpoch,
+                  // Only what was read for this very installation (the path the router decoded).
+                  prefetched !== undefined &&
+                    Option.isSome(prefetched) &&
+                    prefetched.value.id !== path.installationId.toLowerCase()
+                    ? undefined
+                    : prefetched
+                )
+              ),
+              tokenId
             ),
-            tokenId
+            (minted) =>
+              new InstallationAccessToken(
+                {
+                  ...tokenFields(minted),
+                  installationId: minted.record.installationId!,
+                  organizationId: minted.record.organizationId!
+                },
+                trusted
+              )
           )
-          yield* noStore
-          return new InstallationAccessToken(
-            {
-              ...tokenFields(minted),
-              installationId: minted.record.installationId!,
-              organizationId: minted.record.organizationId!
-            },
-            trusted
-          )
-        })
+        )
       )
       .handle("describeAccessToken", () =>
-        Effect.gen(function* () {
-          const { token } = yield* CurrentToken
-          yield* noStore
-          return new TokenDescription(
-            {
-              id: token.id,
-              kind: token.kind,
-              appId: token.appId,
-              ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
-              ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
-              permissions: token.permissions,
-              createdAt: toTimestamp(token.createdAt),
-              expiresAt: toTimestamp(token.expiresAt)
-            },
-            trusted
-          )
-        })
+        Effect.map(
+          CurrentToken,
+          ({ token }) =>
+            new TokenDescription(
+              {
+                id: token.id,
+                kind: token.kind,
+                appId: token.appId,
+                ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+                ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+                permissions: token.permissions,
+                createdAt: toTimestamp(token.createdAt),
+                expiresAt: toTimestamp(token.expiresAt)
+              },
+              trusted
+            )
+        )
       )
       .handle("revokeAccessToken", () =>
         Effect.flatMap(CurrentToken, ({ digest, token }) =>
@@ -671,40 +697,144 @@ export const SystemLive = HttpApiBuilder.group(IcrAppsApi, "system", (handlers) 
 )
 
 /**
- * The whole issuer as one layer, over the given storage. Provide `Registry`
- * (memory, or D1), an {@link Entropy.Entropy} and an {@link AuditLog.AuditLog}.
- */
-export const layer = (
-  options: IssuerOptions = {}
-): Layer.Layer<HttpApi.Api, never, Registry | Entropy.Entropy | AuditLog.AuditLog> =>
-  HttpApiBuilder.api(IcrAppsApi).pipe(
-    Layer.provide([AppsLive, AdminLive, SystemLive]),
-    Layer.provide([AppAuthLive, TokenAuthLive, AdminAuthLive]),
-    Layer.provide(commonRules),
-    Layer.provide(JwtVerifier.layer),
-    Layer.provide(AccessTokensModule.layer(options.lifetimes)),
-    Layer.provide(configLayer(options))
-  )
-
-/**
  * The issuer's configuration from its options. An ADMIN_TOKEN too short to resist guessing
  * leaves the operator API off, and says so in the log once (its length is not logged either).
  */
-const configLayer = (options: IssuerOptions): Layer.Layer<IssuerConfig> =>
-  Layer.effect(
-    IssuerConfig,
-    Effect.gen(function* () {
-      const given = Option.fromNullable(options.adminToken)
-      const usable = Option.filter(given, (token) => Redacted.value(token).length >= MIN_ADMIN_TOKEN_LENGTH)
-      if (Option.isSome(given) && Option.isNone(usable)) {
-        yield* Effect.logWarning(
+const makeConfig = (options: IssuerOptions): Effect.Effect<IssuerConfig["Type"]> => {
+  const given = Option.fromNullable(options.adminToken)
+  const usable = Option.filter(given, (token) => Redacted.value(token).length >= MIN_ADMIN_TOKEN_LENGTH)
+  const config = { adminToken: usable, publicBaseUrl: Option.fromNullable(options.publicBaseUrl) }
+  return Option.isSome(given) && Option.isNone(usable)
+    ? Effect.as(
+        Effect.logWarning(
           `ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters, so it counts as not configured: ` +
             "every /admin route answers 403 admin_disabled. Set a longer one (e.g. 48 random hex characters)."
+        ),
+        config
+      )
+    : Effect.succeed(config)
+}
+
+/** What the issuer stores and records through: given by whoever runs it (memory, or D1). */
+type Storage = Registry | Entropy.Entropy | AuditLog.AuditLog
+
+/** What every group's handlers and the authentication middlewares are built over. */
+type IssuerServices = Storage | IssuerConfig | JwtVerifier.JwtVerifier | AccessTokens | AppAuth | TokenAuth | AdminAuth
+
+/**
+ * The issuer's own services over its storage, in one context: the configuration, the JWT verifier,
+ * the access tokens and the three authentication middlewares, made by plain constructors (a graph
+ * of layers would cost more to build on a cold isolate than the services themselves).
+ */
+const makeServices = (options: IssuerOptions): Effect.Effect<Context.Context<IssuerServices>, never, Storage> =>
+  Effect.flatMap(Effect.context<Storage>(), (storage) =>
+    Effect.flatMap(makeConfig(options), (config) =>
+      Effect.map(AccessTokensModule.make(options.lifetimes), (tokens) => {
+        const verifier = JwtVerifier.make(Context.get(storage, Registry))
+        return storage.pipe(
+          Context.add(IssuerConfig, config),
+          Context.add(JwtVerifier.JwtVerifier, verifier),
+          Context.add(AccessTokens, tokens),
+          Context.add(AppAuth, makeAppAuth(verifier)),
+          Context.add(TokenAuth, makeTokenAuth(tokens)),
+          Context.add(AdminAuth, makeAdminAuth(config))
         )
-      }
-      return { adminToken: usable, publicBaseUrl: Option.fromNullable(options.publicBaseUrl) }
-    })
+      })
+    )
   )
+
+/**
+ * One router over some of the API's groups (each implemented in full), built over the services in
+ * the context, with the `Link` headers its handlers set.
+ */
+const routerOf = <G extends HttpApiGroup.ApiGroup<"icr-apps", string>>(groups: Layer.Layer<G, never, IssuerServices>) =>
+  Effect.gen(function* () {
+    // The groups add their routes to the HttpApiBuilder.Router they build; built again with the
+    // same memo map, Router.Live is that same router. One after the other: no merge, no fork.
+    const memoMap = yield* Layer.makeMemoMap
+    const scope = yield* Effect.scope
+    yield* Layer.buildWithMemoMap(groups, memoMap, scope)
+    const built = yield* Layer.buildWithMemoMap(HttpApiBuilder.Router.Live, memoMap, scope)
+    return withPreResponseHandlers(yield* HttpRouter.toHttpApp(yield* Context.get(built, HttpApiBuilder.Router).router))
+  })
+
+/** A path that starts with `/admin`, in any case: the operator API's. */
+const ADMIN_PATH = /^\/admin(\/|\?|$)/i
+
+/**
+ * Whether the apps router found no route for a path that may be another router's: one that names
+ * `admin`, `healthz` or `openapi` (in any case), or is percent-encoded (the router decodes it).
+ */
+const mayBeOther = (e: unknown): boolean => e instanceof RouteNotFound && /admin|healthz|openapi|%/i.test(e.request.url)
+
+/**
+ * The issuer's router over its storage, built on the first request that needs it.
+ *
+ * It is two routers. The Apps API's is built at once. The rest (the operator API and the system
+ * endpoints: 13 of the 19 routes) is built on the first request that may reach it: an isolate that
+ * only serves apps never needs it, and liveness probes are answered before either. The route
+ * sets are disjoint, so trying one router and then the other on "no route" answers exactly as one
+ * router over both would.
+ */
+const makeRouter = <E>(
+  storage: Layer.Layer<Registry | Entropy.Entropy, E>,
+  options: IssuerOptions,
+  scope: Scope.Scope
+): Effect.Effect<Router, E> =>
+  Effect.gen(function* () {
+    const built = yield* Layer.build(storage)
+    // Audit events go to the console unless the storage brought an AuditLog of its own.
+    const withAudit = Option.isSome(Context.getOption(built, AuditLog.AuditLog))
+      ? (built as Context.Context<Storage>)
+      : Context.add(built, AuditLog.AuditLog, AuditLog.toConsole)
+    const services = yield* Effect.provide(makeServices(options), withAudit)
+    const apps = yield* Effect.provide(routerOf(AppsLive), services)
+    // Whatever the storage layer set for every fiber (a Clock, a logger) is in this fiber's refs now.
+    const runtime = yield* Effect.provide(Effect.runtime<Storage>(), withAudit)
+    let other: typeof apps | undefined
+    let building: Promise<typeof apps> | undefined
+    const otherRouter = Effect.suspend(
+      () =>
+        other ??
+        Effect.flatten(
+          Effect.promise(() => {
+            building ??= Runtime.runPromise(runtime)(
+              Scope.extend(Effect.provide(routerOf(Layer.merge(AdminLive, SystemLive)), services), scope)
+            ).then((app) => (other = app))
+            return building
+          })
+        )
+    )
+    type App = Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
+    const appsFirst = Effect.catchIf(apps, mayBeOther, () => otherRouter) as App
+    const otherFirst = Effect.catchIf(
+      otherRouter,
+      (e) => e instanceof RouteNotFound,
+      () => apps
+    ) as App
+    const { fiberRefs, runtimeFlags } = runtime
+    const route: Router["route"] = (request, requestId, limits) => {
+      // The context is the request and what the common rules made for it. Not the platform's
+      // file-serving services (HttpPlatform, FileSystem, Path, Etag) that the router's type asks
+      // for: only file and multipart bodies use them, and no endpoint here reads or answers one.
+      const context = Context.unsafeMake<never>(
+        new Map<string, unknown>([
+          [HttpServerRequest.HttpServerRequest.key, request],
+          [RequestId.key, requestId],
+          [RequestLimits.key, limits]
+        ])
+      )
+      return Runtime.runPromiseExit(Runtime.make({ context, fiberRefs, runtimeFlags }))(
+        ADMIN_PATH.test(request.url) ? otherFirst : appsFirst
+      )
+    }
+    return {
+      route,
+      runtime: runtime as Runtime.Runtime<never>,
+      limiter: Option.getOrUndefined(Context.getOption(built, RateLimiter)),
+      clock: yield* Effect.clock
+    }
+  }).pipe(Scope.extend(scope))
 
 /** A web-standard request handler. */
 export interface WebHandler {
@@ -714,24 +844,18 @@ export interface WebHandler {
 
 /**
  * A `fetch`-style handler for the issuer over the given storage layers. Build it once per isolate
- * (it holds the router and the imported-key cache) and call `handler` per request. Audit events
- * go to the console as JSON lines ({@link AuditLog.layerConsole}) unless `storage` also provides
- * an {@link AuditLog.AuditLog}; a `RateLimiter` in `storage` turns rate limiting on.
+ * (it holds the router and the imported-key cache) and call `handler` per request: the router is
+ * built on the first request that needs it. Audit events go to the console as JSON lines
+ * ({@link AuditLog.layerConsole}) unless `storage` also provides an {@link AuditLog.AuditLog}; a
+ * `RateLimiter` in `storage` turns rate limiting on.
  */
 export const makeWebHandler = <E>(
   storage: Layer.Layer<Registry | Entropy.Entropy, E>,
   options: IssuerOptions = {}
 ): WebHandler => {
-  // `storage` comes second, so an AuditLog it provides replaces the console one.
-  const services = Layer.merge(AuditLog.layerConsole, storage)
-  const built = HttpApiBuilder.toWebHandler(
-    Layer.mergeAll(layer(options).pipe(Layer.provide(services)), HttpServer.layerContext)
-  )
+  const scope = Effect.runSync(Scope.make())
   return {
-    handler: (request) => {
-      const healthz = healthzBeforeRouter(request)
-      return healthz === undefined ? built.handler(request) : Promise.resolve(healthz)
-    },
-    dispose: built.dispose
+    handler: withCommonRules(() => Effect.runPromise(makeRouter(storage, options, scope))),
+    dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -3,7 +3,6 @@
  * before any key is touched; nothing is ever fetched because a header said so; the keys come from
  * the registry on every request, so deleting a key takes effect on the next one.
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -13,7 +12,7 @@ import type { Permissions } from "../api/Permissions.js"
 import { InvalidJwt, type JwtFailureReason, type Unavailable } from "../api/Problems.js"
 import { fromBase64Url } from "../internal/der.js"
 import { JWS_ALG } from "../internal/rsa.js"
-import { type InstallationRecord, type KeyRecord, Registry } from "./Registry.js"
+import { type AppRecord, type InstallationRecord, type KeyRecord, Registry } from "./Registry.js"
 
 /** Allowed clock skew, in seconds. */
 export const SKEW_SECONDS = 60
@@ -47,8 +46,6 @@ export class JwtVerifier extends Context.Tag("@icr-apps/core/JwtVerifier")<
     readonly verify: (jwt: string, installationId?: string) => Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable>
   }
 >() {}
-
-const fail = (reason: JwtFailureReason, detail: string) => Effect.fail(new InvalidJwt({ reason, detail }))
 
 const decodeJsonSegment = (segment: string): Record<string, unknown> | undefined => {
   const bytes = fromBase64Url(segment)
@@ -86,119 +83,162 @@ const DUMMY_KEY: KeyRecord = {
 /** The most imported keys kept per isolate (an app has at most 25; this bounds many apps). */
 const KEY_CACHE_SIZE = 1024
 
-/** The live verifier: reads keys from the {@link Registry}, caches their imports by fingerprint. */
-export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
-  JwtVerifier,
-  Effect.gen(function* () {
-    const registry = yield* Registry
-    const imported = new Map<string, Promise<CryptoKey>>()
-    const importKey = (key: KeyRecord) =>
-      Effect.promise(() => {
-        let hit = imported.get(key.fingerprint)
-        if (hit !== undefined) {
-          imported.delete(key.fingerprint)
-        } else {
-          hit = importSPKI(`-----BEGIN PUBLIC KEY-----\n${key.spki}\n-----END PUBLIC KEY-----`, JWS_ALG)
-          hit.catch(() => imported.delete(key.fingerprint))
-        }
-        imported.set(key.fingerprint, hit)
-        if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
-        return hit
-      })
-    /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
-    const check = (cryptoKey: CryptoKey, jwt: string) =>
-      Effect.orElseSucceed(
-        Effect.as(
-          Effect.tryPromise(() => compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] })),
-          true
-        ),
-        () => false
-      )
-    /**
-     * Verifies against `key` when it could have made the signature (its modulus is as long as the
-     * signature); `undefined` when it could not, so it was not tried.
-     */
-    const verifyWith = (key: KeyRecord, jwt: string, signatureBytes: number) =>
-      Effect.flatMap(importKey(key), (cryptoKey) =>
-        (cryptoKey.algorithm as { readonly modulusLength?: number }).modulusLength !== signatureBytes * 8
-          ? Effect.succeed(undefined)
-          : check(cryptoKey, jwt)
-      )
-    /** One verification whose answer is ignored: what a refusal costs when no key of the app was tried. */
-    const dummyVerification = (jwt: string) =>
-      Effect.flatMap(importKey(DUMMY_KEY), (cryptoKey) => check(cryptoKey, jwt))
+/** What the claims of a JWT say, once its header and claims passed every check that needs no key. */
+interface ParsedJwt {
+  readonly appId: string
+  readonly kid: string | undefined
+  readonly iat: number
+  readonly exp: number
+  readonly signatureBytes: number
+}
 
-    const verify = (jwt: string, installationId?: string) =>
-      Effect.gen(function* () {
-        if (jwt.length > MAX_JWT_LENGTH)
-          return yield* fail("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
-        const parts = jwt.split(".")
-        if (parts.length !== 3) return yield* fail("malformed", "An App JWT has three dot-separated parts")
-        const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
-        const header = decodeJsonSegment(headerPart)
-        if (header === undefined) return yield* fail("malformed", "The JWT header is not base64url JSON")
-        for (const name of ["jku", "x5u", "jwk", "x5c", "crit"]) {
-          if (name in header) return yield* fail("malformed", `The "${name}" JWT header is not accepted`)
-        }
-        const unexpected = Object.keys(header).filter((k) => !ALLOWED_HEADER_MEMBERS.has(k))
-        if (unexpected.length > 0) {
-          return yield* fail(
-            "malformed",
-            `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`
-          )
-        }
-        if (header.alg !== "RS256") return yield* fail("unsupported_algorithm", "App JWTs must be signed with RS256")
-        if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
-          return yield* fail("malformed", 'The JWT "typ" header must be "JWT"')
-        }
-        const kid = header.kid
-        if (kid !== undefined && (typeof kid !== "string" || kid.length === 0 || kid.length > 128)) {
-          return yield* fail("malformed", 'The JWT "kid" header must be a short string')
-        }
-        const payload = decodeJsonSegment(payloadPart)
-        if (payload === undefined) return yield* fail("malformed", "The JWT payload is not base64url JSON")
+/**
+ * Every check of SPEC §2 that needs neither a key nor the clock, in order: the length, the three
+ * canonical base64url segments, the header allow-list, RS256, `typ`, `kid`, `iss`, numeric `iat`/`exp`.
+ */
+const parse = (jwt: string): ParsedJwt | InvalidJwt => {
+  const refuse = (reason: JwtFailureReason, detail: string) => new InvalidJwt({ reason, detail }, true)
+  if (jwt.length > MAX_JWT_LENGTH) return refuse("malformed", `App JWTs are limited to ${MAX_JWT_LENGTH} characters`)
+  const parts = jwt.split(".")
+  if (parts.length !== 3) return refuse("malformed", "An App JWT has three dot-separated parts")
+  const [headerPart, payloadPart, signaturePart] = parts as [string, string, string]
+  const header = decodeJsonSegment(headerPart)
+  if (header === undefined) return refuse("malformed", "The JWT header is not base64url JSON")
+  for (const name of ["jku", "x5u", "jwk", "x5c", "crit"]) {
+    if (name in header) return refuse("malformed", `The "${name}" JWT header is not accepted`)
+  }
+  const unexpected = Object.keys(header).filter((k) => !ALLOWED_HEADER_MEMBERS.has(k))
+  if (unexpected.length > 0) {
+    return refuse("malformed", `Unexpected JWT header member(s): ${unexpected.slice(0, 5).join(", ").slice(0, 100)}`)
+  }
+  if (header.alg !== "RS256") return refuse("unsupported_algorithm", "App JWTs must be signed with RS256")
+  if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
+    return refuse("malformed", 'The JWT "typ" header must be "JWT"')
+  }
+  const kid = header.kid
+  if (kid !== undefined && (typeof kid !== "string" || kid.length === 0 || kid.length > 128)) {
+    return refuse("malformed", 'The JWT "kid" header must be a short string')
+  }
+  const payload = decodeJsonSegment(payloadPart)
+  if (payload === undefined) return refuse("malformed", "The JWT payload is not base64url JSON")
 
-        const iss = payload.iss
-        if (iss === undefined || iss === null) return yield* fail("missing_claim", 'The JWT has no "iss" claim')
-        const appId =
-          typeof iss === "string"
-            ? iss
-            : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0
-              ? String(iss)
-              : undefined
-        if (appId === undefined || appId.length === 0 || appId.length > 64) {
-          return yield* fail("malformed", 'The "iss" claim must be the app id (a string or an integer)')
-        }
-        const iat = numericClaim(payload, "iat")
-        const exp = numericClaim(payload, "exp")
-        if ("missing" in iat) return yield* fail("missing_claim", 'The JWT has no "iat" claim')
-        if ("missing" in exp) return yield* fail("missing_claim", 'The JWT has no "exp" claim')
-        if ("malformed" in iat) return yield* fail("malformed", 'The "iat" claim must be a number of seconds')
-        if ("malformed" in exp) return yield* fail("malformed", 'The "exp" claim must be a number of seconds')
+  const iss = payload.iss
+  if (iss === undefined || iss === null) return refuse("missing_claim", 'The JWT has no "iss" claim')
+  const appId =
+    typeof iss === "string"
+      ? iss
+      : typeof iss === "number" && Number.isSafeInteger(iss) && iss >= 0
+        ? String(iss)
+        : undefined
+  if (appId === undefined || appId.length === 0 || appId.length > 64) {
+    return refuse("malformed", 'The "iss" claim must be the app id (a string or an integer)')
+  }
+  const iat = numericClaim(payload, "iat")
+  const exp = numericClaim(payload, "exp")
+  if ("missing" in iat) return refuse("missing_claim", 'The JWT has no "iat" claim')
+  if ("missing" in exp) return refuse("missing_claim", 'The JWT has no "exp" claim')
+  if ("malformed" in iat) return refuse("malformed", 'The "iat" claim must be a number of seconds')
+  if ("malformed" in exp) return refuse("malformed", 'The "exp" claim must be a number of seconds')
+  const signature = fromBase64Url(signaturePart)
+  return {
+    appId,
+    kid,
+    iat: iat.value,
+    exp: exp.value,
+    // Checked after the times, as always: a missing signature is refused as a bad one.
+    signatureBytes: signature === undefined ? 0 : signature.byteLength
+  }
+}
 
-        const now = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-        if (iat.value > now + SKEW_SECONDS) return yield* fail("iat_in_future", 'The "iat" claim is in the future')
-        if (exp.value <= now) return yield* fail("expired", "The JWT has expired")
-        if (exp.value > now + MAX_ACCEPTED_LIFETIME_SECONDS) {
-          return yield* fail("exp_too_far", 'The "exp" claim is more than 10 minutes in the future')
-        }
-        if (exp.value <= iat.value) return yield* fail("malformed", 'The "exp" claim must be after "iat"')
-        if (exp.value - iat.value > MAX_ACCEPTED_LIFETIME_SECONDS) {
-          return yield* fail("exp_too_far", "The JWT lives longer than 10 minutes")
-        }
+/** The time rules of SPEC §2 at `now` (seconds), with 60 s of skew. */
+const refusedAt = ({ iat, exp }: ParsedJwt, now: number): InvalidJwt | undefined => {
+  const refuse = (reason: JwtFailureReason, detail: string) => new InvalidJwt({ reason, detail }, true)
+  if (iat > now + SKEW_SECONDS) return refuse("iat_in_future", 'The "iat" claim is in the future')
+  if (exp <= now) return refuse("expired", "The JWT has expired")
+  if (exp > now + MAX_ACCEPTED_LIFETIME_SECONDS) {
+    return refuse("exp_too_far", 'The "exp" claim is more than 10 minutes in the future')
+  }
+  if (exp <= iat) return refuse("malformed", 'The "exp" claim must be after "iat"')
+  if (exp - iat > MAX_ACCEPTED_LIFETIME_SECONDS) return refuse("exp_too_far", "The JWT lives longer than 10 minutes")
+  return undefined
+}
 
-        const signature = fromBase64Url(signaturePart)
-        if (signature === undefined || signature.byteLength === 0) {
-          return yield* fail("invalid_signature", "The JWT signature is missing or not base64url")
-        }
-        const read =
-          installationId === undefined
-            ? { app: yield* registry.getApp(appId), installation: undefined }
-            : yield* registry.getAppWithInstallation(appId, installationId)
-        const app = read.app
+const badSignature = () =>
+  new InvalidJwt({
+    reason: "invalid_signature",
+    detail: "The JWT signature does not verify against any key of the app"
+  })
+
+/**
+ * The verifier over a registry: reads the app's keys on every verification (so deleting a key takes
+ * effect on the next one) and caches their imports by fingerprint.
+ */
+export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
+  const imported = new Map<string, Promise<CryptoKey>>()
+  const importKey = (key: KeyRecord): Promise<CryptoKey> => {
+    let hit = imported.get(key.fingerprint)
+    if (hit !== undefined) {
+      imported.delete(key.fingerprint)
+    } else {
+      hit = importSPKI(`-----BEGIN PUBLIC KEY-----\n${key.spki}\n-----END PUBLIC KEY-----`, JWS_ALG)
+      hit.catch(() => imported.delete(key.fingerprint))
+    }
+    imported.set(key.fingerprint, hit)
+    if (imported.size > KEY_CACHE_SIZE) imported.delete(imported.keys().next().value!)
+    return hit
+  }
+  /** jose verifies the compact JWS (after our own checks); any refusal of it is a bad signature. */
+  const check = (cryptoKey: CryptoKey, jwt: string): Promise<boolean> =>
+    compactVerify(jwt, cryptoKey, { algorithms: [JWS_ALG] }).then(
+      () => true,
+      () => false
+    )
+  /** One verification whose answer is ignored: what a refusal costs when no key of the app was tried. */
+  const dummyVerification = async (jwt: string) => {
+    await check(await importKey(DUMMY_KEY), jwt)
+  }
+  /**
+   * The first of `keys` that verifies `jwt`. A key is tried only when it could have made the
+   * signature (its modulus is as long as the signature); when none could, a dummy verification
+   * costs what a real one would.
+   */
+  const verifyWithAny = async (keys: ReadonlyArray<KeyRecord>, jwt: string, signatureBytes: number) => {
+    let tried = 0
+    for (const key of keys) {
+      const cryptoKey = await importKey(key)
+      if ((cryptoKey.algorithm as { readonly modulusLength?: number }).modulusLength !== signatureBytes * 8) continue
+      tried++
+      if (await check(cryptoKey, jwt)) return key
+    }
+    if (tried === 0) await dummyVerification(jwt)
+    return undefined
+  }
+
+  const verify = (jwt: string, installationId?: string): Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable> => {
+    const parsed = parse(jwt)
+    if (parsed instanceof InvalidJwt) return Effect.fail(parsed)
+    return Effect.clockWith((clock) => {
+      const refused = refusedAt(parsed, Math.floor(clock.unsafeCurrentTimeMillis() / 1000))
+      if (refused !== undefined) return Effect.fail(refused)
+      if (parsed.signatureBytes === 0) {
+        return Effect.fail(
+          new InvalidJwt({ reason: "invalid_signature", detail: "The JWT signature is missing or not base64url" })
+        )
+      }
+      const { appId, kid } = parsed
+      const read: Effect.Effect<
+        { readonly app: Option.Option<AppRecord>; readonly installation?: Option.Option<InstallationRecord> },
+        Unavailable
+      > =
+        installationId === undefined
+          ? Effect.map(registry.getApp(appId), (app) => ({ app }))
+          : registry.getAppWithInstallation(appId, installationId)
+      return Effect.flatMap(read, ({ app, installation }) => {
         if (Option.isNone(app)) {
-          yield* dummyVerification(jwt)
-          return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
+          return Effect.zipRight(
+            Effect.promise(() => dummyVerification(jwt)),
+            Effect.fail(badSignature())
+          )
         }
         // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
         // active key — each key once, however often it was registered.
@@ -210,25 +250,25 @@ export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(
             !seen.has(k.fingerprint) &&
             seen.add(k.fingerprint) !== undefined
         )
-        let tried = 0
-        for (const key of candidates) {
-          const verified = yield* verifyWith(key, jwt, signature.byteLength)
-          if (verified !== undefined) tried++
-          if (verified === true) {
-            return {
-              appId,
-              keyId: key.id,
-              permissions: app.value.permissions,
-              tokenEpoch: app.value.tokenEpoch,
-              installation: read.installation
-            }
-          }
-        }
-        // No key could be tried (an unknown kid, no key of the signature's size): cost what an unknown app costs.
-        if (tried === 0) yield* dummyVerification(jwt)
-        // An unknown app, an unknown kid and a bad signature all end here, with the same answer.
-        return yield* fail("invalid_signature", "The JWT signature does not verify against any key of the app")
+        // An unknown app, an unknown kid and a bad signature all end in the same answer.
+        return Effect.flatMap(
+          Effect.promise(() => verifyWithAny(candidates, jwt, parsed.signatureBytes)),
+          (key): Effect.Effect<VerifiedJwt, InvalidJwt> =>
+            key === undefined
+              ? Effect.fail(badSignature())
+              : Effect.succeed({
+                  appId,
+                  keyId: key.id,
+                  permissions: app.value.permissions,
+                  tokenEpoch: app.value.tokenEpoch,
+                  installation
+                })
+        )
       })
-    return { verify }
-  })
-)
+    })
+  }
+  return { verify }
+}
+
+/** The live verifier: reads keys from the {@link Registry}, caches their imports by fingerprint. */
+export const layer: Layer.Layer<JwtVerifier, never, Registry> = Layer.effect(JwtVerifier, Effect.map(Registry, make))

@@ -92,13 +92,20 @@ export interface RequestLimitsService {
   readonly principal: (key: string) => Effect.Effect<void, RateLimited>
   /** The request counts against no budget (the operator, liveness checks). */
   readonly exempt: Effect.Effect<void>
-  /** Counts the request against its address unless a principal or an exemption settled it already. */
-  readonly settle: Effect.Effect<void, RateLimited>
+  /**
+   * What counts the request against its address once it is answered: `undefined` when there is
+   * nothing to count (a principal or an exemption settled it already, or there is no limiter or no address).
+   */
+  readonly settle: () => Effect.Effect<void, RateLimited> | undefined
 }
 
 /** The current request's {@link RequestLimitsService}; outside a request, one that limits nothing. */
 export class RequestLimits extends Context.Reference<RequestLimits>()("@icr-apps/core/RateLimiter/RequestLimits", {
-  defaultValue: (): RequestLimitsService => ({ principal: () => Effect.void, exempt: Effect.void, settle: Effect.void })
+  defaultValue: (): RequestLimitsService => ({
+    principal: () => Effect.void,
+    exempt: Effect.void,
+    settle: () => undefined
+  })
 }) {}
 
 /**
@@ -127,10 +134,10 @@ export const makeRequestLimits = (
     exempt: Effect.sync(() => {
       settled = true
     }),
-    settle: Effect.suspend(() => {
-      if (settled || address === undefined) return Effect.void
+    settle: () => {
+      if (settled || limiter === undefined || address === undefined) return undefined
       settled = true
       return enforce("address", addressKey(address), "Too many requests from this client; retry later")
-    })
+    }
   }
 }

@@ -101,3 +101,54 @@ describe("the kill-switch endpoints are in the one definition (SPEC §5)", () =>
     expect(tags).toEqual(["InstallationNotFound", "AppNotFound"])
   })
 })
+
+describe("the apps router and the one built on demand answer as one router (issue 12)", () => {
+  const admin = "y".repeat(MIN_ADMIN_TOKEN_LENGTH)
+  const call = async (
+    handler: (request: Request) => Promise<Response>,
+    method: string,
+    path: string,
+    token?: string
+  ) => {
+    const res = await handler(
+      new Request(`http://icr.test${path}`, {
+        method,
+        headers: token === undefined ? {} : { authorization: `Bearer ${token}` }
+      })
+    )
+    const text = await res.text()
+    return { status: res.status, allow: res.headers.get("allow"), code: text ? JSON.parse(text).code : undefined }
+  }
+
+  it("reaches the operator API and /openapi.json however the path is spelt, first request or not", async () => {
+    for (const first of ["/%61dmin/apps", "/ADMIN/apps", "//admin/apps", "/app/installations/token"]) {
+      const issuer = makeWebHandler(storage, { adminToken: Redacted.make(admin) })
+      const at = (method: string, path: string, token?: string) => call(issuer.handler, method, path, token)
+      await at("GET", first, admin)
+      expect((await at("GET", "/%61dmin/apps", admin)).status).toBe(200)
+      expect((await at("GET", "/ADMIN/apps", admin)).status).toBe(200)
+      expect((await at("GET", "//admin/apps/", admin)).status).toBe(200)
+      expect((await at("GET", "/admin/apps")).code).toBe("missing_credentials")
+      expect((await at("GET", "/OPENAPI.JSON")).status).toBe(200)
+      expect((await at("GET", "/open%61pi.json")).status).toBe(200)
+      expect((await at("HEAD", "/admin/apps", admin)).status).toBe(200)
+      expect((await at("GET", "/healthz/")).status).toBe(200)
+      await issuer.dispose()
+    }
+  })
+
+  it("answers 404 and 405 with Allow across both route sets", async () => {
+    const issuer = makeWebHandler(storage, { adminToken: Redacted.make(admin) })
+    const at = (method: string, path: string) => call(issuer.handler, method, path)
+    expect(await at("POST", "/healthz")).toEqual({ status: 405, allow: "GET, HEAD", code: "method_not_allowed" })
+    expect(await at("PUT", "/admin/apps")).toEqual({
+      status: 405,
+      allow: "GET, HEAD, POST",
+      code: "method_not_allowed"
+    })
+    expect(await at("GET", "/app/accessTokens")).toEqual({ status: 405, allow: "POST", code: "method_not_allowed" })
+    expect(await at("GET", "/administrator")).toEqual({ status: 404, allow: null, code: "not_found" })
+    expect(await at("GET", "/nowhere%20")).toEqual({ status: 404, allow: null, code: "not_found" })
+    await issuer.dispose()
+  })
+})
