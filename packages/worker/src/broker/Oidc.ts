@@ -40,6 +40,13 @@ export interface OidcOptions {
   readonly fetch?: typeof globalThis.fetch | undefined
   /** How long a JWKS is used before it is fetched again (default 10 minutes). */
   readonly jwksMaxAgeMillis?: number | undefined
+  /**
+   * How long a JWKS may still be used while fetching a new one fails — the provider unreachable, or
+   * answering with something that is not a key set (default twice `jwksMaxAgeMillis`). Beyond it,
+   * tokens are answered 503 `unavailable` rather than checked against keys the provider may have
+   * retired since.
+   */
+  readonly jwksMaxStaleMillis?: number | undefined
   /** How long a discovery document is used (default 1 hour). */
   readonly discoveryMaxAgeMillis?: number | undefined
   /** The least time between two out-of-turn fetches of one issuer's JWKS for an unknown `kid` (default 30 s). */
@@ -77,11 +84,16 @@ interface IssuerState {
   keys?: { readonly verifier: ReturnType<typeof createLocalJWKSet>; readonly at: number } | undefined
   /** When an unknown `kid` last made us fetch the JWKS out of turn. */
   forcedAt?: number | undefined
+  /** When a refresh last failed: the next waits {@link RETRY_AFTER_SECONDS}, so an outage is not hammered. */
+  failedAt?: number | undefined
   /** One fetch at a time per issuer; concurrent verifications wait for it. */
   pending?: Promise<void> | undefined
 }
 
 const grant = (detail: string) => new InvalidGrant({ detail })
+
+/** What a 503 tells callers to wait when the provider's keys cannot be had; failed fetches wait as long. */
+const RETRY_AFTER_SECONDS = 5
 
 /** A verifier of identity tokens. */
 export interface OidcVerifier {
@@ -93,6 +105,7 @@ export interface OidcVerifier {
 export const make = (options: OidcOptions): OidcVerifier => {
   const fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
   const jwksMaxAge = options.jwksMaxAgeMillis ?? 10 * 60_000
+  const jwksMaxStale = options.jwksMaxStaleMillis ?? 2 * jwksMaxAge
   const discoveryMaxAge = options.discoveryMaxAgeMillis ?? 60 * 60_000
   const cooldown = options.refetchCooldownMillis ?? 30_000
   const timeout = options.timeoutMillis ?? 5_000
@@ -135,20 +148,28 @@ export const make = (options: OidcOptions): OidcVerifier => {
     return state.pending
   }
 
-  /** The issuer's keys: cached, refreshed when old; a stale copy is used if a refresh fails. */
+  /**
+   * The issuer's keys: cached, refreshed when old. While refreshing fails, the last good set is used
+   * up to `jwksMaxStale` after it was fetched, and a failed refresh is not retried for the
+   * {@link RETRY_AFTER_SECONDS} that a 503 tells callers to wait.
+   */
   const keysOf = async (issuer: string, state: IssuerState, now: number) => {
     if (state.keys === undefined || now - state.keys.at >= jwksMaxAge) {
-      try {
-        await refresh(issuer, state, now)
-      } catch {
-        if (state.keys === undefined)
-          throw new Unavailable({
-            detail: "The identity provider's keys could not be fetched; retry later",
-            retryAfter: 5
-          })
+      if (state.failedAt === undefined || now - state.failedAt >= RETRY_AFTER_SECONDS * 1000) {
+        try {
+          await refresh(issuer, state, now)
+          state.failedAt = undefined
+        } catch {
+          state.failedAt = now
+        }
       }
+      if (state.keys === undefined || now - state.keys.at >= jwksMaxStale)
+        throw new Unavailable({
+          detail: "The identity provider's keys could not be fetched; retry later",
+          retryAfter: RETRY_AFTER_SECONDS
+        })
     }
-    return state.keys!.verifier
+    return state.keys.verifier
   }
 
   const check = (token: string, issuer: string, keys: ReturnType<typeof createLocalJWKSet>, now: number) =>

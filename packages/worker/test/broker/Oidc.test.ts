@@ -1,7 +1,10 @@
 import { makeOidcProvider } from "@icr-apps/testkit/Oidc"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import { describe, expect, it } from "vitest"
+import * as Oidc from "../../src/broker/Oidc.js"
 import { isAllowedUrl } from "../../src/broker/Oidc.js"
 import { AUDIENCE, exchangeParams, OIDC_ISSUER, setup, subjectPolicy, tokenRequest } from "./harness.js"
 
@@ -119,6 +122,53 @@ describe("JWKS: discovered from the configured issuer, cached, refreshed on rota
     expect(response.status).toBe(503)
     expect(response.headers.get("retry-after")).toBe("5")
     expect(((await response.json()) as { code: string }).code).toBe("unavailable")
+  })
+
+  it("keeps the last good keys through failed refreshes (unreachable or malformed), for twice their max age only", async () => {
+    const oidc = makeOidcProvider({ issuer: OIDC_ISSUER })
+    let serving: "keys" | "down" | "malformed" = "keys"
+    let jwksFetches = 0
+    const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      const url = String(input instanceof Request ? input.url : input)
+      if (url.endsWith("/jwks.json")) {
+        jwksFetches++
+        if (serving === "down") throw new TypeError("fetch failed")
+        if (serving === "malformed") return Response.json({ keys: [1] })
+      }
+      return oidc.fetch(input, init)
+    }) as typeof globalThis.fetch
+    const verifier = Oidc.make({ issuers: [OIDC_ISSUER], audience: AUDIENCE, fetch, jwksMaxAgeMillis: 10 * 60_000 })
+    // The broker's clock, moved ahead of the tokens' (which are issued now and live two hours).
+    let ahead = 0
+    const base = Clock.make()
+    const clock: Clock.Clock = {
+      [Clock.ClockTypeId]: Clock.ClockTypeId,
+      unsafeCurrentTimeMillis: () => Date.now() + ahead,
+      currentTimeMillis: Effect.sync(() => Date.now() + ahead),
+      unsafeCurrentTimeNanos: () => BigInt(Date.now() + ahead) * 1_000_000n,
+      currentTimeNanos: Effect.sync(() => BigInt(Date.now() + ahead) * 1_000_000n),
+      sleep: (duration) => base.sleep(duration)
+    }
+    const verify = async () =>
+      Effect.runPromise(
+        Effect.either(Effect.withClock(verifier.verify(await oidc.issue({ sub: SUB, aud: AUDIENCE, expiresInSeconds: 7200 })), clock))
+      )
+    const tagOf = (result: Awaited<ReturnType<typeof verify>>) => (Either.isLeft(result) ? result.left._tag : "ok")
+
+    expect(tagOf(await verify())).toBe("ok")
+    for (const failure of ["down", "malformed"] as const) {
+      serving = failure
+      ahead += 11 * 60_000 // the keys are due for a refresh, which fails: the last good set still serves
+      expect(tagOf(await verify())).toBe("ok")
+      const fetched = jwksFetches
+      expect(tagOf(await verify())).toBe("ok") // a failed refresh is not retried within 5 s
+      expect(jwksFetches).toBe(fetched)
+      ahead += 10 * 60_000 // 21 minutes after the last good fetch: beyond twice the max age
+      expect(tagOf(await verify())).toBe("Unavailable")
+      serving = "keys"
+      ahead += 5_000
+      expect(tagOf(await verify())).toBe("ok") // back: fetched again after the 5 s back-off
+    }
   })
 
   it("never fetches from a URL that is not https (or http on loopback)", () => {
