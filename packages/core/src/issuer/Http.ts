@@ -260,6 +260,22 @@ const toServerRequest = (request: Request, body: CheckedBody | undefined): HttpS
   }) as HttpServerRequest.HttpServerRequest
 }
 
+/** A path as a reader sees it, so that redaction sees `crs_…` however it was percent-encoded. */
+const decoded = (pathname: string): string => {
+  try {
+    return decodeURIComponent(pathname)
+  } catch {
+    // Malformed percent-encoding: decode what decodes, escape by escape.
+    return pathname.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run)
+      } catch {
+        return run
+      }
+    })
+  }
+}
+
 /** Maps the router's own failures to SPEC §6 problems; `undefined` for anything that is not a problem. */
 const translate = (e: unknown): Problem | undefined => {
   if (isProblem(e)) return e
@@ -272,7 +288,9 @@ const translate = (e: unknown): Problem | undefined => {
     const pathname = pathnameOf(e.request.url)
     const allow = allowedMethods(pathname)
     if (allow.length === 0) {
-      return new NotFound({ detail: `No route for ${e.request.method} ${redactSecrets(pathname).slice(0, 200)}` })
+      return new NotFound({
+        detail: `No route for ${e.request.method} ${redactSecrets(decoded(pathname)).slice(0, 200)}`
+      })
     }
     // The shape and method match a route, yet the router could not take it: a path it cannot decode.
     if (allow.includes(e.request.method)) {
@@ -409,14 +427,24 @@ export const withCommonRules = (build: () => Promise<Router>): ((request: Reques
   return async (request) => {
     const healthz = healthzBeforeRouter(request)
     if (healthz !== undefined) return healthz
-    if (router === undefined) {
-      building ??= build()
-      router = await building
-    }
     const method = request.method.toUpperCase()
     const url = request.url
     const headers = request.headers
     const requestId = requestIdOf(headers.get("x-request-id"))
+    if (router === undefined) {
+      // A build that fails is tried again by the next request, never cached as a broken isolate.
+      building ??= build().catch((e: unknown) => {
+        building = undefined
+        throw e
+      })
+      try {
+        router = await building
+      } catch (e) {
+        // Only the failure's class reaches the log: its message might quote configuration.
+        console.error("the issuer could not be built:", e instanceof Error ? e.name : typeof e)
+        return toWeb(new Internal({ detail: "Internal error" }), method, url, requestId, Date.now())
+      }
+    }
     const limits = makeRequestLimits(router.limiter, headers.get("cf-connecting-ip") ?? undefined)
     let answer: Answer | undefined = refusedByHeaders(headers)
     if (answer === undefined) {
@@ -427,7 +455,10 @@ export const withCommonRules = (build: () => Promise<Router>): ((request: Reques
         answer = Exit.isSuccess(routed) ? routed.value : problemOf(router, routed.cause)
       }
     }
-    const settle = url.includes("/healthz") && pathnameOf(url) === "/healthz" ? undefined : limits.settle()
+    // Liveness checks are never limited; anything else sent to /healthz is (405 is not free to send).
+    const liveness =
+      (method === "GET" || method === "HEAD") && url.includes("/healthz") && pathnameOf(url) === "/healthz"
+    const settle = liveness ? undefined : limits.settle()
     if (settle !== undefined) {
       const settled = await Effect.runPromiseExit(Effect.provide(settle, router.runtime))
       if (Exit.isFailure(settled)) answer = problemOf(router, settled.cause)

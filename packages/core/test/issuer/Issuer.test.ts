@@ -152,3 +152,44 @@ describe("the apps router and the one built on demand answer as one router (issu
     await issuer.dispose()
   })
 })
+
+describe("what a 404 and a failed start say (security review)", () => {
+  it("a 404 names the path with any access token in it redacted, however it was percent-encoded", async () => {
+    const issuer = makeWebHandler(storage)
+    const secret = `crs_${"ab".repeat(24)}`
+    for (const path of [`/x/${secret}`, `/x%2Fcrs%5f${"ab".repeat(24)}`, `/x/%63rs_${"ab".repeat(24)}%zz`]) {
+      const res = await issuer.handler(new Request(`http://icr.test${path}`))
+      const text = await res.text()
+      expect(res.status, path).toBe(404)
+      expect(text, path).not.toContain("ab".repeat(24))
+    }
+    await issuer.dispose()
+  })
+  it("answers 500 internal when the issuer cannot be built, logs only the failure's class, and tries again", async () => {
+    let attempts = 0
+    const flaky = Layer.mergeAll(
+      Layer.effect(
+        Registry.Registry,
+        Effect.suspend(() =>
+          attempts++ === 0
+            ? Effect.die(new Error("secret-configuration-value"))
+            : Effect.provide(Registry.Registry, Registry.layerMemory)
+        )
+      ),
+      Entropy.layer
+    )
+    const issuer = makeWebHandler(flaky as typeof storage)
+    const { result, lines } = await consoleOf(async () => {
+      const res = await issuer.handler(new Request("http://icr.test/app/installations/token"))
+      return { status: res.status, body: await res.text() }
+    })
+    expect(result.status).toBe(500)
+    expect(JSON.parse(result.body)).toMatchObject({ code: "internal", detail: "Internal error" })
+    expect(lines.join("\n")).not.toContain("secret-configuration-value")
+    expect(lines.join("\n")).toContain("could not be built")
+    // The next request builds again, and this time the issuer answers.
+    expect((await issuer.handler(new Request("http://icr.test/app/installations/token"))).status).toBe(401)
+    expect(attempts).toBe(2)
+    await issuer.dispose()
+  })
+})

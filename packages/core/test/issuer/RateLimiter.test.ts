@@ -146,6 +146,17 @@ describe("rate limits per principal (SPEC §1)", () => {
     expect((await call("GET", "/app/installations/token", { from: "2001:db8:77:2::1" })).status).toBe(401)
     expect((await call("GET", "/healthz", { from: rotate() })).status).toBe(200)
   })
+  it("never limits a liveness check, but limits anything else sent to /healthz like any unauthenticated request", async () => {
+    const { call } = limitedIssuer()
+    const from = "198.51.100.40"
+    for (let i = 0; i < ADDRESS_LIMIT; i++) expect((await call("POST", "/healthz", { from })).status).toBe(405)
+    expect((await call("POST", "/healthz", { from })).status).toBe(429)
+    expect((await call("DELETE", "/healthz", { from })).status).toBe(429)
+    for (let i = 0; i < 3; i++) {
+      expect((await call("GET", "/healthz", { from })).status).toBe(200)
+      expect((await call("HEAD", "/healthz", { from })).status).toBe(200)
+    }
+  })
   it("limits installation tokens per installation, app tokens per app; the operator not at all", async () => {
     const { call, newApp } = limitedIssuer()
     const { appId, jwt } = await newApp("app-tokens")

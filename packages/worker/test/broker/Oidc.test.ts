@@ -151,7 +151,12 @@ describe("JWKS: discovered from the configured issuer, cached, refreshed on rota
     }
     const verify = async () =>
       Effect.runPromise(
-        Effect.either(Effect.withClock(verifier.verify(await oidc.issue({ sub: SUB, aud: AUDIENCE, expiresInSeconds: 7200 })), clock))
+        Effect.either(
+          Effect.withClock(
+            verifier.verify(await oidc.issue({ sub: SUB, aud: AUDIENCE, expiresInSeconds: 7200 })),
+            clock
+          )
+        )
       )
     const tagOf = (result: Awaited<ReturnType<typeof verify>>) => (Either.isLeft(result) ? result.left._tag : "ok")
 
