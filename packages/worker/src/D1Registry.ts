@@ -28,7 +28,22 @@ const isUniqueViolation = (e: unknown) => e instanceof Error && /UNIQUE constrai
 /** Runs a D1 call; a failure is `Unavailable` (its message, which may quote SQL, is not kept). */
 const run = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: unavailable })
 
-const decodePermissions = Schema.decodeUnknownSync(Schema.parseJson(Permissions))
+const decodePermissionsText = Schema.decodeUnknownSync(Schema.parseJson(Permissions))
+/**
+ * Stored permissions, decoded once per distinct text: a token use reads two (the token's and its
+ * installation's), and the same few texts come back on every request. Decoded values are frozen, so
+ * one shared value cannot be changed through another reader. Bounded; cleared when full.
+ */
+const decodedPermissions = new Map<string, Permissions>()
+const decodePermissions = (text: string): Permissions => {
+  let permissions = decodedPermissions.get(text)
+  if (permissions === undefined) {
+    permissions = Object.freeze(decodePermissionsText(text))
+    if (decodedPermissions.size >= 1024) decodedPermissions.clear()
+    decodedPermissions.set(text, permissions)
+  }
+  return permissions
+}
 /** Canonical key order, so that equal permissions are equal text (the kill-switch rule compares the text). */
 const encodePermissions = (p: Permissions) => JSON.stringify(canonical(p))
 
