@@ -151,3 +151,27 @@ export const loadSeededIssuer = async (base: string, key: BenchKey) => {
   }
   return { issuer, requests }
 }
+
+/**
+ * What two handlers' answers to one scenario must agree on before either is timed: status, content
+ * type, header names (not values, not `content-length`), body fields and `code`. With the text and
+ * body, for checks of their own.
+ */
+export const answerShape = async (response: Response) => {
+  const text = await response.text()
+  let body: Record<string, unknown> = {}
+  try {
+    body = JSON.parse(text)
+  } catch {}
+  const shape = {
+    status: response.status,
+    contentType: response.headers.get("content-type"),
+    headers: [...response.headers.keys()]
+      .filter((h) => h !== "content-length")
+      .sort()
+      .join(","),
+    fields: Object.keys(body).sort().join(","),
+    code: String(body.code ?? "")
+  }
+  return { text, body, shape }
+}

@@ -33,6 +33,7 @@ import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
 import {
+  answerShape,
   benchAuditSink,
   freshJwt,
   GRANT,
@@ -195,23 +196,8 @@ const scenarios: ReadonlyArray<readonly [string, (id: string, token: string) => 
   ["unknown route", () => new Request(`${ORIGIN}/nowhere`)]
 ]
 const shape = async (response: Response) => {
-  const text = await response.text()
-  let body: Record<string, unknown> = {}
-  try {
-    body = JSON.parse(text)
-  } catch {}
-  return {
-    status: response.status,
-    contentType: response.headers.get("content-type"),
-    headers: [...response.headers.keys()]
-      .filter((h) => h !== "content-length")
-      .sort()
-      .join(","),
-    fields: Object.keys(body).sort().join(","),
-    code: String(body.code ?? ""),
-    reason: String(body.reason ?? ""),
-    newline: text.endsWith("\n")
-  }
+  const { text, body, shape } = await answerShape(response)
+  return { ...shape, reason: String(body.reason ?? ""), newline: text.endsWith("\n") }
 }
 const mismatches: Array<string> = []
 const DEBUG = process.env.BENCH_DEBUG === "1"

@@ -41,7 +41,7 @@ import { makeFakeIssuer } from "@icr-apps/testkit/FakeIssuer"
 import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
 import { makeOidcProvider } from "@icr-apps/testkit/Oidc"
 import { SignJWT } from "jose"
-import { benchAuditSink } from "../../core/bench/fixtures.js"
+import { answerShape, benchAuditSink } from "../../core/bench/fixtures.js"
 import { fmtMicros, median, type PhaseResult, ratioOf, type Row } from "../../core/bench/stats.js"
 import type { ExchangeEvent } from "../src/broker/Audit.js"
 import { type BrokerBindings, makeHandler } from "../src/broker/Broker.js"
@@ -351,23 +351,7 @@ const scenarios: ReadonlyArray<{ name: string; request: () => Request; before?: 
   { name: "unknown route", request: () => new Request(`${ORIGIN}/nowhere`) },
   { name: "healthz", request: () => new Request(`${ORIGIN}/healthz`) }
 ]
-const shape = async (response: Response) => {
-  const text = await response.text()
-  let body: Record<string, unknown> = {}
-  try {
-    body = JSON.parse(text)
-  } catch {}
-  return {
-    status: response.status,
-    contentType: response.headers.get("content-type"),
-    headers: [...response.headers.keys()]
-      .filter((h) => h !== "content-length")
-      .sort()
-      .join(","),
-    fields: Object.keys(body).sort().join(","),
-    code: String(body.code ?? "")
-  }
-}
+const shape = async (response: Response) => (await answerShape(response)).shape
 const eventShape = (event: Record<string, unknown> | undefined) =>
   event === undefined
     ? { event: "none" }
