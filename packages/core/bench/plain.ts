@@ -585,7 +585,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
       if (method === "POST") return mint(request, mintMatch[1]!, requestId)
       throw new Problem(405, "method_not_allowed", `${method} is not allowed here`, { allow: ["POST"] })
     }
-    throw new Problem(404, "not_found", `No route for ${method} ${pathname.slice(0, 200)}`)
+    throw new Problem(404, "not_found", `No route for ${method} at this path`)
   }
 
   return async (request: Request): Promise<Response> => {

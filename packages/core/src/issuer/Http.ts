@@ -85,9 +85,15 @@ export class RequestId extends Context.Reference<RequestId>()("@icr-apps/core/Ht
   defaultValue: (): string => ""
 }) {}
 
-/** The caller's `x-request-id` when it is sane, else a fresh UUID. */
+/** What a credential looks like in a request id: an access token, or a JWT's encoded `{"` header. */
+const credentialLike = /crs_|^eyJ/i
+
+/**
+ * The caller's `x-request-id` when it is sane, else a fresh UUID. One that looks like a credential
+ * is replaced too: the id is echoed in the response and written to every audit line.
+ */
 const requestIdOf = (given: string | null): string =>
-  given !== null && sanePattern.test(given) ? given : crypto.randomUUID()
+  given !== null && sanePattern.test(given) && !credentialLike.test(given) ? given : crypto.randomUUID()
 
 /** The `Date` header, made once per second of the clock it is given. */
 const httpDate = (() => {
@@ -163,6 +169,9 @@ const refusedByHeaders = (headers: globalThis.Headers): Problem | undefined => {
   if (version !== null && version !== API_VERSION) {
     return new UnsupportedApiVersion({ detail: `This server serves API version ${API_VERSION} only` }, true)
   }
+  // Declared too large: refused whatever the method, before anything is read (SPEC §1).
+  const declared = headers.get("content-length")
+  if (declared !== null && Number(declared) > MAX_BODY_BYTES) return tooLarge()
   const authorization = headers.get("authorization")
   if (authorization !== null && authorization.length > MAX_AUTHORIZATION_LENGTH) {
     return new InvalidToken(
@@ -260,22 +269,6 @@ const toServerRequest = (request: Request, body: CheckedBody | undefined): HttpS
   }) as HttpServerRequest.HttpServerRequest
 }
 
-/** A path as a reader sees it, so that redaction sees `crs_…` however it was percent-encoded. */
-const decoded = (pathname: string): string => {
-  try {
-    return decodeURIComponent(pathname)
-  } catch {
-    // Malformed percent-encoding: decode what decodes, escape by escape.
-    return pathname.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
-      try {
-        return decodeURIComponent(run)
-      } catch {
-        return run
-      }
-    })
-  }
-}
-
 /** Maps the router's own failures to SPEC §6 problems; `undefined` for anything that is not a problem. */
 const translate = (e: unknown): Problem | undefined => {
   if (isProblem(e)) return e
@@ -288,9 +281,8 @@ const translate = (e: unknown): Problem | undefined => {
     const pathname = pathnameOf(e.request.url)
     const allow = allowedMethods(pathname)
     if (allow.length === 0) {
-      return new NotFound({
-        detail: `No route for ${e.request.method} ${redactSecrets(decoded(pathname)).slice(0, 200)}`
-      })
+      // The path is not repeated: it is the caller's, and may hold anything, secrets included.
+      return new NotFound({ detail: `No route for ${e.request.method} at this path` })
     }
     // The shape and method match a route, yet the router could not take it: a path it cannot decode.
     if (allow.includes(e.request.method)) {

@@ -153,15 +153,43 @@ describe("the apps router and the one built on demand answer as one router (issu
   })
 })
 
-describe("what a 404 and a failed start say (security review)", () => {
-  it("a 404 names the path with any access token in it redacted, however it was percent-encoded", async () => {
-    const issuer = makeWebHandler(storage)
-    const secret = `crs_${"ab".repeat(24)}`
-    for (const path of [`/x/${secret}`, `/x%2Fcrs%5f${"ab".repeat(24)}`, `/x/%63rs_${"ab".repeat(24)}%zz`]) {
+describe("what a 404, a request id and a failed start say (security review, new-user trial)", () => {
+  it("a 404 does not repeat the path, which may hold a secret in any encoding", async () => {
+    const admin = "a-very-secret-admin-token-0123456789abcdef"
+    const issuer = makeWebHandler(storage, { adminToken: Redacted.make(admin) })
+    const hex = "ab".repeat(24)
+    for (const path of [`/x/crs_${hex}`, `/x%2Fcrs%5f${hex}`, `/x/%2563rs_${hex}`, `/x/${admin}`]) {
       const res = await issuer.handler(new Request(`http://icr.test${path}`))
       const text = await res.text()
       expect(res.status, path).toBe(404)
-      expect(text, path).not.toContain("ab".repeat(24))
+      expect(JSON.parse(text).detail).toBe("No route for GET at this path")
+      expect(text, path).not.toContain(hex)
+      expect(text, path).not.toContain(admin)
+    }
+    await issuer.dispose()
+  })
+  it("never echoes or audits an x-request-id that looks like a credential; keeps a sane one", async () => {
+    const issuer = makeWebHandler(storage)
+    const idOf = async (given: string) =>
+      (
+        await issuer.handler(new Request("http://icr.test/nowhere", { headers: { "x-request-id": given } }))
+      ).headers.get("x-request-id")
+    expect(await idOf("build-42.step:7")).toBe("build-42.step:7")
+    for (const credential of [`crs_${"ab".repeat(24)}`, "trace-CRS_0123", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"]) {
+      const echoed = await idOf(credential)
+      expect(echoed).not.toBe(credential)
+      expect(echoed).toMatch(/^[0-9a-f-]{36}$/)
+    }
+    await issuer.dispose()
+  })
+  it("refuses a declared body over 16 KiB with 413 whatever the method, before reading it", async () => {
+    const issuer = makeWebHandler(storage)
+    for (const method of ["GET", "DELETE", "POST"]) {
+      const res = await issuer.handler(
+        new Request("http://icr.test/app/installations", { method, headers: { "content-length": "16385" } })
+      )
+      expect(res.status, method).toBe(413)
+      expect(((await res.json()) as { code: string }).code).toBe("payload_too_large")
     }
     await issuer.dispose()
   })
