@@ -116,7 +116,7 @@ const HEALTHZ_LENGTH = String(new TextEncoder().encode(HEALTHZ_BODY).byteLength)
  * `GET`/`HEAD /healthz` answered before the router, with exactly the router's answer (SPEC §1
  * headers and the final newline included) for a fraction of the cost: liveness probes are the most
  * frequent request and need no service. It stays in the `HttpApi` definition, so OpenAPI still
- * documents it. Any request §1 would refuse (another API version, an oversized `Authorization`),
+ * documents it. Any request §1 would refuse on its headers ({@link refusedByHeaders}),
  * or any other spelling of the path, is left to the router: `undefined`.
  */
 export const healthzBeforeRouter = (request: Request): Response | undefined => {
@@ -132,10 +132,7 @@ export const healthzBeforeRouter = (request: Request): Response | undefined => {
   }
   if (pathname !== "/healthz") return undefined
   const headers = request.headers
-  const version = headers.get("x-icr-api-version")
-  if (version !== null && version !== API_VERSION) return undefined
-  const authorization = headers.get("authorization")
-  if (authorization !== null && authorization.length > MAX_AUTHORIZATION_LENGTH) return undefined
+  if (refusedByHeaders(headers) !== undefined) return undefined
   // The HTTP date is wall-clock time by definition.
   const common = commonHeaders(requestIdOf(headers.get("x-request-id")), httpDate(Date.now()))
   common["content-type"] = "application/json"
@@ -217,10 +214,11 @@ interface CheckedBody {
   readonly parsed: unknown
 }
 
-/** Checks the body of a request that may have one: at most 16 KiB, JSON, an object. */
+/**
+ * Checks the body of a request that may have one: at most 16 KiB as read (a declared larger length
+ * was refused already, by {@link refusedByHeaders}), JSON, an object.
+ */
 const checkBody = async (request: Request): Promise<CheckedBody | Problem> => {
-  const declared = request.headers.get("content-length")
-  if (declared !== null && Number(declared) > MAX_BODY_BYTES) return tooLarge()
   let text = ""
   if (request.body !== null) {
     let bytes: Uint8Array | undefined

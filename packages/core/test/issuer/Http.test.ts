@@ -49,5 +49,6 @@ describe("healthzBeforeRouter", () => {
     expect(at("/healthzz")).toBeUndefined()
     expect(at("/healthz", { headers: { "x-icr-api-version": "2022-11-28" } })).toBeUndefined()
     expect(at("/healthz", { headers: { authorization: `Bearer ${"a".repeat(8 * 1024)}` } })).toBeUndefined()
+    expect(at("/healthz", { headers: { "content-length": "16385" } })).toBeUndefined()
   })
 })
