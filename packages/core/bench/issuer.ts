@@ -83,20 +83,12 @@ const rows: Array<Row> = []
 const failedPhases: Array<string> = []
 const extras: Record<string, unknown> = {}
 
-if (only.has("inprocess")) {
-  const rounds = quick ? "5" : "15"
+/** A phase that prints rows, run `repeat` times: each row's median run, and the last run's extras. */
+const repeatedPhase = (name: string, cwd: string, args: Array<string>) => {
   const runs: Array<ReadonlyArray<Row>> = []
   let last: PhaseResult | undefined
   for (let i = 0; i < repeat; i++) {
-    const r = phase("inprocess", join(root, "packages", "core"), [
-      "bench/inprocess.ts",
-      "--json",
-      join(tmp, "inprocess.json"),
-      "--rounds",
-      rounds,
-      "--batch-ms",
-      quick ? "120" : "250"
-    ]) as PhaseResult | undefined
+    const r = phase(name, cwd, args) as PhaseResult | undefined
     if (r) {
       runs.push(r.rows)
       last = r
@@ -104,8 +96,20 @@ if (only.has("inprocess")) {
   }
   if (last) {
     rows.push(...mergeRuns(runs))
-    extras.inprocess = last.extra
-  } else failedPhases.push("inprocess")
+    extras[name] = last.extra
+  } else failedPhases.push(name)
+}
+
+if (only.has("inprocess")) {
+  repeatedPhase("inprocess", join(root, "packages", "core"), [
+    "bench/inprocess.ts",
+    "--json",
+    join(tmp, "inprocess.json"),
+    "--rounds",
+    quick ? "5" : "15",
+    "--batch-ms",
+    quick ? "120" : "250"
+  ])
 }
 
 if (only.has("sdk")) {
@@ -183,29 +187,16 @@ if (only.has("worker")) {
 }
 
 if (only.has("broker")) {
-  const rounds = quick ? "5" : "15"
-  const runs: Array<ReadonlyArray<Row>> = []
-  let last: PhaseResult | undefined
-  for (let i = 0; i < repeat; i++) {
-    const r = phase("broker", join(root, "packages", "worker"), [
-      "--conditions=@icr-apps/source",
-      "bench/broker.ts",
-      "--json",
-      join(tmp, "broker.json"),
-      "--rounds",
-      rounds,
-      "--batch-ms",
-      quick ? "120" : "250"
-    ]) as PhaseResult | undefined
-    if (r) {
-      runs.push(r.rows)
-      last = r
-    }
-  }
-  if (last) {
-    rows.push(...mergeRuns(runs))
-    extras.broker = last.extra
-  } else failedPhases.push("broker")
+  repeatedPhase("broker", join(root, "packages", "worker"), [
+    "--conditions=@icr-apps/source",
+    "bench/broker.ts",
+    "--json",
+    join(tmp, "broker.json"),
+    "--rounds",
+    quick ? "5" : "15",
+    "--batch-ms",
+    quick ? "120" : "250"
+  ])
 }
 
 // --- the table ---------------------------------------------------------------------------------------
