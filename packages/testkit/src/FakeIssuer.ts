@@ -11,7 +11,6 @@
 import { App, AppKey } from "@icr-apps/core/api/Apps"
 import { Installation } from "@icr-apps/core/api/Installations"
 import type { Permissions } from "@icr-apps/core/api/Permissions"
-import { Unavailable } from "@icr-apps/core/api/Problems"
 import { type RouteName, routeOf } from "@icr-apps/core/api/Routes"
 import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
@@ -287,11 +286,11 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
     options.adminToken === null ? "" : (options.adminToken ?? "test-admin-token-of-at-least-32-characters")
   let counter = 0
 
-  const maybeFail = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Unavailable, R> =>
-    Effect.suspend((): Effect.Effect<A, E | Unavailable, R> => {
+  const maybeFail = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Registry.StorageUnavailable, R> =>
+    Effect.suspend((): Effect.Effect<A, E | Registry.StorageUnavailable, R> => {
       if (storageFailures > 0) {
         storageFailures--
-        return Effect.fail(new Unavailable({ detail: "Storage is unavailable (injected)", retryAfter: 1 }))
+        return Effect.fail(new Registry.StorageUnavailable())
       }
       return effect
     })

@@ -3,17 +3,22 @@
  * `batch` (which D1 runs as one transaction). See STORAGE.md and migrations/.
  */
 import { canonical, Permissions } from "@icr-apps/core/api/Permissions"
-import { AppNotFound, Conflict, InstallationNotFound, NotFound, Unavailable } from "@icr-apps/core/api/Problems"
 import { MAX_KEYS_PER_APP } from "@icr-apps/core/api/Apps"
 import {
+  AlreadyInstalled,
+  AppMissing,
   type AppRecord,
+  InstallationMissing,
   type InstallationRecord,
+  KeyExists,
+  KeyLimitReached,
+  KeyMissing,
   type KeyRecord,
-  duplicateKey,
+  NameTaken,
   PRUNE_BATCH,
   Registry,
-  type TokenStanding,
-  tooManyKeys
+  StorageUnavailable,
+  type TokenStanding
 } from "@icr-apps/core/issuer/Registry"
 import { StoredToken } from "@icr-apps/core/api/Tokens"
 import * as Effect from "effect/Effect"
@@ -21,7 +26,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
-const unavailable = () => new Unavailable({ detail: "The registry is unavailable; retry shortly", retryAfter: 1 })
+const unavailable = () => new StorageUnavailable()
 
 const isUniqueViolation = (e: unknown) => e instanceof Error && /UNIQUE constraint failed/i.test(e.message)
 
@@ -80,7 +85,8 @@ const toKey = (row: KeyRow): KeyRecord => ({
   appId: String(row.app_id),
   fingerprint: row.fingerprint,
   spki: row.spki,
-  createdAt: row.created_at
+  createdAt: row.created_at,
+  notBefore: null
 })
 
 const toApp = (row: AppRow, keys: ReadonlyArray<KeyRecord>): AppRecord => ({
@@ -314,18 +320,17 @@ export const make = (db: D1Database): Registry["Type"] => {
                 )
                 .bind(key.id, key.fingerprint, key.spki, key.createdAt)
             ]),
-          catch: (e) =>
-            isUniqueViolation(e) ? new Conflict({ detail: `An app named "${app.name}" already exists` }) : unavailable()
+          catch: (e) => (isUniqueViolation(e) ? new NameTaken({ name: app.name }) : unavailable())
         })
         const id = String(result[0]?.meta.last_row_id)
-        return { ...app, id, tokenEpoch: 0, keys: [{ ...key, appId: id }] }
+        return { ...app, id, tokenEpoch: 0, keys: [{ ...key, appId: id, notBefore: null }] }
       }),
     getApp,
     getAppWithInstallation,
     addKey: (key) =>
       Effect.gen(function* () {
         const appId = appRowId(key.appId)
-        if (appId === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        if (appId === undefined) return yield* new AppMissing()
         // One statement: the cap and duplicate checks and the insert cannot interleave with another request's.
         const result = yield* run(() =>
           db
@@ -349,7 +354,7 @@ export const make = (db: D1Database): Registry["Type"] => {
             )
             .run()
         )
-        if (result.meta.changes === 1) return key
+        if (result.meta.changes === 1) return { ...key, notBefore: null }
         // Refused: say why (the app is gone, has the key already, or is full).
         const [app, same] = yield* run(() =>
           db.batch([
@@ -359,13 +364,15 @@ export const make = (db: D1Database): Registry["Type"] => {
               .bind(appId, key.fingerprint)
           ])
         )
-        if ((app?.results.length ?? 0) === 0) return yield* new AppNotFound({ detail: "No such app" })
-        return yield* (same?.results.length ?? 0) > 0 ? duplicateKey() : tooManyKeys()
+        if ((app?.results.length ?? 0) === 0) return yield* new AppMissing()
+        return yield* (same?.results.length ?? 0) > 0
+          ? new KeyExists()
+          : new KeyLimitReached({ limit: MAX_KEYS_PER_APP })
       }),
-    deleteKey: (appId, keyId) =>
+    deleteKey: (appId, keyId, _now) =>
       Effect.gen(function* () {
         const id = appRowId(appId)
-        if (id === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        if (id === undefined) return yield* new AppMissing()
         // One transaction: the epoch moves on exactly when the key goes (a kill switch, SPEC §5).
         const [app, , deleted] = yield* run(() =>
           db.batch([
@@ -379,22 +386,22 @@ export const make = (db: D1Database): Registry["Type"] => {
             db.prepare("DELETE FROM app_keys WHERE app_id = ? AND id = ?").bind(id, keyId)
           ])
         )
-        if ((app?.results.length ?? 0) === 0) return yield* new AppNotFound({ detail: "No such app" })
-        if (deleted?.meta.changes !== 1) return yield* new NotFound({ detail: "No such key" })
+        if ((app?.results.length ?? 0) === 0) return yield* new AppMissing()
+        if (deleted?.meta.changes !== 1) return yield* new KeyMissing()
       }),
     revokeAppTokens: (appId) =>
       Effect.gen(function* () {
         const id = appRowId(appId)
-        if (id === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        if (id === undefined) return yield* new AppMissing()
         const result = yield* run(() =>
           db.prepare("UPDATE apps SET token_epoch = token_epoch + 1 WHERE id = ?").bind(id).run()
         )
-        if (result.meta.changes !== 1) return yield* new AppNotFound({ detail: "No such app" })
+        if (result.meta.changes !== 1) return yield* new AppMissing()
       }),
     createInstallation: (installation) =>
       Effect.gen(function* () {
         const appId = appRowId(installation.appId)
-        if (appId === undefined) return yield* new AppNotFound({ detail: "No such app" })
+        if (appId === undefined) return yield* new AppMissing()
         const result = yield* Effect.tryPromise({
           try: () =>
             db
@@ -411,12 +418,9 @@ export const make = (db: D1Database): Registry["Type"] => {
                 appId
               )
               .run(),
-          catch: (e) =>
-            isUniqueViolation(e)
-              ? new Conflict({ detail: "The app is already installed in that organization" })
-              : unavailable()
+          catch: (e) => (isUniqueViolation(e) ? new AlreadyInstalled() : unavailable())
         })
-        if (result.meta.changes !== 1) return yield* new AppNotFound({ detail: "No such app" })
+        if (result.meta.changes !== 1) return yield* new AppMissing()
         const created = yield* getInstallation(installation.id)
         return Option.getOrThrow(created)
       }),
@@ -450,7 +454,7 @@ export const make = (db: D1Database): Registry["Type"] => {
             .bind(...values, id)
             .run()
         )
-        if (result.meta.changes !== 1) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (result.meta.changes !== 1) return yield* new InstallationMissing()
         return Option.getOrThrow(yield* getInstallation(id))
       }),
     deleteInstallation: (id) =>
@@ -458,7 +462,7 @@ export const make = (db: D1Database): Registry["Type"] => {
         const row = yield* run(() =>
           db.prepare("DELETE FROM installations WHERE id = ? RETURNING app_id").bind(id).first<{ app_id: number }>()
         )
-        if (row === null) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (row === null) return yield* new InstallationMissing()
         return { appId: String(row.app_id) }
       }),
     revokeInstallationTokens: (id) =>
@@ -469,7 +473,7 @@ export const make = (db: D1Database): Registry["Type"] => {
             .bind(id)
             .first<{ app_id: number }>()
         )
-        if (row === null) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (row === null) return yield* new InstallationMissing()
         return { appId: String(row.app_id) }
       }),
     listInstallations: (filter, page) =>

@@ -15,16 +15,17 @@ import * as Redacted from "effect/Redacted"
 import { toHex } from "../internal/der.js"
 import { sha256Hex } from "../internal/digest.js"
 import { canonical, exceeding, isWithin, type Permissions } from "../api/Permissions.js"
-import {
-  InstallationNotFound,
-  InstallationSuspended,
-  InvalidToken,
-  PermissionsExceedGrant,
-  type Unavailable
-} from "../api/Problems.js"
+import { InstallationSuspended, InvalidToken, PermissionsExceedGrant } from "../api/Problems.js"
 import { accessTokenPattern, StoredToken } from "../api/Tokens.js"
 import { Entropy } from "./Entropy.js"
-import { type InstallationRecord, installationOfApp, Registry, type TokenStanding } from "./Registry.js"
+import {
+  type InstallationRecord,
+  InstallationMissing,
+  installationOfApp,
+  Registry,
+  type StorageUnavailable,
+  type TokenStanding
+} from "./Registry.js"
 
 /** How long tokens live. */
 export interface TokenLifetimes {
@@ -58,7 +59,7 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
       appId: string,
       declared: Permissions,
       appEpoch: number
-    ) => Effect.Effect<MintedToken, Unavailable>
+    ) => Effect.Effect<MintedToken, StorageUnavailable>
     /**
      * Mints an installation token, narrowed to `requested` when given. `appEpoch` is the app's token
      * epoch as read with the keys that verified the JWT: a key deleted after that check (while this
@@ -71,13 +72,16 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
       appEpoch: number,
       /** The installation as already read with the JWT's keys (saves a round trip); read here when absent. */
       prefetched?: Option.Option<InstallationRecord> | undefined
-    ) => Effect.Effect<MintedToken, InstallationNotFound | InstallationSuspended | PermissionsExceedGrant | Unavailable>
+    ) => Effect.Effect<
+      MintedToken,
+      InstallationMissing | InstallationSuspended | PermissionsExceedGrant | StorageUnavailable
+    >
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
     readonly authenticate: (
       secret: string
-    ) => Effect.Effect<{ readonly digest: string; readonly token: StoredToken }, InvalidToken | Unavailable>
+    ) => Effect.Effect<{ readonly digest: string; readonly token: StoredToken }, InvalidToken | StorageUnavailable>
     /** Revokes a token: every later use fails, in every location (the registry is the one source). */
-    readonly revoke: (digest: string) => Effect.Effect<void, Unavailable>
+    readonly revoke: (digest: string) => Effect.Effect<void, StorageUnavailable>
   }
 >() {}
 
@@ -121,7 +125,7 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               ? yield* installationOfApp(registry, appId, installationId)
               : Option.isSome(prefetched) && prefetched.value.appId === appId
                 ? prefetched.value
-                : yield* new InstallationNotFound({ detail: "No such installation for this app" })
+                : yield* new InstallationMissing()
           if (installation.suspendedAt !== null) {
             return yield* new InstallationSuspended({ detail: "The installation is suspended" })
           }

@@ -291,6 +291,44 @@ const translate = (e: unknown): Problem | undefined => {
   return undefined
 }
 
+/** What the server that received a request knows of its connection (nothing, on Workers). */
+export interface Connection {
+  /** The TCP peer's address. */
+  readonly remoteAddress?: string | undefined
+}
+
+/**
+ * The address a request's address budget (SPEC §1) counts against: `undefined` when there is none
+ * to trust (then the request is limited only by principal).
+ */
+export type ClientAddressOf = (request: Request, connection: Connection | undefined) => string | undefined
+
+/**
+ * On Cloudflare: `cf-connecting-ip`, which Cloudflare sets on every request from the internet
+ * (a client cannot forge it there). Off Cloudflare, a server says which header it trusts, if any
+ * (SPEC §9 `TRUST_PROXY`), else the TCP peer counts: see {@link clientAddressFrom}.
+ */
+export const cloudflareClientAddress: ClientAddressOf = (request) =>
+  request.headers.get("cf-connecting-ip") ?? undefined
+
+/**
+ * Off Cloudflare (SPEC §9): the TCP peer, unless `trustProxy` names the header a trusted proxy sets
+ * — then that header's last (nearest) address for `x-forwarded-for`-style lists, its value otherwise.
+ * By default no client-sent header counts for anything.
+ */
+export const clientAddressFrom =
+  (trustProxy: string | undefined): ClientAddressOf =>
+  (request, connection) => {
+    if (trustProxy !== undefined && trustProxy !== "") {
+      const value = request.headers.get(trustProxy)
+      if (value !== null) {
+        const nearest = value.split(",").at(-1)?.trim()
+        if (nearest !== undefined && nearest !== "") return nearest
+      }
+    }
+    return connection?.remoteAddress
+  }
+
 /** What a request is answered with, before the common headers: the router's response, or a problem. */
 type Answer = HttpServerResponse.HttpServerResponse | Problem
 
@@ -411,10 +449,13 @@ const byStatus = (headers: Record<string, string>, status: number, url: string):
  * budget. Liveness checks are never limited; a request with no `cf-connecting-ip` (local dev, tests,
  * a runtime behind no proxy) never by address.
  */
-export const withCommonRules = (build: () => Promise<Router>): ((request: Request) => Promise<Response>) => {
+export const withCommonRules = (
+  build: () => Promise<Router>,
+  addressOf: ClientAddressOf = cloudflareClientAddress
+): ((request: Request, connection?: Connection) => Promise<Response>) => {
   let router: Router | undefined
   let building: Promise<Router> | undefined
-  return async (request) => {
+  return async (request, connection) => {
     const healthz = healthzBeforeRouter(request)
     if (healthz !== undefined) return healthz
     const method = request.method.toUpperCase()
@@ -435,7 +476,7 @@ export const withCommonRules = (build: () => Promise<Router>): ((request: Reques
         return toWeb(new Internal({ detail: "Internal error" }), method, url, requestId, Date.now())
       }
     }
-    const limits = makeRequestLimits(router.limiter, headers.get("cf-connecting-ip") ?? undefined)
+    const limits = makeRequestLimits(router.limiter, addressOf(request, connection))
     let answer: Answer | undefined = refusedByHeaders(headers)
     if (answer === undefined) {
       const body = HttpMethod.hasBody(method as HttpMethod.HttpMethod) ? await checkBody(request) : undefined

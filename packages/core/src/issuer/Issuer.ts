@@ -43,9 +43,17 @@ import {
 import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
 import * as AuditLog from "./AuditLog.js"
 import * as Entropy from "./Entropy.js"
-import { type Router, RequestId, withCommonRules, withPreResponseHandlers } from "./Http.js"
+import {
+  type ClientAddressOf,
+  type Connection,
+  type Router,
+  RequestId,
+  withCommonRules,
+  withPreResponseHandlers
+} from "./Http.js"
 import { principalKey, RateLimiter, RequestLimits } from "./RateLimiter.js"
 import * as JwtVerifier from "./JwtVerifier.js"
+import { answering, asProblems } from "./StorageProblems.js"
 import { checkPublicKey } from "./PublicKeys.js"
 import { toBase64 } from "../internal/der.js"
 import {
@@ -74,6 +82,12 @@ export interface IssuerOptions {
   readonly lifetimes?: TokenLifetimes | undefined
   /** The public origin used in `accessTokensUrl`, when the request's own origin is not it (a proxy). */
   readonly publicBaseUrl?: string | undefined
+  /**
+   * Which address a request's address budget counts against (SPEC §1, §9); by default
+   * Cloudflare's `cf-connecting-ip` ({@link cloudflareClientAddress}). A server off Cloudflare
+   * passes {@link clientAddressFrom}(`TRUST_PROXY`), so no client-sent header counts unless trusted.
+   */
+  readonly clientAddress?: ClientAddressOf | undefined
 }
 
 /** The issuer's configuration. */
@@ -139,7 +153,7 @@ export const makeAppAuth = (verifier: JwtVerifier.JwtVerifier["Type"]): AppAuth[
       }
       // A mint names its installation in the path: read it with the app's keys, one round trip.
       const mintOf = MINT_PATH.exec(new URL(request.url, "http://localhost").pathname)?.[1]?.toLowerCase()
-      return Effect.flatMap(verifier.verify(credential, mintOf), (verified) =>
+      return Effect.flatMap(asProblems(verifier.verify(credential, mintOf)), (verified) =>
         Effect.as(
           Effect.zipRight(
             FiberRef.set(PrefetchedInstallation, verified.installation),
@@ -168,7 +182,7 @@ export const makeTokenAuth = (tokens: AccessTokens["Type"]): TokenAuth["Type"] =
           })
         )
       }
-      return Effect.flatMap(tokens.authenticate(credential), (authenticated) => {
+      return Effect.flatMap(asProblems(tokens.authenticate(credential)), (authenticated) => {
         const { token } = authenticated
         // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
         const principal =
@@ -383,8 +397,8 @@ const makeAudit = (log: AuditLog.AuditLog["Type"]) => {
 /** Handlers of the Apps API (SPEC §4). */
 export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
   Effect.gen(function* () {
-    const tokens = yield* AccessTokens
-    const registry = yield* Registry
+    const tokens = answering(yield* AccessTokens)
+    const registry = answering(yield* Registry)
     const { audited } = makeAudit(yield* AuditLog.AuditLog)
     const tokenId = (minted: MintedToken) => ({ tokenId: minted.record.id })
     // Token responses must never be cached (SPEC §1): every response carries `Cache-Control:
@@ -488,7 +502,10 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
       .handle("getInstallation", ({ path }) =>
         Effect.gen(function* () {
           const { appId } = yield* CurrentApp
-          return toInstallation(yield* installationOfApp(registry, appId, path.installationId), yield* originOf)
+          return toInstallation(
+            yield* asProblems(installationOfApp(yield* Registry, appId, path.installationId)),
+            yield* originOf
+          )
         })
       )
   })
@@ -507,7 +524,7 @@ const withinDeclared = (requested: Permissions, declared: Permissions) => {
 /** Handlers of the operator API (SPEC §5). */
 export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
   Effect.gen(function* () {
-    const registry = yield* Registry
+    const registry = answering(yield* Registry)
     const entropy = yield* Entropy.Entropy
     const audit = makeAudit(yield* AuditLog.AuditLog)
     const { audited } = audit
@@ -571,7 +588,7 @@ export const AdminLive = HttpApiBuilder.group(IcrAppsApi, "admin", (handlers) =>
         Effect.zipRight(
           audited(
             { action: "app.key_delete", actor: "operator", appId: path.appId, keyId: path.keyId },
-            registry.deleteKey(path.appId, path.keyId)
+            Effect.flatMap(Clock.currentTimeMillis, (now) => registry.deleteKey(path.appId, path.keyId, now))
           ),
           // Deleting a key is a kill switch: the app's epoch moved on with it (SPEC §5).
           audit.success({ action: "app.tokens_revoked", actor: "operator", appId: path.appId, keyId: path.keyId })
@@ -838,7 +855,8 @@ const makeRouter = <E>(
 
 /** A web-standard request handler. */
 export interface WebHandler {
-  readonly handler: (request: Request) => Promise<Response>
+  /** Answers one request; a server passes what it knows of the connection (its TCP peer). */
+  readonly handler: (request: Request, connection?: Connection) => Promise<Response>
   readonly dispose: () => Promise<void>
 }
 
@@ -855,7 +873,7 @@ export const makeWebHandler = <E>(
 ): WebHandler => {
   const scope = Effect.runSync(Scope.make())
   return {
-    handler: withCommonRules(() => Effect.runPromise(makeRouter(storage, options, scope))),
+    handler: withCommonRules(() => Effect.runPromise(makeRouter(storage, options, scope)), options.clientAddress),
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

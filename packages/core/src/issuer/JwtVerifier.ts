@@ -9,10 +9,16 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { compactVerify, importSPKI } from "jose"
 import type { Permissions } from "../api/Permissions.js"
-import { InvalidJwt, type JwtFailureReason, type Unavailable } from "../api/Problems.js"
+import { InvalidJwt, type JwtFailureReason } from "../api/Problems.js"
 import { fromBase64Url } from "../internal/der.js"
 import { JWS_ALG } from "../internal/rsa.js"
-import { type AppRecord, type InstallationRecord, type KeyRecord, Registry } from "./Registry.js"
+import {
+  type AppRecord,
+  type InstallationRecord,
+  type KeyRecord,
+  Registry,
+  type StorageUnavailable
+} from "./Registry.js"
 
 /** Allowed clock skew, in seconds. */
 export const SKEW_SECONDS = 60
@@ -43,7 +49,10 @@ export class JwtVerifier extends Context.Tag("@icr-apps/core/JwtVerifier")<
      * Verifies `jwt`. With `installationId`, that installation is read in the same round trip as
      * the app's keys and handed back (a mint needs both).
      */
-    readonly verify: (jwt: string, installationId?: string) => Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable>
+    readonly verify: (
+      jwt: string,
+      installationId?: string
+    ) => Effect.Effect<VerifiedJwt, InvalidJwt | StorageUnavailable>
   }
 >() {}
 
@@ -77,7 +86,8 @@ const DUMMY_KEY: KeyRecord = {
   appId: "",
   fingerprint: "dummy",
   spki: "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA4U6Xhrqib9GiJ6VPsTfWbQ2T1Jivc0qw041ipY2joRqHo62+81Pmt/DNJjfnFaUsnFdbv6CoWIn0mmCyVPniGGy/msEV60REnNRAKQRh/5XurzKAareVP5fz0xQt+isSQs/Ath4ZqlliiYcFibgKA0BHBCVgAioLTmYgeCujFPuxYOnhJ1lh+CdFtZdu+THH04ju9cseZ+oKVt181LaEb7N8zFtMjitntnXtXBdfTYuZNpSF01wZYymlkCWbOLMqkuwuJusEPYtLuoU9YEGJiU6OS3GG6D6o3Pf9Lb9WBZjSjYtdVeRswPTnpxZC5Fvqakh1B8q4MbsZS7drtUEtpQIDAQAB",
-  createdAt: 0
+  createdAt: 0,
+  notBefore: null
 }
 
 /** The most imported keys kept per isolate (an app has at most 25; this bounds many apps). */
@@ -214,7 +224,10 @@ export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
     return undefined
   }
 
-  const verify = (jwt: string, installationId?: string): Effect.Effect<VerifiedJwt, InvalidJwt | Unavailable> => {
+  const verify = (
+    jwt: string,
+    installationId?: string
+  ): Effect.Effect<VerifiedJwt, InvalidJwt | StorageUnavailable> => {
     const parsed = parse(jwt)
     if (parsed instanceof InvalidJwt) return Effect.fail(parsed)
     return Effect.clockWith((clock) => {
@@ -228,7 +241,7 @@ export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
       const { appId, kid } = parsed
       const read: Effect.Effect<
         { readonly app: Option.Option<AppRecord>; readonly installation?: Option.Option<InstallationRecord> },
-        Unavailable
+        StorageUnavailable
       > =
         installationId === undefined
           ? Effect.map(registry.getApp(appId), (app) => ({ app }))
@@ -241,12 +254,15 @@ export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
           )
         }
         // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
-        // active key — each key once, however often it was registered.
+        // active key — each key once, however often it was registered. A key registered again after
+        // a deletion never verifies a JWT issued before that deletion (SPEC §4).
         const wanted = kid?.toLowerCase()
+        const issuedAt = parsed.iat * 1000
         const seen = new Set<string>()
         const candidates = app.value.keys.filter(
           (k) =>
             (kid === undefined || k.id.toLowerCase() === wanted || k.fingerprint === kid) &&
+            (k.notBefore === null || issuedAt > k.notBefore) &&
             !seen.has(k.fingerprint) &&
             seen.add(k.fingerprint) !== undefined
         )

@@ -1,9 +1,15 @@
 /**
- * Where apps, their keys and installations live: D1 in the worker, memory here. Every operation
- * that must be atomic (the 25-key cap, unique names, one installation per app and organization)
- * is one call, so each implementation can make it atomic in its own way.
+ * Where apps, their keys, installations and access tokens live: SQL (D1, SQLite, Postgres) through
+ * `SqlRegistry`, or memory here. Every operation that must be atomic (the 25-key cap, unique names
+ * and keys, one installation per app and organization, a kill switch with what pulled it) is one
+ * call, so each implementation can make it atomic in its own way.
+ *
+ * The registry says what happened, in its own terms ({@link RegistryFailure}: `AppMissing`,
+ * `KeyExists`, `StorageUnavailable`, …), never how the wire says it: the issuer maps these to
+ * SPEC §6 problems in one place (`StorageProblems`).
  */
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -11,14 +17,49 @@ import { MAX_KEYS_PER_APP } from "../api/Apps.js"
 import type { CursorPosition } from "../api/Paging.js"
 import type { StoredToken } from "../api/Tokens.js"
 import { canonical, type Permissions } from "../api/Permissions.js"
-import {
-  AppNotFound,
-  Conflict,
-  InstallationNotFound,
-  InvalidPublicKey,
-  NotFound,
-  type Unavailable
-} from "../api/Problems.js"
+
+/** The storage could not be reached or failed; nothing was written. Its cause is not kept (it may quote SQL). */
+export class StorageUnavailable extends Data.TaggedError("StorageUnavailable")<{}> {}
+/** No app has that id. */
+export class AppMissing extends Data.TaggedError("AppMissing")<{}> {}
+/** No installation has that id. */
+export class InstallationMissing extends Data.TaggedError("InstallationMissing")<{}> {}
+/** The app has no key with that id. */
+export class KeyMissing extends Data.TaggedError("KeyMissing")<{}> {}
+/** Another app has that name. */
+export class NameTaken extends Data.TaggedError("NameTaken")<{ readonly name: string }> {}
+/** The app has that key already (the same fingerprint, whatever format it was sent in). */
+export class KeyExists extends Data.TaggedError("KeyExists")<{}> {}
+/** The app has {@link MAX_KEYS_PER_APP} keys already. */
+export class KeyLimitReached extends Data.TaggedError("KeyLimitReached")<{ readonly limit: number }> {}
+/** The app is installed in that organization already. */
+export class AlreadyInstalled extends Data.TaggedError("AlreadyInstalled")<{}> {}
+
+/** Every way a registry operation can fail. */
+export type RegistryFailure =
+  | StorageUnavailable
+  | AppMissing
+  | InstallationMissing
+  | KeyMissing
+  | NameTaken
+  | KeyExists
+  | KeyLimitReached
+  | AlreadyInstalled
+
+const registryFailureTags: ReadonlySet<string> = new Set([
+  "StorageUnavailable",
+  "AppMissing",
+  "InstallationMissing",
+  "KeyMissing",
+  "NameTaken",
+  "KeyExists",
+  "KeyLimitReached",
+  "AlreadyInstalled"
+])
+
+/** Whether `u` is one of the registry's failures. */
+export const isRegistryFailure = (u: unknown): u is RegistryFailure =>
+  typeof u === "object" && u !== null && "_tag" in u && registryFailureTags.has((u as { _tag: string })._tag)
 
 /** A stored public key (SPKI DER, base64). */
 export interface KeyRecord {
@@ -27,6 +68,12 @@ export interface KeyRecord {
   readonly fingerprint: string
   readonly spki: string
   readonly createdAt: number
+  /**
+   * JWTs issued (`iat`, in ms) at or before this instant never verify with this key: when the same
+   * key was registered before and deleted, the time of that deletion (SPEC §4: a JWT signed before
+   * its key was deleted never verifies again, even if the key is registered anew); else null.
+   */
+  readonly notBefore: number | null
 }
 
 /** A stored app with its active keys, oldest key first. */
@@ -108,41 +155,50 @@ export interface InstallationFilter {
 export class Registry extends Context.Tag("@icr-apps/core/Registry")<
   Registry,
   {
-    /** Creates an app with its first key; fails with `Conflict` when the name is taken. */
+    /** Creates an app with its first key; `NameTaken` when another app has the name. */
     readonly createApp: (
       app: Omit<AppRecord, "keys" | "id" | "tokenEpoch">,
-      key: Omit<KeyRecord, "appId">
-    ) => Effect.Effect<AppRecord, Conflict | Unavailable>
+      key: Omit<KeyRecord, "appId" | "notBefore">
+    ) => Effect.Effect<AppRecord, NameTaken | StorageUnavailable>
     /** An app with its keys. */
-    readonly getApp: (appId: string) => Effect.Effect<Option.Option<AppRecord>, Unavailable>
+    readonly getApp: (appId: string) => Effect.Effect<Option.Option<AppRecord>, StorageUnavailable>
     /**
-     * An app with its keys and one installation, read together (one D1 batch): what a mint needs,
-     * so the JWT check and the installation cost one round trip.
+     * An app with its keys and one installation, read together (one round trip): what a mint
+     * needs, so the JWT check and the installation cost one read.
      */
     readonly getAppWithInstallation: (
       appId: string,
       installationId: string
     ) => Effect.Effect<
       { readonly app: Option.Option<AppRecord>; readonly installation: Option.Option<InstallationRecord> },
-      Unavailable
+      StorageUnavailable
     >
     /**
-     * Adds a key; fails when the app is unknown, already has {@link MAX_KEYS_PER_APP} keys, or
-     * already has this key (`Conflict`: the same fingerprint, whatever format it was sent in).
+     * Adds a key, atomically with its checks, under real concurrency: `AppMissing`, `KeyExists`
+     * (the same fingerprint, whatever format it was sent in), `KeyLimitReached` at
+     * {@link MAX_KEYS_PER_APP}. The stored key's `notBefore` is the last deletion of the same key
+     * from this app, if any.
      */
     readonly addKey: (
-      key: KeyRecord
-    ) => Effect.Effect<KeyRecord, AppNotFound | Conflict | InvalidPublicKey | Unavailable>
-    /** Deletes a key and, in the same step, bumps the app's token epoch (a kill switch, SPEC §5). */
-    readonly deleteKey: (appId: string, keyId: string) => Effect.Effect<void, AppNotFound | NotFound | Unavailable>
+      key: Omit<KeyRecord, "notBefore">
+    ) => Effect.Effect<KeyRecord, AppMissing | KeyExists | KeyLimitReached | StorageUnavailable>
+    /**
+     * Deletes a key at `now` and, in the same step, bumps the app's token epoch (a kill switch,
+     * SPEC §5) and remembers the deletion, so the same key registered again refuses older JWTs.
+     */
+    readonly deleteKey: (
+      appId: string,
+      keyId: string,
+      now: number
+    ) => Effect.Effect<void, AppMissing | KeyMissing | StorageUnavailable>
     /** Bumps the app's token epoch: every token of the app minted before ends (SPEC §5 `revokeTokens`). */
-    readonly revokeAppTokens: (appId: string) => Effect.Effect<void, AppNotFound | Unavailable>
-    /** Creates an installation; `Conflict` when the app is already installed in that organization. */
+    readonly revokeAppTokens: (appId: string) => Effect.Effect<void, AppMissing | StorageUnavailable>
+    /** Creates an installation; `AlreadyInstalled` when the app is installed in that organization. */
     readonly createInstallation: (
       installation: NewInstallation
-    ) => Effect.Effect<InstallationRecord, AppNotFound | Conflict | Unavailable>
+    ) => Effect.Effect<InstallationRecord, AppMissing | AlreadyInstalled | StorageUnavailable>
     /** One installation, suspended or not. */
-    readonly getInstallation: (id: string) => Effect.Effect<Option.Option<InstallationRecord>, Unavailable>
+    readonly getInstallation: (id: string) => Effect.Effect<Option.Option<InstallationRecord>, StorageUnavailable>
     /**
      * Changes an installation's permissions and/or suspension. In the same step it bumps the
      * installation's token epoch when the permissions differ from the stored ones or a suspension
@@ -151,37 +207,37 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     readonly updateInstallation: (
       id: string,
       change: { readonly permissions?: Permissions; readonly suspendedAt?: number | null; readonly updatedAt: number }
-    ) => Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable>
+    ) => Effect.Effect<InstallationRecord, InstallationMissing | StorageUnavailable>
     /** Removes an installation (uninstall); tells which app it belonged to. */
     readonly deleteInstallation: (
       id: string
-    ) => Effect.Effect<{ readonly appId: string }, InstallationNotFound | Unavailable>
+    ) => Effect.Effect<{ readonly appId: string }, InstallationMissing | StorageUnavailable>
     /**
      * Bumps the installation's token epoch: its tokens minted before end (SPEC §5 `revokeTokens`);
      * tells which app it belongs to.
      */
     readonly revokeInstallationTokens: (
       id: string
-    ) => Effect.Effect<{ readonly appId: string }, InstallationNotFound | Unavailable>
+    ) => Effect.Effect<{ readonly appId: string }, InstallationMissing | StorageUnavailable>
     /**
      * Stores a freshly minted token under the SHA-256 digest of its secret (never the secret), and in
      * the same write prunes up to {@link PRUNE_BATCH} records that expired before `token.createdAt`.
      */
-    readonly putToken: (digest: string, token: StoredToken) => Effect.Effect<void, Unavailable>
+    readonly putToken: (digest: string, token: StoredToken) => Effect.Effect<void, StorageUnavailable>
     /** The token stored under a digest, with its standing, in one read; none when unknown or pruned. */
-    readonly findToken: (digest: string) => Effect.Effect<Option.Option<TokenStanding>, Unavailable>
+    readonly findToken: (digest: string) => Effect.Effect<Option.Option<TokenStanding>, StorageUnavailable>
     /** Marks a token revoked (at `now`): every later use fails, everywhere. Unknown digests are ignored. */
-    readonly revokeToken: (digest: string, now: number) => Effect.Effect<void, Unavailable>
+    readonly revokeToken: (digest: string, now: number) => Effect.Effect<void, StorageUnavailable>
     /** One page of installations, by `createdAt` then `id`; `total` counts every one the filter holds. */
     readonly listInstallations: (
       filter: InstallationFilter,
       page: PageStart
-    ) => Effect.Effect<RecordPage<InstallationRecord>, Unavailable>
+    ) => Effect.Effect<RecordPage<InstallationRecord>, StorageUnavailable>
     /** One page of apps with their keys, by `createdAt` then id; `total` counts every app. */
     readonly listApps: (page: {
       readonly limit: number
       readonly offset: number
-    }) => Effect.Effect<RecordPage<AppRecord>, Unavailable>
+    }) => Effect.Effect<RecordPage<AppRecord>, StorageUnavailable>
   }
 >() {}
 
@@ -190,11 +246,11 @@ export const installationOfApp = (
   registry: Registry["Type"],
   appId: string,
   installationId: string
-): Effect.Effect<InstallationRecord, InstallationNotFound | Unavailable> =>
+): Effect.Effect<InstallationRecord, InstallationMissing | StorageUnavailable> =>
   Effect.flatMap(registry.getInstallation(installationId), (found) =>
     Option.isSome(found) && found.value.appId === appId
       ? Effect.succeed(found.value)
-      : Effect.fail(new InstallationNotFound({ detail: "No such installation for this app" }))
+      : Effect.fail(new InstallationMissing())
   )
 
 /**
@@ -209,13 +265,6 @@ export const bumpsEpoch = (
   (change.permissions !== undefined &&
     JSON.stringify(canonical(change.permissions)) !== JSON.stringify(canonical(current.permissions))) ||
   (change.suspendedAt !== undefined && change.suspendedAt !== null && current.suspendedAt === null)
-
-/** The shared failure when an app already has the key (SPEC §5: 409). */
-export const duplicateKey = () => new Conflict({ detail: "The app already has this key (the same fingerprint)" })
-
-/** The shared failure when the key cap is reached. */
-export const tooManyKeys = () =>
-  new InvalidPublicKey({ detail: `An app may have at most ${MAX_KEYS_PER_APP} keys; delete one first` })
 
 /** The order every installation listing uses: `createdAt` ascending, then `id`. */
 export const byCreation = (a: CursorPosition, b: CursorPosition): number =>
@@ -232,7 +281,7 @@ export const pageOf = <A extends CursorPosition>(all: ReadonlyArray<A>, page: Pa
   return { items: all.slice(start, start + page.limit), more: start + page.limit < all.length, total: all.length }
 }
 
-/** A registry in memory, with the same rules as the D1 one. */
+/** A registry in memory, with the same rules as the SQL one (the testkit's `registryContract` holds both to them). */
 export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
   const apps = new Map<string, Omit<AppRecord, "keys">>()
   const keys = new Map<string, KeyRecord>()
@@ -250,6 +299,8 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     if (app !== undefined) apps.set(appId, { ...app, tokenEpoch: app.tokenEpoch + 1 })
   }
   const tokens = new Map<string, { readonly token: StoredToken; revokedAt: number | null }>()
+  /** When each (app, fingerprint) was last deleted: a key registered again refuses JWTs issued before. */
+  const deletions = new Map<string, number>()
   let nextAppId = 1
   return {
     putToken: (digest, token) =>
@@ -288,12 +339,10 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
       }),
     createApp: (app, key) =>
       Effect.gen(function* () {
-        if ([...apps.values()].some((a) => a.name === app.name)) {
-          return yield* new Conflict({ detail: `An app named "${app.name}" already exists` })
-        }
+        if ([...apps.values()].some((a) => a.name === app.name)) return yield* new NameTaken({ name: app.name })
         const id = String(nextAppId++)
         apps.set(id, { ...app, id, tokenEpoch: 0 })
-        keys.set(key.id, { ...key, appId: id })
+        keys.set(key.id, { ...key, appId: id, notBefore: null })
         return withKeys({ ...app, id, tokenEpoch: 0 })
       }),
     getApp: (appId) => Effect.sync(() => Option.map(Option.fromNullable(apps.get(appId)), withKeys)),
@@ -304,34 +353,37 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
       })),
     addKey: (key) =>
       Effect.gen(function* () {
-        if (!apps.has(key.appId)) return yield* new AppNotFound({ detail: "No such app" })
-        if (keysOf(key.appId).some((k) => k.fingerprint === key.fingerprint)) return yield* duplicateKey()
-        if (keysOf(key.appId).length >= MAX_KEYS_PER_APP) return yield* tooManyKeys()
-        keys.set(key.id, key)
-        return key
+        if (!apps.has(key.appId)) return yield* new AppMissing()
+        if (keysOf(key.appId).some((k) => k.fingerprint === key.fingerprint)) return yield* new KeyExists()
+        if (keysOf(key.appId).length >= MAX_KEYS_PER_APP) {
+          return yield* new KeyLimitReached({ limit: MAX_KEYS_PER_APP })
+        }
+        const stored = { ...key, notBefore: deletions.get(`${key.appId} ${key.fingerprint}`) ?? null }
+        keys.set(key.id, stored)
+        return stored
       }),
-    deleteKey: (appId, keyId) =>
+    deleteKey: (appId, keyId, now) =>
       Effect.gen(function* () {
-        if (!apps.has(appId)) return yield* new AppNotFound({ detail: "No such app" })
+        if (!apps.has(appId)) return yield* new AppMissing()
         const key = keys.get(keyId)
-        if (key === undefined || key.appId !== appId) return yield* new NotFound({ detail: "No such key" })
+        if (key === undefined || key.appId !== appId) return yield* new KeyMissing()
         keys.delete(keyId)
+        const deletion = `${appId} ${key.fingerprint}`
+        deletions.set(deletion, Math.max(now, deletions.get(deletion) ?? 0))
         bumpApp(appId)
       }),
     revokeAppTokens: (appId) =>
       Effect.gen(function* () {
-        if (!apps.has(appId)) return yield* new AppNotFound({ detail: "No such app" })
+        if (!apps.has(appId)) return yield* new AppMissing()
         bumpApp(appId)
       }),
     createInstallation: (installation) =>
       Effect.gen(function* () {
-        if (!apps.has(installation.appId)) return yield* new AppNotFound({ detail: "No such app" })
+        if (!apps.has(installation.appId)) return yield* new AppMissing()
         const taken = [...installations.values()].some(
           (i) => i.appId === installation.appId && i.organizationId === installation.organizationId
         )
-        if (taken) {
-          return yield* new Conflict({ detail: "The app is already installed in that organization" })
-        }
+        if (taken) return yield* new AlreadyInstalled()
         const created = { ...installation, tokenEpoch: 0 }
         installations.set(installation.id, created)
         return withName(created)
@@ -340,7 +392,7 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     updateInstallation: (id, change) =>
       Effect.gen(function* () {
         const current = installations.get(id)
-        if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (current === undefined) return yield* new InstallationMissing()
         const next = {
           ...current,
           ...(change.permissions !== undefined ? { permissions: change.permissions } : {}),
@@ -354,14 +406,14 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
     deleteInstallation: (id) =>
       Effect.gen(function* () {
         const current = installations.get(id)
-        if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (current === undefined) return yield* new InstallationMissing()
         installations.delete(id)
         return { appId: current.appId }
       }),
     revokeInstallationTokens: (id) =>
       Effect.gen(function* () {
         const current = installations.get(id)
-        if (current === undefined) return yield* new InstallationNotFound({ detail: "No such installation" })
+        if (current === undefined) return yield* new InstallationMissing()
         installations.set(id, { ...current, tokenEpoch: current.tokenEpoch + 1 })
         return { appId: current.appId }
       }),

@@ -107,13 +107,39 @@ describe("JwtVerifier: keys", () => {
       expect(importKey).toHaveBeenCalledTimes(1)
     }).pipe(Effect.provide(TestLayer))
   )
+  it.effect("never verifies a JWT issued before its key was deleted, even once the same key is registered anew", () =>
+    Effect.gen(function* () {
+      const verifier = yield* setup
+      const registry = yield* Registry.Registry
+      const checked = yield* checkPublicKey(pair.publicPem)
+      const before = yield* Effect.promise(() =>
+        signRs256(pair.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 })
+      )
+      yield* verifier.verify(before)
+      yield* registry.deleteKey("1", "abcdef01-1111-4111-8111-111111111111", NOW * 1000)
+      const again = yield* registry.addKey({
+        id: "abcdef01-2222-4222-8222-222222222222",
+        appId: "1",
+        fingerprint: checked.fingerprint,
+        spki: toBase64(checked.spki),
+        createdAt: NOW * 1000 + 5_000
+      })
+      expect(again.notBefore).toBe(NOW * 1000)
+      const replayed = yield* Effect.flip(verifier.verify(before))
+      expect(replayed._tag === "InvalidJwt" && replayed.reason).toBe("invalid_signature")
+      // A JWT issued after the deletion verifies with the key registered anew.
+      yield* TestClock.adjust("2 seconds")
+      const after = yield* Effect.promise(() => signRs256(pair.privateKey, { iss: "1", iat: NOW + 1, exp: NOW + 540 }))
+      expect((yield* verifier.verify(after)).keyId).toBe("abcdef01-2222-4222-8222-222222222222")
+    }).pipe(Effect.provide(TestLayer))
+  )
   it.effect("never verifies against a key once it is deleted", () =>
     Effect.gen(function* () {
       const verifier = yield* setup
       const registry = yield* Registry.Registry
       const jwt = yield* Effect.promise(() => signRs256(pair.privateKey, { iss: "1", iat: NOW - 60, exp: NOW + 540 }))
       yield* verifier.verify(jwt)
-      yield* registry.deleteKey("1", "abcdef01-1111-4111-8111-111111111111")
+      yield* registry.deleteKey("1", "abcdef01-1111-4111-8111-111111111111", NOW * 1000)
       const failed = yield* Effect.flip(verifier.verify(jwt))
       expect(failed._tag === "InvalidJwt" && failed.reason).toBe("invalid_signature")
     }).pipe(Effect.provide(TestLayer))
