@@ -20,7 +20,7 @@ import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
 import type * as RateLimiterModule from "../src/issuer/RateLimiter.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
-import { GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "./fixtures.js"
+import { GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt, webHandlerOf } from "./fixtures.js"
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -60,20 +60,23 @@ const load = async (dir: string) => {
     })
   ).pipe(Layer.provide(Registry.layerMemory))
   const make = (limited: boolean) =>
-    makeWebHandler(
+    webHandlerOf(
+      makeWebHandler,
       Layer.mergeAll(
         older.layerMemory ?? Layer.empty,
         dying,
         Entropy.layer,
-        AuditLog.layerMemory(audit),
         Logger.replace(
           Logger.defaultLogger,
           Logger.make(() => {})
-        ),
-        limited
-          ? RateLimiter.layerMemory({ limit: 3, periodSeconds: 3600, principal: { limit: 4, periodSeconds: 3600 } })
-          : Layer.empty
+        )
       ),
+      {
+        auditLog: AuditLog.layerMemory(audit),
+        rateLimiter: limited
+          ? RateLimiter.layerMemory({ limit: 3, periodSeconds: 3600, principal: { limit: 4, periodSeconds: 3600 } })
+          : undefined
+      },
       { adminToken: Redacted.make(ADMIN) }
     )
   return { open: make(false), limited: make(true), audit }

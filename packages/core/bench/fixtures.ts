@@ -8,6 +8,7 @@ import * as Redacted from "effect/Redacted"
 import type * as AuditLogModule from "../src/issuer/AuditLog.js"
 import type * as EntropyModule from "../src/issuer/Entropy.js"
 import type * as IssuerModule from "../src/issuer/Issuer.js"
+import type * as RateLimiterModule from "../src/issuer/RateLimiter.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
 
 /** The installation every phase mints for (lower-case, as stored). */
@@ -96,19 +97,46 @@ const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 
 /**
  * The issuer's storage in memory, from one build: its registry (which holds the tokens since issue 12),
- * entropy, a quiet audit sink, and — for a build from before tokens moved into the registry — its
- * separate `TokenStore.layerMemory`, so `compare.ts` can still put such a build beside this one.
+ * entropy, and — for a build from before tokens moved into the registry — its separate
+ * `TokenStore.layerMemory`, so `compare.ts` can still put such a build beside this one.
  */
 export const memoryStorageOf = async (base: string) => {
-  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
   const Entropy: typeof EntropyModule = await import(`${base}/issuer/Entropy.js`)
   const Registry: typeof RegistryModule = await import(`${base}/issuer/Registry.js`)
   const older: { layerMemory?: Layer.Layer<never> } = await import(`${base}/issuer/TokenStore.js`).catch(() => ({}))
-  return Layer.mergeAll(
-    Registry.layerMemory,
-    Entropy.layer,
-    AuditLog.layerMemory(benchAuditSink()),
-    older.layerMemory ?? Layer.empty
+  return Layer.mergeAll(Registry.layerMemory, Entropy.layer, older.layerMemory ?? Layer.empty)
+}
+
+/**
+ * A web handler of one build over `storage`, with an audit log (and a rate limiter) given both ways:
+ * in the options, as the current `makeWebHandler` takes them, and in the storage layer, where builds
+ * from before 12-07 looked for them. Each build reads the one it knows.
+ */
+export const webHandlerOf = (
+  makeWebHandler: typeof IssuerModule.makeWebHandler,
+  storage: Layer.Layer<RegistryModule.Registry | EntropyModule.Entropy>,
+  extras: {
+    readonly auditLog: Layer.Layer<AuditLogModule.AuditLog>
+    readonly rateLimiter?: Layer.Layer<RateLimiterModule.RateLimiter> | undefined
+  },
+  options: Omit<IssuerModule.WebHandlerOptions, "auditLog" | "rateLimiter">
+) =>
+  makeWebHandler(
+    Layer.mergeAll(storage, extras.auditLog, extras.rateLimiter ?? Layer.empty) as unknown as Layer.Layer<
+      RegistryModule.Registry | EntropyModule.Entropy
+    >,
+    { ...options, ...extras }
+  )
+
+/** The issuer of one build over memory storage and a quiet audit sink. */
+export const memoryIssuerOf = async (base: string, options: Omit<IssuerModule.WebHandlerOptions, "auditLog">) => {
+  const { makeWebHandler }: typeof IssuerModule = await import(`${base}/issuer/Issuer.js`)
+  const AuditLog: typeof AuditLogModule = await import(`${base}/issuer/AuditLog.js`)
+  return webHandlerOf(
+    makeWebHandler,
+    await memoryStorageOf(base),
+    { auditLog: AuditLog.layerMemory(benchAuditSink()) },
+    options
   )
 }
 
@@ -118,8 +146,7 @@ export const memoryStorageOf = async (base: string) => {
  * request maker per path (healthz, describe, mint).
  */
 export const loadSeededIssuer = async (base: string, key: BenchKey) => {
-  const { makeWebHandler }: typeof IssuerModule = await import(`${base}/issuer/Issuer.js`)
-  const issuer = makeWebHandler(await memoryStorageOf(base), { adminToken: Redacted.make(ADMIN) })
+  const issuer = await memoryIssuerOf(base, { adminToken: Redacted.make(ADMIN) })
   const admin = async (p: string, body: unknown) =>
     (await (
       await issuer.handler(

@@ -31,7 +31,6 @@ import * as Schema from "effect/Schema"
 import { writeFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import type * as IssuerModule from "../src/issuer/Issuer.js"
 import {
   answerShape,
   benchAuditSink,
@@ -40,7 +39,7 @@ import {
   generateKey,
   INSTALLATION_ID,
   MINT_BODY,
-  memoryStorageOf,
+  memoryIssuerOf,
   ORGANIZATION_ID,
   signAppJwt
 } from "./fixtures.js"
@@ -56,7 +55,6 @@ const BATCH_MS = Number(arg("batch-ms", "250"))
 const jsonOut = arg("json", "")
 
 const source = resolve(dirname(fileURLToPath(import.meta.url)), "..", arg("src", "src"))
-const { makeWebHandler }: typeof IssuerModule = await import(`${source}/issuer/Issuer.js`)
 
 type Handler = (request: Request) => Promise<Response>
 const ORIGIN = "http://bench.local"
@@ -64,7 +62,7 @@ const ADMIN = "bench-admin-token-0123456789abcdef0123456789"
 
 // --- the real issuer, seeded through its own operator API ----------------------------------------
 const key = await generateKey()
-const issuer = makeWebHandler(await memoryStorageOf(source), { adminToken: Redacted.make(ADMIN) })
+const issuer = await memoryIssuerOf(source, { adminToken: Redacted.make(ADMIN) })
 const admin = async (path: string, body: unknown) => {
   const response = await issuer.handler(
     new Request(`${ORIGIN}${path}`, {

@@ -332,13 +332,13 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
     Layer.mergeAll(
       registry,
       options.seed === undefined ? Entropy.layer : layerSeeded(options.seed),
-      Layer.setClock(functionClock(now)),
-      AuditLog.layerMemory(audit),
-      options.rateLimit === undefined ? Layer.empty : RateLimiter.layerMemory(options.rateLimit)
+      Layer.setClock(functionClock(now))
     ),
     {
       adminToken: adminToken === "" ? undefined : Redacted.make(adminToken),
-      lifetimes: options.lifetimes
+      lifetimes: options.lifetimes,
+      auditLog: AuditLog.layerMemory(audit),
+      rateLimiter: options.rateLimit === undefined ? undefined : RateLimiter.layerMemory(options.rateLimit)
     }
   )
 

@@ -90,8 +90,11 @@ const probe = async (issuer: InMemoryIssuer, t: Tally, method: string, path: str
   if (typeof body.type !== "string" || typeof body.title !== "string") return wrong("no type or title")
   if (typeof body.detail !== "string" || body.detail.length === 0) return wrong("no detail")
   if (code === "invalid_jwt" && !REASONS.has(String(body.reason))) return wrong(`reason ${String(body.reason)}`)
-  if (res.status === 401 && res.headers.get("www-authenticate") !== 'Bearer error="invalid_token"') {
-    return wrong("401 without WWW-Authenticate")
+  // SPEC §1 (RFC 6750 §3.1): the realm, and the error only when the request sent credentials.
+  const sent = (request.headers.get("authorization") ?? "").trim() !== ""
+  const challenge = sent ? 'Bearer realm="icr-apps", error="invalid_token"' : 'Bearer realm="icr-apps"'
+  if (res.status === 401 && res.headers.get("www-authenticate") !== challenge) {
+    return wrong(`401 with WWW-Authenticate ${res.headers.get("www-authenticate")}`)
   }
   if (credential.length >= 16 && text.includes(credential)) return wrong("echoes the credential")
 }

@@ -5,7 +5,7 @@
  */
 import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
-import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/issuer/Issuer"
+import { makeWebHandler, type WebHandler, type WebHandlerOptions } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import type { Registry } from "@icr-apps/core/issuer/Registry"
 import * as Effect from "effect/Effect"
@@ -50,31 +50,32 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
     }
   })
 
-/**
- * The storage, entropy, audit and rate-limiting layers of the issuer, from the worker's bindings.
- * Audit events are JSON lines on the console (`"audit":true`), which Workers Logs and Logpush keep.
- */
-export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy | AuditLog.AuditLog> =>
-  Layer.mergeAll(
-    D1Registry.layer(env.DB),
-    Entropy.layer,
-    AuditLog.layerConsole,
-    env.RATE_LIMITER === undefined && env.PRINCIPAL_RATE_LIMITER === undefined
-      ? Layer.empty
-      : rateLimiterLayer({
-          address: env.RATE_LIMITER,
-          principal: env.PRINCIPAL_RATE_LIMITER,
-          periodSeconds: env.RATE_LIMIT_PERIOD_SECONDS === "10" ? 10 : 60
-        })
-  )
+/** The storage and entropy layers of the issuer, from the worker's bindings. */
+export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy> =>
+  Layer.mergeAll(D1Registry.layer(env.DB), Entropy.layer)
+
+/** The rate limiter of the worker's `ratelimits` bindings; none when it has neither. */
+export const rateLimiterFromEnv = (env: WorkerEnv): Layer.Layer<RateLimiter.RateLimiter> | undefined =>
+  env.RATE_LIMITER === undefined && env.PRINCIPAL_RATE_LIMITER === undefined
+    ? undefined
+    : rateLimiterLayer({
+        address: env.RATE_LIMITER,
+        principal: env.PRINCIPAL_RATE_LIMITER,
+        periodSeconds: env.RATE_LIMIT_PERIOD_SECONDS === "10" ? 10 : 60
+      })
 
 const seconds = (value: string | undefined, fallback: number): number => {
   const n = Number(value)
   return Number.isInteger(n) && n >= 60 ? n : fallback
 }
 
-/** The issuer's options, from the worker's vars and secrets. */
-export const optionsFromEnv = (env: WorkerEnv): IssuerOptions => ({
+/**
+ * The issuer's options, from the worker's vars, secrets and bindings. Audit events are JSON lines on
+ * the console (`"audit":true`), which Workers Logs and Logpush keep.
+ */
+export const optionsFromEnv = (env: WorkerEnv): WebHandlerOptions => ({
+  auditLog: AuditLog.layerConsole,
+  rateLimiter: rateLimiterFromEnv(env),
   adminToken: env.ADMIN_TOKEN ? Redacted.make(env.ADMIN_TOKEN) : undefined,
   lifetimes: {
     appTokenSeconds: seconds(env.APP_TOKEN_TTL_SECONDS, 3600),

@@ -27,6 +27,7 @@ import { API_VERSION, AppId, Uuid } from "./Primitives.js"
 import { Problems } from "./Problems.js"
 import {
   AccessToken,
+  CreateAppTokenRequest,
   CreateInstallationTokenRequest,
   InstallationAccessToken,
   type StoredToken,
@@ -107,6 +108,10 @@ const pageLinks = successHeaders({
 
 const noStore = successHeaders({ "Cache-Control": header("`no-store`: token responses are never cached") })
 
+/** A mint's operation: its body may be left out, and its answer is never cached. */
+const optionalBody = (operation: JsonObject): JsonObject =>
+  noStore({ ...operation, requestBody: { ...(operation.requestBody as object), required: false } })
+
 /** `x-icr-api-version`, documented on every endpoint; the version check itself runs before routing. */
 const VersionHeader = Schema.Struct({
   "x-icr-api-version": Schema.optionalWith(Schema.Literal(API_VERSION), { exact: true })
@@ -119,10 +124,18 @@ export class AppsGroup extends HttpApiGroup.make("apps")
   .add(
     HttpApiEndpoint.post("createAppAccessToken", "/app/accessTokens")
       .setHeaders(VersionHeader)
+      .setPayload(CreateAppTokenRequest)
       .addSuccess(AccessToken)
+      .addError(Problems.PermissionsExceedGrant)
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "Create an app access token")
-      .annotate(OpenApi.Transform, noStore)
+      .annotate(
+        OpenApi.Description,
+        'Carries the app\'s declared permissions, or fewer: an optional body `{ "permissions" }` narrows them ' +
+          "(422 `permissions_exceed_grant` beyond them)."
+      )
+      // The body is optional: none, or `{}`, means the app's declared permissions.
+      .annotate(OpenApi.Transform, optionalBody)
   )
   .add(
     HttpApiEndpoint.post("createInstallationAccessToken", "/app/installations/:installationId/accessTokens")
@@ -136,9 +149,7 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "Create an installation access token")
       // The body is optional: none, or `{}`, means the installation's full grant.
-      .annotate(OpenApi.Transform, (operation) =>
-        noStore({ ...operation, requestBody: { ...(operation.requestBody as object), required: false } })
-      )
+      .annotate(OpenApi.Transform, optionalBody)
   )
   .add(
     HttpApiEndpoint.get("describeAccessToken", "/app/installations/token")
@@ -364,7 +375,11 @@ const problemResponses = (spec: JsonObject): JsonObject => {
 
 /** The headers SPEC §1 and §6 put on error responses, documented where they apply. */
 const errorHeaders: Record<string, JsonObject> = {
-  "401": { "WWW-Authenticate": header('Always `Bearer error="invalid_token"` (RFC 6750)') },
+  "401": {
+    "WWW-Authenticate": header(
+      '`Bearer realm="icr-apps"`, followed by `, error="invalid_token"` when the request sent credentials (RFC 6750 §3.1)'
+    )
+  },
   "405": { Allow: header("The methods this path serves") },
   "429": { "Retry-After": header("Seconds until the client may retry") },
   "503": { "Retry-After": header("Seconds until the client may retry") }

@@ -62,15 +62,44 @@ export class TokenDescription extends Schema.Class<TokenDescription>("TokenDescr
   { description: "A description of an access token, without its secret" }
 ) {}
 
-/** The optional body of `POST /app/installations/{id}/accessTokens`: a narrower grant. */
-export const CreateInstallationTokenRequest = Schema.Struct({
-  permissions: Schema.optionalWith(Permissions, { exact: true })
+/**
+ * A narrowed grant as a mint asks for it: at least one permission. An empty `{}` is refused (422
+ * `invalid_permissions`): an empty grant never means "everything" (SPEC §4), and a token with no
+ * permission at all serves nobody.
+ */
+export const RequestedPermissions = Permissions.pipe(
+  Schema.filter((p) => Object.keys(p).length > 0, {
+    message: () => "must name at least one permission (leave permissions out for the full grant)",
+    jsonSchema: { minProperties: 1 }
+  }),
+  Schema.annotations({ identifier: "RequestedPermissions" })
+)
+
+/**
+ * The optional body of both mints (SPEC §4): `{ "permissions": {...} }` narrows the grant (the
+ * installation's, or for an app token the app's declared permissions); no body, or `{}`, means the
+ * full grant. A member the endpoint does not know is refused (400), never ignored: a caller who
+ * believes it narrowed a token must not receive a wider one.
+ */
+export const NarrowingRequest = Schema.Struct({
+  permissions: Schema.optionalWith(RequestedPermissions, { exact: true })
 }).annotations({
-  identifier: "CreateInstallationTokenRequest",
+  identifier: "NarrowingRequest",
+  description: "Optional narrowing of a minted token's permissions",
   parseOptions: { onExcessProperty: "error" }
 })
+/** The optional body of both mints. */
+export type NarrowingRequest = typeof NarrowingRequest.Type
+
+/** The optional body of `POST /app/installations/{id}/accessTokens`: a narrower grant. */
+export const CreateInstallationTokenRequest = NarrowingRequest
 /** The optional body of `POST /app/installations/{id}/accessTokens`. */
-export type CreateInstallationTokenRequest = typeof CreateInstallationTokenRequest.Type
+export type CreateInstallationTokenRequest = NarrowingRequest
+
+/** The optional body of `POST /app/accessTokens`: a grant narrower than the app's declared permissions. */
+export const CreateAppTokenRequest = NarrowingRequest
+/** The optional body of `POST /app/accessTokens`. */
+export type CreateAppTokenRequest = NarrowingRequest
 
 /**
  * What the issuer stores for a minted token, keyed by the SHA-256 digest of its secret. The secret

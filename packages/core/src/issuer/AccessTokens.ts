@@ -52,14 +52,16 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
   AccessTokens,
   {
     /**
-     * Mints an app token carrying the app's declared permissions and token epoch, as the JWT check
-     * just read them (a kill switch that lands after that read ends the token on its first use).
+     * Mints an app token carrying the app's declared permissions, narrowed to `requested` when given
+     * (SPEC §4), and its token epoch, as the JWT check just read them (a kill switch that lands after
+     * that read ends the token on its first use).
      */
     readonly mintAppToken: (
       appId: string,
       declared: Permissions,
-      appEpoch: number
-    ) => Effect.Effect<MintedToken, StorageUnavailable>
+      appEpoch: number,
+      requested?: Permissions | undefined
+    ) => Effect.Effect<MintedToken, PermissionsExceedGrant | StorageUnavailable>
     /**
      * Mints an installation token, narrowed to `requested` when given. `appEpoch` is the app's token
      * epoch as read with the keys that verified the JWT: a key deleted after that check (while this
@@ -112,11 +114,31 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
 
     const invalid = (detail: string) => new InvalidToken({ detail })
 
+    /**
+     * What a mint may carry (SPEC §4): the grant, or `requested` when given and within it. An empty
+     * request never reaches here from the wire (it is 422 there); here it would mean a token with
+     * no permission, never the full grant.
+     */
+    const narrowed = (requested: Permissions | undefined, granted: Permissions, whose: string) => {
+      if (requested === undefined) return Effect.succeed(granted)
+      const over = exceeding(requested, granted)
+      return over.length === 0
+        ? Effect.succeed(requested)
+        : Effect.fail(
+            new PermissionsExceedGrant({
+              detail: `Requested permissions exceed ${whose}: ${over.join(", ")}`,
+              permissions: over
+            })
+          )
+    }
+
     return AccessTokens.of({
-      mintAppToken: (appId, declared, appEpoch) =>
-        mint(
-          { kind: "app", appId, permissions: canonical(declared), appEpoch, installationEpoch: 0 },
-          lifetimes.appTokenSeconds
+      mintAppToken: (appId, declared, appEpoch, requested) =>
+        Effect.flatMap(narrowed(requested, declared, "the app's declared permissions"), (permissions) =>
+          mint(
+            { kind: "app", appId, permissions: canonical(permissions), appEpoch, installationEpoch: 0 },
+            lifetimes.appTokenSeconds
+          )
         ),
       mintInstallationToken: (appId, installationId, requested, appEpoch, prefetched) =>
         Effect.gen(function* () {
@@ -129,15 +151,7 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
           if (installation.suspendedAt !== null) {
             return yield* new InstallationSuspended({ detail: "The installation is suspended" })
           }
-          const granted = installation.permissions
-          const wanted = requested === undefined || Object.keys(requested).length === 0 ? granted : requested
-          const over = exceeding(wanted, granted)
-          if (over.length > 0) {
-            return yield* new PermissionsExceedGrant({
-              detail: `Requested permissions exceed the installation's grant: ${over.join(", ")}`,
-              permissions: over
-            })
-          }
+          const wanted = yield* narrowed(requested, installation.permissions, "the installation's grant")
           return yield* mint(
             {
               kind: "installation",

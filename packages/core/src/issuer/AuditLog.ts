@@ -7,10 +7,15 @@
  * The worker writes each event as one JSON line on the console (`layerConsole`), which Workers
  * Logs and Logpush collect; tests capture them in memory (`layerMemory`).
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import { addressKey } from "../api/ClientAddress.js"
+import { codeOf, isProblem } from "../api/Problems.js"
+import { RequestId } from "../edge/RequestId.js"
 
 /** What an audited action did. */
 export const AuditAction = Schema.Literal(
@@ -28,7 +33,9 @@ export const AuditAction = Schema.Literal(
   // Kill switches: an epoch bumped, ending every token minted before it. An installation's by a suspension,
   // a change of permissions or its revokeTokens; an app's by a key deletion or its revokeTokens.
   "installation.tokens_revoked",
-  "app.tokens_revoked"
+  "app.tokens_revoked",
+  // A failed operator authentication: a credential sent to /admin/* that is not the ADMIN_TOKEN (SPEC §5).
+  "operator.authenticate"
 ).annotations({ identifier: "AuditAction" })
 /** What an audited action did. */
 export type AuditAction = typeof AuditAction.Type
@@ -46,11 +53,21 @@ export const AuditEvent = Schema.Struct({
   tokenId: Schema.optionalWith(Schema.String, { exact: true }),
   /** A key's id (never the key). */
   keyId: Schema.optionalWith(Schema.String, { exact: true }),
-  /** Who acted: an app (by its JWT), the operator (by ADMIN_TOKEN), or a token (on itself). */
-  actor: Schema.Literal("app", "operator", "token"),
+  /**
+   * Who acted: an app (by its JWT), the operator (by ADMIN_TOKEN), a token (on itself), or a caller
+   * that failed to authenticate (`unauthenticated`: a wrong operator token).
+   */
+  actor: Schema.Literal("app", "operator", "token", "unauthenticated"),
   outcome: Schema.Literal("success", "failure"),
   /** For a failure: its SPEC §6 code. */
-  code: Schema.optionalWith(Schema.String, { exact: true })
+  code: Schema.optionalWith(Schema.String, { exact: true }),
+  /** The client address the request was counted against (failed authentications), when the issuer knows one. */
+  clientAddress: Schema.optionalWith(Schema.String, { exact: true }),
+  /**
+   * How many events like this one, from the same address, were not recorded since the last one
+   * that was (failed authentications are audited at most once per address per second).
+   */
+  suppressed: Schema.optionalWith(Schema.Int, { exact: true })
 }).annotations({ identifier: "AuditEvent" })
 /** One audit event. */
 export type AuditEvent = typeof AuditEvent.Type
@@ -75,7 +92,9 @@ const fieldsOf = (event: AuditEvent): AuditEvent => ({
   ...(event.keyId !== undefined ? { keyId: event.keyId } : {}),
   actor: event.actor,
   outcome: event.outcome,
-  ...(event.code !== undefined ? { code: event.code } : {})
+  ...(event.code !== undefined ? { code: event.code } : {}),
+  ...(event.clientAddress !== undefined ? { clientAddress: event.clientAddress } : {}),
+  ...(event.suppressed !== undefined ? { suppressed: event.suppressed } : {})
 })
 
 /** One JSON line per event on `console.log`, tagged `"audit": true` so a log query can pick them out. */
@@ -110,3 +129,99 @@ export const fromLogLines = (lines: ReadonlyArray<string>): ReadonlyArray<AuditE
       return []
     }
   })
+
+/** What an audit event says besides its time, request id, outcome and code. */
+export type AuditFields = Omit<AuditEvent, "time" | "requestId" | "outcome" | "code">
+
+/** The SPEC §6 code a failed request answers with (`internal` for a defect); none when it was only interrupted. */
+const failureCode = <E>(cause: Cause.Cause<E>): string | undefined => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") return isProblem(failure.value) ? codeOf(failure.value).code : "internal"
+  return Cause.isInterruptedOnly(cause) ? undefined : "internal"
+}
+
+/** The audit trail as the handlers use it: one event per call, stamped with the time and the request id. */
+export interface AuditTrail {
+  /** Records a success that needs no effect of its own (a kill switch a change caused). */
+  readonly success: (fields: AuditFields) => Effect.Effect<void>
+  /**
+   * Runs `effect` and records its outcome under `fields`, plus what `onSuccess` reads off a
+   * success (an id the effect made); a failure is recorded with its SPEC §6 code.
+   */
+  readonly audited: <A, E, R>(
+    fields: AuditFields,
+    effect: Effect.Effect<A, E, R>,
+    onSuccess?: (a: A) => Partial<AuditFields>
+  ) => Effect.Effect<A, E, R>
+}
+
+/** The {@link AuditTrail} over a log. */
+export const auditTrail = (log: AuditLog["Type"]): AuditTrail => {
+  const emit = (fields: AuditFields, outcome: "success" | "failure", code?: string) =>
+    Effect.clockWith((clock) =>
+      Effect.flatMap(RequestId, (requestId) =>
+        log.emit({
+          time: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
+          requestId,
+          ...fields,
+          outcome,
+          ...(code !== undefined ? { code } : {})
+        })
+      )
+    )
+  return {
+    success: (fields) => emit(fields, "success"),
+    audited: (fields, effect, onSuccess = () => ({})) =>
+      Effect.onExit(effect, (exit) => {
+        if (Exit.isSuccess(exit)) return emit({ ...fields, ...onSuccess(exit.value) }, "success")
+        const code = failureCode(exit.cause)
+        return code === undefined ? Effect.void : emit(fields, "failure", code)
+      })
+  }
+}
+
+/** The shortest time between two audited failures from one address: one per second. */
+export const FAILURE_AUDIT_INTERVAL_MILLIS = 1000
+
+/**
+ * Audits failed authentications without letting whoever sends them flood the log (SPEC §5): at most
+ * one event per client address (IPv6 by /64, as rate limits count them) per
+ * {@link FAILURE_AUDIT_INTERVAL_MILLIS}; the failures not recorded in between are counted, and the
+ * next event from that address says how many (`suppressed`). Requests with no known address share
+ * one budget. In memory, per isolate or process (like the in-memory rate limiter): N isolates write
+ * at most N events per address per second. Driven by `Clock`. The event never holds the credential.
+ */
+export const failedAuthentications = (log: AuditLog["Type"]) => {
+  const last = new Map<string, { at: number; suppressed: number }>()
+  return (fields: Pick<AuditEvent, "action">, code: string, clientAddress: string | undefined): Effect.Effect<void> =>
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const key = clientAddress === undefined ? "" : addressKey(clientAddress)
+      const seen = last.get(key)
+      if (seen !== undefined && now - seen.at < FAILURE_AUDIT_INTERVAL_MILLIS) {
+        seen.suppressed++
+        return Effect.void
+      }
+      // Forget quiet addresses once in a while, so a scan from many addresses does not accumulate:
+      // those with nothing left to report, and after an hour those with a count no event will carry.
+      if (last.size > 10_000) {
+        for (const [k, v] of last) {
+          const age = now - v.at
+          if ((age >= FAILURE_AUDIT_INTERVAL_MILLIS && v.suppressed === 0) || age >= 3_600_000) last.delete(k)
+        }
+      }
+      last.set(key, { at: now, suppressed: 0 })
+      return Effect.flatMap(RequestId, (requestId) =>
+        log.emit({
+          time: new Date(now).toISOString(),
+          action: fields.action,
+          requestId,
+          actor: "unauthenticated",
+          outcome: "failure",
+          code,
+          ...(clientAddress !== undefined ? { clientAddress } : {}),
+          ...(seen !== undefined && seen.suppressed > 0 ? { suppressed: seen.suppressed } : {})
+        })
+      )
+    })
+}

@@ -88,6 +88,8 @@ export const principalKey = {
  * counted against the client's address once the request is answered.
  */
 export interface RequestLimitsService {
+  /** The client address the request counts against when it authenticates nobody (none: not limited by address). */
+  readonly address: string | undefined
   /** Counts the request against an authenticated principal; fails with `RateLimited` past its budget. */
   readonly principal: (key: string) => Effect.Effect<void, RateLimited>
   /** The request counts against no budget (the operator, liveness checks). */
@@ -102,6 +104,7 @@ export interface RequestLimitsService {
 /** The current request's {@link RequestLimitsService}; outside a request, one that limits nothing. */
 export class RequestLimits extends Context.Reference<RequestLimits>()("@icr-apps/core/RateLimiter/RequestLimits", {
   defaultValue: (): RequestLimitsService => ({
+    address: undefined,
     principal: () => Effect.void,
     exempt: Effect.void,
     settle: () => undefined
@@ -126,6 +129,7 @@ export const makeRequestLimits = (
             : Effect.fail(new RateLimited({ detail, retryAfter: decision.retryAfterSeconds }))
         )
   return {
+    address,
     principal: (key) =>
       Effect.suspend(() => {
         settled = true

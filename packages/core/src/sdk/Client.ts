@@ -29,11 +29,16 @@ import * as Stream from "effect/Stream"
 import { IcrAppsApi } from "../api/Api.js"
 import { AppJwt, type JwtSigningFailed } from "./AppJwt.js"
 import { type Installation, type InstallationPage, PAGE_LIMIT } from "../api/Installations.js"
-import { type Permissions, Permissions as PermissionsSchema } from "../api/Permissions.js"
+import type { Permissions } from "../api/Permissions.js"
 import { API_VERSION, Uuid } from "../api/Primitives.js"
 import { causeChain, classify, type TransportFailure } from "../internal/transport.js"
 import { InvalidPermissions, InvalidRequest, type Problem } from "../api/Problems.js"
-import type { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
+import {
+  type AccessToken,
+  type InstallationAccessToken,
+  RequestedPermissions,
+  type TokenDescription
+} from "../api/Tokens.js"
 
 /** The production base URL (SPEC preamble). */
 export const DEFAULT_BASE_URL = "https://api.carbonregistry.com"
@@ -204,8 +209,13 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
   {
     readonly baseUrl: string
     readonly appId: string
-    /** `POST /app/accessTokens`. */
-    readonly createAppAccessToken: () => Effect.Effect<AccessToken, ErrorOf<"createAppAccessToken">>
+    /**
+     * `POST /app/accessTokens`: an app token with the app's declared permissions, or, given
+     * `permissions`, with those (within the declared ones, else `PermissionsExceedGrant`).
+     */
+    readonly createAppAccessToken: (options?: {
+      readonly permissions?: Permissions | undefined
+    }) => Effect.Effect<AccessToken, ErrorOf<"createAppAccessToken">>
     /** `POST /app/installations/{id}/accessTokens`, optionally narrowed. */
     readonly createInstallationAccessToken: (
       installationId: string,
@@ -284,11 +294,15 @@ const validId = (installationId: string) =>
     Schema.decodeUnknown(Uuid)(installationId),
     () => new InvalidRequest({ detail: "installationId must be a UUID" })
   )
+/**
+ * A requested narrowing, checked before it is sent as the server would check it: known names and
+ * levels, and at least one (an empty grant is `InvalidPermissions`, never "everything": SPEC §4).
+ */
 const validPermissions = (permissions: Permissions | undefined) =>
   permissions === undefined
     ? Effect.succeed(undefined)
     : Effect.mapError(
-        Schema.decodeUnknown(PermissionsSchema)(permissions),
+        Schema.decodeUnknown(RequestedPermissions)(permissions),
         (e) => new InvalidPermissions({ detail: `permissions: ${e.message.split("\n").at(-1)?.trim() ?? "invalid"}` })
       )
 const validPage = (page: {
@@ -401,7 +415,15 @@ export const make = (options: ClientOptions = {}) =>
     return IcrAppsClient.of({
       baseUrl,
       appId: jwt.appId,
-      createAppAccessToken: () => asJwt(api.apps.createAppAccessToken({ headers: {} })),
+      createAppAccessToken: (opts = {}) =>
+        Effect.flatMap(validPermissions(opts.permissions), (permissions) =>
+          asJwt(
+            api.apps.createAppAccessToken({
+              payload: permissions === undefined ? {} : { permissions },
+              headers: {}
+            })
+          )
+        ),
       createInstallationAccessToken: (installationId, opts = {}) =>
         Effect.flatMap(Effect.zip(validId(installationId), validPermissions(opts.permissions)), ([id, permissions]) =>
           asJwt(

@@ -78,8 +78,9 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
   }
   const client = <A, E>(f: (c: IcrAppsClient["Type"]) => Effect.Effect<A, E>) => run(Effect.flatMap(IcrAppsClient, f))
   return {
-    /** `POST /app/accessTokens`, as the wire JSON. */
-    createAppAccessToken: () => client((c) => Effect.map(c.createAppAccessToken(), Schema.encodeSync(AccessToken))),
+    /** `POST /app/accessTokens` (optionally narrowed below the app's declared permissions), as the wire JSON. */
+    createAppAccessToken: (opts: { permissions?: Permissions } = {}) =>
+      client((c) => Effect.map(c.createAppAccessToken(opts), Schema.encodeSync(AccessToken))),
     /** `POST /app/installations/{id}/accessTokens`, as the wire JSON. */
     createInstallationAccessToken: (installationId: string, opts: { permissions?: Permissions } = {}) =>
       client((c) =>

@@ -46,10 +46,10 @@ describe("the issuer's audit trail, in memory (SPEC §5)", () => {
   it("records mints, failures and kill switches under the request id, and never a secret", async () => {
     const admin = "audit-test-operator-token-0123456789abcdef"
     const sink: Array<AuditLog.AuditEvent> = []
-    const { handler, dispose } = makeWebHandler(
-      Layer.mergeAll(Registry.layerMemory, Entropy.layer, AuditLog.layerMemory(sink)),
-      { adminToken: Redacted.make(admin) }
-    )
+    const { handler, dispose } = makeWebHandler(Layer.mergeAll(Registry.layerMemory, Entropy.layer), {
+      adminToken: Redacted.make(admin),
+      auditLog: AuditLog.layerMemory(sink)
+    })
     const lines: Array<string> = []
     vi.spyOn(console, "log").mockImplementation(
       (...args: Array<unknown>) => void lines.push(args.map(String).join(" "))

@@ -30,17 +30,15 @@ const frozenClock = (now: number): Clock.Clock => {
 const limitedIssuer = () => {
   const now = Date.now()
   const { handler } = makeWebHandler(
-    Layer.mergeAll(
-      Registry.layerMemory,
-      Entropy.layer,
-      Layer.setClock(frozenClock(now)),
-      RateLimiter.layerMemory({
+    Layer.mergeAll(Registry.layerMemory, Entropy.layer, Layer.setClock(frozenClock(now))),
+    {
+      adminToken: Redacted.make(ADMIN),
+      rateLimiter: RateLimiter.layerMemory({
         limit: ADDRESS_LIMIT,
         periodSeconds: 60,
         principal: { limit: PRINCIPAL_LIMIT, periodSeconds: 60 }
       })
-    ),
-    { adminToken: Redacted.make(ADMIN) }
+    }
   )
   const call = async (
     method: string,

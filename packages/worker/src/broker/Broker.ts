@@ -9,7 +9,6 @@
  * and not a header).
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { Permissions } from "@icr-apps/core/api/Permissions"
@@ -28,7 +27,10 @@ import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { routerOf, runRoute } from "@icr-apps/core/edge/Router"
 import {
   ACCESS_TOKEN_TYPE,
   BrokerApi,
@@ -54,7 +56,7 @@ import {
   UnauthorizedClient,
   Unavailable
 } from "./Problems.js"
-import { httpRules, RequestId } from "./Http.js"
+import { brokerEdge, RequestId } from "./Http.js"
 import * as RateLimit from "./RateLimit.js"
 import { addressKey } from "@icr-apps/core/api/ClientAddress"
 
@@ -435,8 +437,8 @@ const exchange = (payload: TokenRequest) =>
   Effect.contextWithEffect((context: Context.Context<HttpServerRequest.HttpServerRequest | BrokerState>) => {
     const request = Context.get(context, HttpServerRequest.HttpServerRequest)
     const state = Context.get(context, BrokerState)
-    // Provided by the HTTP rules around the router (optional only for the type checker's sake).
-    const requestId = Option.getOrElse(Context.getOption(context, RequestId), () => "")
+    // Set by the HTTP edge around the router for every request.
+    const requestId = Context.get(context, RequestId)
     const event: Event = { event: "broker.token_exchange", time: "", requestId, outcome: "refused" }
     const run = state.ready ? exchangeWith(state, request, payload, event) : Effect.fail(notReady())
     return Effect.onExit(run, (exit) =>
@@ -493,26 +495,38 @@ const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
   })
 )
 
-/** The broker as a layer over its bindings. */
-export const layer = (env: BrokerBindings, deps: BrokerDependencies = {}) =>
-  HttpApiBuilder.api(BrokerApi).pipe(
-    Layer.provide([BrokerLive, SystemLive]),
-    Layer.provide(httpRules),
-    Layer.provide(stateLayer(env, deps))
-  )
+/** The broker's routers and state, built once per bindings object (on its first request). */
+const makeBackend = (env: BrokerBindings, deps: BrokerDependencies, scope: Scope.Scope) =>
+  Effect.gen(function* () {
+    const state = yield* Layer.build(stateLayer(env, deps))
+    const app = yield* Effect.provide(routerOf(Layer.merge(BrokerLive, SystemLive)), state)
+    const runtime = (yield* Effect.provide(Effect.runtime<BrokerState>(), state)) as Runtime.Runtime<never>
+    const run = runRoute(runtime)
+    return {
+      begin: (_request: Request, caller: BindingCaller | undefined) => caller,
+      route: (request: HttpServerRequest.HttpServerRequest, requestId: string, caller: BindingCaller | undefined) =>
+        run(app, request, requestId, [[ServiceCaller.key, { service: caller?.service }]]),
+      clock: yield* Effect.clock,
+      logDefect: (name: string) =>
+        Effect.runSync(Effect.provide(Effect.logError("broker: defect while handling a request", name), runtime))
+    }
+  }).pipe(Scope.extend(scope))
+
+/** Who called over a service binding, as `index.ts` read it from `ctx.props`. */
+type BindingCaller = { readonly service?: string | undefined }
 
 /** A `fetch`-style handler; `service` is the caller's name when the request came over a service binding. */
 export interface BrokerHandler {
-  readonly handler: (request: Request, caller?: { readonly service?: string | undefined }) => Promise<Response>
+  readonly handler: (request: Request, caller?: BindingCaller) => Promise<Response>
   readonly dispose: () => Promise<void>
 }
 
 /** Builds the broker once (per isolate, per bindings object); the first request builds its state. */
 export const makeHandler = (env: BrokerBindings, deps: BrokerDependencies = {}): BrokerHandler => {
-  const built = HttpApiBuilder.toWebHandler(Layer.mergeAll(layer(env, deps), HttpServer.layerContext))
+  const scope = Effect.runSync(Scope.make())
+  const handler = brokerEdge.serve(() => Effect.runPromise(makeBackend(env, deps, scope)))
   return {
-    handler: (request, caller) =>
-      built.handler(request, Context.make(ServiceCaller, { service: caller?.service }) as Context.Context<never>),
-    dispose: built.dispose
+    handler: (request, caller) => handler(request, caller),
+    dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
