@@ -107,6 +107,12 @@ describe("Promise facade", () => {
         kind: "installation",
         installationId: inst.id
       })
+      // The app token takes the same narrowing (SPEC §4); beyond the declared permissions it is refused.
+      const appToken = await client.createAppAccessToken({ permissions: { organization_info: "VIEW" } })
+      expect(appToken.permissions).toEqual({ organization_info: "VIEW" })
+      await expect(
+        client.createAppAccessToken({ permissions: { organization_inventory: "VIEW" } })
+      ).rejects.toMatchObject({ _tag: "PermissionsExceedGrant", code: "permissions_exceed_grant", status: 422 })
       const cached = await client.getInstallationToken(inst.id)
       expect(await client.getInstallationToken(inst.id)).toBe(cached)
       expect((await client.allInstallations()).map((i) => i.id)).toEqual([inst.id])

@@ -181,14 +181,17 @@ export interface WebHandler {
  * imported-key cache) and call `handler` per request: the routers are built on the first request
  * that needs them, all the layers in one build (so a layer two of them share is built once).
  */
-export const makeWebHandler = <Out, E = never>(
+export const makeWebHandler = <Out, E = never, EO = never>(
   storage: StorageLayer<Out, E>,
-  options: WebHandlerOptions<E> = {}
+  options: WebHandlerOptions<EO> = {}
 ): WebHandler => {
   const scope = Effect.runSync(Scope.make())
   return {
     handler: withCommonRules(
-      () => Effect.runPromise(makeRouter(storage as unknown as Layer.Layer<Storage, E>, options, scope)),
+      () =>
+        Effect.runPromise(
+          makeRouter(storage as unknown as Layer.Layer<Storage, E | EO>, options as WebHandlerOptions<E | EO>, scope)
+        ),
       options.clientAddress
     ),
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))

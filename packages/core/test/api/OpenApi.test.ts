@@ -38,6 +38,25 @@ describe("openapi.json is generated from the definition", () => {
     expect(Object.keys(mint.responses["429"].headers)).toEqual(["Retry-After"])
     expect(Object.keys(mint.responses["503"].headers)).toEqual(["Retry-After"])
   })
+  it("documents both mints' optional narrowing body: at least one permission, no other member (SPEC §4)", () => {
+    const appToken = doc.paths["/app/accessTokens"].post
+    const mint = doc.paths["/app/installations/{installationId}/accessTokens"].post
+    for (const op of [appToken, mint]) {
+      expect(op.requestBody.required).toBe(false)
+      expect(op.requestBody.content["application/json"].schema).toEqual({
+        $ref: "#/components/schemas/NarrowingRequest"
+      })
+      expect(op.responses["422"].description).toBe(
+        "Problem document (`invalid_permissions`, `permissions_exceed_grant`)"
+      )
+    }
+    const body = doc.components.schemas.NarrowingRequest
+    expect(body.additionalProperties).toBe(false)
+    expect(body.required).toEqual([])
+    expect(body.properties.permissions).toEqual({ $ref: "#/components/schemas/RequestedPermissions" })
+    expect(doc.components.schemas.RequestedPermissions.minProperties).toBe(1)
+    expect(mint.responses["401"].headers["WWW-Authenticate"].description).toContain('realm="icr-apps"')
+  })
   it("documents the three bearer schemes and the paging parameters", () => {
     expect(doc.components.securitySchemes.appJwt).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" })
     const params = doc.paths["/app/installations"].get.parameters.map((p: any) => `${p.in}:${p.name}`)

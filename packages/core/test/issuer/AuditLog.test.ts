@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as TestClock from "effect/TestClock"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as AuditLog from "../../src/issuer/AuditLog.js"
@@ -112,4 +113,48 @@ describe("the issuer's audit trail, in memory (SPEC §5)", () => {
     for (const secret of [minted.json.token, jwt, admin, keys.publicPem.split("\n")[1]!])
       expect(text).not.toContain(secret)
   })
+})
+
+describe("failed authentications are audited at a bounded rate (SPEC §5)", () => {
+  it.effect("at most one event per address per second; the next one counts those in between", () =>
+    Effect.gen(function* () {
+      const sink: Array<AuditLog.AuditEvent> = []
+      const record = AuditLog.failedAuthentications({ emit: (e) => Effect.sync(() => void sink.push(e)) })
+      const fail = (address: string | undefined, code = "invalid_token") =>
+        record({ action: "operator.authenticate" }, code, address)
+      yield* fail("203.0.113.1")
+      yield* TestClock.adjust("500 millis")
+      yield* fail("203.0.113.1")
+      yield* fail("203.0.113.1", "missing_credentials")
+      // IPv6 by /64, as the rate limits count addresses: one budget for both.
+      yield* fail("2001:db8:0:1::1")
+      yield* fail("2001:db8:0:1::2")
+      // No known address: one budget shared by all such requests.
+      yield* fail(undefined)
+      yield* fail(undefined)
+      yield* TestClock.adjust("499 millis")
+      yield* fail("203.0.113.1")
+      yield* TestClock.adjust("1 millis")
+      yield* fail("203.0.113.1")
+      yield* fail("203.0.113.1")
+      yield* TestClock.adjust("5 seconds")
+      yield* fail("2001:db8:0:1::3")
+      expect(sink.map((e) => [e.time.slice(17), e.clientAddress, e.code, e.suppressed])).toEqual([
+        ["00.000Z", "203.0.113.1", "invalid_token", undefined],
+        ["00.500Z", "2001:db8:0:1::1", "invalid_token", undefined],
+        ["00.500Z", undefined, "invalid_token", undefined],
+        ["01.000Z", "203.0.113.1", "invalid_token", 3],
+        ["06.000Z", "2001:db8:0:1::3", "invalid_token", 1]
+      ])
+      expect(sink[0]).toEqual({
+        time: "1970-01-01T00:00:00.000Z",
+        action: "operator.authenticate",
+        requestId: "",
+        actor: "unauthenticated",
+        outcome: "failure",
+        code: "invalid_token",
+        clientAddress: "203.0.113.1"
+      })
+    })
+  )
 })

@@ -2,11 +2,13 @@ import { afterEach, describe, expect, it, vi } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as AuditLog from "../../src/issuer/AuditLog.js"
 import * as Entropy from "../../src/issuer/Entropy.js"
 import { MIN_ADMIN_TOKEN_LENGTH, makeWebHandler } from "../../src/issuer/Issuer.js"
 import * as Registry from "../../src/issuer/Registry.js"
 import * as AdminClient from "../../src/sdk/AdminClient.js"
-import { rsaKeyPair } from "../fixtures.js"
+import * as RateLimiter from "../../src/issuer/RateLimiter.js"
+import { rsaKeyPair, signRs256 } from "../fixtures.js"
 
 const storage = Layer.mergeAll(Registry.layerMemory, Entropy.layer)
 
@@ -69,7 +71,7 @@ describe("ADMIN_TOKEN shorter than 32 characters counts as not configured (SPEC 
 describe("the kill-switch endpoints are in the one definition (SPEC §5)", () => {
   it("so the derived AdminClient reaches them: 204, and 404 as typed errors", async () => {
     const admin = "x".repeat(MIN_ADMIN_TOKEN_LENGTH)
-    const issuer = makeWebHandler(storage, { adminToken: Redacted.make(admin) })
+    const issuer = makeWebHandler(storage, { adminToken: Redacted.make(admin), auditLog: AuditLog.layerMemory([]) })
     const keys = await rsaKeyPair()
     const program = Effect.gen(function* () {
       const client = yield* AdminClient.AdminClient
@@ -219,5 +221,109 @@ describe("what a 404, a request id and a failed start say (security review, new-
     expect((await issuer.handler(new Request("http://icr.test/app/installations/token"))).status).toBe(401)
     expect(attempts).toBe(2)
     await issuer.dispose()
+  })
+})
+
+describe("a mint reads its installation with the app's keys, in one registry read (issue 16)", () => {
+  it("for the route's installationId as the router decoded it; a malformed one is not read", async () => {
+    const calls: Array<string> = []
+    const counted = Layer.effect(
+      Registry.Registry,
+      Effect.map(Registry.Registry, (inner) => {
+        const wrapped: Record<string, unknown> = {}
+        for (const [name, f] of Object.entries(inner)) {
+          wrapped[name] = (...args: Array<unknown>) => {
+            calls.push(name)
+            return (f as (...a: Array<unknown>) => unknown)(...args)
+          }
+        }
+        return wrapped as unknown as typeof inner
+      })
+    ).pipe(Layer.provide(Registry.layerMemory))
+    const admin = "z".repeat(MIN_ADMIN_TOKEN_LENGTH)
+    const issuer = makeWebHandler(Layer.mergeAll(counted, Entropy.layer), {
+      adminToken: Redacted.make(admin),
+      auditLog: AuditLog.layerMemory([])
+    })
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const res = await issuer.handler(
+        new Request(`http://icr.test${path}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) })
+        })
+      )
+      return { status: res.status, json: (await res.json()) as Record<string, any> }
+    }
+    const keys = await rsaKeyPair()
+    const grant = { organization_info: "VIEW" }
+    const mine = await call("POST", "/admin/apps", admin, {
+      name: "reads",
+      permissions: grant,
+      publicKey: keys.publicPem
+    })
+    const other = await call("POST", "/admin/apps", admin, {
+      name: "other",
+      permissions: grant,
+      publicKey: keys.publicPem
+    })
+    const installation = (
+      await call("POST", "/admin/installations", admin, {
+        appId: mine.json.id,
+        organizationId: crypto.randomUUID(),
+        permissions: grant
+      })
+    ).json.id as string
+    const now = Math.floor(Date.now() / 1000)
+    const jwt = await signRs256(keys.privateKey, { iss: mine.json.id, iat: now - 60, exp: now + 540 })
+    const otherJwt = await signRs256(keys.privateKey, { iss: other.json.id, iat: now - 60, exp: now + 540 })
+    const readsOf = async (method: string, path: string, token: string, status: number) => {
+      calls.length = 0
+      expect((await call(method, path, token)).status, `${method} ${path}`).toBe(status)
+      return [...calls]
+    }
+    const mint = `/app/installations/${installation}/accessTokens`
+    expect(await readsOf("POST", mint, jwt, 200)).toEqual(["getAppWithInstallation", "putToken"])
+    expect(await readsOf("POST", `/app/installations/${installation.toUpperCase()}/accessTokens`, jwt, 200)).toEqual([
+      "getAppWithInstallation",
+      "putToken"
+    ])
+    expect(
+      await readsOf("POST", `/app/installations/${installation.replace(/-/g, "%2D")}/accessTokens`, jwt, 200)
+    ).toEqual(["getAppWithInstallation", "putToken"])
+    expect(await readsOf("GET", `/app/installations/${installation}`, jwt, 200)).toEqual(["getAppWithInstallation"])
+    // Another app's installation: read the same way, answered as a missing one.
+    expect(await readsOf("POST", mint, otherJwt, 404)).toEqual(["getAppWithInstallation"])
+    expect(await readsOf("POST", "/app/installations/not-a-uuid/accessTokens", jwt, 400)).toEqual(["getApp"])
+    expect(await readsOf("POST", "/app/accessTokens", jwt, 200)).toEqual(["getApp", "putToken"])
+    await issuer.dispose()
+  })
+})
+
+describe("makeWebHandler names the optional services it uses (issue 16)", () => {
+  it("takes the audit log and the rate limiter in its options; its type refuses them in the storage layer", async () => {
+    const sink: Array<AuditLog.AuditEvent> = []
+    const storageOnly = Layer.mergeAll(Registry.layerMemory, Entropy.layer)
+    const limited = makeWebHandler(storageOnly, {
+      auditLog: AuditLog.layerMemory(sink),
+      rateLimiter: RateLimiter.layerMemory({ limit: 1, periodSeconds: 60 })
+    })
+    const from = { headers: { "cf-connecting-ip": "203.0.113.9" } }
+    expect((await limited.handler(new Request("http://icr.test/nowhere", from))).status).toBe(404)
+    expect((await limited.handler(new Request("http://icr.test/nowhere", from))).status).toBe(429)
+    await limited.dispose()
+    const wrong = () =>
+      makeWebHandler(
+        // @ts-expect-error: an audit log in the storage layer would never be used; it goes in the options.
+        Layer.mergeAll(storageOnly, AuditLog.layerMemory(sink))
+      )
+    const alsoWrong = () =>
+      makeWebHandler(
+        // @ts-expect-error: so does a rate limiter.
+        Layer.mergeAll(storageOnly, RateLimiter.layerMemory({ limit: 1, periodSeconds: 60 }))
+      )
+    // @ts-expect-error: and the storage layer must provide the registry and entropy.
+    const missing = () => makeWebHandler(Registry.layerMemory)
+    expect([wrong, alsoWrong, missing].every((f) => typeof f === "function")).toBe(true)
   })
 })

@@ -3,6 +3,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as AuditLog from "../../src/issuer/AuditLog.js"
 import * as Entropy from "../../src/issuer/Entropy.js"
 import { makeWebHandler } from "../../src/issuer/Issuer.js"
 import * as RateLimiter from "../../src/issuer/RateLimiter.js"
@@ -33,6 +34,8 @@ const limitedIssuer = () => {
     Layer.mergeAll(Registry.layerMemory, Entropy.layer, Layer.setClock(frozenClock(now))),
     {
       adminToken: Redacted.make(ADMIN),
+      // Quiet: the events are asserted elsewhere (AuditLog.test.ts).
+      auditLog: AuditLog.layerMemory([]),
       rateLimiter: RateLimiter.layerMemory({
         limit: ADDRESS_LIMIT,
         periodSeconds: 60,

@@ -51,6 +51,26 @@ describe("IcrAppsClient against the in-memory issuer", () => {
       }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
     })
   )
+  it.effect("narrows an app token as it narrows an installation token, and refuses an empty grant before sending", () =>
+    Effect.gen(function* () {
+      const { issuer, appId, installations } = yield* setup(keys)
+      yield* Effect.gen(function* () {
+        const client = yield* IcrAppsClient
+        const narrowed = yield* client.createAppAccessToken({ permissions: { organization_inventory: "REQUEST" } })
+        expect(narrowed.permissions).toEqual({ organization_inventory: "REQUEST" })
+        const described = yield* client.describeAccessToken(narrowed.token)
+        expect(described).toMatchObject({ kind: "app", permissions: { organization_inventory: "REQUEST" } })
+        expect(Object.keys((yield* client.createAppAccessToken()).permissions)).toHaveLength(5)
+        const before = countRequests(issuer, "POST", /^\/app\//)
+        const emptyApp = yield* Effect.flip(client.createAppAccessToken({ permissions: {} }))
+        const emptyInstallation = yield* Effect.flip(
+          client.createInstallationAccessToken(installations[0].id, { permissions: {} })
+        )
+        expect([emptyApp._tag, emptyInstallation._tag]).toEqual(["InvalidPermissions", "InvalidPermissions"])
+        expect(countRequests(issuer, "POST", /^\/app\//)).toBe(before)
+      }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+    })
+  )
   it.effect("delivers every SPEC §6 error as its own tagged error, without retrying 4xx", () =>
     Effect.gen(function* () {
       const { issuer, appId, installations, admin } = yield* setup(keys)

@@ -62,8 +62,28 @@ describe("POST /token: the request", () => {
     const twice = await send("grant_type=a&grant_type=b", "application/x-www-form-urlencoded")
     expect(await json(twice)).toMatchObject({ code: "invalid_request", detail: "grant_type is given more than once" })
     expect((await json(await send("<xml/>", "text/xml"))).code).toBe("invalid_request")
-    expect((await json(await send("{", "application/json"))).detail).toBe("The body is not valid JSON")
+    expect((await json(await send("{", "application/json"))).detail).toBe("The request body is not valid JSON")
     expect((await json(await send('{"resource":1}', "application/json"))).code).toBe("invalid_request")
+  })
+
+  it("answers JSON nested 3,000 deep with 400 invalid_request, never 500", async () => {
+    const t = await allowed()
+    const nested = `${"[".repeat(3000)}${"]".repeat(3000)}`
+    for (const body of [nested, `{"resource":${nested}}`, `{"scope":{"a":${nested}}}`]) {
+      const response = await t.fetch(
+        new Request("https://broker.test/token", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body
+        })
+      )
+      expect(response.status).toBe(400)
+      expect(await json(response)).toMatchObject({
+        code: "invalid_request",
+        error: "invalid_request",
+        detail: "The request body nests deeper than 32 levels"
+      })
+    }
   })
 
   it("refuses a body over 16 KiB with 413", async () => {
@@ -140,6 +160,45 @@ describe("the HTTP rules", () => {
     expect(response.headers.get("x-request-id")).toBe("abc-1")
     const fresh = await t.fetch(new Request("https://broker.test/healthz", { headers: { "x-request-id": "a b" } }))
     expect(fresh.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it("shares the issuer's edge: no credential-like request id is echoed, every answer has Date and a final newline", async () => {
+    const t = await allowed()
+    for (const id of [`crs_${"ab".repeat(24)}`, "trace-CRS_0123", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"]) {
+      const response = await t.fetch(new Request("https://broker.test/healthz", { headers: { "x-request-id": id } }))
+      expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+    }
+    for (const request of [
+      new Request("https://broker.test/healthz"),
+      new Request("https://broker.test/nope"),
+      tokenRequest({ grant_type: "x" })
+    ]) {
+      const response = await t.fetch(request)
+      const text = await response.text()
+      expect(text.endsWith("}\n")).toBe(true)
+      expect(Number(response.headers.get("content-length"))).toBe(new TextEncoder().encode(text).byteLength)
+      expect(Number.isNaN(Date.parse(response.headers.get("date") ?? ""))).toBe(false)
+      expect(response.headers.get("pragma")).toBe("no-cache")
+      // SPEC §8: §1 applies to the broker except the version header.
+      expect(response.headers.get("x-icr-api-version")).toBeNull()
+    }
+  })
+
+  it("answers an over-long credential with 400 invalid_request (SPEC §8), not 401", async () => {
+    const t = await allowed()
+    const response = await t.fetch(
+      tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!), {
+        headers: { authorization: `Bearer ${"a".repeat(8 * 1024 + 1)}` }
+      })
+    )
+    expect(response.status).toBe(400)
+    expect(response.headers.get("www-authenticate")).toBeNull()
+    expect(await json(response)).toMatchObject({ code: "invalid_request", error: "invalid_request" })
+    // Whatever version a caller names, the broker serves it: the header is the issuer's.
+    const versioned = await t.fetch(
+      new Request("https://broker.test/healthz", { headers: { "x-icr-api-version": "1999-01-01" } })
+    )
+    expect(versioned.status).toBe(200)
   })
 
   it("serves its OpenAPI 3.1 document, generated from the definition that serves it", async () => {

@@ -1,0 +1,54 @@
+import { describe, expect, it } from "@effect/vitest"
+import { MAX_BODY_BYTES, MAX_JSON_DEPTH, nestsDeeperThan, readBody } from "../../src/edge/Body.js"
+
+const post = (body: string, contentType: string) =>
+  new Request("http://edge.test/x", { method: "POST", headers: { "content-type": contentType }, body })
+
+describe("nestsDeeperThan", () => {
+  it("counts arrays and objects, not brackets inside strings", () => {
+    const nested = (n: number) => `${"[".repeat(n)}${"]".repeat(n)}`
+    expect(nestsDeeperThan(nested(MAX_JSON_DEPTH), MAX_JSON_DEPTH)).toBe(false)
+    expect(nestsDeeperThan(nested(MAX_JSON_DEPTH + 1), MAX_JSON_DEPTH)).toBe(true)
+    expect(nestsDeeperThan(`{"a":{"b":[{"c":1}]}}`, 4)).toBe(false)
+    expect(nestsDeeperThan(`{"a":{"b":[{"c":1}]}}`, 3)).toBe(true)
+    expect(nestsDeeperThan(`{"a":"${"[{".repeat(100)}"}`, 1)).toBe(false)
+    expect(nestsDeeperThan(`{"a":"\\"[[[[","b":[]}`, 1)).toBe(true)
+    expect(nestsDeeperThan(`{"a":"\\\\","b":"[[["}`, 1)).toBe(false)
+  })
+})
+
+describe("readBody", () => {
+  it("takes a JSON object, refuses JSON nested deeper than the cap with 400, never a defect", async () => {
+    expect(await readBody(post('{"a":[1]}', "application/json"), "json")).toEqual({
+      parsed: { a: [1] },
+      text: '{"a":[1]}'
+    })
+    const deep = await readBody(post(`{"a":${"[".repeat(3000)}${"]".repeat(3000)}}`, "application/json"), "json")
+    expect(deep).toMatchObject({ _tag: "InvalidRequest", detail: "The request body nests deeper than 32 levels" })
+    expect(await readBody(post("[1]", "application/json"), "json")).toMatchObject({ _tag: "InvalidRequest" })
+    expect(await readBody(post("", "text/plain"), "json")).toEqual({ parsed: {}, text: "{}" })
+  })
+  it("takes a form only where forms are taken, and refuses a parameter sent twice", async () => {
+    const form = "application/x-www-form-urlencoded"
+    expect(await readBody(post("a=1&b=2", form), "json-or-form")).toEqual({ parsed: { a: "1", b: "2" } })
+    expect(await readBody(post("a=1&a=2", form), "json-or-form")).toMatchObject({
+      _tag: "InvalidRequest",
+      detail: "a is given more than once"
+    })
+    expect(await readBody(post("a=1", form), "json")).toMatchObject({
+      _tag: "InvalidRequest",
+      detail: "Request bodies must be JSON (Content-Type: application/json)"
+    })
+    expect(await readBody(post("<x/>", "text/xml"), "json-or-form")).toMatchObject({
+      _tag: "InvalidRequest",
+      detail: "Send the body as application/x-www-form-urlencoded or application/json"
+    })
+  })
+  it("refuses a body over 16 KiB as read, whatever it declares", async () => {
+    const big = `{"a":"${"x".repeat(MAX_BODY_BYTES)}"}`
+    expect(await readBody(post(big, "application/json"), "json")).toMatchObject({ _tag: "PayloadTooLarge" })
+    const exact = `{"a":"${"x".repeat(MAX_BODY_BYTES - 8)}"}`
+    expect(exact.length).toBe(MAX_BODY_BYTES)
+    expect(await readBody(post(exact, "application/json"), "json")).toMatchObject({ text: exact })
+  })
+})

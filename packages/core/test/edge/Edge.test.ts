@@ -1,0 +1,92 @@
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { InvalidRequest, InvalidToken, Problems, RateLimited } from "../../src/api/Problems.js"
+import { type Backend, makeEdge, problemEncoder, wwwAuthenticate } from "../../src/edge/Edge.js"
+
+/** An edge with no API version (as the broker's) over a backend that answers what `answer` says. */
+const edgeOver = (answer: (path: string) => Exit.Exit<HttpServerResponse.HttpServerResponse, unknown>) => {
+  const defects: Array<string> = []
+  const edge = makeEdge({
+    name: "test",
+    headers: { pragma: "no-cache" },
+    overlongCredential: () => new InvalidRequest({ detail: "The Authorization header is too long" }),
+    bodies: "json-or-form",
+    allowedMethods: (pathname) => (pathname === "/x" ? ["GET", "HEAD"] : []),
+    decodeFailure: () => new InvalidRequest({ detail: "undecodable" }),
+    encode: problemEncoder(Problems)
+  })
+  const backend: Backend<undefined, undefined> = {
+    begin: () => undefined,
+    route: async (request) => answer(new URL(request.url, "http://x").pathname),
+    clock: Effect.runSync(Clock.clockWith(Effect.succeed)),
+    logDefect: (name) => void defects.push(name)
+  }
+  return { handler: edge.serve(async () => backend), defects }
+}
+
+describe("wwwAuthenticate (SPEC §1, RFC 6750 §3.1)", () => {
+  it("names the realm, and the error only when credentials were sent", () => {
+    expect(wwwAuthenticate(false)).toBe('Bearer realm="icr-apps"')
+    expect(wwwAuthenticate(true)).toBe('Bearer realm="icr-apps", error="invalid_token"')
+  })
+})
+
+describe("an edge configured without an API version (the broker's)", () => {
+  it("neither checks nor sends x-icr-api-version, and adds its own headers to SPEC §1's", async () => {
+    const { handler } = edgeOver(() => Exit.succeed(HttpServerResponse.unsafeJson({ ok: true })))
+    const res = await handler(new Request("http://edge.test/x", { headers: { "x-icr-api-version": "1999-01-01" } }))
+    expect(res.status).toBe(200)
+    expect(await res.text()).toBe('{"ok":true}\n')
+    expect(res.headers.get("content-length")).toBe("12")
+    expect(res.headers.get("x-icr-api-version")).toBeNull()
+    expect(res.headers.get("pragma")).toBe("no-cache")
+    expect(res.headers.get("cache-control")).toBe("no-store")
+    expect(Number.isNaN(Date.parse(res.headers.get("date") ?? ""))).toBe(false)
+  })
+  it("answers an over-long credential as configured, before routing", async () => {
+    let routed = 0
+    const { handler } = edgeOver(() => {
+      routed++
+      return Exit.succeed(HttpServerResponse.empty())
+    })
+    const res = await handler(
+      new Request("http://edge.test/x", { headers: { authorization: `Bearer ${"a".repeat(8 * 1024 + 1)}` } })
+    )
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { code: string }).code).toBe("invalid_request")
+    expect(routed).toBe(0)
+  })
+  it("replaces a request id that looks like a credential, keeps a sane one", async () => {
+    const { handler } = edgeOver(() => Exit.succeed(HttpServerResponse.empty()))
+    const idOf = async (id: string) =>
+      (await handler(new Request("http://edge.test/x", { headers: { "x-request-id": id } }))).headers.get(
+        "x-request-id"
+      )
+    expect(await idOf("job-7.step:2")).toBe("job-7.step:2")
+    expect(await idOf(`crs_${"ab".repeat(24)}`)).toMatch(/^[0-9a-f-]{36}$/)
+    expect(await idOf("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")).toMatch(/^[0-9a-f-]{36}$/)
+  })
+  it("encodes problems with Retry-After and WWW-Authenticate, and a defect as 500 that names nothing", async () => {
+    const { handler, defects } = edgeOver((path) =>
+      path === "/limited"
+        ? Exit.fail(new RateLimited({ detail: "slow down", retryAfter: 7 }))
+        : path === "/denied"
+          ? Exit.fail(new InvalidToken({ detail: "no" }))
+          : Exit.die(new TypeError("a secret in a message"))
+    )
+    const limited = await handler(new Request("http://edge.test/limited"))
+    expect(limited.status).toBe(429)
+    expect(limited.headers.get("retry-after")).toBe("7")
+    expect(limited.headers.get("content-type")).toBe("application/problem+json")
+    expect((await limited.text()).endsWith("}\n")).toBe(true)
+    const denied = await handler(new Request("http://edge.test/denied", { headers: { authorization: "Bearer x" } }))
+    expect(denied.headers.get("www-authenticate")).toBe('Bearer realm="icr-apps", error="invalid_token"')
+    const broken = await handler(new Request("http://edge.test/broken"))
+    expect(broken.status).toBe(500)
+    expect(await broken.text()).not.toContain("secret")
+    expect(defects).toEqual(["TypeError"])
+  })
+})
