@@ -304,6 +304,19 @@ const readBody = async (request: Request): Promise<Record<string, unknown>> => {
   if (!/^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i.test(request.headers.get("content-type") ?? "")) {
     throw new Problem(400, "invalid_request", "Request bodies must be JSON (Content-Type: application/json)")
   }
+  // JSON nested deeper than 32 levels is refused before it is parsed (SPEC §1 as of 12-07).
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > 32) throw new Problem(400, "invalid_request", "The request body nests deeper than 32 levels")
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
@@ -435,6 +448,10 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
       if (name !== "permissions") throw new Problem(400, "invalid_request", `${name.slice(0, 64)}: is unexpected`)
     }
     const requested = body.permissions === undefined ? undefined : parseGrant(body.permissions)
+    // An explicit empty grant never means the full one (SPEC §4 as of 12-07).
+    if (requested !== undefined && Object.keys(requested).length === 0) {
+      throw new Problem(422, "invalid_permissions", "permissions: must name at least one permission")
+    }
     let installationId: string
     try {
       installationId = decodeURIComponent(rawId)
@@ -464,7 +481,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     if (installation.suspendedAt !== null)
       throw failed(new Problem(403, "installation_suspended", "The installation is suspended"))
     const granted = installation.permissions
-    const wanted = requested === undefined || Object.keys(requested).length === 0 ? granted : requested
+    const wanted = requested ?? granted
     const over = exceeding(wanted, granted)
     if (over.length > 0) {
       throw failed(
@@ -606,7 +623,14 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     headers.set("x-icr-api-version", API_VERSION)
     headers.set("x-request-id", requestId)
     headers.set("date", new Date().toUTCString())
-    if (answer.status === 401) headers.set("www-authenticate", 'Bearer error="invalid_token"')
+    if (answer.status === 401) {
+      // RFC 6750 §3.1: the error only when the request sent credentials (SPEC §1 as of 12-07).
+      const sent = (request.headers.get("authorization") ?? "").trim() !== ""
+      headers.set(
+        "www-authenticate",
+        sent ? 'Bearer realm="icr-apps", error="invalid_token"' : 'Bearer realm="icr-apps"'
+      )
+    }
     if (allow !== undefined) headers.set("allow", allow)
     return new Response(request.method === "HEAD" ? null : answer.body, { status: answer.status, headers })
   }

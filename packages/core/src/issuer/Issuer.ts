@@ -7,6 +7,7 @@
  * `SystemRoutes.ts`; the authentication middlewares in `Auth.ts`; the configuration in `Config.ts`;
  * the HTTP rules of §1 in `Http.ts` (over the edge shared with the broker, `../edge/`).
  */
+import { RouteNotFound } from "@effect/platform/HttpServerError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -112,18 +113,16 @@ const groupFinder = (): ((method: string, url: string) => GroupName | undefined)
     (finder.find(method, url) ?? (method === "HEAD" ? finder.find("GET", url) : undefined))?.handler
 }
 
-/** Whether the router built at once serves a group: the Apps API's, what apps call on every request. */
-const servedAtOnce = (group: GroupName | undefined): boolean => group === undefined || group === "apps"
-
 /**
  * The issuer's router over its storage, built on the first request that needs it.
  *
  * It is two routers. The Apps API's is built at once. The rest (the operator API and the system
  * endpoints: 13 of the 19 routes) is built on the first request that reaches it: an isolate that
- * only serves apps never needs it, and liveness probes are answered before either. Each request
- * goes to the router of the group its route belongs to ({@link groupFinder}); one that reaches no
- * route is answered by the first (404 or 405 depend on the API's routes, not on the router), so the
- * two answer exactly as one router over both would.
+ * only serves apps never needs it, and liveness probes are answered before either. Every request
+ * goes to the Apps API's router first (the hot paths pay nothing more); one it has no route for goes
+ * to the other router only when the API's groups say a route of that router serves it
+ * ({@link groupFinder}), so a stray path never builds it. 404 and 405 depend on the API's routes,
+ * not on the router that answered, so the two answer exactly as one router over both would.
  */
 const makeRouter = <E>(storage: Layer.Layer<Storage, E>, options: WebHandlerOptions<E>, scope: Scope.Scope) =>
   Effect.gen(function* () {
@@ -153,9 +152,14 @@ const makeRouter = <E>(storage: Layer.Layer<Storage, E>, options: WebHandlerOpti
         )
     )
     const groupOf = groupFinder()
+    const appsFirst: RouterApp = Effect.catchIf(
+      apps,
+      (e) => e instanceof RouteNotFound && (groupOf(e.request.method, e.request.url) ?? "apps") !== "apps",
+      () => otherRouter
+    )
     const run = runRoute(runtime as Runtime.Runtime<never>)
     const route: Router["route"] = (request, requestId, limits) =>
-      run(servedAtOnce(groupOf(request.method, request.url)) ? apps : otherRouter, request, requestId, [
+      run(appsFirst, request, requestId, [
         [RequestLimits.key, limits],
         [RouteInstallation.key, namedInstallation()]
       ])
