@@ -86,10 +86,22 @@ describe("SqlStatements", () => {
     const seen: Array<SqlStatement> = []
     const recording: SqlDriver = {
       dialect: "postgres",
-      all: async (sql, params = []) => (seen.push({ sql, params }), []),
-      first: async (sql, params = []) => (seen.push({ sql, params }), undefined),
-      run: async (sql, params = []) => (seen.push({ sql, params }), { changes: 0 }),
-      batch: async (statements) => (seen.push(...statements), statements.map(() => ({ rows: [], changes: 0 }))),
+      all: async (sql, params = []) => {
+        seen.push({ sql, params })
+        return []
+      },
+      first: async (sql, params = []) => {
+        seen.push({ sql, params })
+        return undefined
+      },
+      run: async (sql, params = []) => {
+        seen.push({ sql, params })
+        return { changes: 0 }
+      },
+      batch: async (statements) => {
+        seen.push(...statements)
+        return statements.map(() => ({ rows: [], changes: 0 }))
+      },
       isUniqueViolation: () => false
     }
     for (const dialect of ["postgres", "sqlite"] as const) {
