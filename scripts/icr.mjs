@@ -137,8 +137,12 @@ const groupRuns = (child) => {
   }
 }
 
-/** The parent of process `pid` (Linux: from /proc; elsewhere: from ps), or undefined if it is gone. */
+/**
+ * The parent of process `pid` (Linux: from /proc; other Unixes: from ps), or undefined if it is gone.
+ * Not asked on Windows, where an orphan is not re-parented.
+ */
 const parentOf = (pid) => {
+  if (process.platform === "win32") return undefined
   try {
     if (process.platform === "linux") {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
@@ -238,7 +242,7 @@ function start() {
   // npm forwards a SIGTERM to the `sh -c` it runs this under, and that shell (dash) dies of it without
   // passing it on (a SIGINT it holds until this exits). So a parent or npm that goes away is the
   // signal here: a process manager's SIGTERM to npm, npm killed outright, npm's SIGHUP.
-  setInterval(() => orphaned() && stopAll("npm, or what started this, is gone", "SIGTERM", 0), 250).unref()
+  setInterval(() => orphaned() && stopAll("npm, or what started this, is gone", "SIGTERM", 0), 500).unref()
   // Should this process end any other way (an uncaught error), its last act is to stop both groups.
   process.on("exit", () => {
     for (const group of groups) signalGroup(group, "SIGTERM")
