@@ -70,11 +70,24 @@ export const portAccepts = (port) =>
   })
 
 /**
+ * A port P such that P (the issuer's) and P + 1 (the broker's) are free on 127.0.0.1, drawn below the
+ * ephemeral range (32768 and up on Linux, 49152 and up on macOS and Windows): the kernel hands those
+ * to outgoing connections, and one of them could take P + 1 in the seconds before wrangler binds it.
+ */
+const freePortPair = async () => {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    if ((await portAccepts(port)) && (await portAccepts(port + 1))) return port
+  }
+  throw new Error("no two adjacent free ports between 20000 and 32000")
+}
+
+/**
  * Runs `npm start` in the repository and resolves once /healthz answers (or rejects, with the tail of
  * its output, if it exits or does not answer within `timeoutMs`).
  */
 export async function startLocalIssuer({ timeoutMs = 120_000 } = {}) {
-  const port = await freePort()
+  const port = await freePortPair()
   const adminToken = randomBytes(16).toString("hex")
   const state = mkdtempSync(join(tmpdir(), "icr-apps-start-"))
   const base = `http://127.0.0.1:${port}`
@@ -89,6 +102,8 @@ export async function startLocalIssuer({ timeoutMs = 120_000 } = {}) {
   child.stderr.on("data", (d) => output.push(String(d)))
   /** Resolves with npm's exit status once it has exited. */
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
+  /** Resolves once its output has ended: every process that shares npm's stdout and stderr is gone. */
+  const closed = new Promise((resolve) => child.once("close", () => resolve(true)))
   let stopped = false
   const stop = () => {
     if (stopped) return
@@ -139,5 +154,5 @@ export async function startLocalIssuer({ timeoutMs = 120_000 } = {}) {
   /** An operator API call (SPEC §5) with this run's ADMIN_TOKEN. */
   const admin = (method, path, body) => call(method, path, adminToken, body)
 
-  return { base, port, pid: child.pid, exited, adminToken, call, admin, stop, output: tail }
+  return { base, port, pid: child.pid, exited, closed, adminToken, call, admin, stop, output: tail }
 }

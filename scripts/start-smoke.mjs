@@ -101,11 +101,17 @@ const stopsCleanly = async (what, send) => {
   for (const port of [issuer.port, issuer.port + 1])
     expect(await portAccepts(port), `${what}: port ${port} takes no new listener ${ms} ms later`)
   // scripts/icr.mjs says how it stopped: both groups gone before its grace period ran out (no SIGKILL).
+  // Its last words are read once the output has ended (the pipe may still hold them).
+  const ended = await Promise.race([issuer.closed, sleep(Math.max(0, signalled + stopWithinMs - Date.now()))])
+  expect(ended === true, `${what}: its output had not ended ${stopWithinMs / 1000} s later`)
   const said = issuer.output()
   expect(
     /» .*: stopping wrangler \(issuer and broker\)\n/.test(said) &&
       /» wrangler stopped \(issuer and broker\) in \d+ ms\n/.test(said),
-    `${what}: scripts/icr.mjs did not report a clean stop`
+    `${what}: scripts/icr.mjs did not report a clean stop; it said:\n${said
+      .split("\n")
+      .filter((line) => line.startsWith("» "))
+      .join("\n")}`
   )
   issuer.stop()
   console.log(`  ${what}: npm exited (${status.signal ?? status.code}); its ${tree.size} processes gone in ${ms} ms`)
