@@ -8,10 +8,11 @@ import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { makeWebHandler, type WebHandler, type WebHandlerOptions } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import type { Registry } from "@icr-apps/core/issuer/Registry"
+import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as D1Registry from "./D1Registry.js"
+import * as D1 from "./sql/d1.js"
 
 /** The worker's bindings: the generated `Env` plus the ADMIN_TOKEN secret. */
 export interface WorkerEnv extends Env {
@@ -52,7 +53,7 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
 
 /** The storage and entropy layers of the issuer, from the worker's bindings. */
 export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy> =>
-  Layer.mergeAll(D1Registry.layer(env.DB), Entropy.layer)
+  Layer.mergeAll(SqlRegistry.layer(D1.make(env.DB)), Entropy.layer)
 
 /** The rate limiter of the worker's `ratelimits` bindings; none when it has neither. */
 export const rateLimiterFromEnv = (env: WorkerEnv): Layer.Layer<RateLimiter.RateLimiter> | undefined =>
