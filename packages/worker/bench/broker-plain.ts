@@ -160,8 +160,10 @@ const respond = (status: number, contentType: string, body: string, requestId: s
   const headers = new Headers(HEADERS as Array<[string, string]>)
   headers.set("content-type", contentType)
   headers.set("x-request-id", requestId)
+  // SPEC §1 (the broker shares the issuer's edge since issue 16): `Date`, and JSON ending in a newline.
+  headers.set("date", new Date().toUTCString())
   if (extra !== undefined) headers.set(extra[0], extra[1])
-  return new Response(body, { status, headers })
+  return new Response(contentType.includes("json") ? `${body}\n` : body, { status, headers })
 }
 
 const problemResponse = (p: Problem, requestId: string) => {
@@ -533,7 +535,8 @@ export const makePlainBroker = (options: PlainBrokerOptions) => {
 
   return async (request: Request): Promise<Response> => {
     const given = request.headers.get("x-request-id")
-    const requestId = given !== null && SANE_ID.test(given) ? given : crypto.randomUUID()
+    // A sane id is echoed, unless it looks like a credential (an access token, a JWT).
+    const requestId = given !== null && SANE_ID.test(given) && !/crs_|^eyJ/i.test(given) ? given : crypto.randomUUID()
     try {
       const authorization = request.headers.get("authorization")
       if (authorization !== null && authorization.length > MAX_AUTHORIZATION_LENGTH)
