@@ -16,5 +16,7 @@ export interface TestRunner {
   readonly describe: (name: string, body: () => void) => unknown
   readonly it: (name: string, body: () => Promise<unknown> | unknown, timeout?: number) => unknown
   readonly beforeAll: (body: () => Promise<unknown> | unknown, timeout?: number) => unknown
+  /** Optional: suites that hold a resource (a database connection) release it here when given. */
+  readonly afterAll?: ((body: () => Promise<unknown> | unknown, timeout?: number) => unknown) | undefined
   readonly expect: Expect
 }

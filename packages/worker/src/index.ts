@@ -8,10 +8,11 @@ import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { type IssuerOptions, makeWebHandler, type WebHandler } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import type { Registry } from "@icr-apps/core/issuer/Registry"
+import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as D1Registry from "./D1Registry.js"
+import * as D1 from "./sql/d1.js"
 
 /** The worker's bindings: the generated `Env` plus the ADMIN_TOKEN secret. */
 export interface WorkerEnv extends Env {
@@ -56,7 +57,7 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
  */
 export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy | AuditLog.AuditLog> =>
   Layer.mergeAll(
-    D1Registry.layer(env.DB),
+    SqlRegistry.layer(D1.make(env.DB)),
     Entropy.layer,
     AuditLog.layerConsole,
     env.RATE_LIMITER === undefined && env.PRINCIPAL_RATE_LIMITER === undefined

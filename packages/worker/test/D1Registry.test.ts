@@ -2,7 +2,7 @@ import { env } from "cloudflare:test"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { describe, expect, it } from "vitest"
-import * as D1Registry from "../src/D1Registry.js"
+import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
 import {
   APP_LISTING_KEYS_SQL,
   APP_LISTING_SQL,
@@ -11,7 +11,11 @@ import {
   type ListingShape,
   PRUNE_TOKENS_SQL,
   TOKEN_STANDING_SQL
-} from "../src/D1Registry.js"
+} from "@icr-apps/core/issuer/SqlStatements"
+import * as D1 from "../src/sql/d1.js"
+
+/** The issuer's registry on D1, as the worker makes it. */
+const D1Registry = { make: (db: D1Database) => SqlRegistry.make(D1.make(db)) }
 import { StoredToken } from "@icr-apps/core/api/Tokens"
 
 /** The plan SQLite (D1) chooses for `sql`, one line per step. */

@@ -33,7 +33,9 @@ export class RateLimiter extends Context.Tag("@icr-apps/core/RateLimiter")<
   { readonly check: (scope: RateScope, key: string) => Effect.Effect<RateDecision> }
 >() {}
 
-/** One budget: at most `limit` requests per `periodSeconds` per key. */
+const ALLOWED: RateDecision = { allowed: true, retryAfterSeconds: 0 }
+
+/** One budget: at most `limit` requests per `periodSeconds` per key; a `limit` of 0 turns the budget off. */
 export interface RateLimit {
   readonly limit: number
   readonly periodSeconds: number
@@ -53,6 +55,8 @@ export const layerMemory = (
       check: (scope, key) =>
         Effect.clockWith((clock) => {
           const { limit, periodSeconds } = budgets[scope]
+          // A budget of 0 is no budget (SPEC §9: 0 turns it off).
+          if (limit === 0) return Effect.succeed(ALLOWED)
           const period = periodSeconds * 1000
           const now = clock.unsafeCurrentTimeMillis()
           const start = now - (now % period)
