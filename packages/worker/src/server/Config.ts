@@ -5,6 +5,7 @@
  */
 import * as Redacted from "effect/Redacted"
 import { MIN_ADMIN_TOKEN_LENGTH } from "@icr-apps/core/issuer/Issuer"
+import type { RateLimitStore } from "./Storage.js"
 import { type DatabaseLocation, DEFAULT_POOL_SIZE, parseDatabaseUrl } from "../sql/open.js"
 
 /** The environment, as `process.env` or `Deno.env.toObject()` give it. */
@@ -30,6 +31,8 @@ export interface ServerConfig {
   /** Per minute; 0 turns the budget off. */
   readonly addressRatePerMinute: number
   readonly principalRatePerMinute: number
+  /** Where budgets are counted: this process (default) or the database, shared by every instance. */
+  readonly rateLimitStore: RateLimitStore
   /** Said once at start-up (on standard error), not failures. */
   readonly warnings: ReadonlyArray<string>
 }
@@ -166,6 +169,13 @@ export const readServerConfig = (env: Environment): ServerConfig => {
     problems
   )
 
+  let rateLimitStore: RateLimitStore = "memory"
+  if (present(env.RATE_LIMIT_STORE)) {
+    const store = env.RATE_LIMIT_STORE.trim()
+    if (store === "memory" || store === "database") rateLimitStore = store
+    else problems.push("RATE_LIMIT_STORE must be memory or database")
+  }
+
   if (problems.length > 0 || typeof parsed === "string") throw new ConfigError(problems)
   return {
     database: parsed,
@@ -180,6 +190,7 @@ export const readServerConfig = (env: Environment): ServerConfig => {
     trustProxy,
     addressRatePerMinute,
     principalRatePerMinute,
+    rateLimitStore,
     warnings
   }
 }

@@ -8,16 +8,14 @@ import * as AuditLog from "@icr-apps/core/issuer/AuditLog"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
 import { makeWebHandler, type WebHandler } from "@icr-apps/core/issuer/Issuer"
-import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import type { Registry } from "@icr-apps/core/issuer/Registry"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { issuerMigrations, migrate } from "../sql/migrate.js"
 import { openDatabase } from "../sql/open.js"
 import type { ServerSqlDriver } from "../sql/ServerSql.js"
 import { type Environment, publicBaseUrlOf, readServerConfig, type ServerConfig } from "./Config.js"
 import { type Listen, type Runtime, runtimeLabel } from "./Listen.js"
-import { registryLayer } from "./Storage.js"
+import { rateLimiterLayer, registryLayer } from "./Storage.js"
 
 /** A server that is running. */
 export interface RunningServer {
@@ -40,37 +38,14 @@ export const consoleLog: ServerLog = {
   warn: (line) => console.error(line)
 }
 
-const ALLOWED = { allowed: true, retryAfterSeconds: 0 } as const
-
-/**
- * The issuer's rate limiter off Cloudflare: SPEC §1's two budgets per minute, in this process's
- * memory (each instance counts its own requests: N instances behind a balancer allow up to N times
- * the budget). A budget of 0 is off; both off, no limiter at all.
- */
-export const rateLimiterLayer = (
-  addressPerMinute: number,
-  principalPerMinute: number
-): Layer.Layer<RateLimiter.RateLimiter> | undefined => {
-  if (addressPerMinute === 0 && principalPerMinute === 0) return undefined
-  const memory = RateLimiter.layerMemory({
-    limit: Math.max(addressPerMinute, 1),
-    periodSeconds: 60,
-    principal: { limit: Math.max(principalPerMinute, 1), periodSeconds: 60 }
-  })
-  return Layer.effect(
-    RateLimiter.RateLimiter,
-    Effect.map(RateLimiter.RateLimiter, (inner) => ({
-      check: (scope: RateLimiter.RateScope, key: string) =>
-        (scope === "address" ? addressPerMinute : principalPerMinute) === 0
-          ? Effect.succeed(ALLOWED)
-          : inner.check(scope, key)
-    }))
-  ).pipe(Layer.provide(memory))
-}
-
 /** The issuer's web handler over an open database, configured as `config` says. */
 export const issuerHandler = (driver: ServerSqlDriver, config: ServerConfig, publicBaseUrl: string): WebHandler => {
-  const limiter = rateLimiterLayer(config.addressRatePerMinute, config.principalRatePerMinute)
+  const limiter = rateLimiterLayer(
+    config.rateLimitStore,
+    driver,
+    config.addressRatePerMinute,
+    config.principalRatePerMinute
+  )
   const storage: Layer.Layer<Registry | Entropy.Entropy> = Layer.mergeAll(
     registryLayer(driver),
     Entropy.layer,

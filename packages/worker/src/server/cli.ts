@@ -38,6 +38,7 @@ the issuer's environment (defaults in brackets):
   TRUST_PROXY                       the header that names the client address  [none: the TCP peer]
   ADDRESS_RATE_LIMIT_PER_MINUTE     per client address, 0 = off, per process  [600]
   PRINCIPAL_RATE_LIMIT_PER_MINUTE   per app or installation, 0 = off, per process  [1200]
+  RATE_LIMIT_STORE                  memory (per process) or database (shared by every instance)  [memory]
 
 the broker's: the BROKER_* variables of SPEC §8, and
   BROKER_DATABASE_URL               its token cache  [DATABASE_URL, else sqlite:./icr-apps-broker.db]
