@@ -32,7 +32,8 @@ export default defineConfig(async () => {
     test: {
       include: ["test/**/*.test.ts"],
       // The broker has its own worker, wrangler config and suite (vitest.broker.config.ts).
-      exclude: [...configDefaults.exclude, "test/broker/**"],
+      // The Node-side suites (the servers, their drivers) have theirs (vitest.server.config.ts).
+      exclude: [...configDefaults.exclude, "test/broker/**", "test/server/**"],
       setupFiles: ["./test/setup.ts"],
       reporters: ["default", ["json", { outputFile: ".vitest-result.json" }]],
       deps: { optimizer: { ssr: { enabled: true, include: ["effect", "@effect/platform"] } } }
