@@ -11,6 +11,8 @@ export default defineConfig({
   test: {
     name: "server",
     environment: "node",
+    // Servers started in-process print their start-up and audit lines: shown for a failing test only.
+    silent: "passed-only",
     include: ["test/server/**/*.test.ts"],
     reporters: ["default", ["json", { outputFile: ".vitest-server-result.json" }]]
   }

@@ -8,12 +8,15 @@
  *
  * Configured by the environment (SPEC §9); SIGTERM or SIGINT stops it gracefully (exit 0).
  */
+import { readFileSync } from "node:fs"
 import process from "node:process"
 import { ConfigError } from "./Config.js"
 import type { RunningServer } from "./Issuer.js"
 import { currentRuntime, listenerFor } from "./Listen.js"
 
-const VERSION = "0.1.0"
+/** The package's version (this file is src/server/cli.ts, or dist/server/cli.js once built). */
+const version = () =>
+  (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version
 
 const USAGE = `usage: icr-apps-issuer <command>
 
@@ -81,7 +84,7 @@ const main = async (args: ReadonlyArray<string>) => {
     return process.exit(command === undefined ? 2 : 0)
   }
   if (command === "--version" || command === "-v") {
-    console.log(VERSION)
+    console.log(version())
     return process.exit(0)
   }
   const runtime = currentRuntime()
