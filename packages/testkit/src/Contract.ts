@@ -20,6 +20,11 @@ export interface IssuerTarget {
   readonly dumpStorage: () => Promise<ReadonlyArray<string>>
   /** Every audit event the issuer has emitted so far (SPEC §5): the worker's log lines, the fake issuer's `auditEvents()`. */
   readonly auditEvents: () => Promise<ReadonlyArray<AuditEvent>>
+  /**
+   * The origin the issuer builds every URL on whatever a request's host (a server configured with
+   * `PUBLIC_BASE_URL`, SPEC §9: then it must be `http://icr.test`, the suite's); absent, the request's own.
+   */
+  readonly origin?: string | undefined
 }
 
 /** Every permission at its highest level. */
@@ -277,9 +282,10 @@ export const issuerContract = (
           { url: BASE, description: "This server" },
           { url: "https://api.carbonregistry.com", description: "Production" }
         ])
+        // A request for another host names that host, unless the issuer has an origin of its own (SPEC §9).
         const elsewhere = await target.fetch(new Request("http://127.0.0.1:8788/openapi.json"))
         expect(((await elsewhere.json()) as Json).servers[0]).toEqual({
-          url: "http://127.0.0.1:8788",
+          url: target.origin ?? "http://127.0.0.1:8788",
           description: "This server"
         })
       })

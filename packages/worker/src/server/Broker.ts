@@ -86,6 +86,7 @@ export const startBroker = async (
     let stopping: Promise<void> | undefined
     return {
       url,
+      publicUrl: url,
       port: listener.port,
       stop: () =>
         (stopping ??= (async () => {

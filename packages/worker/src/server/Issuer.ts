@@ -19,8 +19,10 @@ import { rateLimiterLayer, registryLayer } from "./Storage.js"
 
 /** A server that is running. */
 export interface RunningServer {
-  /** Where it is reached (`PUBLIC_BASE_URL`, or `http://HOST:PORT`). */
+  /** Where it listens (`http://HOST:PORT`; `localhost` for a wildcard HOST). */
   readonly url: string
+  /** The origin its URLs are built on: `PUBLIC_BASE_URL`, else {@link url}. */
+  readonly publicUrl: string
   readonly port: number
   /** Stops gracefully: no new connections, requests in flight finish, the database closes. */
   readonly stop: () => Promise<void>
@@ -89,18 +91,22 @@ export const startIssuer = async (
         handler === undefined ? Promise.resolve(notReady()) : handler.handler(request, connection),
       { host: config.host, port: config.port }
     )
-    const url = publicBaseUrlOf(config, listener.port)
-    handler = issuerHandler(driver, config, url)
+    const url = publicBaseUrlOf({ host: config.host, publicBaseUrl: undefined }, listener.port)
+    const publicUrl = publicBaseUrlOf(config, listener.port)
+    handler = issuerHandler(driver, config, publicUrl)
     const operator =
       config.adminToken !== undefined ? "on" : `off (${config.adminTokenProblem ?? "ADMIN_TOKEN is not set"})`
     const migrated = report.applied.length === 0 ? "" : `, ${report.applied.length} migration(s) applied`
     log.info(
-      `icr-apps issuer listening on ${url} (${runtimeLabel(runtime)}; database ${driver.description}${migrated}; ` +
+      `icr-apps issuer listening on ${url} (${runtimeLabel(runtime)}; ` +
+        (publicUrl === url ? "" : `public URL ${publicUrl}; `) +
+        `database ${driver.description}${migrated}; ` +
         `operator API ${operator})`
     )
     let stopping: Promise<void> | undefined
     return {
       url,
+      publicUrl,
       port: listener.port,
       stop: () =>
         (stopping ??= (async () => {

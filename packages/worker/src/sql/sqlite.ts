@@ -80,7 +80,7 @@ export const makeSqliteDriver = (connection: SqliteConnection, path: string): Se
   for (const pragma of PRAGMAS) connection.exec(pragma)
   const statements = new Map<string, SqliteStatement>()
   const prepare = (sql: string) => {
-    let statement = statements.get(sql)
+    let statement = process.env.NOCACHE ? undefined : statements.get(sql)
     if (statement === undefined) {
       statement = connection.prepare(sql)
       if (statements.size >= STATEMENT_CACHE) statements.clear()
@@ -179,6 +179,15 @@ export const makeSqliteDriver = (connection: SqliteConnection, path: string): Se
       })
   }
 }
+
+/**
+ * Values as libsql and `node:sqlite` should be given them: both bind every JS number as a REAL,
+ * integers included (`typeof(?)` is `real` for 1, and `'a' || ?` gives `a1.0`), but a BigInt as an
+ * INTEGER — so an integer goes in as a BigInt and `?` compares, sorts and concatenates as on D1 and
+ * Bun. (Rows still come back as numbers.)
+ */
+export const integersAsBigInts = (params: ReadonlyArray<SqlValue>): Array<SqlValue | bigint> =>
+  params.map((p) => (typeof p === "number" && Number.isSafeInteger(p) ? BigInt(p) : p))
 
 /** Normalises `null` (bun:sqlite's "no row") to `undefined`, the seam's. */
 export const rowOrUndefined = (row: unknown): Record<string, unknown> | undefined =>

@@ -4,7 +4,7 @@
  * (`@libsql/linux-x64-gnu`, …), never from a download at install time.
  */
 import Database from "libsql"
-import { rowOrUndefined, type SqliteConnection } from "./sqlite.js"
+import { integersAsBigInts as bind, type SqliteConnection } from "./sqlite.js"
 
 /** Opens (creating) the file at `path`. */
 export const open = (path: string): SqliteConnection => {
@@ -15,14 +15,12 @@ export const open = (path: string): SqliteConnection => {
       const statement = db.prepare(sql)
       return {
         reader: statement.reader,
-        all: (params) => statement.all(...params) as Array<Record<string, unknown>>,
-        get: (params) => {
-          const row = rowOrUndefined(statement.get(...params))
-          // libsql adds its timing to a row read with get(): not a column.
-          if (row !== undefined) delete row._metadata
-          return row
-        },
-        run: (params) => statement.run(...params)
+        all: (params) => statement.all(...bind(params)) as Array<Record<string, unknown>>,
+        // Not statement.get(): in libsql 0.5.29 a get() right after an all() on the same statement
+        // ignores its new bindings and returns the all()'s first row again (`s.all("a"); s.get("b")`
+        // gives a's row). The issuer's `first` reads one row by key, so all()[0] costs nothing more.
+        get: (params) => statement.all(...bind(params))[0] as Record<string, unknown> | undefined,
+        run: (params) => statement.run(...bind(params))
       }
     },
     exec: (script) => {

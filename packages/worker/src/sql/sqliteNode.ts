@@ -3,7 +3,7 @@
  * {@link SqliteConnection}. Loaded only where that module exists.
  */
 import { DatabaseSync } from "node:sqlite"
-import { rowOrUndefined, type SqliteConnection } from "./sqlite.js"
+import { integersAsBigInts as bind, rowOrUndefined, type SqliteConnection } from "./sqlite.js"
 
 /** Opens (creating) the file at `path`. */
 export const open = (path: string): SqliteConnection => {
@@ -15,9 +15,9 @@ export const open = (path: string): SqliteConnection => {
       const statement = db.prepare(sql)
       return {
         reader: statement.columns().length > 0,
-        all: (params) => statement.all(...params) as Array<Record<string, unknown>>,
-        get: (params) => rowOrUndefined(statement.get(...params)),
-        run: (params) => statement.run(...params)
+        all: (params) => statement.all(...bind(params)) as Array<Record<string, unknown>>,
+        get: (params) => rowOrUndefined(statement.get(...bind(params))),
+        run: (params) => statement.run(...bind(params))
       }
     },
     exec: (script) => db.exec(script),

@@ -34,6 +34,12 @@ export const driverChecks = async (d: ServerSqlDriver) => {
   out.first = await d.first("SELECT name FROM driver_check WHERE id = ?", [2])
   out.firstMissing = (await d.first("SELECT name FROM driver_check WHERE id = ?", [99])) === undefined
   out.count = await d.first("SELECT COUNT(*) AS c FROM driver_check")
+  // One statement read by all, then by first with other values: the second read is of its own values
+  // (libsql's get() after an all() once returned the all()'s row).
+  const byId = "SELECT name FROM driver_check WHERE id = ?"
+  out.firstAfterAll = [await d.all(byId, [1]), await d.first(byId, [2]), await d.all(byId, [1])]
+  // An integer is bound as an integer: concatenated, it reads "12", never "12.0" (libsql binds numbers as REAL).
+  out.integerText = await d.first("SELECT name || ? AS text FROM driver_check WHERE id = ?", [12, 1])
   out.updateChanges = (await d.run("UPDATE driver_check SET n = n - 1 WHERE id > ?", [0])).changes
   out.noChanges = (await d.run("DELETE FROM driver_check WHERE id = ?", [99])).changes
   out.batch = await d.batch([
@@ -86,6 +92,8 @@ export const expected = (dialect: "sqlite" | "postgres") => ({
   first: { name: "two" },
   firstMissing: true,
   count: { c: 2 },
+  firstAfterAll: [[{ name: "one" }], { name: "two" }, [{ name: "one" }]],
+  integerText: { text: "one12" },
   updateChanges: 2,
   noChanges: 0,
   batch: [
