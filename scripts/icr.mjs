@@ -273,9 +273,14 @@ const freePort = () =>
     { encoding: "utf8" }
   ).stdout.trim()
 
-/** The vitest JSON reports, by package: the worker has two suites (the issuer's and the broker's). */
+/**
+ * The vitest JSON reports, by package: the worker has three suites (the issuer's and the broker's in
+ * workerd, and the servers' on Node, Deno and Bun with SQLite and Postgres).
+ */
 const reportsOf = (name) =>
-  name === "worker" ? [".vitest-result.json", ".vitest-broker-result.json"] : [".vitest-result.json"]
+  name === "worker"
+    ? [".vitest-result.json", ".vitest-broker-result.json", ".vitest-server-result.json"]
+    : [".vitest-result.json"]
 
 /** Reads each package's vitest JSON reports; a missing one (the run crashed) counts as a failure. */
 function collect(packages) {
@@ -321,6 +326,7 @@ function test() {
   const packages = ["core", "testkit", "worker"]
   for (const name of packages)
     for (const report of reportsOf(name)) rmSync(join(root, "packages", name, report), { force: true })
+  rmSync(join(root, "packages", "worker", ".postgres-used"), { force: true })
   let stepFailures = 0
   // turbo owns the graph (turbo.json): lint, type-check and build are cached by their inputs, so a
   // second run with nothing changed replays them; the suites always run.
@@ -338,6 +344,11 @@ function test() {
   const failed = collected.failed + (smoke === 0 ? 0 : 1) + packed.failed
   const total = failed + stepFailures
   if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint, type-check or build)`)
+  // Which Postgres the Postgres suites ran against (test/support/postgres-setup.ts writes it): never silently none.
+  const postgresUsed = join(root, "packages", "worker", ".postgres-used")
+  console.log(
+    `\nPostgres suites: ${existsSync(postgresUsed) ? readFileSync(postgresUsed, "utf8").trim() : "no Postgres was used (the server suite did not start)"}`
+  )
   console.log(`\n${passed} passed, ${total} failed`)
   process.exit(total === 0 ? 0 : 1)
 }

@@ -31,9 +31,9 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["test/**/*.test.ts"],
-      // The broker has its own worker, wrangler config and suite (vitest.broker.config.ts).
-      // The Node-side suites (the servers, their drivers) have theirs (vitest.server.config.ts).
-      exclude: [...configDefaults.exclude, "test/broker/**", "test/server/**"],
+      // The broker has its own worker, wrangler config and suite (vitest.broker.config.ts); the Node-side
+      // suites and their Postgres run on Node (vitest.server.config.ts).
+      exclude: [...configDefaults.exclude, "test/broker/**", "test/server/**", "test/support/**"],
       setupFiles: ["./test/setup.ts"],
       reporters: ["default", ["json", { outputFile: ".vitest-result.json" }]],
       deps: { optimizer: { ssr: { enabled: true, include: ["effect", "@effect/platform"] } } }

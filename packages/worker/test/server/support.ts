@@ -2,7 +2,7 @@
  * What the server suites share: how to run code under Node (tsx), Deno and Bun from the workspace's
  * sources, how to start the CLI as a child process and read its start-up line and audit lines, a
  * `fetch` that reaches a served issuer over real HTTP while keeping the request's own `Host`, and a
- * fresh Postgres database per suite.
+ * fresh Postgres database per suite (on the run's server, see test/support).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
@@ -10,7 +10,8 @@ import { request as httpRequest, Agent } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import postgres from "postgres"
+import { inject } from "vitest"
+import { createTestDatabase, type TestDatabase } from "../support/postgres.js"
 
 /** The repository's root. */
 export const root = fileURLToPath(new URL("../../../../", import.meta.url))
@@ -181,29 +182,8 @@ export const tempDir = (prefix: string) => {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
-/** The Postgres server the suites use: ICR_TEST_DATABASE_URL, else the one on 127.0.0.1:5432. */
-const adminUrl = () => process.env.ICR_TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres"
-
-/** A fresh database for one suite, and how to drop it. */
-export const postgresDatabase = async (): Promise<{ readonly url: string; readonly drop: () => Promise<void> }> => {
-  const admin = postgres(adminUrl(), { max: 1, onnotice: false })
-  const name = `icr_servers_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
-  try {
-    await admin.unsafe(`CREATE DATABASE "${name}"`)
-  } finally {
-    await admin.end()
-  }
-  const url = new URL(adminUrl())
-  url.pathname = `/${name}`
-  return {
-    url: url.href,
-    drop: async () => {
-      const again = postgres(adminUrl(), { max: 1, onnotice: false })
-      try {
-        await again.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
-      } finally {
-        await again.end()
-      }
-    }
-  }
-}
+/**
+ * A fresh Postgres database for one suite, on the run's server (test/support/postgres-setup.ts:
+ * ICR_TEST_DATABASE_URL, else 127.0.0.1:5432, else an embedded one), and how to drop it.
+ */
+export const postgresDatabase = (): Promise<TestDatabase> => createTestDatabase(inject("postgres").url)
