@@ -4,6 +4,7 @@
 //   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), `npm start` end to end,
 //                the packed SDK in a new project; print one total line
 //   npm run pack — the public packages as installable tarballs in packs/
+//   npm run serve -- --runtime node|deno|bun — the issuer as a server (SQLite by default, or DATABASE_URL)
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
@@ -353,11 +354,53 @@ function test() {
   process.exit(total === 0 ? 0 : 1)
 }
 
+/**
+ * `npm run serve -- [--runtime node|deno|bun] [serve|broker|migrate]`: the issuer (or the broker) as a
+ * server off Cloudflare (SPEC §9), from the workspace's sources — tsx on Node, the pinned deno and bun
+ * from .tools/ — with this environment passed through (DATABASE_URL, PORT, ADMIN_TOKEN, …). Runs in
+ * the folder the command was typed in, so `sqlite:./icr-apps.db` lands there. SIGINT and SIGTERM are
+ * passed to the server, which stops gracefully; this process exits with its code and leaves no child.
+ */
+function serve(args) {
+  let runtime = "node"
+  const rest = []
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--runtime") runtime = args[++i]
+    else if (args[i].startsWith("--runtime=")) runtime = args[i].slice("--runtime=".length)
+    else rest.push(args[i])
+  }
+  if (!["node", "deno", "bun"].includes(runtime)) {
+    console.error(`npm run serve: --runtime must be node, deno or bun (got ${JSON.stringify(runtime)})`)
+    process.exit(2)
+  }
+  if (rest.length === 0) rest.push("serve")
+  bootstrap()
+  const cli = join(root, "packages", "worker", "src", "server", "cli.ts")
+  const source = "--conditions=@icr-apps/source"
+  const [bin, argv] =
+    runtime === "node"
+      ? [join(binDir, "tsx"), [source, cli, ...rest]]
+      : runtime === "deno"
+        ? [
+            join(toolsDir, "node_modules", ".bin", "deno"),
+            ["run", "-A", "--unstable-sloppy-imports", source, cli, ...rest]
+          ]
+        : [join(toolsDir, "node_modules", ".bin", "bun"), [source, cli, ...rest]]
+  const child = spawn(bin, argv, { cwd: process.env.INIT_CWD || process.cwd(), env, stdio: "inherit" })
+  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal))
+  child.on("error", (error) => {
+    console.error(`npm run serve: could not run ${bin}: ${error.message}`)
+    process.exit(1)
+  })
+  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
+}
+
 const command = process.argv[2]
 if (command === "start") start()
 else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
 else if (command === "pack") pack()
+else if (command === "serve") serve(process.argv.slice(3))
 else if (command === "cli") {
   // `npm run icr-apps -- <command> …`: the SDK's CLI from source. The bootstrap is a no-op (a stamp
   // check) once the workspace is installed, so a call costs tsx's start-up, not an install.
@@ -398,6 +441,6 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
+  console.error("usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
   process.exit(2)
 }
