@@ -55,7 +55,7 @@ export const startBroker = async (
   if (typeof database === "string") problems.push(database.replace(/^DATABASE_URL/, urlVariable))
   const poolSize = integer(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 1000, problems)
   const port = integer(env, "PORT", BROKER_DEFAULTS.PORT, 0, 65535, problems)
-  const host = present(env.HOST) ? env.HOST.trim() : BROKER_DEFAULTS.HOST
+  const host = present(env.HOST) ? env.HOST.trim().replace(/^\[(.*)\]$/, "$1") : BROKER_DEFAULTS.HOST
   if (!/^[0-9A-Za-z.:[\]-]+$/.test(host)) problems.push("HOST must be a host name or an IP address")
   const trustProxy = present(env.TRUST_PROXY) ? env.TRUST_PROXY.trim().toLowerCase() : undefined
   if (trustProxy !== undefined && !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(trustProxy))

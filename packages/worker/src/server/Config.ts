@@ -80,7 +80,7 @@ export const integer = (
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** Whether `host` is a wildcard address (every interface). */
-export const isWildcardHost = (host: string): boolean => host === "0.0.0.0" || host === "::" || host === "[::]"
+export const isWildcardHost = (host: string): boolean => host === "0.0.0.0" || host === "::"
 
 /** Reads a `PUBLIC_BASE_URL`: an absolute http(s) URL, no credentials, query or fragment. */
 const baseUrl = (raw: string, problems: Array<string>): string | undefined => {
@@ -115,7 +115,8 @@ export const readServerConfig = (env: Environment): ServerConfig => {
   const poolSize = integer(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 1000, problems)
 
   const port = integer(env, "PORT", DEFAULTS.PORT, 0, 65535, problems)
-  const host = present(env.HOST) ? env.HOST.trim() : DEFAULTS.HOST
+  // `[::1]` as in a URL is `::1` to listen on.
+  const host = present(env.HOST) ? env.HOST.trim().replace(/^\[(.*)\]$/, "$1") : DEFAULTS.HOST
   if (!/^[0-9A-Za-z.:[\]-]+$/.test(host)) problems.push("HOST must be a host name or an IP address")
 
   let adminToken: Redacted.Redacted<string> | undefined

@@ -75,6 +75,8 @@ describe("server configuration", () => {
     })
     expect(publicBaseUrlOf(config, 9000)).toBe("https://icr.example.com")
     expect(publicBaseUrlOf({ host: "::1", publicBaseUrl: undefined }, 9000)).toBe("http://[::1]:9000")
+    expect(readServerConfig({ HOST: "[::1]" }).host).toBe("::1")
+    expect(publicBaseUrlOf(readServerConfig({ HOST: "[::]" }), 80)).toBe("http://localhost:80")
   })
 
   it("a wildcard HOST without PUBLIC_BASE_URL builds URLs on localhost, with a warning", () => {
