@@ -109,7 +109,60 @@ function build(packages) {
   }
 }
 
+/** How long both wranglers get, after a signal, to stop before their process groups are SIGKILLed. */
+const stopGraceMs = 10_000
+
+// Each `wrangler dev` runs in its own process group (`detached`): its launcher, its CLI, workerd and
+// esbuild. Signalling the group reaches all of them, even when wrangler's CLI dies before it has
+// stopped its workerd. (Windows has no process groups: there a child is signalled alone.)
+const ownGroup = process.platform !== "win32"
+
+/** Sends `signal` to a wrangler's whole process group; a group that is gone already is no error. */
+const signalGroup = (child, signal) => {
+  if (child.pid === undefined) return
+  try {
+    if (ownGroup) process.kill(-child.pid, signal)
+    else child.kill(signal)
+  } catch {}
+}
+
+/** Whether any process of a wrangler's group still runs (or, without groups, the child itself). */
+const groupRuns = (child) => {
+  if (child.pid === undefined) return false
+  if (!ownGroup) return child.exitCode === null && child.signalCode === null
+  try {
+    process.kill(-child.pid, 0)
+    return true
+  } catch (e) {
+    return e.code === "EPERM"
+  }
+}
+
+/**
+ * The parent of process `pid` (Linux: from /proc; other Unixes: from ps), or undefined if it is gone.
+ * Not asked on Windows, where an orphan is not re-parented.
+ */
+const parentOf = (pid) => {
+  if (process.platform === "win32") return undefined
+  try {
+    if (process.platform === "linux") {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+    }
+    const ps = spawnSync("ps", ["-o", "ppid=", "-p", String(pid)], { encoding: "utf8" })
+    return ps.stdout.trim() === "" ? undefined : Number(ps.stdout.trim())
+  } catch {
+    return undefined
+  }
+}
+
 function start() {
+  // Who started this, and its parent: under npm (pnpm, yarn), the `sh -c '…'` npm runs a script with,
+  // and npm itself — that shell outlives npm (SIGKILLed, or dead of a SIGHUP it does not forward) as
+  // long as this does. Taken before the build: one gone meanwhile is noticed once wrangler runs.
+  const parent = process.ppid
+  const grandparent = parentOf(parent)
+  const orphaned = () => process.ppid !== parent || parentOf(parent) !== grandparent
   bootstrap()
   console.log("» building @icr-apps/core (wrangler bundles its dist)")
   build(["core"])
@@ -149,22 +202,59 @@ function start() {
       "--show-interactive-dev-session=false",
       ...persist
     ],
-    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"] }
+    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
   )
-  for (const signal of ["SIGINT", "SIGTERM"])
-    process.on(signal, () => {
-      child.kill(signal)
-      broker.kill(signal)
-    })
+  const groups = [child, broker]
+  const names = ["issuer", "broker"]
+  let stopping = false
+  /**
+   * Sends `signal` to both wranglers' groups, waits until no process of either runs (SIGKILL after
+   * stopGraceMs), then exits with `status` — or 1 if a group had to be killed. `why` is logged.
+   */
+  const stopAll = async (why, signal, status) => {
+    if (stopping) return
+    stopping = true
+    // Whoever read the logs may be gone (npm was): a write to a closed pipe must not end this early.
+    for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
+    console.error(`» ${why}: stopping wrangler (issuer and broker)`)
+    const since = Date.now()
+    for (const group of groups) signalGroup(group, signal)
+    const waitFor = async (ms) => {
+      const deadline = Date.now() + ms
+      while (groups.some(groupRuns) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      return !groups.some(groupRuns)
+    }
+    if (await waitFor(stopGraceMs)) console.error(`» wrangler stopped (issuer and broker) in ${Date.now() - since} ms`)
+    else {
+      console.error(`» wrangler still running ${stopGraceMs / 1000} s after ${signal}: killing it (SIGKILL)`)
+      for (const group of groups) signalGroup(group, "SIGKILL")
+      await waitFor(2_000)
+      status = 1
+    }
+    process.exit(status)
+  }
+  // A process manager's SIGTERM, a terminal's Ctrl-C (SIGINT) or hang-up (SIGHUP): the wranglers are
+  // in groups of their own, which a terminal's signals no longer reach, so each is stopped from here.
+  // After a clean stop the exit status is 0, as SPEC §9 asks of the servers on SIGTERM/SIGINT: a stop
+  // that was asked for is not a failure (npm would report a non-zero status as a failed script).
+  // SIGHUP becomes SIGTERM: wrangler's launcher stops its CLI on SIGINT and SIGTERM only.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"])
+    process.on(signal, () => stopAll(signal, signal === "SIGHUP" ? "SIGTERM" : signal, 0))
+  // npm forwards a SIGTERM to the `sh -c` it runs this under, and that shell (dash) dies of it without
+  // passing it on (a SIGINT it holds until this exits). So a parent or npm that goes away is the
+  // signal here: a process manager's SIGTERM to npm, npm killed outright, npm's SIGHUP.
+  setInterval(() => orphaned() && stopAll("npm, or what started this, is gone", "SIGTERM", 0), 500).unref()
+  // Should this process end any other way (an uncaught error), its last act is to stop both groups.
+  process.on("exit", () => {
+    for (const group of groups) signalGroup(group, "SIGTERM")
+  })
   // Either one stopping stops both: a half-started pair would be more confusing than none.
-  for (const [one, other] of [
-    [child, broker],
-    [broker, child]
-  ])
-    one.on("exit", (code, signal) => {
-      other.kill("SIGTERM")
-      process.exit(code ?? (signal ? 1 : 0))
-    })
+  groups.forEach((one, i) => {
+    one.on("exit", (code, signal) =>
+      stopAll(`wrangler (${names[i]}) exited (${code ?? signal})`, "SIGTERM", code ?? (signal ? 1 : 0))
+    )
+    one.on("error", (error) => stopAll(`wrangler (${names[i]}) could not be started: ${error.message}`, "SIGTERM", 1))
+  })
 }
 
 /** The packages published from this repository (the worker is deployed, not published). */
@@ -262,7 +352,7 @@ function startBroker(worker, port, envDir, persist) {
       "--show-interactive-dev-session=false",
       ...persist
     ],
-    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"] }
+    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
   )
 }
 

@@ -2,17 +2,23 @@
 // Proves `npm start` on this checkout: starts it on a free loopback port with its local KV and D1
 // in a temporary folder, then, over HTTP, checks /healthz and /openapi.json, creates an app with a
 // fresh key pair (D1 migrated, ADMIN_TOKEN honoured), installs it, signs a JWT, mints and describes
-// an installation token (KV). Stops everything it started. Exit 0 = pass.
+// an installation token (KV). Then it stops `npm start` as a process manager does (SIGTERM to npm's
+// pid), and two more starts as a terminal's Ctrl-C does (SIGINT to npm's process group) and as a
+// parent that dies does (npm SIGKILLed): each time npm must exit and, within a bound, no process of
+// its tree may run and both ports (the issuer's and the broker's) must take a new listener. Exit 0 = pass.
 import { createSign, generateKeyPairSync, randomUUID } from "node:crypto"
-import { startLocalIssuer } from "./local-issuer.mjs"
+import { setTimeout as sleep } from "node:timers/promises"
+import { portAccepts, processTree, startLocalIssuer, survivors } from "./local-issuer.mjs"
 
-let issuer
-try {
-  issuer = await startLocalIssuer()
-} catch (e) {
-  console.error(`✗ ${e.message}`)
-  process.exit(1)
+const started = async () => {
+  try {
+    return await startLocalIssuer()
+  } catch (e) {
+    console.error(`✗ ${e.message}`)
+    process.exit(1)
+  }
 }
+let issuer = await started()
 const { base, admin, call } = issuer
 
 const fail = (why) => {
@@ -48,6 +54,76 @@ expect(minted.status === 200 && /^crs_[0-9a-f]{48}$/.test(minted.json.token), `m
 const described = await call("GET", "/app/installations/token", minted.json.token)
 expect(described.status === 200 && described.json.installationId === installation.json.id, "describe")
 
-issuer.stop()
 console.log(`✓ npm start: wrangler dev answered on ${base}; app, installation, JWT, token mint and describe all worked`)
+
+/** Whether anything answers HTTP at `url`. */
+const answers = (url) =>
+  fetch(url).then(
+    () => true,
+    () => false
+  )
+
+/** How long `npm start` may take, after the signal, to exit with its whole tree and free both ports. */
+const stopWithinMs = 20_000
+
+/**
+ * Signals the running `npm start` with `send(pid)`; fails unless, within stopWithinMs, npm has exited,
+ * no process of its tree (listed before the signal) runs and both ports take a new listener. Resolves
+ * with npm's exit status and how long the tree took to go.
+ */
+const stopsCleanly = async (what, send) => {
+  // The broker starts beside the issuer: once it answers, all of its processes are in the list too.
+  const brokerBy = Date.now() + 60_000
+  while (!(await answers(`http://127.0.0.1:${issuer.port + 1}/healthz`))) {
+    expect(Date.now() < brokerBy, `${what}: the broker did not answer on port ${issuer.port + 1} within 60 s`)
+    await sleep(250)
+  }
+  const tree = processTree(issuer.pid)
+  const listed = [...tree].map(([pid, args]) => `  ${pid} ${args}`).join("\n")
+  const count = (pattern) => [...tree.values()].filter((args) => pattern.test(args)).length
+  // Without both wranglers and their workerds in the list, "none of them runs" would prove nothing.
+  expect(
+    count(/wrangler-dist\/cli\.js dev/) === 2 && count(/\/workerd serve/) >= 2,
+    `${what}: the process tree lacks two wranglers and two workerds:\n${listed}`
+  )
+  const signalled = Date.now()
+  send(issuer.pid)
+  const status = await Promise.race([issuer.exited, sleep(stopWithinMs)])
+  expect(status !== undefined, `${what}: npm start still runs ${stopWithinMs / 1000} s later`)
+  let left = survivors(tree)
+  while (left.length > 0 && Date.now() - signalled < stopWithinMs) {
+    await sleep(100)
+    left = survivors(tree)
+  }
+  const ms = Date.now() - signalled
+  const names = left.map(([pid, args]) => `  ${pid} ${args}`).join("\n")
+  expect(left.length === 0, `${what}: ${left.length} of its ${tree.size} processes still run ${ms} ms later:\n${names}`)
+  for (const port of [issuer.port, issuer.port + 1])
+    expect(await portAccepts(port), `${what}: port ${port} takes no new listener ${ms} ms later`)
+  // scripts/icr.mjs says how it stopped: both groups gone before its grace period ran out (no SIGKILL).
+  // Its last words are read once the output has ended (the pipe may still hold them).
+  const ended = await Promise.race([issuer.closed, sleep(Math.max(0, signalled + stopWithinMs - Date.now()))])
+  expect(ended === true, `${what}: its output had not ended ${stopWithinMs / 1000} s later`)
+  const said = issuer.output()
+  expect(
+    /» .*: stopping wrangler \(issuer and broker\)\n/.test(said) &&
+      /» wrangler stopped \(issuer and broker\) in \d+ ms\n/.test(said),
+    `${what}: scripts/icr.mjs did not report a clean stop; it said:\n${said
+      .split("\n")
+      .filter((line) => line.startsWith("» "))
+      .join("\n")}`
+  )
+  issuer.stop()
+  console.log(`  ${what}: npm exited (${status.signal ?? status.code}); its ${tree.size} processes gone in ${ms} ms`)
+  return status
+}
+
+await stopsCleanly("SIGTERM to npm's pid", (pid) => process.kill(pid, "SIGTERM"))
+issuer = await started()
+await stopsCleanly("SIGINT to npm's process group (Ctrl-C)", (pid) => process.kill(-pid, "SIGINT"))
+issuer = await started()
+await stopsCleanly("npm SIGKILLed (the parent gone)", (pid) => process.kill(pid, "SIGKILL"))
+console.log(
+  "✓ npm start: stopped by SIGTERM, by Ctrl-C and by losing its parent, it left no process and both ports free"
+)
 process.exit(0)
