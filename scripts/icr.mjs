@@ -452,6 +452,10 @@ function test() {
  * passed to the server, which stops gracefully; this process exits with its code and leaves no child.
  */
 function serve(args) {
+  // As for npm start: the parent and its parent, to notice npm (or what started this) going away.
+  const parent = process.ppid
+  const grandparent = parentOf(parent)
+  const orphaned = () => process.ppid !== parent || parentOf(parent) !== grandparent
   let runtime = "node"
   const rest = []
   for (let i = 0; i < args.length; i++) {
@@ -476,13 +480,43 @@ function serve(args) {
             ["run", "-A", "--unstable-sloppy-imports", source, cli, ...rest]
           ]
         : [join(toolsDir, "node_modules", ".bin", "bun"), [source, cli, ...rest]]
-  const child = spawn(bin, argv, { cwd: process.env.INIT_CWD || process.cwd(), env, stdio: "inherit" })
-  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal))
+  // In a process group of its own (tsx's launcher and its node, or deno, or bun), stopped whole from here.
+  const child = spawn(bin, argv, {
+    cwd: process.env.INIT_CWD || process.cwd(),
+    env,
+    stdio: ["ignore", "inherit", "inherit"],
+    detached: ownGroup
+  })
+  let stopping = false
+  const stop = async (signal) => {
+    if (stopping) return
+    stopping = true
+    for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
+    signalGroup(child, signal)
+    // The server finishes requests in flight (30 s at most) before it exits; then its group is gone.
+    const deadline = Date.now() + 35_000
+    while (groupRuns(child) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    if (groupRuns(child)) {
+      console.error(`npm run serve: the server still runs 35 s after ${signal}: killing it (SIGKILL)`)
+      signalGroup(child, "SIGKILL")
+      process.exitCode = 1
+    }
+  }
+  // A terminal's signals no longer reach the server's group: each is passed on from here (SIGHUP as
+  // SIGTERM). The exit status is the server's: 0 after a clean stop.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"])
+    process.on(signal, () => stop(signal === "SIGHUP" ? "SIGTERM" : signal))
+  setInterval(() => orphaned() && stop("SIGTERM"), 500).unref()
+  process.on("exit", () => signalGroup(child, "SIGTERM"))
   child.on("error", (error) => {
     console.error(`npm run serve: could not run ${bin}: ${error.message}`)
     process.exit(1)
   })
-  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
+  child.on("exit", async (code, signal) => {
+    // tsx's launcher may end before its node: wait for the rest of the group.
+    while (groupRuns(child)) await new Promise((r) => setTimeout(r, 50))
+    process.exit(process.exitCode ?? code ?? (signal ? 1 : 0))
+  })
 }
 
 const command = process.argv[2]

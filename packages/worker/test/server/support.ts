@@ -90,18 +90,28 @@ export const startServer = (
 ): Promise<ServedProcess> =>
   new Promise((resolve, reject) => {
     const { command: bin, args } = commandFor(runtime, cli, [command])
+    // A process group of its own, signalled whole: tsx's launcher and the node it starts go together,
+    // and a test that fails half-way leaves nothing running.
     const child = spawn(bin, args, {
       cwd,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: "0", ...env },
-      stdio: ["ignore", "pipe", "pipe"]
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true
     })
+    const signalGroup = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal)
+      } catch {
+        // The group is gone already.
+      }
+    }
     const stdout: Array<string> = []
     const stderr: Array<string> = []
     const exited = new Promise<number | string>((done) =>
       child.on("exit", (code, signal) => done(code ?? signal ?? "unknown"))
     )
     const timer = setTimeout(() => {
-      child.kill("SIGKILL")
+      signalGroup("SIGKILL")
       reject(new Error(`no start-up line in 60 s:\n${stdout.join("\n")}\n${stderr.join("\n")}`))
     }, 60_000)
     lines(child.stdout!, stdout, (line) => {
@@ -117,7 +127,8 @@ export const startServer = (
         stderr,
         exited,
         stop: (signal = "SIGTERM") => {
-          if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+          if (child.exitCode === null && child.signalCode === null) signalGroup(signal)
+          else if (signal === "SIGKILL") signalGroup(signal)
           return exited
         }
       })
