@@ -448,8 +448,9 @@ function test() {
  * `npm run serve -- [--runtime node|deno|bun] [serve|broker|migrate]`: the issuer (or the broker) as a
  * server off Cloudflare (SPEC §9), from the workspace's sources — tsx on Node, the pinned deno and bun
  * from .tools/ — with this environment passed through (DATABASE_URL, PORT, ADMIN_TOKEN, …). Runs in
- * the folder the command was typed in, so `sqlite:./icr-apps.db` lands there. SIGINT and SIGTERM are
- * passed to the server, which stops gracefully; this process exits with its code and leaves no child.
+ * the folder the command was typed in, so `sqlite:./icr-apps.db` lands there. Without ADMIN_TOKEN, one
+ * is generated and printed, as npm start does. SIGINT and SIGTERM are passed to the server, which stops
+ * gracefully; this process exits with its code and leaves no child.
  */
 function serve(args) {
   // As for npm start: the parent and its parent, to notice npm (or what started this) going away.
@@ -469,6 +470,14 @@ function serve(args) {
   }
   if (rest.length === 0) rest.push("serve")
   bootstrap()
+  const childEnv = { ...env }
+  if (rest[0] === "serve" && !childEnv.ADMIN_TOKEN) {
+    // As npm start does, so the README's walk-through runs unchanged against either.
+    childEnv.ADMIN_TOKEN = randomBytes(24).toString("hex")
+    console.log(
+      `» ADMIN_TOKEN was not set; generated one for this run:\n\n    export ADMIN_TOKEN=${childEnv.ADMIN_TOKEN}\n`
+    )
+  }
   const cli = join(root, "packages", "worker", "src", "server", "cli.ts")
   const source = "--conditions=@icr-apps/source"
   const [bin, argv] =
@@ -483,7 +492,7 @@ function serve(args) {
   // In a process group of its own (tsx's launcher and its node, or deno, or bun), stopped whole from here.
   const child = spawn(bin, argv, {
     cwd: process.env.INIT_CWD || process.cwd(),
-    env,
+    env: childEnv,
     stdio: ["ignore", "inherit", "inherit"],
     detached: ownGroup
   })

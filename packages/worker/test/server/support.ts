@@ -62,7 +62,8 @@ export interface ServedProcess {
   readonly exited: Promise<number | string>
 }
 
-const lines = (stream: NodeJS.ReadableStream, into: Array<string>, onLine: (line: string) => void) => {
+/** Calls `onLine` with each line `stream` writes, and keeps them in `into`. */
+export const lines = (stream: NodeJS.ReadableStream, into: Array<string>, onLine: (line: string) => void) => {
   let rest = ""
   stream.setEncoding("utf8")
   stream.on("data", (chunk: string) => {
