@@ -1,7 +1,7 @@
 /**
  * The black-box issuer contract (the testkit's `issuerContract`, the same suite the in-memory issuer
  * and the Worker in workerd pass) over real HTTP against the served issuer: `icr-apps-issuer serve`
- * as a child process on SQLite under Node, Deno and Bun, and on Postgres under Node. Each target is
+ * as a child process on SQLite and on Postgres, under Node, Deno and Bun. Each target is
  * two servers on one database — one with ADMIN_TOKEN, one without — whose audit lines are read from
  * their standard output, and whose storage is read directly from the database.
  */
@@ -104,7 +104,10 @@ const sqlite = (runtime: RuntimeName) => async () => {
 servedContract("served on Node, SQLite (libsql)", "node", sqlite("node"))
 servedContract("served on Deno, SQLite (node:sqlite)", "deno", sqlite("deno"))
 servedContract("served on Bun, SQLite (bun:sqlite)", "bun", sqlite("bun"))
-servedContract("served on Node, Postgres (postgres.js)", "node", async () => {
+const postgresTarget = async () => {
   const database = await postgresDatabase()
   return { url: database.url, dump: postgresDump(database.url), close: database.drop }
-})
+}
+servedContract("served on Node, Postgres (postgres.js)", "node", postgresTarget)
+servedContract("served on Deno, Postgres (postgres.js)", "deno", postgresTarget)
+servedContract("served on Bun, Postgres (postgres.js)", "bun", postgresTarget)
