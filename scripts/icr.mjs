@@ -4,6 +4,7 @@
 //   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), `npm start` end to end,
 //                the packed SDK in a new project; print one total line
 //   npm run pack — the public packages as installable tarballs in packs/
+//   npm run serve -- --runtime node|deno|bun — the issuer as a server (SQLite by default, or DATABASE_URL)
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
@@ -443,11 +444,96 @@ function test() {
   process.exit(total === 0 ? 0 : 1)
 }
 
+/**
+ * `npm run serve -- [--runtime node|deno|bun] [serve|broker|migrate]`: the issuer (or the broker) as a
+ * server off Cloudflare (SPEC §9), from the workspace's sources — tsx on Node, the pinned deno and bun
+ * from .tools/ — with this environment passed through (DATABASE_URL, PORT, ADMIN_TOKEN, …). Runs in
+ * the folder the command was typed in, so `sqlite:./icr-apps.db` lands there. Without ADMIN_TOKEN, one
+ * is generated and printed, as npm start does. SIGINT and SIGTERM are passed to the server, which stops
+ * gracefully; this process exits with its code and leaves no child.
+ */
+function serve(args) {
+  // As for npm start: the parent and its parent, to notice npm (or what started this) going away.
+  const parent = process.ppid
+  const grandparent = parentOf(parent)
+  const orphaned = () => process.ppid !== parent || parentOf(parent) !== grandparent
+  let runtime = "node"
+  const rest = []
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--runtime") runtime = args[++i]
+    else if (args[i].startsWith("--runtime=")) runtime = args[i].slice("--runtime=".length)
+    else rest.push(args[i])
+  }
+  if (!["node", "deno", "bun"].includes(runtime)) {
+    console.error(`npm run serve: --runtime must be node, deno or bun (got ${JSON.stringify(runtime)})`)
+    process.exit(2)
+  }
+  if (rest.length === 0) rest.push("serve")
+  bootstrap()
+  const childEnv = { ...env }
+  if (rest[0] === "serve" && !childEnv.ADMIN_TOKEN) {
+    // As npm start does, so the README's walk-through runs unchanged against either.
+    childEnv.ADMIN_TOKEN = randomBytes(24).toString("hex")
+    console.log(
+      `» ADMIN_TOKEN was not set; generated one for this run:\n\n    export ADMIN_TOKEN=${childEnv.ADMIN_TOKEN}\n`
+    )
+  }
+  const cli = join(root, "packages", "worker", "src", "server", "cli.ts")
+  const source = "--conditions=@icr-apps/source"
+  const [bin, argv] =
+    runtime === "node"
+      ? [join(binDir, "tsx"), [source, cli, ...rest]]
+      : runtime === "deno"
+        ? [
+            join(toolsDir, "node_modules", ".bin", "deno"),
+            ["run", "-A", "--unstable-sloppy-imports", source, cli, ...rest]
+          ]
+        : [join(toolsDir, "node_modules", ".bin", "bun"), [source, cli, ...rest]]
+  // In a process group of its own (tsx's launcher and its node, or deno, or bun), stopped whole from here.
+  const child = spawn(bin, argv, {
+    cwd: process.env.INIT_CWD || process.cwd(),
+    env: childEnv,
+    stdio: ["ignore", "inherit", "inherit"],
+    detached: ownGroup
+  })
+  let stopping = false
+  const stop = async (signal) => {
+    if (stopping) return
+    stopping = true
+    for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
+    signalGroup(child, signal)
+    // The server finishes requests in flight (30 s at most) before it exits; then its group is gone.
+    const deadline = Date.now() + 35_000
+    while (groupRuns(child) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    if (groupRuns(child)) {
+      console.error(`npm run serve: the server still runs 35 s after ${signal}: killing it (SIGKILL)`)
+      signalGroup(child, "SIGKILL")
+      process.exitCode = 1
+    }
+  }
+  // A terminal's signals no longer reach the server's group: each is passed on from here (SIGHUP as
+  // SIGTERM). The exit status is the server's: 0 after a clean stop.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"])
+    process.on(signal, () => stop(signal === "SIGHUP" ? "SIGTERM" : signal))
+  setInterval(() => orphaned() && stop("SIGTERM"), 500).unref()
+  process.on("exit", () => signalGroup(child, "SIGTERM"))
+  child.on("error", (error) => {
+    console.error(`npm run serve: could not run ${bin}: ${error.message}`)
+    process.exit(1)
+  })
+  child.on("exit", async (code, signal) => {
+    // tsx's launcher may end before its node: wait for the rest of the group.
+    while (groupRuns(child)) await new Promise((r) => setTimeout(r, 50))
+    process.exit(process.exitCode ?? code ?? (signal ? 1 : 0))
+  })
+}
+
 const command = process.argv[2]
 if (command === "start") start()
 else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
 else if (command === "pack") pack()
+else if (command === "serve") serve(process.argv.slice(3))
 else if (command === "cli") {
   // `npm run icr-apps -- <command> …`: the SDK's CLI from source. The bootstrap is a no-op (a stamp
   // check) once the workspace is installed, so a call costs tsx's start-up, not an install.
@@ -488,6 +574,6 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
+  console.error("usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
   process.exit(2)
 }

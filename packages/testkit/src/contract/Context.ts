@@ -21,6 +21,11 @@ export interface IssuerTarget {
   readonly dumpStorage: () => Promise<ReadonlyArray<string>>
   /** Every audit event the issuer has emitted so far (SPEC §5): the worker's log lines, the fake issuer's `auditEvents()`. */
   readonly auditEvents: () => Promise<ReadonlyArray<AuditEvent>>
+  /**
+   * The origin the issuer builds every URL on whatever a request's host (a server configured with
+   * `PUBLIC_BASE_URL`, SPEC §9: then it must be `http://icr.test`, the suite's); absent, the request's own.
+   */
+  readonly origin?: string | undefined
 }
 
 /** Every permission at its highest level. */

@@ -1,0 +1,68 @@
+/**
+ * What every runtime's HTTP server offers the issuer and the broker: serve a web-standard handler
+ * on a host and port, tell it each request's TCP peer, and stop gracefully. One small adapter per
+ * runtime (`node.ts`, `deno.ts`, `bun.ts`); everything else is the same on all three.
+ */
+import type { Connection } from "@icr-apps/core/issuer/Http"
+
+/** A web-standard handler that is told the connection's TCP peer. */
+export type Handler = (request: Request, connection: Connection) => Promise<Response>
+
+/** A server that is listening. */
+export interface Listener {
+  /** The port it listens on (the one the system chose, when asked for port 0). */
+  readonly port: number
+  /**
+   * Stops accepting connections, lets every request in flight finish (idle keep-alive connections
+   * are closed), and resolves once none is left.
+   */
+  readonly close: () => Promise<void>
+}
+
+/** Where to listen. */
+export interface ListenOptions {
+  readonly host: string
+  readonly port: number
+}
+
+/** Serves `handler`; resolves once listening. */
+export type Listen = (handler: Handler, options: ListenOptions) => Promise<Listener>
+
+/** The runtimes a server runs on. */
+export type Runtime = "node" | "deno" | "bun"
+
+/** Which runtime this is. */
+export const currentRuntime = (): Runtime => ("Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node")
+
+/** The runtime and its version, for the start-up line (`node v20.20.2`, `deno 2.9.6`, `bun 1.4.5`). */
+export const runtimeLabel = (runtime: Runtime = currentRuntime()): string =>
+  runtime === "bun"
+    ? `bun ${Bun.version}`
+    : runtime === "deno"
+      ? `deno ${Deno.version.deno}`
+      : `node ${(globalThis as unknown as { process: { version: string } }).process.version}`
+
+/** The adapter of a runtime, loaded only there. */
+export const listenerFor = async (runtime: Runtime = currentRuntime()): Promise<Listen> =>
+  runtime === "bun"
+    ? (await import("./bun.js")).listen
+    : runtime === "deno"
+      ? (await import("./deno.js")).listen
+      : (await import("./node.js")).listen
+
+/** The answer when the handler itself threw (it should not: the issuer answers every failure). */
+export const internalError = (): Response =>
+  new Response(
+    JSON.stringify({
+      type: "about:blank",
+      title: "Internal Server Error",
+      status: 500,
+      code: "internal",
+      detail: "Internal error"
+    }),
+    { status: 500, headers: { "content-type": "application/problem+json" } }
+  )
+
+/** A TCP peer as the rate limiter wants it: an IPv4 address mapped into IPv6 is given as IPv4. */
+export const peerAddress = (address: string | undefined): string | undefined =>
+  address?.startsWith("::ffff:") && address.includes(".") ? address.slice("::ffff:".length) : address

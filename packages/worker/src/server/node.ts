@@ -1,0 +1,134 @@
+/**
+ * The server on Node: a `node:http` server adapted to a web-standard handler. The request body is
+ * streamed into the `Request` (the issuer reads at most 16 KiB of it, then answers 413), the
+ * `Response` is streamed back with backpressure, and the TCP peer is the connection's
+ * `remoteAddress`. The `Request`'s URL is built on the socket's own address, never on the client's
+ * `Host` header (the issuer builds the URLs it returns on its configured origin anyway).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { Socket } from "node:net"
+import { Readable } from "node:stream"
+import { type Handler, internalError, type Listen, peerAddress } from "./Listen.js"
+
+/** How long a graceful stop waits for requests in flight before it closes their connections. */
+const DRAIN_TIMEOUT_MS = 30_000
+
+const originOf = (socket: Socket): string => {
+  const address = socket.localAddress ?? "127.0.0.1"
+  return `http://${address.includes(":") ? `[${address}]` : address}:${socket.localPort ?? 80}`
+}
+
+/** The path and query of a request target (origin-form `/x?y`, or absolute-form from a proxy). */
+const targetOf = (url: string): string => {
+  if (url.startsWith("/")) return url
+  try {
+    const parsed = new URL(url)
+    return `${parsed.pathname}${parsed.search}`
+  } catch {
+    return `/${url}`
+  }
+}
+
+/** A web `Request` for an incoming Node request; its body (for methods that have one) is streamed. */
+export const toRequest = (req: IncomingMessage, signal: AbortSignal): Request => {
+  const headers = new Headers()
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
+  const method = req.method ?? "GET"
+  const withBody = method !== "GET" && method !== "HEAD"
+  return new Request(`${originOf(req.socket)}${targetOf(req.url ?? "/")}`, {
+    method,
+    headers,
+    signal,
+    ...(withBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: "half" } : {})
+  } as RequestInit)
+}
+
+/** Writes `response` to `res`, streaming its body (none for HEAD), waiting on `drain` when asked. */
+export const writeResponse = async (response: Response, res: ServerResponse, method: string): Promise<void> => {
+  const headers: Record<string, string | Array<string>> = {}
+  response.headers.forEach((value, name) => {
+    headers[name] = value
+  })
+  const cookies = response.headers.getSetCookie()
+  if (cookies.length > 0) headers["set-cookie"] = cookies
+  // A Response built without a status text gets Node's standard one ("OK"), not an empty reason.
+  if (response.statusText === "") res.writeHead(response.status, headers)
+  else res.writeHead(response.status, response.statusText, headers)
+  if (response.body === null || method === "HEAD") {
+    await response.body?.cancel()
+    res.end()
+    return
+  }
+  const reader = response.body.getReader()
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      if (res.destroyed) break
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const settle = () => {
+            res.off("drain", settle)
+            res.off("close", settle)
+            resolve()
+          }
+          res.on("drain", settle)
+          res.on("close", settle)
+        })
+      }
+    }
+  } finally {
+    if (res.destroyed) await reader.cancel().catch(() => {})
+    else res.end()
+  }
+}
+
+/** Serves `handler` with `node:http`. */
+export const listen: Listen = (handler: Handler, { host, port }) =>
+  new Promise((resolve, reject) => {
+    let closing = false
+    const serve = async (req: IncomingMessage, res: ServerResponse) => {
+      // A client that goes away aborts the request (and any body still being read).
+      const abort = new AbortController()
+      res.on("close", () => {
+        if (!res.writableFinished) abort.abort()
+      })
+      let response: Response
+      try {
+        const request = toRequest(req, abort.signal)
+        response = await handler(request, { remoteAddress: peerAddress(req.socket.remoteAddress) })
+      } catch {
+        response = internalError()
+      }
+      // Stopping: this connection is not kept for another request.
+      if (closing) res.shouldKeepAlive = false
+      // A body the handler did not read to its end (a 413) is not drained: the connection closes.
+      if (!req.complete && req.method !== "GET" && req.method !== "HEAD") res.shouldKeepAlive = false
+      try {
+        await writeResponse(response, res, req.method ?? "GET")
+      } catch {
+        res.destroy()
+      }
+    }
+    const server = createServer((req, res) => void serve(req, res))
+    server.once("error", reject)
+    server.listen(port, host, () => {
+      server.off("error", reject)
+      const address = server.address()
+      resolve({
+        port: typeof address === "object" && address !== null ? address.port : port,
+        close: () =>
+          new Promise<void>((done) => {
+            closing = true
+            const deadline = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS)
+            deadline.unref()
+            server.close(() => {
+              clearTimeout(deadline)
+              done()
+            })
+            // Keep-alive connections with no request in flight would hold close() open.
+            server.closeIdleConnections()
+          })
+      })
+    })
+  })

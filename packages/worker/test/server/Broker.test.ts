@@ -1,0 +1,200 @@
+/**
+ * The broker off Cloudflare: its KV-shaped token cache over SQL (SQLite and Postgres), and the broker
+ * served on Node, Deno and Bun — a real token exchange against a served issuer and an identity
+ * provider over HTTP, the cached token sealed in the database exactly as in KV, and served again.
+ */
+import { join } from "node:path"
+import { makeOidcProvider, type OidcProvider } from "@icr-apps/testkit/Oidc"
+import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startIssuer } from "../../src/server/Issuer.js"
+import type { Listener } from "../../src/server/Listen.js"
+import { listen } from "../../src/server/node.js"
+import * as SqlKv from "../../src/server/SqlKv.js"
+import { brokerMigrations, migrate } from "../../src/sql/migrate.js"
+import { openPostgres } from "../../src/sql/postgres.js"
+import type { ServerSqlDriver } from "../../src/sql/ServerSql.js"
+import { openSqlite } from "../../src/sql/sqlite.js"
+import { postgresDatabase, type RuntimeName, startServer, tempDir } from "./support.js"
+
+const quiet = { info: () => {}, warn: () => {} }
+
+/** The KV contract the broker's cache relies on, on one driver. */
+const kvChecks = async (driver: ServerSqlDriver) => {
+  await migrate(driver, brokerMigrations(driver.dialect))
+  let now = 1_000_000
+  const kv = SqlKv.make(driver, () => now)
+  expect(await kv.get("a", "text")).toBeNull()
+  await kv.put("a", "one", { expirationTtl: 60 })
+  await kv.put("b", "two", { expirationTtl: 120 })
+  expect([await kv.get("a", "text"), await kv.get("b", "text")]).toEqual(["one", "two"])
+  await kv.put("a", "uno", { expirationTtl: 60 })
+  expect(await kv.get("a", "text")).toBe("uno")
+  await kv.delete("b")
+  expect(await kv.get("b", "text")).toBeNull()
+  await kv.put("b", "two", { expirationTtl: 120 })
+  // Past a's expiry: invisible at once, and pruned by the next write.
+  now += 60_000
+  expect([await kv.get("a", "text"), await kv.get("b", "text")]).toEqual([null, "two"])
+  expect(await driver.all("SELECT key FROM broker_kv ORDER BY key")).toEqual([{ key: "a" }, { key: "b" }])
+  await kv.put("c", "three", { expirationTtl: 60 })
+  expect(await driver.all("SELECT key, value, expires_at FROM broker_kv ORDER BY key")).toEqual([
+    { key: "b", value: "two", expires_at: 1_000_000 + 120_000 },
+    { key: "c", value: "three", expires_at: now + 60_000 }
+  ])
+  await driver.close()
+}
+
+describe("the broker's KV over SQL", () => {
+  it("SQLite", async () => {
+    const temp = tempDir("icr-kv-")
+    try {
+      await kvChecks(await openSqlite(join(temp.dir, "kv.db")))
+    } finally {
+      temp.remove()
+    }
+  })
+  it("Postgres", async () => {
+    const database = await postgresDatabase()
+    try {
+      await kvChecks(openPostgres(database.url, { poolSize: 2 }))
+    } finally {
+      await database.drop()
+    }
+  })
+})
+
+describe("the broker served", () => {
+  const ADMIN_TOKEN = "broker-suite-admin-token-of-32-characters-at-least"
+  const AUDIENCE = "https://broker.test"
+  const temp = tempDir("icr-broker-")
+  let issuer: Awaited<ReturnType<typeof startIssuer>>
+  let oidcListener: Listener
+  let oidc: OidcProvider
+  let app: { id: string; privatePem: string; installation: string }
+
+  beforeAll(async () => {
+    issuer = await startIssuer(
+      { DATABASE_URL: `sqlite:${join(temp.dir, "issuer.db")}`, PORT: "0", ADMIN_TOKEN },
+      listen,
+      "node",
+      quiet
+    )
+    oidcListener = await listen((request) => oidc.fetch(request), { host: "127.0.0.1", port: 0 })
+    oidc = makeOidcProvider({ issuer: `http://127.0.0.1:${oidcListener.port}` })
+    const admin = async (path: string, body: unknown) => {
+      const response = await fetch(`${issuer.url}${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(body)
+      })
+      expect(response.status).toBe(201)
+      return (await response.json()) as { id: string }
+    }
+    const keys = await generateAppKeyPair()
+    const created = await admin("/admin/apps", {
+      name: `broker-${Date.now()}`,
+      permissions: { organization_info: "VIEW", organization_inventory: "WRITE" },
+      publicKey: keys.publicPem
+    })
+    const installation = await admin("/admin/installations", {
+      appId: created.id,
+      organizationId: crypto.randomUUID(),
+      permissions: { organization_info: "VIEW", organization_inventory: "WRITE" }
+    })
+    app = { id: String(created.id), privatePem: keys.privatePem, installation: installation.id }
+  }, 60_000)
+  afterAll(async () => {
+    await oidcListener?.close()
+    await issuer?.stop()
+    temp.remove()
+  })
+
+  for (const runtime of ["node", "deno", "bun"] as const satisfies ReadonlyArray<RuntimeName>) {
+    it(`${runtime}: exchanges an identity token, caches the token sealed in SQLite, serves it again`, async () => {
+      const file = join(temp.dir, `broker-${runtime}.db`)
+      const broker = await startServer(runtime, "broker", {
+        DATABASE_URL: `sqlite:${file}`,
+        BROKER_APP_ID: app.id,
+        BROKER_PRIVATE_KEY: app.privatePem,
+        BROKER_ISSUER_URL: issuer.url,
+        BROKER_AUDIENCE: AUDIENCE,
+        BROKER_OIDC_ISSUERS: JSON.stringify([oidc.issuer]),
+        BROKER_POLICIES: JSON.stringify([
+          {
+            name: "ci",
+            identity: { issuer: oidc.issuer, sub: "repo:icr/apps" },
+            installations: [app.installation],
+            permissions: { organization_info: "VIEW" }
+          }
+        ]),
+        BROKER_CACHE_SECRET: "a-test-cache-secret-that-is-long-enough-0123456789"
+      })
+      try {
+        expect(broker.stdout[0]).toMatch(
+          new RegExp(`^icr-apps broker listening on http://127\\.0\\.0\\.1:${broker.port} \\(${runtime} `)
+        )
+        const health = await fetch(`${broker.url}/healthz`)
+        expect(health.status).toBe(200)
+        const exchange = async () => {
+          const response = await fetch(`${broker.url}/token`, {
+            method: "POST",
+            headers: { "content-type": "application/x-www-form-urlencoded" },
+            body: new URLSearchParams({
+              grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+              subject_token: await oidc.issue({ sub: "repo:icr/apps", aud: AUDIENCE }),
+              subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+              resource: app.installation
+            })
+          })
+          const body = (await response.json()) as Record<string, unknown>
+          expect({ status: response.status, scope: body.scope, type: body.token_type }).toEqual({
+            status: 200,
+            scope: "organization_info:VIEW",
+            type: "Bearer"
+          })
+          return body.access_token as string
+        }
+        const token = await exchange()
+        expect(token).toMatch(/^crs_[0-9a-f]{48}$/)
+
+        // In the database: one entry, under an HMAC name, sealed (AES-GCM), never the token itself.
+        const reader = await openSqlite(file)
+        const rows = await reader.all<{ key: string; value: string; expires_at: number }>("SELECT * FROM broker_kv")
+        await reader.close()
+        expect(rows.length).toBe(1)
+        expect(rows[0]!.key).toMatch(/^broker:token:[0-9a-f]{64}$/)
+        expect(rows[0]!.value).toMatch(/^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+$/)
+        expect(rows[0]!.value.includes(token) || rows[0]!.value.includes(token.slice(4))).toBe(false)
+        expect(rows[0]!.expires_at).toBeGreaterThan(Date.now())
+
+        // The same caller again: the cached token, its standing confirmed by the issuer.
+        expect(await exchange()).toBe(token)
+
+        if (runtime === "node") {
+          // Failed attempts count against the TCP peer: a client-sent cf-connecting-ip, different on
+          // every attempt, is replaced, so the 31st failure from this address is refused (30 a minute).
+          const statuses: Array<number> = []
+          for (let i = 0; i < 31; i++) {
+            const response = await fetch(`${broker.url}/token`, {
+              method: "POST",
+              headers: { "content-type": "application/json", "cf-connecting-ip": `198.51.100.${i}` },
+              body: JSON.stringify({
+                grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+                subject_token: "not.a.token",
+                subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+                resource: app.installation
+              })
+            })
+            statuses.push(response.status)
+            await response.arrayBuffer()
+          }
+          expect(statuses).toEqual([...Array(30).fill(400), 429])
+        }
+        expect(await broker.stop()).toBe(0)
+      } finally {
+        await broker.stop("SIGKILL")
+      }
+    }, 90_000)
+  }
+})

@@ -1,0 +1,211 @@
+/**
+ * The `node:http` adapter: the request body reaches the handler as a stream (before the client has
+ * sent all of it), the response body leaves as one (before the handler has written all of it), HEAD
+ * has no body, the TCP peer is the client address unless TRUST_PROXY names a header, and the served
+ * issuer answers 413 to a body over 16 KiB without reading it all.
+ */
+import { connect } from "node:net"
+import { request } from "node:http"
+import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startIssuer } from "../../src/server/Issuer.js"
+import type { Handler, Listener } from "../../src/server/Listen.js"
+import { listen } from "../../src/server/node.js"
+
+const quiet = { info: () => {}, warn: () => {} }
+
+/** A promise and the function that resolves it. */
+const deferred = <A = void>() => {
+  let resolve!: (value: A) => void
+  const promise = new Promise<A>((r) => {
+    resolve = r
+  })
+  return { promise, resolve }
+}
+
+/** Raw HTTP/1.1 over a socket: what was received, once the server closes or `until` matches. */
+const raw = (port: number, text: string, until?: RegExp) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => socket.write(text))
+    let received = ""
+    socket.setEncoding("utf8")
+    socket.on("data", (chunk: string) => {
+      received += chunk
+      if (until?.test(received)) {
+        socket.destroy()
+        resolve(received)
+      }
+    })
+    socket.on("end", () => resolve(received))
+    socket.on("error", reject)
+  })
+
+describe("node:http adapter", () => {
+  let listener: Listener
+  let handler: Handler = async () => new Response("unset")
+  beforeAll(async () => {
+    listener = await listen((req, conn) => handler(req, conn), { host: "127.0.0.1", port: 0 })
+  })
+  afterAll(() => listener.close())
+
+  it("streams the request body: the handler reads the first chunk before the client sends the rest", async () => {
+    const firstChunkRead = deferred<string>()
+    handler = async (req) => {
+      const reader = req.body!.getReader()
+      const first = await reader.read()
+      firstChunkRead.resolve(new TextDecoder().decode(first.value))
+      let rest = ""
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        rest += new TextDecoder().decode(value)
+      }
+      return new Response(JSON.stringify({ method: req.method, path: new URL(req.url).pathname, rest }))
+    }
+    const answer = new Promise<string>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: listener.port,
+          method: "POST",
+          path: "/echo?x=1",
+          headers: { "transfer-encoding": "chunked" }
+        },
+        (res) => {
+          let body = ""
+          res.setEncoding("utf8")
+          res.on("data", (chunk: string) => {
+            body += chunk
+          })
+          res.on("end", () => resolve(body))
+        }
+      )
+      req.on("error", reject)
+      req.write("first;")
+      // The rest is sent only once the handler has read the first part.
+      void firstChunkRead.promise.then(() => req.end("second;third"))
+    })
+    expect(await firstChunkRead.promise).toBe("first;")
+    expect(JSON.parse(await answer)).toEqual({ method: "POST", path: "/echo", rest: "second;third" })
+  })
+
+  it("streams the response body: the client reads the first chunk before the handler writes the rest", async () => {
+    const clientGotFirst = deferred()
+    handler = async () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          async start(controller) {
+            controller.enqueue(new TextEncoder().encode("one,"))
+            await clientGotFirst.promise
+            controller.enqueue(new TextEncoder().encode("two"))
+            controller.close()
+          }
+        }),
+        { headers: { "content-type": "text/plain" } }
+      )
+    const body = await new Promise<Array<string>>((resolve, reject) => {
+      const chunks: Array<string> = []
+      const req = request({ host: "127.0.0.1", port: listener.port, path: "/stream" }, (res) => {
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => {
+          chunks.push(chunk)
+          clientGotFirst.resolve()
+        })
+        res.on("end", () => resolve(chunks))
+      })
+      req.on("error", reject)
+      req.end()
+    })
+    expect(body).toEqual(["one,", "two"])
+  })
+
+  it("HEAD: the handler's headers, no body", async () => {
+    handler = async (req) =>
+      new Response(req.method === "HEAD" ? null : "a body", {
+        headers: { "x-method": req.method, "content-length": "6" }
+      })
+    const text = await raw(listener.port, "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(text).toMatch(/\r\nx-method: HEAD\r\n/)
+    expect(text.endsWith("\r\n\r\n")).toBe(true)
+  })
+
+  it("the client address is the TCP peer; a client-sent header counts only when TRUST_PROXY names it", async () => {
+    let seen: Array<string | undefined> = []
+    handler = async (req, conn) => {
+      seen = [
+        conn.remoteAddress,
+        clientAddressFrom(undefined)(req, conn),
+        clientAddressFrom("x-forwarded-for")(req, conn)
+      ]
+      return new Response("ok")
+    }
+    await raw(
+      listener.port,
+      "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9, 198.51.100.7\r\nCF-Connecting-IP: 192.0.2.1\r\nConnection: close\r\n\r\n"
+    )
+    expect(seen).toEqual(["127.0.0.1", "127.0.0.1", "198.51.100.7"])
+  })
+
+  it("builds the request URL on the socket's address, never on the client's Host header", async () => {
+    let url = ""
+    handler = async (req) => {
+      url = req.url
+      return new Response("ok")
+    }
+    await raw(listener.port, "GET //evil.example/path?q=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    expect(url).toBe(`http://127.0.0.1:${listener.port}//evil.example/path?q=1`)
+  })
+
+  it("a handler that throws is a 500 problem, and the server goes on", async () => {
+    handler = async () => {
+      throw new Error("secret detail")
+    }
+    const text = await raw(listener.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    expect(text).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r\n/)
+    expect(text).not.toContain("secret detail")
+  })
+})
+
+describe("the issuer served by node:http", () => {
+  let server: Awaited<ReturnType<typeof startIssuer>>
+  beforeAll(async () => {
+    server = await startIssuer({ DATABASE_URL: "sqlite::memory:", PORT: "0" }, listen, "node", quiet)
+  })
+  afterAll(() => server.stop())
+
+  it("a body over 16 KiB is 413, answered without reading it all (the connection then closes)", async () => {
+    const head =
+      "POST /app/accessTokens HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    const chunk = (text: string) => `${text.length.toString(16)}\r\n${text}\r\n`
+    // 17 KiB sent, and the chunked body never ended: the answer cannot wait for the end.
+    const text = await raw(server.port, head + chunk(`{"a":"${"x".repeat(17 * 1024)}`), /\r\n\r\n[\s\S]*\}/)
+    expect(text).toMatch(/^HTTP\/1\.1 413 Payload Too Large\r\n/)
+    expect(text).toMatch(/"code":"payload_too_large"/)
+  })
+
+  it("a declared Content-Length over 16 KiB is 413 at once", async () => {
+    const text = await raw(
+      server.port,
+      "POST /admin/apps HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+      /\r\n\r\n[\s\S]*\}/
+    )
+    expect(text).toMatch(/^HTTP\/1\.1 413 /)
+  })
+
+  it("HEAD /healthz: 200, no body", async () => {
+    const text = await raw(server.port, "HEAD /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(text.endsWith("\r\n\r\n")).toBe(true)
+  })
+
+  it("URLs are built on the configured host and port, not the client's Host header", async () => {
+    const text = await raw(
+      server.port,
+      "GET /openapi.json HTTP/1.1\r\nHost: attacker.example\r\nX-Forwarded-Host: attacker.example\r\nConnection: close\r\n\r\n"
+    )
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4))
+    expect(body.servers[0]).toEqual({ url: `http://127.0.0.1:${server.port}`, description: "This server" })
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}`)
+  })
+})
