@@ -24,6 +24,9 @@ commands:
   serve     serve the issuer (SPEC §9)
   broker    serve the token broker (SPEC §8)
   migrate   apply the issuer's pending migrations to DATABASE_URL, then exit
+  copy --from <DATABASE_URL> --to <DATABASE_URL>
+            move an issuer's data to another database (SQLite to Postgres, or back); the target
+            must hold no app; stop the servers on the source first (STORAGE.md)
 
 options:
   --help     show this
@@ -119,6 +122,40 @@ const main = async (args: ReadonlyArray<string>) => {
       return process.exit(0)
     } catch (error) {
       return fail("icr-apps-issuer", error)
+    }
+  }
+  if (command === "copy") {
+    const { parseDatabaseUrl, openDatabase } = await import("../sql/open.js")
+    const { copyIssuerData } = await import("./Copy.js")
+    const option = (name: string) => {
+      const at = args.indexOf(name)
+      return at > 0 ? args[at + 1] : undefined
+    }
+    const [from, to] = [option("--from"), option("--to")].map((url, i) => {
+      const location = parseDatabaseUrl(url ?? "")
+      // The message says what is wrong with the URL without quoting it (it may hold a password).
+      if (typeof location === "string")
+        fail("icr-apps-issuer copy", new Error(`${i === 0 ? "--from" : "--to"}: ${location}`))
+      return location as Exclude<typeof location, string>
+    }) as [Exclude<ReturnType<typeof parseDatabaseUrl>, string>, Exclude<ReturnType<typeof parseDatabaseUrl>, string>]
+    try {
+      const source = await openDatabase(from, { poolSize: 1 })
+      const target = await openDatabase(to, { poolSize: 1 })
+      try {
+        const report = await copyIssuerData(source, target)
+        console.log(
+          `copied ${source.description} to ${target.description}: ` +
+            Object.entries(report)
+              .map(([table, n]) => `${n} ${table}`)
+              .join(", ")
+        )
+      } finally {
+        await source.close()
+        await target.close()
+      }
+      return process.exit(0)
+    } catch (error) {
+      return fail("icr-apps-issuer copy", error)
     }
   }
   console.error(`icr-apps-issuer: unknown command ${JSON.stringify(command.slice(0, 40))}\n\n${USAGE}`)

@@ -26,6 +26,15 @@ export const driverChecks = async (d: ServerSqlDriver) => {
   const insert = "INSERT INTO driver_check (id, name, n) VALUES (?, ?, ?)"
   const out: Record<string, unknown> = {}
   out.dialect = d.dialect
+  // The durability every SQLite connection starts with (sqlite.ts PRAGMAS): WAL, synchronous FULL (2), foreign keys.
+  out.settings =
+    d.dialect === "sqlite"
+      ? {
+          journal: await d.first("PRAGMA journal_mode"),
+          synchronous: await d.first("PRAGMA synchronous"),
+          foreignKeys: await d.first("PRAGMA foreign_keys")
+        }
+      : null
   out.insertChanges = [(await d.run(insert, [1, "one", BIG])).changes, (await d.run(insert, [2, "two", 2])).changes]
   out.all = await d.all("SELECT id, name, n FROM driver_check ORDER BY id")
   out.types = Object.values(
@@ -83,6 +92,10 @@ export const driverChecks = async (d: ServerSqlDriver) => {
 /** What every driver must observe. */
 export const expected = (dialect: "sqlite" | "postgres") => ({
   dialect,
+  settings:
+    dialect === "sqlite"
+      ? { journal: { journal_mode: "wal" }, synchronous: { synchronous: 2 }, foreignKeys: { foreign_keys: 1 } }
+      : null,
   insertChanges: [1, 1],
   all: [
     { id: 1, name: "one", n: BIG },
