@@ -48,13 +48,10 @@ export const issuerHandler = (driver: ServerSqlDriver, config: ServerConfig, pub
     config.addressRatePerMinute,
     config.principalRatePerMinute
   )
-  const storage: Layer.Layer<Registry | Entropy.Entropy> = Layer.mergeAll(
-    registryLayer(driver),
-    Entropy.layer,
-    AuditLog.layerConsole,
-    limiter ?? Layer.empty
-  )
+  const storage: Layer.Layer<Registry | Entropy.Entropy> = Layer.mergeAll(registryLayer(driver), Entropy.layer)
   return makeWebHandler(storage, {
+    auditLog: AuditLog.layerConsole,
+    rateLimiter: limiter,
     adminToken: config.adminToken,
     lifetimes: {
       appTokenSeconds: config.appTokenSeconds,
