@@ -2,7 +2,7 @@
 // The two commands of the README, with nothing but Node >= 20 and npm on the machine:
 //   npm start  — bootstrap, build core, apply local D1 migrations, run `wrangler dev` on 127.0.0.1:${PORT:-8787}
 //   npm test   — bootstrap, lint, type-check, run every suite (Node and workerd), `npm start` end to end,
-//                the packed SDK in a new project; print one total line
+//                the packed SDK and the packed servers in new projects; print one total line
 //   npm run pack — the public packages as installable tarballs in packs/
 //   npm run serve -- --runtime node|deno|bun — the issuer as a server (SQLite by default, or DATABASE_URL)
 // Bootstrap installs the pinned pnpm into .tools/ with npm (corepack is not usable here) and then
@@ -257,14 +257,19 @@ function start() {
   })
 }
 
-/** The packages published from this repository (the worker is deployed, not published). */
-const publicPackages = ["core", "testkit"]
+/**
+ * The packages published from this repository: the SDK, the test kit, and the worker package for its
+ * servers (`npx icr-apps-issuer serve`; its Workers are deployed with wrangler, not from the tarball).
+ */
+const publicPackages = ["core", "testkit", "worker"]
 const packsDir = join(root, "packs")
 
 /**
  * `npm run pack`: the public packages as installable tarballs in packs/ — compiled ESM, .d.ts and
- * source maps, exports that resolve without loaders, peers for effect and @effect/platform. Packed by
- * the pinned pnpm, which turns `workspace:^` into a version range (npm pack would ship it as is).
+ * source maps, exports that resolve without loaders, peers for effect and @effect/platform (the SDK
+ * and test kit; the worker's servers depend on them). Packed by the pinned pnpm, which turns
+ * `workspace:^` into a version range (npm pack would ship it as is) and applies `publishConfig`
+ * (the worker ships no src/, so its packed exports drop the workspace's source condition).
  */
 function pack() {
   bootstrap()
@@ -396,14 +401,17 @@ function collect(packages) {
   return { passed, failed }
 }
 
-/** Runs scripts/packed-sdk.mjs; each of its checks counts. No report (it crashed) counts as one failure. */
-function packedSdk() {
+/**
+ * Runs one of the packed-package checks (scripts/packed-sdk.mjs, scripts/packed-worker.mjs) with
+ * `args`; each of its checks counts. No report (it crashed) counts as one failure.
+ */
+function packedChecks(script, what, args = []) {
   const dir = mkdtempSync(join(tmpdir(), "icr-apps-report-"))
-  const report = join(dir, "packed-sdk.json")
+  const report = join(dir, "report.json")
   try {
-    const status = run(process.execPath, [join(root, "scripts", "packed-sdk.mjs"), "--report", report])
+    const status = run(process.execPath, [join(root, "scripts", script), "--report", report, ...args])
     if (!existsSync(report)) {
-      console.error(`✗ packed SDK: no report (exit ${status})`)
+      console.error(`✗ ${what}: no report (exit ${status})`)
       return { passed: 0, failed: 1 }
     }
     return JSON.parse(readFileSync(report, "utf8"))
@@ -429,10 +437,17 @@ function test() {
   console.log("\n» npm start, end to end (scripts/start-smoke.mjs)")
   const smoke = run(process.execPath, [join(root, "scripts", "start-smoke.mjs")])
   console.log("\n» the packed SDK in a new project: node, deno, bun, the bin (scripts/packed-sdk.mjs)")
-  const packed = packedSdk()
+  // packed-sdk runs `npm run pack`, which packs the worker too: packed-worker reuses the tarballs
+  // written since this moment instead of building and packing all three again.
+  const packedSince = Date.now()
+  const packed = packedChecks("packed-sdk.mjs", "packed SDK")
+  console.log(
+    "\n» the packed servers in a new project: npx, deno, bun; SQLite and Postgres (scripts/packed-worker.mjs)"
+  )
+  const served = packedChecks("packed-worker.mjs", "packed worker", ["--packs-since", String(packedSince)])
   const collected = collect(packages)
-  const passed = collected.passed + (smoke === 0 ? 1 : 0) + packed.passed
-  const failed = collected.failed + (smoke === 0 ? 0 : 1) + packed.failed
+  const passed = collected.passed + (smoke === 0 ? 1 : 0) + packed.passed + served.passed
+  const failed = collected.failed + (smoke === 0 ? 0 : 1) + packed.failed + served.failed
   const total = failed + stepFailures
   if (stepFailures > 0) console.log(`\n${stepFailures} check(s) before the tests failed (lint, type-check or build)`)
   // Which Postgres the Postgres suites ran against (test/support/postgres-setup.ts writes it): never silently none.

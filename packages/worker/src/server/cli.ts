@@ -51,26 +51,46 @@ the broker's: the BROKER_* variables of SPEC §8, and
   PORT  [8788]   HOST  [127.0.0.1]   TRUST_PROXY  [none]
 `
 
-/** Stops `server` on SIGTERM or SIGINT, then exits 0; a second signal exits at once. */
+/** The process that started this one, taken first thing: it may be gone before the server listens. */
+const parent = process.ppid
+
+/**
+ * Stops `server` on SIGTERM or SIGINT, then exits 0; a second signal exits at once. Started by a
+ * package manager (`npx icr-apps-issuer serve`: npm, then `sh -c`, then this), it also stops when its
+ * parent goes away: npm passes a SIGTERM to that shell only, which dies without passing it on, and
+ * this would go on serving with nobody left to stop it.
+ */
 const stopOnSignal = (server: RunningServer, what: string) => {
   let stopping = false
-  const stop = (signal: string) => {
-    if (stopping) {
-      console.error(`${what}: ${signal} again, exiting now`)
-      process.exit(1)
-    }
+  const stop = (why: string) => {
     stopping = true
-    console.error(`${what}: ${signal}: finishing requests in flight, then stopping`)
+    // Whoever read the logs may be gone (npm was): a write to a closed pipe must not end this early.
+    for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
+    console.error(`${what}: ${why}: finishing requests in flight, then stopping`)
     server.stop().then(
-      () => process.exit(0),
+      () => {
+        console.error(`${what}: stopped`)
+        process.exit(0)
+      },
       (error: unknown) => {
         console.error(`${what}: stopping failed: ${error instanceof Error ? error.message : String(error)}`)
         process.exit(1)
       }
     )
   }
-  process.on("SIGTERM", () => stop("SIGTERM"))
-  process.on("SIGINT", () => stop("SIGINT"))
+  const onSignal = (signal: string) => {
+    if (!stopping) return stop(signal)
+    console.error(`${what}: ${signal} again, exiting now`)
+    process.exit(1)
+  }
+  process.on("SIGTERM", () => onSignal("SIGTERM"))
+  process.on("SIGINT", () => onSignal("SIGINT"))
+  if (process.env.npm_lifecycle_event !== undefined || process.env.npm_command !== undefined) {
+    const parentGone = () => !stopping && process.ppid !== parent && stop("the process that started it is gone")
+    const watch = setInterval(parentGone, 500)
+    // The server keeps the process alive, not this watch.
+    ;(watch as { unref?: () => void }).unref?.()
+  }
 }
 
 /** Says why it could not start, without a stack (nor anything a message might not already redact). */
