@@ -12,7 +12,7 @@ import { createHash, randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const rootPackage = JSON.parse(readFileSync(join(root, "package.json"), "utf8"))
@@ -497,7 +497,18 @@ function serve(args) {
   const source = "--conditions=@icr-apps/source"
   const [bin, argv] =
     runtime === "node"
-      ? [join(binDir, "tsx"), [source, cli, ...rest]]
+      ? // tsx's loader in the server's own process (no tsx launcher): signals reach the server, and the
+        // exit status is the server's (the launcher answers 143 when the server stops more slowly than it waits).
+        [
+          process.execPath,
+          [
+            source,
+            "--import",
+            pathToFileURL(join(root, "node_modules", "tsx", "dist", "loader.mjs")).href,
+            cli,
+            ...rest
+          ]
+        ]
       : runtime === "deno"
         ? [
             join(toolsDir, "node_modules", ".bin", "deno"),

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { request as httpRequest, Agent } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { inject } from "vitest"
 import { createTestDatabase, type TestDatabase } from "../support/postgres.js"
 
@@ -28,9 +28,12 @@ const tool = (name: string) => join(root, ".tools/node_modules/.bin", name)
 
 /** The command line that runs `file` (TypeScript, from the workspace's sources) under `runtime`. */
 export const commandFor = (runtime: RuntimeName, file: string, args: ReadonlyArray<string> = []) => {
+  // Node runs tsx's loader in-process (no `tsx` launcher in between): a signal reaches the server
+  // itself, and its exit status is the server's own, never the launcher's 143 when the server takes
+  // longer than the launcher waits.
   const [command, prefix]: [string, ReadonlyArray<string>] =
     runtime === "node"
-      ? [join(root, "node_modules/.bin/tsx"), [source]]
+      ? [process.execPath, [source, "--import", pathToFileURL(join(root, "node_modules/tsx/dist/loader.mjs")).href]]
       : runtime === "deno"
         ? [tool("deno"), ["run", "-A", "--unstable-sloppy-imports", source]]
         : [tool("bun"), [source]]
