@@ -188,8 +188,12 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
   }
   const getApp = (appId: string): Effect.Effect<Option.Option<AppRecord>, StorageUnavailable> => {
     const id = appRowId(appId)
-    if (id === undefined) return Effect.succeed(Option.none())
-    return Effect.map(batch(appStatements(id)), ([apps, keys]) => appOf(apps, keys))
+    // An id that is no row id is read all the same (row 0, which never exists), as
+    // getAppWithInstallation does: the JWT check reads this, and an `iss` of any spelling must cost
+    // what an unknown app costs (SPEC §2: indistinguishable in timing).
+    return Effect.map(batch(appStatements(id ?? 0)), ([apps, keys]) =>
+      id === undefined ? Option.none() : appOf(apps, keys)
+    )
   }
   const getInstallation = (id: string) =>
     Effect.map(

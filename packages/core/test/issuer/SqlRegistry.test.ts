@@ -141,3 +141,43 @@ describe("SqlStatements", () => {
     }
   })
 })
+
+describe("SqlRegistry: an unknown app costs what a known one does (SPEC §2)", () => {
+  /** A driver that records every statement and finds nothing. */
+  const recordingDriver = (seen: Array<SqlStatement>): SqlDriver => ({
+    dialect: "sqlite",
+    all: async (sql, params = []) => {
+      seen.push({ sql, params })
+      return []
+    },
+    first: async (sql, params = []) => {
+      seen.push({ sql, params })
+      return undefined
+    },
+    run: async (sql, params = []) => {
+      seen.push({ sql, params })
+      return { changes: 0 }
+    },
+    batch: async (statements) => {
+      seen.push(...statements)
+      return statements.map(() => ({ rows: [], changes: 0 }))
+    },
+    isUniqueViolation: () => false
+  })
+
+  it("reads the database for an app id that is no row id (a JWT's `iss` of any spelling) as for an unknown one", async () => {
+    // A JWT whose `iss` is not an integer must not be refused sooner than one naming an unknown app:
+    // the time of the answer would tell an app id's format, and which ids name nothing without a read.
+    const statementsFor = async (appId: string) => {
+      const seen: Array<SqlStatement> = []
+      const found = await Effect.runPromise(SqlRegistry.make(recordingDriver(seen)).getApp(appId))
+      expect(found._tag).toBe("None")
+      return seen.map((s) => s.sql)
+    }
+    const unknownRow = await statementsFor("987654")
+    expect(unknownRow.length).toBe(2)
+    expect(await statementsFor("not-an-app")).toEqual(unknownRow)
+    expect(await statementsFor("0")).toEqual(unknownRow)
+    expect(await statementsFor("99999999999999999999")).toEqual(unknownRow)
+  })
+})
