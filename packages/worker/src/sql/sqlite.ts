@@ -222,12 +222,34 @@ const openWith = async (engine: Engine, path: string): Promise<SqliteConnection>
 }
 
 /**
+ * Creates the database file at `path`, readable and writable by its owner only (0600), when there is
+ * none yet. Every engine would create it world-readable (0644 under the usual umask), and SQLite gives
+ * its `-wal` and `-shm` files the mode of the database file: this one mode covers all three. The file
+ * holds no secret (public keys, token digests), but fingerprints, organizations and, with
+ * `RATE_LIMIT_STORE=database`, clients' addresses are no other account's business. A file that exists
+ * keeps the mode its operator gave it; a failure here (no such folder, no right to write) is left to
+ * the engine, which reports it as it opens the same path.
+ */
+const createOwnerOnly = async (path: string): Promise<void> => {
+  if (path === ":memory:" || path.startsWith("file:")) return
+  const { closeSync, openSync } = await import("node:fs")
+  try {
+    // O_CREAT | O_EXCL: never an existing file, never through a symbolic link.
+    closeSync(openSync(path, "wx", 0o600))
+  } catch {
+    // It exists (EEXIST), or the engine below will say why it cannot open it.
+  }
+}
+
+/**
  * Opens the SQLite file at `path` with the first engine this runtime can load (`:memory:` for a
- * database that lives as long as the process). Fails with a message that names what was tried.
+ * database that lives as long as the process), creating it for its owner only. Fails with a message
+ * that names what was tried.
  */
 export const openSqlite = async (path: string, engines?: ReadonlyArray<Engine>): Promise<ServerSqlDriver> => {
   const runtime = runtimeName()
   const tried: Array<string> = []
+  await createOwnerOnly(path)
   for (const engine of engines ?? enginesFor(runtime)) {
     let connection: SqliteConnection
     try {

@@ -4,6 +4,7 @@
  * violations are recognised (and nothing else is), integers (BIGINT included) come back as numbers,
  * `exclusive` commits or rolls back, and a closed driver refuses calls.
  */
+import { statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openSqlite } from "../../src/sql/sqlite.js"
@@ -29,6 +30,27 @@ describe("SQLite drivers", () => {
     await driver.close()
   })
 
+  it("creates the database file (and so its -wal and -shm) readable and writable by its owner only", async () => {
+    // It holds app keys' fingerprints, token digests and, with RATE_LIMIT_STORE=database, clients'
+    // addresses: nothing another account on the machine should read, whatever the umask.
+    const file = join(temp.dir, "private.db")
+    const driver = await openSqlite(file, ["libsql"])
+    await driver.run("CREATE TABLE t (a TEXT)")
+    await driver.run("INSERT INTO t (a) VALUES (?)", ["x"])
+    const modes = ["", "-wal", "-shm"].map((suffix) => (statSync(`${file}${suffix}`).mode & 0o777).toString(8))
+    await driver.close()
+    expect(modes).toEqual(["600", "600", "600"])
+  })
+
+  it("leaves the mode of a database file that exists already as the operator set it", async () => {
+    const file = join(temp.dir, "shared.db")
+    writeFileSync(file, "", { mode: 0o640 })
+    const driver = await openSqlite(file, ["libsql"])
+    await driver.run("CREATE TABLE t (a TEXT)")
+    await driver.close()
+    expect((statSync(file).mode & 0o777).toString(8)).toBe("640")
+  })
+
   it("names what it tried when no engine loads", async () => {
     await expect(openSqlite(":memory:", ["bun:sqlite"])).rejects.toThrow(
       /^no SQLite driver is available on node v\d+\.\d+\.\d+ \(bun:sqlite: .*\)\. Install the libsql package/
@@ -47,6 +69,7 @@ describe("SQLite drivers", () => {
       const { description, result } = JSON.parse(line!.slice("driver-check ".length))
       expect(description).toBe(`sqlite:${file} (${engine})`)
       expect(result).toEqual(expected("sqlite"))
+      expect((statSync(file).mode & 0o777).toString(8)).toBe("600")
       expect(code).toBe(0)
     }, 120_000)
   }
