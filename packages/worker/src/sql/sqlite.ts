@@ -81,7 +81,7 @@ export const makeSqliteDriver = (connection: SqliteConnection, path: string): Se
   for (const pragma of PRAGMAS) connection.exec(pragma)
   const statements = new Map<string, SqliteStatement>()
   const prepare = (sql: string) => {
-    let statement = process.env.NOCACHE ? undefined : statements.get(sql)
+    let statement = statements.get(sql)
     if (statement === undefined) {
       statement = connection.prepare(sql)
       if (statements.size >= STATEMENT_CACHE) statements.clear()

@@ -7,7 +7,7 @@
 import { statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { openSqlite } from "../../src/sql/sqlite.js"
+import { makeSqliteDriver, openSqlite, type SqliteConnection } from "../../src/sql/sqlite.js"
 import { describePostgresUrl, openPostgres } from "../../src/sql/postgres.js"
 import { driverChecks, expected } from "./driverChecks.js"
 import { postgresDatabase, runFile, type RuntimeName, tempDir } from "./support.js"
@@ -49,6 +49,33 @@ describe("SQLite drivers", () => {
     await driver.run("CREATE TABLE t (a TEXT)")
     await driver.close()
     expect((statSync(file).mode & 0o777).toString(8)).toBe("640")
+  })
+
+  it("prepares each statement once, whatever the environment says (no variable turns the cache off)", async () => {
+    // A knob left in the environment must not change how the issuer runs; under Deno without
+    // --allow-env, reading it on every statement would have failed every statement.
+    let prepared = 0
+    const connection: SqliteConnection = {
+      engine: "fake",
+      prepare: () => {
+        prepared++
+        return { reader: true, all: () => [], get: () => undefined, run: () => ({ changes: 0 }) }
+      },
+      exec: () => {},
+      close: () => {}
+    }
+    const saved = process.env.NOCACHE
+    process.env.NOCACHE = "1"
+    try {
+      const driver = makeSqliteDriver(connection, ":memory:")
+      await driver.all("SELECT 1")
+      await driver.all("SELECT 1")
+      await driver.first("SELECT 1")
+    } finally {
+      if (saved === undefined) delete process.env.NOCACHE
+      else process.env.NOCACHE = saved
+    }
+    expect(prepared).toBe(1)
   })
 
   it("names what it tried when no engine loads", async () => {
