@@ -56,21 +56,31 @@ export const sql = (text: string, ...params: ReadonlyArray<SqlValue>): SqlStatem
 
 /**
  * `?` placeholders numbered as Postgres wants them (`$1`, `$2`, …), outside quoted strings and
- * identifiers. For drivers: the statements are written once, with `?`.
+ * identifiers (`'…'`, `"…"`, a doubled quote inside) and comments (`-- …` to the end of the line,
+ * `/* … *\/`): a `?` there is text, and a quote in a comment opens nothing. Every other `?` is a
+ * placeholder (so Postgres's `?` operators cannot be written; use their functions). For drivers: the
+ * statements are written once, with `?`.
  */
 export const numberPlaceholders = (text: string): string => {
   let out = ""
   let n = 0
-  let quote: string | undefined
-  for (const ch of text) {
-    if (quote !== undefined) {
-      if (ch === quote) quote = undefined
-      out += ch
-    } else if (ch === "'" || ch === '"') {
-      quote = ch
-      out += ch
-    } else if (ch === "?") out += `$${++n}`
-    else out += ch
+  let i = 0
+  /** Copies `text` up to and including the first `end` from `from` (to the end when there is none). */
+  const copyThrough = (from: number, end: string) => {
+    const at = text.indexOf(end, from)
+    const stop = at === -1 ? text.length : at + end.length
+    out += text.slice(i, stop)
+    i = stop
+  }
+  while (i < text.length) {
+    const ch = text[i]!
+    if (ch === "'" || ch === '"') copyThrough(i + 1, ch)
+    else if (ch === "-" && text[i + 1] === "-") copyThrough(i + 2, "\n")
+    else if (ch === "/" && text[i + 1] === "*") copyThrough(i + 2, "*/")
+    else {
+      out += ch === "?" ? `$${++n}` : ch
+      i++
+    }
   }
   return out
 }

@@ -81,6 +81,16 @@ describe("SqlStatements", () => {
       "SELECT $1 , '?', \"a?\" WHERE x = $2 AND y IN ($3, $4)"
     )
   })
+  it("numbers no ? inside a comment, and reads a quote inside a comment as no quote", () => {
+    // A comment's apostrophe ("the app's") must not swallow the placeholders after it, nor a `?` in
+    // a comment take a number: either way the values would no longer line up with their placeholders.
+    expect(numberPlaceholders("SELECT ? -- the app's key, or ?\nFROM t WHERE a = ? /* it's ? */ AND b = ?")).toBe(
+      "SELECT $1 -- the app's key, or ?\nFROM t WHERE a = $2 /* it's ? */ AND b = $3"
+    )
+    expect(numberPlaceholders("SELECT 'it''s ?', ? WHERE x = '--' AND y = ?")).toBe(
+      "SELECT 'it''s ?', $1 WHERE x = '--' AND y = $2"
+    )
+  })
   it("binds exactly as many values as each statement has placeholders", async () => {
     // Every call SqlRegistry makes, recorded: the count of `?` equals the count of values.
     const seen: Array<SqlStatement> = []
