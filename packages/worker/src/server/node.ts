@@ -13,6 +13,25 @@ import { type Handler, internalError, type Listen, peerAddress } from "./Listen.
 /** How long a graceful stop waits for requests in flight before it closes their connections. */
 const DRAIN_TIMEOUT_MS = 30_000
 
+/** How long a request may take to arrive, and how often that is checked (Node answers 408 past it). */
+export interface RequestTimeouts {
+  /** From the connection's first byte (or the previous request's end) to the end of the headers. */
+  readonly headersMs: number
+  /** To the end of the body: every request the issuer takes is at most 16 KiB. */
+  readonly requestMs: number
+  /** How often the deadlines are checked: a late request ends at most this much after its deadline. */
+  readonly checkEveryMs: number
+}
+
+/**
+ * The deadlines of a server exposed as it is (TRUST_PROXY unset is the direct case): a client that
+ * opens connections and sends their headers or bodies a byte at a time — or never ends them — holds
+ * each one (a socket, a file descriptor, a handler waiting for its body) for Node's defaults of 60 s
+ * and 300 s, checked every 30 s: enough for a few connections a second to exhaust the descriptors.
+ * Bun drops a connection idle for 10 s. An honest client sends 16 KiB in far less than 30 s.
+ */
+export const REQUEST_TIMEOUTS: RequestTimeouts = { headersMs: 20_000, requestMs: 30_000, checkEveryMs: 5_000 }
+
 const originOf = (socket: Socket): string => {
   const address = socket.localAddress ?? "127.0.0.1"
   return `http://${address.includes(":") ? `[${address}]` : address}:${socket.localPort ?? 80}`
@@ -83,52 +102,64 @@ export const writeResponse = async (response: Response, res: ServerResponse, met
   }
 }
 
-/** Serves `handler` with `node:http`. */
-export const listen: Listen = (handler: Handler, { host, port }) =>
-  new Promise((resolve, reject) => {
-    let closing = false
-    const serve = async (req: IncomingMessage, res: ServerResponse) => {
-      // A client that goes away aborts the request (and any body still being read).
-      const abort = new AbortController()
-      res.on("close", () => {
-        if (!res.writableFinished) abort.abort()
-      })
-      let response: Response
-      try {
-        const request = toRequest(req, abort.signal)
-        response = await handler(request, { remoteAddress: peerAddress(req.socket.remoteAddress) })
-      } catch {
-        response = internalError()
+/** Serves `handler` with `node:http`, under the given request deadlines. */
+export const listenWith =
+  (timeouts: RequestTimeouts): Listen =>
+  (handler: Handler, { host, port }) =>
+    new Promise((resolve, reject) => {
+      let closing = false
+      const serve = async (req: IncomingMessage, res: ServerResponse) => {
+        // A client that goes away aborts the request (and any body still being read).
+        const abort = new AbortController()
+        res.on("close", () => {
+          if (!res.writableFinished) abort.abort()
+        })
+        let response: Response
+        try {
+          const request = toRequest(req, abort.signal)
+          response = await handler(request, { remoteAddress: peerAddress(req.socket.remoteAddress) })
+        } catch {
+          response = internalError()
+        }
+        // Stopping: this connection is not kept for another request.
+        if (closing) res.shouldKeepAlive = false
+        // A body the handler did not read to its end (a 413) is not drained: the connection closes.
+        if (!req.complete && req.method !== "GET" && req.method !== "HEAD") res.shouldKeepAlive = false
+        try {
+          await writeResponse(response, res, req.method ?? "GET")
+        } catch {
+          res.destroy()
+        }
       }
-      // Stopping: this connection is not kept for another request.
-      if (closing) res.shouldKeepAlive = false
-      // A body the handler did not read to its end (a 413) is not drained: the connection closes.
-      if (!req.complete && req.method !== "GET" && req.method !== "HEAD") res.shouldKeepAlive = false
-      try {
-        await writeResponse(response, res, req.method ?? "GET")
-      } catch {
-        res.destroy()
-      }
-    }
-    const server = createServer((req, res) => void serve(req, res))
-    server.once("error", reject)
-    server.listen(port, host, () => {
-      server.off("error", reject)
-      const address = server.address()
-      resolve({
-        port: typeof address === "object" && address !== null ? address.port : port,
-        close: () =>
-          new Promise<void>((done) => {
-            closing = true
-            const deadline = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS)
-            deadline.unref()
-            server.close(() => {
-              clearTimeout(deadline)
-              done()
+      const server = createServer(
+        {
+          headersTimeout: timeouts.headersMs,
+          requestTimeout: timeouts.requestMs,
+          connectionsCheckingInterval: timeouts.checkEveryMs
+        },
+        (req, res) => void serve(req, res)
+      )
+      server.once("error", reject)
+      server.listen(port, host, () => {
+        server.off("error", reject)
+        const address = server.address()
+        resolve({
+          port: typeof address === "object" && address !== null ? address.port : port,
+          close: () =>
+            new Promise<void>((done) => {
+              closing = true
+              const deadline = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS)
+              deadline.unref()
+              server.close(() => {
+                clearTimeout(deadline)
+                done()
+              })
+              // Keep-alive connections with no request in flight would hold close() open.
+              server.closeIdleConnections()
             })
-            // Keep-alive connections with no request in flight would hold close() open.
-            server.closeIdleConnections()
-          })
+        })
       })
     })
-  })
+
+/** Serves `handler` with `node:http`, under {@link REQUEST_TIMEOUTS}. */
+export const listen: Listen = listenWith(REQUEST_TIMEOUTS)

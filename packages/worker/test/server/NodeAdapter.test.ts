@@ -10,7 +10,7 @@ import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startIssuer } from "../../src/server/Issuer.js"
 import type { Handler, Listener } from "../../src/server/Listen.js"
-import { listen } from "../../src/server/node.js"
+import { listen, listenWith, REQUEST_TIMEOUTS } from "../../src/server/node.js"
 
 const quiet = { info: () => {}, warn: () => {} }
 
@@ -164,6 +164,64 @@ describe("node:http adapter", () => {
     const text = await raw(listener.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     expect(text).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r\n/)
     expect(text).not.toContain("secret detail")
+  })
+})
+
+describe("node:http adapter: requests that never end", () => {
+  it("by default a request must arrive whole within 30 s (headers within 20 s), not Node's 300 s", () => {
+    expect(REQUEST_TIMEOUTS).toEqual({ headersMs: 20_000, requestMs: 30_000, checkEveryMs: 5_000 })
+  })
+
+  it("a body that stops coming is answered 408 and its connection closed once the deadline passes", async () => {
+    // Short deadlines, so the test waits for the outcome, not for the default's 30 s.
+    const short = await listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })(
+      async (req) => new Response(await req.text()),
+      { host: "127.0.0.1", port: 0 }
+    )
+    try {
+      // Content-Length 10, one byte sent, then nothing: without a deadline this connection (and the
+      // handler reading its body) would be held for as long as the client likes.
+      const text = await raw(
+        short.port,
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{"
+      )
+      expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/)
+    } finally {
+      await short.close()
+    }
+  })
+
+  it("the deadline is the request's arrival: a handler slower than it still answers", async () => {
+    const short = await listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })(
+      async (req) => {
+        const body = await req.text()
+        await new Promise((resolve) => setTimeout(resolve, 600))
+        return new Response(`late ${body}`)
+      },
+      { host: "127.0.0.1", port: 0 }
+    )
+    try {
+      const text = await raw(
+        short.port,
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+      )
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+      expect(text).toContain("late {}")
+    } finally {
+      await short.close()
+    }
+  })
+
+  it("so do headers that stop coming", async () => {
+    const short = await listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })(
+      async () => new Response("ok"),
+      { host: "127.0.0.1", port: 0 }
+    )
+    try {
+      expect(await raw(short.port, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")).toMatch(/^HTTP\/1\.1 408 /)
+    } finally {
+      await short.close()
+    }
   })
 })
 
