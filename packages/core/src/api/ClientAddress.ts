@@ -38,12 +38,25 @@ const ipv6 = (text: string): Array<number> | undefined => {
 }
 
 /**
+ * An address without the port some proxies append to it in `x-forwarded-for` (`192.0.2.1:51234`,
+ * `[2001:db8::1]:443`): a client picks a fresh source port per connection, so a port must never make
+ * a key of its own. A bare IPv6 address (`2001:db8::443`) has no port; anything else is left as is.
+ */
+const withoutPort = (text: string): string => {
+  const v4 = /^([0-9.]+):([0-9]{1,5})$/.exec(text)
+  if (v4 !== null && Number(v4[2]) <= 65535) return v4[1]!
+  const v6 = /^(\[[^\]]+\]):([0-9]{1,5})$/.exec(text)
+  if (v6 !== null && Number(v6[2]) <= 65535) return v6[1]!
+  return text
+}
+
+/**
  * The key a client address is limited under: an IPv4 address as itself (an IPv4-mapped IPv6
  * address too), an IPv6 address by its /64 — the block one subscriber is usually given, so
  * rotating through it does not escape the limit. Anything unparseable is its own key.
  */
 export const addressKey = (address: string): string => {
-  const text = address.trim().toLowerCase()
+  const text = withoutPort(address.trim().toLowerCase())
   const v4 = ipv4(text)
   if (v4 !== undefined) return `ip4:${v4.join(".")}`
   const v6 = ipv6(text)

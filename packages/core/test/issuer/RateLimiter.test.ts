@@ -96,6 +96,18 @@ describe("addressKey: IPv4 as is, IPv6 by /64 (SPEC §1)", () => {
     expect(RateLimiter.addressKey("2001:db8:abcd:13::1")).not.toBe(key)
     expect(RateLimiter.addressKey("::1")).toBe("ip6:0:0:0:0::/64")
   })
+  it("an address with a port (as some proxies write x-forwarded-for) is the address: no budget per port", () => {
+    // Azure's gateways, among others, append the client's source port; a client opens a connection
+    // from a fresh port at will, so a key per port would be a fresh budget per connection.
+    expect(RateLimiter.addressKey("192.0.2.1:51234")).toBe("ip4:192.0.2.1")
+    expect(RateLimiter.addressKey("[2001:db8:abcd:12::9]:443")).toBe("ip6:2001:db8:abcd:12::/64")
+    expect(RateLimiter.addressKey("[::ffff:192.0.2.1]:8080")).toBe("ip4:192.0.2.1")
+    // A bare IPv6 address keeps its last group: it is no port.
+    expect(RateLimiter.addressKey("2001:db8:abcd:12::443")).toBe("ip6:2001:db8:abcd:12::/64")
+    for (const odd of ["192.0.2.1:", "192.0.2.1:99999", "192.0.2.1:8a", "[2001:db8::1]:", "[2001:db8::1]x"]) {
+      expect(RateLimiter.addressKey(odd), odd).toMatch(/^addr:/)
+    }
+  })
   it("keeps IPv4 addresses apart, IPv4-mapped IPv6 as the IPv4 address, and anything else as its own key", () => {
     expect(RateLimiter.addressKey("192.0.2.1")).toBe("ip4:192.0.2.1")
     expect(RateLimiter.addressKey("192.0.2.2")).not.toBe(RateLimiter.addressKey("192.0.2.1"))
