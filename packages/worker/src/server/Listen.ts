@@ -28,6 +28,63 @@ export interface ListenOptions {
 /** Serves `handler`; resolves once listening. */
 export type Listen = (handler: Handler, options: ListenOptions) => Promise<Listener>
 
+/**
+ * How long a request body may take to arrive once the handler starts reading it: what `node:http`'s
+ * own request deadline gives the Node adapter (`REQUEST_TIMEOUTS` in node.ts), for the runtimes whose
+ * servers have none (Deno) or only an idle one that a byte now and then defeats (Bun).
+ */
+export const BODY_DEADLINE_MS = 30_000
+
+/** A body that did not arrive in time. */
+export class BodyDeadlineExceeded extends Error {
+  override readonly name = "BodyDeadlineExceeded"
+}
+
+/**
+ * `request` with a body that fails once `ms` have passed since it was first read, and then cancels
+ * the runtime's own body (so the connection is not kept for another request). The handler's read
+ * fails, and it answers that it could not read the body, instead of waiting on a client that sends
+ * nothing more — or one byte now and then — for as long as that client likes. A request without a
+ * body is left as is.
+ */
+export const withBodyDeadline = (request: Request, ms: number): Request => {
+  const source = request.body
+  if (source === null || request.method === "GET" || request.method === "HEAD") return request
+  const reader = source.getReader()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let expired: Promise<never> | undefined
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      // The clock starts with the first read: a body nobody reads holds no timer.
+      expired ??= new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new BodyDeadlineExceeded(`the request body took more than ${ms} ms`)), ms)
+      })
+      try {
+        const { done, value } = await Promise.race([reader.read(), expired])
+        if (done) {
+          clearTimeout(timer)
+          controller.close()
+        } else controller.enqueue(value)
+      } catch (error) {
+        clearTimeout(timer)
+        controller.error(error)
+        reader.cancel(error).catch(() => {})
+      }
+    },
+    cancel(reason) {
+      clearTimeout(timer)
+      return reader.cancel(reason)
+    }
+  })
+  return new Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    signal: request.signal,
+    body,
+    duplex: "half"
+  } as RequestInit)
+}
+
 /** The runtimes a server runs on. */
 export type Runtime = "node" | "deno" | "bun"
 

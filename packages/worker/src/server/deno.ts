@@ -1,14 +1,21 @@
 /** The server on Deno: `Deno.serve`, whose `shutdown()` is already graceful. */
-import { type Handler, internalError, type Listen, peerAddress } from "./Listen.js"
+import { BODY_DEADLINE_MS, type Handler, internalError, type Listen, peerAddress, withBodyDeadline } from "./Listen.js"
 
-/** Serves `handler` with `Deno.serve`. */
-export const listen: Listen = async (handler: Handler, { host, port }) => {
-  const server = Deno.serve({
-    hostname: host,
-    port,
-    onListen: () => {},
-    onError: () => internalError(),
-    handler: (request, info) => handler(request, { remoteAddress: peerAddress(info.remoteAddr.hostname) })
-  })
-  return { port: server.addr.port, close: () => server.shutdown() }
-}
+/** Serves `handler` with `Deno.serve`, a request body given at most `bodyMs` to arrive. */
+export const listenWith =
+  ({ bodyMs }: { readonly bodyMs: number }): Listen =>
+  async (handler: Handler, { host, port }) => {
+    const server = Deno.serve({
+      hostname: host,
+      port,
+      onListen: () => {},
+      onError: () => internalError(),
+      // Deno.serve has no deadline of its own: a body that stops coming would hold the handler forever.
+      handler: (request, info) =>
+        handler(withBodyDeadline(request, bodyMs), { remoteAddress: peerAddress(info.remoteAddr.hostname) })
+    })
+    return { port: server.addr.port, close: () => server.shutdown() }
+  }
+
+/** Serves `handler` with `Deno.serve`, under {@link BODY_DEADLINE_MS}. */
+export const listen: Listen = listenWith({ bodyMs: BODY_DEADLINE_MS })

@@ -6,11 +6,14 @@
  */
 import { connect } from "node:net"
 import { request } from "node:http"
+import { join } from "node:path"
 import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startIssuer } from "../../src/server/Issuer.js"
 import type { Handler, Listener } from "../../src/server/Listen.js"
+import { BODY_DEADLINE_MS } from "../../src/server/Listen.js"
 import { listen, listenWith, REQUEST_TIMEOUTS } from "../../src/server/node.js"
+import { runFile } from "./support.js"
 
 const quiet = { info: () => {}, warn: () => {} }
 
@@ -266,4 +269,28 @@ describe("the issuer served by node:http", () => {
     expect(body.servers[0]).toEqual({ url: `http://127.0.0.1:${server.port}`, description: "This server" })
     expect(server.url).toBe(`http://127.0.0.1:${server.port}`)
   })
+})
+
+describe("Deno and Bun adapters: a request body must arrive within the deadline", () => {
+  it("is 30 s by default, as node:http's request deadline", () => {
+    expect(BODY_DEADLINE_MS).toBe(REQUEST_TIMEOUTS.requestMs)
+  })
+
+  // Deno.serve has no deadline of its own (a stalled body held its connection and its handler for as
+  // long as the client liked: over 400 s measured), Bun only an idle one (10 s), which a byte now and
+  // then defeats: the adapters give the body a deadline, and the issuer answers what it cannot read.
+  for (const runtime of ["deno", "bun"] as const) {
+    it(`${runtime}: a stalled body and a trickling one are both answered once the deadline passes`, async () => {
+      const script = join(import.meta.dirname, "runtimes/body-deadline.ts")
+      const { code, stdout, stderr } = await runFile(runtime, script, ["300"])
+      const line = stdout.split("\n").find((l) => l.startsWith("body-deadline "))
+      expect(line, `${stdout}\n${stderr}`).toBeDefined()
+      const result = JSON.parse(line!.slice("body-deadline ".length))
+      expect(result.stalled).toBe("HTTP/1.1 400 Bad Request")
+      expect(result.trickled).toBe("HTTP/1.1 400 Bad Request")
+      // Answered before the trickle could finish the body (9 bytes at one per 100 ms).
+      expect(result.sent).toBeLessThan(9)
+      expect(code).toBe(0)
+    }, 120_000)
+  }
 })
