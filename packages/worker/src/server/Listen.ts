@@ -40,27 +40,39 @@ export class BodyDeadlineExceeded extends Error {
   override readonly name = "BodyDeadlineExceeded"
 }
 
+/** A request whose body has a deadline, and whether that deadline passed. */
+export interface DeadlinedRequest {
+  readonly request: Request
+  /** Whether the body's deadline passed before it arrived: its connection must not be kept. */
+  readonly expired: () => boolean
+}
+
 /**
  * `request` with a body that fails once `ms` have passed since it was first read, and then cancels
- * the runtime's own body (so the connection is not kept for another request). The handler's read
- * fails, and it answers that it could not read the body, instead of waiting on a client that sends
- * nothing more — or one byte now and then — for as long as that client likes. A request without a
- * body is left as is.
+ * the runtime's own body. The handler's read fails, and it answers that it could not read the body,
+ * instead of waiting on a client that sends nothing more — or one byte now and then — for as long as
+ * that client likes. A request without a body is left as is.
  */
-export const withBodyDeadline = (request: Request, ms: number): Request => {
+export const withBodyDeadline = (request: Request, ms: number): DeadlinedRequest => {
   const source = request.body
-  if (source === null || request.method === "GET" || request.method === "HEAD") return request
+  if (source === null || request.method === "GET" || request.method === "HEAD") {
+    return { request, expired: () => false }
+  }
   const reader = source.getReader()
   let timer: ReturnType<typeof setTimeout> | undefined
-  let expired: Promise<never> | undefined
+  let deadline: Promise<never> | undefined
+  let passed = false
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       // The clock starts with the first read: a body nobody reads holds no timer.
-      expired ??= new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new BodyDeadlineExceeded(`the request body took more than ${ms} ms`)), ms)
+      deadline ??= new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          passed = true
+          reject(new BodyDeadlineExceeded(`the request body took more than ${ms} ms`))
+        }, ms)
       })
       try {
-        const { done, value } = await Promise.race([reader.read(), expired])
+        const { done, value } = await Promise.race([reader.read(), deadline])
         if (done) {
           clearTimeout(timer)
           controller.close()
@@ -76,13 +88,39 @@ export const withBodyDeadline = (request: Request, ms: number): Request => {
       return reader.cancel(reason)
     }
   })
-  return new Request(request.url, {
+  const limited = new Request(request.url, {
     method: request.method,
     headers: request.headers,
     signal: request.signal,
     body,
     duplex: "half"
   } as RequestInit)
+  return { request: limited, expired: () => passed }
+}
+
+/**
+ * `response` with `Connection: close`: the server closes the connection once it is sent, rather than
+ * wait on it for the rest of a body that did not come (the next request would start after it).
+ */
+export const closingConnection = (response: Response): Response => {
+  const headers = new Headers(response.headers)
+  headers.set("connection", "close")
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+}
+
+/**
+ * Serves one request with a body deadline: `handler`'s answer, closing the connection when the
+ * deadline passed.
+ */
+export const serveWithBodyDeadline = async (
+  handler: Handler,
+  request: Request,
+  connection: Connection,
+  bodyMs: number
+): Promise<Response> => {
+  const limited = withBodyDeadline(request, bodyMs)
+  const response = await handler(limited.request, connection)
+  return limited.expired() ? closingConnection(response) : response
 }
 
 /** The runtimes a server runs on. */

@@ -1,5 +1,12 @@
 /** The server on Bun: `Bun.serve`, whose `stop(false)` lets requests in flight finish. */
-import { BODY_DEADLINE_MS, type Handler, internalError, type Listen, peerAddress, withBodyDeadline } from "./Listen.js"
+import {
+  BODY_DEADLINE_MS,
+  type Handler,
+  internalError,
+  type Listen,
+  peerAddress,
+  serveWithBodyDeadline
+} from "./Listen.js"
 
 /** Serves `handler` with `Bun.serve`, a request body given at most `bodyMs` to arrive. */
 export const listenWith =
@@ -14,7 +21,7 @@ export const listenWith =
       // idle one (10 s), which a byte now and then defeats: the body gets a deadline of its own.
       fetch: (request, server) => {
         const remoteAddress = peerAddress(server.requestIP(request)?.address)
-        return handler(withBodyDeadline(request, bodyMs), { remoteAddress })
+        return serveWithBodyDeadline(handler, request, { remoteAddress }, bodyMs)
       }
     })
     return { port: server.port, close: () => server.stop(false) }

@@ -1,5 +1,12 @@
 /** The server on Deno: `Deno.serve`, whose `shutdown()` is already graceful. */
-import { BODY_DEADLINE_MS, type Handler, internalError, type Listen, peerAddress, withBodyDeadline } from "./Listen.js"
+import {
+  BODY_DEADLINE_MS,
+  type Handler,
+  internalError,
+  type Listen,
+  peerAddress,
+  serveWithBodyDeadline
+} from "./Listen.js"
 
 /** Serves `handler` with `Deno.serve`, a request body given at most `bodyMs` to arrive. */
 export const listenWith =
@@ -12,7 +19,7 @@ export const listenWith =
       onError: () => internalError(),
       // Deno.serve has no deadline of its own: a body that stops coming would hold the handler forever.
       handler: (request, info) =>
-        handler(withBodyDeadline(request, bodyMs), { remoteAddress: peerAddress(info.remoteAddr.hostname) })
+        serveWithBodyDeadline(handler, request, { remoteAddress: peerAddress(info.remoteAddr.hostname) }, bodyMs)
     })
     return { port: server.addr.port, close: () => server.shutdown() }
   }

@@ -286,10 +286,14 @@ describe("Deno and Bun adapters: a request body must arrive within the deadline"
       const line = stdout.split("\n").find((l) => l.startsWith("body-deadline "))
       expect(line, `${stdout}\n${stderr}`).toBeDefined()
       const result = JSON.parse(line!.slice("body-deadline ".length))
-      expect(result.stalled).toBe("HTTP/1.1 400 Bad Request")
-      expect(result.trickled).toBe("HTTP/1.1 400 Bad Request")
-      // Answered before the trickle could finish the body (9 bytes at one per 100 ms).
-      expect(result.sent).toBeLessThan(9)
+      // Answered (the handler no longer waits); on Bun the connection is closed too (Connection: close).
+      // Deno.serve keeps it, waiting for the rest of the body: it offers no way to close it, nor a
+      // deadline of its own (headers included): exposed directly, Deno wants a proxy in front.
+      const closed = runtime === "bun"
+      expect(result.stalled).toMatchObject({ status: "HTTP/1.1 400 Bad Request", ...(closed ? { closed } : {}) })
+      expect(result.trickled).toMatchObject({ status: "HTTP/1.1 400 Bad Request", ...(closed ? { closed } : {}) })
+      // ...before the trickle could finish the body (10 bytes at one per 100 ms).
+      expect(result.trickled.sent).toBeLessThan(10)
       expect(code).toBe(0)
     }, 120_000)
   }

@@ -2,7 +2,8 @@
  * Under whichever runtime runs this file (Deno, Bun): the issuer served by that runtime's adapter with
  * a body deadline of `argv[2]` ms, sent a request whose body stops after one byte (Content-Length 10),
  * then one whose body trickles a byte every 100 ms; prints `body-deadline <json>` with the status line
- * each got (empty when none came within 8 s) and how many bytes of the trickle were sent.
+ * each got (empty when none came within 8 s), whether the server then closed the connection (within
+ * 2 s), and how many bytes of the trickle were sent.
  */
 import { connect } from "node:net"
 import process from "node:process"
@@ -17,42 +18,51 @@ const { listenWith } = (
 const quiet = { info: () => {}, warn: () => {} }
 const server = await startIssuer({ DATABASE_URL: "sqlite::memory:", PORT: "0" }, listenWith({ bodyMs }), runtime, quiet)
 
-/** Sends `head` and `first`, then (when `trickle`) a byte every 100 ms; the status line, or "" after 8 s. */
+/**
+ * Sends `head` and `first`, then (when `trickle`) a byte every 100 ms: the status line ("" when none
+ * came in 8 s), and whether the server closed the connection within 2 s of it.
+ */
 const statusLine = (head: string, first: string, trickle: boolean) =>
-  new Promise<{ status: string; sent: number }>((resolve) => {
+  new Promise<{ status: string; closed: boolean; sent: number }>((resolve) => {
     let received = ""
     let sent = first.length
+    let status: string | undefined
     let ticker: ReturnType<typeof setInterval> | undefined
+    let giveUp: ReturnType<typeof setTimeout> | undefined
+    const done = (closed: boolean) => {
+      clearInterval(ticker)
+      clearTimeout(giveUp)
+      socket.destroy()
+      resolve({ status: status ?? "", closed, sent })
+    }
     const socket = connect(server.port, "127.0.0.1", () => {
       socket.write(head + first)
       if (trickle)
         ticker = setInterval(() => {
-          if (sent < 9) {
+          if (sent < 10 && status === undefined) {
             socket.write(" ")
             sent++
           }
         }, 100)
     })
-    const done = () => {
-      clearInterval(ticker)
-      clearTimeout(giveUp)
-      socket.destroy()
-      resolve({ status: received.split("\r\n")[0] ?? "", sent })
-    }
-    const giveUp = setTimeout(done, 8000)
+    giveUp = setTimeout(() => done(false), 8000)
     socket.setEncoding("utf8")
     socket.on("data", (chunk: string) => {
       received += chunk
-      if (received.includes("\r\n")) done()
+      if (status === undefined && received.includes("\r\n")) {
+        status = received.split("\r\n")[0]!
+        clearTimeout(giveUp)
+        giveUp = setTimeout(() => done(false), 2000)
+      }
     })
-    socket.on("error", done)
+    socket.on("end", () => done(status !== undefined))
+    socket.on("close", () => done(status !== undefined))
+    socket.on("error", () => done(status !== undefined))
   })
 
 const head = "POST /admin/apps HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n"
 const stalled = await statusLine(head, "{", false)
 const trickled = await statusLine(head, "{", true)
-console.log(
-  `body-deadline ${JSON.stringify({ stalled: stalled.status, trickled: trickled.status, sent: trickled.sent })}`
-)
+console.log(`body-deadline ${JSON.stringify({ stalled, trickled })}`)
 await server.stop()
 process.exit(0)
