@@ -21,10 +21,18 @@ export const parseDatabaseUrl = (url: string): DatabaseLocation | string => {
     return path === "" ? "DATABASE_URL sqlite: needs a path (sqlite:./icr-apps.db)" : { kind: "sqlite", path }
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
+    let parsed: URL
     try {
-      new URL(url)
+      parsed = new URL(url)
     } catch {
       return "DATABASE_URL is not a valid postgres:// URL"
+    }
+    try {
+      // The client decodes both; a bare `%` would fail there, later, as "URI malformed".
+      decodeURIComponent(parsed.username)
+      decodeURIComponent(parsed.password)
+    } catch {
+      return "DATABASE_URL: the user name or password is not percent-encoded (write % as %25)"
     }
     return { kind: "postgres", url }
   }

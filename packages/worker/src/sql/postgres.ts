@@ -47,7 +47,13 @@ const redactor = (url: string) => {
   } catch {
     // Not a URL: postgres() rejects it below, and the message quotes nothing of it.
   }
-  const secrets = password === "" ? [] : [password, decodeURIComponent(password)]
+  let decoded = password
+  try {
+    decoded = decodeURIComponent(password)
+  } catch {
+    // Not percent-encoded (DATABASE_URL refuses such a URL; a caller of openPostgres may not have).
+  }
+  const secrets = password === "" ? [] : [password, decoded]
   return (text: string) => secrets.reduce((out, secret) => out.split(secret).join("***"), text.split(url).join("***"))
 }
 

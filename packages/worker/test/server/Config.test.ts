@@ -129,6 +129,13 @@ describe("server configuration", () => {
     expect(problemsOf({ DATABASE_URL: `postgres://u:${secret}@[::1` })).toEqual([
       "DATABASE_URL is not a valid postgres:// URL"
     ])
+    // A password with a bare % (not percent-encoded): said at once, never "URI malformed" at start-up.
+    expect(problemsOf({ DATABASE_URL: `postgres://u:${secret}%zz@db/icr` })).toEqual([
+      "DATABASE_URL: the user name or password is not percent-encoded (write % as %25)"
+    ])
+    expect(problemsOf({ DATABASE_URL: `postgres://u%:${secret}@db/icr` })).toEqual([
+      "DATABASE_URL: the user name or password is not percent-encoded (write % as %25)"
+    ])
   })
 
   it("the CLI exits 1 naming the variables, never echoing a secret", async () => {
