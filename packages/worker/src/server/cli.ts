@@ -26,7 +26,8 @@ commands:
   migrate   apply the issuer's pending migrations to DATABASE_URL, then exit
   copy --from <DATABASE_URL> --to <DATABASE_URL>
             move an issuer's data to another database (SQLite to Postgres, or back); the target
-            must hold no app; stop the servers on the source first (STORAGE.md)
+            must hold no app; stop the servers on the source first (STORAGE.md). A password
+            in a URL here is visible to every account on the machine: give it in PGPASSWORD
 
 options:
   --help     show this
