@@ -63,6 +63,25 @@ export const issuerHandler = (driver: ServerSqlDriver, config: ServerConfig, pub
 }
 
 /**
+ * What the database's own settings would let a crash undo, said at start-up: a kill switch that was
+ * acknowledged must survive a crash of the server (SPEC §5: kill switches are final). SQLite's
+ * connections set `synchronous = FULL` themselves; a Postgres with `synchronous_commit = off` acknowledges
+ * commits it may lose, which the issuer does not override (a session's `on` would weaken an operator's
+ * `remote_apply`, which standby reads need).
+ */
+export const durabilityWarnings = async (driver: ServerSqlDriver): Promise<ReadonlyArray<string>> => {
+  if (driver.dialect !== "postgres") return []
+  const row = await driver.first<{ value: string }>("SELECT current_setting('synchronous_commit') AS value")
+  return row?.value === "off"
+    ? [
+        "synchronous_commit is off for this database: a kill switch (a revocation, a suspension, a key deletion) " +
+          "acknowledged in the last moments before the server crashes can be lost, and the tokens it ended work " +
+          "again; set it to on (remote_apply where standbys serve reads)"
+      ]
+    : []
+}
+
+/**
  * Starts the issuer: reads the configuration (throws `ConfigError`), opens and migrates the
  * database, listens, and says so in one line. Nothing is left open when it fails.
  */
@@ -83,6 +102,7 @@ export const startIssuer = async (
         `warning: the database has migrations this version does not know (${report.unknown.join(", ")}): ` +
           "it was migrated by a newer version"
       )
+    for (const warning of await durabilityWarnings(driver)) log.warn(`warning: ${warning}`)
     const listener = await listen(
       (request, connection) =>
         handler === undefined ? Promise.resolve(notReady()) : handler.handler(request, connection),
