@@ -65,7 +65,8 @@ export const AuditEvent = Schema.Struct({
   clientAddress: Schema.optionalWith(Schema.String, { exact: true }),
   /**
    * How many events like this one, from the same address, were not recorded since the last one
-   * that was (failed authentications are audited at most once per address per second).
+   * that was (failed authentications are audited at most once per address per second; beyond the
+   * addresses tracked, once per second for all the others together, and the count is theirs).
    */
   suppressed: Schema.optionalWith(Schema.Int, { exact: true })
 }).annotations({ identifier: "AuditEvent" })
@@ -183,32 +184,46 @@ export const auditTrail = (log: AuditLog["Type"]): AuditTrail => {
 /** The shortest time between two audited failures from one address: one per second. */
 export const FAILURE_AUDIT_INTERVAL_MILLIS = 1000
 
+/** How many addresses {@link failedAuthentications} keeps apart; failures from any others share one budget. */
+export const MAX_FAILURE_ADDRESSES = 10_000
+
+/** The budget shared by the addresses beyond {@link MAX_FAILURE_ADDRESSES} (no address key looks like it). */
+const UNTRACKED = "*"
+
 /**
  * Audits failed authentications without letting whoever sends them flood the log (SPEC §5): at most
  * one event per client address (IPv6 by /64, as rate limits count them) per
  * {@link FAILURE_AUDIT_INTERVAL_MILLIS}; the failures not recorded in between are counted, and the
  * next event from that address says how many (`suppressed`). Requests with no known address share
- * one budget. In memory, per isolate or process (like the in-memory rate limiter): N isolates write
- * at most N events per address per second. Driven by `Clock`. The event never holds the credential.
+ * one budget, and so do addresses beyond the `maxAddresses` tracked (a scan from a whole IPv6 /48 is
+ * 65,536 addresses): memory, the work per request and the events per second stay bounded however
+ * many addresses fail. Quiet addresses are forgotten, at most once per interval. In memory, per
+ * isolate or process (like the in-memory rate limiter): N isolates write at most N events per address
+ * per second. Driven by `Clock`. The event never holds the credential.
  */
-export const failedAuthentications = (log: AuditLog["Type"]) => {
+export const failedAuthentications = (log: AuditLog["Type"], maxAddresses: number = MAX_FAILURE_ADDRESSES) => {
   const last = new Map<string, { at: number; suppressed: number }>()
+  let swept = Number.NEGATIVE_INFINITY
   return (fields: Pick<AuditEvent, "action">, code: string, clientAddress: string | undefined): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const key = clientAddress === undefined ? "" : addressKey(clientAddress)
+      let key = clientAddress === undefined ? "" : addressKey(clientAddress)
+      if (!last.has(key) && last.size >= maxAddresses) {
+        // Full: forget those with nothing left to report, and after an hour those with a count no
+        // event will carry — once per interval, never a sweep per request.
+        if (now - swept >= FAILURE_AUDIT_INTERVAL_MILLIS) {
+          swept = now
+          for (const [k, v] of last) {
+            const age = now - v.at
+            if ((age >= FAILURE_AUDIT_INTERVAL_MILLIS && v.suppressed === 0) || age >= 3_600_000) last.delete(k)
+          }
+        }
+        if (last.size >= maxAddresses) key = UNTRACKED
+      }
       const seen = last.get(key)
       if (seen !== undefined && now - seen.at < FAILURE_AUDIT_INTERVAL_MILLIS) {
         seen.suppressed++
         return Effect.void
-      }
-      // Forget quiet addresses once in a while, so a scan from many addresses does not accumulate:
-      // those with nothing left to report, and after an hour those with a count no event will carry.
-      if (last.size > 10_000) {
-        for (const [k, v] of last) {
-          const age = now - v.at
-          if ((age >= FAILURE_AUDIT_INTERVAL_MILLIS && v.suppressed === 0) || age >= 3_600_000) last.delete(k)
-        }
       }
       last.set(key, { at: now, suppressed: 0 })
       return Effect.flatMap(RequestId, (requestId) =>

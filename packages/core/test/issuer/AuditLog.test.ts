@@ -157,4 +157,33 @@ describe("failed authentications are audited at a bounded rate (SPEC §5)", () =
       })
     })
   )
+  it.effect(
+    "addresses beyond those it tracks share one budget: a scan from many addresses floods neither log nor memory",
+    () =>
+      Effect.gen(function* () {
+        // An IPv6 /48 is 65,536 addresses of their own (/64s): without a bound, each new one was an
+        // event, an entry kept up to an hour, and — past 10,000 entries — a sweep of them all.
+        const sink: Array<AuditLog.AuditEvent> = []
+        const record = AuditLog.failedAuthentications({ emit: (e) => Effect.sync(() => void sink.push(e)) }, 2)
+        const fail = (address: string) => record({ action: "operator.authenticate" }, "invalid_token", address)
+        yield* fail("192.0.2.1")
+        yield* fail("192.0.2.2")
+        // Two addresses tracked: the third is recorded under the shared budget, the fourth counted in it.
+        yield* fail("192.0.2.3")
+        yield* fail("192.0.2.4")
+        yield* fail("192.0.2.1")
+        yield* TestClock.adjust("1 second")
+        // A second on: quiet addresses are forgotten (192.0.2.2), the others still have counts to report.
+        yield* fail("192.0.2.5")
+        yield* fail("192.0.2.6")
+        yield* fail("192.0.2.1")
+        expect(sink.map((e) => [e.time.slice(17), e.clientAddress, e.suppressed])).toEqual([
+          ["00.000Z", "192.0.2.1", undefined],
+          ["00.000Z", "192.0.2.2", undefined],
+          ["00.000Z", "192.0.2.3", undefined],
+          ["01.000Z", "192.0.2.5", 1],
+          ["01.000Z", "192.0.2.1", 1]
+        ])
+      })
+  )
 })
