@@ -51,6 +51,7 @@ export const layerMemory = (
   Layer.sync(RateLimiter, () => {
     const windows = new Map<string, { start: number; count: number }>()
     const budgets: Record<RateScope, RateLimit> = { address: options, principal: options.principal ?? options }
+    let swept = Number.NEGATIVE_INFINITY
     return {
       check: (scope, key) =>
         Effect.clockWith((clock) => {
@@ -63,8 +64,13 @@ export const layerMemory = (
           const id = `${scope} ${key}`
           let w = windows.get(id)
           if (w === undefined || w.start !== start) {
-            // Forget every finished window once in a while, so idle clients do not accumulate.
-            if (windows.size > 10_000) for (const [k, v] of windows) if (v.start + period <= now) windows.delete(k)
+            // Forget every finished window once in a while, so idle clients do not accumulate: at most
+            // once a second, since a client with many addresses (an IPv6 /48 is 65,536 /64s) keeps
+            // more than 10,000 windows open, and a sweep per new window would cost all of them each time.
+            if (windows.size > 10_000 && now - swept >= 1000) {
+              swept = now
+              for (const [k, v] of windows) if (v.start + period <= now) windows.delete(k)
+            }
             w = { start, count: 0 }
             windows.set(id, w)
           }

@@ -119,6 +119,39 @@ describe("addressKey: IPv4 as is, IPv6 by /64 (SPEC §1)", () => {
   })
 })
 
+describe("RateLimiter.layerMemory under many addresses", () => {
+  it("forgets finished windows at most once per second: never a sweep of every window per new address", () => {
+    // 12,000 distinct addresses in one window (an IPv6 /48 has 65,536 /64s). Past 10,000 windows,
+    // each new one swept them all — none finished, none removed — so the work grew with the square
+    // of the addresses a client controls.
+    const limiter = Effect.runSync(
+      Effect.provide(RateLimiter.RateLimiter, RateLimiter.layerMemory({ limit: 5, periodSeconds: 60 }))
+    )
+    const clock = frozenClock(1_700_000_000_000)
+    const iterate = Map.prototype[Symbol.iterator]
+    let sweeps = 0
+    Map.prototype[Symbol.iterator] = function (this: Map<unknown, unknown>) {
+      // The limiter's windows: the only map this big (the runtime's own are small).
+      if (this.size >= 10_000) sweeps++
+      return iterate.call(this)
+    }
+    try {
+      for (let i = 0; i < 12_000; i++) {
+        const address = `2001:db8:${(i >> 8).toString(16)}:${(i & 255).toString(16)}::1`
+        Effect.runSync(Effect.withClock(limiter.check("address", RateLimiter.addressKey(address)), clock))
+      }
+    } finally {
+      Map.prototype[Symbol.iterator] = iterate
+    }
+    expect(sweeps).toBeLessThanOrEqual(1)
+    // And each address still has its own budget.
+    const again = Effect.runSync(
+      Effect.withClock(limiter.check("address", RateLimiter.addressKey("2001:db8:0:1::9")), clock)
+    )
+    expect(again).toEqual({ allowed: true, retryAfterSeconds: 0 })
+  })
+})
+
 describe("rate limits per principal (SPEC §1)", () => {
   it("two apps behind one address do not starve each other; each has its own budget", async () => {
     const { call, newApp } = limitedIssuer()
