@@ -71,7 +71,10 @@ export const issuerHandler = (driver: ServerSqlDriver, config: ServerConfig, pub
  */
 export const durabilityWarnings = async (driver: ServerSqlDriver): Promise<ReadonlyArray<string>> => {
   if (driver.dialect !== "postgres") return []
-  const row = await driver.first<{ value: string }>("SELECT current_setting('synchronous_commit') AS value")
+  // An engine that speaks Postgres's protocol without this setting is asked nothing more.
+  const row = await driver
+    .first<{ value: string | null }>("SELECT current_setting('synchronous_commit', true) AS value")
+    .catch(() => undefined)
   return row?.value === "off"
     ? [
         "synchronous_commit is off for this database: a kill switch (a revocation, a suspension, a key deletion) " +
