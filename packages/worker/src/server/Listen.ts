@@ -88,10 +88,11 @@ export const withBodyDeadline = (request: Request, ms: number): DeadlinedRequest
       return reader.cancel(reason)
     }
   })
+  // Not `request.signal`: nothing downstream listens to it, and merely reading it makes Deno print a
+  // warning about its legacy abort behaviour on standard error.
   const limited = new Request(request.url, {
     method: request.method,
     headers: request.headers,
-    signal: request.signal,
     body,
     duplex: "half"
   } as RequestInit)
