@@ -69,6 +69,49 @@ export class TransportError extends Data.TaggedError("TransportError")<{
   }
 }
 
+/**
+ * The base URL is not an absolute `http://` or `https://` URL — typically a host and port without a
+ * scheme (`127.0.0.1:8787`), which `fetch` would refuse only at the first call. Refused at construction.
+ */
+export class InvalidBaseUrl extends Data.TaggedError("InvalidBaseUrl")<{
+  /** The base URL as given (any `user:password@` replaced by `…@`). */
+  readonly baseUrl: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `Invalid base URL "${this.baseUrl}": ${this.detail}`
+  }
+}
+
+/** Loopback hosts, written the way a base URL names them. */
+const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/
+
+/**
+ * The base URL without trailing slashes, or why it cannot be one: it must be an absolute `http://` or
+ * `https://` URL with a host (`https://api.carbonregistry.com`, or a local issuer's `http://127.0.0.1:8787`).
+ */
+export const checkBaseUrl = (baseUrl: string): Effect.Effect<string, InvalidBaseUrl> => {
+  const trimmed = baseUrl.trim().replace(/\/+$/, "")
+  const shown = trimmed.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1…@").slice(0, 100)
+  const fail = (detail: string) => Effect.fail(new InvalidBaseUrl({ baseUrl: shown, detail }))
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) {
+    const host = trimmed.split("/")[0]!
+    const scheme = LOOPBACK_HOST.test(host) ? "http" : "https"
+    return fail(`it has no scheme; write it with one, e.g. ${scheme}://${shown}`)
+  }
+  let url: URL
+  try {
+    url = new URL(trimmed)
+  } catch {
+    return fail("it is not a valid URL")
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return fail(`the scheme must be http:// or https://, not ${url.protocol}//`)
+  }
+  if (url.search !== "" || url.hash !== "") return fail("it must not carry a query or a fragment")
+  return Effect.succeed(trimmed)
+}
+
 /** The server answered something this SDK does not understand (an undeclared status or body). */
 export class UnexpectedResponse extends Data.TaggedError("UnexpectedResponse")<{
   readonly status: number
@@ -433,7 +476,7 @@ const jsonOf = (response: HttpClientResponse.HttpClientResponse) =>
 export const make = (options: ClientOptions = {}) =>
   Effect.gen(function* () {
     const jwt = yield* AppJwt
-    const baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, "")
+    const baseUrl = yield* checkBaseUrl(options.baseUrl ?? DEFAULT_BASE_URL)
     const apiVersion = options.apiVersion ?? API_VERSION
     const retrying = withRetries(options.retry)(yield* IcrAppsHttpClient)
 
@@ -532,5 +575,6 @@ export const make = (options: ClientOptions = {}) =>
   })
 
 /** The client as a layer (needs the SDK's {@link IcrAppsHttpClient} and an {@link AppJwt}). */
-export const layer = (options: ClientOptions = {}): Layer.Layer<IcrAppsClient, never, AppJwt | IcrAppsHttpClient> =>
-  Layer.effect(IcrAppsClient, make(options))
+export const layer = (
+  options: ClientOptions = {}
+): Layer.Layer<IcrAppsClient, InvalidBaseUrl, AppJwt | IcrAppsHttpClient> => Layer.effect(IcrAppsClient, make(options))
