@@ -7,7 +7,10 @@
 // parent that dies does (npm SIGKILLed): each time npm must exit and, within a bound, no process of
 // its tree may run and both ports (the issuer's and the broker's) must take a new listener. Exit 0 = pass.
 import { createSign, generateKeyPairSync, randomUUID } from "node:crypto"
+import { existsSync, renameSync } from "node:fs"
+import { dirname, join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
+import { fileURLToPath } from "node:url"
 import { portAccepts, processTree, startLocalIssuer, survivors } from "./local-issuer.mjs"
 
 const started = async () => {
@@ -55,6 +58,40 @@ const described = await call("GET", "/app/installations/token", minted.json.toke
 expect(described.status === 200 && described.json.installationId === installation.json.id, "describe")
 
 console.log(`✓ npm start: wrangler dev answered on ${base}; app, installation, JWT, token mint and describe all worked`)
+
+// What it printed: one banner once both answer, and none of wrangler's own output (that is in a log file).
+const bannerBy = Date.now() + 60_000
+while (!issuer.output().includes("✓ icr-apps is running") && Date.now() < bannerBy) await sleep(250)
+const printed = issuer.output()
+expect(
+  printed.includes("✓ icr-apps is running") &&
+    printed.includes(`issuer       ${base}`) &&
+    printed.includes(`broker       http://127.0.0.1:${issuer.port + 1}`) &&
+    /ADMIN_TOKEN {2}from your environment/.test(printed) &&
+    /logs {9}\S+npm-start\.log/.test(printed),
+  "no banner naming the issuer, the broker, ADMIN_TOKEN and the log"
+)
+expect(
+  !/getaddrinfo|\[wrangler:|Migrations to be applied|⛅️|│/.test(printed),
+  "wrangler's own output reached the terminal"
+)
+expect(!printed.includes(issuer.adminToken), "the banner printed the ADMIN_TOKEN it was given")
+
+// A build meanwhile (npm test and npm run pack delete packages/core/dist, then rebuild it) never reaches
+// what npm start serves: it bundled a copy of its own.
+const dist = join(dirname(fileURLToPath(import.meta.url)), "..", "packages", "core", "dist")
+renameSync(dist, `${dist}.start-smoke`)
+let during
+try {
+  await sleep(4_000)
+  during = await call("POST", `/app/installations/${installation.json.id}/accessTokens`, jwt)
+} catch (e) {
+  during = { status: String(e) }
+} finally {
+  if (existsSync(`${dist}.start-smoke`)) renameSync(`${dist}.start-smoke`, dist)
+}
+expect(during.status === 200, `with packages/core/dist gone (a rebuild), a mint answered ${during.status}`)
+console.log("✓ npm start: one banner, no wrangler output; a rebuild of packages/core/dist does not reach it")
 
 /** Whether anything answers HTTP at `url`. */
 const answers = (url) =>
