@@ -24,7 +24,7 @@
  * CPU well below one core, the generator is not what limits them.
  *
  *   tsx bench/storage.ts [--quick] [--only sqlite-node,postgres-node] [--markdown FILE] [--json FILE]
- *                        [--rounds N] [--seconds S]
+ *                        [--rounds N] [--seconds S] [--paths describe,mint] [--profile DIR]
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -54,6 +54,12 @@ const ONLY = arg("only", "")
   .map((s) => s.trim())
   .filter((s) => s !== "")
 const markdownOut = arg("markdown", "")
+/** `--profile DIR`: the servers on Node and Bun run with `--cpu-prof` into DIR (read it with storage-profile.ts). */
+const profileDir = arg("profile", "") === "" ? "" : resolve(arg("profile", ""))
+/** `--paths describe`: time only these paths (a profile of one path). */
+const PATHS = arg("paths", "describe,mint")
+  .split(",")
+  .filter((p): p is "describe" | "mint" => p === "describe" || p === "mint")
 const jsonOut = arg("json", "")
 const TARGET = 0.8
 const CONCURRENCY = { describe: 16, mint: 8 } as const
@@ -78,11 +84,22 @@ const versionOf = (runtime: Runtime) =>
         ?.replace(/^(deno|bun) ?/, "")}`
 const SOURCE = "--conditions=@icr-apps/source"
 /** How each runtime runs a TypeScript file from the sources, as `npm run serve -- --runtime` does. */
-const commandOf = (runtime: Runtime, script: string, args: ReadonlyArray<string>): [string, Array<string>] =>
-  runtime === "node"
+const commandOf = (
+  runtime: Runtime,
+  script: string,
+  args: ReadonlyArray<string>,
+  profileName = ""
+): [string, Array<string>] => {
+  const profiling =
+    profileDir === "" || profileName === "" || runtime === "deno"
+      ? []
+      : // A folder per server: Node writes one profile per thread (tsx's loader hooks run in one of their own).
+        ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, profileName)}`]
+  return runtime === "node"
     ? [
         process.execPath,
         [
+          ...profiling,
           SOURCE,
           "--import",
           pathToFileURL(join(root, "node_modules", "tsx", "dist", "loader.mjs")).href,
@@ -92,12 +109,15 @@ const commandOf = (runtime: Runtime, script: string, args: ReadonlyArray<string>
       ]
     : runtime === "deno"
       ? [binOf("deno"), ["run", "-A", "--unstable-sloppy-imports", SOURCE, script, ...args]]
-      : [binOf("bun"), [SOURCE, script, ...args]]
+      : [binOf("bun"), [...profiling, SOURCE, script, ...args]]
+}
 
 // --- processes ------------------------------------------------------------------------------------
 
 interface Server {
   readonly name: string
+  /** When it was spawned (`performance.now()`): where its `--cpu-prof` profile starts. */
+  readonly spawnedAt: number
   readonly port: number
   readonly child: ChildProcess
   readonly stdoutFile: string
@@ -126,7 +146,8 @@ const start = async (
   const port = await freePort()
   const stdoutFile = join(tmp, `${name}.stdout`)
   const out = openSync(stdoutFile, "w")
-  const [bin, argvOf] = commandOf(runtime, script, args)
+  const spawnedAt = performance.now()
+  const [bin, argvOf] = commandOf(runtime, script, args, name === "trivial" ? "" : name)
   const child = spawn(bin, argvOf, {
     cwd: workerDir,
     env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1", NO_COLOR: "1" },
@@ -134,7 +155,7 @@ const start = async (
     detached: true
   })
   closeSync(out)
-  const server: Server = { name, port, child, stdoutFile, stderr: [] }
+  const server: Server = { name, spawnedAt, port, child, stdoutFile, stderr: [] }
   child.stderr!.on("data", (d) => {
     server.stderr.push(String(d))
     if (server.stderr.length > 50) server.stderr.shift()
@@ -420,23 +441,38 @@ const runBackend = async (backend: Backend): Promise<BackendResult> => {
         }
       })
       log(`${backend.name}: warming up (${WARMUP_SECONDS} s of each load on each)`)
+      const loadStart = performance.now()
+      const handled = new Map<Server, number>([
+        [served, 0],
+        [plain, 0]
+      ])
       for (const server of [served, plain]) {
-        for (const load of Object.values(loads(server))) await drive({ ...load, seconds: WARMUP_SECONDS })
+        for (const path of PATHS) {
+          const warm = await drive({ ...loads(server)[path], seconds: WARMUP_SECONDS })
+          handled.set(server, handled.get(server)! + warm.ok + warm.failed)
+        }
       }
       log(`${backend.name}: ${ROUNDS} rounds × ${SECONDS} s per server and path, interleaved, order flipped each round`)
       for (let round = 0; round < ROUNDS; round++) {
         // Signed here, before the round: the servers' measure holds no signing.
         jwt = await signAppJwt(key, appId)
-        for (const path of ["describe", "mint"] as const) {
+        for (const path of PATHS) {
           const result = paths[path] ?? { served: [], plain: [] }
           paths[path] = result
           const order = round % 2 === 0 ? ([served, plain] as const) : ([plain, served] as const)
           for (const server of order) {
             const measured = await drive(loads(server)[path])
+            handled.set(server, handled.get(server)! + measured.ok + measured.failed)
             ;(server === served ? result.served : result.plain).push(measured)
           }
         }
       }
+      if (profileDir !== "")
+        for (const [server, n] of handled)
+          log(
+            `profile of ${server.name}: storage-profile.ts ${join(profileDir, server.name)}/CPU.….cpuprofile ` +
+              `--after ${((loadStart - server.spawnedAt) / 1000).toFixed(1)} --requests ${n}`
+          )
     } finally {
       await stop(plain)
       await stop(served)
@@ -534,7 +570,7 @@ interface Row {
 }
 const rows: Array<Row> = []
 for (const r of results) {
-  for (const path of ["describe", "mint"] as const) {
+  for (const path of PATHS) {
     const p = r.paths[path]
     const served = p?.served ?? []
     const plain = p?.plain ?? []
