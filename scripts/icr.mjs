@@ -615,6 +615,15 @@ else if (command === "cli") {
     }
   )
   process.exit(status)
+} else if (command === "bench:storage") {
+  // Issue 16: the served issuer against a plain handler on the same SQL, per backend and runtime
+  // (packages/worker/bench/storage.ts; --quick, --only, --markdown FILE pass through).
+  bootstrap()
+  process.exit(
+    run(join(binDir, "tsx"), [join(root, "packages", "worker", "bench", "storage.ts"), ...process.argv.slice(3)], {
+      stdio: "inherit"
+    })
+  )
 } else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
@@ -622,6 +631,8 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
+  console.error(
+    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|lint|format"
+  )
   process.exit(2)
 }
