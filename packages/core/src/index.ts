@@ -16,6 +16,7 @@ export {
   type IcrAppsError,
   IcrAppsClient,
   IcrAppsHttpClient,
+  InvalidBaseUrl,
   type RetryOptions,
   type TransportFailure,
   TransportError,

@@ -4,6 +4,7 @@
  */
 import type * as TokenCacheModule from "@icr-apps/core/sdk/TokenCache"
 import { TokenCache } from "@icr-apps/core/sdk/TokenCache"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -12,7 +13,7 @@ import type { TestRunner } from "./TestRunner.js"
 
 const entry = (expiresAt: number, n = 1): TokenCacheModule.CachedToken => ({
   token: Redacted.make(`crs_${String(n).padStart(48, "0")}`),
-  expiresAt,
+  expiresAt: DateTime.unsafeMake(expiresAt),
   permissions: { organization_info: "VIEW" },
   installationId: "123e4567-e89b-12d3-a456-426614174000",
   organizationId: "223e4567-e89b-12d3-a456-426614174000"

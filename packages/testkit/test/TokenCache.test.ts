@@ -1,4 +1,5 @@
 import * as TokenCache from "@icr-apps/core/sdk/TokenCache"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -11,7 +12,7 @@ describe("in-memory LRU bound", () => {
   it("evicts the least recently used entry beyond its capacity", async () => {
     const value = (n: number): TokenCache.CachedToken => ({
       token: Redacted.make(`crs_${n}`),
-      expiresAt: Date.now() + 3_600_000,
+      expiresAt: DateTime.unsafeMake(Date.now() + 3_600_000),
       permissions: {},
       installationId: "x",
       organizationId: "y"
