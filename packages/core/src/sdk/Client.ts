@@ -159,10 +159,12 @@ export const retrySchedule = (options: RetryOptions = {}) => {
     Schedule.union(Schedule.spaced(options.maxDelay ?? "10 seconds")),
     Schedule.jittered,
     Schedule.intersect(Schedule.identity<unknown>()),
+    // Whole milliseconds: a jittered delay is a fraction of a millisecond off otherwise, and a test
+    // clock advanced by such deltas drifts by rounding (5.68e-14 ms steps that never arrive).
     Schedule.modifyDelay(([, failure], delay) =>
       failure instanceof Retryable && Option.isSome(failure.retryAfterMillis)
         ? Duration.millis(Math.min(failure.retryAfterMillis.value, maxRetryAfter))
-        : delay
+        : Duration.millis(Math.round(Duration.toMillis(delay)))
     ),
     Schedule.intersect(Schedule.recurs(Math.max(0, (options.maxAttempts ?? 4) - 1)))
   )
