@@ -412,7 +412,7 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
         throw new TypeError("fetch failed (injected network error)")
       }
       if (fault._tag === "Response") {
-        const response = renderFault(fault, request, now())
+        const response = renderFault(fault, request, matched.route, now())
         record(response.status, await codeOf(response), applied)
         entry.responseHeaders = Object.fromEntries(response.headers)
         return response

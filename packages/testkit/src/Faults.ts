@@ -4,11 +4,14 @@
  * decodes as sent), and the headers are the issuer's (`Retry-After` on 429/503 from the problem,
  * `WWW-Authenticate` on 401, `Allow` on 405, the security headers, the version, the request id).
  */
+import * as HttpApi from "@effect/platform/HttpApi"
+import { IcrAppsApi } from "@icr-apps/core/api/Api"
 import { API_VERSION } from "@icr-apps/core/api/Primitives"
 import * as Problems from "@icr-apps/core/api/Problems"
 import { httpDate, SECURITY_HEADERS, sentCredentials, wwwAuthenticate } from "@icr-apps/core/edge/Edge"
 import { requestIdOf } from "@icr-apps/core/edge/RequestId"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import type { InMemoryIssuer, MatchedRequest } from "./FakeIssuer.js"
 
 /** Every SPEC §6 code, as the issuer sends it (checked against the problem classes by a test). */
@@ -59,6 +62,8 @@ export type HttpFault =
       readonly body?: unknown
       /** The problem answered, when the response is one: rendered as the issuer renders it. */
       readonly problem?: Problems.Problem
+      /** Or the problem of this status that the request's endpoint declares (`Fault.status` without a code). */
+      readonly problemFor?: (route: string | undefined) => Problems.Problem
     }
   | { readonly _tag: "NetworkError" }
   | { readonly _tag: "Delay"; readonly millis: number }
@@ -96,6 +101,58 @@ const codeOfStatus: Partial<Record<number, ProblemCode>> = {
   429: "rate_limited",
   500: "internal",
   503: "unavailable"
+}
+
+/** Among the codes an endpoint declares for a status, the one a bare status means (most specific first). */
+const PREFERRED: ReadonlyArray<ProblemCode> = [
+  "invalid_jwt",
+  "invalid_token",
+  "installation_suspended",
+  "forbidden",
+  "installation_not_found",
+  "app_not_found",
+  "invalid_permissions"
+]
+
+let declared: Map<string, Map<number, ReadonlyArray<string>>> | undefined
+/** The problem codes each endpoint declares, by status, read from the API definition. */
+const declaredCodesOf = (route: string): ReadonlyMap<number, ReadonlyArray<string>> | undefined => {
+  if (declared === undefined) {
+    const byRoute = new Map<string, Map<number, ReadonlyArray<string>>>()
+    HttpApi.reflect(IcrAppsApi, {
+      onGroup() {},
+      onEndpoint({ endpoint, errors }) {
+        const byStatus = new Map<number, ReadonlyArray<string>>()
+        for (const [status, error] of errors) {
+          if (error.ast._tag !== "Some") continue
+          const members = AST.isUnion(error.ast.value) ? error.ast.value.types : [error.ast.value]
+          const codes: Array<string> = []
+          for (const member of members) {
+            const id = AST.getIdentifierAnnotation(member)
+            if (id._tag === "Some" && id.value.startsWith("Problem_")) codes.push(id.value.slice("Problem_".length))
+          }
+          byStatus.set(status, codes)
+        }
+        // Operator and app endpoints share no names that matter here; the app's win.
+        if (!byRoute.has(endpoint.name)) byRoute.set(endpoint.name, byStatus)
+      }
+    })
+    declared = byRoute
+  }
+  return declared.get(route)
+}
+
+/** The code a bare `status` means on `route`: the endpoint's own problem of that status, else the status's usual one. */
+const defaultCode = (status: number, route: string | undefined): ProblemCode | undefined => {
+  const codes = route === undefined ? undefined : declaredCodesOf(route)?.get(status)
+  if (codes !== undefined && codes.length > 0) {
+    const preferred = PREFERRED.find((c) => codes.includes(c))
+    if (preferred !== undefined) return preferred
+    const usual = codeOfStatus[status]
+    if (usual !== undefined && codes.includes(usual)) return usual
+    return codes[0] as ProblemCode
+  }
+  return codeOfStatus[status]
 }
 
 /** Fields a problem needs besides `detail`, when the fault did not give them. */
@@ -145,21 +202,36 @@ export const Fault = {
       readonly reason?: Problems.JwtFailureReason
     } = {}
   ): HttpFault => {
-    const code = options.code ?? codeOfStatus[status]
-    const cls = code === undefined ? undefined : classByCode.get(code)
     const retryAfter = options.retryAfter === undefined ? undefined : String(options.retryAfter).trim()
-    if (cls !== undefined && cls.problem.status === status) {
+    const problemOf = (code: ProblemCode): { problem: Problems.Problem; carriesRetryAfter: boolean } | undefined => {
+      const cls = classByCode.get(code)
+      if (cls === undefined || cls.problem.status !== status) return undefined
       const fields: Record<string, unknown> = {}
       if (options.detail !== undefined) fields.detail = options.detail
-      if (options.reason !== undefined) fields.reason = options.reason
-      if (retryAfter !== undefined && /^\d+$/.test(retryAfter) && (code === "rate_limited" || code === "unavailable")) {
-        fields.retryAfter = Number(retryAfter)
+      if (options.reason !== undefined && code === "invalid_jwt") fields.reason = options.reason
+      const carriesRetryAfter =
+        retryAfter !== undefined && /^\d+$/.test(retryAfter) && (code === "rate_limited" || code === "unavailable")
+      if (carriesRetryAfter) fields.retryAfter = Number(retryAfter)
+      return { problem: makeProblem(cls, fields), carriesRetryAfter }
+    }
+    // A Retry-After the problem cannot carry (an HTTP-date, or on another status) goes out as given.
+    const extra = (carries: boolean) =>
+      retryAfter !== undefined && !carries ? { headers: { "retry-after": retryAfter } } : {}
+    if (options.code !== undefined) {
+      const made = problemOf(options.code)
+      if (made !== undefined)
+        return { _tag: "Response", status, problem: made.problem, ...extra(made.carriesRetryAfter) }
+    } else if (codeOfStatus[status] !== undefined) {
+      const usual = problemOf(codeOfStatus[status]!)!
+      return {
+        _tag: "Response",
+        status,
+        problemFor: (route) => {
+          const code = defaultCode(status, route)
+          return (code === undefined ? undefined : problemOf(code))?.problem ?? usual.problem
+        },
+        ...extra(usual.carriesRetryAfter)
       }
-      const fault = problemFault(makeProblem(cls, fields))
-      // A Retry-After the problem cannot carry (an HTTP-date, or on another status) goes out as given.
-      return retryAfter !== undefined && !("retryAfter" in fields) && fault._tag === "Response"
-        ? { ...fault, headers: { "retry-after": retryAfter } }
-        : fault
     }
     return {
       _tag: "Response",
@@ -217,16 +289,18 @@ const encode = (problem: Problems.Problem): Problems.ProblemDocument => {
 export const renderFault = (
   fault: Extract<HttpFault, { readonly _tag: "Response" }>,
   request: Request,
+  route: string | undefined,
   nowMillis: number
 ): Response => {
-  if (fault.problem === undefined) {
+  const problem = fault.problem ?? fault.problemFor?.(route)
+  if (problem === undefined) {
     return new Response(fault.body === undefined ? null : JSON.stringify(fault.body), {
       status: fault.status,
       headers: { date: new Date(nowMillis).toUTCString(), ...fault.headers }
     })
   }
   // The edge's problem answer (core/edge/Edge.ts): common headers, the document and a newline.
-  const document = encode(fault.problem)
+  const document = encode(problem)
   const body = new TextEncoder().encode(`${JSON.stringify(document)}\n`)
   const headers: Record<string, string> = {
     ...SECURITY_HEADERS,
@@ -242,5 +316,5 @@ export const renderFault = (
   if (document.status === 401) headers["www-authenticate"] = wwwAuthenticate(sentCredentials(request.headers))
   if (document.status === 405) headers.allow = ((document.allow as ReadonlyArray<string>) ?? []).join(", ")
   Object.assign(headers, fault.headers)
-  return new Response(request.method.toUpperCase() === "HEAD" ? null : body, { status: fault.status, headers })
+  return new Response(request.method.toUpperCase() === "HEAD" ? null : body, { status: problem.status, headers })
 }
