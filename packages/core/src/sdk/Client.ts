@@ -250,7 +250,12 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
       readonly pageSize?: number | undefined
     }) => Stream.Stream<Installation, ErrorOf<"listInstallations">>
   }
->() {}
+>() {
+  /** The client as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: ClientOptions = {}
+  ): Layer.Layer<IcrAppsClient, never, AppJwt | IcrAppsHttpClient> => layer(options)
+}
 
 /** The full URL of a request, query included (never a secret: credentials travel in headers). */
 const urlOf = (request: HttpClientRequest.HttpClientRequest): string =>
@@ -333,7 +338,13 @@ const validPage = (page: {
 export class IcrAppsHttpClient extends Context.Tag("@icr-apps/core/IcrAppsHttpClient")<
   IcrAppsHttpClient,
   HttpClient.HttpClient
->() {}
+>() {
+  /** The SDK's `HttpClient` over `fetch` (the module's `layerFetch`, on the tag). */
+  static readonly layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> => layerFetch(fetch)
+  /** The SDK's `HttpClient` from one the app built (the module's `layerHttpClient`, on the tag). */
+  static readonly layerHttpClient = (client: HttpClient.HttpClient): Layer.Layer<IcrAppsHttpClient> =>
+    layerHttpClient(client)
+}
 
 /** The SDK's `HttpClient` over `fetch`: the global one, or the one given (a test double, a proxy agent). */
 export const layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> =>
