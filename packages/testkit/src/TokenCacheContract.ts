@@ -100,9 +100,9 @@ export const tokenCacheContract = (
           return { each, shared: yield* c.get(shared) }
         })
       )
-      got.each.forEach((hit, i) =>
+      got.each.forEach((hit, i) => {
         expect(Redacted.value(Option.getOrThrow(hit).token)).toBe(`crs_${String(i).padStart(48, "0")}`)
-      )
+      })
       const last = Option.getOrThrow(got.shared)
       const n = Number(Redacted.value(last.token).slice(4))
       expect(n >= 0 && n < keys.length).toBe(true)

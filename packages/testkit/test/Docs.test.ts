@@ -48,7 +48,7 @@ describe("the documented module shape", () => {
       const missing: Array<string> = []
       for (const m of text.matchAll(/\b([A-Z][A-Za-z]+)\.(layer[A-Za-z]*)\b/g)) {
         const [, name, member] = m
-        const owner = Core[name as keyof typeof Core] ?? Testkit[name as keyof typeof Testkit]
+        const owner = modules["@icr-apps/core"]![name!] ?? modules["@icr-apps/testkit"]![name!]
         if (owner === undefined) continue // a name of another package (Layer.…, HttpClient.…)
         if (typeof (owner as unknown as Record<string, unknown>)[member!] !== "function")
           missing.push(`${name}.${member}`)
