@@ -202,10 +202,12 @@ export const retrySchedule = (options: RetryOptions = {}) => {
     Schedule.union(Schedule.spaced(options.maxDelay ?? "10 seconds")),
     Schedule.jittered,
     Schedule.intersect(Schedule.identity<unknown>()),
+    // Whole milliseconds: a jittered delay is a fraction of a millisecond off otherwise, and a test
+    // clock advanced by such deltas drifts by rounding (5.68e-14 ms steps that never arrive).
     Schedule.modifyDelay(([, failure], delay) =>
       failure instanceof Retryable && Option.isSome(failure.retryAfterMillis)
         ? Duration.millis(Math.min(failure.retryAfterMillis.value, maxRetryAfter))
-        : delay
+        : Duration.millis(Math.round(Duration.toMillis(delay)))
     ),
     Schedule.intersect(Schedule.recurs(Math.max(0, (options.maxAttempts ?? 4) - 1)))
   )
@@ -357,7 +359,12 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
       readonly pageSize?: number | undefined
     }) => Stream.Stream<Installation, ErrorOf<"listInstallations">>
   }
->() {}
+>() {
+  /** The client as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: ClientOptions = {}
+  ): Layer.Layer<IcrAppsClient, never, AppJwt | IcrAppsHttpClient> => layer(options)
+}
 
 /** The full URL of a request, query included (never a secret: credentials travel in headers). */
 const urlOf = (request: HttpClientRequest.HttpClientRequest): string =>
@@ -449,7 +456,13 @@ const validPage = (page: {
 export class IcrAppsHttpClient extends Context.Tag("@icr-apps/core/IcrAppsHttpClient")<
   IcrAppsHttpClient,
   HttpClient.HttpClient
->() {}
+>() {
+  /** The SDK's `HttpClient` over `fetch` (the module's `layerFetch`, on the tag). */
+  static readonly layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> => layerFetch(fetch)
+  /** The SDK's `HttpClient` from one the app built (the module's `layerHttpClient`, on the tag). */
+  static readonly layerHttpClient = (client: HttpClient.HttpClient): Layer.Layer<IcrAppsHttpClient> =>
+    layerHttpClient(client)
+}
 
 /** The SDK's `HttpClient` over `fetch`: the global one, or the one given (a test double, a proxy agent). */
 export const layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> =>

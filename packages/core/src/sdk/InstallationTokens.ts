@@ -49,7 +49,12 @@ export class InstallationTokens extends Context.Tag("@icr-apps/core/Installation
       options?: Omit<TokenOptions, "refresh">
     ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
   }
->() {}
+>() {
+  /** The service as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: InstallationTokensOptions = {}
+  ): Layer.Layer<InstallationTokens, never, IcrAppsClient | TokenCache> => layer(options)
+}
 
 /** What selects one cached installation token. */
 export interface TokenOptions {
