@@ -34,6 +34,11 @@ export interface ExchangeEvent {
   /** Whether the token came from the cache (no mint). */
   readonly cached?: boolean | undefined
   readonly expiresAt?: string | undefined
+  /**
+   * For a token from a cache: `confirmed` (the issuer described it now), `recent` (it did within
+   * BROKER_CACHE_REVALIDATE_SECONDS), `dead` (the issuer had killed it: a fresh one was minted).
+   */
+  readonly revalidated?: "confirmed" | "recent" | "dead" | undefined
 }
 
 /** Where audit events go. */

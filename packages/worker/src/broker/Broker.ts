@@ -116,6 +116,8 @@ interface Ready {
   readonly failures: RateLimit.RateLimiter
   /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
   readonly mintedIds: Map<string, string>
+  /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
+  readonly confirmed: Map<string, number>
   readonly audit: AuditSink
 }
 
@@ -203,6 +205,7 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
         mintedIds,
+        confirmed: new Map(),
         audit
       }
     })
@@ -351,6 +354,40 @@ const digestOf = (issued: CachedToken): Effect.Effect<string> => {
   })
 }
 
+/** Whether a `Cache-Control` request header asks for `no-cache` (RFC 9111 §5.2.1.4). */
+const noCache = (header: string | undefined): boolean =>
+  header?.split(",").some((d) => d.trim().toLowerCase() === "no-cache") === true
+
+/**
+ * Whether a token served from a cache still stands at the issuer: confirmed within
+ * `revalidateSeconds` (per isolate), or described there now — one cheap read, never a mint. The
+ * issuer answering `invalid_token` (revoked, expired, its installation suspended or gone, its
+ * grant narrowed) means dead; an issuer that cannot answer means the broker cannot vouch for it.
+ */
+const confirm = (
+  state: Ready,
+  issued: CachedToken,
+  digest: string,
+  now: number
+): Effect.Effect<"dead" | { readonly described: boolean; readonly id?: string }, Unavailable> => {
+  const at = state.confirmed.get(digest)
+  if (at !== undefined && now - at < state.settings.revalidateSeconds * 1000)
+    return Effect.succeed({ described: false })
+  return state.client.describeAccessToken(issued.token).pipe(
+    Effect.map((description) => {
+      state.confirmed.delete(digest)
+      state.confirmed.set(digest, now)
+      if (state.confirmed.size > MINTED_IDS_KEPT) state.confirmed.delete(state.confirmed.keys().next().value!)
+      return { described: true, id: description.id }
+    }),
+    Effect.catchAll((e) => {
+      if (e._tag !== "InvalidToken") return issuerFailed(e, "confirming a cached token")
+      state.confirmed.delete(digest)
+      return Effect.succeed("dead" as const)
+    })
+  )
+}
+
 /** The mutable audit event of one exchange, completed as the exchange goes. */
 type Event = { -readonly [K in keyof ExchangeEvent]: ExchangeEvent[K] }
 
@@ -404,22 +441,46 @@ const exchangeWith = (
     // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
     // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
     const wanted = { permissions, partition: callerKey(caller) }
+    // `Cache-Control: no-cache`: the caller wants a token minted now, not one from the cache.
+    const fresh = noCache(request.headers["cache-control"])
     let now = yield* Clock.currentTimeMillis
     // The token `get` would answer from this isolate's memory, taken without entering the SDK: no mint
     // can happen then, so there is no MintedHere to reset and read.
-    let issued = state.tokens.unsafePeek(installationId, wanted, now)
+    let issued = fresh ? undefined : state.tokens.unsafePeek(installationId, wanted, now)
     let minted: string | undefined
+    const mint = (refresh: boolean) =>
+      Effect.gen(function* () {
+        yield* FiberRef.set(MintedHere, undefined)
+        const got = yield* state.tokens
+          .get(installationId, refresh ? { ...wanted, refresh } : wanted)
+          .pipe(Effect.catchAll(fromMint))
+        return [got, yield* FiberRef.get(MintedHere)] as const
+      })
     if (issued === undefined) {
-      yield* FiberRef.set(MintedHere, undefined)
-      issued = yield* state.tokens.get(installationId, wanted).pipe(Effect.catchAll(fromMint))
-      minted = yield* FiberRef.get(MintedHere)
+      ;[issued, minted] = yield* mint(fresh)
       now = yield* Clock.currentTimeMillis
     }
-    const digest = yield* digestOf(issued)
+    let digest = yield* digestOf(issued)
+    let describedId: string | undefined
+    if (minted === undefined) {
+      // From a cache: served only while the issuer has confirmed its standing recently enough
+      // (SPEC §8). A killed token is dropped — overwritten by a fresh mint — and a mint the issuer
+      // refuses (a suspended installation) answers the issuer's reason.
+      const standing = yield* confirm(state, issued, digest, now)
+      if (standing === "dead") {
+        event.revalidated = "dead"
+        ;[issued, minted] = yield* mint(true)
+        now = yield* Clock.currentTimeMillis
+        digest = yield* digestOf(issued)
+      } else {
+        event.revalidated = standing.described ? "confirmed" : "recent"
+        describedId = standing.id
+      }
+    }
     event.outcome = "granted"
     event.permissions = issued.permissions
     event.tokenDigest = digest
-    event.tokenId = minted ?? state.mintedIds.get(digest) ?? null
+    event.tokenId = minted ?? describedId ?? state.mintedIds.get(digest) ?? null
     event.cached = minted === undefined
     event.expiresAt = new Date(issued.expiresAt).toISOString()
     const response: TokenResponse = {

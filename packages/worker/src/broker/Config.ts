@@ -19,6 +19,8 @@ export interface BrokerVars {
   readonly BROKER_POLICIES?: string | undefined
   readonly BROKER_CACHE_SECRET?: string | undefined
   readonly BROKER_RATE_LIMIT_PER_MINUTE?: string | undefined
+  readonly BROKER_CACHE_REVALIDATE_SECONDS?: string | undefined
+  readonly BROKER_MAX_TOKEN_AGE_SECONDS?: string | undefined
 }
 
 /** The configuration, once valid. */
@@ -33,12 +35,26 @@ export interface BrokerSettings {
   readonly cacheSecret: Redacted.Redacted<string>
   /** Token exchanges and listings per caller per minute, per isolate. */
   readonly ratePerMinute: number
+  /**
+   * How long the issuer's confirmation of a cached token's standing holds (0: a cached token is
+   * described at the issuer every time it is served).
+   */
+  readonly revalidateSeconds: number
+  /** The oldest identity token accepted, by `iat`. */
+  readonly maxTokenAgeSeconds: number
 }
 
 /** The shortest `BROKER_CACHE_SECRET` accepted. */
 export const MIN_CACHE_SECRET_LENGTH = 32
 /** The default of `BROKER_RATE_LIMIT_PER_MINUTE`. */
 export const DEFAULT_RATE_PER_MINUTE = 60
+
+/** The default of `BROKER_CACHE_REVALIDATE_SECONDS`: confirm every serve. */
+export const DEFAULT_REVALIDATE_SECONDS = 0
+/** The most `BROKER_CACHE_REVALIDATE_SECONDS` may say: a killed token is never served longer than this. */
+export const MAX_REVALIDATE_SECONDS = 600
+/** The default of `BROKER_MAX_TOKEN_AGE_SECONDS`: an hour, by `iat`. */
+export const DEFAULT_MAX_TOKEN_AGE_SECONDS = 3600
 
 const set = (value: string | undefined): value is string => value !== undefined && value.trim() !== ""
 
@@ -98,6 +114,22 @@ export const readSettings = (
     else problems.push("BROKER_RATE_LIMIT_PER_MINUTE must be a positive integer")
   }
 
+  const whole = (name: keyof BrokerVars, fallback: number, min: number, max: number): number => {
+    const raw = vars[name]
+    if (!set(raw)) return fallback
+    const n = Number(raw)
+    if (Number.isInteger(n) && n >= min && n <= max) return n
+    problems.push(`${name} must be an integer from ${min} to ${max}`)
+    return fallback
+  }
+  const revalidateSeconds = whole(
+    "BROKER_CACHE_REVALIDATE_SECONDS",
+    DEFAULT_REVALIDATE_SECONDS,
+    0,
+    MAX_REVALIDATE_SECONDS
+  )
+  const maxTokenAgeSeconds = whole("BROKER_MAX_TOKEN_AGE_SECONDS", DEFAULT_MAX_TOKEN_AGE_SECONDS, 60, 86_400)
+
   if (problems.length > 0 || Either.isLeft(policies)) return Either.left(problems)
   return Either.right({
     appId: vars.BROKER_APP_ID!.trim(),
@@ -107,6 +139,8 @@ export const readSettings = (
     oidcIssuers,
     policies: policies.right,
     cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
-    ratePerMinute
+    ratePerMinute,
+    revalidateSeconds,
+    maxTokenAgeSeconds
   })
 }
