@@ -14,6 +14,12 @@ export interface ExchangeEvent {
   readonly outcome: "granted" | "refused"
   /** The problem code when refused. */
   readonly code?: string | undefined
+  /**
+   * Why it was refused, in one word: `expired`, `audience`, `issuer`, `signature`, `unknown_kid`,
+   * `too_old`, `malformed`, `no_policy`, `not_reachable`, `beyond_policy`, `suspended`,
+   * `rate_limited`, `failed_attempts`, `identity_provider_unavailable`, `issuer_unavailable`, …
+   */
+  readonly reason?: string | undefined
   /** Who asked, once authenticated. */
   readonly caller?:
     | { readonly kind: "oidc"; readonly issuer: string; readonly sub: string }

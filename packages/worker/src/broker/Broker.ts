@@ -201,7 +201,13 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
         oidc:
           settings.audience === undefined || settings.oidcIssuers.length === 0
             ? undefined
-            : Oidc.make({ issuers: settings.oidcIssuers, audience: settings.audience, fetch: deps.oidcFetch }),
+            : Oidc.make({
+                issuers: settings.oidcIssuers,
+                audience: settings.audience,
+                fetch: deps.oidcFetch,
+                maxTokenAgeSeconds: settings.maxTokenAgeSeconds,
+                staticJwks: settings.oidcJwks
+              }),
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
         mintedIds,
@@ -230,34 +236,40 @@ const bearerOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
 
 /**
  * Who is calling: the verified identity token if one was sent, else the service binding's name.
- * Failed authentications count against the client address, and past the limit are refused
- * before any verification work.
+ * A token is verified first (cheap: the keys are cached, and an unknown `kid` is asked about at
+ * most once per cool-down), so failed attempts from an address never cause a valid credential from
+ * it to be refused (SPEC §8: NAT, CI runners, Workers sharing egress). Failures count against the
+ * client address, and past the limit a failure is answered 429 instead of `invalid_grant`.
  */
 const authenticate = (
   state: Ready,
   request: HttpServerRequest.HttpServerRequest,
   token: string | undefined
 ): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> =>
-  Effect.clockWith((clock): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> => {
-    const now = clock.unsafeCurrentTimeMillis()
-    // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
-    const forwarded = request.headers["cf-connecting-ip"]
-    const address = forwarded === undefined ? undefined : addressKey(forwarded)
-    if (address !== undefined) {
-      const seen = state.failures.peek(address, now)
-      if (!seen.allowed)
-        return new RateLimited({
-          detail: "Too many failed attempts from this address",
-          retryAfter: seen.retryAfterSeconds
-        })
-    }
+  Effect.suspend((): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> => {
     if (token !== undefined) {
       if (state.oidc === undefined)
-        return new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
+        return new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)", reason: "issuer" })
+      // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
+      const forwarded = request.headers["cf-connecting-ip"]
+      const address = forwarded === undefined ? undefined : addressKey(forwarded)
       const verified = state.oidc.verify(token)
       if (address === undefined) return verified
-      return Effect.tapError(verified, (e) =>
-        e instanceof InvalidGrant ? Effect.sync(() => state.failures.take(address, now)) : Effect.void
+      return Effect.catchIf(
+        verified,
+        (e): e is InvalidGrant => e instanceof InvalidGrant,
+        (e) =>
+          Effect.clockWith((clock): Effect.Effect<never, InvalidGrant | RateLimited> => {
+            const seen = state.failures.take(address, clock.unsafeCurrentTimeMillis())
+            return seen.allowed
+              ? Effect.fail(e)
+              : Effect.fail(
+                  new RateLimited({
+                    detail: "Too many failed attempts from this address",
+                    retryAfter: seen.retryAfterSeconds
+                  })
+                )
+          })
       )
     }
     return Effect.flatMap(Effect.serviceOption(ServiceCaller), (service) =>
@@ -303,14 +315,17 @@ const fromMint = (e: { readonly _tag: string }): Effect.Effect<never, InvalidTar
   switch (e._tag) {
     case "InstallationNotFound":
     case "InvalidRequest":
-      return Effect.fail(new InvalidTarget({ detail: "The app has no such installation" }))
+      return Effect.fail(
+        new InvalidTarget({ detail: "The app has no such installation", reason: "unknown_installation" })
+      )
     case "InstallationSuspended":
-      return Effect.fail(new InvalidTarget({ detail: "The installation is suspended" }))
+      return Effect.fail(new InvalidTarget({ detail: "The installation is suspended", reason: "suspended" }))
     case "PermissionsExceedGrant":
     case "InvalidPermissions": {
       const names = (e as { readonly permissions?: ReadonlyArray<string> }).permissions
       return Effect.fail(
         new InvalidScope({
+          reason: "beyond_grant",
           detail: `The installation does not grant ${names !== undefined && names.length > 0 ? names.join(", ") : "that scope"}`
         })
       )
@@ -324,12 +339,19 @@ const refusal = (r: Refusal, caller: Caller) => {
   switch (r._tag) {
     case "NoPolicy":
       return new UnauthorizedClient({
+        reason: "no_policy",
         detail: `No trust policy allows ${caller.kind === "service" ? "this service" : "this identity"}`
       })
     case "NotReachable":
-      return new InvalidTarget({ detail: "No policy of this caller reaches that installation" })
+      return new InvalidTarget({
+        detail: "No policy of this caller reaches that installation",
+        reason: "not_reachable"
+      })
     case "BeyondPolicy":
-      return new InvalidScope({ detail: `The scope asks for more than the policy allows: ${r.exceeding.join(", ")}` })
+      return new InvalidScope({
+        detail: `The scope asks for more than the policy allows: ${r.exceeding.join(", ")}`,
+        reason: "beyond_policy"
+      })
   }
 }
 
@@ -419,16 +441,24 @@ const exchangeWith = (
     if (payload.resource === undefined)
       return yield* new InvalidRequest({ detail: "resource (the installation id) is required" })
 
-    const caller = yield* authenticate(state, request, token)
+    const caller = yield* authenticate(state, request, token).pipe(
+      Effect.tapError((e) =>
+        Effect.sync(() => {
+          if (e._tag === "Unavailable") event.reason = "identity_provider_unavailable"
+          else if (e._tag === "RateLimited") event.reason = "failed_attempts"
+        })
+      )
+    )
     event.caller = auditCaller(caller)
     yield* limit(state, caller)
-    if (!isUuid(payload.resource)) return yield* new InvalidTarget({ detail: "resource must be an installation id" })
+    if (!isUuid(payload.resource))
+      return yield* new InvalidTarget({ detail: "resource must be an installation id", reason: "malformed_resource" })
     const installationId = payload.resource.toLowerCase()
     event.installationId = installationId
     let requested: Permissions | undefined
     if (payload.scope !== undefined) {
       const parsed = parseScope(payload.scope)
-      if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left })
+      if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left, reason: "malformed_scope" })
       requested = parsed.right
       event.permissions = requested
     }
@@ -493,6 +523,22 @@ const exchangeWith = (
     return response
   })
 
+/** The word an audit line gives for a refusal (SPEC §8): the problem's own reason, else one by its kind. */
+const reasonOf = (failure: unknown, ready: boolean): string => {
+  const given = (failure as { readonly reason?: unknown } | undefined)?.reason
+  if (typeof given === "string") return given
+  switch ((failure as { readonly _tag?: unknown } | undefined)?._tag) {
+    case "RateLimited":
+      return "rate_limited"
+    case "Unavailable":
+      return ready ? "issuer_unavailable" : "not_configured"
+    case "InvalidRequest":
+      return "invalid_request"
+    default:
+      return "internal"
+  }
+}
+
 /** `POST /token`: RFC 8693 token exchange, with one audit event whatever comes of it. */
 const exchange = (payload: TokenRequest) =>
   Effect.contextWithEffect((context: Context.Context<HttpServerRequest.HttpServerRequest | BrokerState>) => {
@@ -510,6 +556,7 @@ const exchange = (payload: TokenRequest) =>
             const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
             event.outcome = "refused"
             event.code = failure !== undefined ? codeOf(failure as BrokerProblem) : "internal"
+            event.reason ??= reasonOf(failure, state.ready)
           }
           state.audit(event)
         })
@@ -524,7 +571,8 @@ const installations = Effect.gen(function* () {
   const caller = yield* authenticate(state, request, yield* bearerOf(request))
   yield* limit(state, caller)
   const allowed = listing(state.settings.policies, caller)
-  if (allowed.length === 0) return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list" })
+  if (allowed.length === 0)
+    return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
   const all = yield* Stream.runCollect(state.client.installations()).pipe(
     Effect.catchAll((e) => issuerFailed(e, "listing installations"))
   )

@@ -6,6 +6,7 @@
 import { DEFAULT_BASE_URL } from "@icr-apps/core/sdk/Client"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
+import type { JSONWebKeySet } from "jose"
 import { isAllowedUrl } from "./Oidc.js"
 import { decodePolicies, type Policy } from "./Policies.js"
 
@@ -21,6 +22,7 @@ export interface BrokerVars {
   readonly BROKER_RATE_LIMIT_PER_MINUTE?: string | undefined
   readonly BROKER_CACHE_REVALIDATE_SECONDS?: string | undefined
   readonly BROKER_MAX_TOKEN_AGE_SECONDS?: string | undefined
+  readonly BROKER_OIDC_JWKS?: string | undefined
 }
 
 /** The configuration, once valid. */
@@ -31,6 +33,8 @@ export interface BrokerSettings {
   /** The `aud` identity tokens must carry (absent when no policy is for an OIDC identity). */
   readonly audience: string | undefined
   readonly oidcIssuers: ReadonlyArray<string>
+  /** Key sets given by configuration, by issuer (`BROKER_OIDC_JWKS`): never fetched. */
+  readonly oidcJwks: Readonly<Record<string, JSONWebKeySet>>
   readonly policies: ReadonlyArray<Policy>
   readonly cacheSecret: Redacted.Redacted<string>
   /** Token exchanges and listings per caller per minute, per isolate. */
@@ -94,6 +98,32 @@ export const readSettings = (
     }
   }
 
+  // `{ "<issuer>": { "keys": [JWK, …] } }`: for a cluster whose discovery is not reachable from here.
+  const oidcJwks: Record<string, JSONWebKeySet> = {}
+  if (set(vars.BROKER_OIDC_JWKS)) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(vars.BROKER_OIDC_JWKS)
+    } catch {
+      parsed = undefined
+    }
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+      problems.push('BROKER_OIDC_JWKS must be a JSON object: { "<issuer URL>": { "keys": [JWK, …] } }')
+    } else {
+      for (const [issuer, jwks] of Object.entries(parsed)) {
+        const keys = (jwks as { keys?: unknown } | null)?.keys
+        if (!oidcIssuers.includes(issuer)) problems.push("BROKER_OIDC_JWKS: names an issuer not in BROKER_OIDC_ISSUERS")
+        else if (
+          !Array.isArray(keys) ||
+          keys.length === 0 ||
+          !keys.every((k) => k !== null && typeof k === "object" && typeof (k as { kty?: unknown }).kty === "string")
+        )
+          problems.push(`BROKER_OIDC_JWKS[${JSON.stringify(issuer)}] must be a JWKS: { "keys": [JWK, …] }`)
+        else oidcJwks[issuer] = { keys } as JSONWebKeySet
+      }
+    }
+  }
+
   const policies = decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
   if (Either.isLeft(policies)) problems.push(...policies.left)
 
@@ -137,6 +167,7 @@ export const readSettings = (
     issuerUrl,
     audience,
     oidcIssuers,
+    oidcJwks,
     policies: policies.right,
     cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
     ratePerMinute,

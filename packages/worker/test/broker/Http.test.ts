@@ -109,11 +109,11 @@ describe("POST /token: the request", () => {
     expect(other.status).toBe(403)
   })
 
-  it("limits failed attempts per client address before verifying anything", async () => {
+  it("limits failed attempts per client address, but never refuses a valid credential from it", async () => {
     const t = await allowed()
-    const attempt = () =>
+    const attempt = async (token = "not.a.token") =>
       t.fetch(
-        tokenRequest(exchangeParams("not.a.token", t.app.installations[0]!), {
+        tokenRequest(exchangeParams(token, t.app.installations[0]!), {
           headers: { "cf-connecting-ip": "203.0.113.9" }
         })
       )
@@ -121,6 +121,10 @@ describe("POST /token: the request", () => {
     for (let i = 0; i < 31; i++) codes.push((await json(await attempt())).code)
     expect(codes.slice(0, 30).every((c) => c === "invalid_grant")).toBe(true)
     expect(codes[30]).toBe("rate_limited")
+    expect(t.audit.at(-1)).toMatchObject({ code: "rate_limited", reason: "failed_attempts" })
+    // A CI runner behind the same NAT with a genuine token is served.
+    const valid = await attempt(await t.idToken(SUB))
+    expect(valid.status).toBe(200)
   })
 
   it("groups IPv6 clients by their /64, so rotating addresses within it does not escape the limit", async () => {
@@ -167,6 +171,11 @@ describe("the HTTP rules", () => {
     for (const id of [`crs_${"ab".repeat(24)}`, "trace-CRS_0123", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"]) {
       const response = await t.fetch(new Request("https://broker.test/healthz", { headers: { "x-request-id": id } }))
       expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+      // Nor written into the exchange's audit line.
+      const exchange = await t.fetch(tokenRequest({ grant_type: "x" }, { headers: { "x-request-id": id } }))
+      expect(exchange.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+      expect(t.audit.at(-1)!.requestId).toBe(exchange.headers.get("x-request-id"))
+      expect(JSON.stringify(t.audit)).not.toContain(id)
     }
     for (const request of [
       new Request("https://broker.test/healthz"),
