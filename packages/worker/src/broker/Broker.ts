@@ -16,7 +16,6 @@ import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import * as Client from "@icr-apps/core/sdk/Client"
 import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
 import type { CachedToken } from "@icr-apps/core/sdk/TokenCache"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -29,7 +28,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import { routerOf, runRoute } from "@icr-apps/core/edge/Router"
 import {
   ACCESS_TOKEN_TYPE,
@@ -59,6 +57,7 @@ import {
 import { brokerEdge, RequestId } from "./Http.js"
 import * as RateLimit from "./RateLimit.js"
 import { addressKey } from "@icr-apps/core/api/ClientAddress"
+import type { Installation } from "@icr-apps/core/api/Installations"
 
 /** The bindings the broker reads: its vars and secrets, its KV namespace, the optional issuer binding. */
 export interface BrokerBindings extends BrokerVars {
@@ -75,6 +74,8 @@ export interface BrokerDependencies {
   readonly audit?: AuditSink | undefined
   /** How the issuer is retried (default: 3 attempts, 200 ms doubling, 5 s per attempt). */
   readonly retry?: Client.RetryOptions | undefined
+  /** Installations per page when listing at the issuer (default 100, the most it serves). */
+  readonly listPageSize?: number | undefined
 }
 
 /** An installation token's lifetime (SPEC §4: 2 h). */
@@ -114,6 +115,13 @@ interface Ready {
   readonly callers: RateLimit.RateLimiter
   /** Failed authentications per client address. */
   readonly failures: RateLimit.RateLimiter
+  /** Every request the broker makes to the issuer (mints, describes, listing pages), under one key. */
+  readonly issuerBudget: RateLimit.RateLimiter
+  /** The app's installations, as last listed (a short cache: see {@link LIST_CACHE_SECONDS}). */
+  readonly listings: {
+    readonly pageSize: number
+    cached?: { readonly at: number; readonly items: ReadonlyArray<Installation> } | undefined
+  }
   /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
   readonly mintedIds: Map<string, string>
   /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
@@ -126,6 +134,14 @@ export class BrokerState extends Context.Tag("@icr-apps/worker/broker/BrokerStat
   BrokerState,
   Ready | { readonly ready: false; readonly problems: ReadonlyArray<string>; readonly audit: AuditSink }
 >() {}
+
+/**
+ * How long a listing of the app's installations is served from memory: one caller listing in a
+ * loop costs the issuer one walk of every page per 30 s, not one per request.
+ */
+export const LIST_CACHE_SECONDS = 30
+/** The most pages one listing walks (100 installations each). */
+const MAX_LIST_PAGES = 1000
 
 /** Failed authentications allowed per client address per minute before 429. */
 const FAILED_ATTEMPTS_PER_MINUTE = 30
@@ -142,6 +158,23 @@ const digestPrefix = (token: string) =>
   )
 
 /**
+ * Counts one request to the issuer against the broker-wide budget: past it, the caller is told to
+ * come back (429) rather than the broker spending the app's own budget at the issuer.
+ */
+const spend = (budget: RateLimit.RateLimiter) =>
+  Effect.clockWith((clock) => {
+    const decision = budget.take("issuer", clock.unsafeCurrentTimeMillis())
+    return decision.allowed
+      ? Effect.void
+      : Effect.fail(
+          new RateLimited({
+            detail: "The broker's budget of requests to the issuer is spent for now",
+            retryAfter: decision.retryAfterSeconds
+          })
+        )
+  })
+
+/**
  * The SDK, as the broker uses it: the client records the id of every token it mints (for the
  * audit line), the cache is KV sealed under BROKER_CACHE_SECRET.
  */
@@ -149,7 +182,8 @@ const sdkLayer = (
   settings: BrokerSettings,
   env: BrokerBindings,
   retry: Client.RetryOptions,
-  ids: Map<string, string>
+  ids: Map<string, string>,
+  budget: RateLimit.RateLimiter
 ) => {
   const issuer = env.ISSUER
   const fetch: typeof globalThis.fetch =
@@ -160,13 +194,15 @@ const sdkLayer = (
       Client.IcrAppsClient.of({
         ...client,
         createInstallationAccessToken: (installationId, options) =>
-          Effect.tap(client.createInstallationAccessToken(installationId, options), (minted) =>
-            Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
-              ids.set(digest, minted.id)
-              if (ids.size > MINTED_IDS_KEPT) ids.delete(ids.keys().next().value!)
-              // The mint runs in the fiber of the exchange that caused it (others wait on its result).
-              return FiberRef.set(MintedHere, minted.id)
-            })
+          Effect.tap(
+            Effect.zipRight(spend(budget), client.createInstallationAccessToken(installationId, options)),
+            (minted) =>
+              Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
+                ids.set(digest, minted.id)
+                if (ids.size > MINTED_IDS_KEPT) ids.delete(ids.keys().next().value!)
+                // The mint runs in the fiber of the exchange that caused it (others wait on its result).
+                return FiberRef.set(MintedHere, minted.id)
+              })
           )
       })
     )
@@ -189,7 +225,10 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
       if (Either.isLeft(read)) return { ready: false as const, problems: read.left, audit }
       const settings = read.right
       const mintedIds = new Map<string, string>()
-      const built = yield* Effect.either(Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds)))
+      const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
+      const built = yield* Effect.either(
+        Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget))
+      )
       if (Either.isLeft(built)) {
         return { ready: false as const, problems: [`BROKER_PRIVATE_KEY: ${built.left.detail}`], audit }
       }
@@ -210,6 +249,8 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
               }),
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
+        issuerBudget,
+        listings: { pageSize: deps.listPageSize ?? 100 },
         mintedIds,
         confirmed: new Map(),
         audit
@@ -311,7 +352,9 @@ const issuerFailed = (e: { readonly _tag: string }, what: string) =>
  * and 429 after the SDK's retries, or the issuer refusing the broker's own credentials, mean
  * the broker cannot serve.
  */
-const fromMint = (e: { readonly _tag: string }): Effect.Effect<never, InvalidTarget | InvalidScope | Unavailable> => {
+const fromMint = (e: {
+  readonly _tag: string
+}): Effect.Effect<never, InvalidTarget | InvalidScope | Unavailable | RateLimited> => {
   switch (e._tag) {
     case "InstallationNotFound":
     case "InvalidRequest":
@@ -320,6 +363,9 @@ const fromMint = (e: { readonly _tag: string }): Effect.Effect<never, InvalidTar
       )
     case "InstallationSuspended":
       return Effect.fail(new InvalidTarget({ detail: "The installation is suspended", reason: "suspended" }))
+    case "RateLimited":
+      // The broker's own budget at the issuer, or the issuer's after retries: the caller may come back.
+      return Effect.fail(e as RateLimited)
     case "PermissionsExceedGrant":
     case "InvalidPermissions": {
       const names = (e as { readonly permissions?: ReadonlyArray<string> }).permissions
@@ -391,18 +437,19 @@ const confirm = (
   issued: CachedToken,
   digest: string,
   now: number
-): Effect.Effect<"dead" | { readonly described: boolean; readonly id?: string }, Unavailable> => {
+): Effect.Effect<"dead" | { readonly described: boolean; readonly id?: string }, Unavailable | RateLimited> => {
   const at = state.confirmed.get(digest)
   if (at !== undefined && now - at < state.settings.revalidateSeconds * 1000)
     return Effect.succeed({ described: false })
-  return state.client.describeAccessToken(issued.token).pipe(
+  return Effect.zipRight(spend(state.issuerBudget), state.client.describeAccessToken(issued.token)).pipe(
     Effect.map((description) => {
       state.confirmed.delete(digest)
       state.confirmed.set(digest, now)
       if (state.confirmed.size > MINTED_IDS_KEPT) state.confirmed.delete(state.confirmed.keys().next().value!)
       return { described: true, id: description.id }
     }),
-    Effect.catchAll((e) => {
+    Effect.catchAll((e): Effect.Effect<"dead", Unavailable | RateLimited> => {
+      if (e._tag === "RateLimited") return Effect.fail(e as RateLimited)
       if (e._tag !== "InvalidToken") return issuerFailed(e, "confirming a cached token")
       state.confirmed.delete(digest)
       return Effect.succeed("dead" as const)
@@ -564,7 +611,42 @@ const exchange = (payload: TokenRequest) =>
     )
   })
 
-/** `GET /installations`: every installation the caller's listing policies reach, all pages. */
+/**
+ * Every installation of the app, all pages: from the short cache, or walked now — each page
+ * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
+ */
+const allInstallations = (state: Ready) =>
+  Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
+    const cached = state.listings.cached
+    if (cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000) return { items: cached.items, cost: 0 }
+    const items: Array<Installation> = []
+    let cursor: string | undefined
+    let pages = 0
+    while (pages < MAX_LIST_PAGES) {
+      yield* spend(state.issuerBudget)
+      const page = yield* state.client
+        .listInstallations({ limit: state.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
+        .pipe(
+          Effect.catchAll(
+            (e): Effect.Effect<never, Unavailable | RateLimited> =>
+              e._tag === "RateLimited" ? Effect.fail(e as RateLimited) : issuerFailed(e, "listing installations")
+          )
+        )
+      pages++
+      items.push(...page.items)
+      if (page.nextCursor === undefined || page.items.length === 0) break
+      cursor = page.nextCursor
+    }
+    state.listings.cached = { at: now, items }
+    return { items: items as ReadonlyArray<Installation>, cost: pages }
+  })
+
+/**
+ * `GET /installations`: every installation the caller's listing policies reach. The caller pays
+ * for what its listing cost the issuer — one unit per page walked (at least one per request) — so
+ * listing in a loop over thousands of installations cannot use up the app's budget at the issuer.
+ */
 const installations = Effect.gen(function* () {
   const state = yield* readyState
   const request = yield* HttpServerRequest.HttpServerRequest
@@ -573,10 +655,10 @@ const installations = Effect.gen(function* () {
   const allowed = listing(state.settings.policies, caller)
   if (allowed.length === 0)
     return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
-  const all = yield* Stream.runCollect(state.client.installations()).pipe(
-    Effect.catchAll((e) => issuerFailed(e, "listing installations"))
-  )
-  return { items: Chunk.toReadonlyArray(all).filter((i) => allowed.some((p) => reaches(p, i.id))) }
+  const { items, cost } = yield* allInstallations(state)
+  // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
+  if (cost > 1) state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
+  return { items: items.filter((i) => allowed.some((p) => reaches(p, i.id))) }
 })
 
 const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>

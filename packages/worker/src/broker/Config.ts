@@ -23,6 +23,7 @@ export interface BrokerVars {
   readonly BROKER_CACHE_REVALIDATE_SECONDS?: string | undefined
   readonly BROKER_MAX_TOKEN_AGE_SECONDS?: string | undefined
   readonly BROKER_OIDC_JWKS?: string | undefined
+  readonly BROKER_ISSUER_BUDGET_PER_MINUTE?: string | undefined
 }
 
 /** The configuration, once valid. */
@@ -46,6 +47,8 @@ export interface BrokerSettings {
   readonly revalidateSeconds: number
   /** The oldest identity token accepted, by `iat`. */
   readonly maxTokenAgeSeconds: number
+  /** Requests the whole broker makes to the issuer per minute (per isolate): below the app's own budget there. */
+  readonly issuerBudgetPerMinute: number
 }
 
 /** The shortest `BROKER_CACHE_SECRET` accepted. */
@@ -57,6 +60,11 @@ export const DEFAULT_RATE_PER_MINUTE = 60
 export const DEFAULT_REVALIDATE_SECONDS = 0
 /** The most `BROKER_CACHE_REVALIDATE_SECONDS` may say: a killed token is never served longer than this. */
 export const MAX_REVALIDATE_SECONDS = 600
+/**
+ * The default of `BROKER_ISSUER_BUDGET_PER_MINUTE`: half the issuer's default budget per app
+ * (`PRINCIPAL_RATE_LIMIT_PER_MINUTE`, 1200), so the app's own calls always have the other half.
+ */
+export const DEFAULT_ISSUER_BUDGET_PER_MINUTE = 600
 /** The default of `BROKER_MAX_TOKEN_AGE_SECONDS`: an hour, by `iat`. */
 export const DEFAULT_MAX_TOKEN_AGE_SECONDS = 3600
 
@@ -158,6 +166,7 @@ export const readSettings = (
     0,
     MAX_REVALIDATE_SECONDS
   )
+  const issuerBudgetPerMinute = whole("BROKER_ISSUER_BUDGET_PER_MINUTE", DEFAULT_ISSUER_BUDGET_PER_MINUTE, 1, 1_000_000)
   const maxTokenAgeSeconds = whole("BROKER_MAX_TOKEN_AGE_SECONDS", DEFAULT_MAX_TOKEN_AGE_SECONDS, 60, 86_400)
 
   if (problems.length > 0 || Either.isLeft(policies)) return Either.left(problems)
@@ -172,6 +181,7 @@ export const readSettings = (
     cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
     ratePerMinute,
     revalidateSeconds,
-    maxTokenAgeSeconds
+    maxTokenAgeSeconds,
+    issuerBudgetPerMinute
   })
 }
