@@ -406,7 +406,34 @@ const auditCaller = (caller: Caller): ExchangeEvent["caller"] =>
     ? { kind: "service", service: caller.service }
     : { kind: "oidc", issuer: caller.issuer, sub: caller.sub }
 
-const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+const bareId = new RegExp(`^${UUID}$`, "i")
+const urnId = new RegExp(`^urn:icr:installation:(${UUID})$`, "i")
+const urlPath = new RegExp(`^/app/installations/(${UUID})/accessTokens$`, "i")
+
+/**
+ * The installation a `resource` names (lower-case), in any of the forms SPEC §8 accepts: the bare
+ * id, `urn:icr:installation:<id>`, or the installation's `accessTokensUrl` (RFC 8693 wants a URI)
+ * on the issuer this broker speaks to — a URL of another issuer names nothing here.
+ */
+export const installationOf = (resource: string, issuerUrl: string): string | undefined => {
+  if (bareId.test(resource)) return resource.toLowerCase()
+  const urn = urnId.exec(resource)
+  if (urn !== null) return urn[1]!.toLowerCase()
+  let url: URL
+  let base: URL
+  try {
+    url = new URL(resource)
+    base = new URL(issuerUrl)
+  } catch {
+    return undefined
+  }
+  if (url.origin !== base.origin || url.search !== "" || url.hash !== "" || url.username !== "") return undefined
+  const prefix = base.pathname.replace(/\/+$/, "")
+  if (!url.pathname.startsWith(prefix)) return undefined
+  const match = urlPath.exec(url.pathname.slice(prefix.length))
+  return match === null ? undefined : match[1]!.toLowerCase()
+}
 
 /**
  * The first 16 hex digits of SHA-256 of each token handed out, by the cached token it came from:
@@ -498,9 +525,12 @@ const exchangeWith = (
     )
     event.caller = auditCaller(caller)
     yield* limit(state, caller)
-    if (!isUuid(payload.resource))
-      return yield* new InvalidTarget({ detail: "resource must be an installation id", reason: "malformed_resource" })
-    const installationId = payload.resource.toLowerCase()
+    const installationId = installationOf(payload.resource, state.settings.issuerUrl)
+    if (installationId === undefined)
+      return yield* new InvalidTarget({
+        detail: `resource must be an installation: its id, urn:icr:installation:<id>, or its accessTokensUrl at ${state.settings.issuerUrl}`,
+        reason: "malformed_resource"
+      })
     event.installationId = installationId
     let requested: Permissions | undefined
     if (payload.scope !== undefined) {
@@ -683,6 +713,23 @@ const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
         )
       )
       .handle("openapi", () => Effect.succeed(document))
+      .handle("metadata", () =>
+        Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+          // The issuer identifier is the URL the metadata was fetched from, less the well-known path
+          // (RFC 8414 §3.3): clients compare it with the URL they discovered.
+          const base = new URL(request.originalUrl, "http://broker.invalid").origin
+          return {
+            issuer: base,
+            token_endpoint: `${base}/token`,
+            grant_types_supported: [TOKEN_EXCHANGE_GRANT],
+            response_types_supported: [],
+            // Callers prove who they are with the subject token itself: no client authentication.
+            token_endpoint_auth_methods_supported: ["none"],
+            subject_token_types_supported: SUBJECT_TOKEN_TYPES,
+            issued_token_types_supported: [ACCESS_TOKEN_TYPE]
+          }
+        })
+      )
   })
 )
 

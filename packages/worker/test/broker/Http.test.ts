@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { exchangeParams, setup, subjectPolicy, tokenRequest } from "./harness.js"
+import { admin, exchangeParams, ISSUER_URL, setup, subjectPolicy, tokenRequest } from "./harness.js"
 
 const SUB = "repo:acme/inventory:ref:refs/heads/main"
 const POLICY = { organization_info: "VIEW" } as const
@@ -214,7 +214,13 @@ describe("the HTTP rules", () => {
     const t = await allowed()
     const document = await json(await t.fetch(new Request("https://broker.test/openapi.json")))
     expect(document.openapi).toBe("3.1.0")
-    expect(Object.keys(document.paths).sort()).toEqual(["/healthz", "/installations", "/openapi.json", "/token"])
+    expect(Object.keys(document.paths).sort()).toEqual([
+      "/.well-known/oauth-authorization-server",
+      "/healthz",
+      "/installations",
+      "/openapi.json",
+      "/token"
+    ])
     const token = document.paths["/token"].post
     expect(Object.keys(token.requestBody.content).sort()).toEqual([
       "application/json",
@@ -226,5 +232,49 @@ describe("the HTTP rules", () => {
     expect(token.responses["503"].headers["Retry-After"]).toBeDefined()
     expect(document.components.securitySchemes.oidc).toMatchObject({ type: "http", scheme: "bearer" })
     expect(JSON.stringify(document)).not.toContain("HttpApiDecodeError")
+  })
+})
+
+describe("standards: RFC 8414 metadata, RFC 8693 resource URIs", () => {
+  it("serves /.well-known/oauth-authorization-server naming this broker and its token endpoint", async () => {
+    const t = await allowed()
+    const response = await t.fetch(new Request("https://broker.example/.well-known/oauth-authorization-server"))
+    expect(response.status).toBe(200)
+    expect(response.headers.get("content-type")).toContain("application/json")
+    expect(await json(response)).toEqual({
+      issuer: "https://broker.example",
+      token_endpoint: "https://broker.example/token",
+      grant_types_supported: ["urn:ietf:params:oauth:grant-type:token-exchange"],
+      response_types_supported: [],
+      token_endpoint_auth_methods_supported: ["none"],
+      subject_token_types_supported: [
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:jwt"
+      ],
+      issued_token_types_supported: ["urn:ietf:params:oauth:token-type:access_token"]
+    })
+  })
+
+  it("takes resource as the bare id, urn:icr:installation:<id>, or the installation's accessTokensUrl", async () => {
+    const t = await allowed()
+    const id = t.app.installations[0]!
+    const installation = await admin("GET", `/admin/installations?appId=${t.app.appId}`)
+    const url = installation.items.find((i: { id: string }) => i.id === id).accessTokensUrl as string
+    expect(url).toBe(`${ISSUER_URL}/app/installations/${id}/accessTokens`)
+    for (const resource of [id, id.toUpperCase(), `urn:icr:installation:${id}`, url]) {
+      const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), resource)))
+      expect(response.status).toBe(200)
+    }
+    expect(new Set(t.audit.map((e) => e.installationId))).toEqual(new Set([id]))
+    for (const resource of [
+      `https://elsewhere.example/app/installations/${id}/accessTokens`,
+      `${ISSUER_URL}/app/installations/${id}`,
+      `${ISSUER_URL}/app/installations/${id}/accessTokens?x=1`,
+      `urn:icr:installation:${id}x`,
+      "urn:icr:app:1"
+    ]) {
+      const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), resource)))
+      expect(await json(response)).toMatchObject({ code: "invalid_target" })
+    }
   })
 })
