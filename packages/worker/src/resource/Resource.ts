@@ -70,21 +70,33 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
     throw new Error("the example resource needs an issuer: an ISSUER service binding or ISSUER_URL")
   }
   const issuer: FetchLike = config.issuer ?? { fetch: (request) => fetch(request) }
-  const guard = makeRequireToken({ issuer, cacheSeconds: config.tokenCacheSeconds ?? 0 })
+  const guard = makeRequireToken({ issuer: config.issuer ?? issuerBase, cacheSeconds: config.tokenCacheSeconds ?? 0 })
   const requests = new Map<string, Array<StockRequest>>()
 
   /** `/app/*` and `/healthz` go to the issuer unchanged (method, headers, body), its answer comes back unchanged. */
-  const forward = (request: Request, url: URL) =>
-    issuer.fetch(
+  const forward = (request: Request, url: URL) => {
+    const headers = new Headers(request.headers)
+    headers.delete("accept-encoding")
+    const answer = issuer.fetch(
       new Request(`${issuerBase === "" ? "https://issuer.internal" : issuerBase}${url.pathname}${url.search}`, {
         method: request.method,
-        headers: request.headers,
+        headers,
         body: request.method === "GET" || request.method === "HEAD" ? null : request.body,
         redirect: "manual",
         // Required by Node's fetch for a streamed body; ignored elsewhere.
         ...({ duplex: "half" } as object)
       })
     )
+    // A Worker's fetch decodes the body it reads, and a Worker's response with Content-Encoding is
+    // encoded again on the way out, whatever the caller accepts: pass the answer on decoded.
+    return answer.then((response) => {
+      if (!response.headers.has("content-encoding")) return response
+      const plain = new Headers(response.headers)
+      plain.delete("content-encoding")
+      plain.delete("content-length")
+      return new Response(response.body, { status: response.status, statusText: response.statusText, headers: plain })
+    })
+  }
 
   const readInventory = (organizationId: string) =>
     guard.route({ organizationId, permissions: { organization_inventory: "VIEW" } }, () =>

@@ -6,7 +6,7 @@
 import { createIcrAppsClient } from "@icr-apps/core"
 import { makeFakeIssuer } from "@icr-apps/testkit/FakeIssuer"
 import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import { makeResourceHandler } from "../../src/resource/Resource.js"
 
 const keys = await generateAppKeyPair()
@@ -138,6 +138,35 @@ describe("the example resource", () => {
     expect(wrong.status).toBe(405)
     expect(wrong.headers.get("allow")).toBe("GET, POST")
     expect((await call("GET", "/nowhere", token)).status).toBe(404)
+    await icr.dispose()
+  })
+
+  afterEach(() => vi.unstubAllGlobals())
+
+  it("over ISSUER_URL (no binding): the standing is asked of that URL; forwarded answers lose Content-Encoding", async () => {
+    const issuer = makeFakeIssuer()
+    const app = await issuer.arrange.createApp({ publicKey: keys.publicPem })
+    const installation = await issuer.arrange.install(app.id, { organizationId: org })
+    const asked: Array<string> = []
+    vi.stubGlobal("fetch", async (request: Request) => {
+      asked.push(request.url)
+      const answer = await issuer.fetch(request)
+      // As a Worker's fetch hands back a compressed answer: decoded body, header still there.
+      const headers = new Headers(answer.headers)
+      headers.set("content-encoding", "br")
+      return new Response(answer.body, { status: answer.status, headers })
+    })
+    const resource = makeResourceHandler({ issuerUrl: "http://issuer.local:8787/" })
+    const health = await resource(new Request(`${BASE}/healthz`))
+    expect(health.headers.get("content-encoding")).toBeNull()
+    expect(await health.json()).toEqual({ status: "ok" })
+    const icr = createIcrAppsClient({ appId: app.id, privateKey: keys.privatePem, fetch: issuer.fetch, baseUrl: BASE })
+    const { token } = await icr.createInstallationAccessToken(installation.id)
+    const read = await resource(
+      new Request(`${BASE}/organizations/${org}/inventory`, { headers: { authorization: `Bearer ${token}` } })
+    )
+    expect(read.status).toBe(200)
+    expect(asked).toEqual(["http://issuer.local:8787/healthz", "http://issuer.local:8787/app/installations/token"])
     await icr.dispose()
   })
 })
