@@ -188,6 +188,7 @@ function start() {
   // the same SQLite files (SQLITE_BUSY at start-up).
   const brokerState = join(process.env.ICR_PERSIST_TO || join(worker, ".wrangler", "state"), "broker")
   const broker = startBroker(worker, port, envDir, ["--persist-to", brokerState])
+  const resource = startResource(worker, port, ["--persist-to", join(brokerState, "..", "resource")])
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [
@@ -204,8 +205,8 @@ function start() {
     ],
     { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
   )
-  const groups = [child, broker]
-  const names = ["issuer", "broker"]
+  const groups = [child, broker, resource]
+  const names = ["issuer", "broker", "resource"]
   let stopping = false
   /**
    * Sends `signal` to both wranglers' groups, waits until no process of either runs (SIGKILL after
@@ -359,6 +360,20 @@ function startBroker(worker, port, envDir, persist) {
     ],
     { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
   )
+}
+
+/**
+ * The example resource Worker (SPEC §10) on PORT + 3: `wrangler dev -c wrangler.resource.jsonc`, checking
+ * tokens against this issuer and forwarding /app/* and /healthz to it.
+ */
+function startResource(worker, port, persist) {
+  const resourcePort = String(Number(port) + 3)
+  console.log(`» the example resource on http://127.0.0.1:${resourcePort} (README, "Using tokens")`)
+  const wrangler = join(worker, "node_modules", ".bin", "wrangler")
+  const args = ["dev", "-c", "wrangler.resource.jsonc", "--ip", "127.0.0.1", "--port", resourcePort]
+  args.push("--var", `ISSUER_URL:http://127.0.0.1:${port}`, "--inspector-port", freePort())
+  args.push("--show-interactive-dev-session=false", ...persist)
+  return spawn(wrangler, args, { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup })
 }
 
 /** A loopback port that is free right now (asked of the OS, synchronously, by a child Node). */
