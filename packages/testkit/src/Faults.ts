@@ -24,6 +24,7 @@ export const PROBLEM_CODES = [
   "installation_suspended",
   "admin_disabled",
   "forbidden",
+  "insufficient_permissions",
   "not_found",
   "installation_not_found",
   "app_not_found",

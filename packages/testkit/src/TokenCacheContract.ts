@@ -107,7 +107,7 @@ export const tokenCacheContract = (
       const last = Option.getOrThrow(got.shared)
       const n = Number(Redacted.value(last.token).slice(4))
       expect(n >= 0 && n < keys.length).toBe(true)
-      expect({ ...last, token: null }).toEqual({ ...entry(last.expiresAt, n), token: null })
+      expect({ ...last, token: null }).toEqual({ ...entry(DateTime.toEpochMillis(last.expiresAt), n), token: null })
     })
     if (options.failing !== undefined) {
       const failing = options.failing

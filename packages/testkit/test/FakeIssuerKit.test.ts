@@ -212,7 +212,7 @@ describe("the Effect-native kit", () => {
       const installation = yield* FakeIssuer.arrange.install(issuer.app.id)
       expect(DateTime.toEpochMillis(installation.createdAt)).toBe(3 * 3_600_000)
       const token = yield* tokens.get(installation.id)
-      expect(token.expiresAt).toBe(5 * 3_600_000)
+      expect(DateTime.toEpochMillis(token.expiresAt)).toBe(5 * 3_600_000)
       expect(sets.length).toBe(1)
       const [mint] = yield* FakeIssuer.requests({ route: "createInstallationAccessToken" })
       expect(mint!.headers["x-team-trace"]).toBe("abc")

@@ -363,7 +363,7 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
   /** The client as a layer (the module's `layer`, on the tag). */
   static readonly layer = (
     options: ClientOptions = {}
-  ): Layer.Layer<IcrAppsClient, never, AppJwt | IcrAppsHttpClient> => layer(options)
+  ): Layer.Layer<IcrAppsClient, InvalidBaseUrl, AppJwt | IcrAppsHttpClient> => layer(options)
 }
 
 /** The full URL of a request, query included (never a secret: credentials travel in headers). */
