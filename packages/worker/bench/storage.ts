@@ -191,6 +191,23 @@ const stop = async (server: Server) => {
   await exited
   clearTimeout(timer)
 }
+/**
+ * A process's CPU time so far (user + system, every thread), in ms, from /proc (Linux); undefined
+ * elsewhere. Less sensitive than throughput to other work on the machine: a request costs the CPU it
+ * costs, however long the scheduler makes it wait.
+ */
+const processCpuMs = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // utime and stime are fields 14 and 15 of the line (11 and 12 after the command), in clock ticks.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100
 const stopAll = () => Promise.all([...running].map(stop))
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => void stopAll().finally(() => process.exit(130)))
@@ -239,9 +256,11 @@ const BACKENDS: ReadonlyArray<Backend> = [
 
 // --- one backend ------------------------------------------------------------------------------------
 
+/** A load as measured, with the server's own CPU per request (all its threads; undefined off Linux). */
+type Measured = LoadResult & { readonly serverCpuUs: number | undefined }
 interface PathResult {
-  readonly served: Array<LoadResult>
-  readonly plain: Array<LoadResult>
+  readonly served: Array<Measured>
+  readonly plain: Array<Measured>
 }
 interface BackendResult {
   readonly backend: Backend
@@ -461,7 +480,16 @@ const runBackend = async (backend: Backend): Promise<BackendResult> => {
           paths[path] = result
           const order = round % 2 === 0 ? ([served, plain] as const) : ([plain, served] as const)
           for (const server of order) {
-            const measured = await drive(loads(server)[path])
+            const cpu0 = processCpuMs(server.child.pid)
+            const load = await drive(loads(server)[path])
+            const cpu1 = processCpuMs(server.child.pid)
+            const measured: Measured = {
+              ...load,
+              serverCpuUs:
+                cpu0 === undefined || cpu1 === undefined || load.ok === 0
+                  ? undefined
+                  : ((cpu1 - cpu0) * 1000) / (load.ok + load.failed)
+            }
             handled.set(server, handled.get(server)! + measured.ok + measured.failed)
             ;(server === served ? result.served : result.plain).push(measured)
           }
@@ -562,6 +590,8 @@ interface Row {
   readonly ratio: number
   readonly spread: readonly [number, number]
   readonly servedLatency: readonly [number, number]
+  /** Median server CPU per request, µs: served, plain. */
+  readonly cpu: readonly [number, number]
   readonly plainLatency: readonly [number, number]
   readonly generatorCpu: number
   readonly failed: number
@@ -593,6 +623,10 @@ for (const r of results) {
       spread,
       servedLatency: [median(served.map((x) => x.p50)), median(served.map((x) => x.p99))],
       plainLatency: [median(plain.map((x) => x.p50)), median(plain.map((x) => x.p99))],
+      cpu: [
+        median(served.flatMap((x) => (x.serverCpuUs === undefined ? [] : [x.serverCpuUs]))),
+        median(plain.flatMap((x) => (x.serverCpuUs === undefined ? [] : [x.serverCpuUs])))
+      ],
       generatorCpu: Math.max(...[...served, ...plain].map((x) => x.generatorCpu), 0),
       failed,
       pass: ok && failed === 0 && ratio >= TARGET,
@@ -616,14 +650,15 @@ lines.push(
     `load average ${loadBefore[0]!.toFixed(2)} before, ${loadAfter[0]!.toFixed(2)} after (${availableParallelism()} cores); ` +
     `${ROUNDS} rounds × ${SECONDS} s per server and path, describe ${CONCURRENCY.describe} and mint ${CONCURRENCY.mint} connections`,
   "",
-  "| backend | runtime (driver) | path | served req/s | plain req/s | served ÷ plain [IQR] | served p50 / p99 ms | plain p50 / p99 ms | target | result |",
-  "|---|---|---|---:|---:|---:|---:|---:|---|---|"
+  "| backend | runtime (driver) | path | served req/s | plain req/s | served ÷ plain [IQR] | served p50 / p99 ms | plain p50 / p99 ms | server CPU µs/req served / plain (plain ÷ served) | target | result |",
+  "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"
 )
 for (const row of rows) {
   lines.push(
     `| ${row.engine} | ${row.runtime} (${row.driver}) | ${LABEL[row.path]} | ${fmtRate(row.served)} | ${fmtRate(row.plain)} | ` +
       `${Number.isFinite(row.ratio) ? `${row.ratio.toFixed(2)}× [${row.spread[0].toFixed(2)}–${row.spread[1].toFixed(2)}]` : "—"} | ` +
       `${fmtMs(row.servedLatency[0])} / ${fmtMs(row.servedLatency[1])} | ${fmtMs(row.plainLatency[0])} / ${fmtMs(row.plainLatency[1])} | ` +
+      `${fmtRate(row.cpu[0])} / ${fmtRate(row.cpu[1])}${Number.isFinite(row.cpu[1] / row.cpu[0]) ? ` (${(row.cpu[1] / row.cpu[0]).toFixed(2)}×)` : ""} | ` +
       `≥ ${TARGET}× | ${row.pass ? "PASS" : "FAIL"}${row.note === "" ? "" : ` (${row.note})`} |`
   )
 }
