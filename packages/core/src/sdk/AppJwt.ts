@@ -175,7 +175,10 @@ export class AppJwt extends Context.Tag("@icr-apps/core/AppJwt")<
     /** The offset currently applied. */
     readonly clockOffset: Effect.Effect<number>
   }
->() {}
+>() {
+  /** The module's `layer`, on the tag. */
+  static readonly layer = (options: AppJwtOptions): Layer.Layer<AppJwt, InvalidPrivateKey> => layer(options)
+}
 
 /** Makes the service; fails at once with {@link InvalidPrivateKey} when the key is unusable. */
 export const make = (options: AppJwtOptions): Effect.Effect<AppJwt["Type"], InvalidPrivateKey> =>

@@ -74,7 +74,7 @@ export class TransportError extends Data.TaggedError("TransportError")<{
  * scheme (`127.0.0.1:8787`), which `fetch` would refuse only at the first call. Refused at construction.
  */
 export class InvalidBaseUrl extends Data.TaggedError("InvalidBaseUrl")<{
-  /** The base URL as given (any `user:password@` replaced by `…@`). */
+  /** The base URL as given, without a query, a fragment or anything up to an `@` (a `user:password`). */
   readonly baseUrl: string
   readonly detail: string
 }> {
@@ -92,7 +92,12 @@ const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/
  */
 export const checkBaseUrl = (baseUrl: string): Effect.Effect<string, InvalidBaseUrl> => {
   const trimmed = baseUrl.trim().replace(/\/+$/, "")
-  const shown = trimmed.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1…@").slice(0, 100)
+  // What an error may repeat of it: no query or fragment, and nothing up to the last "@" (a
+  // user:password, even in a URL too malformed to parse, like "http//user:secret@host").
+  const shown = trimmed
+    .replace(/[?#].*$/s, "")
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/is, "$1…@")
+    .slice(0, 100)
   const fail = (detail: string) => Effect.fail(new InvalidBaseUrl({ baseUrl: shown, detail }))
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) {
     const host = trimmed.split("/")[0]!
@@ -109,6 +114,9 @@ export const checkBaseUrl = (baseUrl: string): Effect.Effect<string, InvalidBase
     return fail(`the scheme must be http:// or https://, not ${url.protocol}//`)
   }
   if (url.search !== "" || url.hash !== "") return fail("it must not carry a query or a fragment")
+  // fetch refuses such a URL on every request, repeating it (password included) in its error.
+  if (url.username !== "" || url.password !== "")
+    return fail("it must not carry a user name or password (user:password@); the SDK sends its own credentials")
   return Effect.succeed(trimmed)
 }
 
@@ -202,10 +210,12 @@ export const retrySchedule = (options: RetryOptions = {}) => {
     Schedule.union(Schedule.spaced(options.maxDelay ?? "10 seconds")),
     Schedule.jittered,
     Schedule.intersect(Schedule.identity<unknown>()),
+    // Whole milliseconds: a jittered delay is a fraction of a millisecond off otherwise, and a test
+    // clock advanced by such deltas drifts by rounding (5.68e-14 ms steps that never arrive).
     Schedule.modifyDelay(([, failure], delay) =>
       failure instanceof Retryable && Option.isSome(failure.retryAfterMillis)
         ? Duration.millis(Math.min(failure.retryAfterMillis.value, maxRetryAfter))
-        : delay
+        : Duration.millis(Math.round(Duration.toMillis(delay)))
     ),
     Schedule.intersect(Schedule.recurs(Math.max(0, (options.maxAttempts ?? 4) - 1)))
   )
@@ -357,7 +367,12 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
       readonly pageSize?: number | undefined
     }) => Stream.Stream<Installation, ErrorOf<"listInstallations">>
   }
->() {}
+>() {
+  /** The client as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: ClientOptions = {}
+  ): Layer.Layer<IcrAppsClient, InvalidBaseUrl, AppJwt | IcrAppsHttpClient> => layer(options)
+}
 
 /** The full URL of a request, query included (never a secret: credentials travel in headers). */
 const urlOf = (request: HttpClientRequest.HttpClientRequest): string =>
@@ -449,7 +464,13 @@ const validPage = (page: {
 export class IcrAppsHttpClient extends Context.Tag("@icr-apps/core/IcrAppsHttpClient")<
   IcrAppsHttpClient,
   HttpClient.HttpClient
->() {}
+>() {
+  /** The SDK's `HttpClient` over `fetch` (the module's `layerFetch`, on the tag). */
+  static readonly layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> => layerFetch(fetch)
+  /** The SDK's `HttpClient` from one the app built (the module's `layerHttpClient`, on the tag). */
+  static readonly layerHttpClient = (client: HttpClient.HttpClient): Layer.Layer<IcrAppsHttpClient> =>
+    layerHttpClient(client)
+}
 
 /** The SDK's `HttpClient` over `fetch`: the global one, or the one given (a test double, a proxy agent). */
 export const layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> =>

@@ -7,6 +7,7 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as AuthenticatedClient from "../client/AuthenticatedClient.js"
 import * as AppJwt from "./AppJwt.js"
 import * as Client from "./Client.js"
 import * as InstallationTokens from "./InstallationTokens.js"
@@ -16,10 +17,17 @@ import * as TokenCache from "./TokenCache.js"
 export interface IcrAppsConfig
   extends AppJwt.AppJwtOptions,
     Client.ClientOptions,
-    InstallationTokens.InstallationTokensOptions {}
+    InstallationTokens.InstallationTokensOptions {
+  /** The authenticated clients' concurrency cap, retries and redirects (SPEC §10). */
+  readonly requests?: AuthenticatedClient.AuthenticatedClientOptions | undefined
+}
 
 /** The SDK's services. */
-export type IcrAppsServices = AppJwt.AppJwt | Client.IcrAppsClient | InstallationTokens.InstallationTokens
+export type IcrAppsServices =
+  | AppJwt.AppJwt
+  | Client.IcrAppsClient
+  | InstallationTokens.InstallationTokens
+  | AuthenticatedClient.AuthenticatedClient
 
 /** The SDK over a given {@link Client.IcrAppsHttpClient} and `TokenCache`. Fails at construction on an unusable key or base URL. */
 export const layerWith = (
@@ -29,7 +37,12 @@ export const layerWith = (
   AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl,
   Client.IcrAppsHttpClient | TokenCache.TokenCache
 > =>
-  InstallationTokens.layer(config).pipe(
+  AuthenticatedClient.layer({
+    apiVersion: config.apiVersion,
+    refreshMarginSeconds: config.refreshMarginSeconds,
+    ...config.requests
+  }).pipe(
+    Layer.provideMerge(InstallationTokens.layer(config)),
     Layer.provideMerge(Client.layer(config)),
     Layer.provideMerge(AppJwt.layer(config))
   )

@@ -32,7 +32,10 @@ export class TokenCache extends Context.Tag("@icr-apps/core/TokenCache")<
     readonly set: (key: string, value: CachedToken) => Effect.Effect<void>
     readonly delete: (key: string) => Effect.Effect<void>
   }
->() {}
+>() {
+  /** A bounded in-memory LRU cache (the module's `layerMemoryCache`, on the tag). */
+  static readonly layerMemoryCache = (capacity = 1000): Layer.Layer<TokenCache> => layerMemoryCache(capacity)
+}
 
 /** A bounded in-memory LRU cache (default 1,000 entries); entries past `expiresAt` are dropped on read. */
 export const layerMemoryCache = (capacity = 1000): Layer.Layer<TokenCache> =>
