@@ -6,5 +6,10 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   resolve: { alias: { "@icr-apps/testkit": fileURLToPath(new URL("./src/index.ts", import.meta.url)) } },
   ssr: { resolve: { conditions: ["@icr-apps/source", "module", "node", "development|production"] } },
-  test: { root: fileURLToPath(new URL("../../examples/testkit", import.meta.url)), include: ["*.test.ts"] }
+  test: {
+    root: fileURLToPath(new URL("../../examples/testkit", import.meta.url)),
+    include: ["*.test.ts"],
+    // A quiet run: what a test logs is shown only when that test fails.
+    silent: "passed-only"
+  }
 })
