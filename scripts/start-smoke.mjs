@@ -2,12 +2,15 @@
 // Proves `npm start` on this checkout: starts it on a free loopback port with its local KV and D1
 // in a temporary folder, then, over HTTP, checks /healthz and /openapi.json, creates an app with a
 // fresh key pair (D1 migrated, ADMIN_TOKEN honoured), installs it, signs a JWT, mints and describes
-// an installation token (KV). Then it stops `npm start` as a process manager does (SIGTERM to npm's
+// an installation token (KV); runs the README's walk-through twice against it; checks it printed one
+// banner and no wrangler output, and that a rebuild of core's dist meanwhile does not reach it. Then it stops `npm start` as a process manager does (SIGTERM to npm's
 // pid), and two more starts as a terminal's Ctrl-C does (SIGINT to npm's process group) and as a
 // parent that dies does (npm SIGKILLed): each time npm must exit and, within a bound, no process of
 // its tree may run and both ports (the issuer's and the broker's) must take a new listener. Exit 0 = pass.
 import { createSign, generateKeyPairSync, randomUUID } from "node:crypto"
-import { existsSync, renameSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
@@ -76,6 +79,34 @@ expect(
   "wrangler's own output reached the terminal"
 )
 expect(!printed.includes(issuer.adminToken), "the banner printed the ADMIN_TOKEN it was given")
+
+// The README's "Try it" block, pasted twice as a new user would (bash, curl, openssl): the same ids both
+// times, nothing on standard error but openssl's key-generation dots.
+const readme = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "..", "README.md"), "utf8")
+const tryIt = /```sh\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf("## Try it")))[1]
+const folder = mkdtempSync(join(tmpdir(), "icr-apps-try-it-"))
+const paste = () =>
+  spawnSync("bash", ["-c", `${tryIt.replace(/^API=.*$/m, `API=${base}`)}\necho "ids: $APP_ID $INSTALLATION_ID"`], {
+    cwd: folder,
+    env: { ...process.env, ADMIN_TOKEN: issuer.adminToken },
+    encoding: "utf8",
+    timeout: 60_000
+  })
+const runs = [paste(), paste()]
+rmSync(folder, { recursive: true, force: true })
+const idsOf = (run) => /^ids: (\S+) (\S+)$/m.exec(run.stdout)?.slice(1).join(" ")
+for (const [i, run] of runs.entries()) {
+  const errors = run.stderr.split("\n").filter((line) => !/^[.+*]*$/.test(line))
+  expect(
+    run.status === 0 && errors.length === 0 && idsOf(run) !== undefined && !/undefined/.test(run.stdout),
+    `the README's walk-through, run ${i + 1}: exit ${run.status}\n${run.stdout}\n${errors.join("\n")}`
+  )
+}
+expect(
+  idsOf(runs[0]) === idsOf(runs[1]),
+  `the walk-through's second run gave other ids: ${runs.map(idsOf).join(" / ")}`
+)
+console.log(`✓ npm start: the README's walk-through, run twice, gave the same app and installation (${idsOf(runs[0])})`)
 
 // A build meanwhile (npm test and npm run pack delete packages/core/dist, then rebuild it) never reaches
 // what npm start serves: it bundled a copy of its own.
