@@ -14,6 +14,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
@@ -226,4 +227,27 @@ describe("the Effect-native kit", () => {
       )
     )
   })
+
+  it.effect("the issuer reads the calling fiber's Clock, even when the layer was built on another", () =>
+    Effect.gen(function* () {
+      // Built outside the test, on the live clock (as a shared runtime or a beforeAll would).
+      const runtime = ManagedRuntime.make(FakeIssuer.layer())
+      const { context } = yield* Effect.promise(() => runtime.runtime())
+      const at = Date.UTC(2030, 0, 1)
+      yield* TestClock.setTime(at)
+      const [createdAt, expiresAt, mints] = yield* Effect.gen(function* () {
+        const issuer = yield* FakeIssuer
+        const installation = yield* FakeIssuer.arrange.install(issuer.app.id)
+        const token = yield* (yield* InstallationTokens).get(installation.id)
+        return [
+          DateTime.toEpochMillis(installation.createdAt),
+          token.expiresAt,
+          (yield* FakeIssuer.requests()).map((r) => r.status)
+        ] as const
+      }).pipe(Effect.provide(context))
+      yield* Effect.promise(() => runtime.dispose())
+      expect([createdAt, expiresAt]).toEqual([at, at + 2 * 3_600_000])
+      expect(mints).toEqual([200]) // no skew to learn: both sides read the same clock
+    })
+  )
 })
