@@ -126,6 +126,21 @@ describe("faults equal the real issuer's answers", () => {
     }).pipe(Effect.provide(FakeIssuer.layer({ sdk: { retry: { maxAttempts: 1 } } })))
   )
 
+  it("Fault.status: a date Retry-After goes out as given; a status with no problem of its own is a bare document", async () => {
+    const issuer = makeFakeIssuer({ now: () => NOW })
+    const date = new Date(NOW + 5_000).toUTCString()
+    issuer.inject(Fault.status(503, { retryAfter: date }), Fault.status(502), Fault.status(401))
+    const first = await issuer.fetch(`${BASE}/app/installations`)
+    expect([first.status, first.headers.get("retry-after")]).toEqual([503, date])
+    expect(((await first.json()) as { code: string; retryAfter?: number }).retryAfter).toBeUndefined()
+    const second = await issuer.fetch(`${BASE}/app/installations`)
+    expect([second.status, ((await second.json()) as { code: string }).code]).toEqual([502, "internal"])
+    // A bare 401 on a JWT route is invalid_jwt, with the reason its class needs and the challenge.
+    const third = await issuer.fetch(`${BASE}/app/installations`)
+    expect((await third.json()) as object).toMatchObject({ code: "invalid_jwt", reason: "invalid_signature" })
+    expect(third.headers.get("www-authenticate")).toBe('Bearer realm="icr-apps"')
+  })
+
   it("codes are the union of the real codes", () => {
     expect([...PROBLEM_CODES].sort()).toEqual([...declaredCodes()].sort())
     // @ts-expect-error a typo in a code is a type error
