@@ -256,7 +256,7 @@ describe("the Effect-native kit", () => {
         const token = yield* (yield* InstallationTokens).get(installation.id)
         return [
           DateTime.toEpochMillis(installation.createdAt),
-          token.expiresAt,
+          DateTime.toEpochMillis(token.expiresAt),
           (yield* FakeIssuer.requests()).map((r) => r.status)
         ] as const
       }).pipe(Effect.provide(context))
