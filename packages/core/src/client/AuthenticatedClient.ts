@@ -279,7 +279,10 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       request: HttpClientRequest.HttpClientRequest,
       url: URL,
       credential: Credential
-    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> =>
+    ): Effect.Effect<
+      { readonly response: HttpClientResponse.HttpClientResponse; readonly credentialSent: boolean },
+      HttpClientError.HttpClientError
+    > =>
       Effect.gen(function* () {
         let current = request
         let at = url
@@ -298,7 +301,9 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             manualRedirects
           )
           const location = response.headers.location
-          if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects) return response
+          // Whether the answer is to the credential: a 401 from where it was not sent says nothing of it.
+          if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects)
+            return { response, credentialSent: header !== undefined }
           const next = new URL(location, at)
           // Leaving the base origin ends the credential for the rest of the chain (even back again).
           if (next.origin !== base.origin) header = undefined
@@ -370,9 +375,9 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             }
             return yield* Effect.fail(error)
           }
-          const response = outcome.right
+          const { response, credentialSent } = outcome.right
           const status = response.status
-          if (status === 401 && credential.token !== undefined && !refreshed) {
+          if (status === 401 && credential.token !== undefined && credentialSent && !refreshed) {
             const text = yield* Effect.orElseSucceed(response.text, () => "")
             if (codeIn(text) === "invalid_token") {
               refreshed = true
@@ -419,7 +424,9 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       const [method, template] = match === null ? ["GET", route.trim()] : [match[1]!.toUpperCase(), match[2]!]
       const path = template.replace(/\{(\w+)\}/g, (whole, name: string) => {
         const value = opts.params?.[name]
-        return value === undefined ? whole : encodeURIComponent(String(value))
+        if (value === undefined) return whole
+        return encodeURIComponent(String(value)).replace(/\./g, "%2E")
+        return encodeURIComponent(String(value))
       })
       const url = resolve(HttpClientRequest.get(path))
       for (const [k, v] of Object.entries(opts.query ?? {})) {
@@ -503,16 +510,23 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const paginate: AuthenticatedClient["Type"]["paginate"] = (route, opts = {}) => {
       const client = clientFor(opts)
       const first = build(route, opts)
-      return Stream.paginateChunkEffect(first as HttpClientRequest.HttpClientRequest, (current) =>
-        Effect.map(send(client, current), ({ body, response }) => {
-          const page = pageOf(body)
-          const next = nextPageUrl(current.url, response.headers.link, page)
-          return [
-            Chunk.fromIterable(page.items),
-            next === undefined ? Option.none() : Option.some(HttpClientRequest.setUrl(current, next))
-          ] as const
-        })
-      )
+      // Per run of the stream: the pages asked for, so a server naming a page again ends the walk
+      // instead of looping it forever.
+      return Stream.suspend(() => {
+        const asked = new Set<string>([first.url])
+        return Stream.paginateChunkEffect(first as HttpClientRequest.HttpClientRequest, (current) =>
+          Effect.map(send(client, current), ({ body, response }) => {
+            const page = pageOf(body)
+            const next = nextPageUrl(current.url, response.headers.link, page)
+            const fresh = next !== undefined && !asked.has(next)
+            if (fresh) asked.add(next)
+            return [
+              Chunk.fromIterable(page.items),
+              fresh ? Option.some(HttpClientRequest.setUrl(current, next)) : Option.none()
+            ] as const
+          })
+        )
+      })
     }
 
     const codeOf = (token: Redacted.Redacted<string> | string) =>
