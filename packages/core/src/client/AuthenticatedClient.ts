@@ -425,7 +425,6 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       const path = template.replace(/\{(\w+)\}/g, (whole, name: string) => {
         const value = opts.params?.[name]
         if (value === undefined) return whole
-        return encodeURIComponent(String(value)).replace(/\./g, "%2E")
         return encodeURIComponent(String(value))
       })
       const url = resolve(HttpClientRequest.get(path))
