@@ -118,6 +118,38 @@ describe("POST /token: policy ∩ request", () => {
     })
   })
 
+  it("matches subjectPattern and claimPatterns policies (RE2, fully anchored), as octo-sts does", async () => {
+    const t = await setup({
+      policies: ([a]) => [
+        {
+          name: "by-pattern",
+          identity: {
+            issuer: OIDC_ISSUER,
+            subjectPattern: "repo:acme/[a-z-]+:ref:refs/heads/main",
+            claimPatterns: { repository_owner_id: "4[0-9]" }
+          },
+          installations: [a],
+          permissions: POLICY
+        }
+      ]
+    })
+    const exchange = async (sub: string, owner: unknown) =>
+      t.fetch(
+        tokenRequest(
+          exchangeParams(await t.idToken(sub, { claims: { repository_owner_id: owner } }), t.app.installations[0]!)
+        )
+      )
+    expect((await exchange("repo:acme/inventory:ref:refs/heads/main", "42")).status).toBe(200)
+    expect((await exchange("repo:acme/inventory:ref:refs/heads/main", 42)).status).toBe(200)
+    expect((await body(await exchange("repo:acme/inventory:ref:refs/heads/main", "420"))).code).toBe(
+      "unauthorized_client"
+    )
+    expect((await body(await exchange("repo:acme/inventory:ref:refs/heads/main-x", "42"))).code).toBe(
+      "unauthorized_client"
+    )
+    expect(t.audit.at(-1)).toMatchObject({ reason: "no_policy" })
+  })
+
   it("matches claims policies on exact claim values", async () => {
     const t = await setup({
       policies: ([a]) => [
