@@ -15,7 +15,7 @@ import type { Permissions } from "@icr-apps/core/api/Permissions"
 import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import * as Client from "@icr-apps/core/sdk/Client"
 import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
-import type { CachedToken } from "@icr-apps/core/sdk/TokenCache"
+import { type CachedToken, TokenCache } from "@icr-apps/core/sdk/TokenCache"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -39,13 +39,27 @@ import {
   type TokenResponse
 } from "./Api.js"
 import { type AuditSink, consoleSink, type ExchangeEvent } from "./Audit.js"
-import { type BrokerSettings, type BrokerVars, readSettings } from "./Config.js"
+import { type BrokerSettings, type BrokerVars, MIN_ADMIN_TOKEN_LENGTH, readSettings } from "./Config.js"
 import * as EncryptedTokenCache from "./EncryptedTokenCache.js"
 import * as Oidc from "./Oidc.js"
-import { type Caller, callerKey, decide, formatScope, listing, parseScope, reaches, type Refusal } from "./Policies.js"
 import {
+  type Caller,
+  callerKey,
+  decide,
+  decodePolicyArray,
+  formatScope,
+  listing,
+  parseScope,
+  reaches,
+  type Refusal
+} from "./Policies.js"
+import * as PolicyStore from "./PolicyStore.js"
+import {
+  AdminDisabled,
   type BrokerProblem,
   codeOf,
+  InvalidToken,
+  MissingCredentials,
   InvalidGrant,
   InvalidRequest,
   InvalidScope,
@@ -127,6 +141,8 @@ interface Ready {
   /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
   readonly confirmed: Map<string, number>
   readonly audit: AuditSink
+  /** The trust policies in force: BROKER_POLICIES, or the document stored through the operator API. */
+  readonly policies: PolicyStore.PolicyStore
 }
 
 /** The broker's state: ready, or why not. */
@@ -183,7 +199,8 @@ const sdkLayer = (
   env: BrokerBindings,
   retry: Client.RetryOptions,
   ids: Map<string, string>,
-  budget: RateLimit.RateLimiter
+  budget: RateLimit.RateLimiter,
+  keys: EncryptedTokenCache.CacheKeys
 ) => {
   const issuer = env.ISSUER
   const fetch: typeof globalThis.fetch =
@@ -211,7 +228,7 @@ const sdkLayer = (
     Layer.provideMerge(recordingClient),
     Layer.provide(AppJwt.layer({ appId: settings.appId, privateKey: settings.privateKey })),
     Layer.provide(Client.layerFetch(fetch)),
-    Layer.provide(EncryptedTokenCache.layer(env.BROKER_CACHE, Redacted.value(settings.cacheSecret)))
+    Layer.provide(Layer.succeed(TokenCache, EncryptedTokenCache.make(env.BROKER_CACHE, keys)))
   )
 }
 
@@ -226,8 +243,9 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
       const settings = read.right
       const mintedIds = new Map<string, string>()
       const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
+      const keys = yield* Effect.promise(() => EncryptedTokenCache.deriveKeys(Redacted.value(settings.cacheSecret)))
       const built = yield* Effect.either(
-        Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget))
+        Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget, keys))
       )
       if (Either.isLeft(built)) {
         return { ready: false as const, problems: [`BROKER_PRIVATE_KEY: ${built.left.detail}`], audit }
@@ -253,7 +271,12 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
         listings: { pageSize: deps.listPageSize ?? 100 },
         mintedIds,
         confirmed: new Map(),
-        audit
+        audit,
+        policies: PolicyStore.make(
+          EncryptedTokenCache.sealedKv(env.BROKER_CACHE, keys),
+          { raw: settings.policiesRaw, policies: settings.policies },
+          (policies) => validatePolicies(settings, policies)
+        )
       }
     })
   )
@@ -539,7 +562,8 @@ const exchangeWith = (
       requested = parsed.right
       event.permissions = requested
     }
-    const decision = decide(state.settings.policies, caller, installationId, requested)
+    const { policies } = yield* state.policies.current(yield* Clock.currentTimeMillis)
+    const decision = decide(policies, caller, installationId, requested)
     if (Either.isLeft(decision)) return yield* refusal(decision.left, caller)
     const { policy, permissions } = decision.right
     event.policy = policy.name
@@ -682,7 +706,8 @@ const installations = Effect.gen(function* () {
   const request = yield* HttpServerRequest.HttpServerRequest
   const caller = yield* authenticate(state, request, yield* bearerOf(request))
   yield* limit(state, caller)
-  const allowed = listing(state.settings.policies, caller)
+  const { policies } = yield* state.policies.current(yield* Clock.currentTimeMillis)
+  const allowed = listing(policies, caller)
   if (allowed.length === 0)
     return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
   const { items, cost } = yield* allInstallations(state)
@@ -694,6 +719,109 @@ const installations = Effect.gen(function* () {
 const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>
   Effect.succeed(
     handlers.handle("token", ({ payload }) => exchange(payload)).handle("installations", () => installations)
+  )
+)
+
+/**
+ * A policy document as the operator API takes it: decoded as BROKER_POLICIES is, and an identity
+ * token policy only where the broker can check tokens (a trusted issuer, an audience).
+ */
+const validatePolicies = (settings: BrokerSettings, policies: unknown) => {
+  if (!Array.isArray(policies)) return Either.left(["policies: must be a JSON array of policies"])
+  const decoded = decodePolicyArray(policies, settings.oidcIssuers, "policies")
+  if (Either.isRight(decoded) && settings.audience === undefined && decoded.right.some((p) => "issuer" in p.identity))
+    return Either.left(["policies: BROKER_AUDIENCE is not set, so identity-token policies cannot be checked"])
+  return decoded
+}
+
+/** Whether two secrets are equal, in time independent of where they differ (SHA-256 of both, compared in full). */
+const secretsEqual = async (a: string, b: string): Promise<boolean> => {
+  const encoder = new TextEncoder()
+  const [x, y] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(a)),
+    crypto.subtle.digest("SHA-256", encoder.encode(b))
+  ])
+  const p = new Uint8Array(x)
+  const q = new Uint8Array(y)
+  let diff = 0
+  for (let i = 0; i < p.length; i++) diff |= p[i]! ^ q[i]!
+  return diff === 0
+}
+
+/**
+ * The operator: `Authorization: Bearer <BROKER_ADMIN_TOKEN>`, compared in constant time. Wrong
+ * tokens count as failed attempts of the client address (429 past the limit); the API is off
+ * (403 admin_disabled) without a token of at least 32 characters.
+ */
+const operator = Effect.gen(function* () {
+  const state = yield* readyState
+  const expected = state.settings.adminToken
+  if (expected === undefined)
+    return yield* new AdminDisabled({
+      detail: `The operator API is disabled: no BROKER_ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
+    })
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const given = yield* bearerOf(request)
+  if (given === undefined)
+    return yield* new MissingCredentials({ detail: "Send Authorization: Bearer <BROKER_ADMIN_TOKEN>" })
+  if (yield* Effect.promise(() => secretsEqual(given, Redacted.value(expected)))) return state
+  const forwarded = request.headers["cf-connecting-ip"]
+  if (forwarded !== undefined) {
+    const seen = state.failures.take(addressKey(forwarded), yield* Clock.currentTimeMillis)
+    if (!seen.allowed)
+      return yield* new RateLimited({
+        detail: "Too many failed attempts from this address",
+        retryAfter: seen.retryAfterSeconds
+      })
+  }
+  return yield* new InvalidToken({ detail: "The operator token is not valid" })
+})
+
+/** The policy document of what was loaded, for the wire. */
+const documentOf = (loaded: PolicyStore.Loaded) => ({
+  version: loaded.document.version,
+  updatedAt: loaded.document.updatedAt,
+  source: loaded.document.source,
+  policies: loaded.document.policies
+})
+
+const AdminLive = HttpApiBuilder.group(BrokerApi, "admin", (handlers) =>
+  Effect.succeed(
+    handlers
+      .handle("getPolicies", () =>
+        Effect.gen(function* () {
+          const state = yield* operator
+          return documentOf(yield* state.policies.current(yield* Clock.currentTimeMillis))
+        })
+      )
+      .handle("putPolicies", ({ payload }) =>
+        Effect.gen(function* () {
+          const state = yield* operator
+          const requestId = yield* RequestId
+          const now = yield* Clock.currentTimeMillis
+          const time = new Date(now).toISOString()
+          return yield* state.policies.put(payload.policies, now).pipe(
+            Effect.tap((loaded) =>
+              Effect.sync(() =>
+                state.audit({
+                  event: "broker.policies_update",
+                  time,
+                  requestId,
+                  outcome: "success",
+                  version: loaded.document.version,
+                  policies: loaded.policies.map((p) => p.name)
+                })
+              )
+            ),
+            Effect.tapError((e) =>
+              Effect.sync(() =>
+                state.audit({ event: "broker.policies_update", time, requestId, outcome: "refused", code: codeOf(e) })
+              )
+            ),
+            Effect.map(documentOf)
+          )
+        })
+      )
   )
 )
 
@@ -737,7 +865,7 @@ const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
 const makeBackend = (env: BrokerBindings, deps: BrokerDependencies, scope: Scope.Scope) =>
   Effect.gen(function* () {
     const state = yield* Layer.build(stateLayer(env, deps))
-    const app = yield* Effect.provide(routerOf(Layer.merge(BrokerLive, SystemLive)), state)
+    const app = yield* Effect.provide(routerOf(Layer.mergeAll(BrokerLive, AdminLive, SystemLive)), state)
     const runtime = (yield* Effect.provide(Effect.runtime<BrokerState>(), state)) as Runtime.Runtime<never>
     const run = runRoute(runtime)
     return {

@@ -24,6 +24,7 @@ export interface BrokerVars {
   readonly BROKER_MAX_TOKEN_AGE_SECONDS?: string | undefined
   readonly BROKER_OIDC_JWKS?: string | undefined
   readonly BROKER_ISSUER_BUDGET_PER_MINUTE?: string | undefined
+  readonly BROKER_ADMIN_TOKEN?: string | undefined
 }
 
 /** The configuration, once valid. */
@@ -37,6 +38,10 @@ export interface BrokerSettings {
   /** Key sets given by configuration, by issuer (`BROKER_OIDC_JWKS`): never fetched. */
   readonly oidcJwks: Readonly<Record<string, JSONWebKeySet>>
   readonly policies: ReadonlyArray<Policy>
+  /** BROKER_POLICIES as written (what `GET /admin/policies` shows until a document is stored). */
+  readonly policiesRaw: ReadonlyArray<unknown>
+  /** The operator token guarding `/admin/policies`; absent (the API off) unless at least 32 characters. */
+  readonly adminToken: Redacted.Redacted<string> | undefined
   readonly cacheSecret: Redacted.Redacted<string>
   /** Token exchanges and listings per caller per minute, per isolate. */
   readonly ratePerMinute: number
@@ -51,6 +56,8 @@ export interface BrokerSettings {
   readonly issuerBudgetPerMinute: number
 }
 
+/** The shortest `BROKER_ADMIN_TOKEN` that turns the operator API on. */
+export const MIN_ADMIN_TOKEN_LENGTH = 32
 /** The shortest `BROKER_CACHE_SECRET` accepted. */
 export const MIN_CACHE_SECRET_LENGTH = 32
 /** The default of `BROKER_RATE_LIMIT_PER_MINUTE`. */
@@ -132,7 +139,15 @@ export const readSettings = (
     }
   }
 
-  const policies = decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
+  const adminToken =
+    set(vars.BROKER_ADMIN_TOKEN) && vars.BROKER_ADMIN_TOKEN.length >= MIN_ADMIN_TOKEN_LENGTH
+      ? Redacted.make(vars.BROKER_ADMIN_TOKEN)
+      : undefined
+  // With an operator API, policies may come from the store alone: no BROKER_POLICIES is no policy yet.
+  const policies =
+    adminToken !== undefined && !set(vars.BROKER_POLICIES)
+      ? Either.right<ReadonlyArray<Policy>>([])
+      : decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
   if (Either.isLeft(policies)) problems.push(...policies.left)
 
   const audience = set(vars.BROKER_AUDIENCE) ? vars.BROKER_AUDIENCE.trim() : undefined
@@ -178,6 +193,8 @@ export const readSettings = (
     oidcIssuers,
     oidcJwks,
     policies: policies.right,
+    policiesRaw: set(vars.BROKER_POLICIES) ? (JSON.parse(vars.BROKER_POLICIES) as ReadonlyArray<unknown>) : [],
+    adminToken,
     cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
     ratePerMinute,
     revalidateSeconds,

@@ -161,22 +161,34 @@ export const decodePolicies = (
     return Either.left(["BROKER_POLICIES is not valid JSON"])
   }
   if (!Array.isArray(parsed)) return Either.left(["BROKER_POLICIES must be a JSON array of policies"])
+  return decodePolicyArray(parsed, trustedIssuers, "BROKER_POLICIES")
+}
+
+/**
+ * Decodes an array of policies (BROKER_POLICIES, or a document put through the operator API), one
+ * error per bad policy, each labelled `<label>[i] "name"` and naming the path of its first problem.
+ */
+export const decodePolicyArray = (
+  parsed: ReadonlyArray<unknown>,
+  trustedIssuers: ReadonlyArray<string>,
+  label: string
+): Either.Either<ReadonlyArray<Policy>, ReadonlyArray<string>> => {
   const errors: Array<string> = []
   const policies: Array<Policy> = []
   const names = new Set<string>()
   parsed.forEach((input, index) => {
     const rawName = (input as { name?: unknown } | null)?.name
-    const label = `BROKER_POLICIES[${index}]${typeof rawName === "string" ? ` ${JSON.stringify(rawName.slice(0, 64))}` : ""}`
+    const where = `${label}[${index}]${typeof rawName === "string" ? ` ${JSON.stringify(rawName.slice(0, 64))}` : ""}`
     const decoded = decodePolicy(input)
     if (Either.isLeft(decoded)) {
-      errors.push(`${label}: ${decoded.left}`)
+      errors.push(`${where}: ${decoded.left}`)
       return
     }
     const policy = decoded.right
-    if (names.has(policy.name)) errors.push(`${label}: name: another policy is already called that`)
+    if (names.has(policy.name)) errors.push(`${where}: name: another policy is already called that`)
     names.add(policy.name)
     if ("issuer" in policy.identity && !trustedIssuers.includes(policy.identity.issuer))
-      errors.push(`${label}: identity.issuer: not one of BROKER_OIDC_ISSUERS`)
+      errors.push(`${where}: identity.issuer: not one of BROKER_OIDC_ISSUERS`)
     policies.push(policy)
   })
   return errors.length > 0 ? Either.left(errors) : Either.right(policies)

@@ -216,6 +216,7 @@ describe("the HTTP rules", () => {
     expect(document.openapi).toBe("3.1.0")
     expect(Object.keys(document.paths).sort()).toEqual([
       "/.well-known/oauth-authorization-server",
+      "/admin/policies",
       "/healthz",
       "/installations",
       "/openapi.json",

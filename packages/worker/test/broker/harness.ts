@@ -135,7 +135,8 @@ export const setup = async (options: SetupOptions = {}) => {
   }
   const deps: BrokerDependencies = {
     oidcFetch: oidc.fetch as typeof globalThis.fetch,
-    audit: (event) => void audit.push(event),
+    // Policy events too (`event` tells them apart); exchange events are what most tests read.
+    audit: (event) => void audit.push(event as ExchangeEvent),
     ...options.deps
   }
   const build = () => makeHandler(bindings, deps)
