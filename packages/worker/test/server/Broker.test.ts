@@ -3,6 +3,8 @@
  * served on Node, Deno and Bun — a real token exchange against a served issuer and an identity
  * provider over HTTP, the cached token sealed in the database exactly as in KV, and served again.
  */
+import { spawn } from "node:child_process"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { makeOidcProvider, type OidcProvider } from "@icr-apps/testkit/Oidc"
 import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
@@ -198,6 +200,64 @@ describe("the broker served", () => {
       await broker.stop()
     }
   })
+
+  it("icr-apps exchange: GitHub Actions' identity token (or a file) exchanged at the broker, masked in the log", async () => {
+    const { broker } = await inProcess()
+    // GitHub's OIDC token endpoint, as a job sees it.
+    let asked: URL | undefined
+    const actions = await listen(
+      async (request) => {
+        asked = new URL(request.url)
+        if (request.headers.get("authorization") !== "Bearer actions-request-token")
+          return new Response("{}", { status: 401 })
+        const aud = asked.searchParams.get("audience")!
+        return Response.json({ value: await oidc.issue({ sub: "repo:icr/apps", aud }) })
+      },
+      { host: "127.0.0.1", port: 0 }
+    )
+    const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolveRun) => {
+        const child = spawn(
+          join(process.cwd(), "node_modules/.bin/tsx"),
+          [join(process.cwd(), "../core/cli/icr-apps.ts"), "exchange", ...args],
+          { env: { PATH: process.env.PATH ?? "", ...env } }
+        )
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (d) => (stdout += d))
+        child.stderr.on("data", (d) => (stderr += d))
+        child.on("close", (code) => resolveRun({ code, stdout, stderr }))
+      })
+    try {
+      const common = ["--broker", broker.url, "--installation", app.installation, "--scope", "organization_info:VIEW"]
+      const run = await cli([...common, "--audience", AUDIENCE], {
+        GITHUB_ACTIONS: "true",
+        ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${actions.port}/token?api-version=2.0`,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN: "actions-request-token"
+      })
+      expect(run.code).toBe(0)
+      const [mask, token] = run.stdout.trim().split("\n")
+      expect(token).toMatch(/^crs_[0-9a-f]{48}$/)
+      expect(mask).toBe(`::add-mask::${token}`)
+      expect(asked?.searchParams.get("audience")).toBe(AUDIENCE)
+      expect(asked?.searchParams.get("api-version")).toBe("2.0")
+      // A Kubernetes projected token: a file.
+      const file = join(temp.dir, "sa-token")
+      writeFileSync(file, `${await oidc.issue({ sub: "repo:icr/apps", aud: AUDIENCE })}\n`)
+      const fromFile = await cli([...common, "--token-file", file])
+      expect(fromFile.code).toBe(0)
+      expect(fromFile.stdout.trim()).toMatch(/^crs_[0-9a-f]{48}$/)
+      // A refusal says the broker's code, exit 1; nothing to exchange is a usage error, exit 2.
+      writeFileSync(file, await oidc.issue({ sub: "someone-else", aud: AUDIENCE }))
+      const refused = await cli([...common, "--token-file", file])
+      expect([refused.code, refused.stdout]).toEqual([1, ""])
+      expect(refused.stderr).toContain("403 unauthorized_client")
+      expect((await cli([...common, "--audience", AUDIENCE])).code).toBe(2)
+    } finally {
+      await actions.close()
+      await broker.stop()
+    }
+  }, 60_000)
 
   it("node, in process: prints BROKER_ISSUER_URL without its user:password, query or fragment", async () => {
     const { broker, lines } = await inProcess({
