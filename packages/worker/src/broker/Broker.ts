@@ -878,6 +878,22 @@ const makeBackend = (env: BrokerBindings, deps: BrokerDependencies, scope: Scope
     }
   }).pipe(Scope.extend(scope))
 
+/**
+ * An error of the token endpoint for a client that accepts `application/json` but not
+ * `application/problem+json` — an OAuth library, which reads RFC 6749 §5.2 error responses and
+ * refuses any other content type — is labelled `application/json`. The body is the same problem
+ * document, which carries RFC 6749's `error` and `error_description`.
+ */
+const asOAuthError = (request: Request, response: Response): Response => {
+  if (response.status < 400 || !response.headers.get("content-type")?.startsWith("application/problem+json"))
+    return response
+  const accept = request.headers.get("accept")?.toLowerCase() ?? ""
+  if (!/(^|[\s,])application\/json\b/.test(accept) || accept.includes("application/problem+json")) return response
+  const headers = new Headers(response.headers)
+  headers.set("content-type", "application/json")
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+}
+
 /** Who called over a service binding, as `index.ts` read it from `ctx.props`. */
 type BindingCaller = { readonly service?: string | undefined }
 
@@ -892,7 +908,7 @@ export const makeHandler = (env: BrokerBindings, deps: BrokerDependencies = {}):
   const scope = Effect.runSync(Scope.make())
   const handler = brokerEdge.serve(() => Effect.runPromise(makeBackend(env, deps, scope)))
   return {
-    handler: (request, caller) => handler(request, caller),
+    handler: (request, caller) => handler(request, caller).then((response) => asOAuthError(request, response)),
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

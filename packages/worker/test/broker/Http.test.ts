@@ -279,3 +279,20 @@ describe("standards: RFC 8414 metadata, RFC 8693 resource URIs", () => {
     }
   })
 })
+
+describe("errors an OAuth library can read", () => {
+  it("labels an error application/json for a client that accepts only that (RFC 6749 §5.2), problem+json otherwise", async () => {
+    const t = await allowed()
+    const refusal = (accept?: string) =>
+      t.fetch(
+        tokenRequest(exchangeParams("not.a.token", t.app.installations[0]!), {
+          headers: accept === undefined ? {} : { accept }
+        })
+      )
+    const oauth = await refusal("application/json")
+    expect(oauth.headers.get("content-type")).toBe("application/json")
+    expect(await json(oauth)).toMatchObject({ error: "invalid_grant", code: "invalid_grant", status: 400 })
+    for (const accept of [undefined, "*/*", "application/problem+json, application/json"])
+      expect((await refusal(accept)).headers.get("content-type")).toContain("application/problem+json")
+  })
+})

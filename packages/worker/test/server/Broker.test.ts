@@ -259,6 +259,41 @@ describe("the broker served", () => {
     }
   }, 60_000)
 
+  it("a third-party OAuth client (openid-client) discovers the broker by RFC 8414 and exchanges a token (RFC 8693)", async () => {
+    const { broker } = await inProcess()
+    try {
+      const oauth = await import("openid-client")
+      const config = await oauth.discovery(new URL(broker.url), "any-workload", undefined, oauth.None(), {
+        algorithm: "oauth2",
+        execute: [oauth.allowInsecureRequests] // the broker here is on http://127.0.0.1
+      })
+      expect(config.serverMetadata().token_endpoint).toBe(`${broker.url}/token`)
+      const answer = await oauth.genericGrantRequest(config, "urn:ietf:params:oauth:grant-type:token-exchange", {
+        subject_token: await oidc.issue({ sub: "repo:icr/apps", aud: AUDIENCE }),
+        subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+        resource: `urn:icr:installation:${app.installation}`,
+        scope: "organization_info:VIEW"
+      })
+      expect(answer.access_token).toMatch(/^crs_[0-9a-f]{48}$/)
+      expect(answer.token_type).toBe("bearer")
+      expect(answer.issued_token_type).toBe("urn:ietf:params:oauth:token-type:access_token")
+      // And its error handling understands the broker's refusals (RFC 6749 error bodies).
+      const refused = await oauth
+        .genericGrantRequest(config, "urn:ietf:params:oauth:grant-type:token-exchange", {
+          subject_token: await oidc.issue({ sub: "someone-else", aud: AUDIENCE }),
+          subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+          resource: app.installation
+        })
+        .then(
+          () => undefined,
+          (e: { error?: string; status?: number }) => ({ error: e.error, status: e.status })
+        )
+      expect(refused).toEqual({ error: "unauthorized_client", status: 403 })
+    } finally {
+      await broker.stop()
+    }
+  })
+
   it("node, in process: prints BROKER_ISSUER_URL without its user:password, query or fragment", async () => {
     const { broker, lines } = await inProcess({
       BROKER_ISSUER_URL: "https://operator:hunter2-secret@issuer.example/base?token=abc#frag"
