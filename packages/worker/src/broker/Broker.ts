@@ -118,24 +118,31 @@ export class ServiceCaller extends Context.Tag("@icr-apps/worker/broker/ServiceC
   { readonly service: string | undefined }
 >() {}
 
-/** A broker that can serve. */
-interface Ready {
-  readonly ready: true
-  readonly settings: BrokerSettings
+/** One app the broker speaks for: its SDK, its budget at the issuer, its listing cache. */
+interface AppSdk {
+  readonly appId: string
   readonly tokens: InstallationTokens.InstallationTokens["Type"]
   readonly client: Client.IcrAppsClient["Type"]
-  readonly oidc: Oidc.OidcVerifier | undefined
-  /** Exchanges and listings per caller. */
-  readonly callers: RateLimit.RateLimiter
-  /** Failed authentications per client address. */
-  readonly failures: RateLimit.RateLimiter
-  /** Every request the broker makes to the issuer (mints, describes, listing pages), under one key. */
+  /** Every request made to the issuer for this app (mints, describes, listing pages), under one key. */
   readonly issuerBudget: RateLimit.RateLimiter
   /** The app's installations, as last listed (a short cache: see {@link LIST_CACHE_SECONDS}). */
   readonly listings: {
     readonly pageSize: number
     cached?: { readonly at: number; readonly items: ReadonlyArray<Installation> } | undefined
   }
+}
+
+/** A broker that can serve. */
+interface Ready {
+  readonly ready: true
+  readonly settings: BrokerSettings
+  /** Every app it speaks for, by id (BROKER_APP_ID, then BROKER_APPS). */
+  readonly apps: ReadonlyMap<string, AppSdk>
+  readonly oidc: Oidc.OidcVerifier | undefined
+  /** Exchanges and listings per caller. */
+  readonly callers: RateLimit.RateLimiter
+  /** Failed authentications per client address. */
+  readonly failures: RateLimit.RateLimiter
   /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
   readonly mintedIds: Map<string, string>
   /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
@@ -196,6 +203,7 @@ const spend = (budget: RateLimit.RateLimiter) =>
  */
 const sdkLayer = (
   settings: BrokerSettings,
+  app: BrokerSettings["apps"][number],
   env: BrokerBindings,
   retry: Client.RetryOptions,
   ids: Map<string, string>,
@@ -226,7 +234,7 @@ const sdkLayer = (
   )
   return InstallationTokens.layer({ refreshMarginSeconds: INSTALLATION_TOKEN_SECONDS - REUSE_SECONDS }).pipe(
     Layer.provideMerge(recordingClient),
-    Layer.provide(AppJwt.layer({ appId: settings.appId, privateKey: settings.privateKey })),
+    Layer.provide(AppJwt.layer({ appId: app.appId, privateKey: app.privateKey })),
     Layer.provide(Client.layerFetch(fetch)),
     Layer.provide(Layer.succeed(TokenCache, EncryptedTokenCache.make(env.BROKER_CACHE, keys)))
   )
@@ -242,19 +250,30 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
       if (Either.isLeft(read)) return { ready: false as const, problems: read.left, audit }
       const settings = read.right
       const mintedIds = new Map<string, string>()
-      const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
       const keys = yield* Effect.promise(() => EncryptedTokenCache.deriveKeys(Redacted.value(settings.cacheSecret)))
-      const built = yield* Effect.either(
-        Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget, keys))
-      )
-      if (Either.isLeft(built)) {
-        return { ready: false as const, problems: [`BROKER_PRIVATE_KEY: ${built.left.detail}`], audit }
+      const apps = new Map<string, AppSdk>()
+      for (const [index, app] of settings.apps.entries()) {
+        // Each app has its own budget at the issuer, so each gets its own ceiling here.
+        const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
+        const built = yield* Effect.either(
+          Layer.build(sdkLayer(settings, app, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget, keys))
+        )
+        if (Either.isLeft(built)) {
+          const name = index === 0 ? "BROKER_PRIVATE_KEY" : `BROKER_APPS[${index - 1}].privateKey`
+          return { ready: false as const, problems: [`${name}: ${built.left.detail}`], audit }
+        }
+        apps.set(app.appId, {
+          appId: app.appId,
+          tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
+          client: Context.get(built.right, Client.IcrAppsClient),
+          issuerBudget,
+          listings: { pageSize: deps.listPageSize ?? 100 }
+        })
       }
       return {
         ready: true as const,
         settings,
-        tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
-        client: Context.get(built.right, Client.IcrAppsClient),
+        apps,
         oidc:
           settings.audience === undefined || settings.oidcIssuers.length === 0
             ? undefined
@@ -267,8 +286,6 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
               }),
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
-        issuerBudget,
-        listings: { pageSize: deps.listPageSize ?? 100 },
         mintedIds,
         confirmed: new Map(),
         audit,
@@ -484,6 +501,7 @@ const noCache = (header: string | undefined): boolean =>
  */
 const confirm = (
   state: Ready,
+  sdk: AppSdk,
   issued: CachedToken,
   digest: string,
   now: number
@@ -491,7 +509,7 @@ const confirm = (
   const at = state.confirmed.get(digest)
   if (at !== undefined && now - at < state.settings.revalidateSeconds * 1000)
     return Effect.succeed({ described: false })
-  return Effect.zipRight(spend(state.issuerBudget), state.client.describeAccessToken(issued.token)).pipe(
+  return Effect.zipRight(spend(sdk.issuerBudget), sdk.client.describeAccessToken(issued.token)).pipe(
     Effect.map((description) => {
       state.confirmed.delete(digest)
       state.confirmed.set(digest, now)
@@ -567,6 +585,8 @@ const exchangeWith = (
     if (Either.isLeft(decision)) return yield* refusal(decision.left, caller)
     const { policy, permissions } = decision.right
     event.policy = policy.name
+    // The app whose identity mints: the policy's, else BROKER_APP_ID (decoding checked it is one of ours).
+    const sdk = state.apps.get(policy.app ?? state.settings.appId)!
     event.permissions = permissions
 
     // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
@@ -577,12 +597,12 @@ const exchangeWith = (
     let now = yield* Clock.currentTimeMillis
     // The token `get` would answer from this isolate's memory, taken without entering the SDK: no mint
     // can happen then, so there is no MintedHere to reset and read.
-    let issued = fresh ? undefined : state.tokens.unsafePeek(installationId, wanted, now)
+    let issued = fresh ? undefined : sdk.tokens.unsafePeek(installationId, wanted, now)
     let minted: string | undefined
     const mint = (refresh: boolean) =>
       Effect.gen(function* () {
         yield* FiberRef.set(MintedHere, undefined)
-        const got = yield* state.tokens
+        const got = yield* sdk.tokens
           .get(installationId, refresh ? { ...wanted, refresh } : wanted)
           .pipe(Effect.catchAll(fromMint))
         return [got, yield* FiberRef.get(MintedHere)] as const
@@ -597,7 +617,7 @@ const exchangeWith = (
       // From a cache: served only while the issuer has confirmed its standing recently enough
       // (SPEC §8). A killed token is dropped — overwritten by a fresh mint — and a mint the issuer
       // refuses (a suspended installation) answers the issuer's reason.
-      const standing = yield* confirm(state, issued, digest, now)
+      const standing = yield* confirm(state, sdk, issued, digest, now)
       if (standing === "dead") {
         event.revalidated = "dead"
         ;[issued, minted] = yield* mint(true)
@@ -669,18 +689,18 @@ const exchange = (payload: TokenRequest) =>
  * Every installation of the app, all pages: from the short cache, or walked now — each page
  * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
  */
-const allInstallations = (state: Ready) =>
+const allInstallations = (sdk: AppSdk) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
-    const cached = state.listings.cached
+    const cached = sdk.listings.cached
     if (cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000) return { items: cached.items, cost: 0 }
     const items: Array<Installation> = []
     let cursor: string | undefined
     let pages = 0
     while (pages < MAX_LIST_PAGES) {
-      yield* spend(state.issuerBudget)
-      const page = yield* state.client
-        .listInstallations({ limit: state.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
+      yield* spend(sdk.issuerBudget)
+      const page = yield* sdk.client
+        .listInstallations({ limit: sdk.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
         .pipe(
           Effect.catchAll(
             (e): Effect.Effect<never, Unavailable | RateLimited> =>
@@ -692,7 +712,7 @@ const allInstallations = (state: Ready) =>
       if (page.nextCursor === undefined || page.items.length === 0) break
       cursor = page.nextCursor
     }
-    state.listings.cached = { at: now, items }
+    sdk.listings.cached = { at: now, items }
     return { items: items as ReadonlyArray<Installation>, cost: pages }
   })
 
@@ -710,10 +730,18 @@ const installations = Effect.gen(function* () {
   const allowed = listing(policies, caller)
   if (allowed.length === 0)
     return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
-  const { items, cost } = yield* allInstallations(state)
+  const items: Array<Installation> = []
+  let cost = 0
+  // Each app the caller's listing policies name, listed once.
+  for (const appId of new Set(allowed.map((p) => p.app ?? state.settings.appId))) {
+    const mine = allowed.filter((p) => (p.app ?? state.settings.appId) === appId)
+    const listed = yield* allInstallations(state.apps.get(appId)!)
+    cost += listed.cost
+    items.push(...listed.items.filter((i) => mine.some((p) => reaches(p, i.id))))
+  }
   // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
   if (cost > 1) state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
-  return { items: items.filter((i) => allowed.some((p) => reaches(p, i.id))) }
+  return { items }
 })
 
 const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>
@@ -728,7 +756,12 @@ const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>
  */
 const validatePolicies = (settings: BrokerSettings, policies: unknown) => {
   if (!Array.isArray(policies)) return Either.left(["policies: must be a JSON array of policies"])
-  const decoded = decodePolicyArray(policies, settings.oidcIssuers, "policies")
+  const decoded = decodePolicyArray(
+    policies,
+    settings.oidcIssuers,
+    "policies",
+    settings.apps.map((a) => a.appId)
+  )
   if (Either.isRight(decoded) && settings.audience === undefined && decoded.right.some((p) => "issuer" in p.identity))
     return Either.left(["policies: BROKER_AUDIENCE is not set, so identity-token policies cannot be checked"])
   return decoded

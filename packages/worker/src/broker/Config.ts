@@ -25,12 +25,15 @@ export interface BrokerVars {
   readonly BROKER_OIDC_JWKS?: string | undefined
   readonly BROKER_ISSUER_BUDGET_PER_MINUTE?: string | undefined
   readonly BROKER_ADMIN_TOKEN?: string | undefined
+  readonly BROKER_APPS?: string | undefined
 }
 
 /** The configuration, once valid. */
 export interface BrokerSettings {
   readonly appId: string
   readonly privateKey: Redacted.Redacted<string>
+  /** Every app the broker speaks for: BROKER_APP_ID first, then BROKER_APPS. */
+  readonly apps: ReadonlyArray<{ readonly appId: string; readonly privateKey: Redacted.Redacted<string> }>
   readonly issuerUrl: string
   /** The `aud` identity tokens must carry (absent when no policy is for an OIDC identity). */
   readonly audience: string | undefined
@@ -139,6 +142,28 @@ export const readSettings = (
     }
   }
 
+  // More apps (a secret: it holds their keys): `[{ "appId": "…", "privateKey": "-----BEGIN PRIVATE KEY-----…" }]`.
+  const apps: Array<{ readonly appId: string; readonly privateKey: Redacted.Redacted<string> }> = []
+  if (set(vars.BROKER_APP_ID) && set(vars.BROKER_PRIVATE_KEY))
+    apps.push({ appId: vars.BROKER_APP_ID.trim(), privateKey: Redacted.make(vars.BROKER_PRIVATE_KEY) })
+  if (set(vars.BROKER_APPS)) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(vars.BROKER_APPS)
+    } catch {
+      parsed = undefined
+    }
+    if (!Array.isArray(parsed)) problems.push('BROKER_APPS must be a JSON array of { "appId", "privateKey" }')
+    else
+      parsed.forEach((entry: { appId?: unknown; privateKey?: unknown } | null, index) => {
+        if (typeof entry?.appId !== "string" || entry.appId.trim() === "" || typeof entry.privateKey !== "string")
+          problems.push(`BROKER_APPS[${index}] must be { "appId", "privateKey" } (strings)`)
+        else if (apps.some((a) => a.appId === entry.appId))
+          problems.push(`BROKER_APPS[${index}].appId: the broker already speaks for that app`)
+        else apps.push({ appId: (entry.appId as string).trim(), privateKey: Redacted.make(entry.privateKey) })
+      })
+  }
+
   const adminToken =
     set(vars.BROKER_ADMIN_TOKEN) && vars.BROKER_ADMIN_TOKEN.length >= MIN_ADMIN_TOKEN_LENGTH
       ? Redacted.make(vars.BROKER_ADMIN_TOKEN)
@@ -147,7 +172,11 @@ export const readSettings = (
   const policies =
     adminToken !== undefined && !set(vars.BROKER_POLICIES)
       ? Either.right<ReadonlyArray<Policy>>([])
-      : decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
+      : decodePolicies(
+          vars.BROKER_POLICIES,
+          oidcIssuers,
+          apps.map((a) => a.appId)
+        )
   if (Either.isLeft(policies)) problems.push(...policies.left)
 
   const audience = set(vars.BROKER_AUDIENCE) ? vars.BROKER_AUDIENCE.trim() : undefined
@@ -188,6 +217,7 @@ export const readSettings = (
   return Either.right({
     appId: vars.BROKER_APP_ID!.trim(),
     privateKey: Redacted.make(vars.BROKER_PRIVATE_KEY!),
+    apps,
     issuerUrl,
     audience,
     oidcIssuers,

@@ -87,7 +87,8 @@ const PolicyFields = Schema.Struct({
   permissions: PermissionsSchema.pipe(
     Schema.filter((p) => Object.keys(p).length > 0 || "must grant at least one permission")
   ),
-  list: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  list: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  app: Schema.optional(NonEmpty)
 })
 
 /** One trust policy, decoded. */
@@ -100,6 +101,8 @@ export interface Policy {
   readonly permissions: Permissions
   /** Whether `GET /installations` is allowed. */
   readonly list: boolean
+  /** The app whose identity mints for this policy, when the broker holds several (default: BROKER_APP_ID). */
+  readonly app?: string | undefined
 }
 
 const strict = { errors: "first", onExcessProperty: "error" } as const
@@ -151,7 +154,8 @@ export const decodePolicy = (input: unknown): Either.Either<Policy, string> =>
 /** What `BROKER_POLICIES` decoded to: the policies, or one error per bad policy (and per conflict). */
 export const decodePolicies = (
   json: string | undefined,
-  trustedIssuers: ReadonlyArray<string>
+  trustedIssuers: ReadonlyArray<string>,
+  apps?: ReadonlyArray<string>
 ): Either.Either<ReadonlyArray<Policy>, ReadonlyArray<string>> => {
   if (json === undefined || json.trim() === "") return Either.left(["BROKER_POLICIES is not set"])
   let parsed: unknown
@@ -161,7 +165,7 @@ export const decodePolicies = (
     return Either.left(["BROKER_POLICIES is not valid JSON"])
   }
   if (!Array.isArray(parsed)) return Either.left(["BROKER_POLICIES must be a JSON array of policies"])
-  return decodePolicyArray(parsed, trustedIssuers, "BROKER_POLICIES")
+  return decodePolicyArray(parsed, trustedIssuers, "BROKER_POLICIES", apps)
 }
 
 /**
@@ -171,7 +175,8 @@ export const decodePolicies = (
 export const decodePolicyArray = (
   parsed: ReadonlyArray<unknown>,
   trustedIssuers: ReadonlyArray<string>,
-  label: string
+  label: string,
+  apps?: ReadonlyArray<string>
 ): Either.Either<ReadonlyArray<Policy>, ReadonlyArray<string>> => {
   const errors: Array<string> = []
   const policies: Array<Policy> = []
@@ -189,6 +194,8 @@ export const decodePolicyArray = (
     names.add(policy.name)
     if ("issuer" in policy.identity && !trustedIssuers.includes(policy.identity.issuer))
       errors.push(`${where}: identity.issuer: not one of BROKER_OIDC_ISSUERS`)
+    if (policy.app !== undefined && apps !== undefined && !apps.includes(policy.app))
+      errors.push(`${where}: app: not one of the broker's apps (BROKER_APP_ID, BROKER_APPS)`)
     policies.push(policy)
   })
   return errors.length > 0 ? Either.left(errors) : Either.right(policies)

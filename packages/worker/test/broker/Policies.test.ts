@@ -46,7 +46,7 @@ describe("BROKER_POLICIES", () => {
       'BROKER_POLICIES[1] "typo": permissions.organization_info: Expected "VIEW", actual "WRITE"',
       'BROKER_POLICIES[2] "no-sub": identity.sub: must not be empty',
       'BROKER_POLICIES[3] "bad-id": installations.1: must be a UUID',
-      'BROKER_POLICIES[4] "extra": installation: is unexpected, expected: "name" | "identity" | "installations" | "permissions" | "list"',
+      'BROKER_POLICIES[4] "extra": installation: is unexpected, expected: "name" | "identity" | "installations" | "permissions" | "list" | "app"',
       "BROKER_POLICIES[5]: must be a JSON object"
     ])
   })
