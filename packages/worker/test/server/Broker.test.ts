@@ -294,6 +294,48 @@ describe("the broker served", () => {
     }
   })
 
+  it("node, in process: policies put through /admin/policies live in the database, sealed, and survive a restart", async () => {
+    const ADMIN = "broker-operator-token-of-at-least-32-characters"
+    const file = join(temp.dir, `broker-admin-${crypto.randomUUID()}.db`)
+    const vars = { DATABASE_URL: `sqlite:${file}`, BROKER_ADMIN_TOKEN: ADMIN, BROKER_POLICIES: "[]" }
+    const put = (url: string, policies: unknown) =>
+      fetch(`${url}/admin/policies`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        body: JSON.stringify({ policies })
+      })
+    const first = await inProcess(vars)
+    try {
+      expect((await first.exchange()).status).toBe(403)
+      const policy = {
+        name: "ci-pattern",
+        identity: { issuer: oidc.issuer, subjectPattern: "repo:icr/[a-z]+" },
+        installations: [app.installation],
+        permissions: { organization_info: "VIEW" }
+      }
+      const answer = await put(first.broker.url, [policy])
+      expect(answer.status).toBe(200)
+      expect(((await answer.json()) as { version: number }).version).toBe(1)
+      expect((await first.exchange()).status).toBe(200)
+    } finally {
+      await first.broker.stop()
+    }
+    const reader = await openSqlite(file)
+    const rows = await reader.all<{ value: string }>("SELECT value FROM broker_kv")
+    await reader.close()
+    expect(JSON.stringify(rows)).not.toContain("ci-pattern")
+    const second = await inProcess(vars)
+    try {
+      expect((await second.exchange()).status).toBe(200)
+      const shown = await fetch(`${second.broker.url}/admin/policies`, {
+        headers: { authorization: `Bearer ${ADMIN}` }
+      })
+      expect(await shown.json()).toMatchObject({ version: 1, source: "store" })
+    } finally {
+      await second.broker.stop()
+    }
+  })
+
   it("node, in process: prints BROKER_ISSUER_URL without its user:password, query or fragment", async () => {
     const { broker, lines } = await inProcess({
       BROKER_ISSUER_URL: "https://operator:hunter2-secret@issuer.example/base?token=abc#frag"
