@@ -168,7 +168,13 @@ describe("the HTTP rules", () => {
 
   it("shares the issuer's edge: no credential-like request id is echoed, every answer has Date and a final newline", async () => {
     const t = await allowed()
-    for (const id of [`crs_${"ab".repeat(24)}`, "trace-CRS_0123", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"]) {
+    for (const id of [
+      `crs_${"ab".repeat(24)}`,
+      "trace-CRS_0123",
+      "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+      "ewogICJhbGciOiAiUlMyNTYiCn0.ewogICJzdWIiOiAieCIKfQ.c2lnbmF0dXJl",
+      `ghs_${"A1".repeat(18)}`
+    ]) {
       const response = await t.fetch(new Request("https://broker.test/healthz", { headers: { "x-request-id": id } }))
       expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
       // Nor written into the exchange's audit line.
