@@ -78,6 +78,10 @@ export interface BrokerBindings extends BrokerVars {
   readonly BROKER_CACHE: EncryptedTokenCache.KvLike
   /** A service binding to the issuer worker; without it the issuer is reached at BROKER_ISSUER_URL. */
   readonly ISSUER?: { fetch: typeof globalThis.fetch } | undefined
+  /** Exchanges and listing units per caller, shared by every isolate (a Rate Limiting binding; optional). */
+  readonly CALLER_RATE_LIMITER?: RateLimit.RateLimitBinding | undefined
+  /** Requests to the issuer per app, shared by every isolate (a Rate Limiting binding; optional). */
+  readonly ISSUER_RATE_LIMITER?: RateLimit.RateLimitBinding | undefined
 }
 
 /** What the broker needs from outside besides its bindings (tests replace them). */
@@ -143,6 +147,11 @@ interface Ready {
   readonly callers: RateLimit.RateLimiter
   /** Failed authentications per client address. */
   readonly failures: RateLimit.RateLimiter
+  /** The limits every isolate shares (Cloudflare Rate Limiting bindings), when bound. */
+  readonly shared: {
+    readonly callers: RateLimit.RateLimitBinding | undefined
+    readonly issuer: RateLimit.RateLimitBinding | undefined
+  }
   /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
   readonly mintedIds: Map<string, string>
   /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
@@ -184,17 +193,21 @@ const digestPrefix = (token: string) =>
  * Counts one request to the issuer against the broker-wide budget: past it, the caller is told to
  * come back (429) rather than the broker spending the app's own budget at the issuer.
  */
-const spend = (budget: RateLimit.RateLimiter) =>
+const spend = (
+  budget: RateLimit.RateLimiter,
+  shared?: { binding: RateLimit.RateLimitBinding | undefined; key: string }
+) =>
   Effect.clockWith((clock) => {
     const decision = budget.take("issuer", clock.unsafeCurrentTimeMillis())
-    return decision.allowed
-      ? Effect.void
-      : Effect.fail(
-          new RateLimited({
-            detail: "The broker's budget of requests to the issuer is spent for now",
-            retryAfter: decision.retryAfterSeconds
-          })
-        )
+    const spent = (retryAfter: number) =>
+      Effect.fail(
+        new RateLimited({ detail: "The broker's budget of requests to the issuer is spent for now", retryAfter })
+      )
+    if (!decision.allowed) return spent(decision.retryAfterSeconds)
+    if (shared?.binding === undefined) return Effect.void
+    return Effect.flatMap(RateLimit.takeShared(shared.binding, shared.key), (allowed) =>
+      allowed ? Effect.void : spent(RateLimit.BINDING_PERIOD_SECONDS)
+    )
   })
 
 /**
@@ -220,7 +233,10 @@ const sdkLayer = (
         ...client,
         createInstallationAccessToken: (installationId, options) =>
           Effect.tap(
-            Effect.zipRight(spend(budget), client.createInstallationAccessToken(installationId, options)),
+            Effect.zipRight(
+              spend(budget, { binding: env.ISSUER_RATE_LIMITER, key: `app:${app.appId}` }),
+              client.createInstallationAccessToken(installationId, options)
+            ),
             (minted) =>
               Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
                 ids.set(digest, minted.id)
@@ -286,6 +302,7 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
               }),
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
+        shared: { callers: env.CALLER_RATE_LIMITER, issuer: env.ISSUER_RATE_LIMITER },
         mintedIds,
         confirmed: new Map(),
         audit,
@@ -364,11 +381,13 @@ const authenticate = (
 const limit = (state: Ready, caller: Caller) =>
   Effect.flatMap(Clock.currentTimeMillis, (now) => {
     const decision = state.callers.take(callerKey(caller), now)
-    return decision.allowed
-      ? Effect.void
-      : Effect.fail(
-          new RateLimited({ detail: "Too many requests from this caller", retryAfter: decision.retryAfterSeconds })
-        )
+    const tooMany = (retryAfter: number) =>
+      Effect.fail(new RateLimited({ detail: "Too many requests from this caller", retryAfter }))
+    if (!decision.allowed) return tooMany(decision.retryAfterSeconds)
+    // Then the budget every isolate shares, where Cloudflare offers one.
+    return Effect.flatMap(RateLimit.takeShared(state.shared.callers, callerKey(caller)), (allowed) =>
+      allowed ? Effect.void : tooMany(RateLimit.BINDING_PERIOD_SECONDS)
+    )
   })
 
 /** The issuer could not serve the broker: it says so, without the details (they are logged). */
@@ -509,7 +528,10 @@ const confirm = (
   const at = state.confirmed.get(digest)
   if (at !== undefined && now - at < state.settings.revalidateSeconds * 1000)
     return Effect.succeed({ described: false })
-  return Effect.zipRight(spend(sdk.issuerBudget), sdk.client.describeAccessToken(issued.token)).pipe(
+  return Effect.zipRight(
+    spend(sdk.issuerBudget, { binding: state.shared.issuer, key: `app:${sdk.appId}` }),
+    sdk.client.describeAccessToken(issued.token)
+  ).pipe(
     Effect.map((description) => {
       state.confirmed.delete(digest)
       state.confirmed.set(digest, now)
@@ -689,7 +711,7 @@ const exchange = (payload: TokenRequest) =>
  * Every installation of the app, all pages: from the short cache, or walked now — each page
  * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
  */
-const allInstallations = (sdk: AppSdk) =>
+const allInstallations = (state: Ready, sdk: AppSdk) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const cached = sdk.listings.cached
@@ -698,7 +720,7 @@ const allInstallations = (sdk: AppSdk) =>
     let cursor: string | undefined
     let pages = 0
     while (pages < MAX_LIST_PAGES) {
-      yield* spend(sdk.issuerBudget)
+      yield* spend(sdk.issuerBudget, { binding: state.shared.issuer, key: `app:${sdk.appId}` })
       const page = yield* sdk.client
         .listInstallations({ limit: sdk.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
         .pipe(
@@ -735,12 +757,15 @@ const installations = Effect.gen(function* () {
   // Each app the caller's listing policies name, listed once.
   for (const appId of new Set(allowed.map((p) => p.app ?? state.settings.appId))) {
     const mine = allowed.filter((p) => (p.app ?? state.settings.appId) === appId)
-    const listed = yield* allInstallations(state.apps.get(appId)!)
+    const listed = yield* allInstallations(state, state.apps.get(appId)!)
     cost += listed.cost
     items.push(...listed.items.filter((i) => mine.some((p) => reaches(p, i.id))))
   }
   // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
-  if (cost > 1) state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
+  if (cost > 1) {
+    state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
+    yield* RateLimit.takeShared(state.shared.callers, callerKey(caller), cost - 1)
+  }
   return { items }
 })
 
