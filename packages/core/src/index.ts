@@ -9,6 +9,14 @@ export { Installation, InstallationPage } from "./api/Installations.js"
 export { Permissions } from "./api/Permissions.js"
 export * as Problems from "./api/Problems.js"
 export { AccessToken, InstallationAccessToken, TokenDescription } from "./api/Tokens.js"
+export {
+  AuthenticatedClient,
+  type AuthenticatedClientOptions,
+  isRetryable,
+  type RequestOptions
+} from "./client/AuthenticatedClient.js"
+export * as RequireToken from "./resource/RequireToken.js"
+export * as TokenStanding from "./resource/TokenStanding.js"
 export { AdminClient } from "./sdk/AdminClient.js"
 export { AppJwt, InvalidPrivateKey, type JwtSigner, JwtSigningFailed, type PrivateKeyInput } from "./sdk/AppJwt.js"
 export {
@@ -16,6 +24,7 @@ export {
   type IcrAppsError,
   IcrAppsClient,
   IcrAppsHttpClient,
+  InvalidBaseUrl,
   type RetryOptions,
   type TransportFailure,
   TransportError,

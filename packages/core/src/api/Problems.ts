@@ -10,6 +10,7 @@
  */
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as Schema from "effect/Schema"
+import { PermissionLevel } from "./Permissions.js"
 
 /** The `Content-Type` of every error response. */
 export const PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -88,6 +89,21 @@ export class AdminDisabled extends Schema.TaggedError<AdminDisabled>()("AdminDis
 /** 403: the credential is valid but does not allow this. */
 export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { detail: Schema.String }) {
   static readonly problem: ProblemMeta = { code: "forbidden", status: 403, title: "Forbidden" }
+}
+/**
+ * 403 (SPEC §10): a resource server's route needs more than the token holds; `permission` and
+ * `level` name the first requirement it falls short of (the level the route requires).
+ */
+export class InsufficientPermissions extends Schema.TaggedError<InsufficientPermissions>()("InsufficientPermissions", {
+  detail: Schema.String,
+  permission: Schema.String,
+  level: PermissionLevel
+}) {
+  static readonly problem: ProblemMeta = {
+    code: "insufficient_permissions",
+    status: 403,
+    title: "Insufficient permissions"
+  }
 }
 /** 404: no such route, or no such resource. */
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { detail: Schema.String }) {
@@ -182,6 +198,7 @@ export interface InvalidToken extends ProblemInfo {}
 export interface InstallationSuspended extends ProblemInfo {}
 export interface AdminDisabled extends ProblemInfo {}
 export interface Forbidden extends ProblemInfo {}
+export interface InsufficientPermissions extends ProblemInfo {}
 export interface NotFound extends ProblemInfo {}
 export interface InstallationNotFound extends ProblemInfo {}
 export interface AppNotFound extends ProblemInfo {}
@@ -205,6 +222,7 @@ const all = [
   InstallationSuspended,
   AdminDisabled,
   Forbidden,
+  InsufficientPermissions,
   NotFound,
   InstallationNotFound,
   AppNotFound,

@@ -7,6 +7,7 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as AuthenticatedClient from "../client/AuthenticatedClient.js"
 import * as AppJwt from "./AppJwt.js"
 import * as Client from "./Client.js"
 import * as InstallationTokens from "./InstallationTokens.js"
@@ -16,16 +17,32 @@ import * as TokenCache from "./TokenCache.js"
 export interface IcrAppsConfig
   extends AppJwt.AppJwtOptions,
     Client.ClientOptions,
-    InstallationTokens.InstallationTokensOptions {}
+    InstallationTokens.InstallationTokensOptions {
+  /** The authenticated clients' concurrency cap, retries and redirects (SPEC §10). */
+  readonly requests?: AuthenticatedClient.AuthenticatedClientOptions | undefined
+}
 
 /** The SDK's services. */
-export type IcrAppsServices = AppJwt.AppJwt | Client.IcrAppsClient | InstallationTokens.InstallationTokens
+export type IcrAppsServices =
+  | AppJwt.AppJwt
+  | Client.IcrAppsClient
+  | InstallationTokens.InstallationTokens
+  | AuthenticatedClient.AuthenticatedClient
 
-/** The SDK over a given {@link Client.IcrAppsHttpClient} and `TokenCache`. Fails at construction on an unusable key. */
+/** The SDK over a given {@link Client.IcrAppsHttpClient} and `TokenCache`. Fails at construction on an unusable key or base URL. */
 export const layerWith = (
   config: IcrAppsConfig
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey, Client.IcrAppsHttpClient | TokenCache.TokenCache> =>
-  InstallationTokens.layer(config).pipe(
+): Layer.Layer<
+  IcrAppsServices,
+  AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl,
+  Client.IcrAppsHttpClient | TokenCache.TokenCache
+> =>
+  AuthenticatedClient.layer({
+    apiVersion: config.apiVersion,
+    refreshMarginSeconds: config.refreshMarginSeconds,
+    ...config.requests
+  }).pipe(
+    Layer.provideMerge(InstallationTokens.layer(config)),
     Layer.provideMerge(Client.layer(config)),
     Layer.provideMerge(AppJwt.layer(config))
   )
@@ -51,7 +68,7 @@ const transportLayers = (transport: IcrAppsTransport) =>
 /** The SDK: `fetch` (or the given one) and an in-memory LRU token cache unless told otherwise. */
 export const layer = (
   config: IcrAppsConfig & IcrAppsTransport
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey> =>
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl> =>
   layerWith(config).pipe(Layer.provide(transportLayers(config)))
 
 /**
@@ -71,5 +88,5 @@ export const config: Config.Config<IcrAppsConfig> = Config.all({
 export const layerConfig = (
   from: Config.Config<IcrAppsConfig> = config,
   transport: IcrAppsTransport = {}
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | ConfigError.ConfigError> =>
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(from, (c) => layer({ ...c, ...transport })))

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import { type ErrorOf, IcrAppsClient } from "./Client.js"
 import { canonical, type Permissions } from "../api/Permissions.js"
 import { type CachedToken, TokenCache } from "./TokenCache.js"
@@ -43,13 +44,23 @@ export class InstallationTokens extends Context.Tag("@icr-apps/core/Installation
       options: Omit<TokenOptions, "refresh"> | undefined,
       nowMillis: number
     ) => CachedToken | undefined
+    /**
+     * Forgets a token this instance holds (here and in its cache), wherever it was cached: for a
+     * token revoked or refused elsewhere (SPEC §10), so the next `get` mints a fresh one.
+     */
+    readonly evict: (token: Redacted.Redacted<string> | string) => Effect.Effect<void>
     /** Revokes the cached token (if any) for that key on the server, and evicts it. */
     readonly revoke: (
       installationId: string,
       options?: Omit<TokenOptions, "refresh">
     ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
   }
->() {}
+>() {
+  /** The service as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: InstallationTokensOptions = {}
+  ): Layer.Layer<InstallationTokens, never, IcrAppsClient | TokenCache> => layer(options)
+}
 
 /** What selects one cached installation token. */
 export interface TokenOptions {
@@ -100,22 +111,26 @@ export const make = (options: InstallationTokensOptions = {}) =>
         ? ""
         : `${opts.partition ?? ""}\n${opts.permissions === undefined ? "" : JSON.stringify(canonical(opts.permissions))}\n`
     const localKey = (installationId: string, opts: TokenOptions) => scopeOf(opts) + installationId
+    // Which cache entry holds each token this instance got, so a token can be evicted by its value.
+    const byToken = new Map<string, { readonly local: string; readonly key: string }>()
     const remember = (installationId: string, opts: TokenOptions, value: CachedToken) => {
       const k = localKey(installationId, opts)
+      byToken.set(Redacted.value(value.token), { local: k, key: keyOf(installationId, opts) })
+      if (byToken.size > LOCAL_CAPACITY) byToken.delete(byToken.keys().next().value!)
       if (local.get(k) === value) return
       local.delete(k)
       local.set(k, value)
       if (local.size > LOCAL_CAPACITY) local.delete(local.keys().next().value!)
     }
     const fresh = (value: CachedToken | undefined, now: number): value is CachedToken =>
-      value !== undefined && value.expiresAt - margin > now
+      value !== undefined && DateTime.toEpochMillis(value.expiresAt) - margin > now
 
     const mint = (key: string, installationId: string, opts: TokenOptions) =>
       Effect.gen(function* () {
         const minted = yield* client.createInstallationAccessToken(installationId, { permissions: opts.permissions })
         const value: CachedToken = {
           token: minted.token,
-          expiresAt: DateTime.toEpochMillis(minted.expiresAt),
+          expiresAt: minted.expiresAt,
           permissions: minted.permissions,
           installationId: minted.installationId,
           organizationId: minted.organizationId
@@ -173,6 +188,21 @@ export const make = (options: InstallationTokensOptions = {}) =>
           return fresh(hit, clock.unsafeCurrentTimeMillis()) ? Effect.succeed(hit) : fromCache(installationId, opts)
         })
       },
+      evict: (token) =>
+        Effect.suspend(() => {
+          const value = Redacted.isRedacted(token) ? Redacted.value(token) : token
+          const where = byToken.get(value)
+          if (where === undefined) return Effect.void
+          byToken.delete(value)
+          if (local.get(where.local) !== undefined && Redacted.value(local.get(where.local)!.token) === value) {
+            local.delete(where.local)
+          }
+          return Effect.flatMap(cache.get(where.key), (cached) =>
+            Option.isSome(cached) && Redacted.value(cached.value.token) === value
+              ? cache.delete(where.key)
+              : Effect.void
+          )
+        }),
       unsafePeek: (installationId, opts = {}, now) => {
         const hit = local.get(localKey(installationId, opts))
         return fresh(hit, now) ? hit : undefined

@@ -4,6 +4,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -11,7 +12,8 @@ import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { IcrAppsClient } from "./Client.js"
+import { AuthenticatedClient, type RequestOptions } from "../client/AuthenticatedClient.js"
+import { checkBaseUrl, DEFAULT_BASE_URL, IcrAppsClient } from "./Client.js"
 import { Installation, InstallationPage } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
 import { codeOf, InvalidJwt, isProblem } from "../api/Problems.js"
@@ -48,13 +50,21 @@ const toFailure = (cause: Cause.Cause<unknown>): IcrAppsFailure => {
   return new IcrAppsFailure(tag, problem?.code, problem?.status, message, e, reason)
 }
 
+const encodeInstallation = Schema.encodeSync(Installation)
+
 /** Options of the Promise client: the SDK's, plus the `fetch` to use (default `globalThis.fetch`) and the cache. */
 export interface PromiseClientOptions extends IcrAppsConfig, IcrAppsTransport {}
 
-/** Makes a Promise client. An unusable key rejects the first call with an `InvalidPrivateKey` failure. */
+/**
+ * Makes a Promise client. A base URL that is not an absolute `http(s)://` URL throws here, at once
+ * (an `IcrAppsFailure` with `_tag` `InvalidBaseUrl`); an unusable key rejects the first call with an
+ * `InvalidPrivateKey` failure.
+ */
 export const createIcrAppsClient = (options: PromiseClientOptions) => {
+  const checked = Effect.runSyncExit(checkBaseUrl(options.baseUrl ?? DEFAULT_BASE_URL))
+  if (Exit.isFailure(checked)) throw toFailure(checked.cause)
   const runtime = ManagedRuntime.make(layer(options))
-  let built: Runtime.Runtime<IcrAppsClient | InstallationTokens> | undefined
+  let built: Runtime.Runtime<IcrAppsClient | InstallationTokens | AuthenticatedClient> | undefined
   // The token service, once built: its synchronous peek answers a fresh cached token with no Effect run.
   let tokens: InstallationTokens["Type"] | undefined
   const settle = <A>(exit: Exit.Exit<A, unknown>): A => {
@@ -65,7 +75,9 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
    * Runs synchronously when it can (a cached token or JWT needs no I/O), so a cache hit costs no
    * scheduler round trip; anything that goes async is awaited on the same fiber.
    */
-  const run = async <A, E>(effect: Effect.Effect<A, E, IcrAppsClient | InstallationTokens>): Promise<A> => {
+  const run = async <A, E>(
+    effect: Effect.Effect<A, E, IcrAppsClient | InstallationTokens | AuthenticatedClient>
+  ): Promise<A> => {
     built ??= settle(await Effect.runPromiseExit(runtime.runtimeEffect))
     const exit = Runtime.runSyncExit(built)(effect)
     if (Exit.isFailure(exit) && Cause.isDie(exit.cause)) {
@@ -77,6 +89,18 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
     return settle(exit)
   }
   const client = <A, E>(f: (c: IcrAppsClient["Type"]) => Effect.Effect<A, E>) => run(Effect.flatMap(IcrAppsClient, f))
+  const authenticated = <A, E>(f: (c: AuthenticatedClient["Type"]) => Effect.Effect<A, E>) =>
+    run(Effect.flatMap(AuthenticatedClient, f))
+  /** A stream of the SDK as an async iterator whose failures are {@link IcrAppsFailure}s. */
+  async function* iterate<A, E>(
+    stream: Stream.Stream<A, E, IcrAppsClient | InstallationTokens | AuthenticatedClient>
+  ): AsyncGenerator<A> {
+    built ??= settle(await Effect.runPromiseExit(runtime.runtimeEffect))
+    for await (const item of Stream.toAsyncIterableRuntime(Stream.either(stream), built)) {
+      if (Either.isLeft(item)) throw toFailure(Cause.fail(item.left))
+      yield item.right
+    }
+  }
   return {
     /** `POST /app/accessTokens` (optionally narrowed below the app's declared permissions), as the wire JSON. */
     createAppAccessToken: (opts: { permissions?: Permissions } = {}) =>
@@ -89,8 +113,8 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
     /** `GET /app/installations/token`. */
     describeAccessToken: (token: string) =>
       client((c) => Effect.map(c.describeAccessToken(token), Schema.encodeSync(TokenDescription))),
-    /** `DELETE /app/installations/token`. */
-    revokeAccessToken: (token: string) => client((c) => c.revokeAccessToken(token)),
+    /** `DELETE /app/installations/token`; the token is forgotten wherever this client cached it. */
+    revokeAccessToken: (token: string) => authenticated((c) => c.revokeAccessToken(token)),
     /** `GET /app/installations?limit=&page=`. */
     listInstallations: (opts: { limit?: number; page?: number; cursor?: string } = {}) =>
       client((c) => Effect.map(c.listInstallations(opts), Schema.encodeSync(InstallationPage))),
@@ -120,6 +144,32 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
         })
       )
     },
+    /**
+     * Any ICR endpoint, `"METHOD /path"` (`{name}` placeholders filled from `params`), with the app's
+     * credential or, given `installationId`, that installation's token: resolves to the parsed JSON
+     * body (`undefined` when empty) or rejects with an {@link IcrAppsFailure} (`code`, `status`).
+     * Retries, the 401 refresh and the concurrency cap as in SPEC §10.
+     */
+    request: (route: string, opts: RequestOptions = {}): Promise<unknown> =>
+      authenticated((c) => c.request(route, opts)),
+    /** Every item of a list endpoint (following `Link: rel="next"` or `nextCursor`), as an async iterator. */
+    paginate: (route: string, opts: RequestOptions = {}): AsyncIterable<unknown> =>
+      iterate(Stream.unwrap(Effect.map(AuthenticatedClient, (c) => c.paginate(route, opts)))),
+    /**
+     * Every installation, each with a `request` bound to its token: `for await (const { installation,
+     * request } of icr.eachInstallation()) await request("GET /projects")`.
+     */
+    eachInstallation: (): AsyncIterable<{
+      readonly installation: ReturnType<typeof encodeInstallation>
+      readonly request: (route: string, opts?: Omit<RequestOptions, "installationId">) => Promise<unknown>
+    }> =>
+      iterate(
+        Stream.map(Stream.unwrap(Effect.map(IcrAppsClient, (c) => c.installations())), (installation) => ({
+          installation: encodeInstallation(installation),
+          request: (route: string, opts: Omit<RequestOptions, "installationId"> = {}) =>
+            authenticated((c) => c.request(route, { ...opts, installationId: installation.id }))
+        }))
+      ),
     /** Revokes and evicts the cached installation token. */
     revokeInstallationToken: (installationId: string, opts: { permissions?: Permissions } = {}) =>
       run(Effect.flatMap(InstallationTokens, (t) => t.revoke(installationId, opts))),

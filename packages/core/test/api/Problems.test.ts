@@ -12,6 +12,11 @@ const table: ReadonlyArray<readonly [number, string, P.Problem]> = [
   [403, "installation_suspended", new P.InstallationSuspended({ detail: "d" })],
   [403, "admin_disabled", new P.AdminDisabled({ detail: "d" })],
   [403, "forbidden", new P.Forbidden({ detail: "d" })],
+  [
+    403,
+    "insufficient_permissions",
+    new P.InsufficientPermissions({ detail: "d", permission: "organization_inventory", level: "REQUEST" })
+  ],
   [404, "not_found", new P.NotFound({ detail: "d" })],
   [404, "installation_not_found", new P.InstallationNotFound({ detail: "d" })],
   [404, "app_not_found", new P.AppNotFound({ detail: "d" })],

@@ -17,6 +17,7 @@ import * as Client from "@icr-apps/core/sdk/Client"
 import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
 import { type CachedToken, TokenCache } from "@icr-apps/core/sdk/TokenCache"
 import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -655,12 +656,12 @@ const exchangeWith = (
     event.tokenDigest = digest
     event.tokenId = minted ?? describedId ?? state.mintedIds.get(digest) ?? null
     event.cached = minted === undefined
-    event.expiresAt = new Date(issued.expiresAt).toISOString()
+    event.expiresAt = DateTime.formatIso(issued.expiresAt)
     const response: TokenResponse = {
       access_token: Redacted.value(issued.token),
       issued_token_type: ACCESS_TOKEN_TYPE,
       token_type: "Bearer",
-      expires_in: Math.max(0, Math.floor((issued.expiresAt - now) / 1000)),
+      expires_in: Math.max(0, Math.floor((DateTime.toEpochMillis(issued.expiresAt) - now) / 1000)),
       scope: formatScope(issued.permissions)
     }
     return response

@@ -1,0 +1,565 @@
+/**
+ * Authenticated clients for any ICR endpoint (SPEC §10): one per installation and one for the app,
+ * each an Effect `HttpClient` (so every `@effect/platform` combinator composes) that
+ *
+ * - resolves paths against the base URL and sends `x-icr-api-version`;
+ * - carries the right credential — the installation token or the app token from the cache, the App
+ *   JWT on `/app/*` — and never to another origin: an absolute URL off the base, or a redirect that
+ *   leaves it, is sent with no `Authorization` at all (redirects are followed here, not by `fetch`);
+ * - on a 401 `invalid_token` evicts the token, mints once more and retries once (a second 401 is
+ *   the caller's answer);
+ * - retries with Octokit's semantics: network errors and 5xx for idempotent methods only (any
+ *   method when nothing was sent: refused, unresolvable), 429 and 503 after their `Retry-After`,
+ *   all on Effect's `Clock`;
+ * - holds at most `concurrency` requests in flight per token, the rest queued.
+ *
+ * `request` and `paginate` add JSON and typed problems on top; `eachInstallation` walks every
+ * installation with its client.
+ */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as Headers from "@effect/platform/Headers"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type { Installation } from "../api/Installations.js"
+import type { Permissions } from "../api/Permissions.js"
+import { API_VERSION } from "../api/Primitives.js"
+import { AnyProblem, isProblem, type Problem } from "../api/Problems.js"
+import { causeChain, classify } from "../internal/transport.js"
+import { AppJwt } from "../sdk/AppJwt.js"
+import {
+  type ErrorOf,
+  type IcrAppsError,
+  IcrAppsClient,
+  IcrAppsHttpClient,
+  parseRetryAfter,
+  TransportError,
+  UnexpectedResponse
+} from "../sdk/Client.js"
+import { InstallationTokens } from "../sdk/InstallationTokens.js"
+import { nextPageUrl, pageOf } from "./Pagination.js"
+
+/** How the authenticated clients retry and throttle. */
+export interface AuthenticatedClientOptions {
+  /** Sent as `x-icr-api-version` (default `2023-06-16`). */
+  readonly apiVersion?: string | undefined
+  /** Requests in flight at once per token (default 10); the rest wait their turn, first come first served. */
+  readonly concurrency?: number | undefined
+  /** Attempts in all, the first included (default 4). */
+  readonly maxAttempts?: number | undefined
+  /** The first backoff delay (default 250 ms), doubling each time with ±20 % jitter. */
+  readonly baseDelay?: Duration.DurationInput | undefined
+  /** The longest backoff delay (default 10 s). */
+  readonly maxDelay?: Duration.DurationInput | undefined
+  /** The longest `Retry-After` waited for (default 60 s); a longer one is answered to the caller at once. */
+  readonly maxRetryAfter?: Duration.DurationInput | undefined
+  /** How long one attempt may take (default 10 s). */
+  readonly attemptTimeout?: Duration.DurationInput | undefined
+  /** Redirects followed at most (default 5). */
+  readonly maxRedirects?: number | undefined
+  /** App tokens are replaced this long before they expire (default 300 s). */
+  readonly refreshMarginSeconds?: number | undefined
+}
+
+/** What one call of {@link AuthenticatedClient.request} sends. */
+export interface RequestOptions {
+  /** The installation whose token to send (default: the app's). */
+  readonly installationId?: string | undefined
+  /** Narrow the installation token to these permissions. */
+  readonly permissions?: Permissions | undefined
+  /** Values for `{name}` placeholders of the route. */
+  readonly params?: Readonly<Record<string, string | number>> | undefined
+  /** Query parameters. */
+  readonly query?: Readonly<Record<string, string | number | boolean | ReadonlyArray<string> | undefined>> | undefined
+  /** A JSON body. */
+  readonly body?: unknown
+  /** More request headers. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}
+
+/** Methods that may be sent twice (RFC 9110 §9.2.2): retried after network errors and 5xx. */
+const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"])
+const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308])
+/** Failures after which the request never left this machine, so any method may be sent again. */
+const NOTHING_SENT: ReadonlySet<string> = new Set(["refused", "unresolvable"])
+const ATTEMPT_TIMED_OUT = "the attempt timed out"
+
+/** Whether an error of the SDK is worth trying again later (a rate limit, an outage, the network). */
+export const isRetryable = (error: unknown): boolean => {
+  if (error instanceof TransportError) return error.failure !== "tls"
+  if (error instanceof UnexpectedResponse) return error.status >= 500 || error.status === 408
+  if (isProblem(error)) return error._tag === "RateLimited" || error._tag === "Unavailable" || error._tag === "Internal"
+  return false
+}
+
+/** Whose credential a client sends. */
+type Principal =
+  | { readonly _tag: "App" }
+  | { readonly _tag: "Installation"; readonly id: string; readonly permissions?: Permissions | undefined }
+
+/** The credential of one attempt. */
+type Credential = { readonly header: string | undefined; readonly token: Redacted.Redacted<string> | undefined }
+const NO_CREDENTIAL: Credential = { header: undefined, token: undefined }
+
+/** A request's route as a template for spans: ids replaced by `{id}` (never a token: those travel in headers). */
+const routeOf = (method: string, path: string) =>
+  `${method} ${path.replace(/\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=\/|$)/gi, "/{id}")}`
+
+/** The authenticated clients of one app. */
+export class AuthenticatedClient extends Context.Tag("@icr-apps/core/AuthenticatedClient")<
+  AuthenticatedClient,
+  {
+    /** The client of one installation: its installation token (narrowed to `permissions` when given). */
+    readonly installation: (
+      installationId: string,
+      options?: { readonly permissions?: Permissions | undefined }
+    ) => HttpClient.HttpClient
+    /** The app's client: its app token, and the App JWT on `/app/*`. */
+    readonly app: HttpClient.HttpClient
+    /**
+     * `"METHOD /path"` with the app's or an installation's credential: the parsed JSON body (or
+     * `undefined` for an empty one), or the problem as its typed error.
+     */
+    readonly request: (route: string, options?: RequestOptions) => Effect.Effect<unknown, IcrAppsError>
+    /**
+     * Every item of a list endpoint, page by page (following `Link: rel="next"` or `nextCursor`),
+     * with the same options as {@link request}.
+     */
+    readonly paginate: (route: string, options?: RequestOptions) => Stream.Stream<unknown, IcrAppsError>
+    /** Every installation, each with its client. */
+    readonly eachInstallation: (options?: {
+      readonly permissions?: Permissions | undefined
+    }) => Stream.Stream<
+      { readonly installation: Installation; readonly client: HttpClient.HttpClient },
+      ErrorOf<"listInstallations">
+    >
+    /** `DELETE /app/installations/token` for `token`, and forgets it wherever this app cached it. */
+    readonly revokeAccessToken: (
+      token: Redacted.Redacted<string> | string
+    ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
+  }
+>() {}
+
+/** Builds the clients over the SDK's services. */
+export const make = (options: AuthenticatedClientOptions = {}) =>
+  Effect.gen(function* () {
+    const sdk = yield* IcrAppsClient
+    const tokens = yield* InstallationTokens
+    const jwt = yield* AppJwt
+    const transport = yield* IcrAppsHttpClient
+    const baseUrl = sdk.baseUrl.replace(/\/+$/, "")
+    const base = new URL(`${baseUrl}/`)
+    const apiVersion = options.apiVersion ?? API_VERSION
+    const concurrency = Math.max(1, options.concurrency ?? 10)
+    const maxAttempts = Math.max(1, options.maxAttempts ?? 4)
+    const baseDelay = Duration.toMillis(options.baseDelay ?? "250 millis")
+    const maxDelay = Duration.toMillis(options.maxDelay ?? "10 seconds")
+    const maxRetryAfter = Duration.toMillis(options.maxRetryAfter ?? "60 seconds")
+    const attemptTimeout = options.attemptTimeout ?? "10 seconds"
+    const maxRedirects = options.maxRedirects ?? 5
+    const margin = (options.refreshMarginSeconds ?? 300) * 1000
+    const manualRedirects: RequestInit = { redirect: "manual" }
+
+    // --- the app token: cached here, one mint at a time ---------------------------------------
+    let appToken: { readonly token: Redacted.Redacted<string>; readonly expiresAt: number } | undefined
+    let appMint: Deferred.Deferred<Redacted.Redacted<string>, IcrAppsError> | undefined
+    /** The app token; given the one a 401 refused, a different one (the cached one if it already is, else a fresh mint). */
+    const appTokenGet = (refused?: Redacted.Redacted<string>): Effect.Effect<Redacted.Redacted<string>, IcrAppsError> =>
+      Effect.clockWith((clock) => {
+        const held = appToken
+        if (
+          held !== undefined &&
+          held.expiresAt - margin > clock.unsafeCurrentTimeMillis() &&
+          (refused === undefined || Redacted.value(held.token) !== Redacted.value(refused))
+        ) {
+          return Effect.succeed(held.token)
+        }
+        if (appMint !== undefined) return Deferred.await(appMint)
+        const deferred = Deferred.unsafeMake<Redacted.Redacted<string>, IcrAppsError>(Effect.runSync(Effect.fiberId))
+        appMint = deferred
+        return sdk.createAppAccessToken().pipe(
+          Effect.map((minted) => {
+            appToken = { token: minted.token, expiresAt: minted.expiresAt.epochMillis }
+            return minted.token
+          }),
+          Effect.withSpan("icr.token.mint", { attributes: { "icr.token.kind": "app" } }),
+          Effect.exit,
+          Effect.flatMap((exit) => {
+            appMint = undefined
+            return Effect.zipRight(Deferred.done(deferred, exit), exit)
+          })
+        )
+      })
+
+    /** The installation token; given the one a 401 refused, evicts it and gets another (minting once). */
+    const installationTokenGet = (
+      principal: Extract<Principal, { _tag: "Installation" }>,
+      refused?: Redacted.Redacted<string>
+    ): Effect.Effect<Redacted.Redacted<string>, IcrAppsError> => {
+      const opts = { permissions: principal.permissions }
+      if (refused === undefined) {
+        return Effect.clockWith((clock) => {
+          const hit = tokens.unsafePeek(principal.id, opts, clock.unsafeCurrentTimeMillis())
+          if (hit !== undefined) return Effect.succeed(hit.token)
+          return Effect.map(
+            tokens.get(principal.id, opts).pipe(
+              Effect.withSpan("icr.token", {
+                attributes: { "icr.installation_id": principal.id, "icr.cache": "miss" }
+              })
+            ),
+            (t) => t.token
+          )
+        })
+      }
+      return Effect.gen(function* () {
+        yield* tokens.evict(refused)
+        // Another request may have replaced it already: then use that one, minting nothing.
+        const current = yield* tokens.get(principal.id, opts)
+        if (Redacted.value(current.token) !== Redacted.value(refused)) return current.token
+        return (yield* tokens.get(principal.id, { ...opts, refresh: true })).token
+      }).pipe(Effect.withSpan("icr.token.refresh", { attributes: { "icr.installation_id": principal.id } }))
+    }
+
+    // --- one semaphore per token principal -------------------------------------------------------
+    const semaphores = new Map<string, Effect.Semaphore>()
+    const semaphoreOf = (key: string) => {
+      let s = semaphores.get(key)
+      if (s === undefined) {
+        s = Effect.unsafeMakeSemaphore(concurrency)
+        semaphores.set(key, s)
+      }
+      return s
+    }
+
+    /** The credential a request to `url` carries: none off the base origin; the App JWT on `/app/*` but the token routes. */
+    const credentialFor = (
+      principal: Principal,
+      url: URL,
+      refused?: Redacted.Redacted<string>
+    ): Effect.Effect<Credential, IcrAppsError> => {
+      if (url.origin !== base.origin) return Effect.succeed(NO_CREDENTIAL)
+      const path = url.pathname.startsWith(base.pathname)
+        ? `/${url.pathname.slice(base.pathname.length)}`
+        : url.pathname
+      if (path.startsWith("/app/") && path !== "/app/installations/token") {
+        return Effect.map(jwt.get, (t) => ({ header: `Bearer ${Redacted.value(t)}`, token: undefined }))
+      }
+      const token = principal._tag === "App" ? appTokenGet(refused) : installationTokenGet(principal, refused)
+      return Effect.map(token, (t) => ({ header: `Bearer ${Redacted.value(t)}`, token: t }))
+    }
+
+    /** The full URL of a request: a path (or a relative one) under the base URL; an absolute URL as it is. */
+    const resolve = (request: HttpClientRequest.HttpClientRequest): URL => {
+      const raw = request.url
+      const url = /^[a-z][a-z0-9+.-]*:/i.test(raw)
+        ? new URL(raw)
+        : new URL(`${baseUrl}${raw.startsWith("/") ? raw : `/${raw}`}`)
+      for (const [k, v] of request.urlParams) url.searchParams.append(k, v)
+      if (request.hash._tag === "Some") url.hash = request.hash.value
+      return url
+    }
+
+    /** One attempt: sends (following redirects, dropping the credential once one leaves the origin). */
+    const sendOnce = (
+      request: HttpClientRequest.HttpClientRequest,
+      url: URL,
+      credential: Credential
+    ): Effect.Effect<
+      { readonly response: HttpClientResponse.HttpClientResponse; readonly credentialSent: boolean },
+      HttpClientError.HttpClientError
+    > =>
+      Effect.gen(function* () {
+        let current = request
+        let at = url
+        let header = credential.header
+        for (let hop = 0; ; hop++) {
+          // Rebuilt each hop: only this client decides the Authorization header (a caller's own is dropped too).
+          const headers: Record<string, string> = { "x-icr-api-version": apiVersion }
+          if (header !== undefined) headers.authorization = header
+          const sent = HttpClientRequest.make(current.method)(at.href, {
+            headers: Headers.setAll(Headers.remove(current.headers, "authorization"), headers),
+            body: current.body
+          })
+          const response = yield* Effect.provideService(
+            transport.execute(sent),
+            FetchHttpClient.RequestInit,
+            manualRedirects
+          )
+          const location = response.headers.location
+          // Whether the answer is to the credential: a 401 from where it was not sent says nothing of it.
+          if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects)
+            return { response, credentialSent: header !== undefined }
+          const next = new URL(location, at)
+          // Leaving the base origin ends the credential for the rest of the chain (even back again).
+          if (next.origin !== base.origin) header = undefined
+          if (
+            response.status === 303 ||
+            ((response.status === 301 || response.status === 302) && current.method === "POST")
+          ) {
+            current = HttpClientRequest.setMethod(HttpClientRequest.setBody(current, HttpBody.empty), "GET")
+          }
+          at = next
+        }
+      }).pipe(
+        Effect.timeoutFail({
+          duration: attemptTimeout,
+          onTimeout: () =>
+            new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
+        })
+      )
+
+    const backoff = (attempt: number) =>
+      Effect.map(Random.nextRange(0.8, 1.2), (jitter) =>
+        Math.round(Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * jitter)
+      )
+    const pause = (millis: number, why: string, attempt: number) =>
+      Effect.sleep(Duration.millis(millis)).pipe(
+        Effect.withSpan("icr.retry", {
+          attributes: { "icr.retry.reason": why, "icr.retry.attempt": attempt, "icr.retry.delay_ms": millis }
+        })
+      )
+
+    /** Sends with retries, the 401 refresh and the concurrency cap. */
+    const execute = (
+      principal: Principal,
+      request: HttpClientRequest.HttpClientRequest
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError | IcrAppsError> => {
+      const url = resolve(request)
+      const method = request.method
+      const semaphore = semaphoreOf(
+        principal._tag === "App"
+          ? "app"
+          : `${principal.id.toLowerCase()}\n${JSON.stringify(principal.permissions ?? null)}`
+      )
+      const idempotent = IDEMPOTENT.has(method)
+      const span = {
+        attributes: {
+          "http.request.method": method,
+          "icr.route": routeOf(method, url.origin === base.origin ? url.pathname : "(other origin)"),
+          ...(principal._tag === "Installation" ? { "icr.installation_id": principal.id } : {})
+        }
+      }
+      return Effect.gen(function* () {
+        let refused: Redacted.Redacted<string> | undefined
+        let refreshed = false
+        for (let attempt = 1; ; attempt++) {
+          const credential = yield* credentialFor(principal, url, refused)
+          const outcome = yield* Effect.either(semaphore.withPermits(1)(sendOnce(request, url, credential)))
+          if (Either.isLeft(outcome)) {
+            const error = outcome.left
+            const failure =
+              error._tag === "RequestError" && error.reason === "Transport"
+                ? error.description === ATTEMPT_TIMED_OUT
+                  ? "timeout"
+                  : classify(causeChain(error.cause))
+                : undefined
+            // A POST is sent again only when it never left (refused, unresolvable): else it may have been done.
+            if (failure !== undefined && attempt < maxAttempts && (idempotent || NOTHING_SENT.has(failure))) {
+              yield* pause(yield* backoff(attempt), failure, attempt)
+              continue
+            }
+            return yield* Effect.fail(error)
+          }
+          const { response, credentialSent } = outcome.right
+          const status = response.status
+          if (status === 401 && credential.token !== undefined && credentialSent && !refreshed) {
+            const text = yield* Effect.orElseSucceed(response.text, () => "")
+            if (codeIn(text) === "invalid_token") {
+              refreshed = true
+              refused = credential.token
+              attempt-- // the refresh is not a retry of a transient failure
+              continue
+            }
+            return response
+          }
+          refused = undefined
+          const retryable =
+            status === 429 ||
+            (idempotent && (status === 408 || status === 500 || status === 502 || status === 503 || status === 504))
+          if (!retryable || attempt >= maxAttempts) return response
+          const now = yield* Clock.currentTimeMillis
+          const after = parseRetryAfter(response.headers["retry-after"], now)
+          if (Option.isSome(after) && after.value > maxRetryAfter) return response
+          const delay = Option.isSome(after) ? after.value : yield* backoff(attempt)
+          yield* pause(delay, String(status), attempt)
+        }
+      }).pipe(
+        Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
+        Effect.withSpan("icr.request", span)
+      )
+    }
+
+    const clientOf = (principal: Principal): HttpClient.HttpClient =>
+      HttpClient.makeWith(
+        (request: Effect.Effect<HttpClientRequest.HttpClientRequest, never, never>) =>
+          Effect.flatMap(request, (r) => execute(principal, r)),
+        Effect.succeed
+      ) as unknown as HttpClient.HttpClient
+
+    const app = clientOf({ _tag: "App" })
+    const installation = (installationId: string, opts: { readonly permissions?: Permissions | undefined } = {}) =>
+      clientOf({ _tag: "Installation", id: installationId, permissions: opts.permissions })
+
+    const clientFor = (opts: RequestOptions) =>
+      opts.installationId === undefined ? app : installation(opts.installationId, { permissions: opts.permissions })
+
+    /** The request a route and its options describe. */
+    const build = (route: string, opts: RequestOptions) => {
+      const match = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(route)
+      const [method, template] = match === null ? ["GET", route.trim()] : [match[1]!.toUpperCase(), match[2]!]
+      const path = template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+        const value = opts.params?.[name]
+        if (value === undefined) return whole
+        return encodeURIComponent(String(value)).replace(/\./g, "%2E")
+        return encodeURIComponent(String(value))
+      })
+      const url = resolve(HttpClientRequest.get(path))
+      for (const [k, v] of Object.entries(opts.query ?? {})) {
+        if (v === undefined) continue
+        if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, item)
+        else url.searchParams.set(k, String(v))
+      }
+      let request = HttpClientRequest.make(method as "GET")(url.href, {
+        headers: { accept: "application/json", ...opts.headers }
+      })
+      if (opts.body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, opts.body)
+      return request
+    }
+
+    /** The JSON of a 2xx answer, or its problem (or an {@link UnexpectedResponse}) as the failure. */
+    const readJson = (request: HttpClientRequest.HttpClientRequest, response: HttpClientResponse.HttpClientResponse) =>
+      Effect.gen(function* () {
+        const text = yield* Effect.orElseSucceed(response.text, () => "")
+        let body: unknown
+        try {
+          body = text.trim() === "" ? undefined : JSON.parse(text)
+        } catch {
+          body = undefined
+          if (response.status < 300) {
+            return yield* Effect.fail(
+              new UnexpectedResponse({
+                status: response.status,
+                method: request.method,
+                url: request.url,
+                detail: "the body is not JSON"
+              })
+            )
+          }
+        }
+        if (response.status >= 200 && response.status < 300) return body
+        const problem = Schema.decodeUnknownOption(AnyProblem)(body)
+        if (Option.isSome(problem)) return yield* Effect.fail(problem.value as Problem)
+        return yield* Effect.fail(
+          new UnexpectedResponse({
+            status: response.status,
+            method: request.method,
+            url: request.url,
+            detail: "the answer is not a problem document this SDK knows"
+          })
+        )
+      })
+
+    const transportError = (e: HttpClientError.HttpClientError | IcrAppsError): IcrAppsError => {
+      if (e instanceof HttpClientError.RequestError) {
+        const chain = causeChain(e.cause)
+        return new TransportError({
+          method: e.request.method,
+          url: e.request.url,
+          failure: e.description === ATTEMPT_TIMED_OUT ? "timeout" : classify(chain),
+          cause: (e.description ?? chain[0] ?? e.reason).slice(0, 200)
+        })
+      }
+      if (e instanceof HttpClientError.ResponseError) {
+        return new UnexpectedResponse({
+          status: e.response.status,
+          method: e.request.method,
+          url: e.request.url,
+          detail: e.description ?? e.reason
+        })
+      }
+      return e
+    }
+
+    const send = (client: HttpClient.HttpClient, request: HttpClientRequest.HttpClientRequest) =>
+      client.execute(request).pipe(
+        Effect.flatMap((response) => Effect.map(readJson(request, response), (body) => ({ body, response }))),
+        Effect.mapError(transportError)
+      ) as Effect.Effect<
+        { readonly body: unknown; readonly response: HttpClientResponse.HttpClientResponse },
+        IcrAppsError
+      >
+
+    const request: AuthenticatedClient["Type"]["request"] = (route, opts = {}) =>
+      Effect.map(send(clientFor(opts), build(route, opts)), ({ body }) => body)
+
+    const paginate: AuthenticatedClient["Type"]["paginate"] = (route, opts = {}) => {
+      const client = clientFor(opts)
+      const first = build(route, opts)
+      // Per run of the stream: the pages asked for, so a server naming a page again ends the walk
+      // instead of looping it forever.
+      return Stream.suspend(() => {
+        const asked = new Set<string>([first.url])
+        return Stream.paginateChunkEffect(first as HttpClientRequest.HttpClientRequest, (current) =>
+          Effect.map(send(client, current), ({ body, response }) => {
+            const page = pageOf(body)
+            const next = nextPageUrl(current.url, response.headers.link, page)
+            const fresh = next !== undefined && !asked.has(next)
+            if (fresh) asked.add(next)
+            return [
+              Chunk.fromIterable(page.items),
+              fresh ? Option.some(HttpClientRequest.setUrl(current, next)) : Option.none()
+            ] as const
+          })
+        )
+      })
+    }
+
+    const codeOf = (token: Redacted.Redacted<string> | string) =>
+      Redacted.isRedacted(token) ? Redacted.value(token) : token
+
+    return AuthenticatedClient.of({
+      installation,
+      app,
+      request,
+      paginate,
+      eachInstallation: (opts = {}) =>
+        Stream.map(sdk.installations(), (i) => ({ installation: i, client: installation(i.id, opts) })),
+      revokeAccessToken: (token) =>
+        Effect.gen(function* () {
+          yield* sdk.revokeAccessToken(token)
+          yield* tokens.evict(token)
+          if (appToken !== undefined && Redacted.value(appToken.token) === codeOf(token)) appToken = undefined
+        })
+    })
+  })
+
+/** The `code` member of a problem document's text, if it is one. */
+const codeIn = (text: string): string | undefined => {
+  try {
+    const code = (JSON.parse(text) as { code?: unknown } | null)?.code
+    return typeof code === "string" ? code : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The clients as a layer over the SDK's services. */
+export const layer = (
+  options: AuthenticatedClientOptions = {}
+): Layer.Layer<AuthenticatedClient, never, IcrAppsClient | InstallationTokens | AppJwt | IcrAppsHttpClient> =>
+  Layer.effect(AuthenticatedClient, make(options))
