@@ -22,7 +22,7 @@ import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -44,6 +44,7 @@ import { causeChain, classify } from "../internal/transport.js"
 import { AppJwt } from "../sdk/AppJwt.js"
 import {
   type ErrorOf,
+  fetchOf,
   type IcrAppsError,
   IcrAppsClient,
   IcrAppsHttpClient,
@@ -161,7 +162,10 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const sdk = yield* IcrAppsClient
     const tokens = yield* InstallationTokens
     const jwt = yield* AppJwt
-    const transport = yield* IcrAppsHttpClient
+    // This module's "icr.request" span is the request's span: the platform's own per-request span
+    // (and its trace headers) would double the tracing cost of every call for nothing new.
+    const given = yield* IcrAppsHttpClient
+    const transport = HttpClient.withTracerDisabledWhen(given, () => true)
     const baseUrl = sdk.baseUrl.replace(/\/+$/, "")
     const base = new URL(`${baseUrl}/`)
     const apiVersion = options.apiVersion ?? API_VERSION
@@ -171,6 +175,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const maxDelay = Duration.toMillis(options.maxDelay ?? "10 seconds")
     const maxRetryAfter = Duration.toMillis(options.maxRetryAfter ?? "60 seconds")
     const attemptTimeout = options.attemptTimeout ?? "10 seconds"
+    const attemptTimeoutMillis = Duration.toMillis(attemptTimeout)
     const maxRedirects = options.maxRedirects ?? 5
     const margin = (options.refreshMarginSeconds ?? 300) * 1000
     const manualRedirects: RequestInit = { redirect: "manual" }
@@ -197,7 +202,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             appToken = { token: minted.token, expiresAt: minted.expiresAt.epochMillis }
             return minted.token
           }),
-          Effect.withSpan("icr.token.mint", { attributes: { "icr.token.kind": "app" } }),
+          Effect.withSpan("icr.token.mint", { captureStackTrace: false, attributes: { "icr.token.kind": "app" } }),
           Effect.exit,
           Effect.flatMap((exit) => {
             appMint = undefined
@@ -219,6 +224,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           return Effect.map(
             tokens.get(principal.id, opts).pipe(
               Effect.withSpan("icr.token", {
+                captureStackTrace: false,
                 attributes: { "icr.installation_id": principal.id, "icr.cache": "miss" }
               })
             ),
@@ -232,7 +238,12 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         const current = yield* tokens.get(principal.id, opts)
         if (Redacted.value(current.token) !== Redacted.value(refused)) return current.token
         return (yield* tokens.get(principal.id, { ...opts, refresh: true })).token
-      }).pipe(Effect.withSpan("icr.token.refresh", { attributes: { "icr.installation_id": principal.id } }))
+      }).pipe(
+        Effect.withSpan("icr.token.refresh", {
+          captureStackTrace: false,
+          attributes: { "icr.installation_id": principal.id }
+        })
+      )
     }
 
     // --- one semaphore per token principal -------------------------------------------------------
@@ -274,13 +285,74 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       return url
     }
 
+    const direct = fetchOf(given)
+    /** One request as it goes out: straight to `fetch` when the SDK's transport is one (no redirect following). */
+    const sendWire = (
+      request: HttpClientRequest.HttpClientRequest,
+      href: string,
+      own: Record<string, string>,
+      timerMillis: number | undefined
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+      const body = request.body
+      if (direct !== undefined && (body._tag === "Empty" || body._tag === "Uint8Array" || body._tag === "Raw")) {
+        const headers: Record<string, string> = {}
+        for (const name in request.headers) if (name !== "authorization") headers[name] = request.headers[name]!
+        Object.assign(headers, own)
+        const init: RequestInit = {
+          method: request.method,
+          headers,
+          redirect: "manual",
+          ...(body._tag === "Empty" ? {} : { body: body.body as BodyInit })
+        }
+        return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>((resume) => {
+          const controller = new AbortController()
+          init.signal = controller.signal
+          // On the live clock, the attempt's deadline is a plain timer (Effect.timeoutFail costs a
+          // fiber race per request); on any other clock (a TestClock) sendOnce times it instead.
+          const timer =
+            timerMillis === undefined
+              ? undefined
+              : setTimeout(() => {
+                  controller.abort()
+                  resume(
+                    Effect.fail(
+                      new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
+                    )
+                  )
+                }, timerMillis)
+          direct(href, init).then(
+            (response) => {
+              if (timer !== undefined) clearTimeout(timer)
+              const wrapped = HttpClientResponse.fromWeb(request, response)
+              webOf.set(wrapped, response)
+              resume(Effect.succeed(wrapped))
+            },
+            (cause) => {
+              if (timer !== undefined) clearTimeout(timer)
+              resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
+            }
+          )
+          return Effect.sync(() => {
+            if (timer !== undefined) clearTimeout(timer)
+            controller.abort()
+          })
+        })
+      }
+      const sent = HttpClientRequest.make(request.method)(href, {
+        headers: Headers.setAll(Headers.remove(request.headers, "authorization"), own),
+        body: request.body
+      })
+      return Effect.provideService(transport.execute(sent), FetchHttpClient.RequestInit, manualRedirects)
+    }
+
     /** One attempt: sends (following redirects, dropping the credential once one leaves the origin). */
     const sendOnce = (
       request: HttpClientRequest.HttpClientRequest,
       url: URL,
-      credential: Credential
-    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> =>
-      Effect.gen(function* () {
+      credential: Credential,
+      timerMillis: number | undefined
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+      const attempt = Effect.gen(function* () {
         let current = request
         let at = url
         let header = credential.header
@@ -288,15 +360,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           // Rebuilt each hop: only this client decides the Authorization header (a caller's own is dropped too).
           const headers: Record<string, string> = { "x-icr-api-version": apiVersion }
           if (header !== undefined) headers.authorization = header
-          const sent = HttpClientRequest.make(current.method)(at.href, {
-            headers: Headers.setAll(Headers.remove(current.headers, "authorization"), headers),
-            body: current.body
-          })
-          const response = yield* Effect.provideService(
-            transport.execute(sent),
-            FetchHttpClient.RequestInit,
-            manualRedirects
-          )
+          const response = yield* sendWire(current, at.href, headers, timerMillis)
           const location = response.headers.location
           if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects) return response
           const next = new URL(location, at)
@@ -310,13 +374,15 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           }
           at = next
         }
-      }).pipe(
-        Effect.timeoutFail({
-          duration: attemptTimeout,
-          onTimeout: () =>
-            new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
-        })
-      )
+      })
+      return timerMillis !== undefined && direct !== undefined
+        ? attempt
+        : Effect.timeoutFail(attempt, {
+            duration: attemptTimeout,
+            onTimeout: () =>
+              new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
+          })
+    }
 
     const backoff = (attempt: number) =>
       Effect.map(Random.nextRange(0.8, 1.2), (jitter) =>
@@ -325,6 +391,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const pause = (millis: number, why: string, attempt: number) =>
       Effect.sleep(Duration.millis(millis)).pipe(
         Effect.withSpan("icr.retry", {
+          captureStackTrace: false,
           attributes: { "icr.retry.reason": why, "icr.retry.attempt": attempt, "icr.retry.delay_ms": millis }
         })
       )
@@ -343,6 +410,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       )
       const idempotent = IDEMPOTENT.has(method)
       const span = {
+        captureStackTrace: false,
+        kind: "client" as const,
         attributes: {
           "http.request.method": method,
           "icr.route": routeOf(method, url.origin === base.origin ? url.pathname : "(other origin)"),
@@ -350,11 +419,14 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         }
       }
       return Effect.gen(function* () {
+        const timerMillis = (yield* Effect.clock) === liveClock() ? attemptTimeoutMillis : undefined
         let refused: Redacted.Redacted<string> | undefined
         let refreshed = false
         for (let attempt = 1; ; attempt++) {
           const credential = yield* credentialFor(principal, url, refused)
-          const outcome = yield* Effect.either(semaphore.withPermits(1)(sendOnce(request, url, credential)))
+          const outcome = yield* Effect.either(
+            semaphore.withPermits(1)(sendOnce(request, url, credential, timerMillis))
+          )
           if (Either.isLeft(outcome)) {
             const error = outcome.left
             const failure =
@@ -373,14 +445,14 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           const response = outcome.right
           const status = response.status
           if (status === 401 && credential.token !== undefined && !refreshed) {
-            const text = yield* Effect.orElseSucceed(response.text, () => "")
+            const text = yield* textOf(response)
             if (codeIn(text) === "invalid_token") {
               refreshed = true
               refused = credential.token
               attempt-- // the refresh is not a retry of a transient failure
               continue
             }
-            return response
+            return reread(response, text)
           }
           refused = undefined
           const retryable =
@@ -437,7 +509,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     /** The JSON of a 2xx answer, or its problem (or an {@link UnexpectedResponse}) as the failure. */
     const readJson = (request: HttpClientRequest.HttpClientRequest, response: HttpClientResponse.HttpClientResponse) =>
       Effect.gen(function* () {
-        const text = yield* Effect.orElseSucceed(response.text, () => "")
+        const text = yield* textOf(response)
         let body: unknown
         try {
           body = text.trim() === "" ? undefined : JSON.parse(text)
@@ -533,6 +605,45 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         })
     })
   })
+
+/** The live clock (the default services' one), looked up once. */
+let live: Clock.Clock | undefined
+const liveClock = (): Clock.Clock => {
+  live ??= Effect.runSync(Effect.clock)
+  return live
+}
+
+/** The web `Response` under each response the direct path made, so its body is read without another fiber. */
+const webOf = new WeakMap<HttpClientResponse.HttpClientResponse, Response>()
+
+/** A response's body as text, read once however many times it is asked for ("" when unreadable). */
+const texts = new WeakMap<HttpClientResponse.HttpClientResponse, Promise<string>>()
+const textOf = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<string> => {
+  const web = webOf.get(response)
+  if (web === undefined) return Effect.orElseSucceed(response.text, () => "")
+  return Effect.promise(() => {
+    let text = texts.get(response)
+    if (text === undefined) {
+      text = web.text().catch(() => "")
+      texts.set(response, text)
+    }
+    return text
+  })
+}
+
+/** A response whose body {@link textOf} has read, as one whose body its caller can still read. */
+const reread = (
+  response: HttpClientResponse.HttpClientResponse,
+  text: string
+): HttpClientResponse.HttpClientResponse => {
+  const web = webOf.get(response)
+  if (web === undefined) return response // the platform's response caches its own text
+  const fresh = HttpClientResponse.fromWeb(
+    response.request,
+    new Response(text, { status: web.status, statusText: web.statusText, headers: web.headers })
+  )
+  return fresh
+}
 
 /** The `code` member of a problem document's text, if it is one. */
 const codeIn = (text: string): string | undefined => {

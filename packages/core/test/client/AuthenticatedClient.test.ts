@@ -110,6 +110,12 @@ describe("refresh on 401 invalid_token", () => {
       expect(error._tag).toBe("InvalidToken")
       expect(h.issuer.mints(h.installation.id)).toBe(2)
       expect(h.resourceCalls()).toBe(2)
+      // Through the HttpClient itself: the second 401 is the answer, its body still readable.
+      const response = yield* Effect.flatMap(AuthenticatedClient, (c) =>
+        c.installation(h.installation.id).execute(HttpClientRequest.get("/projects"))
+      ).pipe(Effect.provide(h.layer))
+      expect(response.status).toBe(401)
+      expect(yield* response.json).toMatchObject({ code: "invalid_token" })
     })
   )
 
