@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import { makeFakeIssuer } from "../../../testkit/src/FakeIssuer.js"
 import { AuthenticatedClient, isRetryable } from "../../src/client/AuthenticatedClient.js"
 import { nextLink } from "../../src/client/Pagination.js"
@@ -400,4 +401,33 @@ describe("the Promise facade", () => {
     expect([h.resourceCalls() - calls, h.issuer.mints(id) - mints]).toEqual([1, 1])
     await icr.dispose()
   })
+})
+
+describe("spans", () => {
+  it.effect("icr.request names method, route template, status and installation; no span carries a token or JWT", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const live = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (...args: Parameters<Tracer.Tracer["span"]>) => {
+          const span = live.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: live.context
+      })
+      yield* inventory(h.installation.id).pipe(Effect.provide(h.layer), Effect.withTracer(recording))
+      const request = spans.find((s) => s.name === "icr.request")!
+      expect(Object.fromEntries(request.attributes)).toMatchObject({
+        "http.request.method": "GET",
+        "icr.route": "GET /organizations/{id}/inventory",
+        "http.response.status_code": 200,
+        "icr.installation_id": h.installation.id
+      })
+      expect(spans.some((s) => s.name === "icr.token")).toBe(true)
+      const everything = JSON.stringify(spans.map((s) => [s.name, Object.fromEntries(s.attributes)]))
+      expect(everything).not.toMatch(/crs_[0-9a-f]{8}|eyJ[\w-]+\.[\w-]+/)
+    })
+  )
 })
