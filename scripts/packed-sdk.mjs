@@ -145,8 +145,10 @@ const commonProblems = (dir, pkg) => {
   if (dir) {
     const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"))
     problems.push(...commonProblems(dir, pkg))
-    if (!/^[\^~]?\d+\.\d+\.\d+$/.test(pkg.dependencies?.["@icr-apps/core"] ?? ""))
-      problems.push(`@icr-apps/core is ${pkg.dependencies?.["@icr-apps/core"]}, not a version range`)
+    // The SDK is a peer (the app has it: one copy, one version), as a version range, never a dependency.
+    if (!/^[\^~]?\d+\.\d+\.\d+$/.test(pkg.peerDependencies?.["@icr-apps/core"] ?? ""))
+      problems.push(`peer @icr-apps/core is ${pkg.peerDependencies?.["@icr-apps/core"]}, not a version range`)
+    if (pkg.dependencies?.["@icr-apps/core"]) problems.push("@icr-apps/core is a dependency, not a peer")
     if (pkg.dependencies?.vitest || (pkg.peerDependencies?.vitest && !pkg.peerDependenciesMeta?.vitest?.optional))
       problems.push("vitest is required, not an optional peer")
   }

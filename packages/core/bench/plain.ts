@@ -48,6 +48,8 @@ export interface PlainKey {
   readonly fingerprint: string
   /** SPKI DER, base64. */
   readonly spki: string
+  /** The key's last deletion (ms), when it was registered again: JWTs issued before it never verify (SPEC §4). */
+  readonly notBefore?: number | null
 }
 export interface PlainApp {
   readonly id: string
@@ -434,6 +436,7 @@ export const makePlainHandler = (storage: PlainStorage, options: PlainOptions = 
     const seen = new Set<string>()
     for (const key of app.keys) {
       if (kid !== undefined && key.id.toLowerCase() !== wanted && key.fingerprint !== kid) continue
+      if (key.notBefore != null && iat * 1000 <= key.notBefore) continue
       if (seen.has(key.fingerprint)) continue
       seen.add(key.fingerprint)
       if (await verifies(key, jwt, signature.byteLength)) return { app, installation }

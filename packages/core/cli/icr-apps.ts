@@ -4,12 +4,14 @@
  * the SDK's (`@icr-apps/core/sdk/Cli`); this file parses arguments, reads the key file and prints.
  *
  *   icr-apps keygen [--out DIR]
- *   icr-apps jwt           --app-id ID --key FILE --base-url URL
+ *   icr-apps jwt           --app-id ID --key FILE
  *   icr-apps token         --app-id ID --key FILE --base-url URL --installation ID [--permissions JSON]
  *   icr-apps installations --app-id ID --key FILE --base-url URL [--json]
+ *   icr-apps --version
  *
  * ICR_APP_ID, ICR_PRIVATE_KEY (the PEM itself) or ICR_PRIVATE_KEY_FILE, and ICR_BASE_URL stand in
- * for the flags.
+ * for the flags. Standard output carries only the result; standard error says what failed (with the
+ * problem's `code` and, for a refused JWT, its `reason`), and with --verbose which base URL is called.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
@@ -17,8 +19,10 @@ import { parseArgs } from "node:util"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Layer from "effect/Layer"
 import { codeOf, isProblem } from "../src/api/Problems.js"
 import * as Cli from "../src/sdk/Cli.js"
+import * as AppJwt from "../src/sdk/AppJwt.js"
 import * as IcrApps from "../src/sdk/IcrApps.js"
 import { generateAppKeyPair } from "../src/sdk/Keys.js"
 
@@ -29,8 +33,52 @@ const usage = `usage:
                                                   mint an installation token (JSON)
   icr-apps installations --app-id ID --key FILE [--json]
                                                   list every installation (table, or JSON lines)
-every command but keygen: --base-url URL (required; the local issuer of npm start is http://127.0.0.1:8787)
+token and installations: --base-url URL (required; the local issuer of npm start is http://127.0.0.1:8787)
+  --verbose                                       say on standard error which base URL is called
+  --version                                       print the version
 environment: ICR_APP_ID, ICR_PRIVATE_KEY (PEM) or ICR_PRIVATE_KEY_FILE, ICR_BASE_URL stand in for the flags`
+
+/** This package's version, from its package.json (beside `cli/` in the sources, two levels up from `dist/cli/`). */
+const version = (): string => {
+  for (const path of ["../package.json", "../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as {
+        name?: string
+        version?: string
+      }
+      if (pkg.name === "@icr-apps/core" && typeof pkg.version === "string") return pkg.version
+    } catch {}
+  }
+  return "unknown"
+}
+
+/** Node's parseArgs errors, said briefly (its own text suggests `--` tricks that do not apply here). */
+const parse = () => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        "app-id": { type: "string" },
+        key: { type: "string" },
+        "base-url": { type: "string" },
+        installation: { type: "string" },
+        permissions: { type: "string" },
+        out: { type: "string" },
+        json: { type: "boolean" },
+        verbose: { type: "boolean", short: "v" },
+        version: { type: "boolean" },
+        help: { type: "boolean", short: "h" }
+      }
+    })
+  } catch (e) {
+    const code = (e as { code?: string }).code
+    const option = /'(-[^']*)'/.exec((e as Error).message)?.[1]
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") throw new Cli.UsageError(`unknown option ${option ?? ""}`.trim())
+    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE")
+      throw new Cli.UsageError(`option ${option ?? ""} needs a value`.replace("  ", " "))
+    throw new Cli.UsageError("cannot read the arguments")
+  }
+}
 
 const readKey = (file: string): string => {
   try {
@@ -54,20 +102,12 @@ const keygen = async (dir: string) => {
 const print: Cli.Print = (line) => Effect.sync(() => console.log(line))
 
 const main = async (): Promise<number> => {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      "app-id": { type: "string" },
-      key: { type: "string" },
-      "base-url": { type: "string" },
-      installation: { type: "string" },
-      permissions: { type: "string" },
-      out: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" }
-    }
-  })
+  const { values, positionals } = parse()
   const command = positionals[0]
+  if (values.version) {
+    console.log(version())
+    return 0
+  }
   if (values.help || command === undefined) {
     console.log(usage)
     return 0
@@ -87,23 +127,42 @@ const main = async (): Promise<number> => {
   }
   const run = commands[command]
   if (run === undefined) throw new Cli.UsageError(`unknown command "${command}"`)
+  // `jwt` only signs: it needs no base URL, and calls nothing.
+  const callsApi = command !== "jwt"
+  let baseUrl: string | undefined
   const program = Effect.gen(function* () {
-    const config = yield* Cli.config({
-      appId: values["app-id"],
-      privateKey: keyFile ? readKey(keyFile) : undefined,
-      baseUrl: values["base-url"]
-    })
-    console.error(`icr-apps: ${config.baseUrl}`)
-    return yield* Effect.provide(run(), IcrApps.layer(config))
+    const config = yield* Cli.config(
+      { appId: values["app-id"], privateKey: keyFile ? readKey(keyFile) : undefined, baseUrl: values["base-url"] },
+      { baseUrl: callsApi }
+    )
+    if (callsApi) baseUrl = config.baseUrl
+    if (values.verbose && callsApi) console.error(`icr-apps: ${config.baseUrl}`)
+    return yield* Effect.provide(
+      run(),
+      callsApi
+        ? IcrApps.layer(config)
+        : (AppJwt.layer(config) as Layer.Layer<IcrApps.IcrAppsServices, AppJwt.InvalidPrivateKey>)
+    )
   })
   const exit = await Effect.runPromiseExit(program)
   if (Exit.isSuccess(exit)) return 0
   const failure = Cause.squash(exit.cause)
   if (failure instanceof Cli.UsageError) throw failure
-  const tag = (failure as { _tag?: string } | undefined)?._tag
-  const code = isProblem(failure) ? ` (${codeOf(failure).code})` : ""
-  console.error(`icr-apps: ${tag ?? "error"}${code}: ${failure instanceof Error ? failure.message : "failed"}`)
+  console.error(
+    `icr-apps: ${describeFailure(failure)}${baseUrl !== undefined && isProblem(failure) ? ` (from ${baseUrl})` : ""}`
+  )
   return 1
+}
+
+/** A failure in one line: its tag, the problem's SPEC §6 `code` and, for a refused JWT, its `reason`; then the message. */
+const describeFailure = (failure: unknown): string => {
+  const tag = (failure as { _tag?: string } | undefined)?._tag ?? "error"
+  const reason = (failure as { reason?: unknown }).reason
+  const fields = isProblem(failure)
+    ? [`code ${codeOf(failure).code}`, ...(typeof reason === "string" ? [`reason ${reason}`] : [])]
+    : []
+  const message = failure instanceof Error ? failure.message : "failed"
+  return `${tag}${fields.length > 0 ? ` (${fields.join(", ")})` : ""}: ${message}`
 }
 
 main().then(

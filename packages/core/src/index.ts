@@ -24,6 +24,7 @@ export {
   type IcrAppsError,
   IcrAppsClient,
   IcrAppsHttpClient,
+  InvalidBaseUrl,
   type RetryOptions,
   type TransportFailure,
   TransportError,

@@ -17,7 +17,12 @@ import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { makeWebHandler } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import * as Registry from "@icr-apps/core/issuer/Registry"
+import { importPrivateKey, type JwtSigner, JwtSigningFailed } from "@icr-apps/core/sdk/AppJwt"
+import { IcrAppsHttpClient, type RetryOptions } from "@icr-apps/core/sdk/Client"
 import * as IcrApps from "@icr-apps/core/sdk/IcrApps"
+import * as TokenCache from "@icr-apps/core/sdk/TokenCache"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
@@ -27,60 +32,19 @@ import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import { layerSeeded } from "./Entropy.js"
+import { type HttpFault, renderFault } from "./Faults.js"
+import { testOnlyKeyPair } from "./Fixtures.js"
 import { type AppKeyPair, generateAppKeyPair } from "./Keys.js"
+import { trackRealWork, waitingOnClock } from "./TestTime.js"
 
-/** One injected HTTP fault: a canned response, a network error, a delay, or a script run first. */
-export type HttpFault =
-  | {
-      readonly _tag: "Response"
-      readonly status: number
-      readonly headers?: Record<string, string>
-      readonly body?: unknown
-    }
-  | { readonly _tag: "NetworkError" }
-  | { readonly _tag: "Delay"; readonly millis: number }
-  | { readonly _tag: "Script"; readonly run: (request: MatchedRequest, issuer: InMemoryIssuer) => Promise<void> }
-
-/** Faults to inject. */
-export const Fault = {
-  /** A canned problem response with `status` (and `Retry-After` when given). */
-  status: (status: number, options: { readonly retryAfter?: string; readonly code?: string } = {}): HttpFault => ({
-    _tag: "Response",
-    status,
-    headers: {
-      "content-type": "application/problem+json",
-      ...(options.retryAfter !== undefined ? { "retry-after": options.retryAfter } : {})
-    },
-    body: {
-      type: `urn:icr:problem:${options.code ?? "injected"}`,
-      title: "Injected fault",
-      status,
-      code: options.code ?? (status === 429 ? "rate_limited" : status === 503 ? "unavailable" : "internal"),
-      detail: "Injected by @icr-apps/testkit"
-    }
-  }),
-  /** A network failure: `fetch` rejects with a `TypeError`, as browsers and runtimes do. */
-  networkError: (): HttpFault => ({ _tag: "NetworkError" }),
-  /**
-   * The request reaches the issuer only after `millis` — on the issuer's clock: Effect's `Clock`
-   * with `FakeIssuer.layer` (so a `TestClock` decides when), real time with `makeFakeIssuer`.
-   */
-  delay: (millis: number): HttpFault => ({ _tag: "Delay", millis }),
-  /** Runs `script` against the issuer, then lets the request through (it sees what the script did). */
-  script: (run: (request: MatchedRequest, issuer: InMemoryIssuer) => Promise<void>): HttpFault => ({
-    _tag: "Script",
-    run
-  }),
-  /** Suspends the request's installation just before the request is handled. */
-  suspendInstallation: (): HttpFault => ({
-    _tag: "Script",
-    run: async (request, issuer) => {
-      if (request.installationId === undefined)
-        throw new Error("Fault.suspendInstallation: the request names no installation")
-      await issuer.arrange.suspend(request.installationId)
-    }
-  })
-}
+export {
+  Fault,
+  type HttpFault,
+  PROBLEM_CODES,
+  type ProblemClass,
+  type ProblemCode,
+  type ProblemFields
+} from "./Faults.js"
 
 /** The name of an endpoint of the API definition (`createInstallationAccessToken`, `listInstallations`, …). */
 export type { RouteName }
@@ -105,6 +69,13 @@ export interface MatchedRequest {
 
 /** One request in the log. */
 export interface LoggedRequest extends MatchedRequest {
+  /**
+   * The request's headers, names lower-cased; a credential is never kept: `authorization` reads
+   * `Bearer <app_jwt>` (or `<access_token>`, `<admin_token>`, …: the kind, never the value).
+   */
+  readonly headers: Readonly<Record<string, string>>
+  /** The answer's headers (empty for an injected network error, or while the request is in flight). */
+  readonly responseHeaders: Readonly<Record<string, string>>
   /** The JSON body (or its text when it is not JSON; `undefined` when there is none). */
   readonly body: unknown
   /** The answer's status (0 for an injected network error, or while the request is in flight). */
@@ -237,6 +208,21 @@ const credentialOf = (authorization: string | null, adminToken: string): Credent
   if (value.startsWith("crs_")) return "access_token"
   if (adminToken !== "" && value === adminToken) return "admin_token"
   return value.split(".").length === 3 ? "app_jwt" : "other"
+}
+
+/** Headers that carry a credential (their value is never logged). */
+const SECRET_HEADERS = new Set(["authorization", "cookie", "proxy-authorization", "x-admin-token", "x-api-key"])
+
+const redactedHeaders = (headers: Headers, credential: CredentialKind): Record<string, string> => {
+  const out: Record<string, string> = {}
+  headers.forEach((value, name) => {
+    out[name] = !SECRET_HEADERS.has(name)
+      ? value
+      : name === "authorization" && /^Bearer\s/i.test(value)
+        ? `Bearer <${credential}>`
+        : "<redacted>"
+  })
+  return out
 }
 
 const issuerOf = (authorization: string | null): string | undefined => {
@@ -390,7 +376,10 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
     }
   }
 
-  const fetch = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
+  const fetch = (input: Request | string | URL, init?: RequestInit): Promise<Response> =>
+    trackRealWork(() => serve(input, init))
+
+  const serve = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
     const request = input instanceof Request && init === undefined ? input : new Request(input, init)
     const started = now()
     const matched = describe(request)
@@ -398,6 +387,8 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
     // Logged on arrival (so a request still in flight is counted), completed when answered.
     const entry: { -readonly [K in keyof LoggedRequest]: LoggedRequest[K] } = {
       ...matched,
+      headers: redactedHeaders(request.headers, matched.credential),
+      responseHeaders: {},
       body,
       status: 0,
       code: undefined,
@@ -421,23 +412,23 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
         throw new TypeError("fetch failed (injected network error)")
       }
       if (fault._tag === "Response") {
-        const response = new Response(fault.body === undefined ? null : JSON.stringify(fault.body), {
-          status: fault.status,
-          headers: { date: new Date(now()).toUTCString(), ...fault.headers }
-        })
+        const response = renderFault(fault, request, matched.route, now())
         record(response.status, await codeOf(response), applied)
+        entry.responseHeaders = Object.fromEntries(response.headers)
         return response
       }
-      if (fault._tag === "Delay") await sleep(fault.millis)
+      if (fault._tag === "Delay") await waitingOnClock(sleep(fault.millis))
       else await fault.run(matched, issuer)
     }
     const response = await handler(request)
     record(response.status, await codeOf(response), applied)
+    entry.responseHeaders = Object.fromEntries(response.headers)
     return response
   }
 
   /** The operator API straight to the handler: no faults, no log. */
-  const admin = async (method: string, path: string, body?: unknown) => {
+  const admin = (method: string, path: string, body?: unknown) => trackRealWork(() => adminCall(method, path, body))
+  const adminCall = async (method: string, path: string, body?: unknown) => {
     const res = await handler(
       new Request(`http://icr.test${path}`, {
         method,
@@ -521,18 +512,51 @@ export const makeFakeIssuer = (options: FakeIssuerOptions = {}): InMemoryIssuer 
   return issuer
 }
 
-/** Options of {@link layer}: the issuer's, and the SDK's (minus what the layer decides). */
+/** Options of {@link layer}: the issuer's, the SDK's (minus what the layer decides), and its transport. */
 export interface FakeIssuerLayerOptions extends Omit<FakeIssuerOptions, "now" | "sleep"> {
   /** The generated app's declared permissions (default: every permission at its highest level). */
   readonly permissions?: Permissions
   /**
    * SDK options: retry policy, refresh margin, JWT lifetime, … — and `privateKey`, to make the SDK
-   * sign with a key the app does not have (the wrong-key case).
+   * sign with a key the app does not have (the wrong-key case). `retry` is merged over the kit's
+   * {@link SDK_DEFAULTS} field by field: `{ maxAttempts: 2 }` keeps the kit's `attemptTimeout`.
    */
   readonly sdk?: Partial<Omit<IcrApps.IcrAppsConfig, "appId" | "signer" | "baseUrl">>
+  /** The SDK's token cache (default: its in-memory LRU), e.g. `KvTokenCache.layer(kv)` over a test KV. */
+  readonly cache?: Layer.Layer<TokenCache.TokenCache> | undefined
+  /**
+   * The SDK's `HttpClient`: a function of the kit's client (the one that reaches this issuer) that
+   * returns the one the SDK sends with (your middleware: tracing, headers), or a whole client.
+   */
+  readonly httpClient?: HttpClient.HttpClient | ((issuer: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+  /**
+   * The app's key pair: the fixed fixture key `testOnlyKeyPair(0)` by default (no RSA key
+   * generation: fast), `"generate"` for a fresh one, or a pair of your own.
+   */
+  readonly keys?: AppKeyPair | "generate" | undefined
 }
 
+/**
+ * What the kit sets in the SDK unless told otherwise: one attempt may take an hour, so a
+ * `Fault.delay` of minutes is a slow answer, not a timeout (give `sdk.retry.attemptTimeout` to
+ * test the SDK's own 10 s). Merged with `sdk.retry`, never replaced by it.
+ */
+export const SDK_DEFAULTS: { readonly retry: RetryOptions } = { retry: { attemptTimeout: "1 hour" } }
+
 const BASE_URL = "http://icr.test"
+
+/** A signer over WebCrypto whose work {@link runAdvancing} waits for (it is real asynchronous work). */
+const trackedSigner = (key: CryptoKey, kid: string | undefined): JwtSigner => ({
+  kid,
+  sign: (data) =>
+    Effect.tryPromise({
+      try: () =>
+        trackRealWork(() => crypto.subtle.sign({ name: "RSASSA-PKCS1-v1_5" }, key, new Uint8Array(data))).then(
+          (signature) => new Uint8Array(signature)
+        ),
+      catch: () => new JwtSigningFailed({ detail: "WebCrypto refused to sign" })
+    })
+})
 
 /**
  * The issuer in memory as a layer: the {@link FakeIssuer} service (arrange, faults, log) and the SDK's
@@ -552,7 +576,10 @@ const makeLayer = (
         now: () => clock.unsafeCurrentTimeMillis(),
         sleep: (millis) => Runtime.runPromise(runtime)(Effect.sleep(millis))
       })
-      const keys = yield* Effect.promise(() => generateAppKeyPair())
+      const keys =
+        options.keys === "generate"
+          ? yield* Effect.promise(() => generateAppKeyPair())
+          : (options.keys ?? (yield* Effect.promise(() => testOnlyKeyPair(0))))
       const app = yield* Effect.promise(() =>
         issuer.arrange.createApp({
           publicKey: keys.publicPem,
@@ -560,35 +587,102 @@ const makeLayer = (
         })
       )
       const service = Layer.succeed(FakeIssuer, { ...issuer, app, keys, baseUrl: BASE_URL })
-      const sdk = IcrApps.layer({
-        retry: { attemptTimeout: "1 hour" },
-        privateKey: keys.privateKey,
-        ...options.sdk,
+      const { privateKey, kid, retry, ...sdkOptions } = options.sdk ?? {}
+      const signingKey = yield* Effect.orDie(importPrivateKey(privateKey ?? keys.privateKey))
+      const fetch = issuer.fetch as typeof globalThis.fetch
+      const kitClient = Layer.unwrapEffect(
+        Effect.map(HttpClient.HttpClient, (c) => Layer.succeed(IcrAppsHttpClient, c))
+      ).pipe(Layer.provide(FetchHttpClient.layer), Layer.provide(Layer.succeed(FetchHttpClient.Fetch, fetch)))
+      const httpClient =
+        options.httpClient === undefined
+          ? kitClient
+          : typeof options.httpClient === "function"
+            ? Layer.effect(
+                IcrAppsHttpClient,
+                Effect.map(IcrAppsHttpClient, options.httpClient as (c: HttpClient.HttpClient) => HttpClient.HttpClient)
+              ).pipe(Layer.provide(kitClient))
+            : Layer.succeed(IcrAppsHttpClient, options.httpClient)
+      const sdk = IcrApps.layerWith({
+        ...sdkOptions,
+        retry: { ...SDK_DEFAULTS.retry, ...retry },
+        signer: trackedSigner(signingKey, kid),
         appId: app.id,
-        baseUrl: BASE_URL,
-        fetch: issuer.fetch as typeof globalThis.fetch
-      })
+        baseUrl: BASE_URL
+      }).pipe(Layer.provide(Layer.merge(httpClient, options.cache ?? TokenCache.layerMemoryCache())))
       return Layer.merge(service, Layer.orDie(sdk))
     })
   )
 
+/** The service {@link FakeIssuer} provides: the issuer, and the app the layer made for the SDK. */
+export interface FakeIssuerService extends InMemoryIssuer {
+  /** The app the SDK's services speak for (created when the layer was built). */
+  readonly app: App
+  /** Its key pair. */
+  readonly keys: AppKeyPair
+  /** The base URL the SDK addresses the issuer by. */
+  readonly baseUrl: string
+}
+
+type ArrangeEffects = {
+  readonly [K in keyof Arrange]: (
+    ...args: Parameters<Arrange[K]>
+  ) => Effect.Effect<Awaited<ReturnType<Arrange[K]>>, never, FakeIssuer>
+}
+
+const arrangeKeys: ReadonlyArray<keyof Arrange> = [
+  "createApp",
+  "install",
+  "suspend",
+  "unsuspend",
+  "setPermissions",
+  "uninstall",
+  "addKey",
+  "deleteKey"
+]
+
 /**
  * The fake issuer as an Effect service — `yield* FakeIssuer` in a test — with the app the layer
- * generated for the SDK; `FakeIssuer.layer()` provides it and the SDK's services.
+ * generated for the SDK; `FakeIssuer.layer()` provides it and the SDK's services. Beside the
+ * service's Promise helpers, the statics are the same as Effects: `yield* FakeIssuer.arrange.install(id)`,
+ * `yield* FakeIssuer.fault(match, fault)`, `yield* FakeIssuer.requests(filter)`.
  */
-export class FakeIssuer extends Context.Tag("@icr-apps/testkit/FakeIssuer")<
-  FakeIssuer,
-  InMemoryIssuer & {
-    /** The app the SDK's services speak for (created when the layer was built). */
-    readonly app: App
-    /** Its key pair. */
-    readonly keys: AppKeyPair
-    /** The base URL the SDK addresses the issuer by. */
-    readonly baseUrl: string
-  }
->() {
+export class FakeIssuer extends Context.Tag("@icr-apps/testkit/FakeIssuer")<FakeIssuer, FakeIssuerService>() {
   /** See {@link makeLayer}. */
   static readonly layer = (options: FakeIssuerLayerOptions = {}) => makeLayer(options)
+  /** The arrange helpers as Effects (never faulted, never logged; a refusal is a defect: the test is wrong). */
+  static readonly arrange: ArrangeEffects = Object.fromEntries(
+    arrangeKeys.map((name) => [
+      name,
+      (...args: Array<unknown>) =>
+        Effect.flatMap(FakeIssuer, (issuer) =>
+          Effect.promise(() => (issuer.arrange[name] as (...a: Array<unknown>) => Promise<unknown>)(...args))
+        )
+    ])
+  ) as unknown as ArrangeEffects
+  /** Adds an aimed fault (see {@link InMemoryIssuer.fault}). */
+  static readonly fault = (match: FaultMatch, fault: HttpFault): Effect.Effect<void, never, FakeIssuer> =>
+    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.fault(match, fault)))
+  /** Queues faults for the next requests (see {@link InMemoryIssuer.inject}). */
+  static readonly inject = (...faults: ReadonlyArray<HttpFault>): Effect.Effect<void, never, FakeIssuer> =>
+    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.inject(...faults)))
+  /** Makes the next `n` storage operations fail. */
+  static readonly failStorage = (n: number): Effect.Effect<void, never, FakeIssuer> =>
+    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.failStorage(n)))
+  /** The request log (see {@link InMemoryIssuer.requests}). */
+  static readonly requests = (
+    filter?: Parameters<InMemoryIssuer["requests"]>[0]
+  ): Effect.Effect<ReadonlyArray<LoggedRequest>, never, FakeIssuer> =>
+    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.requests(filter)))
+  /** Successful mints for an installation. */
+  static readonly mints = (installationId: string): Effect.Effect<number, never, FakeIssuer> =>
+    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.mints(installationId)))
+  /** Moves the issuer's clock against the SDK's (a skewed server). */
+  static readonly setClockOffset = (millis: number): Effect.Effect<void, never, FakeIssuer> =>
+    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.setClockOffset(millis)))
+  /** Forgets the log and the faults. */
+  static readonly reset: Effect.Effect<void, never, FakeIssuer> = Effect.flatMap(FakeIssuer, (issuer) =>
+    Effect.sync(() => issuer.reset())
+  )
 }
 
 /** The issuer and the SDK in memory, as one layer (also `FakeIssuer.layer`). */

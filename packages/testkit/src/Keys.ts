@@ -5,7 +5,13 @@
  */
 import * as Encoding from "effect/Encoding"
 
+import { type AppKeyPair, appKeyPairFromPkcs8 } from "@icr-apps/core/sdk/Keys"
+
 export { type AppKeyPair, generateAppKeyPair } from "@icr-apps/core/sdk/Keys"
+
+/** The key pair of a base64 PKCS#8 DER private key, in every format. */
+export const fromPkcs8 = (base64: string): Promise<AppKeyPair> =>
+  appKeyPairFromPkcs8(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)))
 
 /** Base64url of a JSON value: one JWT segment. */
 export const jsonSegment = (value: unknown): string => Encoding.encodeBase64Url(JSON.stringify(value))

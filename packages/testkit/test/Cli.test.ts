@@ -6,6 +6,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { UNKNOWN_APP_OR_WRONG_KEY } from "@icr-apps/core/issuer/JwtVerifier"
 import { makeFakeIssuer } from "../src/FakeIssuer.js"
 
 const root = fileURLToPath(new URL("../../..", import.meta.url))
@@ -75,18 +76,26 @@ describe("icr-apps CLI", () => {
       .map((i) => i.id)
     const common = ["--app-id", app.id, "--key", "app.pem", "--base-url", baseUrl]
 
-    const jwt = await run(["jwt", ...common], dir)
+    // jwt only signs: no base URL asked for, nothing on standard error.
+    const jwt = await run(["jwt", "--app-id", app.id, "--key", "app.pem"], dir)
+    expect(jwt).toMatchObject({ code: 0, stderr: "" })
     expect(jwt.stdout.trim()).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/)
-    expect(jwt.stderr).toContain(`icr-apps: ${baseUrl}`)
 
-    // No base URL: a usage error that says which flag, never a silent call to production.
-    const noBase = await run(["jwt", "--app-id", app.id, "--key", "app.pem"], dir)
+    // A command that calls the API without a base URL: a usage error that says which flag, never a
+    // silent call to production; and one without a scheme is refused before anything is sent.
+    const noBase = await run(["token", "--app-id", app.id, "--key", "app.pem", "--installation", ids[0]!], dir)
     expect(noBase.code).toBe(2)
     expect(noBase.stderr).toContain("--base-url URL (or ICR_BASE_URL) required")
     expect(noBase.stdout).toBe("")
+    const noScheme = await run(["installations", ...common.slice(0, 4), "--base-url", baseUrl.slice(7)], dir)
+    expect(noScheme.code).toBe(2)
+    expect(noScheme.stderr).toContain(`it has no scheme; write it with one, e.g. ${baseUrl}`)
 
     const token = await run(["token", ...common, "--installation", ids[0]!], dir)
-    expect(token.code).toBe(0)
+    expect(token).toMatchObject({ code: 0, stderr: "" })
+    expect((await run(["token", ...common, "--verbose", "--installation", ids[0]!], dir)).stderr).toBe(
+      `icr-apps: ${baseUrl}\n`
+    )
     expect(JSON.parse(token.stdout)).toMatchObject({ installationId: ids[0], token: expect.stringMatching(/^crs_/) })
 
     const table = await run(["installations", ...common], dir)
@@ -104,5 +113,23 @@ describe("icr-apps CLI", () => {
     const missing = await run(["token", ...common, "--installation", crypto.randomUUID()], dir)
     expect(missing.code).toBe(1)
     expect(missing.stderr).toContain("installation_not_found")
+
+    // A failure names its tag, code and reason (and where it came from); the cause is in the words.
+    const wrongApp = await run(["token", ...common.slice(2), "--app-id", "no-such-app", "--installation", ids[0]!], dir)
+    expect(wrongApp.code).toBe(1)
+    expect(wrongApp.stderr).toBe(
+      "icr-apps: InvalidJwt (code invalid_jwt, reason invalid_signature): Unknown app or wrong key: " +
+        `${UNKNOWN_APP_OR_WRONG_KEY.slice("Unknown app or wrong key: ".length)} (from ${baseUrl})\n`
+    )
   }, 60_000)
+
+  it("--version prints the version alone; an unknown option is a short usage error", async () => {
+    const version = await run(["--version"], dir)
+    const { version: expected } = JSON.parse(readFileSync(join(root, "packages/core/package.json"), "utf8"))
+    expect(version).toEqual({ code: 0, stdout: `${expected}\n`, stderr: "" })
+    const unknown = await run(["jwt", "--nope"], dir)
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr.split("\n")[0]).toBe("icr-apps: unknown option --nope")
+    expect(unknown.stderr).not.toContain("positional")
+  }, 30_000)
 })

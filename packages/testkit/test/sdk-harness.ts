@@ -55,7 +55,7 @@ export const setup = (keys: AppKeyPair, options: { readonly installations?: numb
 export const sdkLayer = (
   issuer: InMemoryIssuer,
   config: Partial<IcrApps.IcrAppsConfig & IcrApps.IcrAppsTransport> & Pick<IcrApps.IcrAppsConfig, "appId">
-): Layer.Layer<IcrApps.IcrAppsServices, AppJwt.InvalidPrivateKey> =>
+): Layer.Layer<IcrApps.IcrAppsServices, AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl> =>
   IcrApps.layer({ baseUrl: BASE_URL, retry: testRetry, fetch: issuer.fetch as typeof fetch, ...config })
 
 export { runAdvancing } from "../src/TestTime.js"

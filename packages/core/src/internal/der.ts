@@ -70,6 +70,11 @@ export const pkcs1PrivateToPkcs8 = (pkcs1: Bytes): Bytes | undefined =>
     ? element(0x30, Uint8Array.of(0x02, 0x01, 0x00), RSA_ALGORITHM_IDENTIFIER, element(0x04, pkcs1))
     : undefined
 
+/** What an encrypted private key is told: what it is, and the command that decrypts it. */
+export const ENCRYPTED_KEY =
+  "the private key is encrypted (protected by a passphrase); the SDK needs it unencrypted: " +
+  "openssl pkey -in app.pem -out app.decrypted.pem (asks for the passphrase; keep the result as secret as the key)"
+
 /** A parsed PEM block. */
 export interface Pem {
   readonly label: string
@@ -93,6 +98,11 @@ export const parsePem = (text: string): Pem | { readonly error: string } => {
     return normalized.includes("-----BEGIN")
       ? { error: "the PEM block is truncated or its BEGIN and END lines do not match" }
       : { error: "not a PEM block (expected -----BEGIN …-----)" }
+  }
+  // An encrypted key: PKCS#1 with RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: …`) inside
+  // the block, or PKCS#8's `ENCRYPTED PRIVATE KEY`. Said as such, never as "not valid base64".
+  if (match[1] === "ENCRYPTED PRIVATE KEY" || /^(Proc-Type:\s*4,\s*ENCRYPTED|DEK-Info:)/m.test(match[2]!)) {
+    return { error: ENCRYPTED_KEY }
   }
   const body = match[2]!.replace(/\s+/g, "")
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0 || body.length === 0) {

@@ -173,11 +173,14 @@ const refusedAt = ({ iat, exp }: ParsedJwt, now: number): InvalidJwt | undefined
   return undefined
 }
 
-const badSignature = () =>
-  new InvalidJwt({
-    reason: "invalid_signature",
-    detail: "The JWT signature does not verify against any key of the app"
-  })
+/**
+ * One answer for an unknown app, an unknown `kid` and a wrong signature (SPEC §2: indistinguishable),
+ * worded so that whoever reads it checks both likely causes: the app id in `iss`, and the key.
+ */
+export const UNKNOWN_APP_OR_WRONG_KEY =
+  "Unknown app or wrong key: the JWT's signature does not verify against any active key of the app its \"iss\" names; check the app id and that the app's private key is the one registered"
+
+const badSignature = () => new InvalidJwt({ reason: "invalid_signature", detail: UNKNOWN_APP_OR_WRONG_KEY })
 
 /**
  * The verifier over a registry: reads the app's keys on every verification (so deleting a key takes

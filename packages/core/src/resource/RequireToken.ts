@@ -19,7 +19,13 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { levelRank, type PermissionName, PermissionNames, type Permissions } from "../api/Permissions.js"
+import {
+  levelRank,
+  PermissionCatalog,
+  type PermissionName,
+  PermissionNames,
+  type Permissions
+} from "../api/Permissions.js"
 import { API_VERSION } from "../api/Primitives.js"
 import {
   Forbidden,
@@ -56,6 +62,35 @@ export type RequirementError = InsufficientPermissions | Forbidden
 export type RequireTokenError = StandingError | RequirementError
 
 /**
+ * What is wrong with a requirement, if anything: a permission name outside SPEC §3's allow-list, a
+ * level that name cannot take, or a kind that is neither `app` nor `installation`. A requirement
+ * from JavaScript or from configuration is not checked by the compiler, and a typo must refuse every
+ * token (fail closed) rather than drop the permission it misspells.
+ */
+export const requirementProblem = (requirement: Requirement): string | undefined => {
+  for (const [name, level] of Object.entries(requirement.permissions ?? {})) {
+    if (level === undefined) continue
+    if (!Object.hasOwn(PermissionCatalog, name))
+      return `names a permission SPEC §3 does not list (${JSON.stringify(name)})`
+    const levels: ReadonlyArray<string> = PermissionCatalog[name as PermissionName]
+    if (!levels.includes(level as string))
+      return `asks ${name} at ${JSON.stringify(level)}, which takes ${levels.join(" or ")}`
+  }
+  const kinds =
+    requirement.kind === undefined ? [] : typeof requirement.kind === "string" ? [requirement.kind] : requirement.kind
+  for (const kind of kinds as ReadonlyArray<unknown>)
+    if (kind !== "app" && kind !== "installation")
+      return `names a token kind that does not exist (${JSON.stringify(kind)})`
+  return undefined
+}
+
+/** Throws at construction on a requirement {@link requirementProblem} refuses: a route is wired wrong. */
+const assertRequirement = (requirement: Requirement): void => {
+  const problem = requirementProblem(requirement)
+  if (problem !== undefined) throw new TypeError(`requireToken: this route's requirement ${problem}`)
+}
+
+/**
  * Whether a valid token serves a route: its kind, its organization, then each permission. A token
  * of the wrong kind or organization holds none of the route's permissions, so it is refused naming
  * the first of them (`forbidden` only for a route that names no permission).
@@ -64,6 +99,10 @@ export const check = (
   token: TokenDescription,
   requirement: Requirement
 ): Exit.Exit<TokenDescription, RequirementError> => {
+  const invalid = requirementProblem(requirement)
+  // A misconfigured route serves no token: refused, never waved through.
+  if (invalid !== undefined)
+    return Exit.fail(new Forbidden({ detail: "this route is misconfigured; no token can serve it" }))
   const required = PermissionNames.filter((name) => requirement.permissions?.[name] !== undefined)
   const short = (name: PermissionName, why: string) =>
     Exit.fail(
@@ -201,12 +240,13 @@ export const makeRequireToken = (options: TokenStandingOptions): RequireTokenGua
   }
   return {
     check,
-    route:
-      (requirement, handler) =>
-      async (request, ...rest) => {
+    route: (requirement, handler) => {
+      assertRequirement(requirement)
+      return async (request, ...rest) => {
         const result = await check(request, requirement)
         return result.ok ? handler(request, result.token, ...rest) : result.response
       }
+    }
   }
 }
 

@@ -77,8 +77,12 @@ export const make = (options: TokenStandingOptions) =>
     const base =
       typeof issuer === "string" || issuer instanceof URL ? String(issuer).replace(/\/+$/, "") : "https://issuer"
     const url = `${base}/app/installations/token`
-    // Keyed by the token itself, in this process only: the same value is in every request that carries it.
+    // Keyed by the token's SHA-256, never the token itself (a heap dump shows no credential).
     const cache = new Map<string, { readonly description: TokenDescription; readonly until: number }>()
+    const keyOf = (token: string) =>
+      Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))).pipe(
+        Effect.map((digest) => Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join(""))
+      )
 
     const ask = (token: string) =>
       Effect.gen(function* () {
@@ -92,6 +96,9 @@ export const make = (options: TokenStandingOptions) =>
                   "x-icr-api-version": apiVersion,
                   accept: "application/json"
                 },
+                // Never followed: a redirect's target is not the issuer, and its answer would be believed
+                // (a 3xx, or the opaque redirect a Worker sees, is "unavailable" below).
+                redirect: "manual",
                 signal
               })
             ),
@@ -138,17 +145,19 @@ export const make = (options: TokenStandingOptions) =>
         if (!accessTokenPattern.test(token))
           return yield* Effect.fail(invalid("the credential is not an ICR access token"))
         const now = yield* Clock.currentTimeMillis
-        const hit = cache.get(token)
+        // With no cache (the default), no digest either.
+        const key = cacheMillis > 0 ? yield* keyOf(token) : undefined
+        const hit = key === undefined ? undefined : cache.get(key)
         if (hit !== undefined) {
           if (hit.until > now) return hit.description
-          cache.delete(token)
+          cache.delete(key!)
         }
         const description = yield* ask(token)
         const expiresAt = DateTime.toEpochMillis(description.expiresAt)
         // The issuer said yes, but the token has expired by the resource's clock: not valid here either.
         if (expiresAt <= now) return yield* Effect.fail(invalid("the access token has expired"))
-        if (cacheMillis > 0) {
-          cache.set(token, { description, until: Math.min(now + cacheMillis, expiresAt) })
+        if (key !== undefined) {
+          cache.set(key, { description, until: Math.min(now + cacheMillis, expiresAt) })
           if (cache.size > capacity) cache.delete(cache.keys().next().value!)
         }
         return description

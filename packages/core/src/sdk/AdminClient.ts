@@ -56,7 +56,10 @@ export const make = (options: AdminClientOptions) =>
 export class AdminClient extends Context.Tag("@icr-apps/core/AdminClient")<
   AdminClient,
   Effect.Effect.Success<ReturnType<typeof make>>
->() {}
+>() {
+  /** The operator client as a layer over `fetch` (the module's `layer`, on the tag as the README shows it). */
+  static readonly layer = (options: AdminClientOptions): Layer.Layer<AdminClient> => layer(options)
+}
 
 /** The operator client as a layer over `fetch`. */
 export const layer = (options: AdminClientOptions): Layer.Layer<AdminClient> =>

@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { CompactSign, importJWK, importPKCS8 } from "jose"
-import { type Bytes, parsePem, pkcs1PrivateToPkcs8, toBase64Url, toPem } from "../internal/der.js"
+import { type Bytes, ENCRYPTED_KEY, parsePem, pkcs1PrivateToPkcs8, toBase64Url, toPem } from "../internal/der.js"
 import { JWS_ALG, RS256 } from "../internal/rsa.js"
 
 /** Why a private key could not be used. */
@@ -85,9 +85,11 @@ export const importPrivateKey = (input: PrivateKeyInput): Effect.Effect<CryptoKe
     if ("error" in pem) {
       const p: PrivateKeyProblem = /OpenSSH/.test(pem.error)
         ? "openssh"
-        : /truncated|DER|base64/.test(pem.error)
-          ? "truncated"
-          : "not_pem"
+        : pem.error === ENCRYPTED_KEY
+          ? "encrypted"
+          : /truncated|DER|base64/.test(pem.error)
+            ? "truncated"
+            : "not_pem"
       return yield* problem(p, pem.error)
     }
     let pkcs8: Bytes
@@ -101,11 +103,6 @@ export const importPrivateKey = (input: PrivateKeyInput): Effect.Effect<CryptoKe
         pkcs8 = wrapped
         break
       }
-      case "ENCRYPTED PRIVATE KEY":
-        return yield* problem(
-          "encrypted",
-          "encrypted keys are not supported; decrypt with: openssl pkcs8 -topk8 -nocrypt"
-        )
       case "PUBLIC KEY":
       case "RSA PUBLIC KEY":
         return yield* problem("public_key", "that is a public key; the SDK needs the app's private key")
@@ -178,7 +175,10 @@ export class AppJwt extends Context.Tag("@icr-apps/core/AppJwt")<
     /** The offset currently applied. */
     readonly clockOffset: Effect.Effect<number>
   }
->() {}
+>() {
+  /** The module's `layer`, on the tag. */
+  static readonly layer = (options: AppJwtOptions): Layer.Layer<AppJwt, InvalidPrivateKey> => layer(options)
+}
 
 /** Makes the service; fails at once with {@link InvalidPrivateKey} when the key is unusable. */
 export const make = (options: AppJwtOptions): Effect.Effect<AppJwt["Type"], InvalidPrivateKey> =>

@@ -15,7 +15,7 @@ import { Installation } from "../api/Installations.js"
 import { Permissions } from "../api/Permissions.js"
 import { InstallationAccessToken } from "../api/Tokens.js"
 import { AppJwt } from "./AppJwt.js"
-import { IcrAppsClient } from "./Client.js"
+import { checkBaseUrl, IcrAppsClient } from "./Client.js"
 import * as IcrApps from "./IcrApps.js"
 
 /** A mistake in how the command was called (exit status 2, with the usage). */
@@ -36,7 +36,14 @@ export interface CliFlags {
  * environment. Unlike a library, the CLI never defaults the base URL: calling production by
  * accident from a terminal is worse than a usage error.
  */
-export const config = (flags: CliFlags): Effect.Effect<IcrApps.IcrAppsConfig, UsageError> => {
+export const config = (
+  flags: CliFlags,
+  options: {
+    /** Whether the command calls the API (`jwt` only signs, and needs no base URL). Default true. */
+    readonly baseUrl?: boolean
+  } = {}
+): Effect.Effect<IcrApps.IcrAppsConfig, UsageError> => {
+  const required = options.baseUrl === false ? REQUIRED.filter(([name]) => name !== "ICR_BASE_URL") : REQUIRED
   const given = new Map<string, string>()
   if (flags.appId) given.set("ICR_APP_ID", flags.appId)
   if (flags.privateKey) given.set("ICR_PRIVATE_KEY", flags.privateKey)
@@ -45,12 +52,16 @@ export const config = (flags: CliFlags): Effect.Effect<IcrApps.IcrAppsConfig, Us
   return Effect.withConfigProvider(
     Effect.gen(function* () {
       const missing: Array<string> = []
-      for (const [name, flag] of REQUIRED) {
+      for (const [name, flag] of required) {
         const value = yield* Effect.orElseSucceed(Config.option(Config.nonEmptyString(name)), () => Option.none())
         if (Option.isNone(value)) missing.push(`${flag} (or ${name})`)
       }
       if (missing.length > 0) return yield* Effect.fail(new UsageError(`${missing.join(", ")} required`))
-      return yield* Effect.mapError(IcrApps.config, (e) => new UsageError(e.message))
+      const config = yield* Effect.mapError(IcrApps.config, (e) => new UsageError(e.message))
+      if (options.baseUrl !== false) {
+        yield* Effect.mapError(checkBaseUrl(config.baseUrl ?? ""), (e) => new UsageError(`--base-url: ${e.message}`))
+      }
+      return config
     }),
     provider
   )

@@ -69,6 +69,57 @@ export class TransportError extends Data.TaggedError("TransportError")<{
   }
 }
 
+/**
+ * The base URL is not an absolute `http://` or `https://` URL — typically a host and port without a
+ * scheme (`127.0.0.1:8787`), which `fetch` would refuse only at the first call. Refused at construction.
+ */
+export class InvalidBaseUrl extends Data.TaggedError("InvalidBaseUrl")<{
+  /** The base URL as given, without a query, a fragment or anything up to an `@` (a `user:password`). */
+  readonly baseUrl: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `Invalid base URL "${this.baseUrl}": ${this.detail}`
+  }
+}
+
+/** Loopback hosts, written the way a base URL names them. */
+const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/
+
+/**
+ * The base URL without trailing slashes, or why it cannot be one: it must be an absolute `http://` or
+ * `https://` URL with a host (`https://api.carbonregistry.com`, or a local issuer's `http://127.0.0.1:8787`).
+ */
+export const checkBaseUrl = (baseUrl: string): Effect.Effect<string, InvalidBaseUrl> => {
+  const trimmed = baseUrl.trim().replace(/\/+$/, "")
+  // What an error may repeat of it: no query or fragment, and nothing up to the last "@" (a
+  // user:password, even in a URL too malformed to parse, like "http//user:secret@host").
+  const shown = trimmed
+    .replace(/[?#].*$/s, "")
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/is, "$1…@")
+    .slice(0, 100)
+  const fail = (detail: string) => Effect.fail(new InvalidBaseUrl({ baseUrl: shown, detail }))
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) {
+    const host = trimmed.split("/")[0]!
+    const scheme = LOOPBACK_HOST.test(host) ? "http" : "https"
+    return fail(`it has no scheme; write it with one, e.g. ${scheme}://${shown}`)
+  }
+  let url: URL
+  try {
+    url = new URL(trimmed)
+  } catch {
+    return fail("it is not a valid URL")
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return fail(`the scheme must be http:// or https://, not ${url.protocol}//`)
+  }
+  if (url.search !== "" || url.hash !== "") return fail("it must not carry a query or a fragment")
+  // fetch refuses such a URL on every request, repeating it (password included) in its error.
+  if (url.username !== "" || url.password !== "")
+    return fail("it must not carry a user name or password (user:password@); the SDK sends its own credentials")
+  return Effect.succeed(trimmed)
+}
+
 /** The server answered something this SDK does not understand (an undeclared status or body). */
 export class UnexpectedResponse extends Data.TaggedError("UnexpectedResponse")<{
   readonly status: number
@@ -159,25 +210,80 @@ export const retrySchedule = (options: RetryOptions = {}) => {
     Schedule.union(Schedule.spaced(options.maxDelay ?? "10 seconds")),
     Schedule.jittered,
     Schedule.intersect(Schedule.identity<unknown>()),
+    // Whole milliseconds: a jittered delay is a fraction of a millisecond off otherwise, and a test
+    // clock advanced by such deltas drifts by rounding (5.68e-14 ms steps that never arrive).
     Schedule.modifyDelay(([, failure], delay) =>
       failure instanceof Retryable && Option.isSome(failure.retryAfterMillis)
         ? Duration.millis(Math.min(failure.retryAfterMillis.value, maxRetryAfter))
-        : delay
+        : Duration.millis(Math.round(Duration.toMillis(delay)))
     ),
     Schedule.intersect(Schedule.recurs(Math.max(0, (options.maxAttempts ?? 4) - 1)))
   )
 }
 
 const ATTEMPT_TIMED_OUT = "the attempt timed out"
+/** The description of a failure on an `https://` URL whose host and port answered plain HTTP. */
+const PLAIN_HTTP = "the server answers plain HTTP, not TLS"
 
-const isTransport = (e: unknown) => e instanceof HttpClientError.RequestError && e.reason === "Transport"
+const isTransport = (e: unknown): e is HttpClientError.RequestError =>
+  e instanceof HttpClientError.RequestError && e.reason === "Transport"
+
+/** An `https://` request's URL, if it is one. */
+const httpsUrl = (request: HttpClientRequest.HttpClientRequest): URL | undefined =>
+  Option.getOrUndefined(Option.filter(HttpClientRequest.toUrl(request), (u) => u.protocol === "https:"))
+
+/** The same host and port as a `http://` origin: what to try when an `https://` URL reaches a plain-http server. */
+const plainOrigin = (url: URL): string => `http://${url.hostname}:${url.port || "443"}`
+
+/**
+ * Whether the host and port of an `https://` request answer plain HTTP: one `GET /` with no
+ * credential, at most 2 s. A plain-http server (a local issuer) does not answer a TLS hello the same
+ * way on every runtime — Node fails at once, workerd never answers, so each attempt would wait out
+ * its timeout and end as "timed out"; asked once in plain HTTP, it answers, and the SDK can say why.
+ * A TLS server's own answer to plain HTTP on its port (nginx: 400; a redirect) does not count.
+ */
+const answersPlainHttp = (client: HttpClient.HttpClient, url: URL): Effect.Effect<boolean> =>
+  client.execute(HttpClientRequest.get(`${plainOrigin(url)}/`)).pipe(
+    Effect.map(
+      (response) =>
+        response.status !== 400 && response.status !== 497 && (response.status < 300 || response.status > 399)
+    ),
+    Effect.timeout("2 seconds"),
+    Effect.orElseSucceed(() => false)
+  )
+
+/** Loopback hosts, where an `https://` URL on a plain-http development server is the usual mistake. */
+const isLoopback = (url: URL): boolean =>
+  url.hostname === "localhost" || url.hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(url.hostname)
+
+/** How long an `https://` loopback attempt waits for an answer before asking the port in plain HTTP. */
+const LOOPBACK_TLS_PATIENCE = "1 second"
+
+/** Whether a transport failure is worth another attempt: not a TLS failure (a certificate, plain HTTP), which would fail again. */
+const retriable = (e: HttpClientError.RequestError): boolean =>
+  e.description !== PLAIN_HTTP && (e.description === ATTEMPT_TIMED_OUT || classify(causeChain(e.cause)) !== "tls")
 
 /** Wraps a client so transient failures are retried per {@link retrySchedule}, each attempt timed out. */
 export const withRetries =
   (options: RetryOptions = {}) =>
   (client: HttpClient.HttpClient): HttpClient.HttpClient =>
     HttpClient.transform(client, (effect, request) => {
-      const attempt = effect.pipe(
+      const https = httpsUrl(request)
+      const plainHttp = () =>
+        new HttpClientError.RequestError({ request, reason: "Transport", description: PLAIN_HTTP })
+      // On loopback, a TLS hello a plain-http server never answers is told within a second, not
+      // after every attempt's timeout: the port is asked in plain HTTP meanwhile.
+      const raced =
+        https !== undefined && isLoopback(https)
+          ? Effect.raceFirst(
+              effect,
+              Effect.sleep(LOOPBACK_TLS_PATIENCE).pipe(
+                Effect.zipRight(answersPlainHttp(client, https)),
+                Effect.flatMap((plain) => (plain ? Effect.fail(plainHttp()) : Effect.never))
+              )
+            )
+          : effect
+      const attempt = raced.pipe(
         Effect.timeoutFail({
           duration: options.attemptTimeout ?? "10 seconds",
           onTimeout: () =>
@@ -191,10 +297,23 @@ export const withRetries =
                 )
               )
             : Effect.succeed(response)
+        ),
+        // An https:// attempt that failed short of an answer (not refused, not unresolvable: those
+        // fail the same over http) may have reached a plain-http server: asked, it says so at once.
+        Effect.catchIf(
+          (e): e is HttpClientError.RequestError =>
+            isTransport(e) &&
+            https !== undefined &&
+            e.description !== PLAIN_HTTP &&
+            !["refused", "unresolvable"].includes(classify(causeChain(e.cause))),
+          (e) => Effect.flatMap(answersPlainHttp(client, https!), (plain) => Effect.fail(plain ? plainHttp() : e))
         )
       )
       return attempt.pipe(
-        Effect.retry({ schedule: retrySchedule(options), while: (e) => e instanceof Retryable || isTransport(e) }),
+        Effect.retry({
+          schedule: retrySchedule(options),
+          while: (e) => e instanceof Retryable || (isTransport(e) && retriable(e))
+        }),
         // Out of attempts on a retryable status: hand the last answer on, to be decoded as its problem.
         Effect.catchIf(
           (e): e is Retryable => e instanceof Retryable,
@@ -248,7 +367,12 @@ export class IcrAppsClient extends Context.Tag("@icr-apps/core/IcrAppsClient")<
       readonly pageSize?: number | undefined
     }) => Stream.Stream<Installation, ErrorOf<"listInstallations">>
   }
->() {}
+>() {
+  /** The client as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: ClientOptions = {}
+  ): Layer.Layer<IcrAppsClient, InvalidBaseUrl, AppJwt | IcrAppsHttpClient> => layer(options)
+}
 
 /** The full URL of a request, query included (never a secret: credentials travel in headers). */
 const urlOf = (request: HttpClientRequest.HttpClientRequest): string =>
@@ -256,6 +380,15 @@ const urlOf = (request: HttpClientRequest.HttpClientRequest): string =>
 
 /** Maps the platform's client failures to the SDK's tagged errors; problems pass through. */
 const toSdkError = <E>(e: E): Exclude<E, PlatformFailure> | TransportError | UnexpectedResponse => {
+  if (e instanceof HttpClientError.RequestError && e.description === PLAIN_HTTP) {
+    const url = urlOf(e.request)
+    return new TransportError({
+      method: e.request.method,
+      url,
+      failure: "tls",
+      cause: `${PLAIN_HTTP}: is the server plain http? try ${plainOrigin(new URL(url))}`
+    })
+  }
   if (e instanceof HttpClientError.RequestError) {
     const chain = causeChain(e.cause)
     const cause = e.description ?? chain.find((c) => /^[A-Z_]{4,}$|^[A-Z][a-zA-Z]+$/.test(c)) ?? chain[0] ?? e.reason
@@ -331,7 +464,13 @@ const validPage = (page: {
 export class IcrAppsHttpClient extends Context.Tag("@icr-apps/core/IcrAppsHttpClient")<
   IcrAppsHttpClient,
   HttpClient.HttpClient
->() {}
+>() {
+  /** The SDK's `HttpClient` over `fetch` (the module's `layerFetch`, on the tag). */
+  static readonly layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> => layerFetch(fetch)
+  /** The SDK's `HttpClient` from one the app built (the module's `layerHttpClient`, on the tag). */
+  static readonly layerHttpClient = (client: HttpClient.HttpClient): Layer.Layer<IcrAppsHttpClient> =>
+    layerHttpClient(client)
+}
 
 const fetchKey = Symbol.for("@icr-apps/core/IcrAppsHttpClient/fetch")
 
@@ -376,7 +515,7 @@ const jsonOf = (response: HttpClientResponse.HttpClientResponse) =>
 export const make = (options: ClientOptions = {}) =>
   Effect.gen(function* () {
     const jwt = yield* AppJwt
-    const baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, "")
+    const baseUrl = yield* checkBaseUrl(options.baseUrl ?? DEFAULT_BASE_URL)
     const apiVersion = options.apiVersion ?? API_VERSION
     const retrying = withRetries(options.retry)(yield* IcrAppsHttpClient)
 
@@ -475,5 +614,6 @@ export const make = (options: ClientOptions = {}) =>
   })
 
 /** The client as a layer (needs the SDK's {@link IcrAppsHttpClient} and an {@link AppJwt}). */
-export const layer = (options: ClientOptions = {}): Layer.Layer<IcrAppsClient, never, AppJwt | IcrAppsHttpClient> =>
-  Layer.effect(IcrAppsClient, make(options))
+export const layer = (
+  options: ClientOptions = {}
+): Layer.Layer<IcrAppsClient, InvalidBaseUrl, AppJwt | IcrAppsHttpClient> => Layer.effect(IcrAppsClient, make(options))

@@ -29,10 +29,14 @@ export type IcrAppsServices =
   | InstallationTokens.InstallationTokens
   | AuthenticatedClient.AuthenticatedClient
 
-/** The SDK over a given {@link Client.IcrAppsHttpClient} and `TokenCache`. Fails at construction on an unusable key. */
+/** The SDK over a given {@link Client.IcrAppsHttpClient} and `TokenCache`. Fails at construction on an unusable key or base URL. */
 export const layerWith = (
   config: IcrAppsConfig
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey, Client.IcrAppsHttpClient | TokenCache.TokenCache> =>
+): Layer.Layer<
+  IcrAppsServices,
+  AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl,
+  Client.IcrAppsHttpClient | TokenCache.TokenCache
+> =>
   AuthenticatedClient.layer({
     apiVersion: config.apiVersion,
     refreshMarginSeconds: config.refreshMarginSeconds,
@@ -64,7 +68,7 @@ const transportLayers = (transport: IcrAppsTransport) =>
 /** The SDK: `fetch` (or the given one) and an in-memory LRU token cache unless told otherwise. */
 export const layer = (
   config: IcrAppsConfig & IcrAppsTransport
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey> =>
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl> =>
   layerWith(config).pipe(Layer.provide(transportLayers(config)))
 
 /**
@@ -84,5 +88,5 @@ export const config: Config.Config<IcrAppsConfig> = Config.all({
 export const layerConfig = (
   from: Config.Config<IcrAppsConfig> = config,
   transport: IcrAppsTransport = {}
-): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | ConfigError.ConfigError> =>
+): Layer.Layer<IcrAppsServices, AppJwt.InvalidPrivateKey | Client.InvalidBaseUrl | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(from, (c) => layer({ ...c, ...transport })))

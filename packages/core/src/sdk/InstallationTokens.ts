@@ -55,7 +55,12 @@ export class InstallationTokens extends Context.Tag("@icr-apps/core/Installation
       options?: Omit<TokenOptions, "refresh">
     ) => Effect.Effect<void, ErrorOf<"revokeAccessToken">>
   }
->() {}
+>() {
+  /** The service as a layer (the module's `layer`, on the tag). */
+  static readonly layer = (
+    options: InstallationTokensOptions = {}
+  ): Layer.Layer<InstallationTokens, never, IcrAppsClient | TokenCache> => layer(options)
+}
 
 /** What selects one cached installation token. */
 export interface TokenOptions {
@@ -118,14 +123,14 @@ export const make = (options: InstallationTokensOptions = {}) =>
       if (local.size > LOCAL_CAPACITY) local.delete(local.keys().next().value!)
     }
     const fresh = (value: CachedToken | undefined, now: number): value is CachedToken =>
-      value !== undefined && value.expiresAt - margin > now
+      value !== undefined && DateTime.toEpochMillis(value.expiresAt) - margin > now
 
     const mint = (key: string, installationId: string, opts: TokenOptions) =>
       Effect.gen(function* () {
         const minted = yield* client.createInstallationAccessToken(installationId, { permissions: opts.permissions })
         const value: CachedToken = {
           token: minted.token,
-          expiresAt: DateTime.toEpochMillis(minted.expiresAt),
+          expiresAt: minted.expiresAt,
           permissions: minted.permissions,
           installationId: minted.installationId,
           organizationId: minted.organizationId

@@ -54,6 +54,22 @@ export const generateAppKeyPair = async (bits = 2048): Promise<AppKeyPair> => {
     true,
     ["sign", "verify"]
   )) as CryptoKeyPair
+  return formats(pair)
+}
+
+/**
+ * The key pair of a PKCS#8 RSA private key (DER bytes), in every format: how the testkit's fixed
+ * fixture keys are opened without generating a key.
+ */
+export const appKeyPairFromPkcs8 = async (pkcs8: Bytes): Promise<AppKeyPair> => {
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, RS256, true, ["sign"])
+  const { kty, n, e } = (await crypto.subtle.exportKey("jwk", privateKey)) as { kty: string; n: string; e: string }
+  const jwk: JsonWebKey = { kty, n, e, ext: true }
+  const publicKey = await crypto.subtle.importKey("jwk", jwk, RS256, true, ["verify"])
+  return formats({ privateKey, publicKey })
+}
+
+const formats = async (pair: CryptoKeyPair): Promise<AppKeyPair> => {
   const spki = new Uint8Array((await crypto.subtle.exportKey("spki", pair.publicKey)) as ArrayBuffer)
   const pkcs8 = new Uint8Array((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer)
   const privatePkcs1 = pkcs8ToPkcs1(pkcs8)

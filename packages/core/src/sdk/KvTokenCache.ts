@@ -5,6 +5,7 @@
  * SDK also checks `expiresAt` on read, so KV's lazy expiry never hands out a dead token.
  */
 import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -31,7 +32,8 @@ export const CACHE_PREFIX = "icr-apps:installation-token:"
 const Entry = Schema.parseJson(
   Schema.Struct({
     token: Schema.String,
-    expiresAt: Schema.Number,
+    // Stored as epoch milliseconds (what entries written before expiresAt became a DateTime hold).
+    expiresAt: Schema.DateTimeUtcFromNumber,
     permissions: Permissions,
     installationId: Schema.String,
     organizationId: Schema.String
@@ -55,7 +57,9 @@ export const make = (kv: KvNamespaceLike): TokenCache["Type"] => ({
         Effect.map(Clock.currentTimeMillis, (now): Option.Option<CachedToken> => {
           if (text === null) return Option.none()
           return Option.flatMap(decode(text), (e) =>
-            e.expiresAt <= now ? Option.none() : Option.some({ ...e, token: Redacted.make(e.token) })
+            DateTime.toEpochMillis(e.expiresAt) <= now
+              ? Option.none()
+              : Option.some({ ...e, token: Redacted.make(e.token) })
           )
         })
       ),
@@ -67,7 +71,7 @@ export const make = (kv: KvNamespaceLike): TokenCache["Type"] => ({
       const name = yield* kvKey(key)
       yield* Effect.tryPromise(() =>
         kv.put(name, encode({ ...value, token: Redacted.value(value.token) }), {
-          expirationTtl: kvTtlSeconds(value.expiresAt, now)
+          expirationTtl: kvTtlSeconds(DateTime.toEpochMillis(value.expiresAt), now)
         })
       )
     }).pipe(Effect.catchAll(() => Effect.logWarning("icr-apps: KV token cache write failed"))),

@@ -13,7 +13,7 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { AuthenticatedClient, type RequestOptions } from "../client/AuthenticatedClient.js"
-import { IcrAppsClient } from "./Client.js"
+import { checkBaseUrl, DEFAULT_BASE_URL, IcrAppsClient } from "./Client.js"
 import { Installation, InstallationPage } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
 import { codeOf, InvalidJwt, isProblem } from "../api/Problems.js"
@@ -55,8 +55,14 @@ const encodeInstallation = Schema.encodeSync(Installation)
 /** Options of the Promise client: the SDK's, plus the `fetch` to use (default `globalThis.fetch`) and the cache. */
 export interface PromiseClientOptions extends IcrAppsConfig, IcrAppsTransport {}
 
-/** Makes a Promise client. An unusable key rejects the first call with an `InvalidPrivateKey` failure. */
+/**
+ * Makes a Promise client. A base URL that is not an absolute `http(s)://` URL throws here, at once
+ * (an `IcrAppsFailure` with `_tag` `InvalidBaseUrl`); an unusable key rejects the first call with an
+ * `InvalidPrivateKey` failure.
+ */
 export const createIcrAppsClient = (options: PromiseClientOptions) => {
+  const checked = Effect.runSyncExit(checkBaseUrl(options.baseUrl ?? DEFAULT_BASE_URL))
+  if (Exit.isFailure(checked)) throw toFailure(checked.cause)
   const runtime = ManagedRuntime.make(layer(options))
   let built: Runtime.Runtime<IcrAppsClient | InstallationTokens | AuthenticatedClient> | undefined
   // The token service, once built: its synchronous peek answers a fresh cached token with no Effect run.

@@ -3,6 +3,7 @@
  * and the default bounded in-memory LRU. Cloudflare KV is in {@link ./KvTokenCache.ts}.
  */
 import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -12,8 +13,11 @@ import type { Permissions } from "../api/Permissions.js"
 /** A cached installation token. */
 export interface CachedToken {
   readonly token: Redacted.Redacted<string>
-  /** Epoch milliseconds. */
-  readonly expiresAt: number
+  /**
+   * When the token expires: a `DateTime.Utc`, as `expiresAt` is everywhere in the Effect API (the
+   * minted `InstallationAccessToken`'s). `DateTime.toEpochMillis` gives epoch milliseconds.
+   */
+  readonly expiresAt: DateTime.Utc
   readonly permissions: Permissions
   readonly installationId: string
   readonly organizationId: string
@@ -28,7 +32,10 @@ export class TokenCache extends Context.Tag("@icr-apps/core/TokenCache")<
     readonly set: (key: string, value: CachedToken) => Effect.Effect<void>
     readonly delete: (key: string) => Effect.Effect<void>
   }
->() {}
+>() {
+  /** A bounded in-memory LRU cache (the module's `layerMemoryCache`, on the tag). */
+  static readonly layerMemoryCache = (capacity = 1000): Layer.Layer<TokenCache> => layerMemoryCache(capacity)
+}
 
 /** A bounded in-memory LRU cache (default 1,000 entries); entries past `expiresAt` are dropped on read. */
 export const layerMemoryCache = (capacity = 1000): Layer.Layer<TokenCache> =>
@@ -41,7 +48,7 @@ export const layerMemoryCache = (capacity = 1000): Layer.Layer<TokenCache> =>
           const hit = entries.get(key)
           if (hit === undefined) return Effect.succeed(Option.none())
           entries.delete(key)
-          if (hit.expiresAt <= now) return Effect.succeed(Option.none())
+          if (DateTime.toEpochMillis(hit.expiresAt) <= now) return Effect.succeed(Option.none())
           entries.set(key, hit)
           return Effect.succeed(Option.some(hit))
         }),

@@ -209,6 +209,10 @@ describe("JwtVerifier: one spelling, one key, one cost", () => {
       const afterUnknown = verifyCalls.mock.calls.length
       const b = yield* Effect.flip(verifier.verify(wrong))
       expect([a, b].map((e) => e._tag === "InvalidJwt" && e.reason)).toEqual(["invalid_signature", "invalid_signature"])
+      // One message for both, naming both possible causes and neither as the one (SPEC §2).
+      expect(a.message).toBe(b.message)
+      expect(a.message).toMatch(/^Unknown app or wrong key: /)
+      expect(a.message).not.toMatch(/999|not found|no such app/i)
       expect([afterUnknown, verifyCalls.mock.calls.length - afterUnknown]).toEqual([1, 1])
     }).pipe(Effect.provide(TestLayer))
   )

@@ -83,6 +83,32 @@ describe("requireToken (plain fetch guard)", () => {
     await sdk.dispose()
   })
 
+  it("fails closed on a requirement the compiler did not check: an unknown permission, level or kind refuses every token", async () => {
+    const { issuer, installationToken, sdk } = await setup()
+    const guard = RequireToken.makeRequireToken({ issuer })
+    const { token } = await installationToken()
+    const wrong = [
+      { permissions: { organization_inventory: "write" } },
+      { permissions: { organization_inventory: "ADMIN" } },
+      { permissions: { organization_info: "WRITE" } },
+      { permissions: { organization_invntory: "VIEW" } },
+      { kind: "ap" }
+    ] as unknown as ReadonlyArray<RequireToken.Requirement>
+    for (const requirement of wrong) {
+      const result = await guard.check(get(token), requirement)
+      expect(result.ok).toBe(false)
+      const response = !result.ok ? result.response : undefined!
+      expect(response.status).toBe(403)
+      expect(await response.json()).toMatchObject({ code: "forbidden" })
+      // Wired as a route, the same requirement is refused when the route is made, not on a request.
+      expect(() => guard.route(requirement, async () => new Response("served"))).toThrow(/requirement/)
+    }
+    expect(
+      RequireToken.requirementProblem({ permissions: { organization_inventory: "VIEW" }, kind: "installation" })
+    ).toBe(undefined)
+    await sdk.dispose()
+  })
+
   it("refuses the wrong organization and the wrong kind, naming the route's permission", async () => {
     const { issuer, installationToken, sdk } = await setup()
     const guard = RequireToken.makeRequireToken({ issuer })
@@ -168,6 +194,49 @@ describe("requireToken (plain fetch guard)", () => {
     const garbage = RequireToken.makeRequireToken({ issuer: { fetch: async () => new Response("<html>") } })
     const g = await garbage.check(get(`crs_${"a".repeat(48)}`))
     expect(!g.ok && g.response.status).toBe(503)
+  })
+})
+
+describe("TokenStanding over a URL", () => {
+  it("never follows a redirect: a 302 to another origin that 'describes' any token is 503, not a grant", async () => {
+    const { createServer } = await import("node:http")
+    const listen = (handler: Parameters<typeof createServer>[1]) =>
+      new Promise<{ url: string; close: () => void; hits: () => number }>((resolve) => {
+        let hits = 0
+        const server = createServer((req, res) => {
+          hits += 1
+          handler!(req, res)
+        }).listen(0, "127.0.0.1", () => {
+          const { port } = server.address() as { port: number }
+          resolve({ url: `http://127.0.0.1:${port}`, close: () => server.close(), hits: () => hits })
+        })
+      })
+    const description = {
+      kind: "installation",
+      appId: "1",
+      installationId: "123e4567-e89b-12d3-a456-426614174000",
+      organizationId: org,
+      permissions: { organization_inventory: "WRITE" },
+      expiresAt: new Date(Date.now() + 3_600_000).toISOString()
+    }
+    const elsewhere = await listen((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(description))
+    })
+    const issuer = await listen((_req, res) => {
+      res.writeHead(302, { location: `${elsewhere.url}/app/installations/token` }).end()
+    })
+    try {
+      const guard = RequireToken.makeRequireToken({ issuer: issuer.url })
+      const result = await guard.check(get(`crs_${"ab".repeat(24)}`), {
+        permissions: { organization_inventory: "VIEW" }
+      })
+      expect(!result.ok && result.response.status).toBe(503)
+      expect(issuer.hits()).toBe(1)
+      expect(elsewhere.hits()).toBe(0)
+    } finally {
+      issuer.close()
+      elsewhere.close()
+    }
   })
 })
 

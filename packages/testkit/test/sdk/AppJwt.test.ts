@@ -77,6 +77,28 @@ describe("AppJwt", () => {
       }
     })
   )
+  it.effect("says an encrypted key (PKCS#1 with Proc-Type, or PKCS#8) is encrypted, and how to decrypt it", () =>
+    Effect.gen(function* () {
+      const body = keys.privatePkcs1Pem.split("\n").slice(1, 6).join("\n")
+      const pkcs1 = [
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "Proc-Type: 4,ENCRYPTED",
+        "DEK-Info: AES-256-CBC,47FCCD174AC688731CAA53AA4F0EF7A6",
+        "",
+        body,
+        "-----END RSA PRIVATE KEY-----"
+      ].join("\n")
+      const pkcs8 = `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${body}\n-----END ENCRYPTED PRIVATE KEY-----`
+      for (const privateKey of [pkcs1, pkcs1.replace(/\n/g, "\r\n"), pkcs1.replace(/\n/g, "\\n"), pkcs8]) {
+        const error = yield* Effect.flip(AppJwt.make({ appId: "1", privateKey }))
+        expect(error.problem).toBe("encrypted")
+        expect(error.message).toContain("is encrypted")
+        expect(error.message).toContain("openssl pkey -in app.pem -out app.decrypted.pem")
+        expect(error.message).not.toContain("base64")
+        expect(error.message).not.toContain(body.slice(0, 20))
+      }
+    })
+  )
   it.effect("signs through a pluggable signer (a KMS/HSM) and puts its kid in the header", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(T0)

@@ -205,6 +205,69 @@ describe("IcrAppsClient against the in-memory issuer", () => {
       )
     })
   )
+  // `https://` against a plain-http port: Node's TLS fails at once, workerd (wrangler dev) never answers
+  // the TLS hello. Either way the SDK asks the port once in plain HTTP, says so and stops retrying.
+  // A TLS server's own answer to plain HTTP on its port (nginx: 400) is no such sign.
+  it.live(
+    "https:// against a plain-http server is a TLS failure that says to try http://, after one attempt",
+    () =>
+      Effect.gen(function* () {
+        for (const server of ["node", "workerd", "tls"] as const) {
+          let plainRequests = 0
+          const listener = createServer((socket) => {
+            socket.once("data", (bytes) => {
+              // A TLS ClientHello: a Node http server answers 400 and closes; workerd (and a slow TLS server) say nothing.
+              if (bytes[0] === 0x16) {
+                if (server === "node") socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                return
+              }
+              plainRequests++
+              socket.end(
+                server === "tls"
+                  ? "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                  : "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+              )
+            })
+            socket.on("error", () => {})
+          })
+          const port = yield* Effect.promise(
+            () =>
+              new Promise<number>((resolve) =>
+                listener.listen(0, "127.0.0.1", () => resolve((listener.address() as { port: number }).port))
+              )
+          )
+          const started = Date.now()
+          const error = yield* Effect.flip(
+            Effect.flatMap(IcrAppsClient, (c) => c.listInstallations()).pipe(
+              Effect.provide(
+                IcrApps.layer({
+                  appId: "1",
+                  privateKey: keys.privatePem,
+                  baseUrl: `https://127.0.0.1:${port}`,
+                  retry: { attemptTimeout: "1500 millis", baseDelay: "10 millis", maxAttempts: 2 }
+                })
+              )
+            )
+          )
+          const elapsed = Date.now() - started
+          listener.close()
+          if (server === "tls") {
+            // Not plain HTTP: both attempts time out, as they would have without the question.
+            expect(error).toMatchObject({ _tag: "TransportError", failure: "timeout" })
+            continue
+          }
+          expect(error).toMatchObject({ _tag: "TransportError", failure: "tls" })
+          expect(error.message).toBe(
+            `GET https://127.0.0.1:${port}/app/installations: TLS failure (the server answers plain HTTP, not TLS: ` +
+              `is the server plain http? try http://127.0.0.1:${port})`
+          )
+          // One attempt and one plain-HTTP question (workerd's silence: within a second), never a retry.
+          expect(plainRequests).toBe(1)
+          expect(elapsed).toBeLessThan(server === "workerd" ? 1_400 : 700)
+        }
+      }),
+    15_000
+  )
   it.effect("sends through its own HttpClient: an app's middleware on HttpClient.HttpClient never reaches it", () =>
     Effect.gen(function* () {
       const { issuer, appId } = yield* setup(keys)

@@ -31,7 +31,9 @@ export const TokenRequest = Schema.Struct({
     "The caller's OIDC identity token (or send it as `Authorization: Bearer`); not needed over a service binding"
   ),
   subject_token_type: param(`\`${SUBJECT_TOKEN_TYPES[0]}\` or \`${SUBJECT_TOKEN_TYPES[1]}\``),
-  resource: param("The installation id (a UUID) the token is for"),
+  resource: param(
+    "The installation the token is for: its id (a UUID), `urn:icr:installation:<id>`, or its `accessTokensUrl`"
+  ),
   scope: param(
     "Space-separated `name:LEVEL` permissions (e.g. `organization_info:VIEW`); absent = the policy's permissions"
   ),
@@ -57,6 +59,20 @@ export type TokenResponse = typeof TokenResponse.Type
 export const InstallationList = Schema.Struct({ items: Schema.Array(Installation) }).annotations({
   identifier: "InstallationList"
 })
+
+/** RFC 8414 metadata: enough for an OAuth client library to discover the token endpoint. */
+export const AuthorizationServerMetadata = Schema.Struct({
+  issuer: Schema.String.annotations({
+    description: "This broker's URL (the metadata's own, less the well-known path)"
+  }),
+  token_endpoint: Schema.String,
+  grant_types_supported: Schema.Array(Schema.String),
+  response_types_supported: Schema.Array(Schema.String),
+  token_endpoint_auth_methods_supported: Schema.Array(Schema.String),
+  subject_token_types_supported: Schema.Array(Schema.String),
+  issued_token_types_supported: Schema.Array(Schema.String),
+  service_documentation: Schema.optional(Schema.String)
+}).annotations({ identifier: "AuthorizationServerMetadata" })
 
 /** `/healthz` when the broker can serve. */
 export const Healthy = Schema.Struct({ status: Schema.Literal("ok") }).annotations({ identifier: "Healthy" })
@@ -110,6 +126,11 @@ export class SystemGroup extends HttpApiGroup.make("system")
       .addSuccess(Healthy)
       .addError(NotReady)
       .annotate(OpenApi.Summary, "Readiness: 200 when configured, else 503 with the reasons")
+  )
+  .add(
+    HttpApiEndpoint.get("metadata", "/.well-known/oauth-authorization-server")
+      .addSuccess(AuthorizationServerMetadata)
+      .annotate(OpenApi.Summary, "RFC 8414 authorization server metadata: where and how to exchange tokens")
   )
   .add(
     HttpApiEndpoint.get("openapi", "/openapi.json")

@@ -14,6 +14,12 @@ export interface ExchangeEvent {
   readonly outcome: "granted" | "refused"
   /** The problem code when refused. */
   readonly code?: string | undefined
+  /**
+   * Why it was refused, in one word: `expired`, `audience`, `issuer`, `signature`, `unknown_kid`,
+   * `too_old`, `malformed`, `no_policy`, `not_reachable`, `beyond_policy`, `suspended`,
+   * `rate_limited`, `failed_attempts`, `identity_provider_unavailable`, `issuer_unavailable`, …
+   */
+  readonly reason?: string | undefined
   /** Who asked, once authenticated. */
   readonly caller?:
     | { readonly kind: "oidc"; readonly issuer: string; readonly sub: string }
@@ -34,6 +40,11 @@ export interface ExchangeEvent {
   /** Whether the token came from the cache (no mint). */
   readonly cached?: boolean | undefined
   readonly expiresAt?: string | undefined
+  /**
+   * For a token from a cache: `confirmed` (the issuer described it now), `recent` (it did within
+   * BROKER_CACHE_REVALIDATE_SECONDS), `dead` (the issuer had killed it: a fresh one was minted).
+   */
+  readonly revalidated?: "confirmed" | "recent" | "dead" | undefined
 }
 
 /** Where audit events go. */

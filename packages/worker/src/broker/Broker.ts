@@ -16,8 +16,8 @@ import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import * as Client from "@icr-apps/core/sdk/Client"
 import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
 import type { CachedToken } from "@icr-apps/core/sdk/TokenCache"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -29,7 +29,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import { routerOf, runRoute } from "@icr-apps/core/edge/Router"
 import {
   ACCESS_TOKEN_TYPE,
@@ -59,6 +58,7 @@ import {
 import { brokerEdge, RequestId } from "./Http.js"
 import * as RateLimit from "./RateLimit.js"
 import { addressKey } from "@icr-apps/core/api/ClientAddress"
+import type { Installation } from "@icr-apps/core/api/Installations"
 
 /** The bindings the broker reads: its vars and secrets, its KV namespace, the optional issuer binding. */
 export interface BrokerBindings extends BrokerVars {
@@ -75,6 +75,8 @@ export interface BrokerDependencies {
   readonly audit?: AuditSink | undefined
   /** How the issuer is retried (default: 3 attempts, 200 ms doubling, 5 s per attempt). */
   readonly retry?: Client.RetryOptions | undefined
+  /** Installations per page when listing at the issuer (default 100, the most it serves). */
+  readonly listPageSize?: number | undefined
 }
 
 /** An installation token's lifetime (SPEC §4: 2 h). */
@@ -114,8 +116,17 @@ interface Ready {
   readonly callers: RateLimit.RateLimiter
   /** Failed authentications per client address. */
   readonly failures: RateLimit.RateLimiter
+  /** Every request the broker makes to the issuer (mints, describes, listing pages), under one key. */
+  readonly issuerBudget: RateLimit.RateLimiter
+  /** The app's installations, as last listed (a short cache: see {@link LIST_CACHE_SECONDS}). */
+  readonly listings: {
+    readonly pageSize: number
+    cached?: { readonly at: number; readonly items: ReadonlyArray<Installation> } | undefined
+  }
   /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
   readonly mintedIds: Map<string, string>
+  /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
+  readonly confirmed: Map<string, number>
   readonly audit: AuditSink
 }
 
@@ -124,6 +135,14 @@ export class BrokerState extends Context.Tag("@icr-apps/worker/broker/BrokerStat
   BrokerState,
   Ready | { readonly ready: false; readonly problems: ReadonlyArray<string>; readonly audit: AuditSink }
 >() {}
+
+/**
+ * How long a listing of the app's installations is served from memory: one caller listing in a
+ * loop costs the issuer one walk of every page per 30 s, not one per request.
+ */
+export const LIST_CACHE_SECONDS = 30
+/** The most pages one listing walks (100 installations each). */
+const MAX_LIST_PAGES = 1000
 
 /** Failed authentications allowed per client address per minute before 429. */
 const FAILED_ATTEMPTS_PER_MINUTE = 30
@@ -140,6 +159,23 @@ const digestPrefix = (token: string) =>
   )
 
 /**
+ * Counts one request to the issuer against the broker-wide budget: past it, the caller is told to
+ * come back (429) rather than the broker spending the app's own budget at the issuer.
+ */
+const spend = (budget: RateLimit.RateLimiter) =>
+  Effect.clockWith((clock) => {
+    const decision = budget.take("issuer", clock.unsafeCurrentTimeMillis())
+    return decision.allowed
+      ? Effect.void
+      : Effect.fail(
+          new RateLimited({
+            detail: "The broker's budget of requests to the issuer is spent for now",
+            retryAfter: decision.retryAfterSeconds
+          })
+        )
+  })
+
+/**
  * The SDK, as the broker uses it: the client records the id of every token it mints (for the
  * audit line), the cache is KV sealed under BROKER_CACHE_SECRET.
  */
@@ -147,7 +183,8 @@ const sdkLayer = (
   settings: BrokerSettings,
   env: BrokerBindings,
   retry: Client.RetryOptions,
-  ids: Map<string, string>
+  ids: Map<string, string>,
+  budget: RateLimit.RateLimiter
 ) => {
   const issuer = env.ISSUER
   const fetch: typeof globalThis.fetch =
@@ -158,13 +195,15 @@ const sdkLayer = (
       Client.IcrAppsClient.of({
         ...client,
         createInstallationAccessToken: (installationId, options) =>
-          Effect.tap(client.createInstallationAccessToken(installationId, options), (minted) =>
-            Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
-              ids.set(digest, minted.id)
-              if (ids.size > MINTED_IDS_KEPT) ids.delete(ids.keys().next().value!)
-              // The mint runs in the fiber of the exchange that caused it (others wait on its result).
-              return FiberRef.set(MintedHere, minted.id)
-            })
+          Effect.tap(
+            Effect.zipRight(spend(budget), client.createInstallationAccessToken(installationId, options)),
+            (minted) =>
+              Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
+                ids.set(digest, minted.id)
+                if (ids.size > MINTED_IDS_KEPT) ids.delete(ids.keys().next().value!)
+                // The mint runs in the fiber of the exchange that caused it (others wait on its result).
+                return FiberRef.set(MintedHere, minted.id)
+              })
           )
       })
     )
@@ -187,7 +226,10 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
       if (Either.isLeft(read)) return { ready: false as const, problems: read.left, audit }
       const settings = read.right
       const mintedIds = new Map<string, string>()
-      const built = yield* Effect.either(Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds)))
+      const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
+      const built = yield* Effect.either(
+        Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget))
+      )
       if (Either.isLeft(built)) {
         return { ready: false as const, problems: [`BROKER_PRIVATE_KEY: ${built.left.detail}`], audit }
       }
@@ -199,10 +241,19 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
         oidc:
           settings.audience === undefined || settings.oidcIssuers.length === 0
             ? undefined
-            : Oidc.make({ issuers: settings.oidcIssuers, audience: settings.audience, fetch: deps.oidcFetch }),
+            : Oidc.make({
+                issuers: settings.oidcIssuers,
+                audience: settings.audience,
+                fetch: deps.oidcFetch,
+                maxTokenAgeSeconds: settings.maxTokenAgeSeconds,
+                staticJwks: settings.oidcJwks
+              }),
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
+        issuerBudget,
+        listings: { pageSize: deps.listPageSize ?? 100 },
         mintedIds,
+        confirmed: new Map(),
         audit
       }
     })
@@ -227,34 +278,40 @@ const bearerOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
 
 /**
  * Who is calling: the verified identity token if one was sent, else the service binding's name.
- * Failed authentications count against the client address, and past the limit are refused
- * before any verification work.
+ * A token is verified first (cheap: the keys are cached, and an unknown `kid` is asked about at
+ * most once per cool-down), so failed attempts from an address never cause a valid credential from
+ * it to be refused (SPEC §8: NAT, CI runners, Workers sharing egress). Failures count against the
+ * client address, and past the limit a failure is answered 429 instead of `invalid_grant`.
  */
 const authenticate = (
   state: Ready,
   request: HttpServerRequest.HttpServerRequest,
   token: string | undefined
 ): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> =>
-  Effect.clockWith((clock): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> => {
-    const now = clock.unsafeCurrentTimeMillis()
-    // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
-    const forwarded = request.headers["cf-connecting-ip"]
-    const address = forwarded === undefined ? undefined : addressKey(forwarded)
-    if (address !== undefined) {
-      const seen = state.failures.peek(address, now)
-      if (!seen.allowed)
-        return new RateLimited({
-          detail: "Too many failed attempts from this address",
-          retryAfter: seen.retryAfterSeconds
-        })
-    }
+  Effect.suspend((): Effect.Effect<Caller, Oidc.OidcFailure | RateLimited | InvalidRequest> => {
     if (token !== undefined) {
       if (state.oidc === undefined)
-        return new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)" })
+        return new InvalidGrant({ detail: "This broker accepts no identity tokens (no OIDC policy)", reason: "issuer" })
+      // Grouped as the issuer groups them (SPEC §1): an IPv6 client rotating through its /64 is one address.
+      const forwarded = request.headers["cf-connecting-ip"]
+      const address = forwarded === undefined ? undefined : addressKey(forwarded)
       const verified = state.oidc.verify(token)
       if (address === undefined) return verified
-      return Effect.tapError(verified, (e) =>
-        e instanceof InvalidGrant ? Effect.sync(() => state.failures.take(address, now)) : Effect.void
+      return Effect.catchIf(
+        verified,
+        (e): e is InvalidGrant => e instanceof InvalidGrant,
+        (e) =>
+          Effect.clockWith((clock): Effect.Effect<never, InvalidGrant | RateLimited> => {
+            const seen = state.failures.take(address, clock.unsafeCurrentTimeMillis())
+            return seen.allowed
+              ? Effect.fail(e)
+              : Effect.fail(
+                  new RateLimited({
+                    detail: "Too many failed attempts from this address",
+                    retryAfter: seen.retryAfterSeconds
+                  })
+                )
+          })
       )
     }
     return Effect.flatMap(Effect.serviceOption(ServiceCaller), (service) =>
@@ -296,18 +353,26 @@ const issuerFailed = (e: { readonly _tag: string }, what: string) =>
  * and 429 after the SDK's retries, or the issuer refusing the broker's own credentials, mean
  * the broker cannot serve.
  */
-const fromMint = (e: { readonly _tag: string }): Effect.Effect<never, InvalidTarget | InvalidScope | Unavailable> => {
+const fromMint = (e: {
+  readonly _tag: string
+}): Effect.Effect<never, InvalidTarget | InvalidScope | Unavailable | RateLimited> => {
   switch (e._tag) {
     case "InstallationNotFound":
     case "InvalidRequest":
-      return Effect.fail(new InvalidTarget({ detail: "The app has no such installation" }))
+      return Effect.fail(
+        new InvalidTarget({ detail: "The app has no such installation", reason: "unknown_installation" })
+      )
     case "InstallationSuspended":
-      return Effect.fail(new InvalidTarget({ detail: "The installation is suspended" }))
+      return Effect.fail(new InvalidTarget({ detail: "The installation is suspended", reason: "suspended" }))
+    case "RateLimited":
+      // The broker's own budget at the issuer, or the issuer's after retries: the caller may come back.
+      return Effect.fail(e as RateLimited)
     case "PermissionsExceedGrant":
     case "InvalidPermissions": {
       const names = (e as { readonly permissions?: ReadonlyArray<string> }).permissions
       return Effect.fail(
         new InvalidScope({
+          reason: "beyond_grant",
           detail: `The installation does not grant ${names !== undefined && names.length > 0 ? names.join(", ") : "that scope"}`
         })
       )
@@ -321,12 +386,19 @@ const refusal = (r: Refusal, caller: Caller) => {
   switch (r._tag) {
     case "NoPolicy":
       return new UnauthorizedClient({
+        reason: "no_policy",
         detail: `No trust policy allows ${caller.kind === "service" ? "this service" : "this identity"}`
       })
     case "NotReachable":
-      return new InvalidTarget({ detail: "No policy of this caller reaches that installation" })
+      return new InvalidTarget({
+        detail: "No policy of this caller reaches that installation",
+        reason: "not_reachable"
+      })
     case "BeyondPolicy":
-      return new InvalidScope({ detail: `The scope asks for more than the policy allows: ${r.exceeding.join(", ")}` })
+      return new InvalidScope({
+        detail: `The scope asks for more than the policy allows: ${r.exceeding.join(", ")}`,
+        reason: "beyond_policy"
+      })
   }
 }
 
@@ -335,7 +407,34 @@ const auditCaller = (caller: Caller): ExchangeEvent["caller"] =>
     ? { kind: "service", service: caller.service }
     : { kind: "oidc", issuer: caller.issuer, sub: caller.sub }
 
-const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+const bareId = new RegExp(`^${UUID}$`, "i")
+const urnId = new RegExp(`^urn:icr:installation:(${UUID})$`, "i")
+const urlPath = new RegExp(`^/app/installations/(${UUID})/accessTokens$`, "i")
+
+/**
+ * The installation a `resource` names (lower-case), in any of the forms SPEC §8 accepts: the bare
+ * id, `urn:icr:installation:<id>`, or the installation's `accessTokensUrl` (RFC 8693 wants a URI)
+ * on the issuer this broker speaks to — a URL of another issuer names nothing here.
+ */
+export const installationOf = (resource: string, issuerUrl: string): string | undefined => {
+  if (bareId.test(resource)) return resource.toLowerCase()
+  const urn = urnId.exec(resource)
+  if (urn !== null) return urn[1]!.toLowerCase()
+  let url: URL
+  let base: URL
+  try {
+    url = new URL(resource)
+    base = new URL(issuerUrl)
+  } catch {
+    return undefined
+  }
+  if (url.origin !== base.origin || url.search !== "" || url.hash !== "" || url.username !== "") return undefined
+  const prefix = base.pathname.replace(/\/+$/, "")
+  if (!url.pathname.startsWith(prefix)) return undefined
+  const match = urlPath.exec(url.pathname.slice(prefix.length))
+  return match === null ? undefined : match[1]!.toLowerCase()
+}
 
 /**
  * The first 16 hex digits of SHA-256 of each token handed out, by the cached token it came from:
@@ -349,6 +448,41 @@ const digestOf = (issued: CachedToken): Effect.Effect<string> => {
     digests.set(issued, digest)
     return digest
   })
+}
+
+/** Whether a `Cache-Control` request header asks for `no-cache` (RFC 9111 §5.2.1.4). */
+const noCache = (header: string | undefined): boolean =>
+  header?.split(",").some((d) => d.trim().toLowerCase() === "no-cache") === true
+
+/**
+ * Whether a token served from a cache still stands at the issuer: confirmed within
+ * `revalidateSeconds` (per isolate), or described there now — one cheap read, never a mint. The
+ * issuer answering `invalid_token` (revoked, expired, its installation suspended or gone, its
+ * grant narrowed) means dead; an issuer that cannot answer means the broker cannot vouch for it.
+ */
+const confirm = (
+  state: Ready,
+  issued: CachedToken,
+  digest: string,
+  now: number
+): Effect.Effect<"dead" | { readonly described: boolean; readonly id?: string }, Unavailable | RateLimited> => {
+  const at = state.confirmed.get(digest)
+  if (at !== undefined && now - at < state.settings.revalidateSeconds * 1000)
+    return Effect.succeed({ described: false })
+  return Effect.zipRight(spend(state.issuerBudget), state.client.describeAccessToken(issued.token)).pipe(
+    Effect.map((description) => {
+      state.confirmed.delete(digest)
+      state.confirmed.set(digest, now)
+      if (state.confirmed.size > MINTED_IDS_KEPT) state.confirmed.delete(state.confirmed.keys().next().value!)
+      return { described: true, id: description.id }
+    }),
+    Effect.catchAll((e): Effect.Effect<"dead", Unavailable | RateLimited> => {
+      if (e._tag === "RateLimited") return Effect.fail(e as RateLimited)
+      if (e._tag !== "InvalidToken") return issuerFailed(e, "confirming a cached token")
+      state.confirmed.delete(digest)
+      return Effect.succeed("dead" as const)
+    })
+  )
 }
 
 /** The mutable audit event of one exchange, completed as the exchange goes. */
@@ -382,16 +516,27 @@ const exchangeWith = (
     if (payload.resource === undefined)
       return yield* new InvalidRequest({ detail: "resource (the installation id) is required" })
 
-    const caller = yield* authenticate(state, request, token)
+    const caller = yield* authenticate(state, request, token).pipe(
+      Effect.tapError((e) =>
+        Effect.sync(() => {
+          if (e._tag === "Unavailable") event.reason = "identity_provider_unavailable"
+          else if (e._tag === "RateLimited") event.reason = "failed_attempts"
+        })
+      )
+    )
     event.caller = auditCaller(caller)
     yield* limit(state, caller)
-    if (!isUuid(payload.resource)) return yield* new InvalidTarget({ detail: "resource must be an installation id" })
-    const installationId = payload.resource.toLowerCase()
+    const installationId = installationOf(payload.resource, state.settings.issuerUrl)
+    if (installationId === undefined)
+      return yield* new InvalidTarget({
+        detail: `resource must be an installation: its id, urn:icr:installation:<id>, or its accessTokensUrl at ${state.settings.issuerUrl}`,
+        reason: "malformed_resource"
+      })
     event.installationId = installationId
     let requested: Permissions | undefined
     if (payload.scope !== undefined) {
       const parsed = parseScope(payload.scope)
-      if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left })
+      if (Either.isLeft(parsed)) return yield* new InvalidScope({ detail: parsed.left, reason: "malformed_scope" })
       requested = parsed.right
       event.permissions = requested
     }
@@ -404,33 +549,73 @@ const exchangeWith = (
     // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
     // Partitioned by caller: a token one caller received (and may revoke) is never handed to another.
     const wanted = { permissions, partition: callerKey(caller) }
+    // `Cache-Control: no-cache`: the caller wants a token minted now, not one from the cache.
+    const fresh = noCache(request.headers["cache-control"])
     let now = yield* Clock.currentTimeMillis
     // The token `get` would answer from this isolate's memory, taken without entering the SDK: no mint
     // can happen then, so there is no MintedHere to reset and read.
-    let issued = state.tokens.unsafePeek(installationId, wanted, now)
+    let issued = fresh ? undefined : state.tokens.unsafePeek(installationId, wanted, now)
     let minted: string | undefined
+    const mint = (refresh: boolean) =>
+      Effect.gen(function* () {
+        yield* FiberRef.set(MintedHere, undefined)
+        const got = yield* state.tokens
+          .get(installationId, refresh ? { ...wanted, refresh } : wanted)
+          .pipe(Effect.catchAll(fromMint))
+        return [got, yield* FiberRef.get(MintedHere)] as const
+      })
     if (issued === undefined) {
-      yield* FiberRef.set(MintedHere, undefined)
-      issued = yield* state.tokens.get(installationId, wanted).pipe(Effect.catchAll(fromMint))
-      minted = yield* FiberRef.get(MintedHere)
+      ;[issued, minted] = yield* mint(fresh)
       now = yield* Clock.currentTimeMillis
     }
-    const digest = yield* digestOf(issued)
+    let digest = yield* digestOf(issued)
+    let describedId: string | undefined
+    if (minted === undefined) {
+      // From a cache: served only while the issuer has confirmed its standing recently enough
+      // (SPEC §8). A killed token is dropped — overwritten by a fresh mint — and a mint the issuer
+      // refuses (a suspended installation) answers the issuer's reason.
+      const standing = yield* confirm(state, issued, digest, now)
+      if (standing === "dead") {
+        event.revalidated = "dead"
+        ;[issued, minted] = yield* mint(true)
+        now = yield* Clock.currentTimeMillis
+        digest = yield* digestOf(issued)
+      } else {
+        event.revalidated = standing.described ? "confirmed" : "recent"
+        describedId = standing.id
+      }
+    }
     event.outcome = "granted"
     event.permissions = issued.permissions
     event.tokenDigest = digest
-    event.tokenId = minted ?? state.mintedIds.get(digest) ?? null
+    event.tokenId = minted ?? describedId ?? state.mintedIds.get(digest) ?? null
     event.cached = minted === undefined
-    event.expiresAt = new Date(issued.expiresAt).toISOString()
+    event.expiresAt = DateTime.formatIso(issued.expiresAt)
     const response: TokenResponse = {
       access_token: Redacted.value(issued.token),
       issued_token_type: ACCESS_TOKEN_TYPE,
       token_type: "Bearer",
-      expires_in: Math.max(0, Math.floor((issued.expiresAt - now) / 1000)),
+      expires_in: Math.max(0, Math.floor((DateTime.toEpochMillis(issued.expiresAt) - now) / 1000)),
       scope: formatScope(issued.permissions)
     }
     return response
   })
+
+/** The word an audit line gives for a refusal (SPEC §8): the problem's own reason, else one by its kind. */
+const reasonOf = (failure: unknown, ready: boolean): string => {
+  const given = (failure as { readonly reason?: unknown } | undefined)?.reason
+  if (typeof given === "string") return given
+  switch ((failure as { readonly _tag?: unknown } | undefined)?._tag) {
+    case "RateLimited":
+      return "rate_limited"
+    case "Unavailable":
+      return ready ? "issuer_unavailable" : "not_configured"
+    case "InvalidRequest":
+      return "invalid_request"
+    default:
+      return "internal"
+  }
+}
 
 /** `POST /token`: RFC 8693 token exchange, with one audit event whatever comes of it. */
 const exchange = (payload: TokenRequest) =>
@@ -449,6 +634,7 @@ const exchange = (payload: TokenRequest) =>
             const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
             event.outcome = "refused"
             event.code = failure !== undefined ? codeOf(failure as BrokerProblem) : "internal"
+            event.reason ??= reasonOf(failure, state.ready)
           }
           state.audit(event)
         })
@@ -456,18 +642,54 @@ const exchange = (payload: TokenRequest) =>
     )
   })
 
-/** `GET /installations`: every installation the caller's listing policies reach, all pages. */
+/**
+ * Every installation of the app, all pages: from the short cache, or walked now — each page
+ * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
+ */
+const allInstallations = (state: Ready) =>
+  Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
+    const cached = state.listings.cached
+    if (cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000) return { items: cached.items, cost: 0 }
+    const items: Array<Installation> = []
+    let cursor: string | undefined
+    let pages = 0
+    while (pages < MAX_LIST_PAGES) {
+      yield* spend(state.issuerBudget)
+      const page = yield* state.client
+        .listInstallations({ limit: state.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
+        .pipe(
+          Effect.catchAll(
+            (e): Effect.Effect<never, Unavailable | RateLimited> =>
+              e._tag === "RateLimited" ? Effect.fail(e as RateLimited) : issuerFailed(e, "listing installations")
+          )
+        )
+      pages++
+      items.push(...page.items)
+      if (page.nextCursor === undefined || page.items.length === 0) break
+      cursor = page.nextCursor
+    }
+    state.listings.cached = { at: now, items }
+    return { items: items as ReadonlyArray<Installation>, cost: pages }
+  })
+
+/**
+ * `GET /installations`: every installation the caller's listing policies reach. The caller pays
+ * for what its listing cost the issuer — one unit per page walked (at least one per request) — so
+ * listing in a loop over thousands of installations cannot use up the app's budget at the issuer.
+ */
 const installations = Effect.gen(function* () {
   const state = yield* readyState
   const request = yield* HttpServerRequest.HttpServerRequest
   const caller = yield* authenticate(state, request, yield* bearerOf(request))
   yield* limit(state, caller)
   const allowed = listing(state.settings.policies, caller)
-  if (allowed.length === 0) return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list" })
-  const all = yield* Stream.runCollect(state.client.installations()).pipe(
-    Effect.catchAll((e) => issuerFailed(e, "listing installations"))
-  )
-  return { items: Chunk.toReadonlyArray(all).filter((i) => allowed.some((p) => reaches(p, i.id))) }
+  if (allowed.length === 0)
+    return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
+  const { items, cost } = yield* allInstallations(state)
+  // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
+  if (cost > 1) state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
+  return { items: items.filter((i) => allowed.some((p) => reaches(p, i.id))) }
 })
 
 const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>
@@ -492,6 +714,23 @@ const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
         )
       )
       .handle("openapi", () => Effect.succeed(document))
+      .handle("metadata", () =>
+        Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+          // The issuer identifier is the URL the metadata was fetched from, less the well-known path
+          // (RFC 8414 §3.3): clients compare it with the URL they discovered.
+          const base = new URL(request.originalUrl, "http://broker.invalid").origin
+          return {
+            issuer: base,
+            token_endpoint: `${base}/token`,
+            grant_types_supported: [TOKEN_EXCHANGE_GRANT],
+            response_types_supported: [],
+            // Callers prove who they are with the subject token itself: no client authentication.
+            token_endpoint_auth_methods_supported: ["none"],
+            subject_token_types_supported: SUBJECT_TOKEN_TYPES,
+            issued_token_types_supported: [ACCESS_TOKEN_TYPE]
+          }
+        })
+      )
   })
 )
 

@@ -6,6 +6,7 @@
 import { DEFAULT_BASE_URL } from "@icr-apps/core/sdk/Client"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
+import type { JSONWebKeySet } from "jose"
 import { isAllowedUrl } from "./Oidc.js"
 import { decodePolicies, type Policy } from "./Policies.js"
 
@@ -19,6 +20,10 @@ export interface BrokerVars {
   readonly BROKER_POLICIES?: string | undefined
   readonly BROKER_CACHE_SECRET?: string | undefined
   readonly BROKER_RATE_LIMIT_PER_MINUTE?: string | undefined
+  readonly BROKER_CACHE_REVALIDATE_SECONDS?: string | undefined
+  readonly BROKER_MAX_TOKEN_AGE_SECONDS?: string | undefined
+  readonly BROKER_OIDC_JWKS?: string | undefined
+  readonly BROKER_ISSUER_BUDGET_PER_MINUTE?: string | undefined
 }
 
 /** The configuration, once valid. */
@@ -29,16 +34,39 @@ export interface BrokerSettings {
   /** The `aud` identity tokens must carry (absent when no policy is for an OIDC identity). */
   readonly audience: string | undefined
   readonly oidcIssuers: ReadonlyArray<string>
+  /** Key sets given by configuration, by issuer (`BROKER_OIDC_JWKS`): never fetched. */
+  readonly oidcJwks: Readonly<Record<string, JSONWebKeySet>>
   readonly policies: ReadonlyArray<Policy>
   readonly cacheSecret: Redacted.Redacted<string>
   /** Token exchanges and listings per caller per minute, per isolate. */
   readonly ratePerMinute: number
+  /**
+   * How long the issuer's confirmation of a cached token's standing holds (0: a cached token is
+   * described at the issuer every time it is served).
+   */
+  readonly revalidateSeconds: number
+  /** The oldest identity token accepted, by `iat`. */
+  readonly maxTokenAgeSeconds: number
+  /** Requests the whole broker makes to the issuer per minute (per isolate): below the app's own budget there. */
+  readonly issuerBudgetPerMinute: number
 }
 
 /** The shortest `BROKER_CACHE_SECRET` accepted. */
 export const MIN_CACHE_SECRET_LENGTH = 32
 /** The default of `BROKER_RATE_LIMIT_PER_MINUTE`. */
 export const DEFAULT_RATE_PER_MINUTE = 60
+
+/** The default of `BROKER_CACHE_REVALIDATE_SECONDS`: confirm every serve. */
+export const DEFAULT_REVALIDATE_SECONDS = 0
+/** The most `BROKER_CACHE_REVALIDATE_SECONDS` may say: a killed token is never served longer than this. */
+export const MAX_REVALIDATE_SECONDS = 600
+/**
+ * The default of `BROKER_ISSUER_BUDGET_PER_MINUTE`: half the issuer's default budget per app
+ * (`PRINCIPAL_RATE_LIMIT_PER_MINUTE`, 1200), so the app's own calls always have the other half.
+ */
+export const DEFAULT_ISSUER_BUDGET_PER_MINUTE = 600
+/** The default of `BROKER_MAX_TOKEN_AGE_SECONDS`: an hour, by `iat`. */
+export const DEFAULT_MAX_TOKEN_AGE_SECONDS = 3600
 
 const set = (value: string | undefined): value is string => value !== undefined && value.trim() !== ""
 
@@ -78,6 +106,32 @@ export const readSettings = (
     }
   }
 
+  // `{ "<issuer>": { "keys": [JWK, …] } }`: for a cluster whose discovery is not reachable from here.
+  const oidcJwks: Record<string, JSONWebKeySet> = {}
+  if (set(vars.BROKER_OIDC_JWKS)) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(vars.BROKER_OIDC_JWKS)
+    } catch {
+      parsed = undefined
+    }
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+      problems.push('BROKER_OIDC_JWKS must be a JSON object: { "<issuer URL>": { "keys": [JWK, …] } }')
+    } else {
+      for (const [issuer, jwks] of Object.entries(parsed)) {
+        const keys = (jwks as { keys?: unknown } | null)?.keys
+        if (!oidcIssuers.includes(issuer)) problems.push("BROKER_OIDC_JWKS: names an issuer not in BROKER_OIDC_ISSUERS")
+        else if (
+          !Array.isArray(keys) ||
+          keys.length === 0 ||
+          !keys.every((k) => k !== null && typeof k === "object" && typeof (k as { kty?: unknown }).kty === "string")
+        )
+          problems.push(`BROKER_OIDC_JWKS[${JSON.stringify(issuer)}] must be a JWKS: { "keys": [JWK, …] }`)
+        else oidcJwks[issuer] = { keys } as JSONWebKeySet
+      }
+    }
+  }
+
   const policies = decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
   if (Either.isLeft(policies)) problems.push(...policies.left)
 
@@ -98,6 +152,23 @@ export const readSettings = (
     else problems.push("BROKER_RATE_LIMIT_PER_MINUTE must be a positive integer")
   }
 
+  const whole = (name: keyof BrokerVars, fallback: number, min: number, max: number): number => {
+    const raw = vars[name]
+    if (!set(raw)) return fallback
+    const n = Number(raw)
+    if (Number.isInteger(n) && n >= min && n <= max) return n
+    problems.push(`${name} must be an integer from ${min} to ${max}`)
+    return fallback
+  }
+  const revalidateSeconds = whole(
+    "BROKER_CACHE_REVALIDATE_SECONDS",
+    DEFAULT_REVALIDATE_SECONDS,
+    0,
+    MAX_REVALIDATE_SECONDS
+  )
+  const issuerBudgetPerMinute = whole("BROKER_ISSUER_BUDGET_PER_MINUTE", DEFAULT_ISSUER_BUDGET_PER_MINUTE, 1, 1_000_000)
+  const maxTokenAgeSeconds = whole("BROKER_MAX_TOKEN_AGE_SECONDS", DEFAULT_MAX_TOKEN_AGE_SECONDS, 60, 86_400)
+
   if (problems.length > 0 || Either.isLeft(policies)) return Either.left(problems)
   return Either.right({
     appId: vars.BROKER_APP_ID!.trim(),
@@ -105,8 +176,12 @@ export const readSettings = (
     issuerUrl,
     audience,
     oidcIssuers,
+    oidcJwks,
     policies: policies.right,
     cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
-    ratePerMinute
+    ratePerMinute,
+    revalidateSeconds,
+    maxTokenAgeSeconds,
+    issuerBudgetPerMinute
   })
 }

@@ -53,6 +53,13 @@ export interface OidcOptions {
   readonly refetchCooldownMillis?: number | undefined
   /** Per fetch (default 5 s). */
   readonly timeoutMillis?: number | undefined
+  /** The oldest token accepted, in seconds since its `iat` (default 3600). */
+  readonly maxTokenAgeSeconds?: number | undefined
+  /**
+   * Key sets given by configuration (`BROKER_OIDC_JWKS`), by issuer: for these issuers nothing is
+   * fetched — for identity providers whose discovery is not reachable (a private cluster's).
+   */
+  readonly staticJwks?: Readonly<Record<string, JSONWebKeySet>> | undefined
 }
 
 /** An issuer URL is usable when it is `https:`, or `http:` on a loopback host (local development). */
@@ -90,7 +97,7 @@ interface IssuerState {
   pending?: Promise<void> | undefined
 }
 
-const grant = (detail: string) => new InvalidGrant({ detail })
+const grant = (detail: string, reason: string) => new InvalidGrant({ detail, reason })
 
 /** What a 503 tells callers to wait when the provider's keys cannot be had; failed fetches wait as long. */
 const RETRY_AFTER_SECONDS = 5
@@ -109,7 +116,12 @@ export const make = (options: OidcOptions): OidcVerifier => {
   const discoveryMaxAge = options.discoveryMaxAgeMillis ?? 60 * 60_000
   const cooldown = options.refetchCooldownMillis ?? 30_000
   const timeout = options.timeoutMillis ?? 5_000
+  const maxAge = options.maxTokenAgeSeconds ?? 3600
   const states = new Map<string, IssuerState>(options.issuers.map((issuer) => [issuer, {}]))
+  // A configured key set never expires and is never refetched.
+  const fixed = new Map(
+    Object.entries(options.staticJwks ?? {}).map(([issuer, set]) => [issuer, createLocalJWKSet(set)] as const)
+  )
 
   /** A small JSON document over https (or loopback http), without following redirects. */
   const getJson = async (url: string): Promise<Record<string, unknown>> => {
@@ -163,11 +175,7 @@ export const make = (options: OidcOptions): OidcVerifier => {
           state.failedAt = now
         }
       }
-      if (state.keys === undefined || now - state.keys.at >= jwksMaxStale)
-        throw new Unavailable({
-          detail: "The identity provider's keys could not be fetched; retry later",
-          retryAfter: RETRY_AFTER_SECONDS
-        })
+      if (state.keys === undefined || now - state.keys.at >= jwksMaxStale) throw providerDown()
     }
     return state.keys.verifier
   }
@@ -183,20 +191,31 @@ export const make = (options: OidcOptions): OidcVerifier => {
     })
 
   const explain = (e: unknown): InvalidGrant => {
-    if (e instanceof errors.JWTExpired) return grant("The subject token has expired")
+    if (e instanceof errors.JWTExpired) return grant("The subject token has expired", "expired")
     if (e instanceof errors.JWTClaimValidationFailed) {
-      if (e.claim === "aud") return grant("The subject token is for another audience")
-      if (e.claim === "nbf") return grant("The subject token is not valid yet (nbf)")
-      if (e.reason === "missing") return grant(`The subject token has no "${e.claim}" claim`)
-      return grant(`The subject token's "${e.claim}" claim is not acceptable`)
+      if (e.claim === "aud") return grant("The subject token is for another audience", "audience")
+      if (e.claim === "nbf") return grant("The subject token is not valid yet (nbf)", "not_yet_valid")
+      if (e.reason === "missing") return grant(`The subject token has no "${e.claim}" claim`, "missing_claim")
+      return grant(`The subject token's "${e.claim}" claim is not acceptable`, "claim")
     }
-    if (e instanceof errors.JOSEAlgNotAllowed) return grant("The subject token must be signed with RS256 or ES256")
+    if (e instanceof errors.JOSEAlgNotAllowed)
+      return grant("The subject token must be signed with RS256 or ES256", "algorithm")
     if (e instanceof errors.JWKSNoMatchingKey)
-      return grant("The subject token is signed with a key the issuer does not list")
+      return grant("The subject token is signed with a key the issuer does not list", "unknown_kid")
     if (e instanceof errors.JWSSignatureVerificationFailed)
-      return grant("The subject token's signature does not verify")
-    return grant("The subject token is malformed")
+      return grant("The subject token's signature does not verify", "signature")
+    return grant("The subject token is malformed", "malformed")
   }
+
+  /** The identity provider could not be asked about a key: not the caller's fault, so 503, never 400. */
+  const providerDown = () =>
+    new Unavailable({
+      detail: "The identity provider's keys could not be fetched; retry later",
+      retryAfter: RETRY_AFTER_SECONDS
+    })
+  /** Whether the last attempt to fetch the provider's keys failed (and none succeeded since). */
+  const lastFetchFailed = (state: IssuerState) =>
+    state.failedAt !== undefined && (state.keys === undefined || state.failedAt >= state.keys.at)
 
   /**
    * The signature and the claims, against the issuer's (cached) keys, as one async function: a warm
@@ -209,11 +228,12 @@ export const make = (options: OidcOptions): OidcVerifier => {
     state: IssuerState,
     now: number
   ): Promise<Either.Either<Extract<Caller, { kind: "oidc" }>, OidcFailure>> => {
+    const configured = fixed.get(issuer)
     // Fresh keys are taken as they are: awaiting keysOf would cost a turn of the event loop.
     const fresh = state.keys !== undefined && now - state.keys.at < jwksMaxAge
     let keys: ReturnType<typeof createLocalJWKSet>
     try {
-      keys = fresh ? state.keys!.verifier : await keysOf(issuer, state, now)
+      keys = configured ?? (fresh ? state.keys!.verifier : await keysOf(issuer, state, now))
     } catch (e) {
       if (e instanceof Unavailable) return Either.left(e)
       throw e
@@ -222,14 +242,18 @@ export const make = (options: OidcOptions): OidcVerifier => {
     try {
       payload = (await check(token, issuer, keys, now)).payload
     } catch (e) {
+      if (!(e instanceof errors.JWKSNoMatchingKey) || configured !== undefined) return Either.left(explain(e))
       // A key we have not seen: the issuer may have rotated. Ask again, at most once per cool-down.
-      if (!(e instanceof errors.JWKSNoMatchingKey) || (state.forcedAt !== undefined && now - state.forcedAt < cooldown))
-        return Either.left(explain(e))
+      // While the provider cannot be reached, an unknown key may be its new one: 503, not invalid_grant.
+      if (state.forcedAt !== undefined && now - state.forcedAt < cooldown)
+        return Either.left(lastFetchFailed(state) ? providerDown() : explain(e))
       state.forcedAt = now
       try {
         await refresh(issuer, state, now)
+        state.failedAt = undefined
       } catch {
-        return Either.left(explain(e))
+        state.failedAt = now
+        return Either.left(providerDown())
       }
       try {
         payload = (await check(token, issuer, state.keys!.verifier, now)).payload
@@ -238,16 +262,19 @@ export const make = (options: OidcOptions): OidcVerifier => {
       }
     }
     if (typeof payload.iat === "number" && payload.iat > now / 1000 + CLOCK_SKEW_SECONDS)
-      return Either.left(grant("The subject token is issued in the future (iat)"))
+      return Either.left(grant("The subject token is issued in the future (iat)", "issued_in_future"))
+    // However long its `exp`: a leaked token is not a credential for ten years.
+    if (typeof payload.iat === "number" && now / 1000 - payload.iat > maxAge)
+      return Either.left(grant(`The subject token is older than ${maxAge} s (iat)`, "too_old"))
     if (typeof payload.sub !== "string" || payload.sub === "")
-      return Either.left(grant("The subject token has no subject"))
+      return Either.left(grant("The subject token has no subject", "missing_claim"))
     return Either.right({ kind: "oidc" as const, issuer, sub: payload.sub, claims: payload as Record<string, unknown> })
   }
 
   return {
     verify: (token) =>
       Effect.suspend(() => {
-        if (token.length > MAX_TOKEN_LENGTH) return grant("The subject token is too long")
+        if (token.length > MAX_TOKEN_LENGTH) return grant("The subject token is too long", "malformed")
         // Read, not trusted: the header's alg is checked again by jwtVerify, `iss` only picks a configured issuer.
         let header: ReturnType<typeof decodeProtectedHeader>
         let unverified: JWTPayload
@@ -255,14 +282,14 @@ export const make = (options: OidcOptions): OidcVerifier => {
           header = decodeProtectedHeader(token)
           unverified = decodeJwt(token)
         } catch {
-          return grant("The subject token is not a JWT")
+          return grant("The subject token is not a JWT", "malformed")
         }
         if (!ALGORITHMS.includes(header.alg as (typeof ALGORITHMS)[number]))
-          return grant("The subject token must be signed with RS256 or ES256")
+          return grant("The subject token must be signed with RS256 or ES256", "algorithm")
         const issuer = typeof unverified.iss === "string" ? unverified.iss : undefined
         const state = issuer === undefined ? undefined : states.get(issuer)
         if (issuer === undefined || state === undefined)
-          return grant("The subject token's issuer is not one this broker trusts")
+          return grant("The subject token's issuer is not one this broker trusts", "issuer")
         return Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.flatten(Effect.promise(() => verified(token, issuer, state, now)))
         )

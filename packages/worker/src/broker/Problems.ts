@@ -22,22 +22,38 @@ import {
 } from "@icr-apps/core/api/Problems"
 import * as Schema from "effect/Schema"
 
+/**
+ * Why a request was refused, in a word the audit line and a client can match on (`expired`,
+ * `audience`, `unknown_kid`, `no_policy`, …): never a secret, never the caller's input.
+ */
+const reason = Schema.optional(Schema.String)
+
 /** 400: the subject token is malformed, unverifiable, expired, not yet valid, or for another audience or issuer. */
-export class InvalidGrant extends Schema.TaggedError<InvalidGrant>()("InvalidGrant", { detail: Schema.String }) {
+export class InvalidGrant extends Schema.TaggedError<InvalidGrant>()("InvalidGrant", {
+  detail: Schema.String,
+  reason
+}) {
   static readonly problem: ProblemMeta = { code: "invalid_grant", status: 400, title: "Invalid grant" }
 }
 /** 403: the caller is authenticated, but no trust policy names it (for this action). */
 export class UnauthorizedClient extends Schema.TaggedError<UnauthorizedClient>()("UnauthorizedClient", {
-  detail: Schema.String
+  detail: Schema.String,
+  reason
 }) {
   static readonly problem: ProblemMeta = { code: "unauthorized_client", status: 403, title: "Unauthorized client" }
 }
 /** 400: the installation (`resource`) is malformed, unknown, suspended, or not one the caller's policies reach. */
-export class InvalidTarget extends Schema.TaggedError<InvalidTarget>()("InvalidTarget", { detail: Schema.String }) {
+export class InvalidTarget extends Schema.TaggedError<InvalidTarget>()("InvalidTarget", {
+  detail: Schema.String,
+  reason
+}) {
   static readonly problem: ProblemMeta = { code: "invalid_target", status: 400, title: "Invalid target" }
 }
 /** 400: `scope` is malformed, or asks for more than the policy (or the installation) grants. */
-export class InvalidScope extends Schema.TaggedError<InvalidScope>()("InvalidScope", { detail: Schema.String }) {
+export class InvalidScope extends Schema.TaggedError<InvalidScope>()("InvalidScope", {
+  detail: Schema.String,
+  reason
+}) {
   static readonly problem: ProblemMeta = { code: "invalid_scope", status: 400, title: "Invalid scope" }
 }
 

@@ -17,24 +17,41 @@ export interface Decision {
 
 /** A fixed-window limiter. */
 export interface RateLimiter {
-  /** Counts one request of `key` at `now` (epoch ms) and says whether it is within the limit. */
-  readonly take: (key: string, now: number) => Decision
+  /** Counts `cost` (default 1) requests of `key` at `now` (epoch ms) and says whether they are within the limit. */
+  readonly take: (key: string, now: number, cost?: number) => Decision
   /** Whether `key` is already over the limit at `now`, without counting. */
   readonly peek: (key: string, now: number) => Decision
 }
 
-/** The most keys remembered; beyond it the oldest windows are forgotten first. */
-const MAX_KEYS = 10_000
+/**
+ * The most keys remembered. Past it, finished windows are swept (at most once a second), and a key
+ * that still finds no room shares the one overflow window: a client with many addresses (an IPv6
+ * /48 is 65,536 /64s) cannot push an exhausted key out to reset its count, nor make every new key
+ * cost a sweep of all the others.
+ */
+export const MAX_KEYS = 10_000
+/** The key every key beyond {@link MAX_KEYS} counts against. */
+export const OVERFLOW_KEY = "\u0000overflow"
 
 /** `limit` requests per key per `windowSeconds`. */
 export const make = (limit: number, windowSeconds = 60): RateLimiter => {
   const windows = new Map<string, { start: number; count: number }>()
   const windowMillis = windowSeconds * 1000
+  let swept = Number.NEGATIVE_INFINITY
+  const open = (window: { start: number } | undefined, now: number) =>
+    window !== undefined && now - window.start < windowMillis
+  /** The key a request counts against: its own, or the overflow key when the table is full. */
+  const slot = (key: string, now: number): string => {
+    if (windows.has(key) || windows.size < MAX_KEYS) return key
+    if (now - swept >= 1000) {
+      swept = now
+      for (const [k, w] of windows) if (!open(w, now)) windows.delete(k)
+    }
+    return windows.size < MAX_KEYS ? key : OVERFLOW_KEY
+  }
   const current = (key: string, now: number) => {
     const window = windows.get(key)
-    if (window !== undefined && now - window.start < windowMillis) return window
-    windows.delete(key)
-    if (windows.size >= MAX_KEYS) windows.delete(windows.keys().next().value!)
+    if (window !== undefined && open(window, now)) return window
     const fresh = { start: now, count: 0 }
     windows.set(key, fresh)
     return fresh
@@ -44,14 +61,14 @@ export const make = (limit: number, windowSeconds = 60): RateLimiter => {
     retryAfterSeconds: Math.max(1, Math.ceil((window.start + windowMillis - now) / 1000))
   })
   return {
-    take: (key, now) => {
-      const window = current(key, now)
-      window.count++
+    take: (key, now, cost = 1) => {
+      const window = current(slot(key, now), now)
+      window.count += cost
       return decision(window, now)
     },
     peek: (key, now) => {
-      const window = windows.get(key)
-      if (window === undefined || now - window.start >= windowMillis) return { allowed: true, retryAfterSeconds: 0 }
+      const window = windows.get(windows.has(key) || windows.size < MAX_KEYS ? key : OVERFLOW_KEY)
+      if (window === undefined || !open(window, now)) return { allowed: true, retryAfterSeconds: 0 }
       return { allowed: window.count < limit, retryAfterSeconds: decision(window, now).retryAfterSeconds }
     }
   }

@@ -63,6 +63,70 @@ interface StockRequest {
   readonly requestedAt: string
 }
 
+/** Headers a proxy never passes on: hop-by-hop ones, and the client's own claims about its address. */
+const HOP_BY_HOP_AND_FORWARDING = [
+  "connection",
+  "keep-alive",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "proxy-authorization",
+  "proxy-authenticate",
+  "proxy-connection",
+  "host",
+  "accept-encoding",
+  "cookie",
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-real-ip",
+  "cf-connecting-ip",
+  "true-client-ip"
+] as const
+
+const unreachable = () =>
+  problem(503, "unavailable", "Service unavailable", "the issuer could not be reached; retry shortly", {
+    "retry-after": "1"
+  })
+
+/** A path segment, percent-decoded, or undefined when its escapes are not UTF-8 (`%E0%A4%A`). */
+const decodedOrUndefined = (segment: string): string | undefined => {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return undefined
+  }
+}
+
+/** The body as text if it is at most `cap` bytes, else undefined (reading stops at the cap). */
+const readCapped = async (request: Request, cap: number): Promise<string | undefined> => {
+  const declared = Number(request.headers.get("content-length") ?? "0")
+  if (Number.isFinite(declared) && declared > cap) return undefined
+  if (request.body === null) return ""
+  const reader = request.body.getReader()
+  const chunks: Array<Uint8Array> = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > cap) {
+      await reader.cancel().catch(() => {})
+      return undefined
+    }
+    chunks.push(value)
+  }
+  const whole = new Uint8Array(size)
+  let at = 0
+  for (const chunk of chunks) {
+    whole.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return new TextDecoder().decode(whole)
+}
+
 /** Makes the example's handler over one issuer. */
 export const makeResourceHandler = (config: ResourceConfig): ((request: Request) => Promise<Response>) => {
   const issuerBase = (config.issuerUrl ?? "").replace(/\/+$/, "")
@@ -76,7 +140,14 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
   /** `/app/*` and `/healthz` go to the issuer unchanged (method, headers, body), its answer comes back unchanged. */
   const forward = (request: Request, url: URL) => {
     const headers = new Headers(request.headers)
-    headers.delete("accept-encoding")
+    // Hop-by-hop headers end here (RFC 9110 §7.6.1), and so do client-written claims about where the
+    // request came from: an issuer trusting x-forwarded-for (TRUST_PROXY) would otherwise count a
+    // caller under any address it chose. Credentials other than Authorization are not the issuer's.
+    for (const name of HOP_BY_HOP_AND_FORWARDING) headers.delete(name)
+    for (const name of (request.headers.get("connection") ?? "").split(",")) {
+      const token = name.trim()
+      if (/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(token)) headers.delete(token)
+    }
     const answer = issuer.fetch(
       new Request(`${issuerBase === "" ? "https://issuer.internal" : issuerBase}${url.pathname}${url.search}`, {
         method: request.method,
@@ -89,13 +160,14 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
     )
     // A Worker's fetch decodes the body it reads, and a Worker's response with Content-Encoding is
     // encoded again on the way out, whatever the caller accepts: pass the answer on decoded.
+    // An issuer that cannot be reached is a 503 the caller can retry, not a thrown 500.
     return answer.then((response) => {
       if (!response.headers.has("content-encoding")) return response
       const plain = new Headers(response.headers)
       plain.delete("content-encoding")
       plain.delete("content-length")
       return new Response(response.body, { status: response.status, statusText: response.statusText, headers: plain })
-    })
+    }, unreachable)
   }
 
   const readInventory = (organizationId: string) =>
@@ -105,8 +177,9 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
 
   const requestStock = (organizationId: string) =>
     guard.route({ organizationId, permissions: { organization_inventory: "REQUEST" } }, async (request, token) => {
-      const text = await request.text()
-      if (new TextEncoder().encode(text).length > MAX_BODY_BYTES) {
+      // Read at most the cap: a larger body is refused without being buffered whole.
+      const text = await readCapped(request, MAX_BODY_BYTES)
+      if (text === undefined) {
         return problem(413, "payload_too_large", "Payload too large", "the body is over 16 KiB")
       }
       let body: unknown
@@ -168,8 +241,8 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
     if (path === "/projects") return request.method === "GET" ? projects(request) : notAllowed("GET")
     const inventory = /^\/organizations\/([^/]+)\/inventory$/.exec(path)
     if (inventory !== null) {
-      const organizationId = decodeURIComponent(inventory[1]!)
-      if (!uuid.test(organizationId)) {
+      const organizationId = decodedOrUndefined(inventory[1]!)
+      if (organizationId === undefined || !uuid.test(organizationId)) {
         return problem(400, "invalid_request", "Invalid request", "organizationId must be a UUID")
       }
       if (request.method === "GET") return readInventory(organizationId)(request)

@@ -30,6 +30,20 @@ export const BROKER_DEFAULTS = {
 
 const present = (value: string | undefined): value is string => value !== undefined && value.trim() !== ""
 
+/**
+ * BROKER_ISSUER_URL as the start-up line shows it: origin and path only — never a `user:password@`
+ * (which the broker refuses anyway), a query or a fragment, where an operator may have put a secret.
+ */
+export const issuerForLog = (value: string | undefined): string => {
+  const given = value?.trim() || "https://api.carbonregistry.com"
+  try {
+    const url = new URL(given)
+    return `${url.origin}${url.pathname === "/" ? "" : url.pathname}`
+  } catch {
+    return "(BROKER_ISSUER_URL is not a URL)"
+  }
+}
+
 /** The broker's bindings from the environment: every `BROKER_*` variable, as the Worker's vars and secrets. */
 export const brokerVars = (env: Environment): Record<string, string> =>
   Object.fromEntries(
@@ -81,7 +95,7 @@ export const startBroker = async (
     const migrated = report.applied.length === 0 ? "" : `, ${report.applied.length} migration(s) applied`
     log.info(
       `icr-apps broker listening on ${url} (${runtimeLabel(runtime)}; cache ${driver.description}${migrated}; ` +
-        `issuer ${env.BROKER_ISSUER_URL?.trim() || "https://api.carbonregistry.com"}; GET /healthz says whether it is configured)`
+        `issuer ${issuerForLog(env.BROKER_ISSUER_URL)}; GET /healthz says whether it is configured)`
     )
     let stopping: Promise<void> | undefined
     return {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import * as EncryptedTokenCache from "../../src/broker/EncryptedTokenCache.js"
 import {
+  admin,
   brokerBindings,
   callIssuer,
   describe as describeToken,
@@ -34,8 +35,8 @@ describe("the KV token cache", () => {
     expect(await tokenOf(t)).toBe(first)
     expect(t.issuer.mints()).toBe(1)
     expect(t.audit.map((e) => e.cached)).toEqual([false, true, true])
-    // Only the isolate that minted knows the issuer's id; the digest identifies the token everywhere.
-    expect(t.audit[2]!.tokenId).toBeNull()
+    // A fresh isolate learns the issuer's id from the describe that confirmed the token.
+    expect(t.audit[2]!.tokenId).toBe(t.audit[0]!.tokenId)
     expect(new Set(t.audit.map((e) => e.tokenDigest)).size).toBe(1)
   })
 
@@ -159,5 +160,115 @@ describe("cached tokens are never shared between callers", () => {
     const again = await exchange("sub-prod")
     expect(again.access_token).toBe(prod.access_token) // its own cached token, from KV in a fresh isolate
     expect((await describeToken(again.access_token)).status).toBe(200)
+  })
+})
+
+describe("kills reach the cache (SPEC §8): a cached token is served only while the issuer confirms it", () => {
+  const describes = (t: Awaited<ReturnType<typeof allowed>>) =>
+    t.issuer.requests.filter((r) => r.method === "GET" && r.path === "/app/installations/token").length
+  const exchange = async (t: Awaited<ReturnType<typeof allowed>>, headers: Record<string, string> = {}) => {
+    const response = await t.fetch(
+      tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!), { headers })
+    )
+    return { status: response.status, body: (await response.json()) as Record<string, any> }
+  }
+
+  it("describes a cached token on every serve (default 0 s), never minting for it", async () => {
+    const t = await allowed()
+    const first = await tokenOf(t)
+    expect(describes(t)).toBe(0) // a token just minted needs no confirmation
+    expect(await tokenOf(t)).toBe(first)
+    expect(await tokenOf(t)).toBe(first)
+    expect(describes(t)).toBe(2)
+    expect(t.issuer.mints()).toBe(1)
+    expect(t.audit.map((e) => e.revalidated)).toEqual([undefined, "confirmed", "confirmed"])
+    // The issuer's describe names the token: the audit line carries its id in any isolate.
+    t.fresh()
+    await tokenOf(t)
+    expect(t.audit.at(-1)!.tokenId).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it("drops a token its holder revoked, and mints afresh on the next exchange (this isolate and a fresh one)", async () => {
+    const t = await allowed()
+    const first = await tokenOf(t)
+    const revoked = await callIssuer(
+      new Request(`${ISSUER_URL}/app/installations/token`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${first}` }
+      })
+    )
+    expect(revoked.status).toBe(204)
+    const second = await tokenOf(t)
+    expect(second).not.toBe(first)
+    expect((await describeToken(second)).status).toBe(200)
+    expect(t.audit.at(-1)).toMatchObject({ outcome: "granted", revalidated: "dead", cached: false })
+    expect(t.issuer.mints()).toBe(2)
+    // The KV entry was replaced too: a fresh isolate serves the new token, not the dead one.
+    await callIssuer(
+      new Request(`${ISSUER_URL}/app/installations/token`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${second}` }
+      })
+    )
+    t.fresh()
+    const third = await tokenOf(t)
+    expect([first, second]).not.toContain(third)
+  })
+
+  it("drops tokens an operator's revokeTokens ended", async () => {
+    const t = await allowed()
+    const first = await tokenOf(t)
+    await admin("POST", `/admin/installations/${t.app.installations[0]}/revokeTokens`)
+    const second = await tokenOf(t)
+    expect(second).not.toBe(first)
+    expect((await describeToken(second)).status).toBe(200)
+  })
+
+  it("answers the issuer's reason once the installation is suspended: invalid_target, never the cached token", async () => {
+    const t = await allowed()
+    await tokenOf(t)
+    await admin("PATCH", `/admin/installations/${t.app.installations[0]}`, { suspended: true })
+    const after = await exchange(t)
+    expect(after.status).toBe(400)
+    expect(after.body).toMatchObject({ code: "invalid_target", detail: "The installation is suspended" })
+    expect(JSON.stringify(after.body)).not.toContain("crs_")
+    expect(t.audit.at(-1)).toMatchObject({ outcome: "refused", code: "invalid_target", revalidated: "dead" })
+  })
+
+  it("answers 503 rather than vouch for a cached token the issuer cannot confirm", async () => {
+    const t = await allowed()
+    await tokenOf(t)
+    t.issuer.setDown(true)
+    const response = await exchange(t)
+    expect(response.status).toBe(503)
+    expect(response.body.code).toBe("unavailable")
+    expect(JSON.stringify(response.body)).not.toContain("crs_")
+  })
+
+  it("trusts a confirmation for BROKER_CACHE_REVALIDATE_SECONDS when configured", async () => {
+    const t = await allowed({ vars: { BROKER_CACHE_REVALIDATE_SECONDS: "60" } })
+    const first = await tokenOf(t)
+    expect(await tokenOf(t)).toBe(first)
+    expect(await tokenOf(t)).toBe(first)
+    expect(describes(t)).toBe(1)
+    expect(t.audit.map((e) => e.revalidated)).toEqual([undefined, "confirmed", "recent"])
+  })
+
+  it("mints a fresh token for Cache-Control: no-cache", async () => {
+    const t = await allowed()
+    const first = await tokenOf(t)
+    const again = await exchange(t, { "cache-control": "no-cache" })
+    expect(again.status).toBe(200)
+    expect(again.body.access_token).not.toBe(first)
+    expect(t.issuer.mints()).toBe(2)
+    // And the fresh one is what the cache serves next.
+    expect(await tokenOf(t)).toBe(again.body.access_token)
+  })
+
+  it("refuses BROKER_CACHE_REVALIDATE_SECONDS out of range", async () => {
+    const t = await allowed({ vars: { BROKER_CACHE_REVALIDATE_SECONDS: "3600" } })
+    const health = await t.fetch(new Request("https://broker.test/healthz"))
+    expect(health.status).toBe(503)
+    expect(JSON.stringify(await health.json())).toContain("BROKER_CACHE_REVALIDATE_SECONDS")
   })
 })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { exchangeParams, setup, subjectPolicy, tokenRequest } from "./harness.js"
+import { admin, exchangeParams, ISSUER_URL, setup, subjectPolicy, tokenRequest } from "./harness.js"
 
 const SUB = "repo:acme/inventory:ref:refs/heads/main"
 const POLICY = { organization_info: "VIEW" } as const
@@ -109,11 +109,11 @@ describe("POST /token: the request", () => {
     expect(other.status).toBe(403)
   })
 
-  it("limits failed attempts per client address before verifying anything", async () => {
+  it("limits failed attempts per client address, but never refuses a valid credential from it", async () => {
     const t = await allowed()
-    const attempt = () =>
+    const attempt = async (token = "not.a.token") =>
       t.fetch(
-        tokenRequest(exchangeParams("not.a.token", t.app.installations[0]!), {
+        tokenRequest(exchangeParams(token, t.app.installations[0]!), {
           headers: { "cf-connecting-ip": "203.0.113.9" }
         })
       )
@@ -121,6 +121,10 @@ describe("POST /token: the request", () => {
     for (let i = 0; i < 31; i++) codes.push((await json(await attempt())).code)
     expect(codes.slice(0, 30).every((c) => c === "invalid_grant")).toBe(true)
     expect(codes[30]).toBe("rate_limited")
+    expect(t.audit.at(-1)).toMatchObject({ code: "rate_limited", reason: "failed_attempts" })
+    // A CI runner behind the same NAT with a genuine token is served.
+    const valid = await attempt(await t.idToken(SUB))
+    expect(valid.status).toBe(200)
   })
 
   it("groups IPv6 clients by their /64, so rotating addresses within it does not escape the limit", async () => {
@@ -167,6 +171,11 @@ describe("the HTTP rules", () => {
     for (const id of [`crs_${"ab".repeat(24)}`, "trace-CRS_0123", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"]) {
       const response = await t.fetch(new Request("https://broker.test/healthz", { headers: { "x-request-id": id } }))
       expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+      // Nor written into the exchange's audit line.
+      const exchange = await t.fetch(tokenRequest({ grant_type: "x" }, { headers: { "x-request-id": id } }))
+      expect(exchange.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
+      expect(t.audit.at(-1)!.requestId).toBe(exchange.headers.get("x-request-id"))
+      expect(JSON.stringify(t.audit)).not.toContain(id)
     }
     for (const request of [
       new Request("https://broker.test/healthz"),
@@ -205,7 +214,13 @@ describe("the HTTP rules", () => {
     const t = await allowed()
     const document = await json(await t.fetch(new Request("https://broker.test/openapi.json")))
     expect(document.openapi).toBe("3.1.0")
-    expect(Object.keys(document.paths).sort()).toEqual(["/healthz", "/installations", "/openapi.json", "/token"])
+    expect(Object.keys(document.paths).sort()).toEqual([
+      "/.well-known/oauth-authorization-server",
+      "/healthz",
+      "/installations",
+      "/openapi.json",
+      "/token"
+    ])
     const token = document.paths["/token"].post
     expect(Object.keys(token.requestBody.content).sort()).toEqual([
       "application/json",
@@ -217,5 +232,49 @@ describe("the HTTP rules", () => {
     expect(token.responses["503"].headers["Retry-After"]).toBeDefined()
     expect(document.components.securitySchemes.oidc).toMatchObject({ type: "http", scheme: "bearer" })
     expect(JSON.stringify(document)).not.toContain("HttpApiDecodeError")
+  })
+})
+
+describe("standards: RFC 8414 metadata, RFC 8693 resource URIs", () => {
+  it("serves /.well-known/oauth-authorization-server naming this broker and its token endpoint", async () => {
+    const t = await allowed()
+    const response = await t.fetch(new Request("https://broker.example/.well-known/oauth-authorization-server"))
+    expect(response.status).toBe(200)
+    expect(response.headers.get("content-type")).toContain("application/json")
+    expect(await json(response)).toEqual({
+      issuer: "https://broker.example",
+      token_endpoint: "https://broker.example/token",
+      grant_types_supported: ["urn:ietf:params:oauth:grant-type:token-exchange"],
+      response_types_supported: [],
+      token_endpoint_auth_methods_supported: ["none"],
+      subject_token_types_supported: [
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:jwt"
+      ],
+      issued_token_types_supported: ["urn:ietf:params:oauth:token-type:access_token"]
+    })
+  })
+
+  it("takes resource as the bare id, urn:icr:installation:<id>, or the installation's accessTokensUrl", async () => {
+    const t = await allowed()
+    const id = t.app.installations[0]!
+    const installation = await admin("GET", `/admin/installations?appId=${t.app.appId}`)
+    const url = installation.items.find((i: { id: string }) => i.id === id).accessTokensUrl as string
+    expect(url).toBe(`${ISSUER_URL}/app/installations/${id}/accessTokens`)
+    for (const resource of [id, id.toUpperCase(), `urn:icr:installation:${id}`, url]) {
+      const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), resource)))
+      expect(response.status).toBe(200)
+    }
+    expect(new Set(t.audit.map((e) => e.installationId))).toEqual(new Set([id]))
+    for (const resource of [
+      `https://elsewhere.example/app/installations/${id}/accessTokens`,
+      `${ISSUER_URL}/app/installations/${id}`,
+      `${ISSUER_URL}/app/installations/${id}/accessTokens?x=1`,
+      `urn:icr:installation:${id}x`,
+      "urn:icr:app:1"
+    ]) {
+      const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), resource)))
+      expect(await json(response)).toMatchObject({ code: "invalid_target" })
+    }
   })
 })

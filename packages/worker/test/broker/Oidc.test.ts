@@ -188,3 +188,119 @@ describe("JWKS: discovered from the configured issuer, cached, refreshed on rota
     expect(isAllowedUrl("not a url")).toBe(false)
   })
 })
+
+describe("an identity provider that is down says so: 503 unavailable, never invalid_grant", () => {
+  it("answers an unknown kid with 503 and Retry-After while the provider cannot be reached, within the cool-down too", async () => {
+    const t = await allowed()
+    expect((await outcome(t, await t.idToken(SUB))).status).toBe(200)
+    t.oidc.setAvailable(false)
+    // The provider rotated while it is unreachable: the new kid cannot be checked, which is not the caller's fault.
+    await t.oidc.rotate()
+    const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!)))
+    expect(response.status).toBe(503)
+    expect(response.headers.get("retry-after")).toBe("5")
+    expect(((await response.json()) as { code: string }).code).toBe("unavailable")
+    // Again within the cool-down: still 503 (the last fetch failed), not a 400 that clients never retry.
+    expect((await outcome(t, await t.idToken(SUB))).status).toBe(503)
+    expect(t.audit.at(-1)).toMatchObject({ code: "unavailable", reason: "identity_provider_unavailable" })
+  })
+
+  it("answers 503 when discovery fails with a server error", async () => {
+    const t = await setup({
+      policies: ([a]) => [subjectPolicy("ci", SUB, [a!], POLICY)],
+      deps: {
+        oidcFetch: (async (input: RequestInfo | URL) =>
+          String(input instanceof Request ? input.url : input).includes("openid-configuration")
+            ? new Response("oops", { status: 500 })
+            : new Response("{}")) as typeof globalThis.fetch
+      }
+    })
+    const result = await outcome(t, await t.idToken(SUB))
+    expect(result).toMatchObject({ status: 503, code: "unavailable" })
+  })
+
+  it("verifies against a static JWKS (BROKER_OIDC_JWKS) without fetching anything", async () => {
+    const provider = makeOidcProvider({ issuer: OIDC_ISSUER })
+    let fetched = 0
+    const t = await setup({
+      policies: ([a]) => [subjectPolicy("ci", SUB, [a!], POLICY)],
+      vars: { BROKER_OIDC_JWKS: JSON.stringify({ [OIDC_ISSUER]: await provider.jwks() }) },
+      deps: {
+        oidcFetch: (async () => {
+          fetched++
+          throw new TypeError("fetch failed")
+        }) as typeof globalThis.fetch
+      }
+    })
+    expect((await outcome(t, await provider.issue({ sub: SUB, aud: AUDIENCE }))).status).toBe(200)
+    // Another key is simply unknown: nothing to ask, so invalid_grant.
+    const other = makeOidcProvider({ issuer: OIDC_ISSUER })
+    expect(await outcome(t, await other.issue({ sub: SUB, aud: AUDIENCE }))).toMatchObject({
+      status: 400,
+      code: "invalid_grant"
+    })
+    expect(fetched).toBe(0)
+  })
+
+  it("refuses a BROKER_OIDC_JWKS that is not a key set or names an untrusted issuer", async () => {
+    for (const value of [
+      "[]",
+      JSON.stringify({ [OIDC_ISSUER]: { keys: [] } }),
+      JSON.stringify({ "https://x.test": { keys: [{ kty: "RSA" }] } })
+    ]) {
+      const t = await setup({ vars: { BROKER_OIDC_JWKS: value } })
+      const health = await t.fetch(new Request("https://broker.test/healthz"))
+      expect(health.status).toBe(503)
+      expect(JSON.stringify(await health.json())).toContain("BROKER_OIDC_JWKS")
+    }
+  })
+})
+
+describe("the maximum identity-token age (by iat)", () => {
+  it("refuses a token issued over an hour ago, however far its exp (default 3600 s)", async () => {
+    const t = await allowed()
+    const old = await t.oidc.issue({
+      sub: SUB,
+      aud: AUDIENCE,
+      issuedAt: now() - 3700,
+      expiresInSeconds: 10 * 365 * 86400
+    })
+    const result = await outcome(t, old)
+    expect(result).toMatchObject({ status: 400, code: "invalid_grant" })
+    expect(result.detail).toContain("older than 3600 s")
+    expect(t.audit.at(-1)).toMatchObject({ code: "invalid_grant", reason: "too_old" })
+    const recent = await t.oidc.issue({ sub: SUB, aud: AUDIENCE, issuedAt: now() - 3500, expiresInSeconds: 3600 })
+    expect((await outcome(t, recent)).status).toBe(200)
+  })
+
+  it("takes BROKER_MAX_TOKEN_AGE_SECONDS", async () => {
+    const t = await setup({
+      policies: ([a]) => [subjectPolicy("ci", SUB, [a!], POLICY)],
+      vars: { BROKER_MAX_TOKEN_AGE_SECONDS: "300" }
+    })
+    const token = await t.oidc.issue({ sub: SUB, aud: AUDIENCE, issuedAt: now() - 400, expiresInSeconds: 3600 })
+    expect((await outcome(t, token)).code).toBe("invalid_grant")
+  })
+})
+
+describe("refusals name their reason in the audit line", () => {
+  it("expired, audience, issuer, unknown_kid, malformed, no_policy, not_reachable, beyond_policy", async () => {
+    const t = await allowed()
+    const impostor = makeOidcProvider({ issuer: OIDC_ISSUER })
+    const stranger = makeOidcProvider({ issuer: "https://stranger.test" })
+    const cases: ReadonlyArray<[string, string, (string | undefined)?, string?]> = [
+      ["expired", await t.oidc.issue({ sub: SUB, aud: AUDIENCE, issuedAt: now() - 600, expiresInSeconds: 500 })],
+      ["audience", await t.oidc.issue({ sub: SUB, aud: "https://else.test" })],
+      ["issuer", await stranger.issue({ sub: SUB, aud: AUDIENCE })],
+      ["unknown_kid", await impostor.issue({ sub: SUB, aud: AUDIENCE })],
+      ["malformed", "not.a.token"],
+      ["no_policy", await t.oidc.issue({ sub: "someone-else", aud: AUDIENCE })],
+      ["not_reachable", await t.idToken(SUB), crypto.randomUUID()],
+      ["beyond_policy", await t.idToken(SUB), undefined, "organization_inventory:WRITE"]
+    ]
+    for (const [reason, subjectToken, installation, scope] of cases) {
+      await t.fetch(tokenRequest(exchangeParams(subjectToken, installation ?? t.app.installations[0]!, scope)))
+      expect(t.audit.at(-1)).toMatchObject({ outcome: "refused", reason })
+    }
+  })
+})

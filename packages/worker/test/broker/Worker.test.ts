@@ -120,7 +120,10 @@ describe("readiness", () => {
       "BROKER_OIDC_ISSUERS",
       "BROKER_POLICIES",
       "BROKER_CACHE_SECRET",
-      "BROKER_RATE_LIMIT_PER_MINUTE"
+      "BROKER_RATE_LIMIT_PER_MINUTE",
+      "BROKER_CACHE_REVALIDATE_SECONDS",
+      "BROKER_MAX_TOKEN_AGE_SECONDS",
+      "BROKER_ISSUER_BUDGET_PER_MINUTE"
     ]
     // The two secrets come from the test config here; wrangler.broker.jsonc declares the rest.
     expect(declared.sort()).toEqual([...read].sort())
@@ -156,5 +159,61 @@ describe("GET /installations", () => {
     )
     expect(response.status).toBe(403)
     expect((await json(response)).code).toBe("unauthorized_client")
+  })
+})
+
+describe("budgets: one caller cannot starve the others (SPEC §8)", () => {
+  const lister = (vars: NonNullable<Parameters<typeof setup>[0]>["vars"] = {}) =>
+    setup({
+      grants: Array.from({ length: 5 }, () => ({ organization_info: "VIEW" }) as const),
+      policies: (ids) => [
+        subjectPolicy("lister", "ops", "*", { organization_info: "VIEW" }, true),
+        subjectPolicy("ci", "ci", [ids[0]!], { organization_info: "VIEW" })
+      ],
+      vars,
+      // 5 installations at 2 a page: a listing walks 3 pages at the issuer.
+      deps: { listPageSize: 2 }
+    })
+  const list = async (t: Awaited<ReturnType<typeof lister>>, sub = "ops") =>
+    t.fetch(
+      new Request("https://broker.test/installations", {
+        headers: { authorization: `Bearer ${await t.idToken(sub)}` }
+      })
+    )
+  const listingRequests = (t: Awaited<ReturnType<typeof lister>>) =>
+    t.issuer.requests.filter((r) => r.method === "GET" && r.path === "/app/installations").length
+
+  it("serves listings from a short cache: listing in a loop walks the issuer's pages once", async () => {
+    const t = await lister()
+    for (let i = 0; i < 5; i++) {
+      const response = await list(t)
+      expect(response.status).toBe(200)
+      expect((await json(response)).items).toHaveLength(5)
+    }
+    expect(listingRequests(t)).toBe(3)
+  })
+
+  it("charges a listing to its caller by the issuer requests it cost", async () => {
+    const t = await lister({ BROKER_RATE_LIMIT_PER_MINUTE: "4" })
+    // The first listing walks 3 pages (3 units); the next, from the cache, costs 1: the budget of 4 is spent.
+    expect((await list(t)).status).toBe(200)
+    expect((await list(t)).status).toBe(200)
+    const third = await list(t)
+    expect(third.status).toBe(429)
+    expect(Number(third.headers.get("retry-after"))).toBeGreaterThan(0)
+    // Another caller is untouched.
+    const other = await t.fetch(tokenRequest(exchangeParams(await t.idToken("ci"), t.app.installations[0]!)))
+    expect(other.status).toBe(200)
+  })
+
+  it("keeps the whole broker under its issuer budget (BROKER_ISSUER_BUDGET_PER_MINUTE), answering 429 beyond it", async () => {
+    const t = await lister({ BROKER_ISSUER_BUDGET_PER_MINUTE: "4" })
+    expect((await list(t)).status).toBe(200) // 3 issuer requests
+    const exchange = async () => t.fetch(tokenRequest(exchangeParams(await t.idToken("ci"), t.app.installations[0]!)))
+    expect((await exchange()).status).toBe(200) // a mint: the 4th
+    const refused = await exchange() // the describe of the cached token would be the 5th
+    expect(refused.status).toBe(429)
+    expect(await json(refused)).toMatchObject({ code: "rate_limited" })
+    expect(t.issuer.requests).toHaveLength(4)
   })
 })

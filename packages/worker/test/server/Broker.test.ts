@@ -7,6 +7,7 @@ import { join } from "node:path"
 import { makeOidcProvider, type OidcProvider } from "@icr-apps/testkit/Oidc"
 import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startBroker } from "../../src/server/Broker.js"
 import { startIssuer } from "../../src/server/Issuer.js"
 import type { Listener } from "../../src/server/Listen.js"
 import { listen } from "../../src/server/node.js"
@@ -108,6 +109,107 @@ describe("the broker served", () => {
     await oidcListener?.close()
     await issuer?.stop()
     temp.remove()
+  })
+
+  /** The broker served in this process on Node, over SQLite, for this app and policy. */
+  const inProcess = async (vars: Record<string, string> = {}) => {
+    const lines: Array<string> = []
+    const broker = await startBroker(
+      {
+        DATABASE_URL: `sqlite:${join(temp.dir, `broker-${crypto.randomUUID()}.db`)}`,
+        PORT: "0",
+        BROKER_APP_ID: app.id,
+        BROKER_PRIVATE_KEY: app.privatePem,
+        BROKER_ISSUER_URL: issuer.url,
+        BROKER_AUDIENCE: AUDIENCE,
+        BROKER_OIDC_ISSUERS: JSON.stringify([oidc.issuer]),
+        BROKER_POLICIES: JSON.stringify([
+          {
+            name: "ci",
+            identity: { issuer: oidc.issuer, sub: "repo:icr/apps" },
+            installations: [app.installation],
+            permissions: { organization_info: "VIEW" }
+          }
+        ]),
+        BROKER_CACHE_SECRET: "a-test-cache-secret-that-is-long-enough-0123456789",
+        ...vars
+      },
+      listen,
+      "node",
+      { info: (line) => void lines.push(line), warn: (line) => void lines.push(line) }
+    )
+    const exchange = async (headers: Record<string, string> = {}) => {
+      const response = await fetch(`${broker.url}/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+        body: new URLSearchParams({
+          grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+          subject_token: await oidc.issue({ sub: "repo:icr/apps", aud: AUDIENCE }),
+          subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+          resource: app.installation
+        })
+      })
+      return {
+        status: response.status,
+        body: (await response.json()) as Record<string, any>,
+        headers: response.headers
+      }
+    }
+    return { broker, lines, exchange }
+  }
+
+  it("node, in process: a revocation between two exchanges reaches the cache; Cache-Control: no-cache mints afresh", async () => {
+    const { broker, exchange } = await inProcess()
+    try {
+      const first = await exchange()
+      expect(first.status).toBe(200)
+      const revoked = await fetch(`${issuer.url}/app/installations/token`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${first.body.access_token}` }
+      })
+      expect(revoked.status).toBe(204)
+      const second = await exchange()
+      expect(second.status).toBe(200)
+      expect(second.body.access_token).not.toBe(first.body.access_token)
+      const described = await fetch(`${issuer.url}/app/installations/token`, {
+        headers: { authorization: `Bearer ${second.body.access_token}` }
+      })
+      expect(described.status).toBe(200)
+      expect((await exchange()).body.access_token).toBe(second.body.access_token)
+      const fresh = await exchange({ "cache-control": "no-cache" })
+      expect(fresh.body.access_token).not.toBe(second.body.access_token)
+    } finally {
+      await broker.stop()
+    }
+  })
+
+  it("node, in process: an identity provider that is down is 503 with Retry-After, never invalid_grant", async () => {
+    const { broker, exchange } = await inProcess()
+    try {
+      expect((await exchange()).status).toBe(200)
+      oidc.setAvailable(false)
+      await oidc.rotate() // a new kid the broker cannot fetch
+      const down = await exchange()
+      expect(down.status).toBe(503)
+      expect(down.body.code).toBe("unavailable")
+      expect(down.headers.get("retry-after")).toBe("5")
+    } finally {
+      oidc.setAvailable(true)
+      await broker.stop()
+    }
+  })
+
+  it("node, in process: prints BROKER_ISSUER_URL without its user:password, query or fragment", async () => {
+    const { broker, lines } = await inProcess({
+      BROKER_ISSUER_URL: "https://operator:hunter2-secret@issuer.example/base?token=abc#frag"
+    })
+    try {
+      const line = lines.find((l) => l.startsWith("icr-apps broker listening"))!
+      expect(line).toContain("issuer https://issuer.example/base;")
+      for (const secret of ["operator", "hunter2", "token=abc", "frag"]) expect(line).not.toContain(secret)
+    } finally {
+      await broker.stop()
+    }
   })
 
   for (const runtime of ["node", "deno", "bun"] as const satisfies ReadonlyArray<RuntimeName>) {

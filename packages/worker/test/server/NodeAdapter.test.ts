@@ -122,6 +122,24 @@ describe("node:http adapter", () => {
     expect(body).toEqual(["one,", "two"])
   })
 
+  it("a client that goes away while its body is being sent aborts the request's signal", async () => {
+    const aborted = deferred()
+    const reading = deferred()
+    handler = async (req) => {
+      req.signal.addEventListener("abort", () => aborted.resolve())
+      reading.resolve()
+      await aborted.promise
+      return new Response("too late")
+    }
+    const socket = connect(listener.port, "127.0.0.1", () =>
+      socket.write("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly part of it")
+    )
+    socket.on("error", () => {})
+    await reading.promise
+    socket.destroy()
+    await aborted.promise
+  })
+
   it("HEAD: the handler's headers, no body", async () => {
     handler = async (req) =>
       new Response(req.method === "HEAD" ? null : "a body", {

@@ -126,7 +126,7 @@ describe("the example resource", () => {
   })
 
   it("bad input is a typed problem, never a 500", async () => {
-    const { installation, icr, call } = await setup()
+    const { installation, icr, call, resource } = await setup()
     const { token } = await icr.createInstallationAccessToken(installation.id)
     const inventory = `/organizations/${org}/inventory`
     expect((await call("GET", "/organizations/not-a-uuid/inventory", token)).status).toBe(400)
@@ -138,7 +138,78 @@ describe("the example resource", () => {
     expect(wrong.status).toBe(405)
     expect(wrong.headers.get("allow")).toBe("GET, POST")
     expect((await call("GET", "/nowhere", token)).status).toBe(404)
+    // Escapes that are not UTF-8 are a 400, not a URIError.
+    expect((await call("GET", "/organizations/%E0%A4%A/inventory", token)).status).toBe(400)
+    // A body over the cap, streamed without a length, is refused once the cap is passed.
+    let pulled = 0
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += 1
+        controller.enqueue(new Uint8Array(4096).fill(32))
+        if (pulled > 10_000) controller.close()
+      }
+    })
+    const big = await resource(
+      new Request(`${BASE}${inventory}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: endless,
+        ...({ duplex: "half" } as object)
+      })
+    )
+    expect(big.status).toBe(413)
+    expect(pulled).toBeLessThan(20)
     await icr.dispose()
+  })
+
+  it("forwards /app/* without hop-by-hop headers or the client's claims about its address; an unreachable issuer is 503", async () => {
+    const seen: Array<Headers> = []
+    const resource = makeResourceHandler({
+      issuer: {
+        fetch: async (request: Request) => {
+          seen.push(request.headers)
+          return new Response("{}\n", { headers: { "content-type": "application/json" } })
+        }
+      }
+    })
+    await resource(
+      new Request(`${BASE}/app/installations`, {
+        headers: {
+          authorization: "Bearer eyJ.x.y",
+          "x-forwarded-for": "1.2.3.4",
+          "cf-connecting-ip": "9.9.9.9",
+          forwarded: "for=1.2.3.4",
+          cookie: "s=1",
+          "proxy-authorization": "Basic Zm9v",
+          connection: "x-private",
+          "x-private": "1",
+          "x-icr-api-version": "2026-01-01"
+        }
+      })
+    )
+    const sent = Object.fromEntries(seen[0]!.entries())
+    expect(sent.authorization).toBe("Bearer eyJ.x.y")
+    expect(sent["x-icr-api-version"]).toBe("2026-01-01")
+    for (const name of [
+      "x-forwarded-for",
+      "cf-connecting-ip",
+      "forwarded",
+      "cookie",
+      "proxy-authorization",
+      "x-private"
+    ])
+      expect(sent[name]).toBeUndefined()
+    const down = makeResourceHandler({
+      issuer: {
+        fetch: async () => {
+          throw new TypeError("fetch failed")
+        }
+      }
+    })
+    const answer = await down(new Request(`${BASE}/healthz`))
+    expect(answer.status).toBe(503)
+    expect(answer.headers.get("retry-after")).toBe("1")
+    expect((await answer.json()).code).toBe("unavailable")
   })
 
   afterEach(() => vi.unstubAllGlobals())

