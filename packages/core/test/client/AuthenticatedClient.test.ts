@@ -77,9 +77,15 @@ const harness = (resource?: (guard: ReturnType<typeof makeRequireToken>) => Reso
     return { issuer, app, installation, seen, resourceCalls, fetch, config, layer: IcrApps.layer(config) }
   })
 
-/** Waits (in real time) until a fiber sleeps on the test clock. */
+/**
+ * Waits (in real time) until a fiber sleeps on the test clock for a retry: a sleep that ends within
+ * 5 s (an attempt in flight sleeps too, on its 10 s timeout, and must not count).
+ */
 const untilSleeping = Effect.gen(function* () {
-  while (Chunk.isEmpty(yield* TestClock.sleeps())) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 1)))
+  const retrying = (wakes: Chunk.Chunk<number>, now: number) => Chunk.some(wakes, (at) => at - now <= 5_000)
+  while (!retrying(yield* TestClock.sleeps(), yield* TestClock.currentTimeMillis)) {
+    yield* Effect.promise(() => new Promise((r) => setTimeout(r, 1)))
+  }
 })
 
 const inventory = (installationId: string) =>
