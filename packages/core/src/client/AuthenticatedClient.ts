@@ -121,6 +121,63 @@ const NO_CREDENTIAL: Credential = { header: undefined, token: undefined }
 const routeOf = (method: string, path: string) =>
   `${method} ${path.replace(/\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=\/|$)/gi, "/{id}")}`
 
+/** What the fast path got: the answer's JSON, an answer to carry on from, or nothing (send it again). */
+export type FastOutcome =
+  | { readonly _tag: "Done"; readonly body: unknown }
+  | {
+      readonly _tag: "From"
+      readonly request: HttpClientRequest.HttpClientRequest
+      readonly response: HttpClientResponse.HttpClientResponse
+    }
+  | { readonly _tag: "Again" }
+
+/**
+ * At most `size` holders at once, the others queued in order. Plain code (not an Effect semaphore) so
+ * the Promise fast path can take a permit synchronously and the Effect path shares the same count.
+ */
+class Gate {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+  constructor(private readonly size: number) {}
+  tryAcquire(): boolean {
+    if (this.active >= this.size) return false
+    this.active++
+    return true
+  }
+  /** Hands the permit to the next in line, or frees it. */
+  release(): void {
+    const next = this.waiting.shift()
+    if (next !== undefined) next()
+    else this.active--
+  }
+  /** Runs `effect` holding a permit, waiting in line for one (interruptible while it waits). */
+  with<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    const acquire = Effect.async<void>((resume) => {
+      if (this.tryAcquire()) return resume(Effect.void)
+      let granted = false
+      const grant = () => {
+        granted = true
+        resume(Effect.void)
+      }
+      this.waiting.push(grant)
+      return Effect.sync(() => {
+        const at = this.waiting.indexOf(grant)
+        if (at >= 0) this.waiting.splice(at, 1)
+        else if (granted) this.release() // handed a permit just as it was interrupted: pass it on
+      })
+    })
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.zipRight(
+        restore(acquire),
+        Effect.ensuring(
+          restore(effect),
+          Effect.sync(() => this.release())
+        )
+      )
+    )
+  }
+}
+
 /** The authenticated clients of one app. */
 export class AuthenticatedClient extends Context.Tag("@icr-apps/core/AuthenticatedClient")<
   AuthenticatedClient,
@@ -137,6 +194,14 @@ export class AuthenticatedClient extends Context.Tag("@icr-apps/core/Authenticat
      * `undefined` for an empty one), or the problem as its typed error.
      */
     readonly request: (route: string, options?: RequestOptions) => Effect.Effect<unknown, IcrAppsError>
+    /** The Promise facade's fast path (see `make`); `undefined` when the call does not qualify. */
+    readonly unsafeRequest: (route: string, options: RequestOptions) => Promise<FastOutcome> | undefined
+    /** Carries on a request from the answer {@link unsafeRequest} got (`From`). */
+    readonly requestFrom: (
+      options: RequestOptions,
+      request: HttpClientRequest.HttpClientRequest,
+      response: HttpClientResponse.HttpClientResponse
+    ) => Effect.Effect<unknown, IcrAppsError>
     /**
      * Every item of a list endpoint, page by page (following `Link: rel="next"` or `nextCursor`),
      * with the same options as {@link request}.
@@ -246,15 +311,19 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       )
     }
 
-    // --- one semaphore per token principal -------------------------------------------------------
-    const semaphores = new Map<string, Effect.Semaphore>()
-    const semaphoreOf = (key: string) => {
-      let s = semaphores.get(key)
-      if (s === undefined) {
-        s = Effect.unsafeMakeSemaphore(concurrency)
-        semaphores.set(key, s)
+    // --- one gate per token principal (shared by the Effect path and the Promise fast path) ------
+    const gates = new Map<string, Gate>()
+    const gateOf = (principal: Principal) => {
+      const key =
+        principal._tag === "App"
+          ? "app"
+          : `${principal.id.toLowerCase()}\n${JSON.stringify(principal.permissions ?? null)}`
+      let gate = gates.get(key)
+      if (gate === undefined) {
+        gate = new Gate(concurrency)
+        gates.set(key, gate)
       }
-      return s
+      return gate
     }
 
     /** The credential a request to `url` carries: none off the base origin; the App JWT on `/app/*` but the token routes. */
@@ -399,15 +468,12 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     /** Sends with retries, the 401 refresh and the concurrency cap. */
     const execute = (
       principal: Principal,
-      request: HttpClientRequest.HttpClientRequest
+      request: HttpClientRequest.HttpClientRequest,
+      prefetched?: HttpClientResponse.HttpClientResponse
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError | IcrAppsError> => {
       const url = resolve(request)
       const method = request.method
-      const semaphore = semaphoreOf(
-        principal._tag === "App"
-          ? "app"
-          : `${principal.id.toLowerCase()}\n${JSON.stringify(principal.permissions ?? null)}`
-      )
+      const gate = gateOf(principal)
       const idempotent = IDEMPOTENT.has(method)
       const span = {
         captureStackTrace: false,
@@ -422,11 +488,14 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         const timerMillis = (yield* Effect.clock) === liveClock() ? attemptTimeoutMillis : undefined
         let refused: Redacted.Redacted<string> | undefined
         let refreshed = false
+        // The answer the fast path already got stands for the first attempt, once.
+        let pending = prefetched
         for (let attempt = 1; ; attempt++) {
           const credential = yield* credentialFor(principal, url, refused)
           const outcome = yield* Effect.either(
-            semaphore.withPermits(1)(sendOnce(request, url, credential, timerMillis))
+            pending !== undefined ? Effect.succeed(pending) : gate.with(sendOnce(request, url, credential, timerMillis))
           )
+          pending = undefined
           if (Either.isLeft(outcome)) {
             const error = outcome.left
             const failure =
@@ -572,6 +641,88 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const request: AuthenticatedClient["Type"]["request"] = (route, opts = {}) =>
       Effect.map(send(clientFor(opts), build(route, opts)), ({ body }) => body)
 
+    const principalOf = (opts: RequestOptions): Principal =>
+      opts.installationId === undefined
+        ? { _tag: "App" }
+        : { _tag: "Installation", id: opts.installationId, permissions: opts.permissions }
+
+    /**
+     * The Promise facade's fast path for the common call — a `GET` or `HEAD` with its token already
+     * cached and a free permit, over `fetch` — sent at once, with no fiber: a 2xx is answered here;
+     * any other answer is handed on (`requestFrom`) to be handled from that answer (a 401 refresh, a
+     * `Retry-After`) without sending it again; a redirect or a network error is sent again through the
+     * Effect path (safe: the method is idempotent). `undefined` when the call does not qualify.
+     */
+    const unsafeRequest = (route: string, opts: RequestOptions): Promise<FastOutcome> | undefined => {
+      if (direct === undefined || opts.body !== undefined) return undefined
+      const request = build(route, opts)
+      if (request.method !== "GET" && request.method !== "HEAD") return undefined
+      const url = new URL(request.url)
+      if (url.origin !== base.origin) return undefined
+      const path = url.pathname.startsWith(base.pathname)
+        ? `/${url.pathname.slice(base.pathname.length)}`
+        : url.pathname
+      if (path.startsWith("/app/")) return undefined
+      const principal = principalOf(opts)
+      const now = Date.now()
+      let token: Redacted.Redacted<string> | undefined
+      if (principal._tag === "App") {
+        token = appToken !== undefined && appToken.expiresAt - margin > now ? appToken.token : undefined
+      } else {
+        token = tokens.unsafePeek(principal.id, { permissions: principal.permissions }, now)?.token
+      }
+      if (token === undefined) return undefined
+      const gate = gateOf(principal)
+      if (!gate.tryAcquire()) return undefined
+      const headers: Record<string, string> = { ...request.headers }
+      headers.authorization = `Bearer ${Redacted.value(token)}`
+      headers["x-icr-api-version"] = apiVersion
+      let released = false
+      const release = () => {
+        if (!released) {
+          released = true
+          gate.release()
+        }
+      }
+      return direct(url.href, {
+        method: request.method,
+        headers,
+        redirect: "manual",
+        signal: AbortSignal.timeout(attemptTimeoutMillis)
+      }).then(
+        async (response): Promise<FastOutcome> => {
+          release()
+          if (response.status >= 300 && response.status < 400) return { _tag: "Again" }
+          if (response.status < 200 || response.status >= 300) {
+            return { _tag: "From", response: HttpClientResponse.fromWeb(request, response), request }
+          }
+          const text = await response.text()
+          if (text.trim() === "") return { _tag: "Done", body: undefined }
+          try {
+            return { _tag: "Done", body: JSON.parse(text) as unknown }
+          } catch {
+            const copy = new Response(text, { status: response.status, headers: response.headers })
+            return { _tag: "From", response: HttpClientResponse.fromWeb(request, copy), request }
+          }
+        },
+        (): FastOutcome => {
+          release()
+          return { _tag: "Again" }
+        }
+      )
+    }
+
+    /** Carries on a request from an answer the fast path already got. */
+    const requestFrom = (
+      opts: RequestOptions,
+      request: HttpClientRequest.HttpClientRequest,
+      response: HttpClientResponse.HttpClientResponse
+    ): Effect.Effect<unknown, IcrAppsError> =>
+      execute(principalOf(opts), request, response).pipe(
+        Effect.flatMap((answer) => readJson(request, answer)),
+        Effect.mapError(transportError)
+      ) as Effect.Effect<unknown, IcrAppsError>
+
     const paginate: AuthenticatedClient["Type"]["paginate"] = (route, opts = {}) => {
       const client = clientFor(opts)
       const first = build(route, opts)
@@ -594,6 +745,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       installation,
       app,
       request,
+      unsafeRequest,
+      requestFrom,
       paginate,
       eachInstallation: (opts = {}) =>
         Stream.map(sdk.installations(), (i) => ({ installation: i, client: installation(i.id, opts) })),

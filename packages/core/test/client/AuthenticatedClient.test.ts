@@ -437,3 +437,49 @@ describe("spans", () => {
     })
   )
 })
+
+describe("the Promise facade's fast path (a cached token, GET, no fiber)", () => {
+  it("shares the concurrency cap with the Effect path, and carries on from a 429 or a 401 it got", async () => {
+    let inFlight = 0
+    let most = 0
+    let script: Array<(request: Request) => Response | Promise<Response>> = []
+    const h = await Effect.runPromise(
+      harness(
+        (guard) => async (request) => {
+          most = Math.max(most, ++inFlight)
+          await new Promise((r) => setTimeout(r, 1))
+          inFlight--
+          const next = script.shift()
+          if (next !== undefined) return next(request)
+          return guard.route({}, () => Response.json({ ok: true }))(request)
+        },
+        { concurrency: 10 },
+        true
+      )
+    )
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.request("GET /projects", { installationId: id }) // mints, and builds the clients
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () => icr.request("GET /projects", { installationId: id }))
+    )
+    expect(results.every((r) => JSON.stringify(r) === '{"ok":true}')).toBe(true)
+    expect(most).toBe(10)
+
+    // A 429 answered to the fast path: waited out (Retry-After: 1) and sent once more, not twice.
+    const before = h.resourceCalls()
+    script = [() => problem(429, "rate_limited", { "retry-after": "1" })]
+    const started = Date.now()
+    expect(await icr.request("GET /projects", { installationId: id })).toEqual({ ok: true })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950)
+    expect(h.resourceCalls() - before).toBe(2)
+
+    // An operator revokeTokens: the fast path's 401 leads to one re-mint and one more call.
+    const mints = h.issuer.mints(id)
+    await h.issuer.admin("POST", `/admin/installations/${id}/revokeTokens`)
+    await new Promise((r) => setTimeout(r, 5))
+    expect(await icr.request("GET /projects", { installationId: id })).toEqual({ ok: true })
+    expect(h.issuer.mints(id) - mints).toBe(1)
+    await icr.dispose()
+  })
+})
