@@ -121,6 +121,24 @@ const NO_CREDENTIAL: Credential = { header: undefined, token: undefined }
 const routeOf = (method: string, path: string) =>
   `${method} ${path.replace(/\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=\/|$)/gi, "/{id}")}`
 
+/** A route template with its `{name}` placeholders filled (URI-encoded); unknown ones stay. */
+const fill = (template: string, params: RequestOptions["params"]) =>
+  params === undefined
+    ? template
+    : template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+        const value = params[name]
+        return value === undefined ? whole : encodeURIComponent(String(value))
+      })
+
+/** Query parameters onto a URL (arrays as repeated names, `undefined` left out). */
+const appendQuery = (url: URL, query: NonNullable<RequestOptions["query"]>) => {
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined) continue
+    if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, item)
+    else url.searchParams.set(k, String(v))
+  }
+}
+
 /** What the fast path got: the answer's JSON, an answer to carry on from, or nothing (send it again). */
 export type FastOutcome =
   | { readonly _tag: "Done"; readonly body: unknown }
@@ -558,16 +576,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const build = (route: string, opts: RequestOptions) => {
       const match = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(route)
       const [method, template] = match === null ? ["GET", route.trim()] : [match[1]!.toUpperCase(), match[2]!]
-      const path = template.replace(/\{(\w+)\}/g, (whole, name: string) => {
-        const value = opts.params?.[name]
-        return value === undefined ? whole : encodeURIComponent(String(value))
-      })
-      const url = resolve(HttpClientRequest.get(path))
-      for (const [k, v] of Object.entries(opts.query ?? {})) {
-        if (v === undefined) continue
-        if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, item)
-        else url.searchParams.set(k, String(v))
-      }
+      const url = resolve(HttpClientRequest.get(fill(template, opts.params)))
+      if (opts.query !== undefined) appendQuery(url, opts.query)
       let request = HttpClientRequest.make(method as "GET")(url.href, {
         headers: { accept: "application/json", ...opts.headers }
       })
@@ -655,14 +665,18 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
      */
     const unsafeRequest = (route: string, opts: RequestOptions): Promise<FastOutcome> | undefined => {
       if (direct === undefined || opts.body !== undefined) return undefined
-      const request = build(route, opts)
-      if (request.method !== "GET" && request.method !== "HEAD") return undefined
-      const url = new URL(request.url)
-      if (url.origin !== base.origin) return undefined
-      const path = url.pathname.startsWith(base.pathname)
-        ? `/${url.pathname.slice(base.pathname.length)}`
-        : url.pathname
-      if (path.startsWith("/app/")) return undefined
+      // Only the plainest spelling: "GET /path" under the base URL, off /app/ (the App JWT's routes).
+      const match = /^(GET|HEAD) (\/\S*)$/.exec(route)
+      if (match === null) return undefined
+      const method = match[1]!
+      const path = fill(match[2]!, opts.params)
+      if (path.startsWith("/app/") || path.includes("{")) return undefined
+      let href = baseUrl + path
+      if (opts.query !== undefined) {
+        const url = new URL(href)
+        appendQuery(url, opts.query)
+        href = url.href
+      }
       const principal = principalOf(opts)
       const now = Date.now()
       let token: Redacted.Redacted<string> | undefined
@@ -674,7 +688,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       if (token === undefined) return undefined
       const gate = gateOf(principal)
       if (!gate.tryAcquire()) return undefined
-      const headers: Record<string, string> = { ...request.headers }
+      const headers: Record<string, string> = { accept: "application/json" }
+      for (const name in opts.headers) headers[name.toLowerCase()] = opts.headers[name]!
       headers.authorization = `Bearer ${Redacted.value(token)}`
       headers["x-icr-api-version"] = apiVersion
       let released = false
@@ -684,8 +699,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           gate.release()
         }
       }
-      return direct(url.href, {
-        method: request.method,
+      return direct(href, {
+        method,
         headers,
         redirect: "manual",
         signal: AbortSignal.timeout(attemptTimeoutMillis)
@@ -694,6 +709,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           release()
           if (response.status >= 300 && response.status < 400) return { _tag: "Again" }
           if (response.status < 200 || response.status >= 300) {
+            const request = build(route, opts)
             return { _tag: "From", response: HttpClientResponse.fromWeb(request, response), request }
           }
           const text = await response.text()
@@ -702,6 +718,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             return { _tag: "Done", body: JSON.parse(text) as unknown }
           } catch {
             const copy = new Response(text, { status: response.status, headers: response.headers })
+            const request = build(route, opts)
             return { _tag: "From", response: HttpClientResponse.fromWeb(request, copy), request }
           }
         },
