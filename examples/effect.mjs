@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs"
 import process from "node:process"
 import { IcrApps, IcrAppsClient, InstallationTokens, Problems } from "@icr-apps/core"
-import { Chunk, Effect, Redacted, Stream } from "effect"
+import { Chunk, DateTime, Effect, Redacted, Stream } from "effect"
 
 const env = process.env
 
@@ -14,7 +14,7 @@ const program = Effect.gen(function* () {
   const client = yield* IcrAppsClient
   const installations = yield* Stream.runCollect(client.installations()) // every page
   const value = Redacted.value(token.token)
-  yield* Effect.log(`token ${value.slice(0, 4)}… valid until ${new Date(token.expiresAt).toISOString()}`)
+  yield* Effect.log(`token ${value.slice(0, 4)}… valid until ${DateTime.formatIso(token.expiresAt)}`)
   return `installations: ${Chunk.toReadonlyArray(installations).map((i) => i.id)}`
 })
 

@@ -306,7 +306,7 @@ if (
   )
 ) {
   mkdirSync(join(project, "test"))
-  for (const file of readdirSync(join(root, "examples", "testkit")))
+  for (const file of readdirSync(join(root, "examples", "testkit")).filter((f) => f.endsWith(".ts")))
     copyFileSync(join(root, "examples", "testkit", file), join(project, "test", file))
   const vitest = await exec("npx", ["--no", "--", "vitest", "run", "--reporter=verbose"], {
     cwd: project,

@@ -569,12 +569,18 @@ const makeLayer = (
 ): Layer.Layer<FakeIssuer | IcrApps.IcrAppsServices, never, never> =>
   Layer.unwrapEffect(
     Effect.gen(function* () {
-      const clock = yield* Effect.clock
+      // The issuer reads the Clock of whoever calls it: every request the SDK sends and every
+      // Effect arrange call binds it to the calling fiber's Clock (a test's TestClock, even when
+      // the layer was built elsewhere); until the first, the Clock the layer was built with.
+      let clock = yield* Effect.clock
+      const useClock = (c: Clock.Clock) => {
+        clock = c
+      }
       const runtime = yield* Effect.runtime<never>()
       const issuer = makeFakeIssuer({
         ...options,
         now: () => clock.unsafeCurrentTimeMillis(),
-        sleep: (millis) => Runtime.runPromise(runtime)(Effect.sleep(millis))
+        sleep: (millis) => Runtime.runPromise(runtime)(Effect.withClock(Effect.sleep(millis), clock))
       })
       const keys =
         options.keys === "generate"
@@ -586,12 +592,22 @@ const makeLayer = (
           ...(options.permissions ? { permissions: options.permissions } : {})
         })
       )
-      const service = Layer.succeed(FakeIssuer, { ...issuer, app, keys, baseUrl: BASE_URL })
+      const service = Layer.succeed(FakeIssuer, { ...issuer, app, keys, baseUrl: BASE_URL, useClock })
       const { privateKey, kid, retry, ...sdkOptions } = options.sdk ?? {}
       const signingKey = yield* Effect.orDie(importPrivateKey(privateKey ?? keys.privateKey))
       const fetch = issuer.fetch as typeof globalThis.fetch
       const kitClient = Layer.unwrapEffect(
-        Effect.map(HttpClient.HttpClient, (c) => Layer.succeed(IcrAppsHttpClient, c))
+        Effect.map(HttpClient.HttpClient, (c) =>
+          Layer.succeed(
+            IcrAppsHttpClient,
+            HttpClient.transform(c, (send) =>
+              Effect.zipRight(
+                Effect.clockWith((current) => Effect.sync(() => useClock(current))),
+                send
+              )
+            )
+          )
+        )
       ).pipe(Layer.provide(FetchHttpClient.layer), Layer.provide(Layer.succeed(FetchHttpClient.Fetch, fetch)))
       const httpClient =
         options.httpClient === undefined
@@ -621,7 +637,23 @@ export interface FakeIssuerService extends InMemoryIssuer {
   readonly keys: AppKeyPair
   /** The base URL the SDK addresses the issuer by. */
   readonly baseUrl: string
+  /**
+   * Binds the issuer's clock to `clock` (the kit does this on every request the SDK sends and every
+   * Effect helper call, with the calling fiber's `Clock`).
+   */
+  readonly useClock: (clock: Clock.Clock) => void
 }
+
+/** The service, its clock bound to the calling fiber's (the tag is passed in: the class is not yet defined here). */
+const bound = <I>(tag: Context.Tag<I, FakeIssuerService>): Effect.Effect<FakeIssuerService, never, I> =>
+  Effect.flatMap(tag, (issuer) =>
+    Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        issuer.useClock(clock)
+        return issuer
+      })
+    )
+  )
 
 type ArrangeEffects = {
   readonly [K in keyof Arrange]: (
@@ -654,33 +686,33 @@ export class FakeIssuer extends Context.Tag("@icr-apps/testkit/FakeIssuer")<Fake
     arrangeKeys.map((name) => [
       name,
       (...args: Array<unknown>) =>
-        Effect.flatMap(FakeIssuer, (issuer) =>
+        Effect.flatMap(bound(FakeIssuer), (issuer) =>
           Effect.promise(() => (issuer.arrange[name] as (...a: Array<unknown>) => Promise<unknown>)(...args))
         )
     ])
   ) as unknown as ArrangeEffects
   /** Adds an aimed fault (see {@link InMemoryIssuer.fault}). */
   static readonly fault = (match: FaultMatch, fault: HttpFault): Effect.Effect<void, never, FakeIssuer> =>
-    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.fault(match, fault)))
+    Effect.flatMap(bound(FakeIssuer), (issuer) => Effect.sync(() => issuer.fault(match, fault)))
   /** Queues faults for the next requests (see {@link InMemoryIssuer.inject}). */
   static readonly inject = (...faults: ReadonlyArray<HttpFault>): Effect.Effect<void, never, FakeIssuer> =>
-    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.inject(...faults)))
+    Effect.flatMap(bound(FakeIssuer), (issuer) => Effect.sync(() => issuer.inject(...faults)))
   /** Makes the next `n` storage operations fail. */
   static readonly failStorage = (n: number): Effect.Effect<void, never, FakeIssuer> =>
-    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.failStorage(n)))
+    Effect.flatMap(bound(FakeIssuer), (issuer) => Effect.sync(() => issuer.failStorage(n)))
   /** The request log (see {@link InMemoryIssuer.requests}). */
   static readonly requests = (
     filter?: Parameters<InMemoryIssuer["requests"]>[0]
   ): Effect.Effect<ReadonlyArray<LoggedRequest>, never, FakeIssuer> =>
-    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.requests(filter)))
+    Effect.flatMap(bound(FakeIssuer), (issuer) => Effect.sync(() => issuer.requests(filter)))
   /** Successful mints for an installation. */
   static readonly mints = (installationId: string): Effect.Effect<number, never, FakeIssuer> =>
-    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.mints(installationId)))
+    Effect.flatMap(bound(FakeIssuer), (issuer) => Effect.sync(() => issuer.mints(installationId)))
   /** Moves the issuer's clock against the SDK's (a skewed server). */
   static readonly setClockOffset = (millis: number): Effect.Effect<void, never, FakeIssuer> =>
-    Effect.flatMap(FakeIssuer, (issuer) => Effect.sync(() => issuer.setClockOffset(millis)))
+    Effect.flatMap(bound(FakeIssuer), (issuer) => Effect.sync(() => issuer.setClockOffset(millis)))
   /** Forgets the log and the faults. */
-  static readonly reset: Effect.Effect<void, never, FakeIssuer> = Effect.flatMap(FakeIssuer, (issuer) =>
+  static readonly reset: Effect.Effect<void, never, FakeIssuer> = Effect.flatMap(bound(FakeIssuer), (issuer) =>
     Effect.sync(() => issuer.reset())
   )
 }

@@ -12,8 +12,10 @@ import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 
 let inFlight = 0
@@ -129,19 +131,42 @@ export const runAdvancing = <A, E, R>(
     const horizon = opts.horizonMillis ?? Number.POSITIVE_INFINITY
     const idleMillis = opts.idleMillis ?? 2_000
     const maxSteps = opts.maxSteps ?? 10_000
-    const fiber = yield* Effect.fork(effect)
+    // Every fiber the effect forks, however deep, is watched: none may be running when time moves.
+    const supervisor = yield* Supervisor.track
+    const fiber = yield* Effect.fork(Effect.supervised(effect, supervisor))
     const slept: Array<number> = []
     const done = Effect.map(Fiber.poll(fiber), Option.isSome)
 
-    /** Waits until no tracked work is in flight and nothing changes across three macrotasks. */
+    /**
+     * Each fiber's status (asked of the fiber itself, so a fiber with a resumption queued answers only
+     * once it has run up to its next suspension), or `undefined` when one is running.
+     */
+    const statuses = Effect.gen(function* () {
+      const fibers = [fiber, ...(yield* supervisor.value)]
+      const parts: Array<string> = []
+      for (const f of fibers) {
+        const status = yield* f.status
+        if (status._tag === "Running") return undefined
+        parts.push(
+          `${FiberId.threadName(f.id())}:${status._tag === "Suspended" ? FiberId.threadName(status.blockingOn) : "done"}`
+        )
+      }
+      return parts.join(";")
+    })
+
+    /**
+     * Waits until no tracked work is in flight, no fiber runs, and nothing (statuses, wake-ups, the
+     * tracked work) changes across three macrotasks: then every fiber waits on the clock or on nothing.
+     */
     const settle = Effect.gen(function* () {
       let stable = 0
       let last = ""
       while (stable < 3) {
         yield* macrotask
         if (yield* done) return
-        const snapshot = `${inFlight}|${version}|${(yield* liveSleeps).join(",")}`
-        if (inFlight === 0 && snapshot === last) stable++
+        const fibers = yield* statuses
+        const snapshot = `${inFlight}|${version}|${(yield* liveSleeps).join(",")}|${fibers}`
+        if (inFlight === 0 && fibers !== undefined && snapshot === last) stable++
         else stable = 0
         last = snapshot
       }

@@ -3,7 +3,7 @@
  * `@icr-apps/core` or `@icr-apps/testkit` exists there; every `Name.layerX` the docs mention exists
  * on that root export; and every root tag whose module has layers carries them as statics.
  */
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as Core from "@icr-apps/core"
 import * as AdminClientModule from "@icr-apps/core/sdk/AdminClient"
@@ -56,6 +56,16 @@ describe("the documented module shape", () => {
       expect(missing).toEqual([])
     })
   }
+
+  it("every TypeScript snippet of the test kit's README is tested code: verbatim in examples/testkit", () => {
+    const examples = readdirSync(root("examples/testkit"))
+      .filter((f) => f.endsWith(".test.ts"))
+      .map((f) => readFileSync(root(`examples/testkit/${f}`), "utf8"))
+    const readme = readFileSync(root("packages/testkit/README.md"), "utf8")
+    const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!)
+    expect(blocks.length).toBeGreaterThan(0)
+    for (const block of blocks) expect(examples.some((text) => text.includes(block))).toBe(true)
+  })
 
   it("every root tag with layers carries them as statics, the same functions' results", () => {
     const shapes: ReadonlyArray<readonly [unknown, Record<string, unknown>, ReadonlyArray<string>]> = [

@@ -14,6 +14,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
@@ -125,6 +126,21 @@ describe("faults equal the real issuer's answers", () => {
     }).pipe(Effect.provide(FakeIssuer.layer({ sdk: { retry: { maxAttempts: 1 } } })))
   )
 
+  it("Fault.status: a date Retry-After goes out as given; a status with no problem of its own is a bare document", async () => {
+    const issuer = makeFakeIssuer({ now: () => NOW })
+    const date = new Date(NOW + 5_000).toUTCString()
+    issuer.inject(Fault.status(503, { retryAfter: date }), Fault.status(502), Fault.status(401))
+    const first = await issuer.fetch(`${BASE}/app/installations`)
+    expect([first.status, first.headers.get("retry-after")]).toEqual([503, date])
+    expect(((await first.json()) as { code: string; retryAfter?: number }).retryAfter).toBeUndefined()
+    const second = await issuer.fetch(`${BASE}/app/installations`)
+    expect([second.status, ((await second.json()) as { code: string }).code]).toEqual([502, "internal"])
+    // A bare 401 on a JWT route is invalid_jwt, with the reason its class needs and the challenge.
+    const third = await issuer.fetch(`${BASE}/app/installations`)
+    expect((await third.json()) as object).toMatchObject({ code: "invalid_jwt", reason: "invalid_signature" })
+    expect(third.headers.get("www-authenticate")).toBe('Bearer realm="icr-apps"')
+  })
+
   it("codes are the union of the real codes", () => {
     expect([...PROBLEM_CODES].sort()).toEqual([...declaredCodes()].sort())
     // @ts-expect-error a typo in a code is a type error
@@ -226,4 +242,27 @@ describe("the Effect-native kit", () => {
       )
     )
   })
+
+  it.effect("the issuer reads the calling fiber's Clock, even when the layer was built on another", () =>
+    Effect.gen(function* () {
+      // Built outside the test, on the live clock (as a shared runtime or a beforeAll would).
+      const runtime = ManagedRuntime.make(FakeIssuer.layer())
+      const { context } = yield* Effect.promise(() => runtime.runtime())
+      const at = Date.UTC(2030, 0, 1)
+      yield* TestClock.setTime(at)
+      const [createdAt, expiresAt, mints] = yield* Effect.gen(function* () {
+        const issuer = yield* FakeIssuer
+        const installation = yield* FakeIssuer.arrange.install(issuer.app.id)
+        const token = yield* (yield* InstallationTokens).get(installation.id)
+        return [
+          DateTime.toEpochMillis(installation.createdAt),
+          DateTime.toEpochMillis(token.expiresAt),
+          (yield* FakeIssuer.requests()).map((r) => r.status)
+        ] as const
+      }).pipe(Effect.provide(context))
+      yield* Effect.promise(() => runtime.dispose())
+      expect([createdAt, expiresAt]).toEqual([at, at + 2 * 3_600_000])
+      expect(mints).toEqual([200]) // no skew to learn: both sides read the same clock
+    })
+  )
 })

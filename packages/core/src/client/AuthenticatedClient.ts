@@ -127,7 +127,8 @@ const fill = (template: string, params: RequestOptions["params"]) =>
     ? template
     : template.replace(/\{(\w+)\}/g, (whole, name: string) => {
         const value = params[name]
-        return value === undefined ? whole : encodeURIComponent(String(value))
+        // "." too: a value of ".." must not climb out of the route's path.
+        return value === undefined ? whole : encodeURIComponent(String(value)).replace(/\./g, "%2E")
       })
 
 /** Query parameters onto a URL (arrays as repeated names, `undefined` left out). */
@@ -438,7 +439,10 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       url: URL,
       credential: Credential,
       timerMillis: number | undefined
-    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+    ): Effect.Effect<
+      { readonly response: HttpClientResponse.HttpClientResponse; readonly credentialSent: boolean },
+      HttpClientError.HttpClientError
+    > => {
       const attempt = Effect.gen(function* () {
         let current = request
         let at = url
@@ -449,7 +453,9 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           if (header !== undefined) headers.authorization = header
           const response = yield* sendWire(current, at.href, headers, timerMillis)
           const location = response.headers.location
-          if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects) return response
+          // Whether the answer is to the credential: a 401 from where it was not sent says nothing of it.
+          if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects)
+            return { response, credentialSent: header !== undefined }
           const next = new URL(location, at)
           // Leaving the base origin ends the credential for the rest of the chain (even back again).
           if (next.origin !== base.origin) header = undefined
@@ -511,7 +517,9 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         for (let attempt = 1; ; attempt++) {
           const credential = yield* credentialFor(principal, url, refused)
           const outcome = yield* Effect.either(
-            pending !== undefined ? Effect.succeed(pending) : gate.with(sendOnce(request, url, credential, timerMillis))
+            pending !== undefined
+              ? Effect.succeed({ response: pending, credentialSent: true })
+              : gate.with(sendOnce(request, url, credential, timerMillis))
           )
           pending = undefined
           if (Either.isLeft(outcome)) {
@@ -529,9 +537,9 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             }
             return yield* Effect.fail(error)
           }
-          const response = outcome.right
+          const { response, credentialSent } = outcome.right
           const status = response.status
-          if (status === 401 && credential.token !== undefined && !refreshed) {
+          if (status === 401 && credential.token !== undefined && credentialSent && !refreshed) {
             const text = yield* textOf(response)
             if (codeIn(text) === "invalid_token") {
               refreshed = true
@@ -743,16 +751,23 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const paginate: AuthenticatedClient["Type"]["paginate"] = (route, opts = {}) => {
       const client = clientFor(opts)
       const first = build(route, opts)
-      return Stream.paginateChunkEffect(first as HttpClientRequest.HttpClientRequest, (current) =>
-        Effect.map(send(client, current), ({ body, response }) => {
-          const page = pageOf(body)
-          const next = nextPageUrl(current.url, response.headers.link, page)
-          return [
-            Chunk.fromIterable(page.items),
-            next === undefined ? Option.none() : Option.some(HttpClientRequest.setUrl(current, next))
-          ] as const
-        })
-      )
+      // Per run of the stream: the pages asked for, so a server naming a page again ends the walk
+      // instead of looping it forever.
+      return Stream.suspend(() => {
+        const asked = new Set<string>([first.url])
+        return Stream.paginateChunkEffect(first as HttpClientRequest.HttpClientRequest, (current) =>
+          Effect.map(send(client, current), ({ body, response }) => {
+            const page = pageOf(body)
+            const next = nextPageUrl(current.url, response.headers.link, page)
+            const fresh = next !== undefined && !asked.has(next)
+            if (fresh) asked.add(next)
+            return [
+              Chunk.fromIterable(page.items),
+              fresh ? Option.some(HttpClientRequest.setUrl(current, next)) : Option.none()
+            ] as const
+          })
+        )
+      })
     }
 
     const codeOf = (token: Redacted.Redacted<string> | string) =>

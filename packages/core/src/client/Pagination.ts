@@ -4,9 +4,13 @@
  * sent back as `?cursor=`. A page with neither, or with no items, is the last.
  */
 
+/** The longest `Link` header read (8 KiB); a longer one names no next page. */
+export const MAX_LINK_LENGTH = 8192
+
 /** The target of the first `rel="next"` link of a `Link` header, if any. */
 export const nextLink = (link: string | undefined | null): string | undefined => {
-  if (link === undefined || link === null) return undefined
+  // A Link header longer than any page needs is ignored: its regex scan must stay linear and short.
+  if (link === undefined || link === null || link.length > MAX_LINK_LENGTH) return undefined
   // Each link-value: <uri-reference> followed by parameters; split on commas outside <…>.
   for (const match of link.matchAll(/<([^>]*)>((?:\s*;\s*[^;,]+)*)/g)) {
     const params = match[2] ?? ""

@@ -296,7 +296,53 @@ describe("credentials", () => {
   )
 })
 
+describe("a 401 from where the credential was not sent", () => {
+  it.effect("a redirect to another origin that answers 401 invalid_token evicts nothing and mints nothing", () =>
+    Effect.gen(function* () {
+      const h = yield* harness(() => (request) => {
+        const url = new URL(request.url)
+        if (url.origin !== BASE) return problem(401, "invalid_token")
+        if (url.pathname === "/away")
+          return new Response(null, { status: 302, headers: { location: "https://evil.test/401" } })
+        return Response.json({ here: true })
+      })
+      const mints = () => h.seen.filter((s) => s.method === "POST" && s.url.endsWith("/accessTokens")).length
+      yield* Effect.gen(function* () {
+        const c = yield* AuthenticatedClient
+        const client = c.installation(h.installation.id)
+        expect(yield* Effect.flatMap(client.execute(HttpClientRequest.get("/here")), (r) => r.json)).toEqual({
+          here: true
+        })
+        expect(mints()).toBe(1)
+        const away = yield* client.execute(HttpClientRequest.get("/away"))
+        expect(away.status).toBe(401)
+        yield* client.execute(HttpClientRequest.get("/here"))
+      }).pipe(Effect.provide(h.layer))
+      expect(mints()).toBe(1)
+      const tokens = new Set(
+        h.seen.filter((s) => s.url.startsWith(BASE) && !s.url.includes("/app/")).map((s) => s.authorization)
+      )
+      expect(tokens.size).toBe(1)
+    })
+  )
+})
+
 describe("pagination", () => {
+  it.effect("a server that names a page already walked ends the walk instead of looping it", () =>
+    Effect.gen(function* () {
+      const h = yield* harness(() => (request) => {
+        const page = Number(new URL(request.url).searchParams.get("page") ?? "0")
+        // Page 2 names page 0 again; the Link header is otherwise well formed.
+        return Response.json([`p${page}`], { headers: { link: `<${BASE}/loop?page=${(page + 1) % 3}>; rel="next"` } })
+      })
+      const got = yield* Effect.gen(function* () {
+        const c = yield* AuthenticatedClient
+        return Chunk.toArray(yield* Stream.runCollect(c.paginate("GET /loop?page=0")))
+      }).pipe(Effect.provide(h.layer))
+      expect(got).toEqual(["p0", "p1", "p2"])
+    })
+  )
+
   it.effect('follows nextCursor and Link: rel="next" alike, and walks the issuer\'s own listing', () =>
     Effect.gen(function* () {
       const h = yield* harness(() => (request) => {
@@ -333,6 +379,9 @@ describe("pagination", () => {
     expect(nextLink('<https://a/n>; title="x"; rel="last next"')).toBe("https://a/n")
     expect(nextLink('<https://a/p>; rel="prev"')).toBeUndefined()
     expect(nextLink(undefined)).toBeUndefined()
+    // A header past 8 KiB is not read (an unclosed "<" repeated made the scan quadratic).
+    expect(nextLink(`${"<x".repeat(20_000)}`)).toBeUndefined()
+    expect(nextLink(`<https://a/n>; rel="next"${" ".repeat(9000)}`)).toBeUndefined()
   })
 })
 
