@@ -9,7 +9,18 @@
 // the workspace's dependencies from the lockfile.
 import { spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
@@ -164,35 +175,60 @@ function start() {
   const grandparent = parentOf(parent)
   const orphaned = () => process.ppid !== parent || parentOf(parent) !== grandparent
   bootstrap()
-  console.log("» building @icr-apps/core (wrangler bundles its dist)")
+  // wrangler's own output (migration tables, its offline warnings) goes to a log file unless asked for
+  // (`npm start -- --verbose` or ICR_VERBOSE=1); it is shown anyway when a step or a wrangler fails.
+  const verbose = process.argv.includes("--verbose") || /^(1|true|yes)$/i.test(process.env.ICR_VERBOSE ?? "")
+  console.log("» building @icr-apps/core")
   build(["core"])
   const worker = join(root, "packages", "worker")
   const port = process.env.PORT || "8787"
-  let adminToken = process.env.ADMIN_TOKEN
-  if (!adminToken) {
-    adminToken = randomBytes(24).toString("hex")
-    console.log(`» ADMIN_TOKEN was not set; generated one for this run:\n\n    export ADMIN_TOKEN=${adminToken}\n`)
-  }
+  const generated = !process.env.ADMIN_TOKEN
+  const adminToken = process.env.ADMIN_TOKEN || randomBytes(24).toString("hex")
   // ICR_PERSIST_TO puts local KV and D1 elsewhere (the start smoke test uses a temporary folder).
   const persist = process.env.ICR_PERSIST_TO ? ["--persist-to", process.env.ICR_PERSIST_TO] : []
+  const stateDir = process.env.ICR_PERSIST_TO || join(worker, ".wrangler", "state")
+  const logFile = process.env.ICR_PERSIST_TO
+    ? join(process.env.ICR_PERSIST_TO, "npm-start.log")
+    : join(worker, ".wrangler", `npm-start-${port}.log`)
+  mkdirSync(dirname(logFile), { recursive: true })
+  writeFileSync(logFile, "")
+  const shown = (path) => (path.startsWith(`${root}/`) ? path.slice(root.length + 1) : path)
+  /** The last lines of the log, for a failure. */
+  const logTail = (lines = 60) => readFileSync(logFile, "utf8").split("\n").slice(-lines).join("\n")
   console.log("» applying D1 migrations to the local database")
-  must(join(worker, "node_modules", ".bin", "wrangler"), ["d1", "migrations", "apply", "DB", "--local", ...persist], {
-    cwd: worker
-  })
+  const migrations = spawnSync(
+    join(worker, "node_modules", ".bin", "wrangler"),
+    ["d1", "migrations", "apply", "DB", "--local", ...persist],
+    { cwd: worker, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }
+  )
+  if (migrations.error) throw migrations.error
+  if (verbose || migrations.status !== 0) process.stdout.write(`${migrations.stdout}${migrations.stderr}`)
+  if (migrations.status !== 0) {
+    console.error(`\nwrangler d1 migrations apply failed (exit ${migrations.status})`)
+    process.exit(migrations.status ?? 1)
+  }
+  const alias = snapshotCore(port)
+  const issuerConfig = startConfig(worker, "wrangler.jsonc", port, alias)
+  const brokerConfig = startConfig(worker, "wrangler.broker.jsonc", port, alias)
   const envDir = mkdtempSync(join(tmpdir(), "icr-apps-env-"))
   const envFile = join(envDir, ".env")
   writeFileSync(envFile, `ADMIN_TOKEN=${adminToken}\n`, { mode: 0o600 })
   process.on("exit", () => rmSync(envDir, { recursive: true, force: true }))
-  console.log(`» wrangler dev on http://127.0.0.1:${port}`)
+  console.log("» starting the issuer, the broker and the example resource (wrangler dev)")
+  const log = verbose ? "inherit" : openSync(logFile, "a")
+  const stdio = ["ignore", log, log]
   // The broker keeps its own local state: two workerd processes on one state folder contend for
   // the same SQLite files (SQLITE_BUSY at start-up).
-  const brokerState = join(process.env.ICR_PERSIST_TO || join(worker, ".wrangler", "state"), "broker")
-  const broker = startBroker(worker, port, envDir, ["--persist-to", brokerState])
-  const resource = startResource(worker, port, ["--persist-to", join(brokerState, "..", "resource")])
+  const brokerState = join(stateDir, "broker")
+  const broker = startBroker(worker, port, envDir, ["--persist-to", brokerState], stdio, brokerConfig)
+  const resourceConfig = startConfig(worker, "wrangler.resource.jsonc", port, alias)
+  const resource = startResource(worker, port, ["--persist-to", join(stateDir, "resource")], stdio, resourceConfig)
   const child = spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [
       "dev",
+      "-c",
+      issuerConfig,
       "--ip",
       "127.0.0.1",
       "--port",
@@ -203,7 +239,7 @@ function start() {
       "--show-interactive-dev-session=false",
       ...persist
     ],
-    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
+    { cwd: worker, env, stdio, detached: ownGroup }
   )
   const groups = [child, broker, resource]
   const names = ["issuer", "broker", "resource"]
@@ -249,13 +285,117 @@ function start() {
   process.on("exit", () => {
     for (const group of groups) signalGroup(group, "SIGTERM")
   })
-  // Either one stopping stops both: a half-started pair would be more confusing than none.
+  // Either one stopping stops both: a half-started pair would be more confusing than none. What it
+  // said is shown then, when it went to the log file.
+  const showLog = () => {
+    if (!verbose) console.error(`--- the end of ${shown(logFile)} ---\n${logTail()}\n---`)
+  }
   groups.forEach((one, i) => {
-    one.on("exit", (code, signal) =>
+    one.on("exit", (code, signal) => {
+      if (!stopping) showLog()
       stopAll(`wrangler (${names[i]}) exited (${code ?? signal})`, "SIGTERM", code ?? (signal ? 1 : 0))
-    )
+    })
     one.on("error", (error) => stopAll(`wrangler (${names[i]}) could not be started: ${error.message}`, "SIGTERM", 1))
   })
+  // One banner once both answer: where everything is, and the token to export.
+  const issuerUrl = `http://127.0.0.1:${port}`
+  const brokerUrl = `http://127.0.0.1:${Number(port) + 1}`
+  const resourceUrl = `http://127.0.0.1:${Number(port) + 3}`
+  const answers = (url) =>
+    fetch(url, { signal: AbortSignal.timeout(2_000) }).then(
+      () => true,
+      () => false
+    )
+  const readyBy = Date.now() + 180_000
+  const waitReady = async () => {
+    while (!stopping) {
+      const all = await Promise.all([issuerUrl, brokerUrl, resourceUrl].map((url) => answers(`${url}/healthz`)))
+      if (all.every(Boolean)) return true
+      if (Date.now() > readyBy) return false
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    return false
+  }
+  waitReady().then((ready) => {
+    if (stopping) return
+    if (!ready) {
+      showLog()
+      console.error(
+        `» not answering after ${(180_000 / 1000).toFixed(0)} s; still waiting (the log: ${shown(logFile)})`
+      )
+      return
+    }
+    const token = generated
+      ? `export ADMIN_TOKEN=${adminToken}   (generated for this run; set ADMIN_TOKEN to choose one)`
+      : "from your environment (ADMIN_TOKEN)"
+    console.log(
+      [
+        "",
+        `✓ icr-apps is running (Ctrl-C stops it)`,
+        `  issuer       ${issuerUrl}        GET /healthz, /openapi.json; the README's "Try it" walks through it`,
+        `  broker       ${brokerUrl}        GET /healthz says whether it is configured (BROKER_* variables)`,
+        `  resource     ${resourceUrl}        an example resource that checks ICR tokens (README, "Using tokens")`,
+        `  OIDC (dev)   http://127.0.0.1:8789        not started: node scripts/oidc-dev.mjs (for the broker's walk-through)`,
+        `  ADMIN_TOKEN  ${token}`,
+        `  state        ${shown(stateDir)} (the broker's in ${shown(brokerState)}; delete it to start afresh)`,
+        `  logs         ${verbose ? "shown above (--verbose)" : `${shown(logFile)} (or: npm start -- --verbose)`}`,
+        ""
+      ].join("\n")
+    )
+  })
+}
+
+/**
+ * A copy of @icr-apps/core's compiled modules for this `npm start` alone, and the wrangler `alias`
+ * map that makes both wranglers bundle it instead of packages/core/dist: `npm test` and `npm run pack`
+ * rebuild dist (deleting it first), and a wrangler watching dist would rebuild in the middle and fail
+ * with `Could not resolve "@icr-apps/core/…"`. The copy sits in packages/core/.start/<port>, so its
+ * imports (effect, jose, …) resolve from packages/core/node_modules as dist's do. wrangler's aliases
+ * match whole import paths, so there is one per module.
+ */
+function snapshotCore(port) {
+  const core = join(root, "packages", "core")
+  const copy = join(core, ".start", String(port))
+  rmSync(copy, { recursive: true, force: true })
+  cpSync(join(core, "dist", "src"), copy, { recursive: true, filter: (from) => !from.endsWith(".map") })
+  const alias = { "@icr-apps/core": join(copy, "index.js") }
+  for (const dir of readdirSync(copy, { withFileTypes: true }).filter(
+    (e) => e.isDirectory() && e.name !== "internal"
+  )) {
+    for (const file of readdirSync(join(copy, dir.name))) {
+      if (file.endsWith(".js")) alias[`@icr-apps/core/${dir.name}/${file.slice(0, -3)}`] = join(copy, dir.name, file)
+    }
+  }
+  return alias
+}
+
+/** JSON from JSONC (wrangler's configuration): comments and trailing commas dropped, strings kept as they are. */
+const fromJsonc = (text) => {
+  let out = ""
+  for (let i = 0; i < text.length; ) {
+    if (text[i] === '"') {
+      let j = i + 1
+      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1
+      out += text.slice(i, j + 1)
+      i = j + 1
+    } else if (text.startsWith("//", i)) i = text.indexOf("\n", i) === -1 ? text.length : text.indexOf("\n", i)
+    else if (text.startsWith("/*", i)) i = text.indexOf("*/", i + 2) + 2
+    else out += text[i++]
+  }
+  return JSON.parse(out.replace(/,(\s*[}\]])/g, "$1"))
+}
+
+/**
+ * `npm start`'s own copy of a wrangler configuration, beside it (so that its relative paths hold) and
+ * git-ignored: the same, plus the `alias` map of {@link snapshotCore} (`wrangler dev` has no --alias).
+ * Removed when this process exits.
+ */
+function startConfig(worker, name, port, alias) {
+  const config = fromJsonc(readFileSync(join(worker, name), "utf8"))
+  const file = `.start.${port}.${name}`
+  writeFileSync(join(worker, file), `${JSON.stringify({ ...config, alias: { ...config.alias, ...alias } }, null, 2)}\n`)
+  process.on("exit", () => rmSync(join(worker, file), { force: true }))
+  return file
 }
 
 /**
@@ -325,7 +465,7 @@ const dotenvValue = (value) => {
  * wired to this issuer unless BROKER_ISSUER_URL says otherwise, with every BROKER_* variable of this
  * environment passed through a private env file (the private key and cache secret are secrets).
  */
-function startBroker(worker, port, envDir, persist) {
+function startBroker(worker, port, envDir, extraArgs, stdio, config = "wrangler.broker.jsonc") {
   const brokerPort = String(Number(port) + 1)
   const vars = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith("BROKER_")))
   vars.BROKER_ISSUER_URL ||= `http://127.0.0.1:${port}`
@@ -336,16 +476,12 @@ function startBroker(worker, port, envDir, persist) {
   const envFile = join(envDir, "broker.env")
   const lines = Object.entries(vars).map(([name, value]) => `${name}=${dotenvValue(value)}`)
   writeFileSync(envFile, `${lines.join("\n")}\n`, { mode: 0o600 })
-  console.log(
-    `» the broker on http://127.0.0.1:${brokerPort} (its issuer: ${vars.BROKER_ISSUER_URL}; ` +
-      `curl http://127.0.0.1:${brokerPort}/healthz says whether it is configured)`
-  )
   return spawn(
     join(worker, "node_modules", ".bin", "wrangler"),
     [
       "dev",
       "-c",
-      "wrangler.broker.jsonc",
+      config,
       "--ip",
       "127.0.0.1",
       "--port",
@@ -356,9 +492,9 @@ function startBroker(worker, port, envDir, persist) {
       "--inspector-port",
       freePort(),
       "--show-interactive-dev-session=false",
-      ...persist
+      ...extraArgs
     ],
-    { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup }
+    { cwd: worker, env, stdio, detached: ownGroup }
   )
 }
 
@@ -366,14 +502,13 @@ function startBroker(worker, port, envDir, persist) {
  * The example resource Worker (SPEC §10) on PORT + 3: `wrangler dev -c wrangler.resource.jsonc`, checking
  * tokens against this issuer and forwarding /app/* and /healthz to it.
  */
-function startResource(worker, port, persist) {
+function startResource(worker, port, persist, stdio, config = "wrangler.resource.jsonc") {
   const resourcePort = String(Number(port) + 3)
-  console.log(`» the example resource on http://127.0.0.1:${resourcePort} (README, "Using tokens")`)
   const wrangler = join(worker, "node_modules", ".bin", "wrangler")
-  const args = ["dev", "-c", "wrangler.resource.jsonc", "--ip", "127.0.0.1", "--port", resourcePort]
+  const args = ["dev", "-c", config, "--ip", "127.0.0.1", "--port", resourcePort]
   args.push("--var", `ISSUER_URL:http://127.0.0.1:${port}`, "--inspector-port", freePort())
   args.push("--show-interactive-dev-session=false", ...persist)
-  return spawn(wrangler, args, { cwd: worker, env, stdio: ["ignore", "inherit", "inherit"], detached: ownGroup })
+  return spawn(wrangler, args, { cwd: worker, env, stdio, detached: ownGroup })
 }
 
 /** A loopback port that is free right now (asked of the OS, synchronously, by a child Node). */

@@ -2,12 +2,18 @@
 // Proves `npm start` on this checkout: starts it on a free loopback port with its local KV and D1
 // in a temporary folder, then, over HTTP, checks /healthz and /openapi.json, creates an app with a
 // fresh key pair (D1 migrated, ADMIN_TOKEN honoured), installs it, signs a JWT, mints and describes
-// an installation token (KV). Then it stops `npm start` as a process manager does (SIGTERM to npm's
+// an installation token (KV); runs the README's walk-through twice against it; checks it printed one
+// banner and no wrangler output, and that a rebuild of core's dist meanwhile does not reach it. Then it stops `npm start` as a process manager does (SIGTERM to npm's
 // pid), and two more starts as a terminal's Ctrl-C does (SIGINT to npm's process group) and as a
 // parent that dies does (npm SIGKILLed): each time npm must exit and, within a bound, no process of
 // its tree may run and both ports (the issuer's and the broker's) must take a new listener. Exit 0 = pass.
 import { createSign, generateKeyPairSync, randomUUID } from "node:crypto"
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
+import { fileURLToPath } from "node:url"
 import { portAccepts, processTree, startLocalIssuer, survivors } from "./local-issuer.mjs"
 
 const started = async () => {
@@ -55,6 +61,68 @@ const described = await call("GET", "/app/installations/token", minted.json.toke
 expect(described.status === 200 && described.json.installationId === installation.json.id, "describe")
 
 console.log(`✓ npm start: wrangler dev answered on ${base}; app, installation, JWT, token mint and describe all worked`)
+
+// What it printed: one banner once both answer, and none of wrangler's own output (that is in a log file).
+const bannerBy = Date.now() + 60_000
+while (!issuer.output().includes("✓ icr-apps is running") && Date.now() < bannerBy) await sleep(250)
+const printed = issuer.output()
+expect(
+  printed.includes("✓ icr-apps is running") &&
+    printed.includes(`issuer       ${base}`) &&
+    printed.includes(`broker       http://127.0.0.1:${issuer.port + 1}`) &&
+    /ADMIN_TOKEN {2}from your environment/.test(printed) &&
+    /logs {9}\S+npm-start\.log/.test(printed),
+  "no banner naming the issuer, the broker, ADMIN_TOKEN and the log"
+)
+expect(
+  !/getaddrinfo|\[wrangler:|Migrations to be applied|⛅️|│/.test(printed),
+  "wrangler's own output reached the terminal"
+)
+expect(!printed.includes(issuer.adminToken), "the banner printed the ADMIN_TOKEN it was given")
+
+// The README's "Try it" block, pasted twice as a new user would (bash, curl, openssl): the same ids both
+// times, nothing on standard error but openssl's key-generation dots.
+const readme = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "..", "README.md"), "utf8")
+const tryIt = /```sh\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf("## Try it")))[1]
+const folder = mkdtempSync(join(tmpdir(), "icr-apps-try-it-"))
+const paste = () =>
+  spawnSync("bash", ["-c", `${tryIt.replace(/^API=.*$/m, `API=${base}`)}\necho "ids: $APP_ID $INSTALLATION_ID"`], {
+    cwd: folder,
+    env: { ...process.env, ADMIN_TOKEN: issuer.adminToken },
+    encoding: "utf8",
+    timeout: 60_000
+  })
+const runs = [paste(), paste()]
+rmSync(folder, { recursive: true, force: true })
+const idsOf = (run) => /^ids: (\S+) (\S+)$/m.exec(run.stdout)?.slice(1).join(" ")
+for (const [i, run] of runs.entries()) {
+  const errors = run.stderr.split("\n").filter((line) => !/^[.+*]*$/.test(line))
+  expect(
+    run.status === 0 && errors.length === 0 && idsOf(run) !== undefined && !/undefined/.test(run.stdout),
+    `the README's walk-through, run ${i + 1}: exit ${run.status}\n${run.stdout}\n${errors.join("\n")}`
+  )
+}
+expect(
+  idsOf(runs[0]) === idsOf(runs[1]),
+  `the walk-through's second run gave other ids: ${runs.map(idsOf).join(" / ")}`
+)
+console.log(`✓ npm start: the README's walk-through, run twice, gave the same app and installation (${idsOf(runs[0])})`)
+
+// A build meanwhile (npm test and npm run pack delete packages/core/dist, then rebuild it) never reaches
+// what npm start serves: it bundled a copy of its own.
+const dist = join(dirname(fileURLToPath(import.meta.url)), "..", "packages", "core", "dist")
+renameSync(dist, `${dist}.start-smoke`)
+let during
+try {
+  await sleep(4_000)
+  during = await call("POST", `/app/installations/${installation.json.id}/accessTokens`, jwt)
+} catch (e) {
+  during = { status: String(e) }
+} finally {
+  if (existsSync(`${dist}.start-smoke`)) renameSync(`${dist}.start-smoke`, dist)
+}
+expect(during.status === 200, `with packages/core/dist gone (a rebuild), a mint answered ${during.status}`)
+console.log("✓ npm start: one banner, no wrangler output; a rebuild of packages/core/dist does not reach it")
 
 /** Whether anything answers HTTP at `url`. */
 const answers = (url) =>

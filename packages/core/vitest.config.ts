@@ -6,6 +6,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ["@icr-apps/source", "module", "node", "development|production"] } },
   test: {
     include: ["test/**/*.test.ts"],
+    // A quiet run: what a test logs (audit lines, warnings) is shown only when that test fails.
+    silent: "passed-only",
     reporters: ["default", ["json", { outputFile: ".vitest-result.json" }]]
   }
 })

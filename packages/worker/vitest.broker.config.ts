@@ -40,6 +40,8 @@ export default defineConfig(async () => {
       name: "broker",
       include: ["test/broker/**/*.test.ts"],
       setupFiles: ["./test/setup.ts"],
+      // A quiet run: what a test logs (audit lines, warnings) is shown only when that test fails.
+      silent: "passed-only",
       reporters: ["default", ["json", { outputFile: ".vitest-broker-result.json" }]],
       deps: { optimizer: { ssr: { enabled: true, include: ["effect", "@effect/platform", "jose"] } } }
     }

@@ -35,6 +35,8 @@ export default defineConfig(async () => {
       // suites and their Postgres run on Node (vitest.server.config.ts).
       exclude: [...configDefaults.exclude, "test/broker/**", "test/server/**", "test/support/**"],
       setupFiles: ["./test/setup.ts"],
+      // A quiet run: what a test logs (audit lines, warnings) is shown only when that test fails.
+      silent: "passed-only",
       reporters: ["default", ["json", { outputFile: ".vitest-result.json" }]],
       deps: { optimizer: { ssr: { enabled: true, include: ["effect", "@effect/platform"] } } }
     }

@@ -7,6 +7,7 @@
  *   icr-apps jwt           --app-id ID --key FILE
  *   icr-apps token         --app-id ID --key FILE --base-url URL --installation ID [--permissions JSON]
  *   icr-apps installations --app-id ID --key FILE --base-url URL [--json]
+ *   icr-apps exchange      --broker URL --audience AUD --installation ID [--scope S] [--token-file FILE]
  *   icr-apps --version
  *
  * ICR_APP_ID, ICR_PRIVATE_KEY (the PEM itself) or ICR_PRIVATE_KEY_FILE, and ICR_BASE_URL stand in
@@ -24,6 +25,7 @@ import { codeOf, isProblem } from "../src/api/Problems.js"
 import * as Cli from "../src/sdk/Cli.js"
 import * as AppJwt from "../src/sdk/AppJwt.js"
 import * as IcrApps from "../src/sdk/IcrApps.js"
+import { actionsIdToken, BrokerExchangeError, exchangeAtBroker } from "../src/sdk/BrokerExchange.js"
 import { generateAppKeyPair } from "../src/sdk/Keys.js"
 
 const usage = `usage:
@@ -33,6 +35,11 @@ const usage = `usage:
                                                   mint an installation token (JSON)
   icr-apps installations --app-id ID --key FILE [--json]
                                                   list every installation (table, or JSON lines)
+  icr-apps exchange --broker URL --audience AUD --installation ID [--scope "name:LEVEL …"] [--token-file FILE] [--fresh]
+                                                  an installation token from a broker, for this workload's
+                                                  identity token: GitHub Actions' (ACTIONS_ID_TOKEN_REQUEST_URL/
+                                                  _TOKEN) or a file (a Kubernetes projected token); printed
+                                                  (and masked in the Actions log); holds no app key
 token and installations: --base-url URL (required; the local issuer of npm start is http://127.0.0.1:8787)
   --verbose                                       say on standard error which base URL is called
   --version                                       print the version
@@ -67,6 +74,11 @@ const parse = () => {
         json: { type: "boolean" },
         verbose: { type: "boolean", short: "v" },
         version: { type: "boolean" },
+        broker: { type: "string" },
+        audience: { type: "string" },
+        scope: { type: "string" },
+        "token-file": { type: "string" },
+        fresh: { type: "boolean" },
         help: { type: "boolean", short: "h" }
       }
     })
@@ -99,6 +111,46 @@ const keygen = async (dir: string) => {
   console.log("keep app.pem out of version control (add *.pem to .gitignore)")
 }
 
+/** `icr-apps exchange`: the workload's identity token, exchanged at the broker; the token on stdout. */
+const exchange = async (values: {
+  readonly broker?: string | undefined
+  readonly audience?: string | undefined
+  readonly installation?: string | undefined
+  readonly scope?: string | undefined
+  readonly "token-file"?: string | undefined
+  readonly fresh?: boolean | undefined
+}): Promise<number> => {
+  const missing = (["broker", "installation"] as const).filter((k) => !values[k]).map((k) => `--${k}`)
+  if (!values["token-file"] && !values.audience) missing.push("--audience (or --token-file)")
+  if (missing.length > 0) throw new Cli.UsageError(`${missing.join(", ")} required`)
+  try {
+    const subjectToken = values["token-file"]
+      ? readFileSync(values["token-file"], "utf8").trim()
+      : await actionsIdToken(process.env, values.audience!)
+    const token = await exchangeAtBroker({
+      broker: values.broker!,
+      installation: values.installation!,
+      scope: values.scope,
+      subjectToken,
+      fresh: values.fresh
+    })
+    // In GitHub Actions, the token never shows in the log, whatever prints it later.
+    if (process.env.GITHUB_ACTIONS === "true") console.log(`::add-mask::${token.accessToken}`)
+    console.log(token.accessToken)
+    console.error(`icr-apps: ${token.scope} for ${token.expiresIn} s`)
+    return 0
+  } catch (e) {
+    if (e instanceof BrokerExchangeError) {
+      if (e.code === "usage") throw new Cli.UsageError(e.message)
+      console.error(`icr-apps: ${e.message}`)
+      return 1
+    }
+    if ((e as NodeJS.ErrnoException).code !== undefined)
+      throw new Cli.UsageError(`cannot read the token file: ${(e as NodeJS.ErrnoException).code}`)
+    throw e
+  }
+}
+
 const print: Cli.Print = (line) => Effect.sync(() => console.log(line))
 
 const main = async (): Promise<number> => {
@@ -116,6 +168,7 @@ const main = async (): Promise<number> => {
     await keygen(resolve(values.out ?? "."))
     return 0
   }
+  if (command === "exchange") return exchange(values)
   const keyFile = values.key ?? process.env.ICR_PRIVATE_KEY_FILE
   const commands: Record<string, () => Effect.Effect<void, unknown, IcrApps.IcrAppsServices>> = {
     jwt: () => Cli.jwt(print),

@@ -110,7 +110,11 @@ const bindings: BrokerBindings = {
   BROKER_OIDC_ISSUERS: JSON.stringify([OIDC_ISSUER]),
   BROKER_POLICIES: JSON.stringify(policies),
   BROKER_CACHE_SECRET: "bench-cache-secret-0123456789abcdef0123456789",
-  BROKER_RATE_LIMIT_PER_MINUTE: "1000000000"
+  BROKER_RATE_LIMIT_PER_MINUTE: "1000000000",
+  BROKER_ISSUER_BUDGET_PER_MINUTE: "1000000",
+  // Warm means no I/O: the issuer's confirmation of the cached token (a describe per serve by default,
+  // SPEC §8) is trusted for 10 minutes here, as the plain handler trusts its Map.
+  BROKER_CACHE_REVALIDATE_SECONDS: "600"
 }
 let brokerEvent: ExchangeEvent | undefined
 const brokerAudit = benchAuditSink<ExchangeEvent>()

@@ -10,6 +10,8 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
+import * as Option from "effect/Option"
+import * as AST from "effect/SchemaAST"
 import * as Schema from "effect/Schema"
 import { AddAppKeyRequest, App, AppKey, AppPage, CreateAppRequest } from "./Apps.js"
 import {
@@ -148,6 +150,14 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addError(Problems.PermissionsExceedGrant)
       .middleware(AppAuth)
       .annotate(OpenApi.Summary, "Create an installation access token")
+      .annotate(
+        OpenApi.Description,
+        "An installation token (`crs_…`, lives 2 hours) for one of the app's installations, with the installation's " +
+          'permissions, or fewer: an optional body `{ "permissions" }` narrows them (422 `permissions_exceed_grant` ' +
+          "beyond the grant; an explicit empty object is 422 `invalid_permissions`). An installation of another app, " +
+          "or none, is 404 `installation_not_found`; a suspended one, 403 `installation_suspended`. The token is " +
+          "shown once: the server keeps only its digest."
+      )
       // The body is optional: none, or `{}`, means the installation's full grant.
       .annotate(OpenApi.Transform, optionalBody)
   )
@@ -157,6 +167,11 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addSuccess(TokenDescription)
       .middleware(TokenAuth)
       .annotate(OpenApi.Summary, "Describe the access token in the Authorization header")
+      .annotate(
+        OpenApi.Description,
+        "What the token is (kind, app, installation, permissions, expiry), never its secret. A revoked, expired or " +
+          "killed token is 401 `invalid_token`."
+      )
       .annotate(OpenApi.Transform, noStore)
   )
   .add(
@@ -165,6 +180,7 @@ export class AppsGroup extends HttpApiGroup.make("apps")
       .addSuccess(HttpApiSchema.NoContent)
       .middleware(TokenAuth)
       .annotate(OpenApi.Summary, "Revoke the access token in the Authorization header")
+      .annotate(OpenApi.Description, "Any later use of the token is 401 `invalid_token`.")
   )
   .add(
     HttpApiEndpoint.get("listInstallations", "/app/installations")
@@ -338,6 +354,7 @@ export class SystemGroup extends HttpApiGroup.make("system")
     HttpApiEndpoint.get("healthz", "/healthz")
       .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
       .annotate(OpenApi.Summary, "Liveness check")
+      .annotate(OpenApi.Description, '`{"status":"ok"}` while the server runs; no credential, never rate limited.')
   )
   .add(
     HttpApiEndpoint.get("openapi", "/openapi.json")
@@ -354,12 +371,20 @@ export class SystemGroup extends HttpApiGroup.make("system")
  */
 const problemResponses = (spec: JsonObject): JsonObject => {
   const internal = "#/components/schemas/HttpApiDecodeError"
+  const own = endpointCodes()
   for (const operations of Object.values<JsonObject>(spec.paths ?? {})) {
     for (const operation of Object.values<JsonObject>(operations)) {
+      const answers = apiWideAnswers(spec, operation, own.get(operation.operationId) ?? new Set())
       for (const [status, response] of Object.entries<JsonObject>(operation.responses ?? {})) {
         if (Number(status) < 400 || response.content === undefined) continue
         const schema = Object.values<JsonObject>(response.content)[0]?.schema ?? {}
-        const refs: Array<JsonObject> = (schema.anyOf ?? [schema]).filter((s: JsonObject) => s.$ref !== internal)
+        const refs: Array<JsonObject> = (schema.anyOf ?? [schema]).filter(
+          (s: JsonObject) => s.$ref !== internal && answers(String(s.$ref).replace("#/components/schemas/Problem_", ""))
+        )
+        if (refs.length === 0) {
+          delete operation.responses[status]
+          continue
+        }
         const codes = refs.map((s) => String(s.$ref).replace("#/components/schemas/Problem_", ""))
         response.description = `Problem document (${codes.map((c) => `\`${c}\``).join(", ")})`
         response.content = {
@@ -371,6 +396,62 @@ const problemResponses = (spec: JsonObject): JsonObject => {
     }
   }
   return pruneComponents(spec)
+}
+
+/** The SPEC §6 codes each endpoint declares itself (not the API-wide ones), by operation id (`group.endpoint`). */
+const endpointCodes = (): Map<string, Set<string>> => {
+  const collect = (ast: AST.AST, into: Set<string>): void => {
+    const id = Option.getOrUndefined(AST.getIdentifierAnnotation(ast))
+    if (id?.startsWith("Problem_")) into.add(id.slice("Problem_".length))
+    else if (AST.isUnion(ast)) for (const member of ast.types) collect(member, into)
+  }
+  const out = new Map<string, Set<string>>()
+  for (const group of Object.values(IcrAppsApi.groups)) {
+    for (const endpoint of Object.values(group.endpoints)) {
+      const codes = new Set<string>()
+      collect(endpoint.errorSchema.ast, codes)
+      out.set(`${group.identifier}.${endpoint.name}`, codes)
+    }
+  }
+  return out
+}
+
+/**
+ * Which API-wide problems (declared once on {@link IcrAppsApi}, so that every call decodes them) an
+ * operation can answer, so that its document lists only those: `invalid_request` where there is a
+ * path, query or body to be wrong; `payload_too_large` where there is a body; `invalid_permissions`
+ * where the body carries permissions; `unavailable` where storage is read (not `/healthz` or
+ * `/openapi.json`); `rate_limited` everywhere but `/healthz` (never limited); never `not_found` or
+ * `method_not_allowed` (those answer paths and methods the document has no operation for) unless the
+ * endpoint declares them itself.
+ */
+const apiWideAnswers = (spec: JsonObject, operation: JsonObject, own: ReadonlySet<string>) => {
+  const id = String(operation.operationId)
+  const body = operation.requestBody?.content?.["application/json"]?.schema as JsonObject | undefined
+  const bodySchema: JsonObject | undefined =
+    body?.$ref === undefined ? body : spec.components?.schemas?.[String(body.$ref).split("/").pop()!]
+  const hasInput =
+    body !== undefined || (operation.parameters ?? []).some((p: JsonObject) => p.in === "path" || p.in === "query")
+  return (code: string): boolean => {
+    if (own.has(code)) return true
+    switch (code) {
+      case "invalid_request":
+        return hasInput
+      case "payload_too_large":
+        return body !== undefined
+      case "invalid_permissions":
+        return bodySchema?.properties?.permissions !== undefined
+      case "unavailable":
+        return !id.startsWith("system.")
+      case "rate_limited":
+        return id !== "system.healthz"
+      case "not_found":
+      case "method_not_allowed":
+        return false
+      default:
+        return true
+    }
+  }
 }
 
 /** The headers SPEC §1 and §6 put on error responses, documented where they apply. */
@@ -428,7 +509,10 @@ export class IcrAppsApi extends HttpApi.make("icr-apps")
   .annotate(OpenApi.Version, API_VERSION)
   .annotate(
     OpenApi.Description,
-    "The GitHub-Apps-style API of the International Carbon Registry: App JWTs, access tokens, installations."
+    "The GitHub-Apps-style API of the International Carbon Registry: App JWTs, access tokens, installations. " +
+      "Errors are RFC 9457 problem documents with a stable `code`; each operation lists the ones it can answer. " +
+      "Any path not listed here is 404 `not_found`; a listed path with a method it does not serve is 405 " +
+      "`method_not_allowed`, with `Allow`."
   )
   .annotate(OpenApi.Servers, [{ url: "https://api.carbonregistry.com", description: "Production" }])
   .annotate(OpenApi.Transform, problemResponses) {}

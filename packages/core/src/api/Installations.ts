@@ -62,7 +62,9 @@ export type InstallationsQuery = typeof InstallationsQuery.Type
 
 /** `?appId=&limit=&page=` of `GET /admin/installations` (SPEC §5). */
 export const AdminInstallationsQuery = Schema.Struct({
-  appId: Schema.optionalWith(AppId.annotations({ description: "Only this app's installations" }), { exact: true }),
+  appId: Schema.optionalWith(AppId.annotations({ title: "appId", description: "Only this app's installations" }), {
+    exact: true
+  }),
   limit: LimitParam,
   page: PageParam
 })

@@ -47,25 +47,27 @@ export const decodeCursor = (cursor: string): Option.Option<CursorPosition> => {
     : Option.none()
 }
 
-/** A non-negative integer carried as a query-string value. */
-const QueryInt = Schema.String.pipe(
-  Schema.pattern(/^(0|[1-9][0-9]{0,15})$/, { message: () => "must be a non-negative integer" }),
-  Schema.compose(Schema.NumberFromString)
-)
+/**
+ * A non-negative integer carried as a query-string value. The description sits on the string side:
+ * that is the side OpenAPI documents (the query string), so it is what a reader sees.
+ */
+const queryInt = (description: string) =>
+  Schema.String.pipe(
+    Schema.pattern(/^(0|[1-9][0-9]{0,15})$/, { description, message: () => "must be a non-negative integer" }),
+    Schema.compose(Schema.NumberFromString)
+  )
 
 /** `?limit=`: 1..100, default 10. */
 export const LimitParam = Schema.optionalWith(
-  QueryInt.pipe(Schema.between(PAGE_LIMIT.min, PAGE_LIMIT.max)).annotations({
-    description: "Items per page, 1..100 (default 10)"
-  }),
+  queryInt("Items per page, an integer from 1 to 100 (default 10)").pipe(
+    Schema.between(PAGE_LIMIT.min, PAGE_LIMIT.max)
+  ),
   { exact: true }
 )
 
 /** `?page=`: zero-based, default 0. */
 export const PageParam = Schema.optionalWith(
-  QueryInt.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER)).annotations({
-    description: "Zero-based page number (default 0)"
-  }),
+  queryInt("Zero-based page number, an integer (default 0)").pipe(Schema.between(0, Number.MAX_SAFE_INTEGER)),
   { exact: true }
 )
 
@@ -74,8 +76,12 @@ export const CursorParam = Schema.optionalWith(
   Schema.String.pipe(
     Schema.pattern(/^[A-Za-z0-9_-]+$/, { message: () => "must be a nextCursor from an earlier page" }),
     Schema.maxLength(MAX_CURSOR_LENGTH, { message: () => "must be a nextCursor from an earlier page" }),
-    Schema.filter((s) => Option.isSome(decodeCursor(s)) || "must be a nextCursor from an earlier page")
+    // `jsonSchema: {}`: documented as the string it is, with the words below (not the length limit's name).
+    Schema.filter((s) => Option.isSome(decodeCursor(s)) || "must be a nextCursor from an earlier page", {
+      jsonSchema: {}
+    })
   ).annotations({
+    title: "cursor",
     description:
       "Keyset cursor: the `nextCursor` of the previous page. Start a walk with neither `cursor` nor `page`, " +
       "then follow `nextCursor` until a page has none. Not with `page`."

@@ -127,8 +127,7 @@ const fill = (template: string, params: RequestOptions["params"]) =>
     ? template
     : template.replace(/\{(\w+)\}/g, (whole, name: string) => {
         const value = params[name]
-        // "." too: a value of ".." must not climb out of the route's path.
-        return value === undefined ? whole : encodeURIComponent(String(value)).replace(/\./g, "%2E")
+        return value === undefined ? whole : encodeURIComponent(String(value))
       })
 
 /** Query parameters onto a URL (arrays as repeated names, `undefined` left out). */

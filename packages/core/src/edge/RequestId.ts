@@ -11,8 +11,12 @@ export class RequestId extends Context.Reference<RequestId>()("@icr-apps/core/ed
 
 const sanePattern = /^[A-Za-z0-9._:-]{1,128}$/
 
-/** What a credential looks like in a request id: an access token, or a JWT's encoded `{"` header. */
-const credentialLike = /crs_|^eyJ/i
+/**
+ * What a credential looks like in a request id: an access token, a JWT — by its encoded `{"` header,
+ * or by its shape (three base64url segments, the first two at least 10 characters: an identity token
+ * whose header is spelt otherwise) — or a GitHub token (`ghp_`, `ghs_`, …, `github_pat_`).
+ */
+const credentialLike = /crs_|^eyJ|^[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*$|gh[pousr]_|github_pat_/i
 
 /**
  * The caller's `x-request-id` when it is sane, else a fresh UUID. One that looks like a credential

@@ -34,9 +34,57 @@ describe("openapi.json is generated from the definition", () => {
     expect(Object.keys(mint.responses["200"].headers)).toEqual(["Cache-Control"])
     expect(mint.requestBody.required).toBe(false)
     expect(Object.keys(mint.responses["401"].headers)).toEqual(["WWW-Authenticate"])
-    expect(Object.keys(mint.responses["405"].headers)).toEqual(["Allow"])
     expect(Object.keys(mint.responses["429"].headers)).toEqual(["Retry-After"])
     expect(Object.keys(mint.responses["503"].headers)).toEqual(["Retry-After"])
+  })
+  it("lists on each operation only the problems it can answer", () => {
+    const codesOf = (op: any) =>
+      Object.fromEntries(
+        Object.entries<any>(op.responses)
+          .filter(([status]) => Number(status) >= 400)
+          .map(([status, r]) => [status, [...r.description.matchAll(/`(\w+)`/g)].map((m) => m[1])])
+      )
+    expect(codesOf(doc.paths["/healthz"].get)).toEqual({ "400": ["unsupported_api_version"], "500": ["internal"] })
+    expect(codesOf(doc.paths["/openapi.json"].get)).toEqual({
+      "400": ["unsupported_api_version"],
+      "429": ["rate_limited"],
+      "500": ["internal"]
+    })
+    expect(codesOf(doc.paths["/app/installations/token"].delete)).toEqual({
+      "400": ["unsupported_api_version"],
+      "401": ["missing_credentials", "invalid_token"],
+      "429": ["rate_limited"],
+      "500": ["internal"],
+      "503": ["unavailable"]
+    })
+    for (const [path, ops] of Object.entries<any>(doc.paths)) {
+      for (const [method, op] of Object.entries<any>(ops)) {
+        const where = `${method.toUpperCase()} ${path}`
+        const codes = Object.values<Array<string>>(codesOf(op)).flat()
+        expect(codes, where).not.toContain("method_not_allowed")
+        if (where !== "DELETE /admin/apps/{appId}/keys/{keyId}") expect(codes, where).not.toContain("not_found")
+        expect(codes.includes("payload_too_large"), where).toBe(op.requestBody !== undefined)
+        const body = op.requestBody?.content["application/json"].schema.$ref?.split("/").pop()
+        expect(codes.includes("invalid_permissions"), where).toBe(
+          doc.components.schemas[body]?.properties?.permissions !== undefined
+        )
+      }
+    }
+  })
+  it("describes the mint, and the paging parameters in words", () => {
+    const mint = doc.paths["/app/installations/{installationId}/accessTokens"].post
+    expect(mint.description).toContain("404 `installation_not_found`")
+    expect(mint.description).toContain("403 `installation_suspended`")
+    const params = Object.fromEntries(doc.paths["/app/installations"].get.parameters.map((p: any) => [p.name, p]))
+    expect(params.cursor.description).toMatch(/^Keyset cursor: the `nextCursor` of the previous page/)
+    expect(params.cursor.schema.title).toBe("cursor")
+    expect(params.limit.description).toBe("Items per page, an integer from 1 to 100 (default 10)")
+    expect(params.page.description).toBe("Zero-based page number, an integer (default 0)")
+    for (const path of ["/app/installations", "/admin/apps", "/admin/installations"]) {
+      expect(JSON.stringify(doc.paths[path].get.parameters)).not.toMatch(
+        /maxLength\(|a string matching the pattern|character\(s\) long/
+      )
+    }
   })
   it("documents both mints' optional narrowing body: at least one permission, no other member (SPEC §4)", () => {
     const appToken = doc.paths["/app/accessTokens"].post

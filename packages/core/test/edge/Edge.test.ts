@@ -68,6 +68,13 @@ describe("an edge configured without an API version (the broker's)", () => {
     expect(await idOf("job-7.step:2")).toBe("job-7.step:2")
     expect(await idOf(`crs_${"ab".repeat(24)}`)).toMatch(/^[0-9a-f-]{36}$/)
     expect(await idOf("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")).toMatch(/^[0-9a-f-]{36}$/)
+    // A JWT by its shape, whatever its header's spelling; GitHub's tokens.
+    expect(await idOf("ewogICJhbGciOiAiUlMyNTYiCn0.ewogICJzdWIiOiAieCIKfQ.c2lnbmF0dXJl")).toMatch(/^[0-9a-f-]{36}$/)
+    expect(await idOf(`ghs_${"A1".repeat(18)}`)).toMatch(/^[0-9a-f-]{36}$/)
+    expect(await idOf(`github_pat_${"a".repeat(30)}`)).toMatch(/^[0-9a-f-]{36}$/)
+    // Dotted ids that are not tokens are kept.
+    expect(await idOf("req-1.a")).toBe("req-1.a")
+    expect(await idOf("web.prod-eu.4242")).toBe("web.prod-eu.4242")
   })
   it("encodes problems with Retry-After and WWW-Authenticate, and a defect as 500 that names nothing", async () => {
     const { handler, defects } = edgeOver((path) =>

@@ -119,6 +119,40 @@ export class BrokerGroup extends HttpApiGroup.make("broker")
       "`subject_token`), or come over a Cloudflare service binding whose `props.service` names them."
   ) {}
 
+/** The policy document in force (SPEC §8): BROKER_POLICIES (version 0) or the last one stored. */
+export const PolicyDocument = Schema.Struct({
+  version: Schema.Int.annotations({ description: "0 for BROKER_POLICIES; 1, 2, … for each document stored" }),
+  updatedAt: Schema.NullOr(Schema.String),
+  source: Schema.Literal("environment", "store"),
+  policies: Schema.Array(Schema.Unknown).annotations({ description: "The policies, as BROKER_POLICIES writes them" })
+}).annotations({ identifier: "PolicyDocument" })
+
+/** A new policy document. */
+export const PolicyUpdate = Schema.Struct({
+  policies: Schema.Unknown.annotations({ description: "A JSON array of policies, as BROKER_POLICIES" })
+}).annotations({ identifier: "PolicyUpdate" })
+
+/** The operator API: trust policies managed without a redeploy. */
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.get("getPolicies", "/admin/policies")
+      .addSuccess(PolicyDocument)
+      .annotate(OpenApi.Summary, "The trust policies in force, with their version")
+  )
+  .add(
+    HttpApiEndpoint.put("putPolicies", "/admin/policies")
+      .setPayload(PolicyUpdate)
+      .addSuccess(PolicyDocument)
+      .annotate(OpenApi.Summary, "Replace the trust policies (validated; effective on the next exchange)")
+  )
+  .addError(Problems.MissingCredentials)
+  .addError(Problems.InvalidToken)
+  .addError(Problems.AdminDisabled)
+  .addError(Problems.RateLimited)
+  .addError(Problems.Unavailable)
+  .annotate(OpenApi.Title, "Operator")
+  .annotate(OpenApi.Description, "Guarded by `Authorization: Bearer <BROKER_ADMIN_TOKEN>` (at least 32 characters).") {}
+
 /** Readiness and the API's own description. */
 export class SystemGroup extends HttpApiGroup.make("system")
   .add(
@@ -151,6 +185,7 @@ const tidy = (spec: JsonObject): JsonObject => {
   for (const [path, operations] of Object.entries<JsonObject>(spec.paths ?? {})) {
     for (const operation of Object.values<JsonObject>(operations)) {
       if (path === "/token" || path === "/installations") operation.security = [{ oidc: [] }, {}]
+      if (path === "/admin/policies") operation.security = [{ admin: [] }]
       for (const [status, response] of Object.entries<JsonObject>(operation.responses ?? {})) {
         if (Number(status) < 300) {
           response.headers = { ...response.headers, "Cache-Control": header("`no-store`") }
@@ -175,6 +210,7 @@ const tidy = (spec: JsonObject): JsonObject => {
     ...spec.components,
     securitySchemes: {
       ...spec.components?.securitySchemes,
+      admin: { type: "http", scheme: "bearer", description: "BROKER_ADMIN_TOKEN" },
       oidc: {
         type: "http",
         scheme: "bearer",
@@ -189,6 +225,7 @@ const tidy = (spec: JsonObject): JsonObject => {
 /** The broker's API: token exchange, listing, readiness, this document. */
 export class BrokerApi extends HttpApi.make("icr-apps-broker")
   .add(BrokerGroup)
+  .add(AdminGroup)
   .add(SystemGroup)
   .addError(Problems.InvalidRequest)
   .addError(Problems.NotFound)

@@ -47,8 +47,21 @@ export interface ExchangeEvent {
   readonly revalidated?: "confirmed" | "recent" | "dead" | undefined
 }
 
+/** A change of the trust policies through the operator API (or a refused attempt at one). */
+export interface PolicyEvent {
+  readonly event: "broker.policies_update"
+  readonly time: string
+  readonly requestId: string
+  readonly outcome: "success" | "refused"
+  readonly code?: string | undefined
+  /** The version written. */
+  readonly version?: number | undefined
+  /** The names of the policies now in force. */
+  readonly policies?: ReadonlyArray<string> | undefined
+}
+
 /** Where audit events go. */
-export type AuditSink = (event: ExchangeEvent) => void
+export type AuditSink = (event: ExchangeEvent | PolicyEvent) => void
 
 /** One JSON line on the Worker's log (Workers Logs / `wrangler tail` index it). */
 export const consoleSink: AuditSink = (event) => console.log(JSON.stringify(event))

@@ -15,7 +15,7 @@ import type { Permissions } from "@icr-apps/core/api/Permissions"
 import * as AppJwt from "@icr-apps/core/sdk/AppJwt"
 import * as Client from "@icr-apps/core/sdk/Client"
 import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
-import type { CachedToken } from "@icr-apps/core/sdk/TokenCache"
+import { type CachedToken, TokenCache } from "@icr-apps/core/sdk/TokenCache"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Context from "effect/Context"
@@ -40,13 +40,27 @@ import {
   type TokenResponse
 } from "./Api.js"
 import { type AuditSink, consoleSink, type ExchangeEvent } from "./Audit.js"
-import { type BrokerSettings, type BrokerVars, readSettings } from "./Config.js"
+import { type BrokerSettings, type BrokerVars, MIN_ADMIN_TOKEN_LENGTH, readSettings } from "./Config.js"
 import * as EncryptedTokenCache from "./EncryptedTokenCache.js"
 import * as Oidc from "./Oidc.js"
-import { type Caller, callerKey, decide, formatScope, listing, parseScope, reaches, type Refusal } from "./Policies.js"
 import {
+  type Caller,
+  callerKey,
+  decide,
+  decodePolicyArray,
+  formatScope,
+  listing,
+  parseScope,
+  reaches,
+  type Refusal
+} from "./Policies.js"
+import * as PolicyStore from "./PolicyStore.js"
+import {
+  AdminDisabled,
   type BrokerProblem,
   codeOf,
+  InvalidToken,
+  MissingCredentials,
   InvalidGrant,
   InvalidRequest,
   InvalidScope,
@@ -65,6 +79,10 @@ export interface BrokerBindings extends BrokerVars {
   readonly BROKER_CACHE: EncryptedTokenCache.KvLike
   /** A service binding to the issuer worker; without it the issuer is reached at BROKER_ISSUER_URL. */
   readonly ISSUER?: { fetch: typeof globalThis.fetch } | undefined
+  /** Exchanges and listing units per caller, shared by every isolate (a Rate Limiting binding; optional). */
+  readonly CALLER_RATE_LIMITER?: RateLimit.RateLimitBinding | undefined
+  /** Requests to the issuer per app, shared by every isolate (a Rate Limiting binding; optional). */
+  readonly ISSUER_RATE_LIMITER?: RateLimit.RateLimitBinding | undefined
 }
 
 /** What the broker needs from outside besides its bindings (tests replace them). */
@@ -105,29 +123,43 @@ export class ServiceCaller extends Context.Tag("@icr-apps/worker/broker/ServiceC
   { readonly service: string | undefined }
 >() {}
 
-/** A broker that can serve. */
-interface Ready {
-  readonly ready: true
-  readonly settings: BrokerSettings
+/** One app the broker speaks for: its SDK, its budget at the issuer, its listing cache. */
+interface AppSdk {
+  readonly appId: string
   readonly tokens: InstallationTokens.InstallationTokens["Type"]
   readonly client: Client.IcrAppsClient["Type"]
-  readonly oidc: Oidc.OidcVerifier | undefined
-  /** Exchanges and listings per caller. */
-  readonly callers: RateLimit.RateLimiter
-  /** Failed authentications per client address. */
-  readonly failures: RateLimit.RateLimiter
-  /** Every request the broker makes to the issuer (mints, describes, listing pages), under one key. */
+  /** Every request made to the issuer for this app (mints, describes, listing pages), under one key. */
   readonly issuerBudget: RateLimit.RateLimiter
   /** The app's installations, as last listed (a short cache: see {@link LIST_CACHE_SECONDS}). */
   readonly listings: {
     readonly pageSize: number
     cached?: { readonly at: number; readonly items: ReadonlyArray<Installation> } | undefined
   }
+}
+
+/** A broker that can serve. */
+interface Ready {
+  readonly ready: true
+  readonly settings: BrokerSettings
+  /** Every app it speaks for, by id (BROKER_APP_ID, then BROKER_APPS). */
+  readonly apps: ReadonlyMap<string, AppSdk>
+  readonly oidc: Oidc.OidcVerifier | undefined
+  /** Exchanges and listings per caller. */
+  readonly callers: RateLimit.RateLimiter
+  /** Failed authentications per client address. */
+  readonly failures: RateLimit.RateLimiter
+  /** The limits every isolate shares (Cloudflare Rate Limiting bindings), when bound. */
+  readonly shared: {
+    readonly callers: RateLimit.RateLimitBinding | undefined
+    readonly issuer: RateLimit.RateLimitBinding | undefined
+  }
   /** The ids of tokens this isolate minted, by digest prefix (the SDK's cache keeps no id). */
   readonly mintedIds: Map<string, string>
   /** When the issuer last confirmed a cached token's standing, by digest prefix (per isolate). */
   readonly confirmed: Map<string, number>
   readonly audit: AuditSink
+  /** The trust policies in force: BROKER_POLICIES, or the document stored through the operator API. */
+  readonly policies: PolicyStore.PolicyStore
 }
 
 /** The broker's state: ready, or why not. */
@@ -162,17 +194,21 @@ const digestPrefix = (token: string) =>
  * Counts one request to the issuer against the broker-wide budget: past it, the caller is told to
  * come back (429) rather than the broker spending the app's own budget at the issuer.
  */
-const spend = (budget: RateLimit.RateLimiter) =>
+const spend = (
+  budget: RateLimit.RateLimiter,
+  shared?: { binding: RateLimit.RateLimitBinding | undefined; key: string }
+) =>
   Effect.clockWith((clock) => {
     const decision = budget.take("issuer", clock.unsafeCurrentTimeMillis())
-    return decision.allowed
-      ? Effect.void
-      : Effect.fail(
-          new RateLimited({
-            detail: "The broker's budget of requests to the issuer is spent for now",
-            retryAfter: decision.retryAfterSeconds
-          })
-        )
+    const spent = (retryAfter: number) =>
+      Effect.fail(
+        new RateLimited({ detail: "The broker's budget of requests to the issuer is spent for now", retryAfter })
+      )
+    if (!decision.allowed) return spent(decision.retryAfterSeconds)
+    if (shared?.binding === undefined) return Effect.void
+    return Effect.flatMap(RateLimit.takeShared(shared.binding, shared.key), (allowed) =>
+      allowed ? Effect.void : spent(RateLimit.BINDING_PERIOD_SECONDS)
+    )
   })
 
 /**
@@ -181,10 +217,12 @@ const spend = (budget: RateLimit.RateLimiter) =>
  */
 const sdkLayer = (
   settings: BrokerSettings,
+  app: BrokerSettings["apps"][number],
   env: BrokerBindings,
   retry: Client.RetryOptions,
   ids: Map<string, string>,
-  budget: RateLimit.RateLimiter
+  budget: RateLimit.RateLimiter,
+  keys: EncryptedTokenCache.CacheKeys
 ) => {
   const issuer = env.ISSUER
   const fetch: typeof globalThis.fetch =
@@ -196,7 +234,10 @@ const sdkLayer = (
         ...client,
         createInstallationAccessToken: (installationId, options) =>
           Effect.tap(
-            Effect.zipRight(spend(budget), client.createInstallationAccessToken(installationId, options)),
+            Effect.zipRight(
+              spend(budget, { binding: env.ISSUER_RATE_LIMITER, key: `app:${app.appId}` }),
+              client.createInstallationAccessToken(installationId, options)
+            ),
             (minted) =>
               Effect.flatMap(digestPrefix(Redacted.value(minted.token)), (digest) => {
                 ids.set(digest, minted.id)
@@ -210,9 +251,9 @@ const sdkLayer = (
   )
   return InstallationTokens.layer({ refreshMarginSeconds: INSTALLATION_TOKEN_SECONDS - REUSE_SECONDS }).pipe(
     Layer.provideMerge(recordingClient),
-    Layer.provide(AppJwt.layer({ appId: settings.appId, privateKey: settings.privateKey })),
+    Layer.provide(AppJwt.layer({ appId: app.appId, privateKey: app.privateKey })),
     Layer.provide(Client.layerFetch(fetch)),
-    Layer.provide(EncryptedTokenCache.layer(env.BROKER_CACHE, Redacted.value(settings.cacheSecret)))
+    Layer.provide(Layer.succeed(TokenCache, EncryptedTokenCache.make(env.BROKER_CACHE, keys)))
   )
 }
 
@@ -226,18 +267,30 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
       if (Either.isLeft(read)) return { ready: false as const, problems: read.left, audit }
       const settings = read.right
       const mintedIds = new Map<string, string>()
-      const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
-      const built = yield* Effect.either(
-        Layer.build(sdkLayer(settings, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget))
-      )
-      if (Either.isLeft(built)) {
-        return { ready: false as const, problems: [`BROKER_PRIVATE_KEY: ${built.left.detail}`], audit }
+      const keys = yield* Effect.promise(() => EncryptedTokenCache.deriveKeys(Redacted.value(settings.cacheSecret)))
+      const apps = new Map<string, AppSdk>()
+      for (const [index, app] of settings.apps.entries()) {
+        // Each app has its own budget at the issuer, so each gets its own ceiling here.
+        const issuerBudget = RateLimit.make(settings.issuerBudgetPerMinute)
+        const built = yield* Effect.either(
+          Layer.build(sdkLayer(settings, app, env, deps.retry ?? DEFAULT_RETRY, mintedIds, issuerBudget, keys))
+        )
+        if (Either.isLeft(built)) {
+          const name = index === 0 ? "BROKER_PRIVATE_KEY" : `BROKER_APPS[${index - 1}].privateKey`
+          return { ready: false as const, problems: [`${name}: ${built.left.detail}`], audit }
+        }
+        apps.set(app.appId, {
+          appId: app.appId,
+          tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
+          client: Context.get(built.right, Client.IcrAppsClient),
+          issuerBudget,
+          listings: { pageSize: deps.listPageSize ?? 100 }
+        })
       }
       return {
         ready: true as const,
         settings,
-        tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
-        client: Context.get(built.right, Client.IcrAppsClient),
+        apps,
         oidc:
           settings.audience === undefined || settings.oidcIssuers.length === 0
             ? undefined
@@ -250,11 +303,15 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
               }),
         callers: RateLimit.make(settings.ratePerMinute),
         failures: RateLimit.make(FAILED_ATTEMPTS_PER_MINUTE),
-        issuerBudget,
-        listings: { pageSize: deps.listPageSize ?? 100 },
+        shared: { callers: env.CALLER_RATE_LIMITER, issuer: env.ISSUER_RATE_LIMITER },
         mintedIds,
         confirmed: new Map(),
-        audit
+        audit,
+        policies: PolicyStore.make(
+          EncryptedTokenCache.sealedKv(env.BROKER_CACHE, keys),
+          { raw: settings.policiesRaw, policies: settings.policies },
+          (policies) => validatePolicies(settings, policies)
+        )
       }
     })
   )
@@ -325,11 +382,13 @@ const authenticate = (
 const limit = (state: Ready, caller: Caller) =>
   Effect.flatMap(Clock.currentTimeMillis, (now) => {
     const decision = state.callers.take(callerKey(caller), now)
-    return decision.allowed
-      ? Effect.void
-      : Effect.fail(
-          new RateLimited({ detail: "Too many requests from this caller", retryAfter: decision.retryAfterSeconds })
-        )
+    const tooMany = (retryAfter: number) =>
+      Effect.fail(new RateLimited({ detail: "Too many requests from this caller", retryAfter }))
+    if (!decision.allowed) return tooMany(decision.retryAfterSeconds)
+    // Then the budget every isolate shares, where Cloudflare offers one.
+    return Effect.flatMap(RateLimit.takeShared(state.shared.callers, callerKey(caller)), (allowed) =>
+      allowed ? Effect.void : tooMany(RateLimit.BINDING_PERIOD_SECONDS)
+    )
   })
 
 /** The issuer could not serve the broker: it says so, without the details (they are logged). */
@@ -462,6 +521,7 @@ const noCache = (header: string | undefined): boolean =>
  */
 const confirm = (
   state: Ready,
+  sdk: AppSdk,
   issued: CachedToken,
   digest: string,
   now: number
@@ -469,7 +529,10 @@ const confirm = (
   const at = state.confirmed.get(digest)
   if (at !== undefined && now - at < state.settings.revalidateSeconds * 1000)
     return Effect.succeed({ described: false })
-  return Effect.zipRight(spend(state.issuerBudget), state.client.describeAccessToken(issued.token)).pipe(
+  return Effect.zipRight(
+    spend(sdk.issuerBudget, { binding: state.shared.issuer, key: `app:${sdk.appId}` }),
+    sdk.client.describeAccessToken(issued.token)
+  ).pipe(
     Effect.map((description) => {
       state.confirmed.delete(digest)
       state.confirmed.set(digest, now)
@@ -540,10 +603,13 @@ const exchangeWith = (
       requested = parsed.right
       event.permissions = requested
     }
-    const decision = decide(state.settings.policies, caller, installationId, requested)
+    const { policies } = yield* state.policies.current(yield* Clock.currentTimeMillis)
+    const decision = decide(policies, caller, installationId, requested)
     if (Either.isLeft(decision)) return yield* refusal(decision.left, caller)
     const { policy, permissions } = decision.right
     event.policy = policy.name
+    // The app whose identity mints: the policy's, else BROKER_APP_ID (decoding checked it is one of ours).
+    const sdk = state.apps.get(policy.app ?? state.settings.appId)!
     event.permissions = permissions
 
     // Never undefined and never empty: either would mean "the installation's full grant" to the issuer.
@@ -554,12 +620,12 @@ const exchangeWith = (
     let now = yield* Clock.currentTimeMillis
     // The token `get` would answer from this isolate's memory, taken without entering the SDK: no mint
     // can happen then, so there is no MintedHere to reset and read.
-    let issued = fresh ? undefined : state.tokens.unsafePeek(installationId, wanted, now)
+    let issued = fresh ? undefined : sdk.tokens.unsafePeek(installationId, wanted, now)
     let minted: string | undefined
     const mint = (refresh: boolean) =>
       Effect.gen(function* () {
         yield* FiberRef.set(MintedHere, undefined)
-        const got = yield* state.tokens
+        const got = yield* sdk.tokens
           .get(installationId, refresh ? { ...wanted, refresh } : wanted)
           .pipe(Effect.catchAll(fromMint))
         return [got, yield* FiberRef.get(MintedHere)] as const
@@ -574,7 +640,7 @@ const exchangeWith = (
       // From a cache: served only while the issuer has confirmed its standing recently enough
       // (SPEC §8). A killed token is dropped — overwritten by a fresh mint — and a mint the issuer
       // refuses (a suspended installation) answers the issuer's reason.
-      const standing = yield* confirm(state, issued, digest, now)
+      const standing = yield* confirm(state, sdk, issued, digest, now)
       if (standing === "dead") {
         event.revalidated = "dead"
         ;[issued, minted] = yield* mint(true)
@@ -646,18 +712,18 @@ const exchange = (payload: TokenRequest) =>
  * Every installation of the app, all pages: from the short cache, or walked now — each page
  * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
  */
-const allInstallations = (state: Ready) =>
+const allInstallations = (state: Ready, sdk: AppSdk) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
-    const cached = state.listings.cached
+    const cached = sdk.listings.cached
     if (cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000) return { items: cached.items, cost: 0 }
     const items: Array<Installation> = []
     let cursor: string | undefined
     let pages = 0
     while (pages < MAX_LIST_PAGES) {
-      yield* spend(state.issuerBudget)
-      const page = yield* state.client
-        .listInstallations({ limit: state.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
+      yield* spend(sdk.issuerBudget, { binding: state.shared.issuer, key: `app:${sdk.appId}` })
+      const page = yield* sdk.client
+        .listInstallations({ limit: sdk.listings.pageSize, ...(cursor === undefined ? {} : { cursor }) })
         .pipe(
           Effect.catchAll(
             (e): Effect.Effect<never, Unavailable | RateLimited> =>
@@ -669,7 +735,7 @@ const allInstallations = (state: Ready) =>
       if (page.nextCursor === undefined || page.items.length === 0) break
       cursor = page.nextCursor
     }
-    state.listings.cached = { at: now, items }
+    sdk.listings.cached = { at: now, items }
     return { items: items as ReadonlyArray<Installation>, cost: pages }
   })
 
@@ -683,18 +749,138 @@ const installations = Effect.gen(function* () {
   const request = yield* HttpServerRequest.HttpServerRequest
   const caller = yield* authenticate(state, request, yield* bearerOf(request))
   yield* limit(state, caller)
-  const allowed = listing(state.settings.policies, caller)
+  const { policies } = yield* state.policies.current(yield* Clock.currentTimeMillis)
+  const allowed = listing(policies, caller)
   if (allowed.length === 0)
     return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
-  const { items, cost } = yield* allInstallations(state)
+  const items: Array<Installation> = []
+  let cost = 0
+  // Each app the caller's listing policies name, listed once.
+  for (const appId of new Set(allowed.map((p) => p.app ?? state.settings.appId))) {
+    const mine = allowed.filter((p) => (p.app ?? state.settings.appId) === appId)
+    const listed = yield* allInstallations(state, state.apps.get(appId)!)
+    cost += listed.cost
+    items.push(...listed.items.filter((i) => mine.some((p) => reaches(p, i.id))))
+  }
   // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
-  if (cost > 1) state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
-  return { items: items.filter((i) => allowed.some((p) => reaches(p, i.id))) }
+  if (cost > 1) {
+    state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
+    yield* RateLimit.takeShared(state.shared.callers, callerKey(caller), cost - 1)
+  }
+  return { items }
 })
 
 const BrokerLive = HttpApiBuilder.group(BrokerApi, "broker", (handlers) =>
   Effect.succeed(
     handlers.handle("token", ({ payload }) => exchange(payload)).handle("installations", () => installations)
+  )
+)
+
+/**
+ * A policy document as the operator API takes it: decoded as BROKER_POLICIES is, and an identity
+ * token policy only where the broker can check tokens (a trusted issuer, an audience).
+ */
+const validatePolicies = (settings: BrokerSettings, policies: unknown) => {
+  if (!Array.isArray(policies)) return Either.left(["policies: must be a JSON array of policies"])
+  const decoded = decodePolicyArray(
+    policies,
+    settings.oidcIssuers,
+    "policies",
+    settings.apps.map((a) => a.appId)
+  )
+  if (Either.isRight(decoded) && settings.audience === undefined && decoded.right.some((p) => "issuer" in p.identity))
+    return Either.left(["policies: BROKER_AUDIENCE is not set, so identity-token policies cannot be checked"])
+  return decoded
+}
+
+/** Whether two secrets are equal, in time independent of where they differ (SHA-256 of both, compared in full). */
+const secretsEqual = async (a: string, b: string): Promise<boolean> => {
+  const encoder = new TextEncoder()
+  const [x, y] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(a)),
+    crypto.subtle.digest("SHA-256", encoder.encode(b))
+  ])
+  const p = new Uint8Array(x)
+  const q = new Uint8Array(y)
+  let diff = 0
+  for (let i = 0; i < p.length; i++) diff |= p[i]! ^ q[i]!
+  return diff === 0
+}
+
+/**
+ * The operator: `Authorization: Bearer <BROKER_ADMIN_TOKEN>`, compared in constant time. Wrong
+ * tokens count as failed attempts of the client address (429 past the limit); the API is off
+ * (403 admin_disabled) without a token of at least 32 characters.
+ */
+const operator = Effect.gen(function* () {
+  const state = yield* readyState
+  const expected = state.settings.adminToken
+  if (expected === undefined)
+    return yield* new AdminDisabled({
+      detail: `The operator API is disabled: no BROKER_ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
+    })
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const given = yield* bearerOf(request)
+  if (given === undefined)
+    return yield* new MissingCredentials({ detail: "Send Authorization: Bearer <BROKER_ADMIN_TOKEN>" })
+  if (yield* Effect.promise(() => secretsEqual(given, Redacted.value(expected)))) return state
+  const forwarded = request.headers["cf-connecting-ip"]
+  if (forwarded !== undefined) {
+    const seen = state.failures.take(addressKey(forwarded), yield* Clock.currentTimeMillis)
+    if (!seen.allowed)
+      return yield* new RateLimited({
+        detail: "Too many failed attempts from this address",
+        retryAfter: seen.retryAfterSeconds
+      })
+  }
+  return yield* new InvalidToken({ detail: "The operator token is not valid" })
+})
+
+/** The policy document of what was loaded, for the wire. */
+const documentOf = (loaded: PolicyStore.Loaded) => ({
+  version: loaded.document.version,
+  updatedAt: loaded.document.updatedAt,
+  source: loaded.document.source,
+  policies: loaded.document.policies
+})
+
+const AdminLive = HttpApiBuilder.group(BrokerApi, "admin", (handlers) =>
+  Effect.succeed(
+    handlers
+      .handle("getPolicies", () =>
+        Effect.gen(function* () {
+          const state = yield* operator
+          return documentOf(yield* state.policies.current(yield* Clock.currentTimeMillis))
+        })
+      )
+      .handle("putPolicies", ({ payload }) =>
+        Effect.gen(function* () {
+          const state = yield* operator
+          const requestId = yield* RequestId
+          const now = yield* Clock.currentTimeMillis
+          const time = new Date(now).toISOString()
+          return yield* state.policies.put(payload.policies, now).pipe(
+            Effect.tap((loaded) =>
+              Effect.sync(() =>
+                state.audit({
+                  event: "broker.policies_update",
+                  time,
+                  requestId,
+                  outcome: "success",
+                  version: loaded.document.version,
+                  policies: loaded.policies.map((p) => p.name)
+                })
+              )
+            ),
+            Effect.tapError((e) =>
+              Effect.sync(() =>
+                state.audit({ event: "broker.policies_update", time, requestId, outcome: "refused", code: codeOf(e) })
+              )
+            ),
+            Effect.map(documentOf)
+          )
+        })
+      )
   )
 )
 
@@ -738,7 +924,7 @@ const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
 const makeBackend = (env: BrokerBindings, deps: BrokerDependencies, scope: Scope.Scope) =>
   Effect.gen(function* () {
     const state = yield* Layer.build(stateLayer(env, deps))
-    const app = yield* Effect.provide(routerOf(Layer.merge(BrokerLive, SystemLive)), state)
+    const app = yield* Effect.provide(routerOf(Layer.mergeAll(BrokerLive, AdminLive, SystemLive)), state)
     const runtime = (yield* Effect.provide(Effect.runtime<BrokerState>(), state)) as Runtime.Runtime<never>
     const run = runRoute(runtime)
     return {
@@ -750,6 +936,22 @@ const makeBackend = (env: BrokerBindings, deps: BrokerDependencies, scope: Scope
         Effect.runSync(Effect.provide(Effect.logError("broker: defect while handling a request", name), runtime))
     }
   }).pipe(Scope.extend(scope))
+
+/**
+ * An error of the token endpoint for a client that accepts `application/json` but not
+ * `application/problem+json` — an OAuth library, which reads RFC 6749 §5.2 error responses and
+ * refuses any other content type — is labelled `application/json`. The body is the same problem
+ * document, which carries RFC 6749's `error` and `error_description`.
+ */
+const asOAuthError = (request: Request, response: Response): Response => {
+  if (response.status < 400 || !response.headers.get("content-type")?.startsWith("application/problem+json"))
+    return response
+  const accept = request.headers.get("accept")?.toLowerCase() ?? ""
+  if (!/(^|[\s,])application\/json\b/.test(accept) || accept.includes("application/problem+json")) return response
+  const headers = new Headers(response.headers)
+  headers.set("content-type", "application/json")
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+}
 
 /** Who called over a service binding, as `index.ts` read it from `ctx.props`. */
 type BindingCaller = { readonly service?: string | undefined }
@@ -765,7 +967,7 @@ export const makeHandler = (env: BrokerBindings, deps: BrokerDependencies = {}):
   const scope = Effect.runSync(Scope.make())
   const handler = brokerEdge.serve(() => Effect.runPromise(makeBackend(env, deps, scope)))
   return {
-    handler: (request, caller) => handler(request, caller),
+    handler: (request, caller) => handler(request, caller).then((response) => asOAuthError(request, response)),
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -24,12 +24,16 @@ export interface BrokerVars {
   readonly BROKER_MAX_TOKEN_AGE_SECONDS?: string | undefined
   readonly BROKER_OIDC_JWKS?: string | undefined
   readonly BROKER_ISSUER_BUDGET_PER_MINUTE?: string | undefined
+  readonly BROKER_ADMIN_TOKEN?: string | undefined
+  readonly BROKER_APPS?: string | undefined
 }
 
 /** The configuration, once valid. */
 export interface BrokerSettings {
   readonly appId: string
   readonly privateKey: Redacted.Redacted<string>
+  /** Every app the broker speaks for: BROKER_APP_ID first, then BROKER_APPS. */
+  readonly apps: ReadonlyArray<{ readonly appId: string; readonly privateKey: Redacted.Redacted<string> }>
   readonly issuerUrl: string
   /** The `aud` identity tokens must carry (absent when no policy is for an OIDC identity). */
   readonly audience: string | undefined
@@ -37,6 +41,10 @@ export interface BrokerSettings {
   /** Key sets given by configuration, by issuer (`BROKER_OIDC_JWKS`): never fetched. */
   readonly oidcJwks: Readonly<Record<string, JSONWebKeySet>>
   readonly policies: ReadonlyArray<Policy>
+  /** BROKER_POLICIES as written (what `GET /admin/policies` shows until a document is stored). */
+  readonly policiesRaw: ReadonlyArray<unknown>
+  /** The operator token guarding `/admin/policies`; absent (the API off) unless at least 32 characters. */
+  readonly adminToken: Redacted.Redacted<string> | undefined
   readonly cacheSecret: Redacted.Redacted<string>
   /** Token exchanges and listings per caller per minute, per isolate. */
   readonly ratePerMinute: number
@@ -51,6 +59,8 @@ export interface BrokerSettings {
   readonly issuerBudgetPerMinute: number
 }
 
+/** The shortest `BROKER_ADMIN_TOKEN` that turns the operator API on. */
+export const MIN_ADMIN_TOKEN_LENGTH = 32
 /** The shortest `BROKER_CACHE_SECRET` accepted. */
 export const MIN_CACHE_SECRET_LENGTH = 32
 /** The default of `BROKER_RATE_LIMIT_PER_MINUTE`. */
@@ -132,7 +142,41 @@ export const readSettings = (
     }
   }
 
-  const policies = decodePolicies(vars.BROKER_POLICIES, oidcIssuers)
+  // More apps (a secret: it holds their keys): `[{ "appId": "…", "privateKey": "-----BEGIN PRIVATE KEY-----…" }]`.
+  const apps: Array<{ readonly appId: string; readonly privateKey: Redacted.Redacted<string> }> = []
+  if (set(vars.BROKER_APP_ID) && set(vars.BROKER_PRIVATE_KEY))
+    apps.push({ appId: vars.BROKER_APP_ID.trim(), privateKey: Redacted.make(vars.BROKER_PRIVATE_KEY) })
+  if (set(vars.BROKER_APPS)) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(vars.BROKER_APPS)
+    } catch {
+      parsed = undefined
+    }
+    if (!Array.isArray(parsed)) problems.push('BROKER_APPS must be a JSON array of { "appId", "privateKey" }')
+    else
+      parsed.forEach((entry: { appId?: unknown; privateKey?: unknown } | null, index) => {
+        if (typeof entry?.appId !== "string" || entry.appId.trim() === "" || typeof entry.privateKey !== "string")
+          problems.push(`BROKER_APPS[${index}] must be { "appId", "privateKey" } (strings)`)
+        else if (apps.some((a) => a.appId === entry.appId))
+          problems.push(`BROKER_APPS[${index}].appId: the broker already speaks for that app`)
+        else apps.push({ appId: (entry.appId as string).trim(), privateKey: Redacted.make(entry.privateKey) })
+      })
+  }
+
+  const adminToken =
+    set(vars.BROKER_ADMIN_TOKEN) && vars.BROKER_ADMIN_TOKEN.length >= MIN_ADMIN_TOKEN_LENGTH
+      ? Redacted.make(vars.BROKER_ADMIN_TOKEN)
+      : undefined
+  // With an operator API, policies may come from the store alone: no BROKER_POLICIES is no policy yet.
+  const policies =
+    adminToken !== undefined && !set(vars.BROKER_POLICIES)
+      ? Either.right<ReadonlyArray<Policy>>([])
+      : decodePolicies(
+          vars.BROKER_POLICIES,
+          oidcIssuers,
+          apps.map((a) => a.appId)
+        )
   if (Either.isLeft(policies)) problems.push(...policies.left)
 
   const audience = set(vars.BROKER_AUDIENCE) ? vars.BROKER_AUDIENCE.trim() : undefined
@@ -173,11 +217,14 @@ export const readSettings = (
   return Either.right({
     appId: vars.BROKER_APP_ID!.trim(),
     privateKey: Redacted.make(vars.BROKER_PRIVATE_KEY!),
+    apps,
     issuerUrl,
     audience,
     oidcIssuers,
     oidcJwks,
     policies: policies.right,
+    policiesRaw: set(vars.BROKER_POLICIES) ? (JSON.parse(vars.BROKER_POLICIES) as ReadonlyArray<unknown>) : [],
+    adminToken,
     cacheSecret: Redacted.make(vars.BROKER_CACHE_SECRET!),
     ratePerMinute,
     revalidateSeconds,

@@ -17,23 +17,66 @@ import * as Arr from "effect/Array"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { RE2JS } from "re2js"
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
 
-/** A caller identified by an OIDC issuer and its exact `sub`. */
-const SubjectIdentity = Schema.Struct({ issuer: NonEmpty, sub: NonEmpty })
-/** A caller identified by an OIDC issuer and exact values of some of its claims (at least one). */
-const ClaimsIdentity = Schema.Struct({
+/** The longest pattern accepted. */
+const MAX_PATTERN_LENGTH = 1024
+
+/** Compiled patterns, by source: each policy's patterns are compiled once, when first decoded. */
+const compiledPatterns = new Map<string, RE2JS>()
+
+/**
+ * A pattern in RE2 syntax, compiled fully anchored (as octo-sts's `subject_pattern` and
+ * `claim_pattern`): it must match the whole value, `repo:acme/.*` never matches `xrepo:acme/x`.
+ * RE2 runs in time linear in the value, whatever the pattern: no catastrophic backtracking.
+ */
+export const compilePattern = (source: string): RE2JS | undefined => {
+  const known = compiledPatterns.get(source)
+  if (known !== undefined) return known
+  let compiled: RE2JS
+  try {
+    // The source alone first: it must be a pattern by itself, not one that closes the group around it.
+    RE2JS.compile(source)
+    compiled = RE2JS.compile(`^(?:${source})$`)
+  } catch {
+    return undefined
+  }
+  if (compiledPatterns.size >= 10_000) compiledPatterns.clear()
+  compiledPatterns.set(source, compiled)
+  return compiled
+}
+
+const Pattern = NonEmpty.pipe(
+  Schema.maxLength(MAX_PATTERN_LENGTH, { message: () => `must be at most ${MAX_PATTERN_LENGTH} characters` }),
+  Schema.filter((source) => compilePattern(source) !== undefined || "is not a valid RE2 pattern")
+)
+
+/**
+ * A caller identified by an OIDC issuer and any of: its exact `sub`, a pattern its `sub` matches,
+ * exact values of some claims, patterns some claims match. Every one given must hold.
+ */
+const OidcIdentity = Schema.Struct({
   issuer: NonEmpty,
-  claims: Schema.Record({ key: Schema.String, value: Schema.Union(Schema.String, Schema.Number, Schema.Boolean) }).pipe(
-    Schema.filter((claims) => Object.keys(claims).length > 0 || "must name at least one claim")
+  sub: Schema.optional(NonEmpty),
+  subjectPattern: Schema.optional(Pattern),
+  claims: Schema.optional(
+    Schema.Record({ key: Schema.String, value: Schema.Union(Schema.String, Schema.Number, Schema.Boolean) }).pipe(
+      Schema.filter((claims) => Object.keys(claims).length > 0 || "must name at least one claim")
+    )
+  ),
+  claimPatterns: Schema.optional(
+    Schema.Record({ key: Schema.String, value: Pattern }).pipe(
+      Schema.filter((claims) => Object.keys(claims).length > 0 || "must name at least one claim")
+    )
   )
 })
 /** A caller that comes over a service binding whose `props.service` is this name. */
 const ServiceIdentity = Schema.Struct({ service: NonEmpty })
 
 /** Who a policy is for. */
-export type Identity = typeof SubjectIdentity.Type | typeof ClaimsIdentity.Type | typeof ServiceIdentity.Type
+export type Identity = typeof OidcIdentity.Type | typeof ServiceIdentity.Type
 
 const Installations = Schema.NonEmptyArray(Uuid)
 
@@ -44,7 +87,8 @@ const PolicyFields = Schema.Struct({
   permissions: PermissionsSchema.pipe(
     Schema.filter((p) => Object.keys(p).length > 0 || "must grant at least one permission")
   ),
-  list: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  list: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  app: Schema.optional(NonEmpty)
 })
 
 /** One trust policy, decoded. */
@@ -57,6 +101,8 @@ export interface Policy {
   readonly permissions: Permissions
   /** Whether `GET /installations` is allowed. */
   readonly list: boolean
+  /** The app whose identity mints for this policy, when the broker holds several (default: BROKER_APP_ID). */
+  readonly app?: string | undefined
 }
 
 const strict = { errors: "first", onExcessProperty: "error" } as const
@@ -69,17 +115,15 @@ const firstIssue = (error: ParseResult.ParseError, prefix: ReadonlyArray<Propert
   return path === "" ? message : `${path}: ${message}`
 }
 
+const IDENTITY_FORMS = "identity: must be { issuer, sub | subjectPattern | claims | claimPatterns } or { service }"
+
 const decodeIdentity = (input: unknown): Either.Either<Identity, string> => {
-  if (!isObject(input)) return Either.left("identity: must be { issuer, sub }, { issuer, claims } or { service }")
-  const schema =
-    "service" in input
-      ? ServiceIdentity
-      : "claims" in input
-        ? ClaimsIdentity
-        : "sub" in input
-          ? SubjectIdentity
-          : undefined
-  if (schema === undefined) return Either.left("identity: must be { issuer, sub }, { issuer, claims } or { service }")
+  if (!isObject(input)) return Either.left(IDENTITY_FORMS)
+  const matchers = ["sub", "subjectPattern", "claims", "claimPatterns"].filter((k) => k in input)
+  const schema = "service" in input ? ServiceIdentity : matchers.length > 0 ? OidcIdentity : undefined
+  if (schema === undefined) return Either.left(IDENTITY_FORMS)
+  if ("sub" in input && "subjectPattern" in input)
+    return Either.left("identity: sub and subjectPattern cannot both be given")
   return Either.mapLeft(Schema.decodeUnknownEither(schema as Schema.Schema<Identity, unknown>)(input, strict), (e) =>
     firstIssue(e, ["identity"])
   )
@@ -110,7 +154,8 @@ export const decodePolicy = (input: unknown): Either.Either<Policy, string> =>
 /** What `BROKER_POLICIES` decoded to: the policies, or one error per bad policy (and per conflict). */
 export const decodePolicies = (
   json: string | undefined,
-  trustedIssuers: ReadonlyArray<string>
+  trustedIssuers: ReadonlyArray<string>,
+  apps?: ReadonlyArray<string>
 ): Either.Either<ReadonlyArray<Policy>, ReadonlyArray<string>> => {
   if (json === undefined || json.trim() === "") return Either.left(["BROKER_POLICIES is not set"])
   let parsed: unknown
@@ -120,22 +165,37 @@ export const decodePolicies = (
     return Either.left(["BROKER_POLICIES is not valid JSON"])
   }
   if (!Array.isArray(parsed)) return Either.left(["BROKER_POLICIES must be a JSON array of policies"])
+  return decodePolicyArray(parsed, trustedIssuers, "BROKER_POLICIES", apps)
+}
+
+/**
+ * Decodes an array of policies (BROKER_POLICIES, or a document put through the operator API), one
+ * error per bad policy, each labelled `<label>[i] "name"` and naming the path of its first problem.
+ */
+export const decodePolicyArray = (
+  parsed: ReadonlyArray<unknown>,
+  trustedIssuers: ReadonlyArray<string>,
+  label: string,
+  apps?: ReadonlyArray<string>
+): Either.Either<ReadonlyArray<Policy>, ReadonlyArray<string>> => {
   const errors: Array<string> = []
   const policies: Array<Policy> = []
   const names = new Set<string>()
   parsed.forEach((input, index) => {
     const rawName = (input as { name?: unknown } | null)?.name
-    const label = `BROKER_POLICIES[${index}]${typeof rawName === "string" ? ` ${JSON.stringify(rawName.slice(0, 64))}` : ""}`
+    const where = `${label}[${index}]${typeof rawName === "string" ? ` ${JSON.stringify(rawName.slice(0, 64))}` : ""}`
     const decoded = decodePolicy(input)
     if (Either.isLeft(decoded)) {
-      errors.push(`${label}: ${decoded.left}`)
+      errors.push(`${where}: ${decoded.left}`)
       return
     }
     const policy = decoded.right
-    if (names.has(policy.name)) errors.push(`${label}: name: another policy is already called that`)
+    if (names.has(policy.name)) errors.push(`${where}: name: another policy is already called that`)
     names.add(policy.name)
     if ("issuer" in policy.identity && !trustedIssuers.includes(policy.identity.issuer))
-      errors.push(`${label}: identity.issuer: not one of BROKER_OIDC_ISSUERS`)
+      errors.push(`${where}: identity.issuer: not one of BROKER_OIDC_ISSUERS`)
+    if (policy.app !== undefined && apps !== undefined && !apps.includes(policy.app))
+      errors.push(`${where}: app: not one of the broker's apps (BROKER_APP_ID, BROKER_APPS)`)
     policies.push(policy)
   })
   return errors.length > 0 ? Either.left(errors) : Either.right(policies)
@@ -160,8 +220,27 @@ export const callerKey = (caller: Caller): string =>
 export const names = (identity: Identity, caller: Caller): boolean => {
   if ("service" in identity) return caller.kind === "service" && caller.service === identity.service
   if (caller.kind !== "oidc" || caller.issuer !== identity.issuer) return false
-  if ("sub" in identity) return caller.sub === identity.sub
-  return Object.entries(identity.claims).every(([name, value]) => caller.claims[name] === value)
+  if (identity.sub !== undefined && caller.sub !== identity.sub) return false
+  if (identity.subjectPattern !== undefined && compilePattern(identity.subjectPattern)?.matches(caller.sub) !== true)
+    return false
+  if (
+    identity.claims !== undefined &&
+    !Object.entries(identity.claims).every(([name, value]) => caller.claims[name] === value)
+  )
+    return false
+  if (identity.claimPatterns !== undefined)
+    return Object.entries(identity.claimPatterns).every(([name, pattern]) => {
+      const value = caller.claims[name]
+      // Ids are numbers in some providers' tokens and strings in others': a pattern sees the decimal text.
+      const text =
+        typeof value === "string"
+          ? value
+          : typeof value === "number" && Number.isFinite(value)
+            ? String(value)
+            : undefined
+      return text !== undefined && compilePattern(pattern)?.matches(text) === true
+    })
+  return true
 }
 
 /** Whether a policy reaches an installation (lower-case id). */

@@ -9,7 +9,10 @@
  */
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import {
+  AdminDisabled,
   Internal,
+  InvalidToken,
+  MissingCredentials,
   InvalidRequest,
   MethodNotAllowed,
   NotFound,
@@ -70,6 +73,9 @@ export type BrokerProblem =
   | MethodNotAllowed
   | PayloadTooLarge
   | Internal
+  | AdminDisabled
+  | MissingCredentials
+  | InvalidToken
 
 type ProblemClass =
   | typeof InvalidRequest
@@ -83,6 +89,9 @@ type ProblemClass =
   | typeof MethodNotAllowed
   | typeof PayloadTooLarge
   | typeof Internal
+  | typeof AdminDisabled
+  | typeof MissingCredentials
+  | typeof InvalidToken
 
 /** The wire schema of one problem: the tagged error, encoded as a problem document (and an RFC 6749 error). */
 const wire = <C extends ProblemClass>(cls: C): Schema.Schema<InstanceType<C>, Record<string, unknown>> => {
@@ -133,13 +142,27 @@ export const Problems = {
   NotFound: wire(NotFound),
   MethodNotAllowed: wire(MethodNotAllowed),
   PayloadTooLarge: wire(PayloadTooLarge),
-  Internal: wire(Internal)
+  Internal: wire(Internal),
+  AdminDisabled: wire(AdminDisabled),
+  MissingCredentials: wire(MissingCredentials),
+  InvalidToken: wire(InvalidToken)
 } as const
 
 /** The SPEC code of any broker problem. */
 export const codeOf = (e: BrokerProblem): string => (e.constructor as unknown as { problem: ProblemMeta }).problem.code
 
-export { Internal, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, RateLimited, Unavailable }
+export {
+  AdminDisabled,
+  Internal,
+  InvalidRequest,
+  InvalidToken,
+  MissingCredentials,
+  MethodNotAllowed,
+  NotFound,
+  PayloadTooLarge,
+  RateLimited,
+  Unavailable
+}
 
 // A problem's message is its detail, as in the core's problems.
 for (const cls of [InvalidGrant, UnauthorizedClient, InvalidTarget, InvalidScope]) {

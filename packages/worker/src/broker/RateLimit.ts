@@ -8,6 +8,39 @@
  * put a Rate Limiting binding (as the issuer's `RATE_LIMITER`) behind the same interface.
  */
 
+import * as Effect from "effect/Effect"
+
+/**
+ * A Cloudflare Rate Limiting binding (`ratelimits` in the wrangler config): one budget per key,
+ * shared by every isolate of the Worker in a location — what the in-memory windows cannot be.
+ */
+export interface RateLimitBinding {
+  readonly limit: (options: { readonly key: string }) => Promise<{ readonly success: boolean }>
+}
+
+/** The period of the bindings the broker declares (wrangler.broker.jsonc): what a refusal asks to wait. */
+export const BINDING_PERIOD_SECONDS = 60
+
+/**
+ * Counts `cost` requests of `key` against a shared binding, if there is one: whether all were within
+ * its budget. A binding that fails allows (the in-memory limit still holds): a limiter outage must not
+ * stop every exchange.
+ */
+export const takeShared = (binding: RateLimitBinding | undefined, key: string, cost = 1): Effect.Effect<boolean> =>
+  binding === undefined || cost <= 0
+    ? Effect.succeed(true)
+    : Effect.promise(async () => {
+        let allowed = true
+        for (let i = 0; i < cost; i++) {
+          try {
+            if (!(await binding.limit({ key })).success) allowed = false
+          } catch {
+            // allowed: see above
+          }
+        }
+        return allowed
+      })
+
 /** The answer of one check. */
 export interface Decision {
   readonly allowed: boolean

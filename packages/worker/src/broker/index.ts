@@ -20,6 +20,8 @@ import { type BrokerBindings, makeHandler, type BrokerHandler } from "./Broker.j
 export interface BrokerEnv extends BrokerBindings {
   readonly BROKER_CACHE: KVNamespace
   readonly ISSUER?: Fetcher | undefined
+  readonly CALLER_RATE_LIMITER?: RateLimit | undefined
+  readonly ISSUER_RATE_LIMITER?: RateLimit | undefined
 }
 
 const handlers = new WeakMap<BrokerEnv, BrokerHandler>()

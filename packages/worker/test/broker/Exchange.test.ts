@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import {
   describe as describeToken,
   exchangeParams,
+  makeApp,
   OIDC_ISSUER,
   setup,
   subjectPolicy,
@@ -118,6 +119,38 @@ describe("POST /token: policy ∩ request", () => {
     })
   })
 
+  it("matches subjectPattern and claimPatterns policies (RE2, fully anchored), as octo-sts does", async () => {
+    const t = await setup({
+      policies: ([a]) => [
+        {
+          name: "by-pattern",
+          identity: {
+            issuer: OIDC_ISSUER,
+            subjectPattern: "repo:acme/[a-z-]+:ref:refs/heads/main",
+            claimPatterns: { repository_owner_id: "4[0-9]" }
+          },
+          installations: [a],
+          permissions: POLICY
+        }
+      ]
+    })
+    const exchange = async (sub: string, owner: unknown) =>
+      t.fetch(
+        tokenRequest(
+          exchangeParams(await t.idToken(sub, { claims: { repository_owner_id: owner } }), t.app.installations[0]!)
+        )
+      )
+    expect((await exchange("repo:acme/inventory:ref:refs/heads/main", "42")).status).toBe(200)
+    expect((await exchange("repo:acme/inventory:ref:refs/heads/main", 42)).status).toBe(200)
+    expect((await body(await exchange("repo:acme/inventory:ref:refs/heads/main", "420"))).code).toBe(
+      "unauthorized_client"
+    )
+    expect((await body(await exchange("repo:acme/inventory:ref:refs/heads/main-x", "42"))).code).toBe(
+      "unauthorized_client"
+    )
+    expect(t.audit.at(-1)).toMatchObject({ reason: "no_policy" })
+  })
+
   it("matches claims policies on exact claim values", async () => {
     const t = await setup({
       policies: ([a]) => [
@@ -194,5 +227,40 @@ describe("POST /token: policy ∩ request", () => {
     expect(text).not.toContain("crs_")
     expect(text).not.toContain(subject.split(".")[2])
     expect(text).not.toContain(t.bindings.BROKER_CACHE_SECRET)
+  })
+})
+
+describe("several apps per broker: each policy names its app", () => {
+  it("mints with the identity of the app the policy names, and refuses a policy naming an app it does not hold", async () => {
+    const second = await makeApp([{ organization_info: "VIEW" }])
+    const t = await setup({
+      policies: ([first]) => [
+        { ...subjectPolicy("first-app", SUB, [first!], POLICY) },
+        {
+          ...subjectPolicy("second-app", "other-sub", [second.installations[0]!], { organization_info: "VIEW" }),
+          app: second.appId
+        }
+      ],
+      vars: { BROKER_APPS: JSON.stringify([{ appId: second.appId, privateKey: second.privatePem }]) }
+    })
+    const one = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), t.app.installations[0]!)))
+    expect(one.status).toBe(200)
+    expect((await describeToken((await body(one)).access_token)).body.appId).toBe(t.app.appId)
+    const two = await t.fetch(tokenRequest(exchangeParams(await t.idToken("other-sub"), second.installations[0]!)))
+    expect(two.status).toBe(200)
+    expect((await describeToken((await body(two)).access_token)).body).toMatchObject({
+      appId: second.appId,
+      installationId: second.installations[0]
+    })
+    expect(t.audit.at(-1)).toMatchObject({ outcome: "granted", policy: "second-app" })
+
+    const unknown = await setup({
+      policies: ([a]) => [{ ...subjectPolicy("stray", SUB, [a!], POLICY), app: "no-such-app" }]
+    })
+    const health = await unknown.fetch(new Request("https://broker.test/healthz"))
+    expect(health.status).toBe(503)
+    expect(JSON.stringify(await body(health))).toContain(
+      `BROKER_POLICIES[0] \\"stray\\": app: not one of the broker's apps (BROKER_APP_ID, BROKER_APPS)`
+    )
   })
 })

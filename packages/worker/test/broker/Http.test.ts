@@ -168,7 +168,13 @@ describe("the HTTP rules", () => {
 
   it("shares the issuer's edge: no credential-like request id is echoed, every answer has Date and a final newline", async () => {
     const t = await allowed()
-    for (const id of [`crs_${"ab".repeat(24)}`, "trace-CRS_0123", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"]) {
+    for (const id of [
+      `crs_${"ab".repeat(24)}`,
+      "trace-CRS_0123",
+      "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+      "ewogICJhbGciOiAiUlMyNTYiCn0.ewogICJzdWIiOiAieCIKfQ.c2lnbmF0dXJl",
+      `ghs_${"A1".repeat(18)}`
+    ]) {
       const response = await t.fetch(new Request("https://broker.test/healthz", { headers: { "x-request-id": id } }))
       expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
       // Nor written into the exchange's audit line.
@@ -216,6 +222,7 @@ describe("the HTTP rules", () => {
     expect(document.openapi).toBe("3.1.0")
     expect(Object.keys(document.paths).sort()).toEqual([
       "/.well-known/oauth-authorization-server",
+      "/admin/policies",
       "/healthz",
       "/installations",
       "/openapi.json",
@@ -276,5 +283,22 @@ describe("standards: RFC 8414 metadata, RFC 8693 resource URIs", () => {
       const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken(SUB), resource)))
       expect(await json(response)).toMatchObject({ code: "invalid_target" })
     }
+  })
+})
+
+describe("errors an OAuth library can read", () => {
+  it("labels an error application/json for a client that accepts only that (RFC 6749 §5.2), problem+json otherwise", async () => {
+    const t = await allowed()
+    const refusal = (accept?: string) =>
+      t.fetch(
+        tokenRequest(exchangeParams("not.a.token", t.app.installations[0]!), {
+          headers: accept === undefined ? {} : { accept }
+        })
+      )
+    const oauth = await refusal("application/json")
+    expect(oauth.headers.get("content-type")).toBe("application/json")
+    expect(await json(oauth)).toMatchObject({ error: "invalid_grant", code: "invalid_grant", status: 400 })
+    for (const accept of [undefined, "*/*", "application/problem+json, application/json"])
+      expect((await refusal(accept)).headers.get("content-type")).toContain("application/problem+json")
   })
 })

@@ -46,7 +46,7 @@ describe("BROKER_POLICIES", () => {
       'BROKER_POLICIES[1] "typo": permissions.organization_info: Expected "VIEW", actual "WRITE"',
       'BROKER_POLICIES[2] "no-sub": identity.sub: must not be empty',
       'BROKER_POLICIES[3] "bad-id": installations.1: must be a UUID',
-      'BROKER_POLICIES[4] "extra": installation: is unexpected, expected: "name" | "identity" | "installations" | "permissions" | "list"',
+      'BROKER_POLICIES[4] "extra": installation: is unexpected, expected: "name" | "identity" | "installations" | "permissions" | "list" | "app"',
       "BROKER_POLICIES[5]: must be a JSON object"
     ])
   })
@@ -67,7 +67,7 @@ describe("BROKER_POLICIES", () => {
       'BROKER_POLICIES[1] "any-token": identity.claims: must name at least one claim',
       'BROKER_POLICIES[2] "untrusted": identity.issuer: not one of BROKER_OIDC_ISSUERS',
       'BROKER_POLICIES[3] "no-installations": installations: must be "*" or a non-empty array of installation ids',
-      'BROKER_POLICIES[4] "unknown-identity": identity: must be { issuer, sub }, { issuer, claims } or { service }',
+      'BROKER_POLICIES[4] "unknown-identity": identity: must be { issuer, sub | subjectPattern | claims | claimPatterns } or { service }',
       'BROKER_POLICIES[6] "ci": name: another policy is already called that'
     ])
   })
@@ -130,6 +130,76 @@ describe("decide", () => {
     expect(Either.isRight(decide(decoded, caller("x", { repository: "acme/app" }), B, undefined))).toBe(true)
     expect(decide(decoded, caller("x", { repository: "acme/app2" }), B, undefined)._tag).toBe("Left")
     expect(decide(decoded, caller("x", { repository: ["acme/app"] }), B, undefined)._tag).toBe("Left")
+  })
+})
+
+describe("patterns (RE2 syntax, fully anchored, linear time)", () => {
+  const caller = (sub: string, claims: Record<string, unknown> = {}): Caller => ({
+    kind: "oidc",
+    issuer: ISSUER,
+    sub,
+    claims: { sub, ...claims }
+  })
+  const decodedWith = (identity: Record<string, unknown>) =>
+    Either.getOrThrow(policies([{ ...ok, identity: { issuer: ISSUER, ...identity } }])) as ReadonlyArray<Policy>
+  const allows = (ps: ReadonlyArray<Policy>, c: Caller) => Either.isRight(decide(ps, c, A, undefined))
+
+  it("matches sub by subjectPattern over the whole value, never a part of it", () => {
+    const ps = decodedWith({ subjectPattern: "repo:acme/[a-z-]+:ref:refs/heads/(main|release-.*)" })
+    expect(allows(ps, caller("repo:acme/app:ref:refs/heads/main"))).toBe(true)
+    expect(allows(ps, caller("repo:acme/app:ref:refs/heads/release-1.2"))).toBe(true)
+    expect(allows(ps, caller("repo:acme/app:ref:refs/heads/feature"))).toBe(false)
+    expect(allows(ps, caller("xrepo:acme/app:ref:refs/heads/main"))).toBe(false)
+    expect(allows(ps, caller("repo:acme/app:ref:refs/heads/mainx"))).toBe(false)
+    // An alternation is anchored as a whole: neither branch matches a part of the value.
+    const alternation = decodedWith({ subjectPattern: "a|b" })
+    expect(allows(alternation, caller("a"))).toBe(true)
+    expect(allows(alternation, caller("ab"))).toBe(false)
+    expect(allows(alternation, caller("xb"))).toBe(false)
+  })
+
+  it("matches claims by claimPatterns (ids as decimal text), every one given, with exact claims too", () => {
+    const ps = decodedWith({
+      claims: { repository_owner_id: "42" },
+      claimPatterns: { repository_id: "1[0-9]{2}", workflow_ref: "acme/app/\\.github/workflows/deploy\\.yml@.*" }
+    })
+    const claims = {
+      repository_owner_id: "42",
+      repository_id: 123,
+      workflow_ref: "acme/app/.github/workflows/deploy.yml@refs/heads/main"
+    }
+    expect(allows(ps, caller("x", claims))).toBe(true)
+    expect(allows(ps, caller("x", { ...claims, repository_id: "1234" }))).toBe(false)
+    expect(allows(ps, caller("x", { ...claims, repository_id: [123] }))).toBe(false)
+    expect(allows(ps, caller("x", { ...claims, repository_owner_id: "43" }))).toBe(false)
+    expect(allows(ps, caller("x", { ...claims, workflow_ref: "acme/app/.github/workflows/deployXyml@x" }))).toBe(false)
+    const { repository_id: _, ...without } = claims
+    expect(allows(ps, caller("x", without))).toBe(false)
+  })
+
+  it("takes time linear in the value: a pattern that backtracks catastrophically in RegExp does not here", () => {
+    const ps = decodedWith({ subjectPattern: "(a+)+b" })
+    const started = performance.now()
+    expect(allows(ps, caller(`${"a".repeat(50_000)}c`))).toBe(false)
+    expect(performance.now() - started).toBeLessThan(1000)
+  })
+
+  it("refuses patterns that are not RE2 (backreferences, lookaround, unbalanced groups), and sub with subjectPattern", () => {
+    expect(
+      errorsOf([
+        { ...ok, name: "backref", identity: { issuer: ISSUER, subjectPattern: "(a)\\1" } },
+        { ...ok, name: "lookahead", identity: { issuer: ISSUER, claimPatterns: { repository: "(?=acme).*" } } },
+        { ...ok, name: "escape", identity: { issuer: ISSUER, subjectPattern: "a)|(.*" } },
+        { ...ok, name: "both", identity: { issuer: ISSUER, sub: "a", subjectPattern: "a" } },
+        { ...ok, name: "empty", identity: { issuer: ISSUER, claimPatterns: {} } }
+      ])
+    ).toEqual([
+      'BROKER_POLICIES[0] "backref": identity.subjectPattern: is not a valid RE2 pattern',
+      'BROKER_POLICIES[1] "lookahead": identity.claimPatterns.repository: is not a valid RE2 pattern',
+      'BROKER_POLICIES[2] "escape": identity.subjectPattern: is not a valid RE2 pattern',
+      'BROKER_POLICIES[3] "both": identity: sub and subjectPattern cannot both be given',
+      'BROKER_POLICIES[4] "empty": identity.claimPatterns: must name at least one claim'
+    ])
   })
 })
 

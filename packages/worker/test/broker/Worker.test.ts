@@ -2,7 +2,7 @@ import { env, SELF } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
 import type { BrokerVars } from "../../src/broker/Config.js"
 import worker, { type BrokerEnv } from "../../src/broker/index.js"
-import { exchangeParams, setup, subjectPolicy, tokenRequest } from "./harness.js"
+import { exchangeParams, OIDC_ISSUER, setup, subjectPolicy, tokenRequest } from "./harness.js"
 
 const json = async (response: Response) => (await response.json()) as Record<string, any>
 
@@ -215,5 +215,50 @@ describe("budgets: one caller cannot starve the others (SPEC §8)", () => {
     expect(refused.status).toBe(429)
     expect(await json(refused)).toMatchObject({ code: "rate_limited" })
     expect(t.issuer.requests).toHaveLength(4)
+  })
+})
+
+describe("limits shared by every isolate (Cloudflare Rate Limiting bindings)", () => {
+  /** A binding as Cloudflare's behaves within one period: `limit` requests per key, shared by all. */
+  const fakeBinding = (limit: number) => {
+    const counts = new Map<string, number>()
+    return {
+      counts,
+      limit: async ({ key }: { key: string }) => {
+        counts.set(key, (counts.get(key) ?? 0) + 1)
+        return { success: counts.get(key)! <= limit }
+      }
+    }
+  }
+
+  it("CALLER_RATE_LIMITER: a caller spreading its requests over isolates still meets one budget", async () => {
+    const callers = fakeBinding(3)
+    const t = await setup({
+      policies: ([a]) => [subjectPolicy("ci", "ci", [a!], { organization_info: "VIEW" })],
+      bindings: { CALLER_RATE_LIMITER: callers }
+    })
+    const statuses: Array<number> = []
+    for (let i = 0; i < 4; i++) {
+      t.fresh() // every request in a new isolate: the in-memory windows never see more than one
+      const response = await t.fetch(tokenRequest(exchangeParams(await t.idToken("ci"), t.app.installations[0]!)))
+      statuses.push(response.status)
+      if (response.status === 429) expect(response.headers.get("retry-after")).toBe("60")
+    }
+    expect(statuses).toEqual([200, 200, 200, 429])
+    expect([...callers.counts.keys()]).toEqual([`oidc:${OIDC_ISSUER}#ci`])
+  })
+
+  it("ISSUER_RATE_LIMITER: the app's requests to the issuer meet one budget across isolates", async () => {
+    const issuer = fakeBinding(1)
+    const t = await setup({
+      policies: ([a]) => [subjectPolicy("ci", "ci", [a!], { organization_info: "VIEW" })],
+      bindings: { ISSUER_RATE_LIMITER: issuer }
+    })
+    const exchange = async () =>
+      (await t.fetch(tokenRequest(exchangeParams(await t.idToken("ci"), t.app.installations[0]!)))).status
+    expect(await exchange()).toBe(200) // the mint: 1
+    t.fresh()
+    expect(await exchange()).toBe(429) // the describe of the cached token would be the 2nd
+    expect([...issuer.counts.keys()]).toEqual([`app:${t.app.appId}`])
   })
 })

@@ -113,6 +113,8 @@ export interface SetupOptions {
   /** Vars to add or replace (undefined removes). */
   readonly vars?: Partial<Record<keyof BrokerVars, string | undefined>>
   readonly deps?: BrokerDependencies
+  /** Bindings to add (the Rate Limiting ones, say). */
+  readonly bindings?: Partial<BrokerBindings>
 }
 
 /** An app, its installations, an OIDC provider, the issuer link and a broker over them. */
@@ -131,11 +133,13 @@ export const setup = async (options: SetupOptions = {}) => {
     BROKER_OIDC_ISSUERS: JSON.stringify([OIDC_ISSUER]),
     BROKER_POLICIES: JSON.stringify(options.policies?.(app.installations) ?? []),
     BROKER_CACHE_SECRET: CACHE_SECRET,
-    ...options.vars
+    ...options.vars,
+    ...options.bindings
   }
   const deps: BrokerDependencies = {
     oidcFetch: oidc.fetch as typeof globalThis.fetch,
-    audit: (event) => void audit.push(event),
+    // Policy events too (`event` tells them apart); exchange events are what most tests read.
+    audit: (event) => void audit.push(event as ExchangeEvent),
     ...options.deps
   }
   const build = () => makeHandler(bindings, deps)

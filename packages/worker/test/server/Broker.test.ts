@@ -3,6 +3,8 @@
  * served on Node, Deno and Bun — a real token exchange against a served issuer and an identity
  * provider over HTTP, the cached token sealed in the database exactly as in KV, and served again.
  */
+import { spawn } from "node:child_process"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { makeOidcProvider, type OidcProvider } from "@icr-apps/testkit/Oidc"
 import { generateAppKeyPair } from "@icr-apps/testkit/Keys"
@@ -196,6 +198,141 @@ describe("the broker served", () => {
     } finally {
       oidc.setAvailable(true)
       await broker.stop()
+    }
+  })
+
+  it("icr-apps exchange: GitHub Actions' identity token (or a file) exchanged at the broker, masked in the log", async () => {
+    const { broker } = await inProcess()
+    // GitHub's OIDC token endpoint, as a job sees it.
+    let asked: URL | undefined
+    const actions = await listen(
+      async (request) => {
+        asked = new URL(request.url)
+        if (request.headers.get("authorization") !== "Bearer actions-request-token")
+          return new Response("{}", { status: 401 })
+        const aud = asked.searchParams.get("audience")!
+        return Response.json({ value: await oidc.issue({ sub: "repo:icr/apps", aud }) })
+      },
+      { host: "127.0.0.1", port: 0 }
+    )
+    const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolveRun) => {
+        const child = spawn(
+          join(process.cwd(), "node_modules/.bin/tsx"),
+          [join(process.cwd(), "../core/cli/icr-apps.ts"), "exchange", ...args],
+          { env: { PATH: process.env.PATH ?? "", ...env } }
+        )
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (d) => (stdout += d))
+        child.stderr.on("data", (d) => (stderr += d))
+        child.on("close", (code) => resolveRun({ code, stdout, stderr }))
+      })
+    try {
+      const common = ["--broker", broker.url, "--installation", app.installation, "--scope", "organization_info:VIEW"]
+      const run = await cli([...common, "--audience", AUDIENCE], {
+        GITHUB_ACTIONS: "true",
+        ACTIONS_ID_TOKEN_REQUEST_URL: `http://127.0.0.1:${actions.port}/token?api-version=2.0`,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN: "actions-request-token"
+      })
+      expect(run.code).toBe(0)
+      const [mask, token] = run.stdout.trim().split("\n")
+      expect(token).toMatch(/^crs_[0-9a-f]{48}$/)
+      expect(mask).toBe(`::add-mask::${token}`)
+      expect(asked?.searchParams.get("audience")).toBe(AUDIENCE)
+      expect(asked?.searchParams.get("api-version")).toBe("2.0")
+      // A Kubernetes projected token: a file.
+      const file = join(temp.dir, "sa-token")
+      writeFileSync(file, `${await oidc.issue({ sub: "repo:icr/apps", aud: AUDIENCE })}\n`)
+      const fromFile = await cli([...common, "--token-file", file])
+      expect(fromFile.code).toBe(0)
+      expect(fromFile.stdout.trim()).toMatch(/^crs_[0-9a-f]{48}$/)
+      // A refusal says the broker's code, exit 1; nothing to exchange is a usage error, exit 2.
+      writeFileSync(file, await oidc.issue({ sub: "someone-else", aud: AUDIENCE }))
+      const refused = await cli([...common, "--token-file", file])
+      expect([refused.code, refused.stdout]).toEqual([1, ""])
+      expect(refused.stderr).toContain("403 unauthorized_client")
+      expect((await cli([...common, "--audience", AUDIENCE])).code).toBe(2)
+    } finally {
+      await actions.close()
+      await broker.stop()
+    }
+  }, 60_000)
+
+  it("a third-party OAuth client (openid-client) discovers the broker by RFC 8414 and exchanges a token (RFC 8693)", async () => {
+    const { broker } = await inProcess()
+    try {
+      const oauth = await import("openid-client")
+      const config = await oauth.discovery(new URL(broker.url), "any-workload", undefined, oauth.None(), {
+        algorithm: "oauth2",
+        execute: [oauth.allowInsecureRequests] // the broker here is on http://127.0.0.1
+      })
+      expect(config.serverMetadata().token_endpoint).toBe(`${broker.url}/token`)
+      const answer = await oauth.genericGrantRequest(config, "urn:ietf:params:oauth:grant-type:token-exchange", {
+        subject_token: await oidc.issue({ sub: "repo:icr/apps", aud: AUDIENCE }),
+        subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+        resource: `urn:icr:installation:${app.installation}`,
+        scope: "organization_info:VIEW"
+      })
+      expect(answer.access_token).toMatch(/^crs_[0-9a-f]{48}$/)
+      expect(answer.token_type).toBe("bearer")
+      expect(answer.issued_token_type).toBe("urn:ietf:params:oauth:token-type:access_token")
+      // And its error handling understands the broker's refusals (RFC 6749 error bodies).
+      const refused = await oauth
+        .genericGrantRequest(config, "urn:ietf:params:oauth:grant-type:token-exchange", {
+          subject_token: await oidc.issue({ sub: "someone-else", aud: AUDIENCE }),
+          subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+          resource: app.installation
+        })
+        .then(
+          () => undefined,
+          (e: { error?: string; status?: number }) => ({ error: e.error, status: e.status })
+        )
+      expect(refused).toEqual({ error: "unauthorized_client", status: 403 })
+    } finally {
+      await broker.stop()
+    }
+  })
+
+  it("node, in process: policies put through /admin/policies live in the database, sealed, and survive a restart", async () => {
+    const ADMIN = "broker-operator-token-of-at-least-32-characters"
+    const file = join(temp.dir, `broker-admin-${crypto.randomUUID()}.db`)
+    const vars = { DATABASE_URL: `sqlite:${file}`, BROKER_ADMIN_TOKEN: ADMIN, BROKER_POLICIES: "[]" }
+    const put = (url: string, policies: unknown) =>
+      fetch(`${url}/admin/policies`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        body: JSON.stringify({ policies })
+      })
+    const first = await inProcess(vars)
+    try {
+      expect((await first.exchange()).status).toBe(403)
+      const policy = {
+        name: "ci-pattern",
+        identity: { issuer: oidc.issuer, subjectPattern: "repo:icr/[a-z]+" },
+        installations: [app.installation],
+        permissions: { organization_info: "VIEW" }
+      }
+      const answer = await put(first.broker.url, [policy])
+      expect(answer.status).toBe(200)
+      expect(((await answer.json()) as { version: number }).version).toBe(1)
+      expect((await first.exchange()).status).toBe(200)
+    } finally {
+      await first.broker.stop()
+    }
+    const reader = await openSqlite(file)
+    const rows = await reader.all<{ value: string }>("SELECT value FROM broker_kv")
+    await reader.close()
+    expect(JSON.stringify(rows)).not.toContain("ci-pattern")
+    const second = await inProcess(vars)
+    try {
+      expect((await second.exchange()).status).toBe(200)
+      const shown = await fetch(`${second.broker.url}/admin/policies`, {
+        headers: { authorization: `Bearer ${ADMIN}` }
+      })
+      expect(await shown.json()).toMatchObject({ version: 1, source: "store" })
+    } finally {
+      await second.broker.stop()
     }
   })
 
