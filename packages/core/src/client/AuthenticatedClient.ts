@@ -36,6 +36,7 @@ import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import type { Installation } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
 import { API_VERSION } from "../api/Primitives.js"
@@ -655,8 +656,29 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         IcrAppsError
       >
 
-    const request: AuthenticatedClient["Type"]["request"] = (route, opts = {}) =>
+    const slowRequest = (route: string, opts: RequestOptions) =>
       Effect.map(send(clientFor(opts), build(route, opts)), ({ body }) => body)
+    /**
+     * With nothing to observe it (the default tracer) and real time (the live clock), a call that
+     * qualifies takes the fast path (see {@link unsafeRequest}); else, and for anything but a 2xx,
+     * the Effect path with its spans, `Clock` and typed errors.
+     */
+    const request: AuthenticatedClient["Type"]["request"] = (route, opts = {}) =>
+      Effect.flatMap(Effect.tracer, (tracer) =>
+        Effect.clockWith((clock) => {
+          const fast = tracer === defaultTracer() && clock === liveClock() ? unsafeRequest(route, opts) : undefined
+          if (fast === undefined) return slowRequest(route, opts)
+          return Effect.flatMap(
+            Effect.promise(() => fast),
+            (outcome): Effect.Effect<unknown, IcrAppsError> =>
+              outcome._tag === "Done"
+                ? Effect.succeed(outcome.body)
+                : outcome._tag === "From"
+                  ? requestFrom(opts, outcome.request, outcome.response)
+                  : slowRequest(route, opts)
+          )
+        })
+      )
 
     const principalOf = (opts: RequestOptions): Principal =>
       opts.installationId === undefined
@@ -719,7 +741,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             const request = build(route, opts)
             return { _tag: "From", response: HttpClientResponse.fromWeb(request, response), request }
           }
-          const text = await response.text()
+          const text = await response.text().catch(() => undefined)
+          if (text === undefined) return { _tag: "Again" } // a GET: safe to send again
           if (text.trim() === "") return { _tag: "Done", body: undefined }
           try {
             return { _tag: "Done", body: JSON.parse(text) as unknown }
@@ -795,6 +818,13 @@ let live: Clock.Clock | undefined
 const liveClock = (): Clock.Clock => {
   live ??= Effect.runSync(Effect.clock)
   return live
+}
+
+/** The default tracer (nothing outside records its spans), looked up once. */
+let defaultTracerValue: Tracer.Tracer | undefined
+const defaultTracer = (): Tracer.Tracer => {
+  defaultTracerValue ??= Effect.runSync(Effect.tracer)
+  return defaultTracerValue
 }
 
 /** The web `Response` under each response the direct path made, so its body is read without another fiber. */

@@ -532,3 +532,30 @@ describe("the Promise facade's fast path (a cached token, GET, no fiber)", () =>
     await icr.dispose()
   })
 })
+
+describe("the Effect request's fast path", () => {
+  it("is taken only when nothing records spans: with a tracer installed, every call has its icr.request span", async () => {
+    const h = await Effect.runPromise(harness(undefined, {}, true))
+    const spans: Array<string> = []
+    const program = Effect.gen(function* () {
+      const live = yield* Effect.tracer
+      const recording = Tracer.make({
+        span: (...args: Parameters<Tracer.Tracer["span"]>) => {
+          spans.push(args[0])
+          return live.span(...args)
+        },
+        context: live.context
+      })
+      const c = yield* AuthenticatedClient
+      const call = c.request("GET /organizations/{organizationId}/inventory", {
+        installationId: h.installation.id,
+        params: { organizationId: org }
+      })
+      expect(yield* call).toEqual({ items: ["apples"] }) // untraced: mints, then may go fast
+      expect(yield* call).toEqual({ items: ["apples"] })
+      yield* Effect.withTracer(Effect.zip(call, call), recording)
+    })
+    await Effect.runPromise(program.pipe(Effect.provide(h.layer)))
+    expect(spans.filter((name) => name === "icr.request")).toHaveLength(2)
+  })
+})
