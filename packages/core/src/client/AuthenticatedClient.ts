@@ -22,7 +22,7 @@ import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -36,6 +36,7 @@ import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import type { Installation } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
 import { API_VERSION } from "../api/Primitives.js"
@@ -44,6 +45,7 @@ import { causeChain, classify } from "../internal/transport.js"
 import { AppJwt } from "../sdk/AppJwt.js"
 import {
   type ErrorOf,
+  fetchOf,
   type IcrAppsError,
   IcrAppsClient,
   IcrAppsHttpClient,
@@ -120,6 +122,81 @@ const NO_CREDENTIAL: Credential = { header: undefined, token: undefined }
 const routeOf = (method: string, path: string) =>
   `${method} ${path.replace(/\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=\/|$)/gi, "/{id}")}`
 
+/** A route template with its `{name}` placeholders filled (URI-encoded); unknown ones stay. */
+const fill = (template: string, params: RequestOptions["params"]) =>
+  params === undefined
+    ? template
+    : template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+        const value = params[name]
+        return value === undefined ? whole : encodeURIComponent(String(value))
+      })
+
+/** Query parameters onto a URL (arrays as repeated names, `undefined` left out). */
+const appendQuery = (url: URL, query: NonNullable<RequestOptions["query"]>) => {
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined) continue
+    if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, item)
+    else url.searchParams.set(k, String(v))
+  }
+}
+
+/** What the fast path got: the answer's JSON, an answer to carry on from, or nothing (send it again). */
+export type FastOutcome =
+  | { readonly _tag: "Done"; readonly body: unknown }
+  | {
+      readonly _tag: "From"
+      readonly request: HttpClientRequest.HttpClientRequest
+      readonly response: HttpClientResponse.HttpClientResponse
+    }
+  | { readonly _tag: "Again" }
+
+/**
+ * At most `size` holders at once, the others queued in order. Plain code (not an Effect semaphore) so
+ * the Promise fast path can take a permit synchronously and the Effect path shares the same count.
+ */
+class Gate {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+  constructor(private readonly size: number) {}
+  tryAcquire(): boolean {
+    if (this.active >= this.size) return false
+    this.active++
+    return true
+  }
+  /** Hands the permit to the next in line, or frees it. */
+  release(): void {
+    const next = this.waiting.shift()
+    if (next !== undefined) next()
+    else this.active--
+  }
+  /** Runs `effect` holding a permit, waiting in line for one (interruptible while it waits). */
+  with<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    const acquire = Effect.async<void>((resume) => {
+      if (this.tryAcquire()) return resume(Effect.void)
+      let granted = false
+      const grant = () => {
+        granted = true
+        resume(Effect.void)
+      }
+      this.waiting.push(grant)
+      return Effect.sync(() => {
+        const at = this.waiting.indexOf(grant)
+        if (at >= 0) this.waiting.splice(at, 1)
+        else if (granted) this.release() // handed a permit just as it was interrupted: pass it on
+      })
+    })
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.zipRight(
+        restore(acquire),
+        Effect.ensuring(
+          restore(effect),
+          Effect.sync(() => this.release())
+        )
+      )
+    )
+  }
+}
+
 /** The authenticated clients of one app. */
 export class AuthenticatedClient extends Context.Tag("@icr-apps/core/AuthenticatedClient")<
   AuthenticatedClient,
@@ -136,6 +213,14 @@ export class AuthenticatedClient extends Context.Tag("@icr-apps/core/Authenticat
      * `undefined` for an empty one), or the problem as its typed error.
      */
     readonly request: (route: string, options?: RequestOptions) => Effect.Effect<unknown, IcrAppsError>
+    /** The Promise facade's fast path (see `make`); `undefined` when the call does not qualify. */
+    readonly unsafeRequest: (route: string, options: RequestOptions) => Promise<FastOutcome> | undefined
+    /** Carries on a request from the answer {@link unsafeRequest} got (`From`). */
+    readonly requestFrom: (
+      options: RequestOptions,
+      request: HttpClientRequest.HttpClientRequest,
+      response: HttpClientResponse.HttpClientResponse
+    ) => Effect.Effect<unknown, IcrAppsError>
     /**
      * Every item of a list endpoint, page by page (following `Link: rel="next"` or `nextCursor`),
      * with the same options as {@link request}.
@@ -161,7 +246,10 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const sdk = yield* IcrAppsClient
     const tokens = yield* InstallationTokens
     const jwt = yield* AppJwt
-    const transport = yield* IcrAppsHttpClient
+    // This module's "icr.request" span is the request's span: the platform's own per-request span
+    // (and its trace headers) would double the tracing cost of every call for nothing new.
+    const given = yield* IcrAppsHttpClient
+    const transport = HttpClient.withTracerDisabledWhen(given, () => true)
     const baseUrl = sdk.baseUrl.replace(/\/+$/, "")
     const base = new URL(`${baseUrl}/`)
     const apiVersion = options.apiVersion ?? API_VERSION
@@ -171,6 +259,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const maxDelay = Duration.toMillis(options.maxDelay ?? "10 seconds")
     const maxRetryAfter = Duration.toMillis(options.maxRetryAfter ?? "60 seconds")
     const attemptTimeout = options.attemptTimeout ?? "10 seconds"
+    const attemptTimeoutMillis = Duration.toMillis(attemptTimeout)
     const maxRedirects = options.maxRedirects ?? 5
     const margin = (options.refreshMarginSeconds ?? 300) * 1000
     const manualRedirects: RequestInit = { redirect: "manual" }
@@ -197,7 +286,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
             appToken = { token: minted.token, expiresAt: minted.expiresAt.epochMillis }
             return minted.token
           }),
-          Effect.withSpan("icr.token.mint", { attributes: { "icr.token.kind": "app" } }),
+          Effect.withSpan("icr.token.mint", { captureStackTrace: false, attributes: { "icr.token.kind": "app" } }),
           Effect.exit,
           Effect.flatMap((exit) => {
             appMint = undefined
@@ -219,6 +308,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           return Effect.map(
             tokens.get(principal.id, opts).pipe(
               Effect.withSpan("icr.token", {
+                captureStackTrace: false,
                 attributes: { "icr.installation_id": principal.id, "icr.cache": "miss" }
               })
             ),
@@ -232,18 +322,27 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         const current = yield* tokens.get(principal.id, opts)
         if (Redacted.value(current.token) !== Redacted.value(refused)) return current.token
         return (yield* tokens.get(principal.id, { ...opts, refresh: true })).token
-      }).pipe(Effect.withSpan("icr.token.refresh", { attributes: { "icr.installation_id": principal.id } }))
+      }).pipe(
+        Effect.withSpan("icr.token.refresh", {
+          captureStackTrace: false,
+          attributes: { "icr.installation_id": principal.id }
+        })
+      )
     }
 
-    // --- one semaphore per token principal -------------------------------------------------------
-    const semaphores = new Map<string, Effect.Semaphore>()
-    const semaphoreOf = (key: string) => {
-      let s = semaphores.get(key)
-      if (s === undefined) {
-        s = Effect.unsafeMakeSemaphore(concurrency)
-        semaphores.set(key, s)
+    // --- one gate per token principal (shared by the Effect path and the Promise fast path) ------
+    const gates = new Map<string, Gate>()
+    const gateOf = (principal: Principal) => {
+      const key =
+        principal._tag === "App"
+          ? "app"
+          : `${principal.id.toLowerCase()}\n${JSON.stringify(principal.permissions ?? null)}`
+      let gate = gates.get(key)
+      if (gate === undefined) {
+        gate = new Gate(concurrency)
+        gates.set(key, gate)
       }
-      return s
+      return gate
     }
 
     /** The credential a request to `url` carries: none off the base origin; the App JWT on `/app/*` but the token routes. */
@@ -274,16 +373,77 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       return url
     }
 
+    const direct = fetchOf(given)
+    /** One request as it goes out: straight to `fetch` when the SDK's transport is one (no redirect following). */
+    const sendWire = (
+      request: HttpClientRequest.HttpClientRequest,
+      href: string,
+      own: Record<string, string>,
+      timerMillis: number | undefined
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+      const body = request.body
+      if (direct !== undefined && (body._tag === "Empty" || body._tag === "Uint8Array" || body._tag === "Raw")) {
+        const headers: Record<string, string> = {}
+        for (const name in request.headers) if (name !== "authorization") headers[name] = request.headers[name]!
+        Object.assign(headers, own)
+        const init: RequestInit = {
+          method: request.method,
+          headers,
+          redirect: "manual",
+          ...(body._tag === "Empty" ? {} : { body: body.body as BodyInit })
+        }
+        return Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>((resume) => {
+          const controller = new AbortController()
+          init.signal = controller.signal
+          // On the live clock, the attempt's deadline is a plain timer (Effect.timeoutFail costs a
+          // fiber race per request); on any other clock (a TestClock) sendOnce times it instead.
+          const timer =
+            timerMillis === undefined
+              ? undefined
+              : setTimeout(() => {
+                  controller.abort()
+                  resume(
+                    Effect.fail(
+                      new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
+                    )
+                  )
+                }, timerMillis)
+          direct(href, init).then(
+            (response) => {
+              if (timer !== undefined) clearTimeout(timer)
+              const wrapped = HttpClientResponse.fromWeb(request, response)
+              webOf.set(wrapped, response)
+              resume(Effect.succeed(wrapped))
+            },
+            (cause) => {
+              if (timer !== undefined) clearTimeout(timer)
+              resume(Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause })))
+            }
+          )
+          return Effect.sync(() => {
+            if (timer !== undefined) clearTimeout(timer)
+            controller.abort()
+          })
+        })
+      }
+      const sent = HttpClientRequest.make(request.method)(href, {
+        headers: Headers.setAll(Headers.remove(request.headers, "authorization"), own),
+        body: request.body
+      })
+      return Effect.provideService(transport.execute(sent), FetchHttpClient.RequestInit, manualRedirects)
+    }
+
     /** One attempt: sends (following redirects, dropping the credential once one leaves the origin). */
     const sendOnce = (
       request: HttpClientRequest.HttpClientRequest,
       url: URL,
-      credential: Credential
+      credential: Credential,
+      timerMillis: number | undefined
     ): Effect.Effect<
       { readonly response: HttpClientResponse.HttpClientResponse; readonly credentialSent: boolean },
       HttpClientError.HttpClientError
-    > =>
-      Effect.gen(function* () {
+    > => {
+      const attempt = Effect.gen(function* () {
         let current = request
         let at = url
         let header = credential.header
@@ -291,15 +451,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           // Rebuilt each hop: only this client decides the Authorization header (a caller's own is dropped too).
           const headers: Record<string, string> = { "x-icr-api-version": apiVersion }
           if (header !== undefined) headers.authorization = header
-          const sent = HttpClientRequest.make(current.method)(at.href, {
-            headers: Headers.setAll(Headers.remove(current.headers, "authorization"), headers),
-            body: current.body
-          })
-          const response = yield* Effect.provideService(
-            transport.execute(sent),
-            FetchHttpClient.RequestInit,
-            manualRedirects
-          )
+          const response = yield* sendWire(current, at.href, headers, timerMillis)
           const location = response.headers.location
           // Whether the answer is to the credential: a 401 from where it was not sent says nothing of it.
           if (!REDIRECTS.has(response.status) || location === undefined || hop >= maxRedirects)
@@ -315,13 +467,15 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           }
           at = next
         }
-      }).pipe(
-        Effect.timeoutFail({
-          duration: attemptTimeout,
-          onTimeout: () =>
-            new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
-        })
-      )
+      })
+      return timerMillis !== undefined && direct !== undefined
+        ? attempt
+        : Effect.timeoutFail(attempt, {
+            duration: attemptTimeout,
+            onTimeout: () =>
+              new HttpClientError.RequestError({ request, reason: "Transport", description: ATTEMPT_TIMED_OUT })
+          })
+    }
 
     const backoff = (attempt: number) =>
       Effect.map(Random.nextRange(0.8, 1.2), (jitter) =>
@@ -330,6 +484,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const pause = (millis: number, why: string, attempt: number) =>
       Effect.sleep(Duration.millis(millis)).pipe(
         Effect.withSpan("icr.retry", {
+          captureStackTrace: false,
           attributes: { "icr.retry.reason": why, "icr.retry.attempt": attempt, "icr.retry.delay_ms": millis }
         })
       )
@@ -337,17 +492,16 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     /** Sends with retries, the 401 refresh and the concurrency cap. */
     const execute = (
       principal: Principal,
-      request: HttpClientRequest.HttpClientRequest
+      request: HttpClientRequest.HttpClientRequest,
+      prefetched?: HttpClientResponse.HttpClientResponse
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError | IcrAppsError> => {
       const url = resolve(request)
       const method = request.method
-      const semaphore = semaphoreOf(
-        principal._tag === "App"
-          ? "app"
-          : `${principal.id.toLowerCase()}\n${JSON.stringify(principal.permissions ?? null)}`
-      )
+      const gate = gateOf(principal)
       const idempotent = IDEMPOTENT.has(method)
       const span = {
+        captureStackTrace: false,
+        kind: "client" as const,
         attributes: {
           "http.request.method": method,
           "icr.route": routeOf(method, url.origin === base.origin ? url.pathname : "(other origin)"),
@@ -355,11 +509,19 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         }
       }
       return Effect.gen(function* () {
+        const timerMillis = (yield* Effect.clock) === liveClock() ? attemptTimeoutMillis : undefined
         let refused: Redacted.Redacted<string> | undefined
         let refreshed = false
+        // The answer the fast path already got stands for the first attempt, once.
+        let pending = prefetched
         for (let attempt = 1; ; attempt++) {
           const credential = yield* credentialFor(principal, url, refused)
-          const outcome = yield* Effect.either(semaphore.withPermits(1)(sendOnce(request, url, credential)))
+          const outcome = yield* Effect.either(
+            pending !== undefined
+              ? Effect.succeed({ response: pending, credentialSent: true })
+              : gate.with(sendOnce(request, url, credential, timerMillis))
+          )
+          pending = undefined
           if (Either.isLeft(outcome)) {
             const error = outcome.left
             const failure =
@@ -378,14 +540,14 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           const { response, credentialSent } = outcome.right
           const status = response.status
           if (status === 401 && credential.token !== undefined && credentialSent && !refreshed) {
-            const text = yield* Effect.orElseSucceed(response.text, () => "")
+            const text = yield* textOf(response)
             if (codeIn(text) === "invalid_token") {
               refreshed = true
               refused = credential.token
               attempt-- // the refresh is not a retry of a transient failure
               continue
             }
-            return response
+            return reread(response, text)
           }
           refused = undefined
           const retryable =
@@ -422,17 +584,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const build = (route: string, opts: RequestOptions) => {
       const match = /^\s*([A-Za-z]+)\s+(\S+)\s*$/.exec(route)
       const [method, template] = match === null ? ["GET", route.trim()] : [match[1]!.toUpperCase(), match[2]!]
-      const path = template.replace(/\{(\w+)\}/g, (whole, name: string) => {
-        const value = opts.params?.[name]
-        if (value === undefined) return whole
-        return encodeURIComponent(String(value))
-      })
-      const url = resolve(HttpClientRequest.get(path))
-      for (const [k, v] of Object.entries(opts.query ?? {})) {
-        if (v === undefined) continue
-        if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, item)
-        else url.searchParams.set(k, String(v))
-      }
+      const url = resolve(HttpClientRequest.get(fill(template, opts.params)))
+      if (opts.query !== undefined) appendQuery(url, opts.query)
       let request = HttpClientRequest.make(method as "GET")(url.href, {
         headers: { accept: "application/json", ...opts.headers }
       })
@@ -443,7 +596,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     /** The JSON of a 2xx answer, or its problem (or an {@link UnexpectedResponse}) as the failure. */
     const readJson = (request: HttpClientRequest.HttpClientRequest, response: HttpClientResponse.HttpClientResponse) =>
       Effect.gen(function* () {
-        const text = yield* Effect.orElseSucceed(response.text, () => "")
+        const text = yield* textOf(response)
         let body: unknown
         try {
           body = text.trim() === "" ? undefined : JSON.parse(text)
@@ -503,8 +656,119 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         IcrAppsError
       >
 
-    const request: AuthenticatedClient["Type"]["request"] = (route, opts = {}) =>
+    const slowRequest = (route: string, opts: RequestOptions) =>
       Effect.map(send(clientFor(opts), build(route, opts)), ({ body }) => body)
+    /**
+     * With nothing to observe it (the default tracer) and real time (the live clock), a call that
+     * qualifies takes the fast path (see {@link unsafeRequest}); else, and for anything but a 2xx,
+     * the Effect path with its spans, `Clock` and typed errors.
+     */
+    const request: AuthenticatedClient["Type"]["request"] = (route, opts = {}) =>
+      Effect.flatMap(Effect.tracer, (tracer) =>
+        Effect.clockWith((clock) => {
+          const fast = tracer === defaultTracer() && clock === liveClock() ? unsafeRequest(route, opts) : undefined
+          if (fast === undefined) return slowRequest(route, opts)
+          return Effect.flatMap(
+            Effect.promise(() => fast),
+            (outcome): Effect.Effect<unknown, IcrAppsError> =>
+              outcome._tag === "Done"
+                ? Effect.succeed(outcome.body)
+                : outcome._tag === "From"
+                  ? requestFrom(opts, outcome.request, outcome.response)
+                  : slowRequest(route, opts)
+          )
+        })
+      )
+
+    const principalOf = (opts: RequestOptions): Principal =>
+      opts.installationId === undefined
+        ? { _tag: "App" }
+        : { _tag: "Installation", id: opts.installationId, permissions: opts.permissions }
+
+    /**
+     * The Promise facade's fast path for the common call — a `GET` or `HEAD` with its token already
+     * cached and a free permit, over `fetch` — sent at once, with no fiber: a 2xx is answered here;
+     * any other answer is handed on (`requestFrom`) to be handled from that answer (a 401 refresh, a
+     * `Retry-After`) without sending it again; a redirect or a network error is sent again through the
+     * Effect path (safe: the method is idempotent). `undefined` when the call does not qualify.
+     */
+    const unsafeRequest = (route: string, opts: RequestOptions): Promise<FastOutcome> | undefined => {
+      if (direct === undefined || opts.body !== undefined) return undefined
+      // Only the plainest spelling: "GET /path" under the base URL, off /app/ (the App JWT's routes).
+      const match = /^(GET|HEAD) (\/\S*)$/.exec(route)
+      if (match === null) return undefined
+      const method = match[1]!
+      const path = fill(match[2]!, opts.params)
+      if (path.startsWith("/app/") || path.includes("{")) return undefined
+      let href = baseUrl + path
+      if (opts.query !== undefined) {
+        const url = new URL(href)
+        appendQuery(url, opts.query)
+        href = url.href
+      }
+      const principal = principalOf(opts)
+      const now = Date.now()
+      let token: Redacted.Redacted<string> | undefined
+      if (principal._tag === "App") {
+        token = appToken !== undefined && appToken.expiresAt - margin > now ? appToken.token : undefined
+      } else {
+        token = tokens.unsafePeek(principal.id, { permissions: principal.permissions }, now)?.token
+      }
+      if (token === undefined) return undefined
+      const gate = gateOf(principal)
+      if (!gate.tryAcquire()) return undefined
+      const headers: Record<string, string> = { accept: "application/json" }
+      for (const name in opts.headers) headers[name.toLowerCase()] = opts.headers[name]!
+      headers.authorization = `Bearer ${Redacted.value(token)}`
+      headers["x-icr-api-version"] = apiVersion
+      let released = false
+      const release = () => {
+        if (!released) {
+          released = true
+          gate.release()
+        }
+      }
+      return direct(href, {
+        method,
+        headers,
+        redirect: "manual",
+        signal: AbortSignal.timeout(attemptTimeoutMillis)
+      }).then(
+        async (response): Promise<FastOutcome> => {
+          release()
+          if (response.status >= 300 && response.status < 400) return { _tag: "Again" }
+          if (response.status < 200 || response.status >= 300) {
+            const request = build(route, opts)
+            return { _tag: "From", response: HttpClientResponse.fromWeb(request, response), request }
+          }
+          const text = await response.text().catch(() => undefined)
+          if (text === undefined) return { _tag: "Again" } // a GET: safe to send again
+          if (text.trim() === "") return { _tag: "Done", body: undefined }
+          try {
+            return { _tag: "Done", body: JSON.parse(text) as unknown }
+          } catch {
+            const copy = new Response(text, { status: response.status, headers: response.headers })
+            const request = build(route, opts)
+            return { _tag: "From", response: HttpClientResponse.fromWeb(request, copy), request }
+          }
+        },
+        (): FastOutcome => {
+          release()
+          return { _tag: "Again" }
+        }
+      )
+    }
+
+    /** Carries on a request from an answer the fast path already got. */
+    const requestFrom = (
+      opts: RequestOptions,
+      request: HttpClientRequest.HttpClientRequest,
+      response: HttpClientResponse.HttpClientResponse
+    ): Effect.Effect<unknown, IcrAppsError> =>
+      execute(principalOf(opts), request, response).pipe(
+        Effect.flatMap((answer) => readJson(request, answer)),
+        Effect.mapError(transportError)
+      ) as Effect.Effect<unknown, IcrAppsError>
 
     const paginate: AuthenticatedClient["Type"]["paginate"] = (route, opts = {}) => {
       const client = clientFor(opts)
@@ -535,6 +799,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       installation,
       app,
       request,
+      unsafeRequest,
+      requestFrom,
       paginate,
       eachInstallation: (opts = {}) =>
         Stream.map(sdk.installations(), (i) => ({ installation: i, client: installation(i.id, opts) })),
@@ -546,6 +812,52 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         })
     })
   })
+
+/** The live clock (the default services' one), looked up once. */
+let live: Clock.Clock | undefined
+const liveClock = (): Clock.Clock => {
+  live ??= Effect.runSync(Effect.clock)
+  return live
+}
+
+/** The default tracer (nothing outside records its spans), looked up once. */
+let defaultTracerValue: Tracer.Tracer | undefined
+const defaultTracer = (): Tracer.Tracer => {
+  defaultTracerValue ??= Effect.runSync(Effect.tracer)
+  return defaultTracerValue
+}
+
+/** The web `Response` under each response the direct path made, so its body is read without another fiber. */
+const webOf = new WeakMap<HttpClientResponse.HttpClientResponse, Response>()
+
+/** A response's body as text, read once however many times it is asked for ("" when unreadable). */
+const texts = new WeakMap<HttpClientResponse.HttpClientResponse, Promise<string>>()
+const textOf = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<string> => {
+  const web = webOf.get(response)
+  if (web === undefined) return Effect.orElseSucceed(response.text, () => "")
+  return Effect.promise(() => {
+    let text = texts.get(response)
+    if (text === undefined) {
+      text = web.text().catch(() => "")
+      texts.set(response, text)
+    }
+    return text
+  })
+}
+
+/** A response whose body {@link textOf} has read, as one whose body its caller can still read. */
+const reread = (
+  response: HttpClientResponse.HttpClientResponse,
+  text: string
+): HttpClientResponse.HttpClientResponse => {
+  const web = webOf.get(response)
+  if (web === undefined) return response // the platform's response caches its own text
+  const fresh = HttpClientResponse.fromWeb(
+    response.request,
+    new Response(text, { status: web.status, statusText: web.statusText, headers: web.headers })
+  )
+  return fresh
+}
 
 /** The `code` member of a problem document's text, if it is one. */
 const codeIn = (text: string): string | undefined => {

@@ -158,7 +158,7 @@ export const requireToken = (
     const token = bearerOf(request.headers)
     if (token === undefined) return Effect.fail(new InvalidToken({ detail: "this route requires an ICR access token" }))
     return Effect.flatMap(standing.resolve(token), (description) => check(description, requirement))
-  }).pipe(Effect.withSpan("icr.resource.requireToken"))
+  }).pipe(Effect.withSpan("icr.resource.requireToken", { captureStackTrace: false }))
 
 const encoders = new Map<string, (e: unknown) => unknown>()
 const encode = (error: RequireTokenError): Record<string, unknown> => {

@@ -135,7 +135,7 @@ export const make = (options: TokenStandingOptions) =>
               new Unavailable({ detail: "the token issuer answered an unreadable description", retryAfter: 1 })
             )
         ),
-        Effect.withSpan("icr.resource.standing", { attributes: { "icr.cache": "miss" } })
+        Effect.withSpan("icr.resource.standing", { captureStackTrace: false, attributes: { "icr.cache": "miss" } })
       )
 
     const resolve = (secret: Redacted.Redacted<string>): Effect.Effect<TokenDescription, StandingError> =>

@@ -472,9 +472,27 @@ export class IcrAppsHttpClient extends Context.Tag("@icr-apps/core/IcrAppsHttpCl
     layerHttpClient(client)
 }
 
+const fetchKey = Symbol.for("@icr-apps/core/IcrAppsHttpClient/fetch")
+
+/**
+ * The `fetch` under a client that {@link layerFetch} made, if it is one: the authenticated clients
+ * send through it directly, skipping the platform's per-request work (the client stays what runs
+ * for any other transport).
+ */
+export const fetchOf = (client: HttpClient.HttpClient): typeof globalThis.fetch | undefined =>
+  (client as { [fetchKey]?: typeof globalThis.fetch })[fetchKey]
+
 /** The SDK's `HttpClient` over `fetch`: the global one, or the one given (a test double, a proxy agent). */
 export const layerFetch = (fetch?: typeof globalThis.fetch): Layer.Layer<IcrAppsHttpClient> =>
-  Layer.effect(IcrAppsHttpClient, HttpClient.HttpClient).pipe(
+  Layer.effect(
+    IcrAppsHttpClient,
+    Effect.map(HttpClient.HttpClient, (client) => {
+      // Remembers the `fetch` under the client, so the authenticated clients can call it directly.
+      const marked = Object.create(client) as HttpClient.HttpClient & { [fetchKey]?: typeof globalThis.fetch }
+      marked[fetchKey] = fetch ?? ((input, init) => globalThis.fetch(input, init))
+      return marked
+    })
+  ).pipe(
     Layer.provide(
       fetch === undefined
         ? FetchHttpClient.layer

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import { makeFakeIssuer } from "../../../testkit/src/FakeIssuer.js"
 import { AuthenticatedClient, isRetryable } from "../../src/client/AuthenticatedClient.js"
 import { nextLink } from "../../src/client/Pagination.js"
@@ -76,9 +77,15 @@ const harness = (resource?: (guard: ReturnType<typeof makeRequireToken>) => Reso
     return { issuer, app, installation, seen, resourceCalls, fetch, config, layer: IcrApps.layer(config) }
   })
 
-/** Waits (in real time) until a fiber sleeps on the test clock. */
+/**
+ * Waits (in real time) until a fiber sleeps on the test clock for a retry: a sleep that ends within
+ * 5 s (an attempt in flight sleeps too, on its 10 s timeout, and must not count).
+ */
 const untilSleeping = Effect.gen(function* () {
-  while (Chunk.isEmpty(yield* TestClock.sleeps())) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 1)))
+  const retrying = (wakes: Chunk.Chunk<number>, now: number) => Chunk.some(wakes, (at) => at - now <= 5_000)
+  while (!retrying(yield* TestClock.sleeps(), yield* TestClock.currentTimeMillis)) {
+    yield* Effect.promise(() => new Promise((r) => setTimeout(r, 1)))
+  }
 })
 
 const inventory = (installationId: string) =>
@@ -110,6 +117,12 @@ describe("refresh on 401 invalid_token", () => {
       expect(error._tag).toBe("InvalidToken")
       expect(h.issuer.mints(h.installation.id)).toBe(2)
       expect(h.resourceCalls()).toBe(2)
+      // Through the HttpClient itself: the second 401 is the answer, its body still readable.
+      const response = yield* Effect.flatMap(AuthenticatedClient, (c) =>
+        c.installation(h.installation.id).execute(HttpClientRequest.get("/projects"))
+      ).pipe(Effect.provide(h.layer))
+      expect(response.status).toBe(401)
+      expect(yield* response.json).toMatchObject({ code: "invalid_token" })
     })
   )
 
@@ -442,5 +455,107 @@ describe("the Promise facade", () => {
     expect(await icr.request("GET /projects", { installationId: id })).toEqual({ items: ["p1"] })
     expect([h.resourceCalls() - calls, h.issuer.mints(id) - mints]).toEqual([1, 1])
     await icr.dispose()
+  })
+})
+
+describe("spans", () => {
+  it.effect("icr.request names method, route template, status and installation; no span carries a token or JWT", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const live = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (...args: Parameters<Tracer.Tracer["span"]>) => {
+          const span = live.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: live.context
+      })
+      yield* inventory(h.installation.id).pipe(Effect.provide(h.layer), Effect.withTracer(recording))
+      const request = spans.find((s) => s.name === "icr.request")!
+      expect(Object.fromEntries(request.attributes)).toMatchObject({
+        "http.request.method": "GET",
+        "icr.route": "GET /organizations/{id}/inventory",
+        "http.response.status_code": 200,
+        "icr.installation_id": h.installation.id
+      })
+      expect(spans.some((s) => s.name === "icr.token")).toBe(true)
+      const everything = JSON.stringify(spans.map((s) => [s.name, Object.fromEntries(s.attributes)]))
+      expect(everything).not.toMatch(/crs_[0-9a-f]{8}|eyJ[\w-]+\.[\w-]+/)
+    })
+  )
+})
+
+describe("the Promise facade's fast path (a cached token, GET, no fiber)", () => {
+  it("shares the concurrency cap with the Effect path, and carries on from a 429 or a 401 it got", async () => {
+    let inFlight = 0
+    let most = 0
+    let script: Array<(request: Request) => Response | Promise<Response>> = []
+    const h = await Effect.runPromise(
+      harness(
+        (guard) => async (request) => {
+          most = Math.max(most, ++inFlight)
+          await new Promise((r) => setTimeout(r, 1))
+          inFlight--
+          const next = script.shift()
+          if (next !== undefined) return next(request)
+          return guard.route({}, () => Response.json({ ok: true }))(request)
+        },
+        { concurrency: 10 },
+        true
+      )
+    )
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.request("GET /projects", { installationId: id }) // mints, and builds the clients
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () => icr.request("GET /projects", { installationId: id }))
+    )
+    expect(results.every((r) => JSON.stringify(r) === '{"ok":true}')).toBe(true)
+    expect(most).toBe(10)
+
+    // A 429 answered to the fast path: waited out (Retry-After: 1) and sent once more, not twice.
+    const before = h.resourceCalls()
+    script = [() => problem(429, "rate_limited", { "retry-after": "1" })]
+    const started = Date.now()
+    expect(await icr.request("GET /projects", { installationId: id })).toEqual({ ok: true })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950)
+    expect(h.resourceCalls() - before).toBe(2)
+
+    // An operator revokeTokens: the fast path's 401 leads to one re-mint and one more call.
+    const mints = h.issuer.mints(id)
+    await h.issuer.admin("POST", `/admin/installations/${id}/revokeTokens`)
+    await new Promise((r) => setTimeout(r, 5))
+    expect(await icr.request("GET /projects", { installationId: id })).toEqual({ ok: true })
+    expect(h.issuer.mints(id) - mints).toBe(1)
+    await icr.dispose()
+  })
+})
+
+describe("the Effect request's fast path", () => {
+  it("is taken only when nothing records spans: with a tracer installed, every call has its icr.request span", async () => {
+    const h = await Effect.runPromise(harness(undefined, {}, true))
+    const spans: Array<string> = []
+    const program = Effect.gen(function* () {
+      const live = yield* Effect.tracer
+      const recording = Tracer.make({
+        span: (...args: Parameters<Tracer.Tracer["span"]>) => {
+          spans.push(args[0])
+          return live.span(...args)
+        },
+        context: live.context
+      })
+      const c = yield* AuthenticatedClient
+      const call = c.request("GET /organizations/{organizationId}/inventory", {
+        installationId: h.installation.id,
+        params: { organizationId: org }
+      })
+      expect(yield* call).toEqual({ items: ["apples"] }) // untraced: mints, then may go fast
+      expect(yield* call).toEqual({ items: ["apples"] })
+      yield* Effect.withTracer(Effect.zip(call, call), recording)
+    })
+    await Effect.runPromise(program.pipe(Effect.provide(h.layer)))
+    expect(spans.filter((name) => name === "icr.request")).toHaveLength(2)
   })
 })

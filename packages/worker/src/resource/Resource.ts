@@ -238,6 +238,16 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
     const url = new URL(request.url)
     const path = url.pathname
     if (path === "/healthz" || path.startsWith("/app/")) return forward(request, url)
+    // SPEC §1, as the issuer answers it: a version this API does not serve is refused, not guessed at.
+    const version = request.headers.get("x-icr-api-version")
+    if (version !== null && version !== API_VERSION) {
+      return problem(
+        400,
+        "unsupported_api_version",
+        "Unsupported API version",
+        `this resource serves x-icr-api-version ${API_VERSION}`
+      )
+    }
     if (path === "/projects") return request.method === "GET" ? projects(request) : notAllowed("GET")
     const inventory = /^\/organizations\/([^/]+)\/inventory$/.exec(path)
     if (inventory !== null) {

@@ -138,6 +138,13 @@ describe("the example resource", () => {
     expect(wrong.status).toBe(405)
     expect(wrong.headers.get("allow")).toBe("GET, POST")
     expect((await call("GET", "/nowhere", token)).status).toBe(404)
+    const version = await resource(
+      new Request(`${BASE}/projects`, {
+        headers: { authorization: `Bearer ${token}`, "x-icr-api-version": "2099-01-01" }
+      })
+    )
+    expect(version.status).toBe(400)
+    expect((await version.json()).code).toBe("unsupported_api_version")
     // Escapes that are not UTF-8 are a 400, not a URIError.
     expect((await call("GET", "/organizations/%E0%A4%A/inventory", token)).status).toBe(400)
     // A body over the cap, streamed without a length, is refused once the cap is passed.
