@@ -99,8 +99,8 @@ const unpack = (tgz, name) => {
 }
 
 // 2. What the worker tarball holds: the servers compiled, their migrations, a README; nothing else.
-/** What the servers import at run time, and nothing more: the dependencies the package must declare. */
-const runtimeDependencies = ["@effect/platform", "@icr-apps/core", "effect", "jose", "libsql", "postgres"]
+/** What the servers import at run time, and nothing more: the dependencies the package must declare (re2js: the broker's policy patterns). */
+const runtimeDependencies = ["@effect/platform", "@icr-apps/core", "effect", "jose", "libsql", "postgres", "re2js"]
 let workerVersion
 {
   const dir = unpack(workerTgz, "worker")
