@@ -10,6 +10,7 @@
 import { spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import {
+  chmodSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -191,7 +192,9 @@ function start() {
     ? join(process.env.ICR_PERSIST_TO, "npm-start.log")
     : join(worker, ".wrangler", `npm-start-${port}.log`)
   mkdirSync(dirname(logFile), { recursive: true })
-  writeFileSync(logFile, "")
+  // Readable by this account only: wrangler's output is not meant to hold secrets, but a log outlives the run.
+  writeFileSync(logFile, "", { mode: 0o600 })
+  chmodSync(logFile, 0o600)
   const shown = (path) => (path.startsWith(`${root}/`) ? path.slice(root.length + 1) : path)
   /** The last lines of the log, for a failure. */
   const logTail = (lines = 60) => readFileSync(logFile, "utf8").split("\n").slice(-lines).join("\n")
