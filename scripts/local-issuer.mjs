@@ -77,7 +77,8 @@ export const portAccepts = (port) =>
 const freePortPair = async () => {
   for (let attempt = 0; attempt < 50; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000)
-    if ((await portAccepts(port)) && (await portAccepts(port + 1))) return port
+    // P + 3: the example resource (SPEC §10) npm start serves beside them.
+    if ((await portAccepts(port)) && (await portAccepts(port + 1)) && (await portAccepts(port + 3))) return port
   }
   throw new Error("no two adjacent free ports between 20000 and 32000")
 }

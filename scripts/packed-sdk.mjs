@@ -163,7 +163,7 @@ const commonProblems = (dir, pkg) => {
 const project = join(work, "app")
 mkdirSync(project)
 writeFileSync(join(project, "package.json"), '{ "name": "my-app", "private": true, "type": "module" }\n')
-for (const example of ["promise.mjs", "effect.mjs"])
+for (const example of ["promise.mjs", "effect.mjs", "resource.mjs"])
   copyFileSync(join(root, "examples", example), join(project, example))
 const npmInstall = (args) => exec("npm", ["install", "--no-audit", "--no-fund", ...args], { cwd: project })
 const [installed, issuerOrError] = await Promise.all([
@@ -246,6 +246,64 @@ for (const [runtime, command, args] of runtimes) {
       `${runtime} ${example}: a wrong key is InvalidJwt, code invalid_jwt, reason invalid_signature, exit 1`,
       wrong.code === 1 && wrongKey.every((pattern) => pattern.test(wrong.out)),
       `exit ${wrong.code}\n${wrong.out}`
+    )
+  }
+}
+
+// 5b. The authenticated client against the example resource npm start serves on PORT + 3 (SPEC §10): every
+// installation's inventory through its installation client, an operator revokeTokens between two calls
+// survived (one re-mint, no error), and a typed 403 for a level the narrowed token lacks.
+const inventoryApp = await issuer.admin("POST", "/admin/apps", {
+  name: "packed-sdk-resource",
+  permissions: { organization_inventory: "REQUEST" },
+  publicKey: publicKey.export({ type: "spki", format: "pem" })
+})
+const organizationIds = [randomUUID(), randomUUID()]
+const inventoryInstallations = []
+for (const organizationId of inventoryApp.status === 201 ? organizationIds : []) {
+  const made = await issuer.admin("POST", "/admin/installations", {
+    appId: inventoryApp.json.id,
+    organizationId,
+    permissions: { organization_inventory: "REQUEST" }
+  })
+  if (made.status === 201) inventoryInstallations.push(made.json.id)
+}
+if (
+  check(
+    "an app with organization_inventory: REQUEST, installed in two organizations",
+    inventoryInstallations.length === 2,
+    `POST /admin/apps ${inventoryApp.status}`
+  )
+) {
+  const resourceEnv = {
+    ...appEnv,
+    ICR_APP_ID: inventoryApp.json.id,
+    ICR_BASE_URL: `http://127.0.0.1:${issuer.port + 3}`,
+    ICR_ISSUER_URL: issuer.base,
+    ADMIN_TOKEN: issuer.adminToken,
+    ICR_PRIVATE_KEY: pem
+  }
+  // npm start was waited for on the issuer's port only: the resource's wrangler may still be starting.
+  const resourceUp = Date.now() + 60_000
+  while (Date.now() < resourceUp) {
+    const up = await fetch(`${resourceEnv.ICR_BASE_URL}/healthz`).then(
+      (r) => r.ok,
+      () => false
+    )
+    if (up) break
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  for (const [runtime, command, args] of runtimes) {
+    if (!existsSync(command)) continue
+    const ran = await exec(command, [...args, "resource.mjs"], { cwd: project, env: resourceEnv })
+    const served = inventoryInstallations.every((id) => ran.out.includes(`installation ${id}: `))
+    const refused = (
+      ran.out.match(/narrowed to VIEW, POST: 403 insufficient_permissions \(organization_inventory REQUEST\)/g) ?? []
+    ).length
+    check(
+      `${runtime} resource.mjs: each installation's inventory through its client, a revokeTokens survived, a typed 403`,
+      ran.code === 0 && served && refused === 2,
+      `exit ${ran.code}\n${ran.out}`
     )
   }
 }
