@@ -168,6 +168,23 @@ const parentOf = (pid) => {
   }
 }
 
+/** The ports of `ports` that something listens on at 127.0.0.1 now (asked of a short-lived node). */
+function busyPorts(ports) {
+  const probe = `const net = require("node:net")
+const ports = ${JSON.stringify(ports)}
+Promise.all(ports.map((port) => new Promise((resolve) => {
+  const server = net.createServer()
+  server.once("error", () => resolve(port))
+  server.listen(port, "127.0.0.1", () => server.close(() => resolve(undefined)))
+}))).then((busy) => console.log(JSON.stringify(busy.filter((p) => p !== undefined))))`
+  const result = spawnSync(process.execPath, ["-e", probe], { encoding: "utf8" })
+  try {
+    return JSON.parse(result.stdout)
+  } catch {
+    return []
+  }
+}
+
 function start() {
   // Who started this, and its parent: under npm (pnpm, yarn), the `sh -c '…'` npm runs a script with,
   // and npm itself — that shell outlives npm (SIGKILLed, or dead of a SIGHUP it does not forward) as
@@ -175,6 +192,18 @@ function start() {
   const parent = process.ppid
   const grandparent = parentOf(parent)
   const orphaned = () => process.ppid !== parent || parentOf(parent) !== grandparent
+  // Before anything is built, migrated or logged: a second npm start (or anything else) on these ports
+  // would see the first instance's answers, print a banner and a token that is not the running one's,
+  // and disturb the running instance's state and log.
+  const wanted = Number(process.env.PORT || "8787")
+  const busy = busyPorts([wanted, wanted + 1, wanted + 3])
+  if (busy.length > 0) {
+    console.error(
+      `npm start: 127.0.0.1:${busy.join(", 127.0.0.1:")} already in use (another npm start?). ` +
+        `Stop it, or start this one on other ports: PORT=${wanted + 10} npm start (it uses PORT, PORT + 1 and PORT + 3).`
+    )
+    process.exit(1)
+  }
   bootstrap()
   // wrangler's own output (migration tables, its offline warnings) goes to a log file unless asked for
   // (`npm start -- --verbose` or ICR_VERBOSE=1); it is shown anyway when a step or a wrangler fails.

@@ -123,6 +123,8 @@ let workerVersion
         problems.push(`${folder}/ holds ${shipped.join(", ") || "nothing"}`)
     }
     if (!files.includes("README.md")) problems.push("no README.md")
+    // --help names it (consistency per engine, backups, moving between engines).
+    if (!files.includes("STORAGE.md")) problems.push("no STORAGE.md")
     if ("private" in pkg) problems.push(`"private" is ${pkg.private}`)
     if (JSON.stringify(pkg).includes("workspace:")) problems.push("a workspace: range leaked")
     if (!/^>=\s*20/.test(pkg.engines?.node ?? "")) problems.push(`engines.node is ${pkg.engines?.node}`)

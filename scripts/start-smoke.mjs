@@ -124,6 +124,25 @@ try {
 expect(during.status === 200, `with packages/core/dist gone (a rebuild), a mint answered ${during.status}`)
 console.log("✓ npm start: one banner, no wrangler output; a rebuild of packages/core/dist does not reach it")
 
+// A second npm start on the same ports refuses before it builds, migrates or logs anything: no banner,
+// no token that is not the running one's, and the running instance keeps answering its own token.
+{
+  const second = spawnSync("npm", ["start", "--silent"], {
+    cwd: join(dirname(fileURLToPath(import.meta.url)), ".."),
+    env: { ...process.env, PORT: String(issuer.port), ADMIN_TOKEN: "" },
+    encoding: "utf8",
+    timeout: 60_000
+  })
+  const said = `${second.stdout}${second.stderr}`
+  expect(
+    second.status === 1 && /already in use/.test(said) && !/ADMIN_TOKEN|running/.test(second.stdout),
+    `a second npm start on port ${issuer.port}: exit ${second.status}\n${said}`
+  )
+  const still = await admin("GET", "/admin/apps")
+  expect(still.status === 200, `after a second npm start, the first answered its own token ${still.status}`)
+  console.log("✓ npm start: a second one on the same ports refuses at once, and the first keeps serving")
+}
+
 /** Whether anything answers HTTP at `url`. */
 const answers = (url) =>
   fetch(url).then(
