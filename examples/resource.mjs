@@ -8,6 +8,13 @@ import process from "node:process"
 import { createIcrAppsClient } from "@icr-apps/core"
 
 const env = process.env
+// What the example needs, said before anything runs (an unset variable would otherwise reach the SDK as undefined).
+const unset = ["ICR_APP_ID", "ICR_BASE_URL"].filter((name) => !env[name])
+if (!env.ICR_PRIVATE_KEY && !env.ICR_PRIVATE_KEY_FILE) unset.push("ICR_PRIVATE_KEY or ICR_PRIVATE_KEY_FILE")
+if (unset.length > 0) {
+  console.error(`set ${unset.join(", ")} (ICR_BASE_URL: the example resource, http://127.0.0.1:8790 under npm start)`)
+  process.exit(2)
+}
 const privateKey = env.ICR_PRIVATE_KEY || readFileSync(env.ICR_PRIVATE_KEY_FILE, "utf8")
 const icr = createIcrAppsClient({ appId: env.ICR_APP_ID, privateKey, baseUrl: env.ICR_BASE_URL })
 const inventory = "/organizations/{organizationId}/inventory"

@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { InvalidRequest } from "../api/Problems.js"
 import { type ErrorOf, IcrAppsClient } from "./Client.js"
 import { canonical, type Permissions } from "../api/Permissions.js"
 import { type CachedToken, TokenCache } from "./TokenCache.js"
@@ -180,6 +181,9 @@ export const make = (options: InstallationTokensOptions = {}) =>
 
     return InstallationTokens.of({
       get: (installationId, opts = {}) => {
+        // From JavaScript, an unset variable (process.env.ICR_INSTALLATION_ID) arrives here as undefined.
+        if (typeof installationId !== "string" || installationId.trim() === "")
+          return missingInstallationId(installationId)
         if (opts.refresh === true) return shared(refreshing, keyOf(installationId, opts), installationId, opts)
         // Looked up when the effect runs (not when it is built), so a reused effect stays cheap.
         const k = localKey(installationId, opts)
@@ -204,6 +208,7 @@ export const make = (options: InstallationTokensOptions = {}) =>
           )
         }),
       unsafePeek: (installationId, opts = {}, now) => {
+        if (typeof installationId !== "string") return undefined
         const hit = local.get(localKey(installationId, opts))
         return fresh(hit, now) ? hit : undefined
       },
@@ -227,6 +232,14 @@ export const make = (options: InstallationTokensOptions = {}) =>
         })
     })
   })
+
+/** `get` without an installation id: said plainly, where it once died on `undefined.toLowerCase()`. */
+const missingInstallationId = (given: unknown) =>
+  Effect.fail(
+    new InvalidRequest({
+      detail: `an installation id is required (a UUID string); got ${given === undefined ? "undefined" : JSON.stringify(given)}`
+    })
+  )
 
 /** The service as a layer. */
 export const layer = (

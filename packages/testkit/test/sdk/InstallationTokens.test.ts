@@ -17,6 +17,23 @@ beforeAll(async () => {
 const MINT = /^\/app\/installations\/[^/]+\/accessTokens$/
 
 describe("InstallationTokens", () => {
+  it.effect(
+    "without an installation id (an unset variable from JavaScript) fails InvalidRequest, saying so, minting nothing",
+    () =>
+      Effect.gen(function* () {
+        const { issuer, appId } = yield* setup(keys)
+        yield* Effect.gen(function* () {
+          const tokens = yield* InstallationTokens
+          for (const missing of [undefined, "", "  "]) {
+            const error = yield* Effect.flip(tokens.get(missing as unknown as string))
+            expect(error._tag).toBe("InvalidRequest")
+            expect(error.message).toMatch(/an installation id is required/)
+            expect(tokens.unsafePeek(missing as unknown as string, undefined, Date.now())).toBeUndefined()
+          }
+          expect(countRequests(issuer, "POST", MINT)).toBe(0)
+        }).pipe(Effect.provide(sdkLayer(issuer, { appId, privateKey: keys.privatePem })))
+      })
+  )
   it.effect("1,000 concurrent gets for one installation cause exactly one mint", () =>
     Effect.gen(function* () {
       const { issuer, appId, installations } = yield* setup(keys)
