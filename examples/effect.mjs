@@ -11,7 +11,9 @@ const env = process.env
 const unset = ["ICR_APP_ID", "ICR_BASE_URL", "ICR_INSTALLATION_ID"].filter((name) => !env[name])
 if (!env.ICR_PRIVATE_KEY && !env.ICR_PRIVATE_KEY_FILE) unset.push("ICR_PRIVATE_KEY or ICR_PRIVATE_KEY_FILE")
 if (unset.length > 0) {
-  console.error(`set ${unset.join(", ")} (the walk-through's try-it.env has the ids; ICR_BASE_URL=http://127.0.0.1:8787)`)
+  console.error(
+    `set ${unset.join(", ")} (the walk-through's try-it.env has the ids; ICR_BASE_URL=http://127.0.0.1:8787)`
+  )
   process.exit(2)
 }
 
