@@ -765,16 +765,21 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       if (badParam(opts.params) !== undefined) return undefined // the Effect path refuses it, typed
       const path = fill(match[2]!, opts.params)
       if (path.includes("{")) return undefined
-      let url: URL
-      try {
-        url = new URL(baseUrl + path)
-      } catch {
-        return undefined
-      }
-      // Decided on the path as it will be sent (dot segments resolved), as the Effect path decides it.
-      if (url.origin !== base.origin || takesAppJwt(url)) return undefined
-      if (opts.query !== undefined) appendQuery(url, opts.query)
-      const href = url.href
+      let href = baseUrl + path
+      // Decided on the path as it will be sent, as the Effect path decides it. A path with no dot,
+      // escape, backslash, query or fragment is sent as written (URL parsing would change nothing),
+      // so the common call skips the parse; any other is parsed (`/x/../app/…` is `/app/…`).
+      if (opts.query !== undefined || /[.%\\?#]/.test(path)) {
+        let url: URL
+        try {
+          url = new URL(href)
+        } catch {
+          return undefined
+        }
+        if (url.origin !== base.origin || takesAppJwt(url)) return undefined
+        if (opts.query !== undefined) appendQuery(url, opts.query)
+        href = url.href
+      } else if (path.startsWith("/app/") && path !== "/app/installations/token") return undefined
       const principal = principalOf(opts)
       const now = Date.now()
       let token: Redacted.Redacted<string> | undefined
