@@ -8,13 +8,14 @@
  *   icr-apps token         --app-id ID --key FILE --base-url URL --installation ID [--permissions JSON]
  *   icr-apps installations --app-id ID --key FILE --base-url URL [--json]
  *   icr-apps exchange      --broker URL --audience AUD --installation ID [--scope S] [--token-file FILE]
+ *                          [--fresh] [--github-output]
  *   icr-apps --version
  *
  * ICR_APP_ID, ICR_PRIVATE_KEY (the PEM itself) or ICR_PRIVATE_KEY_FILE, and ICR_BASE_URL stand in
  * for the flags. Standard output carries only the result; standard error says what failed (with the
  * problem's `code` and, for a refused JWT, its `reason`), and with --verbose which base URL is called.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import * as Cause from "effect/Cause"
@@ -36,10 +37,13 @@ const usage = `usage:
   icr-apps installations --app-id ID --key FILE [--json]
                                                   list every installation (table, or JSON lines)
   icr-apps exchange --broker URL --audience AUD --installation ID [--scope "name:LEVEL …"] [--token-file FILE] [--fresh]
+                                                  [--github-output]
                                                   an installation token from a broker, for this workload's
                                                   identity token: GitHub Actions' (ACTIONS_ID_TOKEN_REQUEST_URL/
                                                   _TOKEN) or a file (a Kubernetes projected token); printed
-                                                  (and masked in the Actions log); holds no app key
+                                                  alone on standard output (masked in the Actions log), or with
+                                                  --github-output written as the step output "token"; holds no
+                                                  app key
 token and installations: --base-url URL (required; the local issuer of npm start is http://127.0.0.1:8787)
   --verbose                                       say on standard error which base URL is called
   --version                                       print the version
@@ -79,6 +83,7 @@ const parse = () => {
         scope: { type: "string" },
         "token-file": { type: "string" },
         fresh: { type: "boolean" },
+        "github-output": { type: "boolean" },
         help: { type: "boolean", short: "h" }
       }
     })
@@ -119,10 +124,13 @@ const exchange = async (values: {
   readonly scope?: string | undefined
   readonly "token-file"?: string | undefined
   readonly fresh?: boolean | undefined
+  readonly "github-output"?: boolean | undefined
 }): Promise<number> => {
   const missing = (["broker", "installation"] as const).filter((k) => !values[k]).map((k) => `--${k}`)
   if (!values["token-file"] && !values.audience) missing.push("--audience (or --token-file)")
   if (missing.length > 0) throw new Cli.UsageError(`${missing.join(", ")} required`)
+  if (values["github-output"] === true && !process.env.GITHUB_OUTPUT)
+    throw new Cli.UsageError("--github-output needs GITHUB_OUTPUT (set in a GitHub Actions step)")
   try {
     const subjectToken = values["token-file"]
       ? readFileSync(values["token-file"], "utf8").trim()
@@ -134,9 +142,13 @@ const exchange = async (values: {
       subjectToken,
       fresh: values.fresh
     })
-    // In GitHub Actions, the token never shows in the log, whatever prints it later.
-    if (process.env.GITHUB_ACTIONS === "true") console.log(`::add-mask::${token.accessToken}`)
-    console.log(token.accessToken)
+    // In GitHub Actions, the token never shows in the log, whatever prints it later. The runner reads
+    // workflow commands on standard error too; on standard output the line would be captured along
+    // with the token by TOKEN=$(icr-apps exchange …), unmasked, and the variable spoiled.
+    if (process.env.GITHUB_ACTIONS === "true") console.error(`::add-mask::${token.accessToken}`)
+    if (values["github-output"] === true) {
+      appendFileSync(process.env.GITHUB_OUTPUT!, `token=${token.accessToken}\n`)
+    } else console.log(token.accessToken)
     console.error(`icr-apps: ${token.scope} for ${token.expiresIn} s`)
     return 0
   } catch (e) {

@@ -12,7 +12,9 @@ export { AccessToken, InstallationAccessToken, TokenDescription } from "./api/To
 export {
   AuthenticatedClient,
   type AuthenticatedClientOptions,
+  InvalidRequestArgument,
   isRetryable,
+  type RequestError,
   type RequestOptions
 } from "./client/AuthenticatedClient.js"
 export * as RequireToken from "./resource/RequireToken.js"

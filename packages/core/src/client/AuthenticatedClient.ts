@@ -26,6 +26,7 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -122,6 +123,51 @@ const NO_CREDENTIAL: Credential = { header: undefined, token: undefined }
 const routeOf = (method: string, path: string) =>
   `${method} ${path.replace(/\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=\/|$)/gi, "/{id}")}`
 
+/**
+ * A path parameter that would change which path is asked for: `.` or `..` (as given or once
+ * percent-decoded) is a dot segment to URL parsing however it is escaped (WHATWG URL reads `%2e%2e`
+ * as `..`), so `GET /orgs/{org}/x` with `org: ".."` would ask for `/x`. Refused before anything is sent.
+ */
+export class InvalidRequestArgument extends Data.TaggedError("InvalidRequestArgument")<{
+  /** The parameter's name. */
+  readonly param: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `Invalid path parameter "${this.param}": ${this.detail}`
+  }
+}
+
+/** What {@link AuthenticatedClient.request} and `paginate` fail with. */
+export type RequestError = IcrAppsError | InvalidRequestArgument
+
+const isDotSegment = (value: string): boolean => {
+  if (value === "." || value === "..") return true
+  try {
+    const decoded = decodeURIComponent(value)
+    return decoded === "." || decoded === ".."
+  } catch {
+    return false
+  }
+}
+
+/** The first path parameter that is a dot segment, as the error refusing it. */
+const badParam = (params: RequestOptions["params"]): InvalidRequestArgument | undefined => {
+  if (params === undefined) return undefined
+  for (const name in params) {
+    if (isDotSegment(String(params[name])))
+      return new InvalidRequestArgument({ param: name, detail: "a path segment may not be . or .." })
+  }
+  return undefined
+}
+
+/** Credentials and JWT-shaped strings in text quoted from elsewhere (a custom `fetch`'s error), replaced. */
+export const redactSecrets = (text: string): string =>
+  text
+    .replace(/\bBearer\s+\S+/gi, "Bearer [redacted]")
+    .replace(/\bcrs_[0-9a-f]+/gi, "crs_[redacted]")
+    .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted JWT]")
+
 /** A route template with its `{name}` placeholders filled (URI-encoded); unknown ones stay. */
 const fill = (template: string, params: RequestOptions["params"]) =>
   params === undefined
@@ -147,6 +193,8 @@ export type FastOutcome =
       readonly _tag: "From"
       readonly request: HttpClientRequest.HttpClientRequest
       readonly response: HttpClientResponse.HttpClientResponse
+      /** The token the fast path sent: the one a 401 refused (not whatever is cached by then). */
+      readonly sent: Redacted.Redacted<string>
     }
   | { readonly _tag: "Again" }
 
@@ -212,20 +260,23 @@ export class AuthenticatedClient extends Context.Tag("@icr-apps/core/Authenticat
      * `"METHOD /path"` with the app's or an installation's credential: the parsed JSON body (or
      * `undefined` for an empty one), or the problem as its typed error.
      */
-    readonly request: (route: string, options?: RequestOptions) => Effect.Effect<unknown, IcrAppsError>
+    readonly request: (route: string, options?: RequestOptions) => Effect.Effect<unknown, RequestError>
     /** The Promise facade's fast path (see `make`); `undefined` when the call does not qualify. */
     readonly unsafeRequest: (route: string, options: RequestOptions) => Promise<FastOutcome> | undefined
-    /** Carries on a request from the answer {@link unsafeRequest} got (`From`). */
+    /**
+     * Carries on from what {@link unsafeRequest} got: an answer (`From`) is handled from there (its
+     * 401 refreshes the token that was sent); `Again` is sent through the Effect path, never the fast one.
+     */
     readonly requestFrom: (
+      route: string,
       options: RequestOptions,
-      request: HttpClientRequest.HttpClientRequest,
-      response: HttpClientResponse.HttpClientResponse
-    ) => Effect.Effect<unknown, IcrAppsError>
+      outcome: Exclude<FastOutcome, { readonly _tag: "Done" }>
+    ) => Effect.Effect<unknown, RequestError>
     /**
      * Every item of a list endpoint, page by page (following `Link: rel="next"` or `nextCursor`),
      * with the same options as {@link request}.
      */
-    readonly paginate: (route: string, options?: RequestOptions) => Stream.Stream<unknown, IcrAppsError>
+    readonly paginate: (route: string, options?: RequestOptions) => Stream.Stream<unknown, RequestError>
     /** Every installation, each with its client. */
     readonly eachInstallation: (options?: {
       readonly permissions?: Permissions | undefined
@@ -345,6 +396,14 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       return gate
     }
 
+    /** Whether a request to `url` (on the base origin) carries the App JWT: `/app/*` (normalised) but the token routes. */
+    const takesAppJwt = (url: URL): boolean => {
+      const path = url.pathname.startsWith(base.pathname)
+        ? `/${url.pathname.slice(base.pathname.length)}`
+        : url.pathname
+      return path.startsWith("/app/") && path !== "/app/installations/token"
+    }
+
     /** The credential a request to `url` carries: none off the base origin; the App JWT on `/app/*` but the token routes. */
     const credentialFor = (
       principal: Principal,
@@ -352,10 +411,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       refused?: Redacted.Redacted<string>
     ): Effect.Effect<Credential, IcrAppsError> => {
       if (url.origin !== base.origin) return Effect.succeed(NO_CREDENTIAL)
-      const path = url.pathname.startsWith(base.pathname)
-        ? `/${url.pathname.slice(base.pathname.length)}`
-        : url.pathname
-      if (path.startsWith("/app/") && path !== "/app/installations/token") {
+      if (takesAppJwt(url)) {
         return Effect.map(jwt.get, (t) => ({ header: `Bearer ${Redacted.value(t)}`, token: undefined }))
       }
       const token = principal._tag === "App" ? appTokenGet(refused) : installationTokenGet(principal, refused)
@@ -493,7 +549,10 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
     const execute = (
       principal: Principal,
       request: HttpClientRequest.HttpClientRequest,
-      prefetched?: HttpClientResponse.HttpClientResponse
+      prefetched?: {
+        readonly response: HttpClientResponse.HttpClientResponse
+        readonly sent: Redacted.Redacted<string>
+      }
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError | IcrAppsError> => {
       const url = resolve(request)
       const method = request.method
@@ -515,10 +574,15 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         // The answer the fast path already got stands for the first attempt, once.
         let pending = prefetched
         for (let attempt = 1; ; attempt++) {
-          const credential = yield* credentialFor(principal, url, refused)
+          // The prefetched answer was to the token the fast path sent: a 401 refuses that one, not
+          // whatever is cached by now (another call may have refreshed it already).
+          const credential: Credential =
+            pending !== undefined
+              ? { header: undefined, token: pending.sent }
+              : yield* credentialFor(principal, url, refused)
           const outcome = yield* Effect.either(
             pending !== undefined
-              ? Effect.succeed({ response: pending, credentialSent: true })
+              ? Effect.succeed({ response: pending.response, credentialSent: true })
               : gate.with(sendOnce(request, url, credential, timerMillis))
           )
           pending = undefined
@@ -633,7 +697,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           method: e.request.method,
           url: e.request.url,
           failure: e.description === ATTEMPT_TIMED_OUT ? "timeout" : classify(chain),
-          cause: (e.description ?? chain[0] ?? e.reason).slice(0, 200)
+          // A custom fetch's error may quote the request, its Authorization header included.
+          cause: redactSecrets(e.description ?? chain[0] ?? e.reason).slice(0, 200)
         })
       }
       if (e instanceof HttpClientError.ResponseError) {
@@ -656,8 +721,11 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         IcrAppsError
       >
 
-    const slowRequest = (route: string, opts: RequestOptions) =>
-      Effect.map(send(clientFor(opts), build(route, opts)), ({ body }) => body)
+    const slowRequest = (route: string, opts: RequestOptions): Effect.Effect<unknown, RequestError> => {
+      const bad = badParam(opts.params)
+      if (bad !== undefined) return Effect.fail(bad)
+      return Effect.map(send(clientFor(opts), build(route, opts)), ({ body }) => body)
+    }
     /**
      * With nothing to observe it (the default tracer) and real time (the live clock), a call that
      * qualifies takes the fast path (see {@link unsafeRequest}); else, and for anything but a 2xx,
@@ -670,12 +738,8 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           if (fast === undefined) return slowRequest(route, opts)
           return Effect.flatMap(
             Effect.promise(() => fast),
-            (outcome): Effect.Effect<unknown, IcrAppsError> =>
-              outcome._tag === "Done"
-                ? Effect.succeed(outcome.body)
-                : outcome._tag === "From"
-                  ? requestFrom(opts, outcome.request, outcome.response)
-                  : slowRequest(route, opts)
+            (outcome): Effect.Effect<unknown, RequestError> =>
+              outcome._tag === "Done" ? Effect.succeed(outcome.body) : requestFrom(route, opts, outcome)
           )
         })
       )
@@ -698,14 +762,24 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       const match = /^(GET|HEAD) (\/\S*)$/.exec(route)
       if (match === null) return undefined
       const method = match[1]!
+      if (badParam(opts.params) !== undefined) return undefined // the Effect path refuses it, typed
       const path = fill(match[2]!, opts.params)
-      if (path.startsWith("/app/") || path.includes("{")) return undefined
+      if (path.includes("{")) return undefined
       let href = baseUrl + path
-      if (opts.query !== undefined) {
-        const url = new URL(href)
-        appendQuery(url, opts.query)
+      // Decided on the path as it will be sent, as the Effect path decides it. A path with no dot,
+      // escape, backslash, query or fragment is sent as written (URL parsing would change nothing),
+      // so the common call skips the parse; any other is parsed (`/x/../app/…` is `/app/…`).
+      if (opts.query !== undefined || /[.%\\?#]/.test(path)) {
+        let url: URL
+        try {
+          url = new URL(href)
+        } catch {
+          return undefined
+        }
+        if (url.origin !== base.origin || takesAppJwt(url)) return undefined
+        if (opts.query !== undefined) appendQuery(url, opts.query)
         href = url.href
-      }
+      } else if (path.startsWith("/app/") && path !== "/app/installations/token") return undefined
       const principal = principalOf(opts)
       const now = Date.now()
       let token: Redacted.Redacted<string> | undefined
@@ -739,7 +813,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           if (response.status >= 300 && response.status < 400) return { _tag: "Again" }
           if (response.status < 200 || response.status >= 300) {
             const request = build(route, opts)
-            return { _tag: "From", response: HttpClientResponse.fromWeb(request, response), request }
+            return { _tag: "From", response: HttpClientResponse.fromWeb(request, response), request, sent: token }
           }
           const text = await response.text().catch(() => undefined)
           if (text === undefined) return { _tag: "Again" } // a GET: safe to send again
@@ -749,7 +823,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
           } catch {
             const copy = new Response(text, { status: response.status, headers: response.headers })
             const request = build(route, opts)
-            return { _tag: "From", response: HttpClientResponse.fromWeb(request, copy), request }
+            return { _tag: "From", response: HttpClientResponse.fromWeb(request, copy), request, sent: token }
           }
         },
         (): FastOutcome => {
@@ -759,18 +833,22 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       )
     }
 
-    /** Carries on a request from an answer the fast path already got. */
-    const requestFrom = (
-      opts: RequestOptions,
-      request: HttpClientRequest.HttpClientRequest,
-      response: HttpClientResponse.HttpClientResponse
-    ): Effect.Effect<unknown, IcrAppsError> =>
-      execute(principalOf(opts), request, response).pipe(
+    /**
+     * Carries on from what the fast path got: an answer, handled from there; `Again` (a redirect, a
+     * network error, an unreadable body) through the Effect path, so the fast path is not tried twice.
+     */
+    const requestFrom: AuthenticatedClient["Type"]["requestFrom"] = (route, opts, outcome) => {
+      if (outcome._tag === "Again") return slowRequest(route, opts)
+      const { request, response, sent } = outcome
+      return execute(principalOf(opts), request, { response, sent }).pipe(
         Effect.flatMap((answer) => readJson(request, answer)),
         Effect.mapError(transportError)
       ) as Effect.Effect<unknown, IcrAppsError>
+    }
 
     const paginate: AuthenticatedClient["Type"]["paginate"] = (route, opts = {}) => {
+      const bad = badParam(opts.params)
+      if (bad !== undefined) return Stream.fail(bad)
       const client = clientFor(opts)
       const first = build(route, opts)
       // Per run of the stream: the pages asked for, so a server naming a page again ends the walk

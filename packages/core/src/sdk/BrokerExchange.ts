@@ -67,11 +67,37 @@ export const actionsIdToken = async (
   return body.value
 }
 
-/** Exchanges an identity token at the broker for an installation token. */
+/** Hosts on this machine, where plain `http:` is acceptable (the identity token never crosses a network). */
+const isLoopback = (hostname: string): boolean =>
+  hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+
+/**
+ * The broker's `/token` URL: `https:`, or `http:` on a loopback host only (the identity token is a
+ * bearer credential; on plain HTTP anyone on the path could replay it).
+ */
+const tokenUrl = (broker: string): URL => {
+  let url: URL
+  try {
+    url = new URL(`${broker.replace(/\/+$/, "")}/token`)
+  } catch {
+    throw new BrokerExchangeError("usage", "--broker must be an absolute https:// URL")
+  }
+  if (url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname))) return url
+  throw new BrokerExchangeError(
+    "usage",
+    "--broker must be an https:// URL (http:// only for localhost, 127.0.0.1 or [::1])"
+  )
+}
+
+/**
+ * Exchanges an identity token at the broker for an installation token. Redirects are not followed:
+ * a 307 or 308 would post the identity token again, to wherever `Location` names.
+ */
 export const exchangeAtBroker = async (
   options: BrokerExchangeOptions,
   fetch: typeof globalThis.fetch = globalThis.fetch
 ): Promise<BrokerToken> => {
+  const url = tokenUrl(options.broker)
   const form = new URLSearchParams({
     grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
     subject_token: options.subjectToken,
@@ -81,8 +107,9 @@ export const exchangeAtBroker = async (
   if (options.scope !== undefined && options.scope !== "") form.set("scope", options.scope)
   let response: Response
   try {
-    response = await fetch(`${options.broker.replace(/\/+$/, "")}/token`, {
+    response = await fetch(url, {
       method: "POST",
+      redirect: "manual",
       headers: {
         "content-type": "application/x-www-form-urlencoded",
         accept: "application/json",
@@ -91,8 +118,13 @@ export const exchangeAtBroker = async (
       body: form
     })
   } catch {
-    throw new BrokerExchangeError("transport", `the broker at ${options.broker} could not be reached`)
+    throw new BrokerExchangeError("transport", `the broker at ${url.origin} could not be reached`)
   }
+  if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400))
+    throw new BrokerExchangeError(
+      "redirect",
+      `the broker at ${url.origin} answered with a redirect (${response.status}); give its final URL as --broker`
+    )
   const body = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined
   if (response.status === 200 && typeof body?.access_token === "string")
     return {

@@ -118,12 +118,10 @@ export const createIcrAppsClient = (options: PromiseClientOptions) => {
         return c.request(route, opts)
       })
     }
+    // Anything but a 2xx carries on from there: an answer handled as it is (a 401 refreshes the token
+    // the fast path sent), the rest (a redirect, a network error) through the Effect path, not this one again.
     return fast.then((outcome) =>
-      outcome._tag === "Done"
-        ? outcome.body
-        : authenticated((c) =>
-            outcome._tag === "From" ? c.requestFrom(opts, outcome.request, outcome.response) : c.request(route, opts)
-          )
+      outcome._tag === "Done" ? outcome.body : authenticated((c) => c.requestFrom(route, opts, outcome))
     )
   }
   return {

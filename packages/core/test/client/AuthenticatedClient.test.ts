@@ -4,6 +4,7 @@
  * `Retry-After`, no retry of a POST once sent, no credential off the origin, both pagination forms,
  * and the concurrency cap under 100 concurrent calls.
  */
+import { inspect } from "node:util"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
@@ -557,5 +558,150 @@ describe("the Effect request's fast path", () => {
     })
     await Effect.runPromise(program.pipe(Effect.provide(h.layer)))
     expect(spans.filter((name) => name === "icr.request")).toHaveLength(2)
+  })
+})
+
+describe("the fast path's fallbacks and what a request may name", () => {
+  it("a 401 to concurrent fast-path GETs refreshes the token they sent: one re-mint, not one per late 401", async () => {
+    const h = await Effect.runPromise(
+      harness(
+        (guard) => async (request) => {
+          await new Promise((r) => setTimeout(r, 20))
+          return guard.route({}, () => Response.json({ ok: true }))(request)
+        },
+        { concurrency: 100 },
+        true
+      )
+    )
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.request("GET /projects", { installationId: id }) // mints, and builds the clients
+    const mints = h.issuer.mints(id)
+    await h.issuer.admin("POST", `/admin/installations/${id}/revokeTokens`)
+    await new Promise((r) => setTimeout(r, 5))
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => icr.request("GET /projects", { installationId: id }))
+    )
+    expect(results.every((r) => JSON.stringify(r) === '{"ok":true}')).toBe(true)
+    expect(h.issuer.mints(id) - mints).toBe(1)
+    await icr.dispose()
+  })
+
+  it("a redirect answered to the fast path is sent once more through the Effect path, not twice more", async () => {
+    const h = await Effect.runPromise(
+      harness(
+        (guard) => (request) =>
+          new URL(request.url).pathname === "/hop"
+            ? new Response(null, { status: 302, headers: { location: "https://elsewhere.test/landing" } })
+            : new URL(request.url).origin === BASE
+              ? guard.route({}, () => Response.json({ ok: true }))(request)
+              : Response.json({ landed: true }),
+        {},
+        true
+      )
+    )
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.request("GET /projects", { installationId: id })
+    const from = h.seen.length
+    expect(await icr.request("GET /hop", { installationId: id })).toEqual({ landed: true })
+    const sent = h.seen.slice(from)
+    expect(sent.map((s) => s.url)).toEqual([`${BASE}/hop`, `${BASE}/hop`, "https://elsewhere.test/landing"])
+    expect(sent[2]!.authorization).toBeNull()
+    await icr.dispose()
+  })
+
+  it("a path parameter . or .. (however escaped) is a typed InvalidRequestArgument, sent nowhere", async () => {
+    const h = await Effect.runPromise(harness(undefined, {}, true))
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.request("GET /organizations/{organizationId}/inventory", {
+      installationId: id,
+      params: { organizationId: org }
+    })
+    const from = h.seen.length
+    for (const value of ["..", ".", "%2e%2e", "%2E", ".%2e"]) {
+      const failure = await icr
+        .request("GET /organizations/{organizationId}/inventory", {
+          installationId: id,
+          params: { organizationId: value }
+        })
+        .catch((e: unknown) => e)
+      expect(failure).toBeInstanceOf(IcrAppsFailure)
+      expect([value, (failure as IcrAppsFailure)._tag]).toEqual([value, "InvalidRequestArgument"])
+    }
+    // The app's credential too (no installation), and the Effect API: request and paginate.
+    const appCall = await icr
+      .request("GET /{a}/{b}/app/installations", { params: { a: "..", b: ".." } })
+      .catch((e) => e)
+    expect((appCall as IcrAppsFailure)._tag).toBe("InvalidRequestArgument")
+    const effect = await Effect.runPromise(
+      Effect.gen(function* () {
+        const c = yield* AuthenticatedClient
+        const opts = { installationId: id, params: { organizationId: ".." } }
+        return [
+          yield* Effect.flip(c.request("GET /organizations/{organizationId}/inventory", opts)),
+          yield* Effect.flip(Stream.runCollect(c.paginate("GET /organizations/{organizationId}/inventory", opts)))
+        ]
+      }).pipe(Effect.provide(h.layer))
+    )
+    expect(effect.map((e) => e._tag)).toEqual(["InvalidRequestArgument", "InvalidRequestArgument"])
+    expect(h.seen.slice(from)).toEqual([])
+    // Legitimate values with dots pass.
+    const dotted = await icr
+      .request("GET /organizations/{organizationId}/inventory", {
+        installationId: id,
+        params: { organizationId: "a..b" }
+      })
+      .catch((e: unknown) => e)
+    expect((dotted as IcrAppsFailure)._tag).not.toBe("InvalidRequestArgument")
+    await icr.dispose()
+  })
+
+  it("the fast path decides the App JWT on the path as sent: /x/../app/installations carries the JWT, not a token", async () => {
+    const h = await Effect.runPromise(harness(undefined, {}, true))
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.request("GET /organizations/{organizationId}/inventory", {
+      installationId: id,
+      params: { organizationId: org }
+    }) // a cached installation token: the fast path would qualify
+    const from = h.seen.length
+    await icr.request("GET /x/../app/installations", { installationId: id })
+    const sent = h.seen.slice(from).filter((s) => new URL(s.url).pathname === "/app/installations")
+    expect(sent).toHaveLength(1)
+    expect(sent[0]!.authorization).toMatch(/^Bearer eyJ/)
+    await icr.dispose()
+  })
+
+  it("a custom fetch's error text quoting the credential is redacted in the TransportError, on both paths", async () => {
+    const h = await Effect.runPromise(
+      harness(
+        () => (request) => {
+          throw new TypeError(
+            `fetch failed for ${request.url} with ${request.headers.get("authorization")} (crs_0123abcd, eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln)`
+          )
+        },
+        { maxAttempts: 1 },
+        true
+      )
+    )
+    const icr = createIcrAppsClient(h.config)
+    const id = h.installation.id
+    await icr.getInstallationToken(id) // cached: the Promise call takes the fast path first
+    const promise = await icr.request("GET /projects", { installationId: id }).catch((e: unknown) => e)
+    expect((promise as IcrAppsFailure)._tag).toBe("TransportError")
+    const effect = await Effect.runPromise(
+      Effect.flatMap(AuthenticatedClient, (c) => Effect.flip(c.request("GET /projects", { installationId: id }))).pipe(
+        Effect.provide(h.layer)
+      )
+    )
+    expect(effect._tag).toBe("TransportError")
+    for (const failure of [promise, effect]) {
+      const all = `${inspect(failure, { depth: 10, showHidden: true })}${JSON.stringify(failure)}${String((failure as Error).message)}`
+      expect(all).toContain("fetch failed for")
+      expect(all).not.toMatch(/crs_[0-9a-f]{4}|eyJ[\w-]+\.[\w-]+|Bearer (?!\[redacted\])/)
+    }
+    await icr.dispose()
   })
 })

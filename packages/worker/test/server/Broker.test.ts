@@ -236,9 +236,10 @@ describe("the broker served", () => {
         ACTIONS_ID_TOKEN_REQUEST_TOKEN: "actions-request-token"
       })
       expect(run.code).toBe(0)
-      const [mask, token] = run.stdout.trim().split("\n")
+      // Standard output is the token alone (TOKEN=$(…) captures it); the mask goes to standard error.
+      const token = run.stdout.trim()
       expect(token).toMatch(/^crs_[0-9a-f]{48}$/)
-      expect(mask).toBe(`::add-mask::${token}`)
+      expect(run.stderr.split("\n")).toContain(`::add-mask::${token}`)
       expect(asked?.searchParams.get("audience")).toBe(AUDIENCE)
       expect(asked?.searchParams.get("api-version")).toBe("2.0")
       // A Kubernetes projected token: a file.
