@@ -91,7 +91,9 @@ if (positionals[0] === "token") {
   }).listen(port, "127.0.0.1", () => {
     console.log(`» local OIDC issuer on ${issuer} (development only; a fresh key each run)`)
     console.log(`  trust it:   BROKER_OIDC_ISSUERS='["${issuer}"]'`)
-    console.log(`  a token:    curl -s '${issuer}/token?sub=repo:acme/inventory:ref:refs/heads/main&aud=http://127.0.0.1:8788'`)
+    console.log(
+      `  a token:    curl -s '${issuer}/token?sub=repo:acme/inventory:ref:refs/heads/main&aud=http://127.0.0.1:8788'`
+    )
   })
 } else {
   console.error(

@@ -42,7 +42,7 @@ import type { Installation } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
 import { API_VERSION } from "../api/Primitives.js"
 import { AnyProblem, isProblem, type Problem } from "../api/Problems.js"
-import { causeChain, classify } from "../internal/transport.js"
+import { causeChain, classify, redactSecrets } from "../internal/transport.js"
 import { AppJwt } from "../sdk/AppJwt.js"
 import {
   type ErrorOf,
@@ -161,12 +161,7 @@ const badParam = (params: RequestOptions["params"]): InvalidRequestArgument | un
   return undefined
 }
 
-/** Credentials and JWT-shaped strings in text quoted from elsewhere (a custom `fetch`'s error), replaced. */
-export const redactSecrets = (text: string): string =>
-  text
-    .replace(/\bBearer\s+\S+/gi, "Bearer [redacted]")
-    .replace(/\bcrs_[0-9a-f]+/gi, "crs_[redacted]")
-    .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted JWT]")
+export { redactSecrets } from "../internal/transport.js"
 
 /** A route template with its `{name}` placeholders filled (URI-encoded); unknown ones stay. */
 const fill = (template: string, params: RequestOptions["params"]) =>

@@ -40,3 +40,10 @@ export const classify = (chain: ReadonlyArray<string>): TransportFailure => {
   if (/CERT|TLS|SSL|certificate/i.test(text)) return "tls"
   return "network"
 }
+
+/** Credentials and JWT-shaped strings in text quoted from elsewhere (a custom `fetch`'s error), replaced. */
+export const redactSecrets = (text: string): string =>
+  text
+    .replace(/\bBearer\s+\S+/gi, "Bearer [redacted]")
+    .replace(/\bcrs_[0-9a-f]+/gi, "crs_[redacted]")
+    .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted JWT]")

@@ -31,7 +31,7 @@ import { AppJwt, type JwtSigningFailed } from "./AppJwt.js"
 import { type Installation, type InstallationPage, PAGE_LIMIT } from "../api/Installations.js"
 import type { Permissions } from "../api/Permissions.js"
 import { API_VERSION, Uuid } from "../api/Primitives.js"
-import { causeChain, classify, type TransportFailure } from "../internal/transport.js"
+import { causeChain, classify, redactSecrets, type TransportFailure } from "../internal/transport.js"
 import { InvalidPermissions, InvalidRequest, type Problem } from "../api/Problems.js"
 import {
   type AccessToken,
@@ -396,7 +396,8 @@ const toSdkError = <E>(e: E): Exclude<E, PlatformFailure> | TransportError | Une
       method: e.request.method,
       url: urlOf(e.request),
       failure: e.description === ATTEMPT_TIMED_OUT ? "timeout" : classify(chain),
-      cause: cause.slice(0, 200)
+      // A custom fetch may quote the request (its Authorization header) in its error text.
+      cause: redactSecrets(cause).slice(0, 200)
     })
   }
   if (e instanceof HttpClientError.ResponseError) {

@@ -704,4 +704,21 @@ describe("the fast path's fallbacks and what a request may name", () => {
     }
     await icr.dispose()
   })
+
+  it("the SDK's own calls redact it too: a custom fetch quoting the App JWT of a mint", async () => {
+    const h = await Effect.runPromise(harness(undefined, {}, true))
+    const icr = createIcrAppsClient({
+      ...h.config,
+      fetch: async (input: RequestInfo | URL, init?: RequestInit) => {
+        const request = new Request(input, init)
+        throw new TypeError(`fetch failed with ${request.headers.get("authorization")}`)
+      }
+    })
+    const failure = await icr.createAppAccessToken().catch((e: unknown) => e)
+    expect((failure as IcrAppsFailure)._tag).toBe("TransportError")
+    const all = `${inspect(failure, { depth: 10, showHidden: true })}${JSON.stringify(failure)}${String((failure as Error).message)}`
+    expect(all).toContain("fetch failed with")
+    expect(all).not.toMatch(/eyJ[\w-]+\.[\w-]+|Bearer (?!\[redacted\])/)
+    await icr.dispose()
+  })
 })
