@@ -18,6 +18,7 @@ import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
 import { type CachedToken, TokenCache } from "@icr-apps/core/sdk/TokenCache"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -134,6 +135,10 @@ interface AppSdk {
   readonly listings: {
     readonly pageSize: number
     cached?: { readonly at: number; readonly items: ReadonlyArray<Installation> } | undefined
+    /** How many pages the last walk took: what a caller starting the next one pays up front. */
+    lastPages: number
+    /** The walk under way, which concurrent listings wait on instead of walking again. */
+    walking?: Deferred.Deferred<Listed, Unavailable | RateLimited> | undefined
   }
 }
 
@@ -284,7 +289,7 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
           tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
           client: Context.get(built.right, Client.IcrAppsClient),
           issuerBudget,
-          listings: { pageSize: deps.listPageSize ?? 100 }
+          listings: { pageSize: deps.listPageSize ?? 100, lastPages: 1 }
         })
       }
       return {
@@ -708,15 +713,17 @@ const exchange = (payload: TokenRequest) =>
     )
   })
 
-/**
- * Every installation of the app, all pages: from the short cache, or walked now — each page
- * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
- */
-const allInstallations = (state: Ready, sdk: AppSdk) =>
+/** One walk of every page of an app's installations. */
+interface Listed {
+  readonly items: ReadonlyArray<Installation>
+  /** How many pages (issuer requests) it took. */
+  readonly pages: number
+}
+
+/** Walks every page of the app's installations now, each page counted against the broker-wide issuer budget. */
+const walkInstallations = (state: Ready, sdk: AppSdk) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
-    const cached = sdk.listings.cached
-    if (cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000) return { items: cached.items, cost: 0 }
     const items: Array<Installation> = []
     let cursor: string | undefined
     let pages = 0
@@ -736,13 +743,57 @@ const allInstallations = (state: Ready, sdk: AppSdk) =>
       cursor = page.nextCursor
     }
     sdk.listings.cached = { at: now, items }
-    return { items: items as ReadonlyArray<Installation>, cost: pages }
+    sdk.listings.lastPages = pages
+    return { items, pages } satisfies Listed
+  })
+
+/**
+ * Every installation of the app, all pages: from the short cache, from the walk another request
+ * already started (single flight: concurrent listings on a cold cache cost the issuer one walk,
+ * not one each), or walked now. A caller that starts a walk pays for it first — as many units as
+ * the last walk took, `reserve` refusing it (429) before any page is asked for when that is beyond
+ * its allowance — and then for any pages beyond that. Says how many pages this caller caused.
+ */
+const allInstallations = (
+  state: Ready,
+  sdk: AppSdk,
+  reserve: (pages: number) => Effect.Effect<void, RateLimited>
+): Effect.Effect<Listed, Unavailable | RateLimited> =>
+  Effect.gen(function* () {
+    const fresh = (now: number) => {
+      const cached = sdk.listings.cached
+      return cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000 ? cached.items : undefined
+    }
+    /** The listing at hand without walking: the cache's, or that of the walk under way. */
+    const atHand = Effect.gen(function* () {
+      const cached = fresh(yield* Clock.currentTimeMillis)
+      if (cached !== undefined) return cached
+      const under = sdk.listings.walking
+      return under === undefined ? undefined : (yield* Deferred.await(under)).items
+    })
+    const before = yield* atHand
+    if (before !== undefined) return { items: before, pages: 0 }
+    yield* reserve(sdk.listings.lastPages)
+    // Reserving may have waited on a shared limiter: another request may have started the walk meanwhile.
+    const after = yield* atHand
+    if (after !== undefined) return { items: after, pages: 0 }
+    const walking = yield* Deferred.make<Listed, Unavailable | RateLimited>()
+    sdk.listings.walking = walking
+    // The walk runs on its own fiber: a caller that goes away does not cancel it for those waiting on it.
+    yield* Effect.forkDaemon(
+      Effect.flatMap(Effect.exit(walkInstallations(state, sdk)), (exit) => {
+        if (sdk.listings.walking === walking) sdk.listings.walking = undefined
+        return Deferred.done(walking, exit)
+      })
+    )
+    return yield* Deferred.await(walking)
   })
 
 /**
  * `GET /installations`: every installation the caller's listing policies reach. The caller pays
- * for what its listing cost the issuer — one unit per page walked (at least one per request) — so
- * listing in a loop over thousands of installations cannot use up the app's budget at the issuer.
+ * for what its listing cost the issuer — one unit per page walked (at least one per request),
+ * reserved before the walk — so listing in a loop, or many listings at once, over thousands of
+ * installations cannot use up the app's budget at the issuer.
  */
 const installations = Effect.gen(function* () {
   const state = yield* readyState
@@ -753,19 +804,38 @@ const installations = Effect.gen(function* () {
   const allowed = listing(policies, caller)
   if (allowed.length === 0)
     return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
-  const items: Array<Installation> = []
+  // Units charged to the caller so far (the first was taken by `limit`), and what its walks cost.
+  let paid = 1
   let cost = 0
+  /** Charges the caller up to `total` units; `refuse`: 429 when that is beyond its allowance. */
+  const chargeUpTo = (total: number, refuse: boolean) =>
+    Effect.gen(function* () {
+      if (total <= paid) return
+      const units = total - paid
+      paid = total
+      const decision = state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, units)
+      const shared = yield* RateLimit.takeShared(state.shared.callers, callerKey(caller), units)
+      if (!refuse) return
+      if (!decision.allowed)
+        return yield* new RateLimited({
+          detail: "Too many requests from this caller: a listing costs one unit per page",
+          retryAfter: decision.retryAfterSeconds
+        })
+      if (!shared)
+        return yield* new RateLimited({
+          detail: "Too many requests from this caller: a listing costs one unit per page",
+          retryAfter: RateLimit.BINDING_PERIOD_SECONDS
+        })
+    })
+  const items: Array<Installation> = []
   // Each app the caller's listing policies name, listed once.
   for (const appId of new Set(allowed.map((p) => p.app ?? state.settings.appId))) {
     const mine = allowed.filter((p) => (p.app ?? state.settings.appId) === appId)
-    const listed = yield* allInstallations(state, state.apps.get(appId)!)
-    cost += listed.cost
+    const listed = yield* allInstallations(state, state.apps.get(appId)!, (pages) => chargeUpTo(cost + pages, true))
+    cost += listed.pages
+    // Pages beyond what was reserved are charged now, for the next request.
+    yield* chargeUpTo(cost, false)
     items.push(...listed.items.filter((i) => mine.some((p) => reaches(p, i.id))))
-  }
-  // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
-  if (cost > 1) {
-    state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
-    yield* RateLimit.takeShared(state.shared.callers, callerKey(caller), cost - 1)
   }
   return { items }
 })
