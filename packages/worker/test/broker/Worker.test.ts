@@ -218,6 +218,19 @@ describe("budgets: one caller cannot starve the others (SPEC §8)", () => {
     expect(other.status).toBe(200)
   })
 
+  it("a shared walk that fails fails every listing waiting on it, and the next listing walks again", async () => {
+    const t = await lister()
+    t.issuer.setDown(true)
+    const failed = await Promise.all(Array.from({ length: 3 }, () => list(t)))
+    expect(failed.map((r) => r.status)).toEqual([503, 503, 503])
+    // One walk (its first page, tried 3 times), not three.
+    expect(listingRequests(t)).toBe(3)
+    t.issuer.setDown(false)
+    const again = await list(t)
+    expect(again.status).toBe(200)
+    expect((await json(again)).items).toHaveLength(5)
+  })
+
   it("charges the pages of a walk before walking: a caller that cannot pay for the last walk's pages is refused first", async () => {
     const t = await lister({ BROKER_RATE_LIMIT_PER_MINUTE: "5" })
     expect((await list(t)).status).toBe(200) // 3 pages: 3 units of 5
