@@ -5,6 +5,7 @@
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Installation } from "@icr-apps/core/api/Installations"
@@ -127,10 +128,25 @@ export const PolicyDocument = Schema.Struct({
   policies: Schema.Array(Schema.Unknown).annotations({ description: "The policies, as BROKER_POLICIES writes them" })
 }).annotations({ identifier: "PolicyDocument" })
 
-/** A new policy document. */
+/** A new policy document: `policies` and nothing else (an unknown member is 400, not ignored). */
 export const PolicyUpdate = Schema.Struct({
   policies: Schema.Unknown.annotations({ description: "A JSON array of policies, as BROKER_POLICIES" })
-}).annotations({ identifier: "PolicyUpdate" })
+}).annotations({ identifier: "PolicyUpdate", parseOptions: { onExcessProperty: "error" } })
+
+/**
+ * The operator's authentication, checked before anything of the request is decoded: an
+ * unauthenticated `PUT` is 401 whatever its body, and says nothing about the document's shape.
+ */
+export class OperatorAuth extends HttpApiMiddleware.Tag<OperatorAuth>()("@icr-apps/worker/broker/OperatorAuth", {
+  failure: Schema.Union(
+    Problems.MissingCredentials,
+    Problems.InvalidToken,
+    Problems.AdminDisabled,
+    Problems.InvalidRequest,
+    Problems.RateLimited,
+    Problems.Unavailable
+  )
+}) {}
 
 /** The operator API: trust policies managed without a redeploy. */
 export class AdminGroup extends HttpApiGroup.make("admin")
@@ -142,7 +158,17 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.put("putPolicies", "/admin/policies")
       .setPayload(PolicyUpdate)
+      .setHeaders(
+        Schema.Struct({
+          "if-match": Schema.optional(Schema.String).annotations({
+            description:
+              'Required: `"<version>"`, the version the change is based on (GET shows it; BROKER_POLICIES is 0)'
+          })
+        })
+      )
       .addSuccess(PolicyDocument)
+      .addError(Problems.Conflict)
+      .addError(Problems.PreconditionRequired)
       .annotate(OpenApi.Summary, "Replace the trust policies (validated; effective on the next exchange)")
   )
   .addError(Problems.MissingCredentials)
@@ -150,6 +176,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .addError(Problems.AdminDisabled)
   .addError(Problems.RateLimited)
   .addError(Problems.Unavailable)
+  .middleware(OperatorAuth)
   .annotate(OpenApi.Title, "Operator")
   .annotate(OpenApi.Description, "Guarded by `Authorization: Bearer <BROKER_ADMIN_TOKEN>` (at least 32 characters).") {}
 

@@ -54,14 +54,33 @@ export interface PolicyEvent {
   readonly requestId: string
   readonly outcome: "success" | "refused"
   readonly code?: string | undefined
-  /** The version written. */
+  /** The version written (or, refused, the version the change was based on: its `If-Match`). */
   readonly version?: number | undefined
   /** The names of the policies now in force. */
   readonly policies?: ReadonlyArray<string> | undefined
+  /** `sha256:<hex>` of the policies as stored and as `GET /admin/policies` shows them (compact JSON). */
+  readonly digest?: string | undefined
+  /** The policies that say `"allowAnySubject": true` (their subjectPattern matches any subject). */
+  readonly allowAnySubject?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * A failed authentication at the operator API (a wrong operator token, or another scheme): never
+ * the value presented. At most one event per client address per second.
+ */
+export interface OperatorEvent {
+  readonly event: "broker.operator_authenticate"
+  readonly time: string
+  readonly requestId: string
+  readonly outcome: "failure"
+  /** `invalid_token`, `invalid_request`, or `rate_limited` once the address is past its limit. */
+  readonly code: string
+  /** The client address as rate limits group it (`ip4:…`, an IPv6 address as `ip6:…/64`), when the request carried one. */
+  readonly clientAddress?: string | undefined
 }
 
 /** Where audit events go. */
-export type AuditSink = (event: ExchangeEvent | PolicyEvent) => void
+export type AuditSink = (event: ExchangeEvent | PolicyEvent | OperatorEvent) => void
 
 /** One JSON line on the Worker's log (Workers Logs / `wrangler tail` index it). */
 export const consoleSink: AuditSink = (event) => console.log(JSON.stringify(event))

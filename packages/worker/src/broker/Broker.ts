@@ -18,6 +18,7 @@ import * as InstallationTokens from "@icr-apps/core/sdk/InstallationTokens"
 import { type CachedToken, TokenCache } from "@icr-apps/core/sdk/TokenCache"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -33,6 +34,7 @@ import { routerOf, runRoute } from "@icr-apps/core/edge/Router"
 import {
   ACCESS_TOKEN_TYPE,
   BrokerApi,
+  OperatorAuth,
   openApiDocument,
   SUBJECT_TOKEN_TYPES,
   TOKEN_EXCHANGE_GRANT,
@@ -58,6 +60,7 @@ import * as PolicyStore from "./PolicyStore.js"
 import {
   AdminDisabled,
   type BrokerProblem,
+  PreconditionRequired,
   codeOf,
   InvalidToken,
   MissingCredentials,
@@ -134,6 +137,10 @@ interface AppSdk {
   readonly listings: {
     readonly pageSize: number
     cached?: { readonly at: number; readonly items: ReadonlyArray<Installation> } | undefined
+    /** How many pages the last walk took: what a caller starting the next one pays up front. */
+    lastPages: number
+    /** The walk under way, which concurrent listings wait on instead of walking again. */
+    walking?: Deferred.Deferred<Listed, Unavailable | RateLimited> | undefined
   }
 }
 
@@ -284,7 +291,7 @@ const stateLayer = (env: BrokerBindings, deps: BrokerDependencies) =>
           tokens: Context.get(built.right, InstallationTokens.InstallationTokens),
           client: Context.get(built.right, Client.IcrAppsClient),
           issuerBudget,
-          listings: { pageSize: deps.listPageSize ?? 100 }
+          listings: { pageSize: deps.listPageSize ?? 100, lastPages: 1 }
         })
       }
       return {
@@ -708,15 +715,17 @@ const exchange = (payload: TokenRequest) =>
     )
   })
 
-/**
- * Every installation of the app, all pages: from the short cache, or walked now — each page
- * counted against the broker-wide issuer budget. Says how many issuer requests it cost.
- */
-const allInstallations = (state: Ready, sdk: AppSdk) =>
+/** One walk of every page of an app's installations. */
+interface Listed {
+  readonly items: ReadonlyArray<Installation>
+  /** How many pages (issuer requests) it took. */
+  readonly pages: number
+}
+
+/** Walks every page of the app's installations now, each page counted against the broker-wide issuer budget. */
+const walkInstallations = (state: Ready, sdk: AppSdk) =>
   Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
-    const cached = sdk.listings.cached
-    if (cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000) return { items: cached.items, cost: 0 }
     const items: Array<Installation> = []
     let cursor: string | undefined
     let pages = 0
@@ -736,13 +745,57 @@ const allInstallations = (state: Ready, sdk: AppSdk) =>
       cursor = page.nextCursor
     }
     sdk.listings.cached = { at: now, items }
-    return { items: items as ReadonlyArray<Installation>, cost: pages }
+    sdk.listings.lastPages = pages
+    return { items, pages } satisfies Listed
+  })
+
+/**
+ * Every installation of the app, all pages: from the short cache, from the walk another request
+ * already started (single flight: concurrent listings on a cold cache cost the issuer one walk,
+ * not one each), or walked now. A caller that starts a walk pays for it first — as many units as
+ * the last walk took, `reserve` refusing it (429) before any page is asked for when that is beyond
+ * its allowance — and then for any pages beyond that. Says how many pages this caller caused.
+ */
+const allInstallations = (
+  state: Ready,
+  sdk: AppSdk,
+  reserve: (pages: number) => Effect.Effect<void, RateLimited>
+): Effect.Effect<Listed, Unavailable | RateLimited> =>
+  Effect.gen(function* () {
+    const fresh = (now: number) => {
+      const cached = sdk.listings.cached
+      return cached !== undefined && now - cached.at < LIST_CACHE_SECONDS * 1000 ? cached.items : undefined
+    }
+    /** The listing at hand without walking: the cache's, or that of the walk under way. */
+    const atHand = Effect.gen(function* () {
+      const cached = fresh(yield* Clock.currentTimeMillis)
+      if (cached !== undefined) return cached
+      const under = sdk.listings.walking
+      return under === undefined ? undefined : (yield* Deferred.await(under)).items
+    })
+    const before = yield* atHand
+    if (before !== undefined) return { items: before, pages: 0 }
+    yield* reserve(sdk.listings.lastPages)
+    // Reserving may have waited on a shared limiter: another request may have started the walk meanwhile.
+    const after = yield* atHand
+    if (after !== undefined) return { items: after, pages: 0 }
+    const walking = yield* Deferred.make<Listed, Unavailable | RateLimited>()
+    sdk.listings.walking = walking
+    // The walk runs on its own fiber: a caller that goes away does not cancel it for those waiting on it.
+    yield* Effect.forkDaemon(
+      Effect.flatMap(Effect.exit(walkInstallations(state, sdk)), (exit) => {
+        if (sdk.listings.walking === walking) sdk.listings.walking = undefined
+        return Deferred.done(walking, exit)
+      })
+    )
+    return yield* Deferred.await(walking)
   })
 
 /**
  * `GET /installations`: every installation the caller's listing policies reach. The caller pays
- * for what its listing cost the issuer — one unit per page walked (at least one per request) — so
- * listing in a loop over thousands of installations cannot use up the app's budget at the issuer.
+ * for what its listing cost the issuer — one unit per page walked (at least one per request),
+ * reserved before the walk — so listing in a loop, or many listings at once, over thousands of
+ * installations cannot use up the app's budget at the issuer.
  */
 const installations = Effect.gen(function* () {
   const state = yield* readyState
@@ -753,19 +806,38 @@ const installations = Effect.gen(function* () {
   const allowed = listing(policies, caller)
   if (allowed.length === 0)
     return yield* new UnauthorizedClient({ detail: "No trust policy lets this caller list", reason: "no_policy" })
-  const items: Array<Installation> = []
+  // Units charged to the caller so far (the first was taken by `limit`), and what its walks cost.
+  let paid = 1
   let cost = 0
+  /** Charges the caller up to `total` units; `refuse`: 429 when that is beyond its allowance. */
+  const chargeUpTo = (total: number, refuse: boolean) =>
+    Effect.gen(function* () {
+      if (total <= paid) return
+      const units = total - paid
+      paid = total
+      const decision = state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, units)
+      const shared = yield* RateLimit.takeShared(state.shared.callers, callerKey(caller), units)
+      if (!refuse) return
+      if (!decision.allowed)
+        return yield* new RateLimited({
+          detail: "Too many requests from this caller: a listing costs one unit per page",
+          retryAfter: decision.retryAfterSeconds
+        })
+      if (!shared)
+        return yield* new RateLimited({
+          detail: "Too many requests from this caller: a listing costs one unit per page",
+          retryAfter: RateLimit.BINDING_PERIOD_SECONDS
+        })
+    })
+  const items: Array<Installation> = []
   // Each app the caller's listing policies name, listed once.
   for (const appId of new Set(allowed.map((p) => p.app ?? state.settings.appId))) {
     const mine = allowed.filter((p) => (p.app ?? state.settings.appId) === appId)
-    const listed = yield* allInstallations(state, state.apps.get(appId)!)
-    cost += listed.cost
+    const listed = yield* allInstallations(state, state.apps.get(appId)!, (pages) => chargeUpTo(cost + pages, true))
+    cost += listed.pages
+    // Pages beyond what was reserved are charged now, for the next request.
+    yield* chargeUpTo(cost, false)
     items.push(...listed.items.filter((i) => mine.some((p) => reaches(p, i.id))))
-  }
-  // The first unit was taken by `limit`; the rest of the pages are charged now, for the next request.
-  if (cost > 1) {
-    state.callers.take(callerKey(caller), yield* Clock.currentTimeMillis, cost - 1)
-    yield* RateLimit.takeShared(state.shared.callers, callerKey(caller), cost - 1)
   }
   return { items }
 })
@@ -807,34 +879,72 @@ const secretsEqual = async (a: string, b: string): Promise<boolean> => {
   return diff === 0
 }
 
+/** The key wrong operator tokens count against when the request carries no client address. */
+const NO_ADDRESS_KEY = "operator:no-address"
+/** Failed operator authentications audited per client address: at most one per this many ms. */
+const OPERATOR_AUDIT_MILLIS = 1000
+
 /**
- * The operator: `Authorization: Bearer <BROKER_ADMIN_TOKEN>`, compared in constant time. Wrong
- * tokens count as failed attempts of the client address (429 past the limit); the API is off
- * (403 admin_disabled) without a token of at least 32 characters.
+ * The operator: `Authorization: Bearer <BROKER_ADMIN_TOKEN>`, compared in constant time, checked
+ * before the request is decoded (the {@link OperatorAuth} middleware). Wrong tokens count as failed
+ * attempts of the client address — of one fixed key when the request carries none — and are 429
+ * past the limit; each is audited (`broker.operator_authenticate`, never the value presented, at
+ * most one event per address per second). The API is off (403 admin_disabled) without a token of
+ * at least 32 characters.
  */
-const operator = Effect.gen(function* () {
-  const state = yield* readyState
-  const expected = state.settings.adminToken
-  if (expected === undefined)
-    return yield* new AdminDisabled({
-      detail: `The operator API is disabled: no BROKER_ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
-    })
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const given = yield* bearerOf(request)
-  if (given === undefined)
-    return yield* new MissingCredentials({ detail: "Send Authorization: Bearer <BROKER_ADMIN_TOKEN>" })
-  if (yield* Effect.promise(() => secretsEqual(given, Redacted.value(expected)))) return state
-  const forwarded = request.headers["cf-connecting-ip"]
-  if (forwarded !== undefined) {
-    const seen = state.failures.take(addressKey(forwarded), yield* Clock.currentTimeMillis)
-    if (!seen.allowed)
-      return yield* new RateLimited({
-        detail: "Too many failed attempts from this address",
-        retryAfter: seen.retryAfterSeconds
+const operatorCheck = (state: Ready, audited: Map<string, number>) =>
+  Effect.gen(function* () {
+    const expected = state.settings.adminToken
+    if (expected === undefined)
+      return yield* new AdminDisabled({
+        detail: `The operator API is disabled: no BROKER_ADMIN_TOKEN of at least ${MIN_ADMIN_TOKEN_LENGTH} characters is configured`
       })
-  }
-  return yield* new InvalidToken({ detail: "The operator token is not valid" })
-})
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const forwarded = request.headers["cf-connecting-ip"]
+    const address = forwarded === undefined ? undefined : addressKey(forwarded)
+    const key = address ?? NO_ADDRESS_KEY
+    const now = yield* Clock.currentTimeMillis
+    const failed = <E extends InvalidToken | InvalidRequest | RateLimited>(error: E) =>
+      Effect.gen(function* () {
+        const last = audited.get(key)
+        if (last === undefined || now - last >= OPERATOR_AUDIT_MILLIS) {
+          audited.delete(key)
+          audited.set(key, now)
+          if (audited.size > RateLimit.MAX_KEYS) audited.delete(audited.keys().next().value!)
+          const requestId = yield* Effect.serviceOption(RequestId)
+          state.audit({
+            event: "broker.operator_authenticate",
+            time: new Date(now).toISOString(),
+            requestId: Option.getOrElse(requestId, () => ""),
+            outcome: "failure",
+            code: codeOf(error),
+            ...(address === undefined ? {} : { clientAddress: address })
+          })
+        }
+        return yield* Effect.fail(error)
+      })
+    const given = yield* Effect.catchAll(bearerOf(request), failed)
+    if (given === undefined)
+      return yield* new MissingCredentials({ detail: "Send Authorization: Bearer <BROKER_ADMIN_TOKEN>" })
+    if (yield* Effect.promise(() => secretsEqual(given, Redacted.value(expected)))) return
+    const seen = state.failures.take(key, now)
+    if (!seen.allowed)
+      return yield* failed(
+        new RateLimited({ detail: "Too many failed attempts from this address", retryAfter: seen.retryAfterSeconds })
+      )
+    return yield* failed(new InvalidToken({ detail: "The operator token is not valid" }))
+  })
+
+/** {@link OperatorAuth} over the broker's state (not ready: 503, as every endpoint). */
+const OperatorAuthLive = Layer.effect(
+  OperatorAuth,
+  Effect.map(BrokerState, (state) => {
+    const audited = new Map<string, number>()
+    return Effect.flatMap(state.ready ? Effect.succeed(state) : Effect.fail(notReady()), (ready) =>
+      operatorCheck(ready, audited)
+    )
+  })
+)
 
 /** The policy document of what was loaded, for the wire. */
 const documentOf = (loaded: PolicyStore.Loaded) => ({
@@ -844,45 +954,79 @@ const documentOf = (loaded: PolicyStore.Loaded) => ({
   policies: loaded.document.policies
 })
 
+/** `sha256:<hex>` of the policies as stored (compact JSON, as `GET /admin/policies` shows them). */
+const documentDigest = (policies: unknown) =>
+  Effect.promise(() => crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(policies)))).pipe(
+    Effect.map((d) => `sha256:${Encoding.encodeHex(new Uint8Array(d))}`)
+  )
+
+/** The version an `If-Match` names: `"<version>"` (a strong entity tag, as `ETag` shows it). */
+const basedOn = (header: string | undefined): Effect.Effect<number, PreconditionRequired | InvalidRequest> => {
+  if (header === undefined || header.trim() === "")
+    return Effect.fail(
+      new PreconditionRequired({
+        detail:
+          'Send If-Match: "<version>" with the version this change is based on (GET /admin/policies shows it; BROKER_POLICIES is "0")'
+      })
+    )
+  const match = /^\s*"(\d{1,9})"\s*$/.exec(header)
+  return match === null
+    ? Effect.fail(new InvalidRequest({ detail: 'If-Match: must be one version, as "<version>"' }))
+    : Effect.succeed(Number(match[1]))
+}
+
 const AdminLive = HttpApiBuilder.group(BrokerApi, "admin", (handlers) =>
   Effect.succeed(
     handlers
       .handle("getPolicies", () =>
         Effect.gen(function* () {
-          const state = yield* operator
+          const state = yield* readyState
           return documentOf(yield* state.policies.current(yield* Clock.currentTimeMillis))
         })
       )
-      .handle("putPolicies", ({ payload }) =>
+      .handle("putPolicies", ({ payload, headers }) =>
         Effect.gen(function* () {
-          const state = yield* operator
+          const state = yield* readyState
           const requestId = yield* RequestId
           const now = yield* Clock.currentTimeMillis
           const time = new Date(now).toISOString()
-          return yield* state.policies.put(payload.policies, now).pipe(
+          const digest = yield* documentDigest(payload.policies)
+          const refused = (e: BrokerProblem, version?: number) =>
+            Effect.sync(() =>
+              state.audit({
+                event: "broker.policies_update",
+                time,
+                requestId,
+                outcome: "refused",
+                code: codeOf(e),
+                digest,
+                ...(version === undefined ? {} : { version })
+              })
+            )
+          const version = yield* Effect.tapError(basedOn(headers["if-match"]), (e) => refused(e))
+          return yield* state.policies.put(payload.policies, version, now).pipe(
             Effect.tap((loaded) =>
-              Effect.sync(() =>
+              Effect.sync(() => {
+                const anySubject = loaded.policies.filter((p) => p.allowAnySubject).map((p) => p.name)
                 state.audit({
                   event: "broker.policies_update",
                   time,
                   requestId,
                   outcome: "success",
                   version: loaded.document.version,
-                  policies: loaded.policies.map((p) => p.name)
+                  policies: loaded.policies.map((p) => p.name),
+                  digest,
+                  ...(anySubject.length > 0 ? { allowAnySubject: anySubject } : {})
                 })
-              )
+              })
             ),
-            Effect.tapError((e) =>
-              Effect.sync(() =>
-                state.audit({ event: "broker.policies_update", time, requestId, outcome: "refused", code: codeOf(e) })
-              )
-            ),
+            Effect.tapError((e) => refused(e, version)),
             Effect.map(documentOf)
           )
         })
       )
   )
-)
+).pipe(Layer.provide(OperatorAuthLive))
 
 const SystemLive = HttpApiBuilder.group(BrokerApi, "system", (handlers) =>
   Effect.sync(() => {
@@ -953,6 +1097,29 @@ const asOAuthError = (request: Request, response: Response): Response => {
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
 }
 
+/**
+ * A request to the operator API that does not carry the operator token, without its body: the
+ * edge reads and parses bodies before routing, and an unauthenticated caller must learn nothing
+ * from how its body is judged (malformed JSON, too large) — it is answered 401 (or 403, 429) by
+ * the operator check alone.
+ */
+const unreadUnlessOperator = async (request: Request, adminToken: string | undefined): Promise<Request> => {
+  if (request.body === null || new URL(request.url).pathname !== "/admin/policies") return request
+  const given = /^Bearer[ ]+(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "")?.[1]
+  if (
+    given !== undefined &&
+    adminToken !== undefined &&
+    adminToken.length >= MIN_ADMIN_TOKEN_LENGTH &&
+    (await secretsEqual(given, adminToken))
+  )
+    return request
+  const headers = new Headers(request.headers)
+  headers.delete("content-length")
+  headers.delete("content-type")
+  headers.delete("transfer-encoding")
+  return new Request(request.url, { method: request.method, headers })
+}
+
 /** Who called over a service binding, as `index.ts` read it from `ctx.props`. */
 type BindingCaller = { readonly service?: string | undefined }
 
@@ -967,7 +1134,10 @@ export const makeHandler = (env: BrokerBindings, deps: BrokerDependencies = {}):
   const scope = Effect.runSync(Scope.make())
   const handler = brokerEdge.serve(() => Effect.runPromise(makeBackend(env, deps, scope)))
   return {
-    handler: (request, caller) => handler(request, caller).then((response) => asOAuthError(request, response)),
+    handler: (request, caller) =>
+      unreadUnlessOperator(request, env.BROKER_ADMIN_TOKEN)
+        .then((checked) => handler(checked, caller))
+        .then((response) => asOAuthError(request, response)),
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -22,6 +22,9 @@ export const allowedMethods = allowedMethodsIn(routesOf(BrokerApi))
 const decodeFailure = (e: HttpApiDecodeError) => {
   const issue = e.issues[0]
   const where = issue === undefined || issue.path.length === 0 ? "request" : issue.path.map(String).join(".")
+  // The operator's policy document (`{ "policies": [...] }`, strict); every other body is a token request.
+  if (issue?._tag === "Unexpected") return new InvalidRequest({ detail: `${where.slice(0, 64)}: is not a member` })
+  if (issue?._tag === "Missing") return new InvalidRequest({ detail: `${where.slice(0, 64)}: is missing` })
   return new InvalidRequest({ detail: `${where.slice(0, 64)}: must be a string` })
 }
 

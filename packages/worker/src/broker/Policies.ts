@@ -88,7 +88,8 @@ const PolicyFields = Schema.Struct({
     Schema.filter((p) => Object.keys(p).length > 0 || "must grant at least one permission")
   ),
   list: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  app: Schema.optional(NonEmpty)
+  app: Schema.optional(NonEmpty),
+  allowAnySubject: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 
 /** One trust policy, decoded. */
@@ -103,6 +104,21 @@ export interface Policy {
   readonly list: boolean
   /** The app whose identity mints for this policy, when the broker holds several (default: BROKER_APP_ID). */
   readonly app?: string | undefined
+  /** Whether its `subjectPattern` may match any subject (said explicitly; see {@link matchesAnySubject}). */
+  readonly allowAnySubject: boolean
+}
+
+/**
+ * Subjects no real identity has: a pattern that matches one of them (`.*`, `.+`, `(?s).*`, `[^/]*`,
+ * `(repo:x)?`, …) would let every identity the issuer vouches for through — every repository on
+ * GitHub, say — which is refused unless the policy says `"allowAnySubject": true`.
+ */
+const IMPROBABLE_SUBJECTS = ["", "x", "Zq9~ !#%&*+,;<=>@[]^`{|}$()?.-_:/"]
+
+/** Whether a pattern matches a subject no real identity has (and so, in effect, any subject). */
+export const matchesAnySubject = (source: string): boolean => {
+  const compiled = compilePattern(source)
+  return compiled !== undefined && IMPROBABLE_SUBJECTS.some((s) => compiled.matches(s))
 }
 
 const strict = { errors: "first", onExcessProperty: "error" } as const
@@ -148,6 +164,11 @@ export const decodePolicy = (input: unknown): Either.Either<Policy, string> =>
     const fields = yield* Either.mapLeft(Schema.decodeUnknownEither(PolicyFields)(input, strict), (e) => firstIssue(e))
     const identity = yield* decodeIdentity(fields.identity)
     const installations = yield* decodeInstallations(fields.installations)
+    if ("subjectPattern" in identity && identity.subjectPattern !== undefined && !fields.allowAnySubject)
+      if (matchesAnySubject(identity.subjectPattern))
+        return yield* Either.left(
+          'identity.subjectPattern: matches any subject; narrow it, or say "allowAnySubject": true'
+        )
     return { ...fields, identity, installations, permissions: canonical(fields.permissions) }
   })
 

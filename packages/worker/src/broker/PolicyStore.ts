@@ -9,6 +9,13 @@
  * `policies:v<n>` keeps every version written. Until a document is stored, BROKER_POLICIES is in
  * force (version 0).
  *
+ * Concurrency: a `PUT` names the version it is based on (`If-Match`) and is refused (409) when that
+ * is no longer the version in force. KV has no compare-and-set, so the check and the write are not
+ * one atomic step: each write is read back, and a writer that finds another's write in its place
+ * answers 409. Two writers racing in one location are caught so; across locations Workers KV takes
+ * up to 60 s to converge, and two operators writing within that window through different locations
+ * can both be told 200 — the later write (KV's last-writer-wins) is the one in force.
+ *
  * Freshness: the isolate that took a `PUT` uses the new document at once; other isolates read the
  * store again when their copy is older than {@link REFRESH_SECONDS} (and Workers KV itself takes up
  * to 60 s to reach every location).
@@ -17,7 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { KvLike } from "./EncryptedTokenCache.js"
 import type { Policy } from "./Policies.js"
-import { InvalidRequest, Unavailable } from "./Problems.js"
+import { Conflict, InvalidRequest, Unavailable } from "./Problems.js"
 
 /** How long an isolate uses its copy of the stored document before reading the store again. */
 export const REFRESH_SECONDS = 5
@@ -48,9 +55,31 @@ export type Validate = (policies: unknown) => Either.Either<ReadonlyArray<Policy
 export interface PolicyStore {
   /** The policies in force now. */
   readonly current: (now: number) => Effect.Effect<Loaded, Unavailable>
-  /** Validates and stores a new document; answers it with its version. */
-  readonly put: (policies: unknown, now: number) => Effect.Effect<Loaded, InvalidRequest | Unavailable>
+  /**
+   * Validates and stores a new document, if the version in force is still `basedOn` (else
+   * `Conflict`, as when another writer stores the same version at the same time); answers it with
+   * its version.
+   */
+  readonly put: (
+    policies: unknown,
+    basedOn: number,
+    now: number
+  ) => Effect.Effect<Loaded, InvalidRequest | Conflict | Unavailable>
 }
+
+/**
+ * A history entry this old whose version never reached `policies:current` belongs to a writer
+ * that failed half-way: the next writer may take its version.
+ */
+export const ABANDONED_SECONDS = 60
+
+const conflict = (current: number | undefined) =>
+  new Conflict({
+    detail:
+      current === undefined
+        ? "Another change of the policies was written at the same time: GET them again, and PUT with the new If-Match"
+        : `The policies in force are version ${current}, not the one this change is based on: GET them again, and PUT with If-Match: "${current}"`
+  })
 
 const storeDown = () =>
   new Unavailable({ detail: "The broker's policy store cannot be read; retry later", retryAfter: 5 })
@@ -85,6 +114,32 @@ export const make = (
     }
   }
 
+  /**
+   * Writes version `version` (`text`) unless another writer has: KV has no compare-and-set, so each
+   * write is read back. First the history entry `policies:v<n>` is claimed — refused when another
+   * writer's entry of that version is there already and younger than {@link ABANDONED_SECONDS}
+   * (older, it is one whose writer never reached `policies:current`) — and read back, then
+   * `policies:current` is written, and the history entry read again: whoever wrote it last wins.
+   */
+  const claimAndWrite = async (version: number, text: string, now: number): Promise<boolean> => {
+    const history = `policies:v${version}`
+    const options = { expirationTtl: FOREVER_SECONDS }
+    const existing = await kv.get(history, "text")
+    if (existing !== null) {
+      const at = Date.parse((JSON.parse(existing) as { updatedAt?: string }).updatedAt ?? "")
+      if (!(now - at >= ABANDONED_SECONDS * 1000)) return false
+    }
+    await kv.put(history, text, options)
+    if ((await kv.get(history, "text")) !== text) return false
+    await kv.put(CURRENT, text, options)
+    // The last writer of the history entry is the one whose document stands: a writer that lost it
+    // meanwhile puts the winner's document back in force (if its own is there) and answers 409.
+    const winner = await kv.get(history, "text")
+    if (winner === text) return true
+    if (winner !== null && (await kv.get(CURRENT, "text")) === text) await kv.put(CURRENT, winner, options)
+    return false
+  }
+
   const refresh = (now: number) =>
     Effect.tryPromise({
       try: () => {
@@ -107,7 +162,7 @@ export const make = (
   return {
     current: (now) =>
       copy !== undefined && now - copy.at < REFRESH_SECONDS * 1000 ? Effect.succeed(copy.loaded) : refresh(now),
-    put: (policies, now) =>
+    put: (policies, basedOn, now) =>
       Effect.gen(function* () {
         if (!Array.isArray(policies))
           return yield* new InvalidRequest({ detail: "policies: must be a JSON array of policies" })
@@ -116,25 +171,30 @@ export const make = (
           return yield* new InvalidRequest({ detail: decoded.left.slice(0, 5).join("; ").slice(0, 2000) })
         // The version follows the store's, not this isolate's copy (another isolate may have written).
         const before = yield* Effect.tryPromise({ try: read, catch: storeDown })
+        if (before.document.version !== basedOn) return yield* conflict(before.document.version)
         const document: PolicyDocument = {
-          version: before.document.version + 1,
+          version: basedOn + 1,
           updatedAt: new Date(now).toISOString(),
           source: "store",
           policies
         }
+        // Which write is this one's: two writers of the same version are told apart by it.
         const text = JSON.stringify({
           version: document.version,
           updatedAt: document.updatedAt,
-          policies: document.policies
+          policies: document.policies,
+          writer: crypto.randomUUID()
         })
-        yield* Effect.tryPromise({
-          try: async () => {
-            await kv.put(`policies:v${document.version}`, text, { expirationTtl: FOREVER_SECONDS })
-            await kv.put(CURRENT, text, { expirationTtl: FOREVER_SECONDS })
-          },
+        const written = yield* Effect.tryPromise({
+          try: () => claimAndWrite(document.version, text, now),
           catch: () =>
             new Unavailable({ detail: "The broker's policy store cannot be written; retry later", retryAfter: 5 })
         })
+        if (!written) {
+          // Whatever is in force now is another writer's: read it again on the next exchange.
+          copy = undefined
+          return yield* conflict(undefined)
+        }
         const loaded: Loaded = { document, policies: decoded.right }
         copy = { loaded, at: now }
         return loaded

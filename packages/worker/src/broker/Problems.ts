@@ -10,6 +10,7 @@
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import {
   AdminDisabled,
+  Conflict,
   Internal,
   InvalidToken,
   MissingCredentials,
@@ -60,6 +61,20 @@ export class InvalidScope extends Schema.TaggedError<InvalidScope>()("InvalidSco
   static readonly problem: ProblemMeta = { code: "invalid_scope", status: 400, title: "Invalid scope" }
 }
 
+/**
+ * 428: a `PUT /admin/policies` without `If-Match: "<version>"` — the operator must say which version
+ * its change is based on, so that two operators' changes never silently overwrite each other.
+ */
+export class PreconditionRequired extends Schema.TaggedError<PreconditionRequired>()("PreconditionRequired", {
+  detail: Schema.String
+}) {
+  static readonly problem: ProblemMeta = {
+    code: "precondition_required",
+    status: 428,
+    title: "Precondition required"
+  }
+}
+
 /** Every error the broker answers with. */
 export type BrokerProblem =
   | InvalidRequest
@@ -76,6 +91,8 @@ export type BrokerProblem =
   | AdminDisabled
   | MissingCredentials
   | InvalidToken
+  | Conflict
+  | PreconditionRequired
 
 type ProblemClass =
   | typeof InvalidRequest
@@ -92,6 +109,8 @@ type ProblemClass =
   | typeof AdminDisabled
   | typeof MissingCredentials
   | typeof InvalidToken
+  | typeof Conflict
+  | typeof PreconditionRequired
 
 /** The wire schema of one problem: the tagged error, encoded as a problem document (and an RFC 6749 error). */
 const wire = <C extends ProblemClass>(cls: C): Schema.Schema<InstanceType<C>, Record<string, unknown>> => {
@@ -145,7 +164,9 @@ export const Problems = {
   Internal: wire(Internal),
   AdminDisabled: wire(AdminDisabled),
   MissingCredentials: wire(MissingCredentials),
-  InvalidToken: wire(InvalidToken)
+  InvalidToken: wire(InvalidToken),
+  Conflict: wire(Conflict),
+  PreconditionRequired: wire(PreconditionRequired)
 } as const
 
 /** The SPEC code of any broker problem. */
@@ -153,6 +174,7 @@ export const codeOf = (e: BrokerProblem): string => (e.constructor as unknown as
 
 export {
   AdminDisabled,
+  Conflict,
   Internal,
   InvalidRequest,
   InvalidToken,

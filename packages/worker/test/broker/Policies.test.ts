@@ -46,7 +46,7 @@ describe("BROKER_POLICIES", () => {
       'BROKER_POLICIES[1] "typo": permissions.organization_info: Expected "VIEW", actual "WRITE"',
       'BROKER_POLICIES[2] "no-sub": identity.sub: must not be empty',
       'BROKER_POLICIES[3] "bad-id": installations.1: must be a UUID',
-      'BROKER_POLICIES[4] "extra": installation: is unexpected, expected: "name" | "identity" | "installations" | "permissions" | "list" | "app"',
+      'BROKER_POLICIES[4] "extra": installation: is unexpected, expected: "name" | "identity" | "installations" | "permissions" | "list" | "app" | "allowAnySubject"',
       "BROKER_POLICIES[5]: must be a JSON object"
     ])
   })
@@ -200,6 +200,34 @@ describe("patterns (RE2 syntax, fully anchored, linear time)", () => {
       'BROKER_POLICIES[3] "both": identity: sub and subjectPattern cannot both be given',
       'BROKER_POLICIES[4] "empty": identity.claimPatterns: must name at least one claim'
     ])
+  })
+})
+
+describe("a subjectPattern that matches any subject", () => {
+  it('is refused unless the policy says "allowAnySubject": true', () => {
+    const wide = [".*", ".+", "(?s).*", "[^/]*", "(repo:acme/app)?", "(?:.|\\n)*", "x|.*"]
+    expect(
+      errorsOf(
+        wide.map((subjectPattern, i) => ({ ...ok, name: `p${i}`, identity: { issuer: ISSUER, subjectPattern } }))
+      )
+    ).toEqual(
+      wide.map(
+        (_, i) =>
+          `BROKER_POLICIES[${i}] "p${i}": identity.subjectPattern: matches any subject; narrow it, or say "allowAnySubject": true`
+      )
+    )
+    const allowed = Either.getOrThrow(
+      policies([{ ...ok, name: "everyone", identity: { issuer: ISSUER, subjectPattern: ".*" }, allowAnySubject: true }])
+    )
+    expect(allowed.map((p) => [p.name, p.allowAnySubject])).toEqual([["everyone", true]])
+    // Narrow patterns are as before, and say nothing.
+    const narrow = Either.getOrThrow(
+      policies([
+        { ...ok, name: "repo", identity: { issuer: ISSUER, subjectPattern: "repo:acme/[a-z-]+:ref:refs/heads/.*" } },
+        { ...ok, name: "ids", identity: { issuer: ISSUER, subjectPattern: "[a-z0-9]{32}" } }
+      ])
+    )
+    expect(narrow.map((p) => p.allowAnySubject)).toEqual([false, false])
   })
 })
 

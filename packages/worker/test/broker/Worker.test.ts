@@ -1,5 +1,6 @@
 import { env, SELF } from "cloudflare:test"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
+import { LIST_CACHE_SECONDS } from "../../src/broker/Broker.js"
 import type { BrokerVars } from "../../src/broker/Config.js"
 import worker, { type BrokerEnv } from "../../src/broker/index.js"
 import { exchangeParams, OIDC_ISSUER, setup, subjectPolicy, tokenRequest } from "./harness.js"
@@ -204,6 +205,45 @@ describe("budgets: one caller cannot starve the others (SPEC §8)", () => {
     // Another caller is untouched.
     const other = await t.fetch(tokenRequest(exchangeParams(await t.idToken("ci"), t.app.installations[0]!)))
     expect(other.status).toBe(200)
+  })
+
+  it("concurrent listings on a cold cache share one walk: a stampede cannot spend another caller's issuer budget", async () => {
+    const t = await lister({ BROKER_ISSUER_BUDGET_PER_MINUTE: "4" })
+    const responses = await Promise.all(Array.from({ length: 10 }, () => list(t)))
+    expect(responses.map((r) => r.status)).toEqual(Array(10).fill(200))
+    for (const response of responses) expect((await json(response)).items).toHaveLength(5)
+    expect(listingRequests(t)).toBe(3)
+    // The budget's 4th request is left for another caller's mint.
+    const other = await t.fetch(tokenRequest(exchangeParams(await t.idToken("ci"), t.app.installations[0]!)))
+    expect(other.status).toBe(200)
+  })
+
+  it("a shared walk that fails fails every listing waiting on it, and the next listing walks again", async () => {
+    const t = await lister()
+    t.issuer.setDown(true)
+    const failed = await Promise.all(Array.from({ length: 3 }, () => list(t)))
+    expect(failed.map((r) => r.status)).toEqual([503, 503, 503])
+    // One walk (its first page, tried 3 times), not three.
+    expect(listingRequests(t)).toBe(3)
+    t.issuer.setDown(false)
+    const again = await list(t)
+    expect(again.status).toBe(200)
+    expect((await json(again)).items).toHaveLength(5)
+  })
+
+  it("charges the pages of a walk before walking: a caller that cannot pay for the last walk's pages is refused first", async () => {
+    const t = await lister({ BROKER_RATE_LIMIT_PER_MINUTE: "5" })
+    expect((await list(t)).status).toBe(200) // 3 pages: 3 units of 5
+    const start = Date.now()
+    const clock = vi.spyOn(Date, "now").mockImplementation(() => start + (LIST_CACHE_SECONDS + 1) * 1000)
+    try {
+      // The cache is cold again; the walk would cost 3 more units (1 + 2 reserved): beyond 5, refused unwalked.
+      const refused = await list(t)
+      expect(refused.status).toBe(429)
+      expect(listingRequests(t)).toBe(3)
+    } finally {
+      clock.mockRestore()
+    }
   })
 
   it("keeps the whole broker under its issuer budget (BROKER_ISSUER_BUDGET_PER_MINUTE), answering 429 beyond it", async () => {

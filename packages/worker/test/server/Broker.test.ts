@@ -302,7 +302,7 @@ describe("the broker served", () => {
     const put = (url: string, policies: unknown) =>
       fetch(`${url}/admin/policies`, {
         method: "PUT",
-        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json", "if-match": '"0"' },
         body: JSON.stringify({ policies })
       })
     const first = await inProcess(vars)
