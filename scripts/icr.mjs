@@ -285,7 +285,7 @@ function start() {
     stopping = true
     // Whoever read the logs may be gone (npm was): a write to a closed pipe must not end this early.
     for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
-    console.error(`» ${why}: stopping wrangler (issuer and broker)`)
+    console.error(`» ${why}: stopping wrangler (issuer, broker and example resource)`)
     const since = Date.now()
     for (const group of groups) signalGroup(group, signal)
     const waitFor = async (ms) => {
@@ -293,7 +293,8 @@ function start() {
       while (groups.some(groupRuns) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
       return !groups.some(groupRuns)
     }
-    if (await waitFor(stopGraceMs)) console.error(`» wrangler stopped (issuer and broker) in ${Date.now() - since} ms`)
+    if (await waitFor(stopGraceMs))
+      console.error(`» wrangler stopped (issuer, broker and example resource) in ${Date.now() - since} ms`)
     else {
       console.error(`» wrangler still running ${stopGraceMs / 1000} s after ${signal}: killing it (SIGKILL)`)
       for (const group of groups) signalGroup(group, "SIGKILL")
@@ -312,7 +313,11 @@ function start() {
   // npm forwards a SIGTERM to the `sh -c` it runs this under, and that shell (dash) dies of it without
   // passing it on (a SIGINT it holds until this exits). So a parent or npm that goes away is the
   // signal here: a process manager's SIGTERM to npm, npm killed outright, npm's SIGHUP.
-  setInterval(() => orphaned() && stopAll("npm, or what started this, is gone", "SIGTERM", 0), 500).unref()
+  setInterval(
+    () =>
+      orphaned() && stopAll("npm, or what started this, has stopped (a signal to npm ends npm first)", "SIGTERM", 0),
+    500
+  ).unref()
   // Should this process end any other way (an uncaught error), its last act is to stop both groups.
   process.on("exit", () => {
     for (const group of groups) signalGroup(group, "SIGTERM")
@@ -348,7 +353,7 @@ function start() {
     }
     return false
   }
-  waitReady().then((ready) => {
+  waitReady().then(async (ready) => {
     if (stopping) return
     if (!ready) {
       showLog()
@@ -357,6 +362,8 @@ function start() {
       )
       return
     }
+    // The development OIDC issuer is started by hand (the broker's walk-through): say whether it answers.
+    const oidcUp = await answers("http://127.0.0.1:8789/.well-known/openid-configuration")
     const token = generated
       ? `export ADMIN_TOKEN=${adminToken}   (generated for this run; set ADMIN_TOKEN to choose one)`
       : "from your environment (ADMIN_TOKEN)"
@@ -367,7 +374,7 @@ function start() {
         `  issuer       ${issuerUrl}        GET /healthz, /openapi.json; the README's "Try it" walks through it`,
         `  broker       ${brokerUrl}        GET /healthz says whether it is configured (BROKER_* variables)`,
         `  resource     ${resourceUrl}        an example resource that checks ICR tokens (README, "Using tokens")`,
-        `  OIDC (dev)   http://127.0.0.1:8789        not started: node scripts/oidc-dev.mjs (for the broker's walk-through)`,
+        `  OIDC (dev)   http://127.0.0.1:8789        ${oidcUp ? "answering (node scripts/oidc-dev.mjs)" : "not started: node scripts/oidc-dev.mjs (for the broker's walk-through)"}`,
         `  ADMIN_TOKEN  ${token}`,
         `  state        ${shown(stateDir)} (the broker's in ${shown(brokerState)}; delete it to start afresh)`,
         `  logs         ${verbose ? "shown above (--verbose)" : `${shown(logFile)} (or: npm start -- --verbose)`}`,

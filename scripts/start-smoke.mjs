@@ -198,8 +198,8 @@ const stopsCleanly = async (what, send) => {
   expect(ended === true, `${what}: its output had not ended ${stopWithinMs / 1000} s later`)
   const said = issuer.output()
   expect(
-    /» .*: stopping wrangler \(issuer and broker\)\n/.test(said) &&
-      /» wrangler stopped \(issuer and broker\) in \d+ ms\n/.test(said),
+    /» .*: stopping wrangler \(issuer, broker and example resource\)\n/.test(said) &&
+      /» wrangler stopped \(issuer, broker and example resource\) in \d+ ms\n/.test(said),
     `${what}: scripts/icr.mjs did not report a clean stop; it said:\n${said
       .split("\n")
       .filter((line) => line.startsWith("» "))

@@ -108,7 +108,10 @@ const readKey = (file: string): string => {
 const keygen = async (dir: string) => {
   const privatePath = join(dir, "app.pem")
   const publicPath = join(dir, "app.pub.pem")
-  if (existsSync(privatePath)) throw new Cli.UsageError(`${privatePath} exists; refusing to overwrite a private key`)
+  if (existsSync(privatePath))
+    throw new Error(
+      `${privatePath} exists; refusing to overwrite a private key (move it away, or run keygen in another folder)`
+    )
   const pair = await generateAppKeyPair()
   writeFileSync(privatePath, pair.privatePem, { mode: 0o600 })
   writeFileSync(publicPath, pair.publicPem)

@@ -52,7 +52,11 @@ describe("icr-apps CLI", () => {
     const keygen = await run(["keygen"], dir)
     expect(keygen.code).toBe(0)
     expect(statSync(join(dir, "app.pem")).mode & 0o777).toBe(0o600)
-    expect((await run(["keygen"], dir)).code).toBe(2)
+    const again = await run(["keygen"], dir)
+    expect(again.code).toBe(2)
+    // One line saying why, not the whole usage text: the command was right, the folder is not.
+    expect(again.stderr).toMatch(/refusing to overwrite a private key/)
+    expect(again.stderr).not.toMatch(/usage:/)
 
     const admin = (path: string, body: unknown) => issuer.admin("POST", path, body)
     const app = await admin("/admin/apps", {
