@@ -94,7 +94,8 @@ describe("the README's walk-through", () => {
     expect(wrong.code).toBe(0) // the shell itself goes on: only the subshell stopped
     expect(errors(wrong.stderr)).toBe(
       '✗ {"type":"urn:icr:problem:invalid_token","title":"Invalid access token","status":401,"code":"invalid_token",' +
-        '"detail":"The operator token is not valid"}'
+        '"detail":"The operator token is not valid"}\n' +
+        "✗ stopped at step 2. registering the app"
     )
     expect(wrong.stdout).not.toContain("export APP_ID")
     expect(wrong.stdout).toContain("after: APP_ID= INSTALLATION_ID=")
