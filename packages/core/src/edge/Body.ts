@@ -39,8 +39,8 @@ const formContentType = /^application\/x-www-form-urlencoded\s*(;|$)/i
 /** Whether a `Content-Type` names JSON (`application/json`, `application/problem+json`, …). */
 export const isJsonContentType = (contentType: string): boolean => jsonContentType.test(contentType)
 
-/** Reads at most `limit` bytes of a body; `undefined` when it is longer. */
-const readCapped = async (body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> => {
+/** Reads at most `limit` bytes of a body; `undefined` when it is longer (reading stops there). */
+export const readCapped = async (body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> => {
   const reader = body.getReader()
   const chunks: Array<Uint8Array> = []
   let size = 0

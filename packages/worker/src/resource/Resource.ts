@@ -12,6 +12,8 @@
  * `/app/*` and `/healthz` are forwarded to the issuer, so an app sees one origin as in production.
  * The inventory is in memory (per isolate): this is an example of the checks, not a store.
  */
+import { API_VERSION } from "@icr-apps/core/api/Primitives"
+import { MAX_BODY_BYTES, readCapped } from "@icr-apps/core/edge/Body"
 import { makeRequireToken } from "@icr-apps/core/resource/RequireToken"
 import type { FetchLike } from "@icr-apps/core/resource/TokenStanding"
 
@@ -25,8 +27,6 @@ export interface ResourceConfig {
   readonly tokenCacheSeconds?: number | undefined
 }
 
-const API_VERSION = "2023-06-16"
-const MAX_BODY_BYTES = 16 * 1024
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 const headers = (extra: Record<string, string> = {}) => ({
@@ -100,31 +100,13 @@ const decodedOrUndefined = (segment: string): string | undefined => {
   }
 }
 
-/** The body as text if it is at most `cap` bytes, else undefined (reading stops at the cap). */
-const readCapped = async (request: Request, cap: number): Promise<string | undefined> => {
+/** The body as text if it is at most `cap` bytes, declared and as read; else undefined. */
+const readText = async (request: Request, cap: number): Promise<string | undefined> => {
   const declared = Number(request.headers.get("content-length") ?? "0")
   if (Number.isFinite(declared) && declared > cap) return undefined
   if (request.body === null) return ""
-  const reader = request.body.getReader()
-  const chunks: Array<Uint8Array> = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > cap) {
-      await reader.cancel().catch(() => {})
-      return undefined
-    }
-    chunks.push(value)
-  }
-  const whole = new Uint8Array(size)
-  let at = 0
-  for (const chunk of chunks) {
-    whole.set(chunk, at)
-    at += chunk.byteLength
-  }
-  return new TextDecoder().decode(whole)
+  const bytes = await readCapped(request.body, cap)
+  return bytes === undefined ? undefined : new TextDecoder().decode(bytes)
 }
 
 /** Makes the example's handler over one issuer. */
@@ -178,7 +160,7 @@ export const makeResourceHandler = (config: ResourceConfig): ((request: Request)
   const requestStock = (organizationId: string) =>
     guard.route({ organizationId, permissions: { organization_inventory: "REQUEST" } }, async (request, token) => {
       // Read at most the cap: a larger body is refused without being buffered whole.
-      const text = await readCapped(request, MAX_BODY_BYTES)
+      const text = await readText(request, MAX_BODY_BYTES)
       if (text === undefined) {
         return problem(413, "payload_too_large", "Payload too large", "the body is over 16 KiB")
       }
