@@ -22,6 +22,7 @@ import * as JwtVerifier from "./JwtVerifier.js"
 import { principalKey, RequestLimits } from "./RateLimiter.js"
 import type { InstallationRecord } from "./Registry.js"
 import { asProblems } from "./StorageProblems.js"
+import { secretsEqual as equalSecrets } from "../edge/Secrets.js"
 
 /** Whether the request sent a credential at all: an `Authorization` header with a value. */
 const sentCredential = (request: HttpServerRequest.HttpServerRequest): boolean => {
@@ -42,20 +43,8 @@ const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | Missin
 
 const looksLikeAccessToken = (credential: string) => credential.startsWith("crs_")
 
-/** Constant-time equality of two secrets: compares SHA-256 digests, so neither length nor content leaks. */
-export const secretsEqual = (a: string, b: string): Effect.Effect<boolean> =>
-  Effect.promise(async () => {
-    const encoder = new TextEncoder()
-    const [da, db] = await Promise.all([
-      crypto.subtle.digest("SHA-256", encoder.encode(a)),
-      crypto.subtle.digest("SHA-256", encoder.encode(b))
-    ])
-    const x = new Uint8Array(da)
-    const y = new Uint8Array(db)
-    let diff = 0
-    for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!
-    return diff === 0
-  })
+/** Constant-time equality of two secrets (SHA-256 digests compared in full), as an Effect. */
+export const secretsEqual = (a: string, b: string): Effect.Effect<boolean> => Effect.promise(() => equalSecrets(a, b))
 
 /** Counts the request against an authenticated principal (SPEC §1); fails with 429 past its budget. */
 const countAgainst = (principal: string) => Effect.flatMap(RequestLimits, (limits) => limits.principal(principal))

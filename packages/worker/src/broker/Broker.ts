@@ -76,6 +76,7 @@ import { brokerEdge, RequestId } from "./Http.js"
 import * as RateLimit from "./RateLimit.js"
 import { addressKey } from "@icr-apps/core/api/ClientAddress"
 import type { Installation } from "@icr-apps/core/api/Installations"
+import { secretsEqual } from "@icr-apps/core/edge/Secrets"
 
 /** The bindings the broker reads: its vars and secrets, its KV namespace, the optional issuer binding. */
 export interface BrokerBindings extends BrokerVars {
@@ -863,20 +864,6 @@ const validatePolicies = (settings: BrokerSettings, policies: unknown) => {
   if (Either.isRight(decoded) && settings.audience === undefined && decoded.right.some((p) => "issuer" in p.identity))
     return Either.left(["policies: BROKER_AUDIENCE is not set, so identity-token policies cannot be checked"])
   return decoded
-}
-
-/** Whether two secrets are equal, in time independent of where they differ (SHA-256 of both, compared in full). */
-const secretsEqual = async (a: string, b: string): Promise<boolean> => {
-  const encoder = new TextEncoder()
-  const [x, y] = await Promise.all([
-    crypto.subtle.digest("SHA-256", encoder.encode(a)),
-    crypto.subtle.digest("SHA-256", encoder.encode(b))
-  ])
-  const p = new Uint8Array(x)
-  const q = new Uint8Array(y)
-  let diff = 0
-  for (let i = 0; i < p.length; i++) diff |= p[i]! ^ q[i]!
-  return diff === 0
 }
 
 /** The key wrong operator tokens count against when the request carries no client address. */
