@@ -119,6 +119,9 @@ type Principal =
 type Credential = { readonly header: string | undefined; readonly token: Redacted.Redacted<string> | undefined }
 const NO_CREDENTIAL: Credential = { header: undefined, token: undefined }
 
+/** Whether a path under the base URL is one of the App JWT's: `/app/*`, but the token routes. */
+const isAppJwtPath = (path: string): boolean => path.startsWith("/app/") && path !== "/app/installations/token"
+
 /** A request's route as a template for spans: ids replaced by `{id}` (never a token: those travel in headers). */
 const routeOf = (method: string, path: string) =>
   `${method} ${path.replace(/\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=\/|$)/gi, "/{id}")}`
@@ -396,7 +399,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
       const path = url.pathname.startsWith(base.pathname)
         ? `/${url.pathname.slice(base.pathname.length)}`
         : url.pathname
-      return path.startsWith("/app/") && path !== "/app/installations/token"
+      return isAppJwtPath(path)
     }
 
     /** The credential a request to `url` carries: none off the base origin; the App JWT on `/app/*` but the token routes. */
@@ -774,7 +777,7 @@ export const make = (options: AuthenticatedClientOptions = {}) =>
         if (url.origin !== base.origin || takesAppJwt(url)) return undefined
         if (opts.query !== undefined) appendQuery(url, opts.query)
         href = url.href
-      } else if (path.startsWith("/app/") && path !== "/app/installations/token") return undefined
+      } else if (isAppJwtPath(path)) return undefined
       const principal = principalOf(opts)
       const now = Date.now()
       let token: Redacted.Redacted<string> | undefined
