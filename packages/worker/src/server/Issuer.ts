@@ -96,7 +96,12 @@ export const startIssuer = async (
 ): Promise<RunningServer> => {
   const config = readServerConfig(env)
   for (const warning of config.warnings) log.warn(`warning: ${warning}`)
-  const driver = await openDatabase(config.database, { poolSize: config.poolSize })
+  const driver = await openDatabase(config.database, {
+    poolSize: config.poolSize,
+    standbyUrls: config.standbyUrls,
+    standbyApplyTimeoutMs: config.standbyApplyTimeoutMs,
+    onWarning: (line) => log.warn(`warning: ${line}`)
+  })
   let handler: WebHandler | undefined
   try {
     const report = await migrate(driver, issuerMigrations(driver.dialect))
