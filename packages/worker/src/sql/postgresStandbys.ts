@@ -230,7 +230,9 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     description: describePostgresUrl(url),
     driver: openPostgres(url, { poolSize, applicationName: "icr-apps issuer (standing)" }),
     name: "",
-    trusted: false
+    trusted: false,
+    everTrusted: false,
+    barrier: undefined as string | undefined
   }))
   const guard = guardFor(primaryUrl)
   const lanes: Array<Lane> = Array.from({ length: options.killSwitchConnections ?? 4 }, () => {
@@ -315,7 +317,13 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     return row?.ok === true
   }
 
-  /** Decides which standbys serve standing now; a check that cannot reach the primary changes nothing. */
+  /**
+   * Decides which standbys serve standing now; a check that cannot reach the primary changes
+   * nothing. A standby found synchronous serves standing once it has replayed the primary's WAL up
+   * to the position read at the first check that found it so (its barrier): every kill switch
+   * acknowledged before that check is below it, and every one after waited for the standby. A
+   * check that finds it not synchronous takes it out, and its barrier with it.
+   */
   const recheck = async () => {
     let verdict: { problems: Array<string>; lsn: string | undefined }
     try {
@@ -325,16 +333,22 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
       return
     }
     for (const standby of standbys) {
-      let trusted = verdict.problems.length === 0 && verdict.lsn !== undefined
-      if (trusted) trusted = await caughtUp(standby, verdict.lsn!).catch(() => false)
-      if (trusted !== standby.trusted && !closed)
+      let trusted = false
+      if (verdict.problems.length > 0 || verdict.lsn === undefined) standby.barrier = undefined
+      else if (standby.trusted) trusted = true
+      else {
+        standby.barrier ??= verdict.lsn
+        trusted = await caughtUp(standby, standby.barrier).catch(() => false)
+      }
+      if (trusted !== standby.trusted && !closed && (trusted || standby.everTrusted))
         warn(
           trusted
-            ? `standby ${standby.name} (${standby.description}) serves token standing again`
+            ? `standby ${standby.name} (${standby.description}) serves token standing`
             : `standby ${standby.name} (${standby.description}) no longer serves token standing (the primary ` +
-                `decides it): ${verdict.problems.join("; ") || "it has not replayed the primary's WAL yet"}`
+                `decides it): ${verdict.problems.join("; ")}`
         )
       standby.trusted = trusted
+      if (trusted) standby.everTrusted = true
     }
   }
 
@@ -361,8 +375,19 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
       problems.push("two configured standbys give the primary the same name: they are one standby, or neither is sure")
     if (problems.length === 0) problems.push(...(await primaryProblems()).problems)
     if (problems.length > 0) throw new StandbyNotSynchronous(problems)
-    // Synchronous now; each serves standing once it has replayed what the primary had committed.
+    // Synchronous now; each serves standing once it has replayed what the primary had committed
+    // (waited for here up to the kill switches' own bound; a standby still behind joins at a later check).
     await recheck()
+    for (const deadline = Date.now() + applyTimeoutMs; standbys.some((s) => !s.trusted) && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 25))
+      await recheck()
+    }
+    for (const standby of standbys)
+      if (!standby.trusted)
+        warn(
+          `standby ${standby.name} (${standby.description}) has not replayed the primary's WAL within ` +
+            `${applyTimeoutMs} ms: the primary decides token standing until it has`
+        )
   } catch (error) {
     await closeAll()
     throw error
