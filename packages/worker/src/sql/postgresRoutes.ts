@@ -10,8 +10,9 @@
  *   acknowledged), within a bounded wait.
  * - `mint`: a token's write. On the primary, committed normally (`on`: flushed on every synchronous
  *   standby, not yet applied; a use that misses it on a standby retries on the primary).
- * - `primary`: every other read (JWT key checks, the app and installation a mint reads, listings)
- *   and ordinary write, on the primary, committed normally.
+ * - `write`: every other write (an app, a key, an installation, a request budget), committed normally.
+ * - `primary`: every other read (JWT key checks, the app and installation a mint reads, listings),
+ *   on the primary.
  *
  * A statement that is not listed is treated as a kill switch: the strictest route, so a statement
  * added to the registry later can cost a wait, never a guarantee.
@@ -29,10 +30,10 @@ import {
 } from "@icr-apps/core/issuer/SqlStatements"
 
 /** Where a statement runs (see the module's comment). */
-export type StatementRoute = "standing" | "primary" | "mint" | "killSwitch"
+export type StatementRoute = "standing" | "primary" | "write" | "mint" | "killSwitch"
 
 /** From the loosest to the strictest: a batch takes the strictest route of its statements. */
-const STRICTNESS: Record<StatementRoute, number> = { standing: 0, primary: 1, mint: 2, killSwitch: 3 }
+const STRICTNESS: Record<StatementRoute, number> = { standing: 0, primary: 1, write: 2, mint: 3, killSwitch: 4 }
 
 /**
  * The route of each named statement of `statementsFor("postgres")`: the audit list. A test checks
@@ -40,17 +41,18 @@ const STRICTNESS: Record<StatementRoute, number> = { standing: 0, primary: 1, mi
  */
 export const REGISTRY_ROUTES: { readonly [K in keyof Statements]?: StatementRoute } = {
   findToken: "standing",
-  // The reads a JWT check and a mint make, and the ordinary writes.
+  // The reads a JWT check and a mint make.
   app: "primary",
   keysOfApp: "primary",
   installation: "primary",
   appExists: "primary",
   keyExists: "primary",
   countApps: "primary",
-  createApp: "primary",
-  lockApp: "primary",
-  addKey: "primary",
-  createInstallation: "primary",
+  // The ordinary writes (a key added is no kill switch: it ends nothing).
+  createApp: "write",
+  lockApp: "write",
+  addKey: "write",
+  createInstallation: "write",
   putToken: "mint",
   // Revocations and kill switches (SPEC §5). Every installation update is one: a suspension or a
   // change of permissions is, and the rest (an unsuspension) costs the same wait, rarely.
@@ -111,10 +113,10 @@ const buildRoutes = (): ReadonlyMap<string, StatementRoute> => {
   }
   add(APP_LISTING_SQL, "primary")
   add(APP_LISTING_KEYS_SQL, "primary")
-  add(PRUNE_TOKENS_SQL, "primary")
+  add(PRUNE_TOKENS_SQL, "write")
   // RATE_LIMIT_STORE=database: one counter write per request, committed normally.
-  add(COUNT_SQL, "primary")
-  add(PRUNE_SQL, "primary")
+  add(COUNT_SQL, "write")
+  add(PRUNE_SQL, "write")
   return routes
 }
 

@@ -12,7 +12,9 @@
  *   has applied everything committed before it. The wait is bounded: past `applyTimeoutMs` the call
  *   fails (the registry answers 503), never succeeds early; a wait the server cancels (it commits
  *   locally and says so only in a WARNING) is a failure too;
- * - every other read and write goes to the primary, committed normally (`synchronous_commit = on`).
+ * - every other read and write goes to the primary, committed normally (`synchronous_commit = on`);
+ *   writes (mints included) on a pool of their own, so that a read never queues behind a commit
+ *   waiting for a standby, and within the same bounded wait.
  *
  * A standby decides standing only while it is synchronous: at start the primary's
  * `synchronous_standby_names` must require every configured standby (else {@link StandbyNotSynchronous},
@@ -128,10 +130,13 @@ export class StandbyNotSynchronous extends ConfigError {
   }
 }
 
-/** A kill switch was not applied on every synchronous standby within the bounded wait (not acknowledged). */
+/**
+ * A write was not confirmed by every synchronous standby within the bounded wait (a kill switch: not
+ * applied there): not acknowledged, the registry answers 503.
+ */
 export class StandbyApplyTimeout extends Error {
   constructor(readonly timeoutMs: number) {
-    super(`a kill switch was not applied on every synchronous standby within ${timeoutMs} ms`)
+    super(`a write was not confirmed by every synchronous standby within ${timeoutMs} ms`)
     this.name = "StandbyApplyTimeout"
   }
 }
@@ -157,7 +162,12 @@ export interface RoutingCounts {
   readonly killSwitches: number
   readonly killSwitchFailures: number
   readonly mints: number
+  /** Other writes. */
+  readonly writes: number
+  /** Other reads. */
   readonly primary: number
+  /** Writes (mints included) not confirmed within the bounded wait. */
+  readonly writeTimeouts: number
 }
 
 /** How the primary and standbys are opened. */
@@ -225,6 +235,11 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     applicationName: "icr-apps issuer",
     sessionSettings: { synchronous_commit: "on" }
   })
+  const writes = openPostgres(primaryUrl, {
+    poolSize,
+    applicationName: "icr-apps issuer (writes)",
+    sessionSettings: { synchronous_commit: "on" }
+  })
   const standbys = options.standbyUrls.map((url) => ({
     url,
     description: describePostgresUrl(url),
@@ -256,7 +271,9 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     killSwitches: 0,
     killSwitchFailures: 0,
     mints: 0,
-    primary: 0
+    writes: 0,
+    primary: 0,
+    writeTimeouts: 0
   }
   let timer: ReturnType<typeof setInterval> | undefined
   let closed = false
@@ -266,6 +283,7 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     if (timer !== undefined) clearInterval(timer)
     await Promise.allSettled([
       primary.close(),
+      writes.close(),
       ...standbys.map((s) => s.driver.close()),
       ...lanes.map((lane) => lane.client.end({ timeout: 5 }))
     ])
@@ -504,10 +522,27 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     }
   }
 
-  const onPrimary = (route: StatementRoute) => {
+  /** A write committed normally, failing (never succeeding) once the bounded wait is over. */
+  const bounded = <A>(work: Promise<A>): Promise<A> => {
+    let expire: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      expire = setTimeout(() => {
+        counts.writeTimeouts++
+        reject(new StandbyApplyTimeout(applyTimeoutMs))
+      }, applyTimeoutMs)
+    })
+    return Promise.race([work, timeout]).finally(() => clearTimeout(expire))
+  }
+
+  /** Runs a statement (or batch) on the pool its route names: reads on the primary's, writes on their own, bounded. */
+  const onPrimary = <A>(route: Exclude<StatementRoute, "standing" | "killSwitch">, f: (driver: ServerSqlDriver) => Promise<A>) => {
+    if (route === "primary") {
+      counts.primary++
+      return f(primary)
+    }
     if (route === "mint") counts.mints++
-    else counts.primary++
-    return primary
+    else counts.writes++
+    return bounded(f(writes))
   }
 
   return {
@@ -524,7 +559,7 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
         )
       if (route === "killSwitch")
         return killSwitch([{ sql, params }]).then(([result]) => Array.from(result!.rows) as Array<R>)
-      return onPrimary(route).all<R>(sql, params)
+      return onPrimary(route, (d) => d.all<R>(sql, params))
     },
     first: <R>(sql: string, params: ReadonlyArray<SqlValue> = []) => {
       const route = routeOf(sql)
@@ -534,18 +569,18 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
           (row) => row !== undefined
         )
       if (route === "killSwitch") return killSwitch([{ sql, params }]).then(([result]) => result!.rows[0] as R | undefined)
-      return onPrimary(route).first<R>(sql, params)
+      return onPrimary(route, (d) => d.first<R>(sql, params))
     },
     run: (sql: string, params: ReadonlyArray<SqlValue> = []) => {
       const route = routeOf(sql)
       if (route === "killSwitch") return killSwitch([{ sql, params }]).then(([result]) => ({ changes: result!.changes }))
-      return onPrimary(route === "standing" ? "primary" : route).run(sql, params)
+      return onPrimary(route === "standing" ? "primary" : route, (d) => d.run(sql, params))
     },
     batch: (statements) => {
       if (statements.length === 0) return Promise.resolve([])
       const route = routeOfBatch(statements.map((s) => s.sql))
       if (route === "killSwitch") return killSwitch(statements)
-      return onPrimary(route).batch(statements)
+      return onPrimary(route, (d) => d.batch(statements))
     },
     isUniqueViolation: primary.isUniqueViolation,
     // Migrations, on the primary.

@@ -145,7 +145,8 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     expect(routeOf(S.updateInstallation(["updated_at = ?", "suspended_at = ?"], ["suspended_at IS NULL"]))).toBe(
       "killSwitch"
     )
-    for (const text of [S.app, S.keysOfApp, S.installation, S.addKey, S.createInstallation]) expect(routeOf(text)).toBe("primary")
+    for (const text of [S.app, S.keysOfApp, S.installation]) expect(routeOf(text)).toBe("primary")
+    for (const text of [S.addKey, S.createInstallation, ...S.createApp]) expect(routeOf(text)).toBe("write")
     // A statement nobody listed takes the strictest route.
     expect(routeOf("UPDATE tokens SET revoked_at = 1")).toBe("killSwitch")
   })
@@ -307,6 +308,47 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     for (const deadline = Date.now() + 5000; !driver.standbys()[0]!.trusted && Date.now() < deadline; )
       await driver.recheck()
     expect(driver.standbys()[0]!.trusted).toBe(true)
+  })
+
+  it("a synchronous standby down: kill switches and mints answer 503 within the bound, uses go on from the primary", async () => {
+    const { appId, installationId } = await arrange()
+    const { secret, digest } = await mint(appId, installationId)
+    await onStandby(digest)
+    const bounded = await openRoutedPostgres(cluster.primaryUrl, {
+      standbyUrls: [cluster.standbys[0]!.url],
+      recheckMs: 0,
+      applyTimeoutMs: 300
+    })
+    const boundedServices = servicesOver(bounded)
+    await cluster.stopStandby("s1")
+    try {
+      const timed = async <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E, AccessTokens.AccessTokens>) => {
+        const started = performance.now()
+        const outcome = await boundedServices.runPromise(Effect.either(effect))
+        return { tag: Either.isLeft(outcome) ? outcome.left._tag : "ok", ms: performance.now() - started }
+      }
+      const revoked = await timed(Effect.flatMap(AccessTokens.AccessTokens, (t) => t.revoke(digest)))
+      expect(revoked.tag).toBe("StorageUnavailable")
+      expect(revoked.ms).toBeLessThan(2000)
+      const minted = await timed(
+        Effect.flatMap(AccessTokens.AccessTokens, (t) => t.mintInstallationToken(appId, installationId, undefined, 0))
+      )
+      expect(minted.tag).toBe("StorageUnavailable")
+      // The revocation was not acknowledged; the use is decided by the primary (the standby does not answer).
+      const before = bounded.routing()
+      const used = await timed(Effect.flatMap(AccessTokens.AccessTokens, (t) => t.authenticate(secret)))
+      expect(used.tag).not.toBe("StorageUnavailable")
+      expect(bounded.routing().standbyErrors - before.standbyErrors).toBe(1)
+      expect(bounded.routing().killSwitchFailures).toBe(1)
+      expect(bounded.routing().writeTimeouts).toBe(1)
+    } finally {
+      await cluster.startStandby("s1")
+      await boundedServices.dispose()
+      await bounded.close()
+    }
+    // Back: the revocation is applied on the standby, and the next is acknowledged.
+    expect(Either.isRight(await run(Effect.flatMap(AccessTokens.AccessTokens, (t) => t.revoke(digest))))).toBe(true)
+    expect(await revokedOnStandby(digest)).toBe(true)
   })
 
   it("says which Postgres ran", async () => {

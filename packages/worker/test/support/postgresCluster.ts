@@ -53,6 +53,10 @@ export interface PostgresCluster {
   readonly describe: () => Promise<string>
   /** Sets the primary's `synchronous_standby_names` and waits until its WAL senders follow it. */
   readonly setSynchronousStandbyNames: (value: string) => Promise<void>
+  /** Stops a standby (as a crash would: `-m immediate`). */
+  readonly stopStandby: (name: string) => Promise<void>
+  /** Starts a stopped standby again and waits until it streams. */
+  readonly startStandby: (name: string) => Promise<void>
   /** Stops every server and deletes the directory. */
   readonly stop: () => Promise<void>
 }
@@ -160,7 +164,8 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
       }
     }
     await streaming(Date.now() + 30_000)
-    const [{ version }] = await admin<Array<{ version: string }>>`SELECT current_setting('server_version') AS version`
+    const version = (await admin<Array<{ version: string }>>`SELECT current_setting('server_version') AS version`)[0]!
+      .version
 
     let stopped = false
     return {
@@ -171,8 +176,9 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
       describe: async () => {
         const rows = await admin<Array<{ name: string; sync_state: string }>>`
           SELECT application_name AS name, sync_state FROM pg_stat_replication ORDER BY application_name`
-        const [{ names }] = await admin<Array<{ names: string }>>`
-          SELECT current_setting('synchronous_standby_names') AS names`
+        const names = (
+          await admin<Array<{ names: string }>>`SELECT current_setting('synchronous_standby_names') AS names`
+        )[0]!.names
         return (
           `PostgreSQL ${version} (${binDir}): primary 127.0.0.1:${primaryPort} ` +
           `(synchronous_standby_names = '${names}'), standbys ` +
@@ -201,6 +207,13 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
           if (Date.now() > deadline) throw new Error(`the primary did not follow synchronous_standby_names = '${value}'`)
           await sleep(20)
         }
+      },
+      stopStandby: async (name) => {
+        await tool("pg_ctl", ["-D", join(dir, name), "-m", "immediate", "-w", "stop"])
+      },
+      startStandby: async (name) => {
+        await tool("pg_ctl", ["-D", join(dir, name), "-l", join(dir, `${name}.log`), "-w", "start"])
+        await streaming(Date.now() + 30_000)
       },
       stop: async () => {
         if (stopped) return
