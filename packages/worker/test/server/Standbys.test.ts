@@ -251,6 +251,27 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     }
   })
 
+  it("a wait canceled on the server (which commits locally and reports success with a WARNING) is a failure, not an ack", async () => {
+    const { appId, installationId } = await arrange()
+    const { digest } = await mint(appId, installationId)
+    const admin = postgres(cluster.primaryUrl, { max: 1, onnotice: () => {} })
+    try {
+      const revoking = run(Effect.flatMap(AccessTokens.AccessTokens, (t) => t.revoke(digest)))
+      let canceled = 0
+      for (const deadline = Date.now() + 2000; canceled === 0 && Date.now() < deadline; ) {
+        const rows = await admin<Array<{ canceled: boolean }>>`
+          SELECT pg_cancel_backend(pid) AS canceled FROM pg_stat_activity
+          WHERE application_name = 'icr-apps issuer (kill switch)' AND wait_event = 'SyncRep'`
+        canceled = rows.length
+      }
+      expect(canceled).toBe(1)
+      const outcome = await revoking
+      expect(Either.isLeft(outcome) && (outcome.left as { _tag: string })._tag).toBe("StorageUnavailable")
+    } finally {
+      await admin.end()
+    }
+  })
+
   it("refuses at start a standby the primary does not wait for (async s2): a configuration error from startIssuer", async () => {
     const attempt = startIssuer(
       { DATABASE_URL: cluster.primaryUrl, DATABASE_STANDBY_URLS: cluster.standbys[1]!.url, PORT: "0" },
