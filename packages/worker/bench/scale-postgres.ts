@@ -170,7 +170,13 @@ export const runPostgresHistory = async (options: PostgresHistoryOptions): Promi
           const tokens = yield* AccessTokens.AccessTokens
           const minted = yield* tokens.mintInstallationToken(appId, installationId, undefined, appEpoch)
           const secret = Redacted.value(minted.secret)
-          return { secret, digest: yield* AccessTokens.digestOf(secret), tokenId: minted.record.id, installationId, appId }
+          return {
+            secret,
+            digest: yield* AccessTokens.digestOf(secret),
+            tokenId: minted.record.id,
+            installationId,
+            appId
+          }
         })
       )
     }
@@ -181,7 +187,15 @@ export const runPostgresHistory = async (options: PostgresHistoryOptions): Promi
       const start = performance.now()
       const minted = await mintFor(services, appId, installationId)
       tokens.push(minted)
-      history.push({ kind: "mint", start, end: performance.now(), outcome: "ok", appId, installationId, mintedTokenId: minted.tokenId })
+      history.push({
+        kind: "mint",
+        start,
+        end: performance.now(),
+        outcome: "ok",
+        appId,
+        installationId,
+        mintedTokenId: minted.tokenId
+      })
     }
 
     const useWith = (services: Services, secret: string) =>
@@ -245,10 +259,19 @@ export const runPostgresHistory = async (options: PostgresHistoryOptions): Promi
           const outcome = await services.runPromise(
             Effect.either(Effect.flatMap(Registry, (r) => r.revokeInstallationTokens(installationId)))
           )
-          history.push({ kind: "killInstallation", start, end: performance.now(), outcome: outcomeOf(outcome), installationId, appId })
+          history.push({
+            kind: "killInstallation",
+            start,
+            end: performance.now(),
+            outcome: outcomeOf(outcome),
+            installationId,
+            appId
+          })
         } else {
           const { appId } = pick(installations)
-          const outcome = await services.runPromise(Effect.either(Effect.flatMap(Registry, (r) => r.revokeAppTokens(appId))))
+          const outcome = await services.runPromise(
+            Effect.either(Effect.flatMap(Registry, (r) => r.revokeAppTokens(appId)))
+          )
           history.push({ kind: "killApp", start, end: performance.now(), outcome: outcomeOf(outcome), appId })
         }
       }
@@ -333,7 +356,8 @@ export const runPostgresHistory = async (options: PostgresHistoryOptions): Promi
  */
 export const violationsOf = (history: ReadonlyArray<PostgresHistoryEvent>): ReadonlyArray<PostgresHistoryEvent> => {
   const mintStart = new Map<string, number>()
-  for (const e of history) if (e.kind === "mint" && e.mintedTokenId !== undefined) mintStart.set(e.mintedTokenId, e.start)
+  for (const e of history)
+    if (e.kind === "mint" && e.mintedTokenId !== undefined) mintStart.set(e.mintedTokenId, e.start)
   const acknowledged = history.filter((e) => e.kind !== "use" && e.kind !== "mint" && e.outcome === "ok")
   return history.filter((use) => {
     if (use.kind !== "use" || use.outcome !== "ok" || use.tokenId === undefined) return false

@@ -224,7 +224,10 @@ interface StandbyProbe {
  * Opens the primary and standbys and checks, before serving, that every standby is synchronous
  * (throws {@link StandbyNotSynchronous} naming every problem; nothing stays open).
  */
-export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOptions): Promise<RoutedPostgresDriver> => {
+export const openRoutedPostgres = async (
+  primaryUrl: string,
+  options: StandbyOptions
+): Promise<RoutedPostgresDriver> => {
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE
   const applyTimeoutMs = options.applyTimeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS
   const warn = options.onWarning ?? (() => {})
@@ -299,7 +302,10 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
   /** What the primary says of the standbys: problems (none: all synchronous) and its WAL position. */
   const primaryProblems = async (): Promise<{ problems: Array<string>; lsn: string | undefined }> => {
     const [setting, replication, position] = await primary.batch([
-      { sql: "SELECT current_setting('synchronous_standby_names') AS names, pg_is_in_recovery() AS recovery", params: [] },
+      {
+        sql: "SELECT current_setting('synchronous_standby_names') AS names, pg_is_in_recovery() AS recovery",
+        params: []
+      },
       {
         sql: "SELECT lower(application_name) AS name, sync_state, state FROM pg_stat_replication",
         params: []
@@ -309,7 +315,12 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     ])
     const row = setting!.rows[0] as { names: string; recovery: boolean }
     if (row.recovery) return { problems: ["DATABASE_URL names a standby, not the primary"], lsn: undefined }
-    const problems = [...synchronousProblems(row.names, standbys.map((s) => s.name))]
+    const problems = [
+      ...synchronousProblems(
+        row.names,
+        standbys.map((s) => s.name)
+      )
+    ]
     const rows = replication!.rows as Array<{ name: string | null; sync_state: string | null; state: string | null }>
     for (const standby of standbys) {
       const mine = rows.filter((r) => r.name === standby.name.toLowerCase())
@@ -535,7 +546,10 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
   }
 
   /** Runs a statement (or batch) on the pool its route names: reads on the primary's, writes on their own, bounded. */
-  const onPrimary = <A>(route: Exclude<StatementRoute, "standing" | "killSwitch">, f: (driver: ServerSqlDriver) => Promise<A>) => {
+  const onPrimary = <A>(
+    route: Exclude<StatementRoute, "standing" | "killSwitch">,
+    f: (driver: ServerSqlDriver) => Promise<A>
+  ) => {
     if (route === "primary") {
       counts.primary++
       return f(primary)
@@ -568,12 +582,14 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
           (driver) => driver.first<R>(sql, params),
           (row) => row !== undefined
         )
-      if (route === "killSwitch") return killSwitch([{ sql, params }]).then(([result]) => result!.rows[0] as R | undefined)
+      if (route === "killSwitch")
+        return killSwitch([{ sql, params }]).then(([result]) => result!.rows[0] as R | undefined)
       return onPrimary(route, (d) => d.first<R>(sql, params))
     },
     run: (sql: string, params: ReadonlyArray<SqlValue> = []) => {
       const route = routeOf(sql)
-      if (route === "killSwitch") return killSwitch([{ sql, params }]).then(([result]) => ({ changes: result!.changes }))
+      if (route === "killSwitch")
+        return killSwitch([{ sql, params }]).then(([result]) => ({ changes: result!.changes }))
       return onPrimary(route === "standing" ? "primary" : route, (d) => d.run(sql, params))
     },
     batch: (statements) => {
@@ -587,8 +603,7 @@ export const openRoutedPostgres = async (primaryUrl: string, options: StandbyOpt
     exclusive: (lockKey, f) => primary.exclusive(lockKey, f),
     close: closeAll,
     routing: () => ({ ...counts }),
-    standbys: () =>
-      standbys.map((s) => ({ description: s.description, name: s.name, trusted: s.trusted && !closed })),
+    standbys: () => standbys.map((s) => ({ description: s.description, name: s.name, trusted: s.trusted && !closed })),
     recheck
   }
 }

@@ -118,9 +118,9 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     )
   /** A use of the token: "ok" or the refusal's tag. */
   const use = (secret: string) =>
-    services.runPromise(
-      Effect.either(Effect.flatMap(AccessTokens.AccessTokens, (tokens) => tokens.authenticate(secret)))
-    ).then((outcome) => (Either.isRight(outcome) ? "ok" : outcome.left._tag))
+    services
+      .runPromise(Effect.either(Effect.flatMap(AccessTokens.AccessTokens, (tokens) => tokens.authenticate(secret))))
+      .then((outcome) => (Either.isRight(outcome) ? "ok" : outcome.left._tag))
   /** Waits until the standby has the token's row (so that the next use is served there). */
   const onStandby = async (digest: string) => {
     for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
@@ -130,8 +130,11 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     throw new Error("the standby never applied the mint")
   }
   const revokedOnStandby = async (digest: string) =>
-    (await standby<Array<{ revoked: boolean }>>`SELECT revoked_at IS NOT NULL AS revoked FROM tokens WHERE digest = ${digest}`)[0]
-      ?.revoked
+    (
+      await standby<
+        Array<{ revoked: boolean }>
+      >`SELECT revoked_at IS NOT NULL AS revoked FROM tokens WHERE digest = ${digest}`
+    )[0]?.revoked
   const run = <A, E>(effect: Effect.Effect<A, E, Registry | AccessTokens.AccessTokens | Entropy.Entropy>) =>
     services.runPromise(Effect.either(effect))
 
@@ -140,7 +143,13 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     expect(unlistedStatements()).toEqual([])
     expect(routeOf(S.findToken)).toBe("standing")
     expect(routeOf(S.putToken[0]!)).toBe("mint")
-    for (const text of [S.revokeToken, S.revokeAppTokens, S.deleteInstallation, S.revokeInstallationTokens, ...S.deleteKey])
+    for (const text of [
+      S.revokeToken,
+      S.revokeAppTokens,
+      S.deleteInstallation,
+      S.revokeInstallationTokens,
+      ...S.deleteKey
+    ])
       expect(routeOf(text)).toBe("killSwitch")
     expect(routeOf(S.updateInstallation(["updated_at = ?", "suspended_at = ?"], ["suspended_at IS NULL"]))).toBe(
       "killSwitch"
@@ -201,14 +210,33 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
   })
 
   const killSwitches: ReadonlyArray<
-    readonly [string, (ids: { appId: string; installationId: string; keyId: string }) => Effect.Effect<unknown, unknown, Registry>]
+    readonly [
+      string,
+      (ids: { appId: string; installationId: string; keyId: string }) => Effect.Effect<unknown, unknown, Registry>
+    ]
   > = [
-    ["installation suspended", ({ installationId }) =>
-      Effect.flatMap(Registry, (r) => r.updateInstallation(installationId, { suspendedAt: Date.now(), updatedAt: Date.now() }))],
-    ["installation permissions narrowed", ({ installationId }) =>
-      Effect.flatMap(Registry, (r) => r.updateInstallation(installationId, { permissions: {}, updatedAt: Date.now() }))],
-    ["installation tokens revoked", ({ installationId }) => Effect.flatMap(Registry, (r) => r.revokeInstallationTokens(installationId))],
-    ["installation deleted", ({ installationId }) => Effect.flatMap(Registry, (r) => r.deleteInstallation(installationId))],
+    [
+      "installation suspended",
+      ({ installationId }) =>
+        Effect.flatMap(Registry, (r) =>
+          r.updateInstallation(installationId, { suspendedAt: Date.now(), updatedAt: Date.now() })
+        )
+    ],
+    [
+      "installation permissions narrowed",
+      ({ installationId }) =>
+        Effect.flatMap(Registry, (r) =>
+          r.updateInstallation(installationId, { permissions: {}, updatedAt: Date.now() })
+        )
+    ],
+    [
+      "installation tokens revoked",
+      ({ installationId }) => Effect.flatMap(Registry, (r) => r.revokeInstallationTokens(installationId))
+    ],
+    [
+      "installation deleted",
+      ({ installationId }) => Effect.flatMap(Registry, (r) => r.deleteInstallation(installationId))
+    ],
     ["app tokens revoked", ({ appId }) => Effect.flatMap(Registry, (r) => r.revokeAppTokens(appId))],
     ["app key deleted", ({ appId, keyId }) => Effect.flatMap(Registry, (r) => r.deleteKey(appId, keyId, Date.now()))]
   ]
@@ -343,7 +371,9 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
     const boundedServices = servicesOver(bounded)
     await cluster.stopStandby("s1")
     try {
-      const timed = async <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E, AccessTokens.AccessTokens>) => {
+      const timed = async <A, E extends { readonly _tag: string }>(
+        effect: Effect.Effect<A, E, AccessTokens.AccessTokens>
+      ) => {
         const started = performance.now()
         const outcome = await boundedServices.runPromise(Effect.either(effect))
         return { tag: Either.isLeft(outcome) ? outcome.left._tag : "ok", ms: performance.now() - started }
@@ -383,7 +413,7 @@ describe(`Postgres with synchronous standbys (${postgresLabel}; primary + 2 stan
 describe("synchronous_standby_names, read as the server reads it", () => {
   it("parses FIRST, ANY, a bare count and a bare list; quotes and case", () => {
     expect(parseSynchronousStandbyNames("FIRST 2 (s1, s2)")).toEqual({ method: "first", count: 2, names: ["s1", "s2"] })
-    expect(parseSynchronousStandbyNames("any 1 (\"S,1\", s2)")).toEqual({ method: "any", count: 1, names: ["s,1", "s2"] })
+    expect(parseSynchronousStandbyNames('any 1 ("S,1", s2)')).toEqual({ method: "any", count: 1, names: ["s,1", "s2"] })
     expect(parseSynchronousStandbyNames("2 (a, b)")).toEqual({ method: "first", count: 2, names: ["a", "b"] })
     expect(parseSynchronousStandbyNames("a, b")).toEqual({ method: "first", count: 1, names: ["a", "b"] })
     expect(parseSynchronousStandbyNames("  ")).toBeUndefined()

@@ -89,7 +89,9 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
   const user = asRoot ? "postgres" : undefined
   /** A server binary, as the `postgres` user when this process is root. */
   const tool = (name: string, args: ReadonlyArray<string>) =>
-    user === undefined ? run(join(binDir, name), [...args]) : run("runuser", ["-u", user, "--", join(binDir, name), ...args])
+    user === undefined
+      ? run(join(binDir, name), [...args])
+      : run("runuser", ["-u", user, "--", join(binDir, name), ...args])
 
   const dir = mkdtempSync(join(tmpdir(), "icr-pg-cluster-"))
   if (user !== undefined) {
@@ -101,9 +103,13 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
   const stopServers = () => {
     for (const data of started.splice(0).reverse()) {
       const args = [join(binDir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]
-      spawnSync(user === undefined ? args[0]! : "runuser", user === undefined ? args.slice(1) : ["-u", user, "--", ...args], {
-        stdio: "ignore"
-      })
+      spawnSync(
+        user === undefined ? args[0]! : "runuser",
+        user === undefined ? args.slice(1) : ["-u", user, "--", ...args],
+        {
+          stdio: "ignore"
+        }
+      )
     }
     rmSync(dir, { recursive: true, force: true })
   }
@@ -137,7 +143,19 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
     for (const spec of options.standbys) {
       const port = await freePort()
       const data = join(dir, spec.name)
-      await tool("pg_basebackup", ["-h", "127.0.0.1", "-p", String(primaryPort), "-U", "postgres", "-D", data, "-R", "-X", "stream"])
+      await tool("pg_basebackup", [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(primaryPort),
+        "-U",
+        "postgres",
+        "-D",
+        data,
+        "-R",
+        "-X",
+        "stream"
+      ])
       // Last setting wins: this primary_conninfo (with the standby's name) replaces pg_basebackup's.
       appendFileSync(
         join(data, "postgresql.auto.conf"),
@@ -204,7 +222,8 @@ export const startPostgresCluster = async (options: ClusterOptions): Promise<Pos
             return listed(s.name) ? state !== "async" : state === "async"
           })
           if (settled) return
-          if (Date.now() > deadline) throw new Error(`the primary did not follow synchronous_standby_names = '${value}'`)
+          if (Date.now() > deadline)
+            throw new Error(`the primary did not follow synchronous_standby_names = '${value}'`)
           await sleep(20)
         }
       },
