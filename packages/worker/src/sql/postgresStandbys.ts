@@ -353,7 +353,16 @@ export const openRoutedPostgres = async (
    * acknowledged before that check is below it, and every one after waited for the standby. A
    * check that finds it not synchronous takes it out, and its barrier with it.
    */
-  const recheck = async () => {
+  let checking: Promise<void> | undefined
+  /** One check at a time: a check called while one runs waits for it and then runs its own. */
+  const recheck = async (): Promise<void> => {
+    while (checking !== undefined) await checking
+    checking = checkOnce().finally(() => {
+      checking = undefined
+    })
+    return checking
+  }
+  const checkOnce = async () => {
     let verdict: { problems: Array<string>; lsn: string | undefined }
     try {
       verdict = await primaryProblems()
