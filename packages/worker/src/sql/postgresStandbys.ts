@@ -467,6 +467,12 @@ export const openRoutedPostgres = async (
       counts.standbyMisses++
     } catch {
       counts.standbyErrors++
+      // Skipped until a check finds it answering, synchronous and caught up (an unreachable host
+      // would otherwise cost every use a connect timeout).
+      if (standby.trusted && !closed)
+        warn(`standby ${standby.name} (${standby.description}) did not answer: the primary decides token standing`)
+      standby.trusted = false
+      standby.barrier = undefined
     }
     return ask(primary)
   }
