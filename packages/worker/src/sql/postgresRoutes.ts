@@ -52,6 +52,7 @@ export const REGISTRY_ROUTES: { readonly [K in keyof Statements]?: StatementRout
   createApp: "write",
   lockApp: "write",
   addKey: "write",
+  keyAdded: "write",
   createInstallation: "write",
   putToken: "mint",
   // Revocations and kill switches (SPEC §5). Every installation update is one: a suspension or a
