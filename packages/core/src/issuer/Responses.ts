@@ -8,6 +8,7 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import { App, AppKey } from "../api/Apps.js"
 import { Installation } from "../api/Installations.js"
+import { InstallationAccessToken, type StoredToken, TokenDescription } from "../api/Tokens.js"
 import { encodeCursor, type OffsetRequest, type PageRequest } from "../api/Paging.js"
 import { canonical } from "../api/Permissions.js"
 import type { MintedToken } from "./AccessTokens.js"
@@ -67,6 +68,33 @@ export const tokenFields = ({ secret, record }: MintedToken) => ({
   permissions: record.permissions,
   appId: record.appId
 })
+
+/** What `GET /app/installations/token` answers about a stored token (SPEC §4): never its secret. */
+export const toTokenDescription = (token: StoredToken) =>
+  new TokenDescription(
+    {
+      id: token.id,
+      kind: token.kind,
+      appId: token.appId,
+      ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+      ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+      permissions: token.permissions,
+      createdAt: toTimestamp(token.createdAt),
+      expiresAt: toTimestamp(token.expiresAt)
+    },
+    trusted
+  )
+
+/** A freshly minted installation token as `POST /app/installations/{id}/accessTokens` answers it. */
+export const toInstallationAccessToken = (minted: MintedToken) =>
+  new InstallationAccessToken(
+    {
+      ...tokenFields(minted),
+      installationId: minted.record.installationId!,
+      organizationId: minted.record.organizationId!
+    },
+    trusted
+  )
 
 /** Where a page requested by number starts; a number too large to be an offset starts past every listing. */
 export const offsetStart = (request: OffsetRequest) => ({
