@@ -29,7 +29,15 @@ import {
   type ProblemDocument,
   UnsupportedApiVersion
 } from "../api/Problems.js"
-import { type BodyFormats, type CheckedBody, isJsonContentType, MAX_BODY_BYTES, readBody, tooLarge, toServerRequest } from "./Body.js"
+import {
+  type BodyFormats,
+  type CheckedBody,
+  isJsonContentType,
+  MAX_BODY_BYTES,
+  readBody,
+  tooLarge,
+  toServerRequest
+} from "./Body.js"
 import { requestIdOf } from "./RequestId.js"
 
 /** The longest `Authorization` value accepted (SPEC §1). */

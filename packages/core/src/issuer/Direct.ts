@@ -33,7 +33,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
@@ -108,9 +108,7 @@ const schemasOf = (name: DirectRoute) => {
     /** The success as the router encodes it; `undefined` if it would not encode (then the router answers). */
     respond: (value: unknown): HttpServerResponse.HttpServerResponse | undefined => {
       const encoded = encodeSuccess(value)
-      return Either.isLeft(encoded)
-        ? undefined
-        : HttpServerResponse.unsafeJson(encoded.right, { status, contentType })
+      return Either.isLeft(encoded) ? undefined : HttpServerResponse.unsafeJson(encoded.right, { status, contentType })
     }
   }
 }
@@ -186,7 +184,11 @@ export const makeDirectPath = (
   }
 
   /** `GET /app/installations/token`: `TokenAuth`'s lookup and count, then the handler's description. */
-  const describe = (request: Request, requestId: string, limits: RequestLimitsService): Promise<DirectAnswer> | undefined => {
+  const describe = (
+    request: Request,
+    requestId: string,
+    limits: RequestLimitsService
+  ): Promise<DirectAnswer> | undefined => {
     if (request.body !== null || !describeSchemas.headersPass(request.headers)) return undefined
     const credential = bearerCredential(request.headers.get("authorization"))
     if (typeof credential !== "string" || !accessTokenPattern.test(credential)) return undefined
