@@ -20,7 +20,7 @@ import { rsaKeyPair, signRs256 } from "../fixtures.js"
 
 const ORIGIN = "http://icr.test"
 const ADMIN = "d".repeat(MIN_ADMIN_TOKEN_LENGTH)
-const GRANT = { organization_info: "VIEW", organization_members: "VIEW" }
+const GRANT = { organization_info: "VIEW", organization_members: "VIEW" } as const
 const PEER = { remoteAddress: "203.0.113.7" }
 const ISO_TIME = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/g
 
