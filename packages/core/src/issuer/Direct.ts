@@ -3,9 +3,12 @@
  * installation-token mint (`POST /app/installations/{id}/accessTokens`) — answered without the
  * router, the middlewares and a fiber per layer of them: plain code around the same services
  * (`AccessTokens`, `JwtVerifier`, the audit trail, the request's rate limits) in one small effect,
- * with the endpoint's own schemas (decoded and encoded with decoders built once), the same
+ * with the endpoint's own schemas (path, payload and headers decoded by decoders built once; the
+ * answer built in its wire form and checked by the success schema's wire side), the same
  * authentication helpers (`Auth.ts`) and the same responses (`Responses.ts`). The edge around it is
  * unchanged: the SPEC §1 checks before, the address budget, the headers and the newline after.
+ * `test/issuer/Direct.test.ts` sends the same requests both ways and compares the answers byte for
+ * byte, and the audit events.
  *
  * Which requests it takes is decided before any work, from the request alone: the method, the path
  * spelt exactly so (no query), no body on a GET, the headers and the body the endpoint's own
