@@ -29,7 +29,15 @@ import {
   type ProblemDocument,
   UnsupportedApiVersion
 } from "../api/Problems.js"
-import { type BodyFormats, isJsonContentType, MAX_BODY_BYTES, readBody, tooLarge, toServerRequest } from "./Body.js"
+import {
+  type BodyFormats,
+  type CheckedBody,
+  isJsonContentType,
+  MAX_BODY_BYTES,
+  readBody,
+  tooLarge,
+  toServerRequest
+} from "./Body.js"
 import { requestIdOf } from "./RequestId.js"
 
 /** The longest `Authorization` value accepted (SPEC §1). */
@@ -120,6 +128,19 @@ export interface Backend<Extra, State> {
     requestId: string,
     state: State
   ) => Promise<Exit.Exit<HttpServerResponse.HttpServerResponse, unknown>>
+  /**
+   * Answers, without the router, a request that passed the checks before routing, when the server
+   * has a shorter path for it: `undefined` (or a promise of it) when it has none and the request is
+   * routed. An answer given here stands exactly where the router's would.
+   */
+  readonly direct?:
+    | ((
+        request: Request,
+        body: CheckedBody | undefined,
+        requestId: string,
+        state: State
+      ) => Promise<Exit.Exit<HttpServerResponse.HttpServerResponse, unknown> | undefined> | undefined)
+    | undefined
   /**
    * Runs once a request is answered, however; a failure replaces the answer (the issuer counts
    * what authenticated nobody against the client's address, and past that budget answers 429).
@@ -357,7 +378,10 @@ export const makeEdge = (config: EdgeConfig): Edge => {
         const body = HttpMethod.hasBody(method) ? await readBody(request, config.bodies) : undefined
         if (body !== undefined && !("parsed" in body)) answer = encode(body) ?? internal()
         else {
-          const routed = await backend.route(toServerRequest(request, body), requestId, state)
+          const direct = backend.direct?.(request, body, requestId, state)
+          const routed =
+            (direct === undefined ? undefined : await direct) ??
+            (await backend.route(toServerRequest(request, body), requestId, state))
           answer = Exit.isSuccess(routed) ? routed.value : documentOf(routed.cause, logDefect)
         }
       }

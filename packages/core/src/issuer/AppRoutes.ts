@@ -7,7 +7,7 @@ import * as Option from "effect/Option"
 import { CurrentApp, CurrentToken, IcrAppsApi } from "../api/Api.js"
 import { InstallationPage } from "../api/Installations.js"
 import { pageRequest } from "../api/Paging.js"
-import { AccessToken, InstallationAccessToken, TokenDescription } from "../api/Tokens.js"
+import { AccessToken } from "../api/Tokens.js"
 import { AccessTokens, type MintedToken } from "./AccessTokens.js"
 import * as AuditLog from "./AuditLog.js"
 import { RouteInstallation } from "./Auth.js"
@@ -20,7 +20,8 @@ import {
   startOf,
   toInstallation,
   tokenFields,
-  toTimestamp,
+  toInstallationAccessToken,
+  toTokenDescription,
   trusted
 } from "./Responses.js"
 import { answering, asProblems } from "./StorageProblems.js"
@@ -75,37 +76,11 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
               ),
               tokenId
             ),
-            (minted) =>
-              new InstallationAccessToken(
-                {
-                  ...tokenFields(minted),
-                  installationId: minted.record.installationId!,
-                  organizationId: minted.record.organizationId!
-                },
-                trusted
-              )
+            toInstallationAccessToken
           )
         )
       )
-      .handle("describeAccessToken", () =>
-        Effect.map(
-          CurrentToken,
-          ({ token }) =>
-            new TokenDescription(
-              {
-                id: token.id,
-                kind: token.kind,
-                appId: token.appId,
-                ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
-                ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
-                permissions: token.permissions,
-                createdAt: toTimestamp(token.createdAt),
-                expiresAt: toTimestamp(token.expiresAt)
-              },
-              trusted
-            )
-        )
-      )
+      .handle("describeAccessToken", () => Effect.map(CurrentToken, ({ token }) => toTokenDescription(token)))
       .handle("revokeAccessToken", () =>
         Effect.flatMap(CurrentToken, ({ digest, shard, token }) =>
           audited(

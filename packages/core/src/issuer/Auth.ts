@@ -20,6 +20,7 @@ import * as AuditLog from "./AuditLog.js"
 import { IssuerConfig, MIN_ADMIN_TOKEN_LENGTH } from "./Config.js"
 import * as JwtVerifier from "./JwtVerifier.js"
 import { principalKey, RequestLimits } from "./RateLimiter.js"
+import type { StoredToken } from "../api/Tokens.js"
 import type { InstallationRecord } from "./Registry.js"
 import { asProblems } from "./StorageProblems.js"
 import { secretsEqual as equalSecrets } from "../edge/Secrets.js"
@@ -30,18 +31,35 @@ const sentCredential = (request: HttpServerRequest.HttpServerRequest): boolean =
   return header !== undefined && header.trim() !== ""
 }
 
-/** The credential in a Bearer `Authorization` header, or why there is none. */
-const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | MissingCredentials => {
-  if (!sentCredential(request)) {
+/**
+ * The credential in a Bearer `Authorization` header value, or why there is none: shared by the
+ * middlewares and the direct path (`Direct.ts`), so both read a credential alike.
+ */
+export const bearerCredential = (authorization: string | null | undefined): string | MissingCredentials => {
+  if (authorization == null || authorization.trim() === "") {
     return new MissingCredentials({ detail: "Send a credential in Authorization: Bearer …" }, true)
   }
-  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(request.headers.authorization!)
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization)
   return match === null
     ? new MissingCredentials({ detail: "The Authorization header must use the Bearer scheme" }, true)
     : match[1]!
 }
 
-const looksLikeAccessToken = (credential: string) => credential.startsWith("crs_")
+/** The credential in a Bearer `Authorization` header, or why there is none. */
+const bearerOf = (request: HttpServerRequest.HttpServerRequest): string | MissingCredentials =>
+  bearerCredential(request.headers.authorization)
+
+/** Whether a credential is shaped as an access token (`crs_…`) rather than an App JWT. */
+export const looksLikeAccessToken = (credential: string): boolean => credential.startsWith("crs_")
+
+/**
+ * The principal an access token's requests count against (SPEC §1): the installation of an
+ * installation token, the app of an app token.
+ */
+export const tokenPrincipal = (token: StoredToken): string =>
+  token.kind === "installation" && token.installationId !== undefined
+    ? principalKey.installation(token.installationId)
+    : principalKey.app(token.appId)
 
 /** Constant-time equality of two secrets (SHA-256 digests compared in full), as an Effect. */
 export const secretsEqual = (a: string, b: string): Effect.Effect<boolean> => Effect.promise(() => equalSecrets(a, b))
@@ -134,13 +152,8 @@ export const makeTokenAuth = (tokens: AccessTokens["Type"]): TokenAuth["Type"] =
         )
       }
       return Effect.flatMap(asProblems(tokens.authenticate(credential)), (authenticated) => {
-        const { token } = authenticated
         // The installation is the principal of an installation token, the app that of an app token (SPEC §1).
-        const principal =
-          token.kind === "installation" && token.installationId !== undefined
-            ? principalKey.installation(token.installationId)
-            : principalKey.app(token.appId)
-        return Effect.as(countAgainst(principal), authenticated)
+        return Effect.as(countAgainst(tokenPrincipal(authenticated.token)), authenticated)
       })
     })
 })

@@ -26,6 +26,7 @@ import {
   SECURITY_HEADERS
 } from "../edge/Edge.js"
 import { RequestId, requestIdOf } from "../edge/RequestId.js"
+import type { DirectPath } from "./Direct.js"
 import { makeRequestLimits, type RateLimiter, type RequestLimitsService } from "./RateLimiter.js"
 
 export { allowedMethods, MAX_AUTHORIZATION_LENGTH, MAX_BODY_BYTES, RequestId, redactSecrets, SECURITY_HEADERS }
@@ -142,6 +143,8 @@ export interface Router {
     requestId: string,
     limits: RequestLimitsService
   ) => Promise<Exit.Exit<HttpServerResponse.HttpServerResponse, unknown>>
+  /** The direct path of the hot requests (`Direct.ts`), when the issuer takes it. */
+  readonly direct?: DirectPath | undefined
   /** The issuer's runtime: its services, its `Clock`, its logger. */
   readonly runtime: Runtime.Runtime<never>
   /** The rate limiter, when the issuer has one. */
@@ -170,6 +173,7 @@ export const withCommonRules = (
       begin: (request: Request, connection: Connection | undefined) =>
         makeRequestLimits(router.limiter, addressOf(request, connection)),
       route: router.route,
+      direct: router.direct,
       end: (request: Request, limits: RequestLimitsService) => {
         // Liveness checks are never limited; anything else sent to /healthz is (405 is not free to send).
         const settle = isLiveness(request.method.toUpperCase(), request.url) ? undefined : limits.settle()

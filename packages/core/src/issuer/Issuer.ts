@@ -30,6 +30,7 @@ import {
   operatorFailures,
   RouteInstallation
 } from "./Auth.js"
+import { type DirectRoute, directPathFits, makeDirectPath } from "./Direct.js"
 import { IssuerConfig, type IssuerOptions, makeConfig, MIN_ADMIN_TOKEN_LENGTH } from "./Config.js"
 import type * as Entropy from "./Entropy.js"
 import { type Connection, type Router, withCommonRules } from "./Http.js"
@@ -39,7 +40,7 @@ import { RateLimiter, RequestLimits } from "./RateLimiter.js"
 import { Registry } from "./Registry.js"
 import { SystemLive } from "./SystemRoutes.js"
 
-export { IssuerConfig, type IssuerOptions, MIN_ADMIN_TOKEN_LENGTH }
+export { type DirectRoute, IssuerConfig, type IssuerOptions, MIN_ADMIN_TOKEN_LENGTH }
 
 /** What the issuer stores in and draws its randomness from: given by whoever runs it (memory, D1, SQL). */
 export type Storage = Registry | Entropy.Entropy
@@ -64,6 +65,14 @@ export interface WebHandlerOptions<E = never> extends IssuerOptions {
   readonly auditLog?: Layer.Layer<AuditLog.AuditLog, E> | undefined
   /** Rate limiting (SPEC §1). Default: none, nothing is limited. */
   readonly rateLimiter?: Layer.Layer<RateLimiter, E> | undefined
+  /**
+   * Whether a token use and an installation-token mint take the direct path (`Direct.ts`) when they
+   * can: the same answers for a fraction of the work. Default: true; false routes every request
+   * (the tests and benchmarks that compare the two).
+   */
+  readonly directPath?: boolean | undefined
+  /** Told of every request the direct path answers (the tests that prove it ran). */
+  readonly onDirectAnswer?: ((route: DirectRoute) => void) | undefined
 }
 
 /**
@@ -163,8 +172,13 @@ const makeRouter = <E>(storage: Layer.Layer<Storage, E>, options: WebHandlerOpti
         [RequestLimits.key, limits],
         [RouteInstallation.key, namedInstallation()]
       ])
+    const direct =
+      options.directPath === false || !directPathFits(runtime as Runtime.Runtime<never>)
+        ? undefined
+        : makeDirectPath(services, runtime as Runtime.Runtime<never>, options.onDirectAnswer)
     return {
       route,
+      direct,
       runtime: runtime as Runtime.Runtime<never>,
       limiter:
         options.rateLimiter === undefined ? undefined : Context.unsafeGet(built as Context.Context<never>, RateLimiter),

@@ -6,8 +6,10 @@ import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import { App, AppKey } from "../api/Apps.js"
 import { Installation } from "../api/Installations.js"
+import { InstallationAccessToken, type StoredToken, TokenDescription } from "../api/Tokens.js"
 import { encodeCursor, type OffsetRequest, type PageRequest } from "../api/Paging.js"
 import { canonical } from "../api/Permissions.js"
 import type { MintedToken } from "./AccessTokens.js"
@@ -66,6 +68,68 @@ export const tokenFields = ({ secret, record }: MintedToken) => ({
   isActive: true,
   permissions: record.permissions,
   appId: record.appId
+})
+
+/** What `GET /app/installations/token` answers about a stored token (SPEC §4): never its secret. */
+export const toTokenDescription = (token: StoredToken) =>
+  new TokenDescription(
+    {
+      id: token.id,
+      kind: token.kind,
+      appId: token.appId,
+      ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+      ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+      permissions: token.permissions,
+      createdAt: toTimestamp(token.createdAt),
+      expiresAt: toTimestamp(token.expiresAt)
+    },
+    trusted
+  )
+
+/** A freshly minted installation token as `POST /app/installations/{id}/accessTokens` answers it. */
+export const toInstallationAccessToken = (minted: MintedToken) =>
+  new InstallationAccessToken(
+    {
+      ...tokenFields(minted),
+      installationId: minted.record.installationId!,
+      organizationId: minted.record.organizationId!
+    },
+    trusted
+  )
+
+/** A stored time (epoch ms) as `Timestamp` encodes it on the wire: RFC 3339 UTC, no fraction when it is zero. */
+export const toWireTimestamp = (ms: number): string => new Date(ms).toISOString().replace(/\.000Z$/, "Z")
+
+/**
+ * {@link toTokenDescription}, already in its wire form: what the schema encodes it to, built
+ * without the class and `DateTime` (the direct path validates it with the schema's wire side).
+ */
+export const tokenDescriptionWire = (token: StoredToken): typeof TokenDescription.Encoded => ({
+  id: token.id,
+  kind: token.kind,
+  appId: token.appId,
+  ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+  ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+  permissions: token.permissions,
+  createdAt: toWireTimestamp(token.createdAt),
+  expiresAt: toWireTimestamp(token.expiresAt)
+})
+
+/** {@link toInstallationAccessToken}, already in its wire form (see {@link tokenDescriptionWire}). */
+export const installationAccessTokenWire = ({
+  secret,
+  record
+}: MintedToken): typeof InstallationAccessToken.Encoded => ({
+  id: record.id,
+  createdAt: toWireTimestamp(record.createdAt),
+  updatedAt: toWireTimestamp(record.createdAt),
+  token: Redacted.value(secret),
+  expiresAt: toWireTimestamp(record.expiresAt),
+  isActive: true,
+  permissions: record.permissions,
+  appId: record.appId,
+  installationId: record.installationId!,
+  organizationId: record.organizationId!
 })
 
 /** Where a page requested by number starts; a number too large to be an offset starts past every listing. */

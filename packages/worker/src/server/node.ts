@@ -32,10 +32,21 @@ export interface RequestTimeouts {
  */
 export const REQUEST_TIMEOUTS: RequestTimeouts = { headersMs: 20_000, requestMs: 30_000, checkEveryMs: 5_000 }
 
+/** Each connection's origin, asked of the socket once: its local address is a system call per read. */
+const origins = new WeakMap<Socket, string>()
+
 const originOf = (socket: Socket): string => {
-  const address = socket.localAddress ?? "127.0.0.1"
-  return `http://${address.includes(":") ? `[${address}]` : address}:${socket.localPort ?? 80}`
+  let origin = origins.get(socket)
+  if (origin === undefined) {
+    const address = socket.localAddress ?? "127.0.0.1"
+    origin = `http://${address.includes(":") ? `[${address}]` : address}:${socket.localPort ?? 80}`
+    origins.set(socket, origin)
+  }
+  return origin
 }
+
+/** The largest body written in one piece (read whole, then one write): every answer the workers give is far smaller. */
+const WHOLE_BODY_BYTES = 64 * 1024
 
 /** The path and query of a request target (origin-form `/x?y`, or absolute-form from a proxy). */
 const targetOf = (url: string): string => {
@@ -81,6 +92,13 @@ export const writeResponse = async (response: Response, res: ServerResponse, met
   if (response.body === null || method === "HEAD") {
     await response.body?.cancel()
     res.end()
+    return
+  }
+  // A small body of a declared length (every JSON answer): read whole and written with the headers,
+  // in one write, rather than a write per chunk and one more to end.
+  const declared = Number(headers["content-length"] ?? Number.NaN)
+  if (declared <= WHOLE_BODY_BYTES) {
+    res.end(Buffer.from(await response.arrayBuffer()))
     return
   }
   const reader = response.body.getReader()
