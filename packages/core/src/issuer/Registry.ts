@@ -298,7 +298,7 @@ export const pageOf = <A extends CursorPosition>(all: ReadonlyArray<A>, page: Pa
 }
 
 /** A registry in memory, with the same rules as the SQL one (the testkit's `registryContract` holds both to them). */
-export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
+export const layerMemory: Layer.Layer<Registry> = /* @__PURE__ */ Layer.sync(Registry, () => {
   const apps = new Map<string, Omit<AppRecord, "keys">>()
   const keys = new Map<string, KeyRecord>()
   const installations = new Map<string, Omit<InstallationRecord, "appName" | "appTokenEpoch">>()

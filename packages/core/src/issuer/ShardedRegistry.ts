@@ -27,7 +27,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import { canonical, type Permissions } from "../api/Permissions.js"
 import {
   AlreadyInstalled,
@@ -90,6 +89,10 @@ const randomPick = (n: number): number => {
 
 /** How often a shard's copy of an app is written again before the call fails (no wait: a retry is the caller's). */
 const COPY_ATTEMPTS = 3
+
+/** Runs `f` until it succeeds, `times` times at most, with no wait between. */
+const withAttempts = <A, E>(times: number, f: () => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  times <= 1 ? f() : Effect.catchAll(f(), () => withAttempts(times - 1, f))
 
 /** A registry over `shards` (shard 0 is home). */
 export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {}): Registry["Type"] => {
@@ -161,7 +164,7 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
         state.shards,
         (shard) =>
           Effect.flatMap(driverOf(shard), (driver) =>
-            attempt(() => driver.batch(statements)).pipe(Effect.retry(Schedule.recurs(COPY_ATTEMPTS - 1)))
+            withAttempts(COPY_ATTEMPTS, () => attempt(() => driver.batch(statements)))
           ),
         { concurrency: "unbounded", discard: true }
       )
