@@ -1,0 +1,100 @@
+/**
+ * The shards of `npm run bench:scale`'s simulation: N SQLite databases (libsql, in memory, each with
+ * the issuer's migrations), each behind {@link slowAndFaulty} — a random delay before every statement
+ * and a fault rate that makes calls throw, before the statement ran or after it committed (the
+ * acknowledgement lost) — and the registry over them ({@link registryOver}: the one line that picks
+ * the design under test).
+ */
+import type { Registry } from "@icr-apps/core/issuer/Registry"
+import type { SqlDriver } from "@icr-apps/core/issuer/Sql"
+import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
+import { issuerMigrations, migrate } from "../src/sql/migrate.js"
+import type { ServerSqlDriver } from "../src/sql/ServerSql.js"
+import { openSqlite } from "../src/sql/sqlite.js"
+
+/**
+ * The registry the simulation drives, over its shards. Until the sharded registry lands this is the
+ * single-database registry on shard 0; then `makeShardedRegistry(shards)`.
+ */
+export const registryOver = (shards: ReadonlyArray<SqlDriver>): Registry["Type"] => SqlRegistry.make(shards[0]!)
+
+/** Which design {@link registryOver} builds, for the report. */
+export const REGISTRY_DESIGN = "single database (SqlRegistry on shard 0)"
+
+/** A fault the wrapper injected (never a real failure of the database). */
+export class InjectedFault extends Error {
+  constructor(readonly when: "before" | "after") {
+    super(`injected fault (${when} the statement)`)
+  }
+}
+
+/** How a shard misbehaves. */
+export interface ShardWeather {
+  /** Each call waits a uniform random 0..maxDelayMs before it runs. */
+  readonly maxDelayMs: number
+  /** The share of calls that throw: half before running, half after committing. */
+  readonly faultRate: number
+  /** The random source (seeded by the bench, so a run can be repeated). */
+  readonly random: () => number
+}
+
+/** What one shard saw. */
+export interface ShardStats {
+  statements: number
+  calls: number
+  faults: number
+}
+
+const sleep = (ms: number) =>
+  ms < 0.5 ? new Promise<void>((resolve) => setImmediate(resolve)) : new Promise<void>((r) => setTimeout(r, ms))
+
+/** `inner` with a random delay before each call and injected faults; counts what it saw in `stats`. */
+export const slowAndFaulty = (inner: SqlDriver, weather: ShardWeather, stats: ShardStats): SqlDriver => {
+  const wrap = async <A>(statements: number, f: () => Promise<A>): Promise<A> => {
+    stats.calls++
+    stats.statements += statements
+    await sleep(weather.random() * weather.maxDelayMs)
+    const roll = weather.random()
+    if (roll < weather.faultRate / 2) {
+      stats.faults++
+      throw new InjectedFault("before")
+    }
+    const result = await f()
+    if (roll < weather.faultRate) {
+      stats.faults++
+      throw new InjectedFault("after")
+    }
+    return result
+  }
+  return {
+    dialect: inner.dialect,
+    all: (sql, params) => wrap(1, () => inner.all(sql, params)),
+    first: (sql, params) => wrap(1, () => inner.first(sql, params)),
+    run: (sql, params) => wrap(1, () => inner.run(sql, params)),
+    batch: (statements) => wrap(statements.length, () => inner.batch(statements)),
+    isUniqueViolation: inner.isUniqueViolation
+  }
+}
+
+/** N fresh, migrated SQLite databases in memory. */
+export const openShards = async (n: number): Promise<Array<ServerSqlDriver>> => {
+  const shards: Array<ServerSqlDriver> = []
+  for (let i = 0; i < n; i++) {
+    const driver = await openSqlite(":memory:", ["libsql"])
+    await migrate(driver, issuerMigrations("sqlite"))
+    shards.push(driver)
+  }
+  return shards
+}
+
+/** A small seeded PRNG (mulberry32): the simulation's choices, repeatable from `--seed`. */
+export const seededRandom = (seed: number): (() => number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
