@@ -822,7 +822,11 @@ else if (command === "cli") {
   process.exit(
     run(
       join(binDir, "tsx"),
-      ["--conditions=@icr-apps/source", join(root, "packages", "worker", "bench", "scale.ts"), ...process.argv.slice(3)],
+      [
+        "--conditions=@icr-apps/source",
+        join(root, "packages", "worker", "bench", "scale.ts"),
+        ...process.argv.slice(3)
+      ],
       { stdio: "inherit" }
     )
   )

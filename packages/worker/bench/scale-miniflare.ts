@@ -32,6 +32,8 @@ import { percentile } from "./scale-model.js"
 export interface DesignMeasurement {
   readonly usesPerSecond: number
   readonly mintsPerSecond: number
+  /** Uses/s with each use a request from this process (dispatchFetch): bounded by the harness. */
+  readonly usesPerSecondEndToEnd: number
   readonly useLatencyMs: { readonly p50: number; readonly p99: number }
   readonly mintLatencyMs: { readonly p50: number; readonly p99: number }
   readonly rowsReadPerUse: number
@@ -71,36 +73,33 @@ const freshMint = (mint) => {
   return { read: mint.read, write }
 }
 
+/** One shard as a SQLite-backed Durable Object: each method call is one Durable Object request. */
 export class Shard extends DurableObject {
   run(statement) {
     const cursor = this.ctx.storage.sql.exec(statement.sql, ...statement.params)
     const rows = cursor.toArray()
     return { rows, rowsRead: cursor.rowsRead, rowsWritten: cursor.rowsWritten }
   }
-  async fetch(request) {
-    const url = new URL(request.url)
-    if (url.pathname === "/do/use") {
-      const r = this.run({ sql: this.env.STANDING, params: [url.searchParams.get("d")] })
-      return Response.json({ found: r.rows.length === 1, rowsRead: r.rowsRead, rowsWritten: r.rowsWritten }, { status: r.rows.length === 1 ? 200 : 404 })
-    }
-    if (url.pathname === "/do/mint") {
-      const mint = freshMint(await request.json())
-      let rowsRead = 0
-      let rowsWritten = 0
-      this.ctx.storage.transactionSync(() => {
-        for (const s of [...mint.read, ...mint.write]) {
-          const r = this.run(s)
-          rowsRead += r.rowsRead
-          rowsWritten += r.rowsWritten
-        }
-      })
-      return Response.json({ rowsRead, rowsWritten })
-    }
-    if (url.pathname === "/do/setup") {
-      for (const s of await request.json()) this.run(s)
-      return Response.json({ rowsRead: 0, rowsWritten: 0 })
-    }
-    return new Response("not found", { status: 404 })
+  use(digest) {
+    const r = this.run({ sql: this.env.STANDING, params: [digest] })
+    return { ok: r.rows.length === 1, rowsRead: r.rowsRead, rowsWritten: r.rowsWritten }
+  }
+  mint(template) {
+    const mint = freshMint(template)
+    let rowsRead = 0
+    let rowsWritten = 0
+    this.ctx.storage.transactionSync(() => {
+      for (const s of [...mint.read, ...mint.write]) {
+        const r = this.run(s)
+        rowsRead += r.rowsRead
+        rowsWritten += r.rowsWritten
+      }
+    })
+    return { ok: true, rowsRead, rowsWritten }
+  }
+  setup(statements) {
+    for (const s of statements) this.run(s)
+    return { ok: true, rowsRead: 0, rowsWritten: 0 }
   }
 }
 
@@ -112,28 +111,73 @@ const d1Batch = async (db, statements) => {
     rowsRead += r.meta.rows_read ?? 0
     rowsWritten += r.meta.rows_written ?? 0
   }
-  return { results, rowsRead, rowsWritten }
+  return { rowsRead, rowsWritten }
+}
+
+/** One use or mint on a design's shard, as the issuer's Worker would make it. */
+const operations = (env) => {
+  const shard = () => env.SHARD.get(env.SHARD.idFromName("shard-0"))
+  return {
+    d1: {
+      use: async (digest) => {
+        const r = await env.DB.prepare(env.STANDING).bind(digest).all()
+        return { ok: r.results.length === 1, rowsRead: r.meta.rows_read ?? 0, rowsWritten: r.meta.rows_written ?? 0 }
+      },
+      // Two round trips, as the issuer makes them: the read (with the JWT check), then the write.
+      mint: async (template) => {
+        const mint = freshMint(template)
+        const read = await d1Batch(env.DB, mint.read)
+        const write = await d1Batch(env.DB, mint.write)
+        return { ok: true, rowsRead: read.rowsRead + write.rowsRead, rowsWritten: read.rowsWritten + write.rowsWritten }
+      },
+      setup: async (statements) => {
+        for (const s of statements) await env.DB.prepare(s.sql).bind(...s.params).run()
+        return { ok: true, rowsRead: 0, rowsWritten: 0 }
+      }
+    },
+    do: {
+      use: (digest) => shard().use(digest),
+      mint: (template) => shard().mint(template),
+      setup: (statements) => shard().setup(statements)
+    }
+  }
 }
 
 export default {
   async fetch(request, env) {
     const url = new URL(request.url)
-    if (url.pathname.startsWith("/do/")) return env.SHARD.get(env.SHARD.idFromName("shard-0")).fetch(request)
-    if (url.pathname === "/d1/use") {
-      const r = await env.DB.prepare(env.STANDING).bind(url.searchParams.get("d")).all()
-      const found = r.results.length === 1
-      return Response.json({ found, rowsRead: r.meta.rows_read, rowsWritten: r.meta.rows_written }, { status: found ? 200 : 404 })
+    const [, design, what] = url.pathname.split("/")
+    const ops = operations(env)[design]
+    if (ops === undefined) return new Response("not found", { status: 404 })
+    if (what === "setup") return Response.json(await ops.setup(await request.json()))
+    if (what === "use") {
+      const r = await ops.use(url.searchParams.get("d"))
+      return Response.json(r, { status: r.ok ? 200 : 404 })
     }
-    if (url.pathname === "/d1/mint") {
-      const mint = freshMint(await request.json())
-      const read = await d1Batch(env.DB, mint.read)
-      const write = await d1Batch(env.DB, mint.write)
-      return Response.json({ rowsRead: read.rowsRead + write.rowsRead, rowsWritten: read.rowsWritten + write.rowsWritten })
-    }
-    if (url.pathname === "/d1/setup") {
-      const statements = await request.json()
-      for (const s of statements) await env.DB.prepare(s.sql).bind(...s.params).run()
-      return Response.json({ rowsRead: 0, rowsWritten: 0 })
+    if (what === "mint") return Response.json(await ops.mint(await request.json()))
+    // A load driven from inside the Worker: n operations, "concurrency" in flight, each timed.
+    if (what === "load") {
+      const load = await request.json()
+      const latencies = []
+      let next = 0
+      let failures = 0
+      let rowsRead = 0
+      let rowsWritten = 0
+      const one = load.kind === "use" ? (i) => ops.use(load.digests[i % load.digests.length]) : () => ops.mint(load.mint)
+      await Promise.all(
+        Array.from({ length: load.concurrency }, async () => {
+          while (next < load.n) {
+            const i = next++
+            const start = Date.now()
+            const r = await one(i)
+            latencies.push(Date.now() - start)
+            if (!r.ok) failures++
+            rowsRead += r.rowsRead
+            rowsWritten += r.rowsWritten
+          }
+        })
+      )
+      return Response.json({ done: latencies.length, failures, rowsRead, rowsWritten, latencies })
     }
     return new Response("not found", { status: 404 })
   }
@@ -254,27 +298,42 @@ interface Load {
   readonly failures: number
 }
 
-/** Requests from `next` for `seconds`, CONCURRENCY in flight. */
-const drive = async (mf: Miniflare, seconds: number, next: () => [string, RequestInit?]): Promise<Load> => {
+const CHUNK = { use: 400, mint: 100 } as const
+
+/**
+ * A load driven from inside the Worker for `seconds`: requests of CHUNK operations each, CONCURRENCY
+ * operations in flight within the Worker; per-operation latencies as the Worker clocked them.
+ */
+const driveInWorker = async (
+  mf: Miniflare,
+  design: "d1" | "do",
+  kind: "use" | "mint",
+  seconds: number,
+  seeded: { digests: ReadonlyArray<string>; mint: string }
+): Promise<Load> => {
+  const body = `{"kind":"${kind}","n":${CHUNK[kind]},"concurrency":${CONCURRENCY},"digests":${JSON.stringify(
+    kind === "use" ? seeded.digests : []
+  )},"mint":${seeded.mint}}`
   const latencies: Array<number> = []
   let rowsRead = 0
   let rowsWritten = 0
   let failures = 0
   const began = performance.now()
-  const until = began + seconds * 1000
-  const client = async () => {
-    while (performance.now() < until) {
-      const [url, init] = next()
-      const start = performance.now()
-      const response = await mf.dispatchFetch(url, init as never)
-      const body = (await response.json()) as { rowsRead?: number; rowsWritten?: number }
-      latencies.push(performance.now() - start)
-      if (response.status !== 200) failures++
-      rowsRead += body.rowsRead ?? 0
-      rowsWritten += body.rowsWritten ?? 0
+  while (performance.now() - began < seconds * 1000) {
+    const response = await mf.dispatchFetch(`http://shard/${design}/load`, { method: "POST", body })
+    if (response.status !== 200) throw new Error(`${design} ${kind} load failed: ${await response.text()}`)
+    const r = (await response.json()) as {
+      done: number
+      failures: number
+      rowsRead: number
+      rowsWritten: number
+      latencies: Array<number>
     }
+    for (const l of r.latencies) latencies.push(l)
+    failures += r.failures
+    rowsRead += r.rowsRead
+    rowsWritten += r.rowsWritten
   }
-  await Promise.all(Array.from({ length: CONCURRENCY }, client))
   const elapsed = (performance.now() - began) / 1000
   return {
     perSecond: (latencies.length - failures) / elapsed,
@@ -284,6 +343,21 @@ const drive = async (mf: Miniflare, seconds: number, next: () => [string, Reques
     done: latencies.length,
     failures
   }
+}
+
+/** Requests from this process for `seconds`, CONCURRENCY in flight: the end-to-end figure, harness included. */
+const driveFromNode = async (mf: Miniflare, seconds: number, next: () => string): Promise<number> => {
+  let done = 0
+  const began = performance.now()
+  const client = async () => {
+    while (performance.now() - began < seconds * 1000) {
+      const response = await mf.dispatchFetch(next())
+      await response.arrayBuffer()
+      if (response.status === 200) done++
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, client))
+  return done / ((performance.now() - began) / 1000)
 }
 
 /** Measures uses/s and mints/s of one shard as D1 and as a Durable Object. */
@@ -309,33 +383,31 @@ export const measureShards = async (options: {
       })
       if (response.status !== 200) throw new Error(`${design} setup failed: ${await response.text()}`)
     }
-    let i = 0
-    const use = (design: string) => (): [string] => [
-      `http://shard/${design}/use?d=${seeded.digests[i++ % seeded.digests.length]}`
-    ]
-    const mint = (design: string) => (): [string, RequestInit] => [
-      `http://shard/${design}/mint`,
-      { method: "POST", body: seeded.mint }
-    ]
     // Warm both (workerd compiles the Worker, D1 and the object open their databases).
-    await drive(mf, 0.5, use("d1"))
-    await drive(mf, 0.5, use("do"))
+    await driveInWorker(mf, "d1", "use", 0.3, seeded)
+    await driveInWorker(mf, "do", "use", 0.3, seeded)
     const half = options.seconds / 2
     const loads: Record<string, Array<Load>> = { d1Use: [], doUse: [], d1Mint: [], doMint: [] }
     // Two rounds, the designs alternating, so a noisy neighbour strikes both alike.
     for (let round = 0; round < 2; round++) {
-      loads.d1Use!.push(await drive(mf, half, use("d1")))
-      loads.doUse!.push(await drive(mf, half, use("do")))
-      loads.d1Mint!.push(await drive(mf, half, mint("d1")))
-      loads.doMint!.push(await drive(mf, half, mint("do")))
+      loads.d1Use!.push(await driveInWorker(mf, "d1", "use", half, seeded))
+      loads.doUse!.push(await driveInWorker(mf, "do", "use", half, seeded))
+      loads.d1Mint!.push(await driveInWorker(mf, "d1", "mint", half, seeded))
+      loads.doMint!.push(await driveInWorker(mf, "do", "mint", half, seeded))
     }
-    const summary = (uses: Array<Load>, mints: Array<Load>): DesignMeasurement => {
+    let i = 0
+    const endToEnd = {
+      d1: await driveFromNode(mf, half, () => `http://shard/d1/use?d=${seeded.digests[i++ % seeded.digests.length]}`),
+      do: await driveFromNode(mf, half, () => `http://shard/do/use?d=${seeded.digests[i++ % seeded.digests.length]}`)
+    }
+    const summary = (uses: Array<Load>, mints: Array<Load>, endToEndUses: number): DesignMeasurement => {
       const u = uses.flatMap((l) => l.latencies)
       const m = mints.flatMap((l) => l.latencies)
       const sum = (ls: Array<Load>, f: (l: Load) => number) => ls.reduce((n, l) => n + f(l), 0)
       return {
         usesPerSecond: sum(uses, (l) => l.perSecond) / uses.length,
         mintsPerSecond: sum(mints, (l) => l.perSecond) / mints.length,
+        usesPerSecondEndToEnd: endToEndUses,
         useLatencyMs: { p50: percentile(u, 0.5), p99: percentile(u, 0.99) },
         mintLatencyMs: { p50: percentile(m, 0.5), p99: percentile(m, 0.99) },
         rowsReadPerUse: sum(uses, (l) => l.rowsRead) / sum(uses, (l) => l.done),
@@ -344,18 +416,21 @@ export const measureShards = async (options: {
         failures: sum([...uses, ...mints], (l) => l.failures)
       }
     }
-    const d1 = summary(loads.d1Use!, loads.d1Mint!)
-    const durableObject = summary(loads.doUse!, loads.doMint!)
+    const d1 = summary(loads.d1Use!, loads.d1Mint!, endToEnd.d1)
+    const durableObject = summary(loads.doUse!, loads.doMint!, endToEnd.do)
     for (const [name, m] of [
       ["D1", d1],
       ["Durable Object", durableObject]
     ] as const) {
       options.log(
-        `  ${name}: ${Math.round(m.usesPerSecond)} uses/s (p50 ${m.useLatencyMs.p50.toFixed(2)} ms, p99 ${m.useLatencyMs.p99.toFixed(2)} ms), ` +
-          `${Math.round(m.mintsPerSecond)} mints/s (p50 ${m.mintLatencyMs.p50.toFixed(2)} ms); rows read/use ${m.rowsReadPerUse.toFixed(2)}, ` +
-          `read/mint ${m.rowsReadPerMint.toFixed(2)}, written/mint ${m.rowsWrittenPerMint.toFixed(2)}; failures ${m.failures}`
+        `  ${name}: ${Math.round(m.usesPerSecond)} uses/s (p50 ${m.useLatencyMs.p50} ms, p99 ${m.useLatencyMs.p99} ms; ` +
+          `${Math.round(m.usesPerSecondEndToEnd)}/s end to end from this process), ` +
+          `${Math.round(m.mintsPerSecond)} mints/s (p50 ${m.mintLatencyMs.p50} ms, p99 ${m.mintLatencyMs.p99} ms); ` +
+          `rows read/use ${m.rowsReadPerUse.toFixed(2)}, read/mint ${m.rowsReadPerMint.toFixed(2)}, ` +
+          `written/mint ${m.rowsWrittenPerMint.toFixed(2)}; failures ${m.failures}`
       )
     }
+    if (d1.failures + durableObject.failures > 0) throw new Error("a measured use did not find its token")
     return {
       d1,
       durableObject,
@@ -363,8 +438,10 @@ export const measureShards = async (options: {
       seconds: options.seconds,
       tokens: TOKENS,
       how:
-        `miniflare ${"(local workerd)"}, one shard per design, ${CONCURRENCY} requests in flight from this process ` +
-        `(dispatchFetch), 2 alternating rounds of ${half} s per figure after a 0.5 s warm-up`
+        `miniflare (local workerd), one shard per design; the load runs inside the bench Worker ` +
+        `(${CONCURRENCY} operations in flight, requests of ${CHUNK.use} uses or ${CHUNK.mint} mints), ` +
+        `2 alternating rounds of ${half} s per figure after a warm-up; latencies as the Worker clocks them (1 ms steps); ` +
+        `end to end: ${CONCURRENCY} requests in flight from this process through dispatchFetch`
     }
   } finally {
     await mf.dispose()

@@ -51,7 +51,11 @@ export const PUBLISHED = {
     unit: "queries/s per database (1 ms per query, one at a time)",
     source: "https://developers.cloudflare.com/d1/platform/limits/"
   },
-  d1MaxDatabaseGb: { value: 10, unit: "GB per database", source: "https://developers.cloudflare.com/d1/platform/limits/" },
+  d1MaxDatabaseGb: {
+    value: 10,
+    unit: "GB per database",
+    source: "https://developers.cloudflare.com/d1/platform/limits/"
+  },
   d1DatabasesPerAccount: {
     value: 50_000,
     unit: "databases per account (Workers Paid)",
@@ -129,7 +133,12 @@ export const percentile = (xs: ReadonlyArray<number>, q: number): number => {
 const DO_GB = 0.128
 
 /** USD per million uses and mints for a design, from its measured rows and its per-shard rate. */
-export const costsOf = (design: Design, m: DesignMeasurement | undefined, usesPerShard: number, mintsPerShard: number) => {
+export const costsOf = (
+  design: Design,
+  m: DesignMeasurement | undefined,
+  usesPerShard: number,
+  mintsPerShard: number
+) => {
   const P = PUBLISHED
   const rowsReadUse = m?.rowsReadPerUse ?? Number.NaN
   const rowsReadMint = m?.rowsReadPerMint ?? Number.NaN
@@ -179,7 +188,9 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
     const mintsMeasured = m?.mintsPerSecond ?? Number.NaN
     // The measured figure, never above what Cloudflare publishes for one database/object.
     const usesPerShard = Number.isFinite(usesMeasured) ? Math.min(usesMeasured, published[design]) : published[design]
-    const mintsPerShard = Number.isFinite(mintsMeasured) ? Math.min(mintsMeasured, published[design]) : published[design]
+    const mintsPerShard = Number.isFinite(mintsMeasured)
+      ? Math.min(mintsMeasured, published[design])
+      : published[design]
     const shards = smallestReaching(usesPerShard)
     return {
       design,
@@ -198,7 +209,10 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
         mintsPerSecondCapped: n * mintsPerShard
       })),
       latencyMs: m === undefined ? undefined : { use: m.useLatencyMs, mint: m.mintLatencyMs },
-      rows: m === undefined ? undefined : { readPerUse: m.rowsReadPerUse, readPerMint: m.rowsReadPerMint, writtenPerMint: m.rowsWrittenPerMint },
+      rows:
+        m === undefined
+          ? undefined
+          : { readPerUse: m.rowsReadPerUse, readPerMint: m.rowsReadPerMint, writtenPerMint: m.rowsWrittenPerMint },
       cost: costsOf(design, m, usesPerShard, mintsPerShard)
     }
   })

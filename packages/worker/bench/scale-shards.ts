@@ -5,9 +5,11 @@
  * acknowledgement lost) — and the registry over them ({@link registryOver}: the one line that picks
  * the design under test).
  */
-import type { Registry } from "@icr-apps/core/issuer/Registry"
+import type { Registry, TokenStanding } from "@icr-apps/core/issuer/Registry"
 import type { SqlDriver } from "@icr-apps/core/issuer/Sql"
 import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
+import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import { issuerMigrations, migrate } from "../src/sql/migrate.js"
 import type { ServerSqlDriver } from "../src/sql/ServerSql.js"
 import { openSqlite } from "../src/sql/sqlite.js"
@@ -96,5 +98,39 @@ export const seededRandom = (seed: number): (() => number) => {
     t = Math.imul(t ^ (t >>> 15), t | 1)
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Bugs `--plant` puts into the registry, to show the checker catches them end to end. */
+export type Plant = "stale-standing" | "lost-mint"
+
+/**
+ * `registry` with a planted bug: `stale-standing` answers a token's standing from a copy up to
+ * `staleMs` old (a read replica that lags: a revocation or kill switch is missed for that long);
+ * `lost-mint` acknowledges 1% of token writes without writing them.
+ */
+export const withPlant = (
+  registry: Registry["Type"],
+  plant: Plant,
+  random: () => number,
+  staleMs = 1000
+): Registry["Type"] => {
+  if (plant === "lost-mint") {
+    return {
+      ...registry,
+      putToken: (digest, token) => (random() < 0.01 ? Effect.void : registry.putToken(digest, token))
+    }
+  }
+  const copies = new Map<string, { at: number; standing: Option.Option<TokenStanding> }>()
+  return {
+    ...registry,
+    findToken: (digest) =>
+      Effect.suspend(() => {
+        const copy = copies.get(digest)
+        if (copy !== undefined && performance.now() - copy.at < staleMs) return Effect.succeed(copy.standing)
+        return Effect.tap(registry.findToken(digest), (standing) =>
+          Effect.sync(() => copies.set(digest, { at: performance.now(), standing }))
+        )
+      })
   }
 }

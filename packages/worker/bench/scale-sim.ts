@@ -10,7 +10,7 @@
 import { canonical, type Permissions } from "@icr-apps/core/api/Permissions"
 import * as AccessTokens from "@icr-apps/core/issuer/AccessTokens"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
-import { Registry } from "@icr-apps/core/issuer/Registry"
+import { AppMissing, Registry } from "@icr-apps/core/issuer/Registry"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -163,16 +163,18 @@ export const simulate = async (options: SimulationOptions): Promise<SimulationRe
     const installation = pick(installations)
     const start = performance.now()
     const exit = await run(
-      Effect.flatMap(registry.getAppWithInstallation(installation.appId, installation.id), (read) =>
-        Option.isNone(read.app)
-          ? Effect.fail({ _tag: "AppMissing" as const })
-          : tokens.mintInstallationToken(
-              installation.appId,
-              installation.id,
-              undefined,
-              read.app.value.tokenEpoch,
-              read.installation
-            )
+      Effect.flatMap(
+        registry.getAppWithInstallation(installation.appId, installation.id),
+        (read): Effect.Effect<AccessTokens.MintedToken, unknown> =>
+          Option.isNone(read.app)
+            ? Effect.fail(new AppMissing())
+            : tokens.mintInstallationToken(
+                installation.appId,
+                installation.id,
+                undefined,
+                read.app.value.tokenEpoch,
+                read.installation
+              )
       )
     )
     const end = performance.now()

@@ -27,8 +27,17 @@
 import { writeFileSync } from "node:fs"
 import { checkHistory, type HistoryEntry } from "./scale-checker.js"
 import { measureShards, type ShardMeasurements } from "./scale-miniflare.js"
-import { DESIGNS, modelFor, percentile, TARGET_USES_PER_SECOND } from "./scale-model.js"
-import { InjectedFault, openShards, REGISTRY_DESIGN, registryOver, seededRandom, slowAndFaulty, type ShardStats } from "./scale-shards.js"
+import { DESIGNS, modelFor, percentile } from "./scale-model.js"
+import {
+  openShards,
+  type Plant,
+  REGISTRY_DESIGN,
+  registryOver,
+  seededRandom,
+  type ShardStats,
+  slowAndFaulty,
+  withPlant
+} from "./scale-shards.js"
 import { simulate } from "./scale-sim.js"
 
 const argv = process.argv.slice(2)
@@ -40,38 +49,51 @@ const arg = (name: string, fallback: string) => {
 const QUICK = flag("quick")
 const OPERATIONS = Number(arg("operations", QUICK ? "50000" : "1000000"))
 const SHARDS = Number(arg("shards", "8"))
-const CONCURRENCY = Number(arg("concurrency", "256"))
+const CONCURRENCY = Number(arg("concurrency", "128"))
 const DELAY_MS = Number(arg("delay", "2"))
 const FAULT_RATE = Number(arg("fault-rate", "0.01"))
 const SEED = Number(arg("seed", "21"))
 const SECONDS = Number(arg("seconds", QUICK ? "2" : "5"))
 const jsonOut = arg("json", "")
+/** `--plant stale-standing|lost-mint`: a known bug in the registry, which the checker must report. */
+const PLANT = arg("plant", "") as Plant | ""
+/** Shares of all operations (uses take the rest): kills frequent enough to interleave with uses everywhere. */
+const MIX = { mint: 0.05, revoke: 0.01, killInstallation: 0.005, killApp: 0.0005 }
 const log = (text: string) => console.error(`» ${text}`)
 const fmt = (n: number, digits = 0) =>
   Number.isFinite(n) ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "—"
 
+const violationsByKind = (violations: ReadonlyArray<{ readonly kind: string }>) => {
+  const byKind: Record<string, number> = {}
+  for (const v of violations) byKind[v.kind] = (byKind[v.kind] ?? 0) + 1
+  return byKind
+}
+
 const main = async () => {
   const began = performance.now()
-  void InjectedFault
 
   // --- 1. simulation ---------------------------------------------------------------------------------
   log(`simulation: ${SHARDS} shards (libsql in memory), ${REGISTRY_DESIGN}`)
-  log(`  ${fmt(OPERATIONS)} operations, ${CONCURRENCY} in flight, delay 0–${DELAY_MS} ms/statement, faults ${FAULT_RATE * 100}%`)
+  log(
+    `  ${fmt(OPERATIONS)} operations, ${CONCURRENCY} in flight, delay 0–${DELAY_MS} ms/statement, faults ${FAULT_RATE * 100}%`
+  )
   const random = seededRandom(SEED)
   const databases = await openShards(SHARDS)
   const stats: Array<ShardStats> = databases.map(() => ({ statements: 0, calls: 0, faults: 0 }))
   const shards = databases.map((db, i) =>
     slowAndFaulty(db, { maxDelayMs: DELAY_MS, faultRate: FAULT_RATE, random }, stats[i]!)
   )
+  const registry = registryOver(shards)
+  if (PLANT !== "") log(`  PLANTED BUG: ${PLANT} (the checker must report violations)`)
   const cpuBefore = process.cpuUsage()
   const sim = await simulate({
-    registry: registryOver(shards),
+    registry: PLANT === "" ? registry : withPlant(registry, PLANT, random),
     operations: OPERATIONS,
     concurrency: CONCURRENCY,
     apps: 64,
     installationsPerApp: 16,
-    mix: { mint: 0.08, revoke: 0.02, killInstallation: 0.01, killApp: 0.002 },
-    livePool: 4096,
+    mix: MIX,
+    livePool: 2048,
     random,
     onProgress: (done) => log(`  ${fmt(done)} operations`)
   })
@@ -87,7 +109,9 @@ const main = async () => {
   const checkMs = performance.now() - checkBegan
   log(`checker: ${fmt(report.operations)} operations in ${fmt(checkMs)} ms, ${report.violations.length} violations`)
   for (const [kind, counts] of Object.entries(report.counts)) {
-    log(`  ${kind.padEnd(17)} ok ${fmt(counts.ok).padStart(9)}  refused ${fmt(counts.refused).padStart(8)}  error ${fmt(counts.error).padStart(7)}`)
+    log(
+      `  ${kind.padEnd(17)} ok ${fmt(counts.ok).padStart(9)}  refused ${fmt(counts.refused).padStart(8)}  error ${fmt(counts.error).padStart(7)}`
+    )
   }
   for (const v of report.violations.slice(0, 10)) {
     const show = (i: number | undefined) => (i === undefined ? "" : JSON.stringify(sim.history[i]))
@@ -133,6 +157,8 @@ const main = async () => {
       delayMs: [0, DELAY_MS],
       faultRate: FAULT_RATE,
       seed: SEED,
+      mix: MIX,
+      plant: PLANT === "" ? undefined : PLANT,
       wallSeconds: sim.wallMs / 1000,
       operationsPerSecond: (sim.history.length / sim.wallMs) * 1000,
       minted: sim.minted,
@@ -144,7 +170,7 @@ const main = async () => {
     checker: {
       operations: report.operations,
       violations: report.violations.length,
-      byKind: report.violations.reduce<Record<string, number>>((m, v) => ({ ...m, [v.kind]: (m[v.kind] ?? 0) + 1 }), {}),
+      byKind: violationsByKind(report.violations),
       counts: report.counts,
       unjudged: report.unjudged,
       checkMs
@@ -166,7 +192,6 @@ const main = async () => {
   process.exit(report.violations.length > 0 ? 1 : 0)
 }
 
-void TARGET_USES_PER_SECOND
 main().catch((error) => {
   console.error(error)
   process.exit(2)
