@@ -188,9 +188,9 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
     const mintsMeasured = m?.mintsPerSecond ?? Number.NaN
     // The measured figure, never above what Cloudflare publishes for one database/object.
     const usesPerShard = Number.isFinite(usesMeasured) ? Math.min(usesMeasured, published[design]) : published[design]
-    const mintsPerShard = Number.isFinite(mintsMeasured)
-      ? Math.min(mintsMeasured, published[design])
-      : published[design]
+    // A mint is one request to a Durable Object, but two queries (the read, then the write) on D1.
+    const mintCap = design === "d1" ? published[design] / 2 : published[design]
+    const mintsPerShard = Number.isFinite(mintsMeasured) ? Math.min(mintsMeasured, mintCap) : mintCap
     const shards = smallestReaching(usesPerShard)
     return {
       design,
@@ -245,6 +245,9 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
         `$${fmt(d.cost.perMillionUses, 4)} per million uses, $${fmt(d.cost.perMillionMints, 4)} per million mints`
     )
   }
-  lines.push(`  kept: ${headline.design} (fewest shards for 100,000 uses/s, then the cheaper use)`)
+  lines.push(
+    `  kept: ${headline.design} (fewest shards for 100,000 uses/s, then the cheaper use): at N=${headline.shards}, ` +
+      `${fmt(headline.usesPerSecond)} uses/s and ${fmt(headline.shards * kept.mintsPerShard)} mints/s`
+  )
   return { lines, json: { target: TARGET_USES_PER_SECOND, published: PUBLISHED, designs, headline } }
 }

@@ -45,7 +45,12 @@ export interface ShardStats {
   statements: number
   calls: number
   faults: number
+  /** Every 16th call's time in the shard (its injected delay and its execution), ms. */
+  readonly sampled: Array<number>
 }
+
+/** Empty stats for a shard. */
+export const emptyStats = (): ShardStats => ({ statements: 0, calls: 0, faults: 0, sampled: [] })
 
 const sleep = (ms: number) =>
   ms < 0.5 ? new Promise<void>((resolve) => setImmediate(resolve)) : new Promise<void>((r) => setTimeout(r, ms))
@@ -53,7 +58,8 @@ const sleep = (ms: number) =>
 /** `inner` with a random delay before each call and injected faults; counts what it saw in `stats`. */
 export const slowAndFaulty = (inner: SqlDriver, weather: ShardWeather, stats: ShardStats): SqlDriver => {
   const wrap = async <A>(statements: number, f: () => Promise<A>): Promise<A> => {
-    stats.calls++
+    const sample = stats.calls++ % 16 === 0
+    const start = sample ? performance.now() : 0
     stats.statements += statements
     await sleep(weather.random() * weather.maxDelayMs)
     const roll = weather.random()
@@ -62,6 +68,7 @@ export const slowAndFaulty = (inner: SqlDriver, weather: ShardWeather, stats: Sh
       throw new InjectedFault("before")
     }
     const result = await f()
+    if (sample) stats.sampled.push(performance.now() - start)
     if (roll < weather.faultRate) {
       stats.faults++
       throw new InjectedFault("after")
