@@ -16,12 +16,15 @@ import { openSqlite } from "../src/sql/sqlite.js"
 
 /**
  * The registry the simulation drives, over its shards. Until the sharded registry lands this is the
- * single-database registry on shard 0; then `makeShardedRegistry(shards)`.
+ * single-database registry on shard 0; then `ShardedRegistry.make(shards)`.
  */
 export const registryOver = (shards: ReadonlyArray<SqlDriver>): Registry["Type"] => SqlRegistry.make(shards[0]!)
 
 /** Which design {@link registryOver} builds, for the report. */
 export const REGISTRY_DESIGN = "single database (SqlRegistry on shard 0)"
+
+/** The shard an installation lives on, as its id names it (0 on one database). */
+export const installationShard = (_id: string): number => 0
 
 /** A fault the wrapper injected (never a real failure of the database). */
 export class InjectedFault extends Error {

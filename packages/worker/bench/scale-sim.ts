@@ -30,30 +30,41 @@ export interface OperationMix {
 /** What the simulation runs. */
 export interface SimulationOptions {
   readonly registry: Registry["Type"]
-  readonly operations: number
-  /** Operations in flight at once. */
-  readonly concurrency: number
+  /**
+   * The load, in phases run one after the other on the same apps, installations and tokens: each
+   * `operations` long with `concurrency` operations in flight.
+   */
+  readonly phases: ReadonlyArray<{ readonly name: string; readonly operations: number; readonly concurrency: number }>
+  /** Called as each phase begins. */
+  readonly onPhase?: ((name: string) => void) | undefined
   readonly apps: number
   readonly installationsPerApp: number
   readonly mix: OperationMix
   /** How many of the latest minted tokens the uses pick from. */
   readonly livePool: number
   readonly random: () => number
-  /** Called every `progressEvery` operations. */
+  /** The shard an installation id names. */
+  readonly installationShard: (id: string) => number
+  /** Called every 100,000 operations. */
   readonly onProgress?: ((done: number) => void) | undefined
 }
 
 /** What the simulation recorded. */
 export interface SimulationResult {
   readonly history: ReadonlyArray<HistoryEntry>
-  /** Wall time of the load (seeding excluded), ms. */
-  readonly wallMs: number
-  /** Duration of each call by kind (ms), in completion order. */
-  readonly durations: Readonly<Record<HistoryEntry["kind"], ReadonlyArray<number>>>
+  /** Each phase: its wall time (ms) and the duration of each of its calls by kind (ms). */
+  readonly phases: ReadonlyArray<{
+    readonly name: string
+    readonly operations: number
+    readonly concurrency: number
+    readonly wallMs: number
+    readonly durations: Readonly<Record<HistoryEntry["kind"], ReadonlyArray<number>>>
+  }>
   /** Tokens minted and acknowledged. */
   readonly minted: number
-  /** Installations created, and on how many distinct id prefixes (shards, once sharded). */
+  /** Installations created, and how many on each shard (as their ids name it). */
   readonly installations: number
+  readonly installationsPerShard: ReadonlyArray<number>
 }
 
 const GRANT: Permissions = canonical({ contents: "read", issues: "write" } as Permissions)
@@ -141,13 +152,14 @@ export const simulate = async (options: SimulationOptions): Promise<SimulationRe
 
   // --- load ------------------------------------------------------------------------------------------
   const history: Array<HistoryEntry> = []
-  const durations: Record<HistoryEntry["kind"], Array<number>> = {
+  const noDurations = (): Record<HistoryEntry["kind"], Array<number>> => ({
     mint: [],
     use: [],
     revoke: [],
     killInstallation: [],
     killApp: []
-  }
+  })
+  let durations = noDurations()
   const pool: Array<LiveToken> = []
   let poolNext = 0
   let minted = 0
@@ -272,27 +284,37 @@ export const simulate = async (options: SimulationOptions): Promise<SimulationRe
   }
 
   const { mix } = options
-  const began = performance.now()
-  let issued = 0
-  const client = async () => {
-    while (issued < options.operations) {
-      issued++
-      const r = random()
-      if (pool.length === 0 || r < mix.mint) await mint()
-      else if (r < mix.mint + mix.revoke) await revoke()
-      else if (r < mix.mint + mix.revoke + mix.killInstallation) await killInstallation()
-      else if (r < mix.mint + mix.revoke + mix.killInstallation + mix.killApp) {
-        // A key deletion whose key could not be added first did not happen: it is issued again.
-        if (!(await killApp())) issued--
-      } else await use()
+  const phases: Array<SimulationResult["phases"][number]> = []
+  for (const phase of options.phases) {
+    options.onPhase?.(phase.name)
+    durations = noDurations()
+    const began = performance.now()
+    let issued = 0
+    const client = async () => {
+      while (issued < phase.operations) {
+        issued++
+        const r = random()
+        if (pool.length === 0 || r < mix.mint) await mint()
+        else if (r < mix.mint + mix.revoke) await revoke()
+        else if (r < mix.mint + mix.revoke + mix.killInstallation) await killInstallation()
+        else if (r < mix.mint + mix.revoke + mix.killInstallation + mix.killApp) {
+          // A key deletion whose key could not be added first did not happen: it is issued again.
+          if (!(await killApp())) issued--
+        } else await use()
+      }
     }
+    await Promise.all(Array.from({ length: phase.concurrency }, client))
+    phases.push({ ...phase, wallMs: performance.now() - began, durations })
   }
-  await Promise.all(Array.from({ length: options.concurrency }, client))
   return {
     history,
-    wallMs: performance.now() - began,
-    durations,
+    phases,
     minted,
-    installations: installations.length
+    installations: installations.length,
+    installationsPerShard: installations.reduce<Array<number>>((counts, { id }) => {
+      const shard = options.installationShard(id)
+      counts[shard] = (counts[shard] ?? 0) + 1
+      return counts
+    }, [])
   }
 }
