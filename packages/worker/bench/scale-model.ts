@@ -176,8 +176,19 @@ const fmt = (n: number, digits = 0) =>
 /** The smallest listed N whose modelled uses/s reaches the target (undefined when none does). */
 const smallestReaching = (perShard: number) => SHARD_COUNTS.find((n) => n * perShard >= TARGET_USES_PER_SECOND)
 
+/** Seconds in a 30-day month: what a steady rate costs per month. */
+const MONTH_SECONDS = 30 * 24 * 3600
+
+/** Latency a use and a mint showed in the simulation (p50/p99, ms), with the injected delay. */
+export interface SimulatedLatency {
+  readonly use: { readonly p50: number; readonly p99: number }
+  readonly mint: { readonly p50: number; readonly p99: number }
+  /** What each statement waited, injected (ms, uniform from 0). */
+  readonly injectedDelayMs: number
+}
+
 /** The model from this run's measurements (or, without them, the published figures alone). */
-export const modelFor = (measured: ShardMeasurements | undefined) => {
+export const modelFor = (measured: ShardMeasurements | undefined, simulated?: SimulatedLatency) => {
   const published: Record<Design, number> = {
     d1: PUBLISHED.d1QueriesPerSecond.value,
     durableObject: PUBLISHED.doRequestsPerSecond.value
@@ -192,6 +203,7 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
     const mintCap = design === "d1" ? published[design] / 2 : published[design]
     const mintsPerShard = Number.isFinite(mintsMeasured) ? Math.min(mintsMeasured, mintCap) : mintCap
     const shards = smallestReaching(usesPerShard)
+    const cost = costsOf(design, m, usesPerShard, mintsPerShard)
     return {
       design,
       usesPerShardMeasured: usesMeasured,
@@ -213,7 +225,9 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
         m === undefined
           ? undefined
           : { readPerUse: m.rowsReadPerUse, readPerMint: m.rowsReadPerMint, writtenPerMint: m.rowsWrittenPerMint },
-      cost: costsOf(design, m, usesPerShard, mintsPerShard)
+      cost,
+      // Uses alone, at the target rate every second of a month (the allowances left out).
+      usesPerMonthAtTargetUsd: (cost.perMillionUses * TARGET_USES_PER_SECOND * MONTH_SECONDS) / 1e6
     }
   })
   // The design kept: the fewest shards for the target, then the cheaper use.
@@ -242,12 +256,23 @@ export const modelFor = (measured: ShardMeasurements | undefined) => {
     lines.push(
       `  ${d.design}: ${fmt(d.usesPerShardMeasured)} uses/s and ${fmt(d.mintsPerShardMeasured)} mints/s per shard measured, ` +
         `${fmt(d.usesPerShard)} modelled; 100,000 uses/s at N=${d.shardsFor100k ?? ">256"} (exactly ${d.exactShardsFor100k}); ` +
-        `$${fmt(d.cost.perMillionUses, 4)} per million uses, $${fmt(d.cost.perMillionMints, 4)} per million mints`
+        `$${fmt(d.cost.perMillionUses, 4)} per million uses, $${fmt(d.cost.perMillionMints, 4)} per million mints ` +
+        `($${fmt(d.usesPerMonthAtTargetUsd)} a month for uses at 100,000/s)`
     )
   }
   lines.push(
     `  kept: ${headline.design} (fewest shards for 100,000 uses/s, then the cheaper use): at N=${headline.shards}, ` +
       `${fmt(headline.usesPerSecond)} uses/s and ${fmt(headline.shards * kept.mintsPerShard)} mints/s`
   )
-  return { lines, json: { target: TARGET_USES_PER_SECOND, published: PUBLISHED, designs, headline } }
+  if (simulated !== undefined) {
+    lines.push(
+      `  latency: a use is one statement on one shard whatever N (while each shard is below its limit): ` +
+        `p50 ${fmt(simulated.use.p50, 1)} ms, p99 ${fmt(simulated.use.p99, 1)} ms in the simulation with 0–${simulated.injectedDelayMs} ms ` +
+        `injected per statement (a mint: ${fmt(simulated.mint.p50, 1)}/${fmt(simulated.mint.p99, 1)} ms)`
+    )
+  }
+  return {
+    lines,
+    json: { target: TARGET_USES_PER_SECOND, published: PUBLISHED, designs, headline, simulatedLatencyMs: simulated }
+  }
 }

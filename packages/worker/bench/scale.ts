@@ -179,7 +179,8 @@ const main = async () => {
   }
 
   // --- 3. model ------------------------------------------------------------------------------------
-  const model = modelFor(measured)
+  const quiet = latencies[latencies.length - 1]!
+  const model = modelFor(measured, { use: quiet.byKind.use, mint: quiet.byKind.mint, injectedDelayMs: DELAY_MS })
   for (const line of model.lines) log(line)
 
   const result = {
