@@ -39,6 +39,11 @@ export interface DesignMeasurement {
   readonly rowsReadPerUse: number
   readonly rowsReadPerMint: number
   readonly rowsWrittenPerMint: number
+  /**
+   * The time the database itself reported for a use's statement (D1's `meta.duration`, ms; 0 for the
+   * Durable Object, whose SQL API reports none): what one-at-a-time execution would allow, 1000 ÷ this.
+   */
+  readonly statementMsPerUse: number
   /** Answers that were not 200 (each is a failed measurement, reported). */
   readonly failures: number
 }
@@ -121,7 +126,12 @@ const operations = (env) => {
     d1: {
       use: async (digest) => {
         const r = await env.DB.prepare(env.STANDING).bind(digest).all()
-        return { ok: r.results.length === 1, rowsRead: r.meta.rows_read ?? 0, rowsWritten: r.meta.rows_written ?? 0 }
+        return {
+          ok: r.results.length === 1,
+          rowsRead: r.meta.rows_read ?? 0,
+          rowsWritten: r.meta.rows_written ?? 0,
+          statementMs: r.meta.duration ?? 0
+        }
       },
       // Two round trips, as the issuer makes them: the read (with the JWT check), then the write.
       mint: async (template) => {
@@ -163,6 +173,7 @@ export default {
       let failures = 0
       let rowsRead = 0
       let rowsWritten = 0
+      let statementMs = 0
       const one = load.kind === "use" ? (i) => ops.use(load.digests[i % load.digests.length]) : () => ops.mint(load.mint)
       await Promise.all(
         Array.from({ length: load.concurrency }, async () => {
@@ -174,10 +185,11 @@ export default {
             if (!r.ok) failures++
             rowsRead += r.rowsRead
             rowsWritten += r.rowsWritten
+            statementMs += r.statementMs ?? 0
           }
         })
       )
-      return Response.json({ done: latencies.length, failures, rowsRead, rowsWritten, latencies })
+      return Response.json({ done: latencies.length, failures, rowsRead, rowsWritten, statementMs, latencies })
     }
     return new Response("not found", { status: 404 })
   }
@@ -294,6 +306,8 @@ interface Load {
   readonly latencies: Array<number>
   readonly rowsRead: number
   readonly rowsWritten: number
+  /** Time the database reported running the statements (D1's `meta.duration`; 0 where none is reported). */
+  readonly statementMs: number
   readonly done: number
   readonly failures: number
 }
@@ -317,6 +331,7 @@ const driveInWorker = async (
   const latencies: Array<number> = []
   let rowsRead = 0
   let rowsWritten = 0
+  let statementMs = 0
   let failures = 0
   const began = performance.now()
   while (performance.now() - began < seconds * 1000) {
@@ -327,12 +342,14 @@ const driveInWorker = async (
       failures: number
       rowsRead: number
       rowsWritten: number
+      statementMs: number
       latencies: Array<number>
     }
     for (const l of r.latencies) latencies.push(l)
     failures += r.failures
     rowsRead += r.rowsRead
     rowsWritten += r.rowsWritten
+    statementMs += r.statementMs
   }
   const elapsed = (performance.now() - began) / 1000
   return {
@@ -340,6 +357,7 @@ const driveInWorker = async (
     latencies,
     rowsRead,
     rowsWritten,
+    statementMs,
     done: latencies.length,
     failures
   }
@@ -413,6 +431,7 @@ export const measureShards = async (options: {
         rowsReadPerUse: sum(uses, (l) => l.rowsRead) / sum(uses, (l) => l.done),
         rowsReadPerMint: sum(mints, (l) => l.rowsRead) / sum(mints, (l) => l.done),
         rowsWrittenPerMint: sum(mints, (l) => l.rowsWritten) / sum(mints, (l) => l.done),
+        statementMsPerUse: sum(uses, (l) => l.statementMs) / sum(uses, (l) => l.done),
         failures: sum([...uses, ...mints], (l) => l.failures)
       }
     }
@@ -427,7 +446,9 @@ export const measureShards = async (options: {
           `${Math.round(m.usesPerSecondEndToEnd)}/s end to end from this process), ` +
           `${Math.round(m.mintsPerSecond)} mints/s (p50 ${m.mintLatencyMs.p50} ms, p99 ${m.mintLatencyMs.p99} ms); ` +
           `rows read/use ${m.rowsReadPerUse.toFixed(2)}, read/mint ${m.rowsReadPerMint.toFixed(2)}, ` +
-          `written/mint ${m.rowsWrittenPerMint.toFixed(2)}; failures ${m.failures}`
+          `written/mint ${m.rowsWrittenPerMint.toFixed(2)}` +
+          (m.statementMsPerUse > 0 ? `; the statement itself ${m.statementMsPerUse.toFixed(3)} ms` : "") +
+          `; failures ${m.failures}`
       )
     }
     if (d1.failures + durableObject.failures > 0) throw new Error("a measured use did not find its token")
