@@ -13,7 +13,9 @@ export default defineConfig(async () => {
           bindings: { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-of-at-least-32-characters" },
           // Not the issuer's (it keeps everything in D1): the KV namespace an app on Workers gives the
           // SDK's KvTokenCache, which test/KvTokenCache.test.ts runs the cache contract against.
-          kvNamespaces: ["APP_TOKEN_CACHE"]
+          kvNamespaces: ["APP_TOKEN_CACHE"],
+          // Two more D1 databases: the shards test/Shards.test.ts splits the registry over (with DB as home).
+          d1Databases: ["DB_SHARD_1", "DB_SHARD_2"]
         }
       }),
       {

@@ -8,6 +8,7 @@ import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { makeWebHandler, type WebHandler, type WebHandlerOptions } from "@icr-apps/core/issuer/Issuer"
 import * as RateLimiter from "@icr-apps/core/issuer/RateLimiter"
 import type { Registry } from "@icr-apps/core/issuer/Registry"
+import * as ShardedRegistry from "@icr-apps/core/issuer/ShardedRegistry"
 import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -17,6 +18,10 @@ import * as D1 from "./sql/d1.js"
 /** The worker's bindings: the generated `Env` plus the ADMIN_TOKEN secret. */
 export interface WorkerEnv extends Env {
   readonly ADMIN_TOKEN?: string | undefined
+  /** The D1 bindings the registry is split over, home first (SCALE.md); `DB` alone when unset. */
+  readonly SHARD_BINDINGS?: string | undefined
+  /** The shards new installations go to (comma-separated numbers); every shard when unset. */
+  readonly OPEN_SHARDS?: string | undefined
 }
 
 /** The bindings that count requests (SPEC §1), one per budget; see `ratelimits` in wrangler.jsonc. */
@@ -51,9 +56,46 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
     }
   })
 
-/** The storage and entropy layers of the issuer, from the worker's bindings. */
-export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy> =>
-  Layer.mergeAll(SqlRegistry.layer(D1.make(env.DB)), Entropy.layer)
+/**
+ * The D1 databases the registry is split over (SCALE.md), home first: the bindings `SHARD_BINDINGS`
+ * names (comma-separated, in shard order; a shard's number is its place in this list, for good), or
+ * `DB` alone. Throws, naming it, when a name is no D1 binding.
+ */
+export const shardsFromEnv = (env: WorkerEnv): ReadonlyArray<D1Database> => {
+  const names = (env.SHARD_BINDINGS ?? "")
+    .split(",")
+    .map((name) => name.trim())
+    .filter((name) => name !== "")
+  if (names.length === 0) return [env.DB]
+  return names.map((name) => {
+    const binding = (env as unknown as Record<string, unknown>)[name]
+    if (typeof binding !== "object" || binding === null || typeof (binding as D1Database).batch !== "function") {
+      throw new Error(`SHARD_BINDINGS names ${JSON.stringify(name)}, which is no D1 binding of this worker`)
+    }
+    return binding as D1Database
+  })
+}
+
+/** The shards new installations go to (`OPEN_SHARDS`, comma-separated shard numbers); every shard when unset. */
+export const openShardsFromEnv = (env: WorkerEnv, count: number): ReadonlyArray<number> | undefined => {
+  const text = (env.OPEN_SHARDS ?? "").trim()
+  if (text === "") return undefined
+  const open = text.split(",").map((n) => Number(n.trim()))
+  if (open.some((n) => !Number.isInteger(n) || n < 0 || n >= count)) {
+    throw new Error(`OPEN_SHARDS must list shard numbers from 0 to ${count - 1}; it is ${JSON.stringify(text)}`)
+  }
+  return open
+}
+
+/** The storage and entropy layers of the issuer, from the worker's bindings: one D1 database, or several shards. */
+export const layerFromEnv = (env: WorkerEnv): Layer.Layer<Registry | Entropy.Entropy> => {
+  const shards = shardsFromEnv(env)
+  const registry =
+    shards.length === 1
+      ? SqlRegistry.layer(D1.make(shards[0]!))
+      : ShardedRegistry.layer(shards.map(D1.make), { open: openShardsFromEnv(env, shards.length) })
+  return Layer.mergeAll(registry, Entropy.layer)
+}
 
 /** The rate limiter of the worker's `ratelimits` bindings; none when it has neither. */
 export const rateLimiterFromEnv = (env: WorkerEnv): Layer.Layer<RateLimiter.RateLimiter> | undefined =>

@@ -51,7 +51,12 @@ export class CurrentApp extends Context.Tag("@icr-apps/core/Api/CurrentApp")<
 /** The access token in the `Authorization` header, looked up by digest (provided by {@link TokenAuth}). */
 export class CurrentToken extends Context.Tag("@icr-apps/core/Api/CurrentToken")<
   CurrentToken,
-  { readonly digest: string; readonly token: StoredToken }
+  {
+    readonly digest: string
+    readonly token: StoredToken
+    /** The shard the token's secret names (see the issuer's `Shards`); a registry of one database ignores it. */
+    readonly shard?: number | undefined
+  }
 >() {}
 
 /** Failures any endpoint may answer because storage or the runtime failed, not the caller. */

@@ -1,6 +1,7 @@
 /**
  * Minting, authenticating, describing and revoking access tokens (SPEC §2, §4). A token is
- * `crs_` + 48 hex from the {@link Entropy} service; only its SHA-256 digest is stored. A token is
+ * `crs_` + 48 hex: 4 naming the shard that stores it (`Shards`; 0000 on one database), then 44 from
+ * the {@link Entropy} service (176 bits); only its SHA-256 digest is stored. A token is
  * honoured only while its installation still exists, belongs to its app, and is not suspended,
  * and while the token epochs it was minted under (its app's, its installation's) are still
  * current: checked against the registry on every use, so every kill switch acts on the next
@@ -17,6 +18,7 @@ import { sha256Hex } from "../internal/digest.js"
 import { canonical, exceeding, isWithin, type Permissions } from "../api/Permissions.js"
 import { InstallationSuspended, InvalidToken, PermissionsExceedGrant } from "../api/Problems.js"
 import { accessTokenPattern, StoredToken } from "../api/Tokens.js"
+import { secretOn, shardOfSecret } from "./Shards.js"
 import { Entropy } from "./Entropy.js"
 import {
   type InstallationRecord,
@@ -81,9 +83,15 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
     readonly authenticate: (
       secret: string
-    ) => Effect.Effect<{ readonly digest: string; readonly token: StoredToken }, InvalidToken | StorageUnavailable>
-    /** Revokes a token: every later use fails, in every location (the registry is the one source). */
-    readonly revoke: (digest: string) => Effect.Effect<void, StorageUnavailable>
+    ) => Effect.Effect<
+      { readonly digest: string; readonly token: StoredToken; readonly shard: number | undefined },
+      InvalidToken | StorageUnavailable
+    >
+    /**
+     * Revokes a token: every later use fails, in every location (the registry is the one source).
+     * `shard`: the one its secret names, as {@link authenticate} told it.
+     */
+    readonly revoke: (digest: string, shard?: number | undefined) => Effect.Effect<void, StorageUnavailable>
   }
 >() {}
 
@@ -96,7 +104,6 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
     const mint = (fields: Omit<StoredToken, "id" | "createdAt" | "expiresAt">, lifetimeSeconds: number) =>
       Effect.gen(function* () {
         const bytes = yield* entropy.bytes(24)
-        const secret = `crs_${toHex(bytes)}`
         const now = yield* Clock.currentTimeMillis
         // Built from trusted values: no constructor validation (it recompiles a parser per call).
         const record = new StoredToken(
@@ -108,6 +115,8 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
           },
           true
         )
+        // The secret names the shard that stores it (Shards.ts): 4 hex digits, then 44 random ones.
+        const secret = secretOn(registry.tokenShard(record), toHex(bytes))
         yield* registry.putToken(yield* digestOf(secret), record)
         return { secret: Redacted.make(secret), record }
       })
@@ -169,20 +178,22 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
         }),
       authenticate: (secret) => {
         if (!accessTokenPattern.test(secret)) return Effect.fail(invalid("That is not an access token"))
+        const shard = shardOfSecret(secret)
         return Effect.flatMap(digestOf(secret), (digest) =>
-          Effect.flatMap(registry.findToken(digest), (found) =>
+          Effect.flatMap(registry.findToken(digest, shard), (found) =>
             Option.isNone(found)
               ? Effect.fail(invalid("The access token is unknown, expired or revoked"))
               : Effect.flatMap(Clock.currentTimeMillis, (now) => {
                   const refused = refusal(found.value, now)
                   return refused === undefined
-                    ? Effect.succeed({ digest, token: found.value.token })
+                    ? Effect.succeed({ digest, token: found.value.token, shard })
                     : Effect.fail(invalid(refused))
                 })
           )
         )
       },
-      revoke: (digest) => Effect.flatMap(Clock.currentTimeMillis, (now) => registry.revokeToken(digest, now))
+      revoke: (digest, shard) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => registry.revokeToken(digest, now, shard))
     })
   })
 

@@ -107,7 +107,7 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
         )
       )
       .handle("revokeAccessToken", () =>
-        Effect.flatMap(CurrentToken, ({ digest, token }) =>
+        Effect.flatMap(CurrentToken, ({ digest, shard, token }) =>
           audited(
             {
               action: "token.revoke",
@@ -116,7 +116,7 @@ export const AppsLive = HttpApiBuilder.group(IcrAppsApi, "apps", (handlers) =>
               ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
               tokenId: token.id
             },
-            tokens.revoke(digest)
+            tokens.revoke(digest, shard)
           )
         )
       )

@@ -224,10 +224,26 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
      * the same write prunes up to {@link PRUNE_BATCH} records that expired before `token.createdAt`.
      */
     readonly putToken: (digest: string, token: StoredToken) => Effect.Effect<void, StorageUnavailable>
-    /** The token stored under a digest, with its standing, in one read; none when unknown or pruned. */
-    readonly findToken: (digest: string) => Effect.Effect<Option.Option<TokenStanding>, StorageUnavailable>
+    /**
+     * The shard a token about to be minted will be stored on (its secret carries it, so that a use
+     * reads one shard; see `ShardedRegistry`): the shard of its installation, or the home shard (0)
+     * for app tokens. 0 on a registry of one database.
+     */
+    readonly tokenShard: (token: StoredToken) => number
+    /**
+     * The token stored under a digest, with its standing, in one read; none when unknown or pruned.
+     * `shard` is the one its secret names ({@link TokenShard}); a registry of one database ignores it.
+     */
+    readonly findToken: (
+      digest: string,
+      shard?: number | undefined
+    ) => Effect.Effect<Option.Option<TokenStanding>, StorageUnavailable>
     /** Marks a token revoked (at `now`): every later use fails, everywhere. Unknown digests are ignored. */
-    readonly revokeToken: (digest: string, now: number) => Effect.Effect<void, StorageUnavailable>
+    readonly revokeToken: (
+      digest: string,
+      now: number,
+      shard?: number | undefined
+    ) => Effect.Effect<void, StorageUnavailable>
     /** One page of installations, by `createdAt` then `id`; `total` counts every one the filter holds. */
     readonly listInstallations: (
       filter: InstallationFilter,
@@ -303,6 +319,7 @@ export const layerMemory: Layer.Layer<Registry> = Layer.sync(Registry, () => {
   const deletions = new Map<string, number>()
   let nextAppId = 1
   return {
+    tokenShard: () => 0,
     putToken: (digest, token) =>
       Effect.sync(() => {
         // The oldest entries first (a Map keeps insertion order), a bounded look per mint like D1's.

@@ -202,6 +202,7 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
     )
 
   return {
+    tokenShard: () => 0,
     createApp: (app, key) =>
       Effect.gen(function* () {
         const values: ReadonlyArray<SqlValue> = [
@@ -254,11 +255,12 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
           appId,
           MAX_KEYS_PER_APP
         )
+        const bump = sql(S.keyAdded, appId, appId, key.id)
         const results = yield* attemptUnique(
-          () => driver.batch(S.lockApp === undefined ? [insert] : [sql(S.lockApp, appId), insert]),
+          () => driver.batch(S.lockApp === undefined ? [insert, bump] : [sql(S.lockApp, appId), insert, bump]),
           () => new KeyExists()
         )
-        const added = rowsOf<{ not_before: number | null }>(results.at(-1))[0]
+        const added = rowsOf<{ not_before: number | null }>(results.at(-2))[0]
         if (added !== undefined) return { ...key, notBefore: added.not_before }
         // Refused: say why (the app is gone, has the key already, or is full).
         const [app, same] = yield* batch([sql(S.appExists, appId), sql(S.keyExists, appId, key.fingerprint)])

@@ -130,7 +130,7 @@ export const statementsFor = (dialect: SqlDialect) => ({
    */
   deleteKey: [
     "SELECT id FROM apps WHERE id = ?",
-    `UPDATE apps SET token_epoch = token_epoch + 1
+    `UPDATE apps SET token_epoch = token_epoch + 1, version = version + 1
      WHERE id = ? AND EXISTS (SELECT 1 FROM app_keys WHERE app_id = ? AND id = ?)`,
     `INSERT INTO deleted_app_keys (app_id, fingerprint, deleted_at)
      SELECT app_id, fingerprint, CAST(? AS BIGINT) FROM app_keys WHERE app_id = ? AND id = ?
@@ -138,7 +138,14 @@ export const statementsFor = (dialect: SqlDialect) => ({
     "DELETE FROM app_keys WHERE app_id = ? AND id = ?"
   ],
 
-  revokeAppTokens: "UPDATE apps SET token_epoch = token_epoch + 1 WHERE id = ?",
+  revokeAppTokens: "UPDATE apps SET token_epoch = token_epoch + 1, version = version + 1 WHERE id = ?",
+
+  /**
+   * After a key addition, in the same batch: the app's `version` (what the shards' copies of the app
+   * are compared by, `ShardedRegistry`) moves on exactly when the key was added.
+   */
+  keyAdded:
+    "UPDATE apps SET version = version + 1 WHERE id = ? AND EXISTS (SELECT 1 FROM app_keys WHERE app_id = ? AND id = ?)",
 
   createInstallation: `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at)
     SELECT CAST(? AS TEXT), id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), NULL
@@ -180,3 +187,57 @@ export const statementsFor = (dialect: SqlDialect) => ({
 
 /** The statements of one dialect. */
 export type Statements = ReturnType<typeof statementsFor>
+
+/**
+ * The statements of a registry split over several databases (`ShardedRegistry`, SCALE.md), the same
+ * for both dialects. Values bound in a `SELECT` list are cast, as above.
+ */
+export const SHARD_STATEMENTS = {
+  /** An app as home holds it, with the version its copies are compared by and how far they caught up. */
+  appVersion: "SELECT version, replicated_version FROM apps WHERE id = ?",
+  /** The shards other than home that hold (or are about to hold) installations of an app. */
+  appShards: "SELECT DISTINCT shard FROM installation_claims WHERE app_id = ? AND shard <> 0 ORDER BY shard",
+
+  /**
+   * A shard's copy of an app, replaced only by a newer version (so copies written in any order
+   * end as the newest). With {@link SHARD_STATEMENTS.replicaKeysClear} and
+   * {@link SHARD_STATEMENTS.replicaKey}, in one batch: the keys follow the row they belong to.
+   */
+  replicaApp: `INSERT INTO apps (id, name, permissions, created_at, updated_at, token_epoch, version)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET name = excluded.name, permissions = excluded.permissions,
+      updated_at = excluded.updated_at, token_epoch = excluded.token_epoch, version = excluded.version
+    WHERE excluded.version > apps.version`,
+  /** The copy's keys go, when the copy is now exactly this version (this batch's, or an identical one). */
+  replicaKeysClear: "DELETE FROM app_keys WHERE app_id = ? AND (SELECT version FROM apps WHERE id = ?) = ?",
+  /** One key of the copy, under the same condition. */
+  replicaKey: `INSERT INTO app_keys (id, app_id, fingerprint, spki, created_at, not_before)
+    SELECT CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT)
+    WHERE (SELECT version FROM apps WHERE id = ?) = ?`,
+  /** Home: the copies are known to have reached `version`. */
+  markReplicated: "UPDATE apps SET replicated_version = ? WHERE id = ? AND replicated_version < ?",
+
+  /**
+   * Home: claims an (app, organization) for a new installation on a shard, unless another claim has
+   * it, the app is missing, or an installation made before sharding (on home, without a claim) has it.
+   */
+  claim: `INSERT INTO installation_claims (app_id, organization_id, installation_id, shard, state)
+    SELECT CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), 'creating'
+    WHERE EXISTS (SELECT 1 FROM apps WHERE id = ?)
+      AND NOT EXISTS (SELECT 1 FROM installations WHERE app_id = ? AND organization_id = ?)
+    ON CONFLICT DO NOTHING`,
+  claimOf: "SELECT installation_id, shard, state FROM installation_claims WHERE app_id = ? AND organization_id = ?",
+  claimActive: "UPDATE installation_claims SET state = 'active' WHERE installation_id = ? AND state = 'creating'",
+  claimDeleting: "UPDATE installation_claims SET state = 'deleting' WHERE installation_id = ? RETURNING app_id",
+  claimRemove: "DELETE FROM installation_claims WHERE installation_id = ?",
+
+  /**
+   * An installation on its shard, unless it is there already (a claim completed by another caller):
+   * then nothing changes, and the caller knows it did not create it.
+   */
+  installationIfAbsent: `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at)
+    SELECT CAST(? AS TEXT), id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), NULL
+    FROM apps WHERE id = ?
+    ON CONFLICT DO NOTHING`,
+  deleteInstallation: "DELETE FROM installations WHERE id = ? RETURNING app_id"
+} as const

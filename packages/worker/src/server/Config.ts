@@ -16,6 +16,13 @@ export interface ServerConfig {
   readonly database: DatabaseLocation
   /** Connections in the Postgres pool (`DATABASE_POOL_SIZE`, default 10). */
   readonly poolSize: number
+  /**
+   * Synchronous standbys of a Postgres `DATABASE_URL` that may serve the token-standing read
+   * (`DATABASE_STANDBY_URLS`, comma-separated); empty: every read goes to the primary.
+   */
+  readonly standbyUrls: ReadonlyArray<string>
+  /** Most a kill switch waits for every synchronous standby to apply it before 503 (`DATABASE_STANDBY_APPLY_TIMEOUT_MS`). */
+  readonly standbyApplyTimeoutMs: number
   /** 0 asks the system for a free port (tests). */
   readonly port: number
   readonly host: string
@@ -45,7 +52,8 @@ export const DEFAULTS = {
   APP_TOKEN_TTL_SECONDS: 3600,
   INSTALLATION_TOKEN_TTL_SECONDS: 7200,
   ADDRESS_RATE_LIMIT_PER_MINUTE: 600,
-  PRINCIPAL_RATE_LIMIT_PER_MINUTE: 1200
+  PRINCIPAL_RATE_LIMIT_PER_MINUTE: 1200,
+  DATABASE_STANDBY_APPLY_TIMEOUT_MS: 5000
 } as const
 
 /** The configuration is not valid: every problem, each naming its variable. */
@@ -113,6 +121,27 @@ export const readServerConfig = (env: Environment): ServerConfig => {
   const parsed = parseDatabaseUrl(present(env.DATABASE_URL) ? env.DATABASE_URL.trim() : DEFAULTS.DATABASE_URL)
   if (typeof parsed === "string") problems.push(parsed)
   const poolSize = integer(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 1000, problems)
+  const standbyUrls: Array<string> = []
+  if (present(env.DATABASE_STANDBY_URLS)) {
+    const urls = env.DATABASE_STANDBY_URLS.split(",").map((url) => url.trim())
+    if (typeof parsed !== "string" && parsed.kind !== "postgres")
+      problems.push("DATABASE_STANDBY_URLS needs a postgres:// DATABASE_URL (the primary)")
+    urls.forEach((url, i) => {
+      // Said by position: a URL may hold a password.
+      const standby = url === "" ? "is empty" : parseDatabaseUrl(url)
+      if (typeof standby === "string" || standby.kind !== "postgres")
+        problems.push(`DATABASE_STANDBY_URLS entry ${i + 1} must be a postgres:// URL of a synchronous standby`)
+      else standbyUrls.push(standby.url)
+    })
+  }
+  const standbyApplyTimeoutMs = integer(
+    env,
+    "DATABASE_STANDBY_APPLY_TIMEOUT_MS",
+    DEFAULTS.DATABASE_STANDBY_APPLY_TIMEOUT_MS,
+    100,
+    600_000,
+    problems
+  )
 
   const port = integer(env, "PORT", DEFAULTS.PORT, 0, 65535, problems)
   // `[::1]` as in a URL is `::1` to listen on.
@@ -181,6 +210,8 @@ export const readServerConfig = (env: Environment): ServerConfig => {
   return {
     database: parsed,
     poolSize,
+    standbyUrls,
+    standbyApplyTimeoutMs,
     port,
     host,
     adminToken,

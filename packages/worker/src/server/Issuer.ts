@@ -66,8 +66,8 @@ export const issuerHandler = (driver: ServerSqlDriver, config: ServerConfig, pub
  * What the database's own settings would let a crash undo, said at start-up: a kill switch that was
  * acknowledged must survive a crash of the server (SPEC §5: kill switches are final). SQLite's
  * connections set `synchronous = FULL` themselves; a Postgres with `synchronous_commit = off` acknowledges
- * commits it may lose, which the issuer does not override (a session's `on` would weaken an operator's
- * `remote_apply`, which standby reads need).
+ * commits it may lose, which the issuer does not override on a lone primary. With `DATABASE_STANDBY_URLS` the
+ * issuer sets its sessions' `synchronous_commit` itself (`on`, and `remote_apply` per kill switch).
  */
 export const durabilityWarnings = async (driver: ServerSqlDriver): Promise<ReadonlyArray<string>> => {
   if (driver.dialect !== "postgres") return []
@@ -96,7 +96,12 @@ export const startIssuer = async (
 ): Promise<RunningServer> => {
   const config = readServerConfig(env)
   for (const warning of config.warnings) log.warn(`warning: ${warning}`)
-  const driver = await openDatabase(config.database, { poolSize: config.poolSize })
+  const driver = await openDatabase(config.database, {
+    poolSize: config.poolSize,
+    standbyUrls: config.standbyUrls,
+    standbyApplyTimeoutMs: config.standbyApplyTimeoutMs,
+    onWarning: (line) => log.warn(`warning: ${line}`)
+  })
   let handler: WebHandler | undefined
   try {
     const report = await migrate(driver, issuerMigrations(driver.dialect))

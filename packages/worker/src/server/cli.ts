@@ -36,6 +36,8 @@ options:
 the issuer's environment (defaults in brackets):
   DATABASE_URL                      sqlite:<path> or postgres://user:password@host:port/db  [sqlite:./icr-apps.db]
   DATABASE_POOL_SIZE                Postgres connections  [10]
+  DATABASE_STANDBY_URLS             synchronous standbys (comma-separated) that may serve token standing  [none]
+  DATABASE_STANDBY_APPLY_TIMEOUT_MS a kill switch's wait for every standby to apply it, then 503  [5000]
   PORT                              [8787]
   HOST                              the address to listen on  [127.0.0.1]
   ADMIN_TOKEN                       at least 32 characters: turns the operator API on  [off]

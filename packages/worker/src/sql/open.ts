@@ -39,11 +39,30 @@ export const parseDatabaseUrl = (url: string): DatabaseLocation | string => {
   return "DATABASE_URL must be sqlite:<path> or postgres://user:password@host:port/database"
 }
 
-/** Opens the database at `location` (Postgres with a pool of `poolSize` connections). */
-export const openDatabase = async (
-  location: DatabaseLocation,
-  options: { readonly poolSize?: number | undefined } = {}
-): Promise<ServerSqlDriver> => {
+/** How a database is opened. */
+export interface OpenOptions {
+  /** Connections per Postgres pool. */
+  readonly poolSize?: number | undefined
+  /**
+   * Postgres: synchronous standbys that may serve the token-standing read (`DATABASE_STANDBY_URLS`);
+   * checked at open (see `postgresStandbys.ts`).
+   */
+  readonly standbyUrls?: ReadonlyArray<string> | undefined
+  /** Most a kill switch waits for the standbys to apply it (`DATABASE_STANDBY_APPLY_TIMEOUT_MS`). */
+  readonly standbyApplyTimeoutMs?: number | undefined
+  /** Where the standbys' changes of trust are said. */
+  readonly onWarning?: ((line: string) => void) | undefined
+}
+
+/** Opens the database at `location` (Postgres with a pool of `poolSize` connections, and its standbys). */
+export const openDatabase = async (location: DatabaseLocation, options: OpenOptions = {}): Promise<ServerSqlDriver> => {
   if (location.kind === "sqlite") return (await import("./sqlite.js")).openSqlite(location.path)
+  if (options.standbyUrls !== undefined && options.standbyUrls.length > 0)
+    return (await import("./postgresStandbys.js")).openRoutedPostgres(location.url, {
+      standbyUrls: options.standbyUrls,
+      poolSize: options.poolSize,
+      applyTimeoutMs: options.standbyApplyTimeoutMs,
+      onWarning: options.onWarning
+    })
   return (await import("./postgres.js")).openPostgres(location.url, { poolSize: options.poolSize })
 }

@@ -18,6 +18,10 @@ import type { ServerSqlDriver, SqlTransaction } from "./ServerSql.js"
 export interface PostgresOptions {
   /** Most connections at a time (default {@link DEFAULT_POOL_SIZE}). */
   readonly poolSize?: number | undefined
+  /** The session's `application_name` (shown in `pg_stat_activity`); absent: the client's default. */
+  readonly applicationName?: string | undefined
+  /** Run-time parameters every session of the pool starts with (`synchronous_commit`, …). */
+  readonly sessionSettings?: Readonly<Record<string, string>> | undefined
 }
 
 /** Whether `error` is a violation of a `UNIQUE` or primary-key constraint (SQLSTATE 23505). */
@@ -88,38 +92,68 @@ const NUMBER_TYPES = {
   numeric: { to: 1700, from: [1700], serialize: (x: number) => String(x), parse: asNumber }
 }
 
-type Types = { readonly bigint: number; readonly numeric: number }
-type Client = postgres.ISql<Types>
+/** The custom types every pool of the issuer's is opened with (integers as JS numbers). */
+export type PostgresTypes = { readonly bigint: number; readonly numeric: number }
+type Client = postgres.ISql<PostgresTypes>
 
 /** One statement on a client (pool, transaction or reserved connection), prepared on each connection. */
-const query = (client: Client, sql: string, params: ReadonlyArray<SqlValue>) =>
+export const query = (client: Client, sql: string, params: ReadonlyArray<SqlValue>) =>
   client.unsafe(toPostgres(sql), params as Array<SqlValue>, { prepare: true, simple: false })
 
-const toResult = (rows: postgres.RowList<Array<postgres.Row>>): SqlResult => ({
+/** A statement's rows and changes, as the seam gives them. */
+export const toResult = (rows: postgres.RowList<Array<postgres.Row>>): SqlResult => ({
   rows: Array.from(rows) as Array<Record<string, unknown>>,
   // `count` is the rows a write changed (and, for a SELECT, the rows it returned).
   changes: rows.command === "SELECT" ? 0 : (rows.count ?? 0)
 })
 
-/** Opens a pool to the database at `url` (`postgres://` or `postgresql://`). Connects lazily. */
-export const openPostgres = (url: string, options: PostgresOptions = {}): ServerSqlDriver => {
-  const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE
-  const redact = redactor(url)
-  const pool = postgres(url, {
-    max: poolSize,
+/**
+ * A postgres.js pool as every driver here opens one: integers as numbers, no notice printed (unless
+ * `onnotice` takes them), a 10 s connect timeout.
+ */
+export const postgresClient = (
+  url: string,
+  options: {
+    readonly max: number
+    readonly onnotice?: ((notice: postgres.Notice) => void) | undefined
+    readonly applicationName?: string | undefined
+    readonly sessionSettings?: Readonly<Record<string, string>> | undefined
+  }
+): postgres.Sql<PostgresTypes> =>
+  postgres(url, {
+    max: options.max,
     types: NUMBER_TYPES,
     // Notices (e.g. "relation already exists, skipping") are not the operator's business.
-    onnotice: false,
+    onnotice: options.onnotice ?? false,
     // A server that does not answer fails the request rather than holding it for half a minute.
-    connect_timeout: 10
+    connect_timeout: 10,
+    connection: {
+      ...options.sessionSettings,
+      ...(options.applicationName === undefined ? {} : { application_name: options.applicationName })
+    }
   })
-  const guard = async <A>(f: () => Promise<A>): Promise<A> => {
+
+/** Runs `f`; an error it throws leaves without any trace of the password in `url`. */
+export const guardFor = (url: string) => {
+  const redact = redactor(url)
+  return async <A>(f: () => Promise<A>): Promise<A> => {
     try {
       return await f()
     } catch (error) {
       throw scrubbed(error, redact)
     }
   }
+}
+
+/** Opens a pool to the database at `url` (`postgres://` or `postgresql://`). Connects lazily. */
+export const openPostgres = (url: string, options: PostgresOptions = {}): ServerSqlDriver => {
+  const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE
+  const pool = postgresClient(url, {
+    max: poolSize,
+    applicationName: options.applicationName,
+    sessionSettings: options.sessionSettings
+  })
+  const guard = guardFor(url)
   const calls = (client: Client) => ({
     all: <R>(sql: string, params: ReadonlyArray<SqlValue> = []) =>
       guard(async () => Array.from(await query(client, sql, params)) as Array<R>),
@@ -128,7 +162,7 @@ export const openPostgres = (url: string, options: PostgresOptions = {}): Server
     run: (sql: string, params: ReadonlyArray<SqlValue> = []) =>
       guard(async () => ({ changes: toResult(await query(client, sql, params)).changes }))
   })
-  const inTransaction = (tx: postgres.TransactionSql<Types>): SqlTransaction => ({
+  const inTransaction = (tx: postgres.TransactionSql<PostgresTypes>): SqlTransaction => ({
     dialect: "postgres",
     ...calls(tx),
     // Pipelined, in order, inside the transaction already open.

@@ -26,6 +26,8 @@ describe("server configuration", () => {
     expect({ ...config, adminToken: undefined }).toEqual({
       database: { kind: "sqlite", path: "./icr-apps.db" },
       poolSize: 10,
+      standbyUrls: [],
+      standbyApplyTimeoutMs: 5000,
       port: 8787,
       host: "127.0.0.1",
       adminToken: undefined,
@@ -56,8 +58,12 @@ describe("server configuration", () => {
       TRUST_PROXY: "X-Forwarded-For",
       ADDRESS_RATE_LIMIT_PER_MINUTE: "0",
       PRINCIPAL_RATE_LIMIT_PER_MINUTE: "50",
-      RATE_LIMIT_STORE: "database"
+      RATE_LIMIT_STORE: "database",
+      DATABASE_STANDBY_URLS: "postgres://icr:pw@standby-1:5432/icr, postgres://icr:pw@standby-2:5432/icr",
+      DATABASE_STANDBY_APPLY_TIMEOUT_MS: "2000"
     })
+    expect(config.standbyUrls).toEqual(["postgres://icr:pw@standby-1:5432/icr", "postgres://icr:pw@standby-2:5432/icr"])
+    expect(config.standbyApplyTimeoutMs).toBe(2000)
     expect(config.database).toEqual({ kind: "postgres", url: "postgresql://icr:pw@db:5432/icr" })
     expect(config.adminToken && Redacted.value(config.adminToken)).toBe(token)
     expect(config).toMatchObject({
@@ -135,6 +141,22 @@ describe("server configuration", () => {
     ])
     expect(problemsOf({ DATABASE_URL: `postgres://u%:${secret}@db/icr` })).toEqual([
       "DATABASE_URL: the user name or password is not percent-encoded (write % as %25)"
+    ])
+  })
+
+  it("standbys: postgres:// URLs beside a postgres:// primary, said by position without quoting them", () => {
+    const secret = "pw-never-echoed-7c1d"
+    expect(
+      problemsOf({
+        DATABASE_URL: "sqlite:./icr-apps.db",
+        DATABASE_STANDBY_URLS: `postgres://u:${secret}@standby/icr,,mysql://u:${secret}@db/icr`,
+        DATABASE_STANDBY_APPLY_TIMEOUT_MS: "10"
+      })
+    ).toEqual([
+      "DATABASE_STANDBY_URLS needs a postgres:// DATABASE_URL (the primary)",
+      "DATABASE_STANDBY_URLS entry 2 must be a postgres:// URL of a synchronous standby",
+      "DATABASE_STANDBY_URLS entry 3 must be a postgres:// URL of a synchronous standby",
+      "DATABASE_STANDBY_APPLY_TIMEOUT_MS must be an integer from 100 to 600000"
     ])
   })
 
