@@ -7,7 +7,9 @@
  */
 import type { Registry, TokenStanding } from "@icr-apps/core/issuer/Registry"
 import type { SqlDriver } from "@icr-apps/core/issuer/Sql"
-import * as SqlRegistry from "@icr-apps/core/issuer/SqlRegistry"
+import * as ShardedRegistry from "@icr-apps/core/issuer/ShardedRegistry"
+import { shardOfInstallation } from "@icr-apps/core/issuer/Shards"
+import { SHARD_STATEMENTS } from "@icr-apps/core/issuer/SqlStatements"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import { issuerMigrations, migrate } from "../src/sql/migrate.js"
@@ -15,16 +17,16 @@ import type { ServerSqlDriver } from "../src/sql/ServerSql.js"
 import { openSqlite } from "../src/sql/sqlite.js"
 
 /**
- * The registry the simulation drives, over its shards. Until the sharded registry lands this is the
- * single-database registry on shard 0; then `ShardedRegistry.make(shards)`.
+ * The registry the simulation drives, over its shards: the sharded registry, shard 0 home, every
+ * shard open to new installations.
  */
-export const registryOver = (shards: ReadonlyArray<SqlDriver>): Registry["Type"] => SqlRegistry.make(shards[0]!)
+export const registryOver = (shards: ReadonlyArray<SqlDriver>): Registry["Type"] => ShardedRegistry.make(shards)
 
 /** Which design {@link registryOver} builds, for the report. */
-export const REGISTRY_DESIGN = "single database (SqlRegistry on shard 0)"
+export const REGISTRY_DESIGN = "ShardedRegistry (shard 0 home, every shard open)"
 
-/** The shard an installation lives on, as its id names it (0 on one database). */
-export const installationShard = (_id: string): number => 0
+/** The shard an installation lives on, as its id names it. */
+export const installationShard: (id: string) => number = shardOfInstallation
 
 /** A fault the wrapper injected (never a real failure of the database). */
 export class InjectedFault extends Error {
@@ -111,8 +113,21 @@ export const seededRandom = (seed: number): (() => number) => {
   }
 }
 
-/** Bugs `--plant` puts into the registry, to show the checker catches them end to end. */
-export type Plant = "stale-standing" | "lost-mint"
+/** Bugs `--plant` puts into the registry or a shard, to show the checker catches them end to end. */
+export type Plant = "stale-standing" | "lost-mint" | "lost-fanout"
+
+/**
+ * A shard (not home) that acknowledges half the writes of an app's copy without making them once
+ * `armed()` (after seeding): an app kill switch answers success while that shard still honours the
+ * app's old tokens — the fan-out the sharded registry must never skip (`--plant lost-fanout`).
+ */
+export const droppingAppCopies = (inner: SqlDriver, armed: () => boolean, random: () => number): SqlDriver => ({
+  ...inner,
+  batch: (statements) =>
+    armed() && statements[0]?.sql === SHARD_STATEMENTS.replicaApp && random() < 0.5
+      ? Promise.resolve(statements.map(() => ({ rows: [], changes: 1 })))
+      : inner.batch(statements)
+})
 
 /**
  * `registry` with a planted bug: `stale-standing` answers a token's standing from a copy up to
@@ -125,6 +140,7 @@ export const withPlant = (
   random: () => number,
   staleMs = 1000
 ): Registry["Type"] => {
+  if (plant === "lost-fanout") return registry
   if (plant === "lost-mint") {
     return {
       ...registry,
@@ -134,11 +150,11 @@ export const withPlant = (
   const copies = new Map<string, { at: number; standing: Option.Option<TokenStanding> }>()
   return {
     ...registry,
-    findToken: (digest) =>
+    findToken: (digest, shard) =>
       Effect.suspend(() => {
         const copy = copies.get(digest)
         if (copy !== undefined && performance.now() - copy.at < staleMs) return Effect.succeed(copy.standing)
-        return Effect.tap(registry.findToken(digest), (standing) =>
+        return Effect.tap(registry.findToken(digest, shard), (standing) =>
           Effect.sync(() => copies.set(digest, { at: performance.now(), standing }))
         )
       })

@@ -11,6 +11,7 @@ import { canonical, type Permissions } from "@icr-apps/core/api/Permissions"
 import * as AccessTokens from "@icr-apps/core/issuer/AccessTokens"
 import * as Entropy from "@icr-apps/core/issuer/Entropy"
 import { AppMissing, Registry } from "@icr-apps/core/issuer/Registry"
+import { shardOfSecret } from "@icr-apps/core/issuer/Shards"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -225,7 +226,11 @@ export const simulate = async (options: SimulationOptions): Promise<SimulationRe
   const revoke = async () => {
     const token = pick(pool)
     const start = performance.now()
-    const exit = await run(Effect.flatMap(AccessTokens.digestOf(token.secret), (digest) => tokens.revoke(digest)))
+    const exit = await run(
+      Effect.flatMap(AccessTokens.digestOf(token.secret), (digest) =>
+        tokens.revoke(digest, shardOfSecret(token.secret))
+      )
+    )
     record({ kind: "revoke", start, end: performance.now(), outcome: outcomeOf(exit), tokenId: token.id })
   }
 

@@ -22,7 +22,7 @@
  * violation.
  *
  *   tsx bench/scale.ts [--quick] [--operations N] [--shards N] [--concurrency N] [--delay MS]
- *                      [--latency-operations N] [--latency-concurrency N] [--plant stale-standing|lost-mint]
+ *                      [--latency-operations N] [--latency-concurrency N] [--plant stale-standing|lost-mint|lost-fanout]
  *                      [--fault-rate R] [--seed N] [--seconds S] [--json FILE] [--skip-miniflare]
  */
 import { writeFileSync } from "node:fs"
@@ -30,6 +30,7 @@ import { checkHistory, type HistoryEntry } from "./scale-checker.js"
 import { measureShards, type ShardMeasurements } from "./scale-miniflare.js"
 import { DESIGNS, modelFor, percentile } from "./scale-model.js"
 import {
+  droppingAppCopies,
   emptyStats,
   installationShard,
   openShards,
@@ -65,7 +66,7 @@ const FAULT_RATE = Number(arg("fault-rate", "0.01"))
 const SEED = Number(arg("seed", "21"))
 const SECONDS = Number(arg("seconds", QUICK ? "2" : "5"))
 const jsonOut = arg("json", "")
-/** `--plant stale-standing|lost-mint`: a known bug in the registry, which the checker must report. */
+/** `--plant stale-standing|lost-mint|lost-fanout`: a known bug, which the checker must report. */
 const PLANT = arg("plant", "") as Plant | ""
 /** Shares of all operations (uses take the rest): kills frequent enough to interleave with uses everywhere. */
 const MIX = { mint: 0.05, revoke: 0.01, killInstallation: 0.005, killApp: 0.0005 }
@@ -91,9 +92,11 @@ const main = async () => {
   const random = seededRandom(SEED)
   const databases = await openShards(SHARDS)
   const stats: Array<ShardStats> = databases.map(emptyStats)
-  const shards = databases.map((db, i) =>
-    slowAndFaulty(db, { maxDelayMs: DELAY_MS, faultRate: FAULT_RATE, random }, stats[i]!)
-  )
+  let armed = false
+  const shards = databases.map((db, i) => {
+    const shard = slowAndFaulty(db, { maxDelayMs: DELAY_MS, faultRate: FAULT_RATE, random }, stats[i]!)
+    return PLANT === "lost-fanout" && i > 0 ? droppingAppCopies(shard, () => armed, random) : shard
+  })
   const registry = registryOver(shards)
   if (PLANT !== "") log(`  PLANTED BUG: ${PLANT} (the checker must report violations)`)
   const cpuBefore = process.cpuUsage()
@@ -105,11 +108,13 @@ const main = async () => {
       { name: "load", operations: OPERATIONS, concurrency: CONCURRENCY },
       { name: "latency", operations: LATENCY_OPERATIONS, concurrency: LATENCY_CONCURRENCY }
     ],
-    onPhase: (name) =>
+    onPhase: (name) => {
+      armed = true
       sampledAt.set(
         name,
         stats.map((s) => s.sampled.length)
-      ),
+      )
+    },
     apps: 64,
     installationsPerApp: 16,
     mix: MIX,
