@@ -23,12 +23,13 @@
  *
  *   tsx bench/scale.ts [--quick] [--operations N] [--shards N] [--concurrency N] [--delay MS]
  *                      [--latency-operations N] [--latency-concurrency N] [--plant stale-standing|lost-mint|lost-fanout]
+ *                      [--design d1|durableObject]
  *                      [--fault-rate R] [--seed N] [--seconds S] [--json FILE] [--skip-miniflare]
  */
 import { writeFileSync } from "node:fs"
 import { checkHistory, type HistoryEntry } from "./scale-checker.js"
 import { measureShards, type ShardMeasurements } from "./scale-miniflare.js"
-import { DESIGNS, modelFor, percentile } from "./scale-model.js"
+import { type Design, DESIGNS, modelFor, percentile } from "./scale-model.js"
 import {
   droppingAppCopies,
   emptyStats,
@@ -68,6 +69,9 @@ const SECONDS = Number(arg("seconds", QUICK ? "2" : "5"))
 const jsonOut = arg("json", "")
 /** `--plant stale-standing|lost-mint|lost-fanout`: a known bug, which the checker must report. */
 const PLANT = arg("plant", "") as Plant | ""
+/** `--design d1|durableObject`: the design the final line is for (default: the one the numbers favour). */
+const DESIGN = arg("design", "auto") as Design | "auto"
+if (!["auto", "d1", "durableObject"].includes(DESIGN)) throw new Error("--design is d1, durableObject or auto")
 /** Shares of all operations (uses take the rest): kills frequent enough to interleave with uses everywhere. */
 const MIX = { mint: 0.05, revoke: 0.01, killInstallation: 0.005, killApp: 0.0005 }
 const log = (text: string) => console.error(`» ${text}`)
@@ -185,7 +189,11 @@ const main = async () => {
 
   // --- 3. model ------------------------------------------------------------------------------------
   const quiet = latencies[latencies.length - 1]!
-  const model = modelFor(measured, { use: quiet.byKind.use, mint: quiet.byKind.mint, injectedDelayMs: DELAY_MS })
+  const model = modelFor(
+    measured,
+    { use: quiet.byKind.use, mint: quiet.byKind.mint, injectedDelayMs: DELAY_MS },
+    DESIGN === "auto" ? undefined : DESIGN
+  )
   for (const line of model.lines) log(line)
 
   const result = {
