@@ -8,6 +8,9 @@
  *    services, --concurrency in flight; every call recorded and checked (scale-checker.ts): no use
  *    that starts after a revocation's or kill switch's acknowledgement succeeds, no acknowledged mint
  *    lost. Its latencies are the p50/p99 "with the injected latency".
+ *    Then Postgres (scale-postgres.ts): a primary and two synchronous standbys started here, one
+ *    applying WAL late (`recovery_min_apply_delay`), the same kind of load through the standby-routed
+ *    driver, and the same checker over its history (skipped, and said so, where Postgres cannot start).
  * 2. Per-shard throughput, measured in this run under miniflare (scale-miniflare.ts): one shard as a
  *    D1 database and one as a SQLite-backed Durable Object behind a tiny Worker, each answering a
  *    token use with the token-standing statement (one statement per use) and a mint with the
@@ -23,12 +26,13 @@
  *
  *   tsx bench/scale.ts [--quick] [--operations N] [--shards N] [--concurrency N] [--delay MS]
  *                      [--latency-operations N] [--latency-concurrency N] [--plant stale-standing|lost-mint|lost-fanout]
- *                      [--design d1|durableObject]
+ *                      [--design d1|durableObject] [--postgres-operations N] [--postgres-delay MS] [--skip-postgres]
  *                      [--fault-rate R] [--seed N] [--seconds S] [--json FILE] [--skip-miniflare]
  */
 import { writeFileSync } from "node:fs"
-import { checkHistory, type HistoryEntry } from "./scale-checker.js"
+import { type CheckReport, checkHistory, type HistoryEntry } from "./scale-checker.js"
 import { measureShards, type ShardMeasurements } from "./scale-miniflare.js"
+import { type PostgresHistoryResult, runPostgresHistory } from "./scale-postgres.js"
 import { type Design, DESIGNS, modelFor, percentile } from "./scale-model.js"
 import {
   droppingAppCopies,
@@ -69,6 +73,9 @@ const SECONDS = Number(arg("seconds", QUICK ? "2" : "5"))
 const jsonOut = arg("json", "")
 /** `--plant stale-standing|lost-mint|lost-fanout`: a known bug, which the checker must report. */
 const PLANT = arg("plant", "") as Plant | ""
+/** The Postgres part: operations in its history, and the delayed standby's `recovery_min_apply_delay`. */
+const PG_OPERATIONS = Number(arg("postgres-operations", QUICK ? "2000" : "20000"))
+const PG_APPLY_DELAY_MS = Number(arg("postgres-delay", "50"))
 /** `--design d1|durableObject`: the design the final line is for (default: the one the numbers favour). */
 const DESIGN = arg("design", "auto") as Design | "auto"
 if (!["auto", "d1", "durableObject"].includes(DESIGN)) throw new Error("--design is d1, durableObject or auto")
@@ -180,6 +187,40 @@ const main = async () => {
     `  statements per shard: ${stats.map((s) => fmt(s.statements)).join(" / ")}; injected faults ${fmt(stats.reduce((n, s) => n + s.faults, 0))}`
   )
 
+  // --- 1b. Postgres with synchronous standbys (scale-postgres.ts), the same checker --------------------
+  let postgres:
+    | { readonly result: PostgresHistoryResult; readonly report: CheckReport }
+    | { readonly skipped: string }
+    | undefined
+  if (!flag("skip-postgres")) {
+    log(
+      `postgres: a primary and two synchronous standbys (one applying WAL ${PG_APPLY_DELAY_MS} ms late), ${fmt(PG_OPERATIONS)} operations`
+    )
+    try {
+      const result = await runPostgresHistory({ operations: PG_OPERATIONS, applyDelayMs: PG_APPLY_DELAY_MS })
+      const pgReport = checkHistory(result.history)
+      postgres = { result, report: pgReport }
+      log(`  ${result.postgres}`)
+      log(
+        `  checker: ${fmt(pgReport.operations)} operations, ${pgReport.violations.length} violations; ` +
+          `${fmt(result.usesPerSecond)} uses/s during the history; standing from the standbys ` +
+          `${fmt(result.measured.standbyUsesPerSecond)} uses/s, from the primary alone ${fmt(result.measured.primaryUsesPerSecond)}; ` +
+          `a revocation with remote_apply p50 ${result.measured.killSwitchRemoteApply.p50} ms (on: ${result.measured.killSwitchOn.p50} ms)`
+      )
+      for (const v of pgReport.violations.slice(0, 10)) {
+        log(`  VIOLATION ${v.kind} token ${v.tokenId}: use ${JSON.stringify(result.history[v.use])}`)
+      }
+    } catch (error) {
+      // A machine without Postgres binaries (the cluster is started here) still runs the rest.
+      const reason = error instanceof Error ? error.message.split("\n")[0]! : String(error)
+      postgres = { skipped: reason }
+      log(`  skipped: ${reason}`)
+    }
+  }
+  const pgChecked = postgres !== undefined && "report" in postgres ? postgres.report : undefined
+  const operations = report.operations + (pgChecked?.operations ?? 0)
+  const violations = report.violations.length + (pgChecked?.violations.length ?? 0)
+
   // --- 2. per-shard throughput under miniflare --------------------------------------------------------
   let measured: ShardMeasurements | undefined
   if (!flag("skip-miniflare")) {
@@ -227,6 +268,23 @@ const main = async () => {
       unjudged: report.unjudged,
       checkMs
     },
+    postgres:
+      postgres === undefined
+        ? undefined
+        : "skipped" in postgres
+          ? postgres
+          : {
+              description: postgres.result.postgres,
+              operations: postgres.report.operations,
+              violations: postgres.report.violations.length,
+              byKind: violationsByKind(postgres.report.violations),
+              counts: postgres.report.counts,
+              usesPerSecond: postgres.result.usesPerSecond,
+              latencyMs: postgres.result.latency,
+              measured: postgres.result.measured,
+              routing: postgres.result.routing
+            },
+    total: { operations, violations },
     miniflare: measured,
     model: model.json,
     designs: DESIGNS,
@@ -238,10 +296,10 @@ const main = async () => {
   }
   log(`bench took ${fmt(result.benchSeconds, 1)} s`)
   console.log(
-    `scale: ${report.operations} operations, ${report.violations.length} violations, ` +
+    `scale: ${operations} operations, ${violations} violations, ` +
       `${Math.round(model.json.headline.usesPerSecond)} uses/s modelled at N=${model.json.headline.shards}`
   )
-  process.exit(report.violations.length > 0 ? 1 : 0)
+  process.exit(violations > 0 ? 1 : 0)
 }
 
 main().catch((error) => {
