@@ -13,3 +13,7 @@ CREATE TABLE installation_claims (
 );
 CREATE UNIQUE INDEX installation_claims_by_installation ON installation_claims (installation_id);
 CREATE INDEX installation_claims_by_shard ON installation_claims (app_id, shard);
+
+CREATE TABLE deleted_installations (
+  id TEXT PRIMARY KEY
+);

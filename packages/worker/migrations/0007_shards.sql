@@ -22,3 +22,10 @@ CREATE TABLE installation_claims (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX installation_claims_by_installation ON installation_claims (installation_id);
 CREATE INDEX installation_claims_by_shard ON installation_claims (app_id, shard);
+
+-- Every shard: the ids of installations deleted there, for good. A claim completed late (by a call that
+-- read it before an uninstall finished) can never write a deleted id again: tokens minted for the old
+-- installation would stand on it. Uninstalls are rare; the table only grows by them.
+CREATE TABLE deleted_installations (
+  id TEXT PRIMARY KEY
+) WITHOUT ROWID;

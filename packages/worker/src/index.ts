@@ -62,11 +62,12 @@ export const rateLimiterLayer = (bindings: RateLimitBindings): Layer.Layer<RateL
  * `DB` alone. Throws, naming it, when a name is no D1 binding.
  */
 export const shardsFromEnv = (env: WorkerEnv): ReadonlyArray<D1Database> => {
-  const names = (env.SHARD_BINDINGS ?? "")
-    .split(",")
-    .map((name) => name.trim())
-    .filter((name) => name !== "")
-  if (names.length === 0) return [env.DB]
+  const text = (env.SHARD_BINDINGS ?? "").trim()
+  if (text === "") return [env.DB]
+  const names = text.split(",").map((name) => name.trim())
+  if (names.some((name) => name === "") || new Set(names).size !== names.length) {
+    throw new Error(`SHARD_BINDINGS must name each D1 binding once, comma-separated; it is ${JSON.stringify(text)}`)
+  }
   return names.map((name) => {
     const binding = (env as unknown as Record<string, unknown>)[name]
     if (typeof binding !== "object" || binding === null || typeof (binding as D1Database).batch !== "function") {
@@ -80,8 +81,9 @@ export const shardsFromEnv = (env: WorkerEnv): ReadonlyArray<D1Database> => {
 export const openShardsFromEnv = (env: WorkerEnv, count: number): ReadonlyArray<number> | undefined => {
   const text = (env.OPEN_SHARDS ?? "").trim()
   if (text === "") return undefined
-  const open = text.split(",").map((n) => Number(n.trim()))
-  if (open.some((n) => !Number.isInteger(n) || n < 0 || n >= count)) {
+  const items = text.split(",").map((n) => n.trim())
+  const open = items.map(Number)
+  if (items.some((n) => !/^[0-9]+$/.test(n)) || open.some((n) => n >= count) || new Set(open).size !== open.length) {
     throw new Error(`OPEN_SHARDS must list shard numbers from 0 to ${count - 1}; it is ${JSON.stringify(text)}`)
   }
   return open

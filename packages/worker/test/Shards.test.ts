@@ -7,7 +7,7 @@ import { env } from "cloudflare:test"
 import { appClaims, generateAppKeyPair, signRs256 } from "@icr-apps/testkit/Keys"
 import { shardOfInstallation, shardOfSecret } from "@icr-apps/core/issuer/Shards"
 import { expect, it } from "vitest"
-import worker, { shardsFromEnv, type WorkerEnv } from "../src/index.js"
+import worker, { openShardsFromEnv, shardsFromEnv, type WorkerEnv } from "../src/index.js"
 
 type IncomingRequest = Parameters<typeof worker.fetch>[0]
 const sharded: WorkerEnv = { ...env, SHARD_BINDINGS: "DB, DB_SHARD_1, DB_SHARD_2" }
@@ -87,7 +87,13 @@ it("spreads installations over the shards, uses each token on its own shard, and
   for (const token of tokens) expect((await call("GET", "/app/installations/token", token)).status).toBe(401)
 })
 
-it("names a SHARD_BINDINGS entry that is no D1 binding", () => {
+it("refuses a SHARD_BINDINGS entry that is no D1 binding, or twice, and OPEN_SHARDS that are not its shards", () => {
   expect(() => shardsFromEnv({ ...env, SHARD_BINDINGS: "DB,DB_NOPE" })).toThrow(/DB_NOPE/)
+  expect(() => shardsFromEnv({ ...env, SHARD_BINDINGS: "DB,DB" })).toThrow(/once/)
+  expect(() => shardsFromEnv({ ...env, SHARD_BINDINGS: "DB,,DB_SHARD_1" })).toThrow(/once/)
+  expect(openShardsFromEnv({ ...env, OPEN_SHARDS: "1, 2" }, 3)).toEqual([1, 2])
+  for (const bad of ["1,,2", "3", "-1", "1,1", "x"]) {
+    expect(() => openShardsFromEnv({ ...env, OPEN_SHARDS: bad }, 3)).toThrow(/OPEN_SHARDS/)
+  }
   expect(shardsFromEnv(env)).toEqual([env.DB])
 })

@@ -24,6 +24,7 @@
  *   keeps the shard it was made on for life.
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -128,20 +129,19 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
     )
   ]
 
-  /** The app as home holds it now: its row, version and keys; none when it does not exist. */
+  /** The app as home holds it now: its row and version (one statement), keys and claimed shards; none when it does not exist. */
   const readApp = (appId: number) =>
     Effect.map(
-      attempt(() =>
-        home.batch([sql(S.app, appId), sql(SS.appVersion, appId), sql(S.keysOfApp, appId), sql(SS.appShards, appId)])
-      ),
-      ([app, version, keys, claimed]) => {
-        const row = rowsOf<AppStateRow>(app)[0]
-        const v = rowsOf<{ version: number; replicated_version: number }>(version)[0]
-        if (row === undefined || v === undefined) return undefined
+      attempt(() => home.batch([sql(SS.appState, appId), sql(S.keysOfApp, appId), sql(SS.appShards, appId)])),
+      ([app, keys, claimed]) => {
+        const row = rowsOf<AppStateRow & { version: number; replicated_version: number }>(app)[0]
+        if (row === undefined) return undefined
+        // Keys and claims are read after the row: as new as it or newer. Newer keys under an older
+        // version only reach a copy early; the newer version's own write follows with the same keys.
         return {
           app: row,
-          version: Number(v.version),
-          replicated: Number(v.replicated_version),
+          version: Number(row.version),
+          replicated: Number(row.replicated_version),
           keys: rowsOf<KeyStateRow>(keys),
           shards: rowsOf<{ shard: number }>(claimed).map((r) => Number(r.shard))
         }
@@ -178,20 +178,32 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
     if (id === undefined) return change
     return Effect.flatMap(Effect.either(change), (result) =>
       Effect.zipRight(
-        // A change that failed for want of storage keeps that answer, copies or not.
-        result._tag === "Left" ? Effect.ignore(converge(id)) : converge(id),
+        // A change that failed for want of storage keeps that answer, copies or not. Any other
+        // answer — success, or "no such key" to a retry — stands only once the copies are current.
+        Either.isLeft(result) && (result.left as { readonly _tag?: unknown })._tag === "StorageUnavailable"
+          ? Effect.ignore(converge(id))
+          : converge(id),
         result
       )
     )
   }
 
-  /** Deletes an installation on its shard and forgets its claim; whether the shard still had it. */
-  const removeInstallation = (installationId: string) =>
+  /**
+   * Deletes an installation on its shard, remembering its id there for good, and forgets its claim;
+   * the app it belonged to when the shard still had it. `claimed`: a claim named it (so it is
+   * remembered even if it never reached its shard: a late completion of that claim must not write it).
+   */
+  const removeInstallation = (installationId: string, claimed: boolean) =>
     Effect.gen(function* () {
       const driver = yield* driverOf(shardOfInstallation(installationId))
-      const row = yield* attempt(() => driver.first<{ app_id: number }>(SS.deleteInstallation, [installationId]))
+      const [, deleted] = yield* attempt(() =>
+        driver.batch([
+          sql(SS.rememberDeleted, installationId, claimed ? 1 : 0, installationId),
+          sql(SS.deleteInstallation, installationId)
+        ])
+      )
       yield* attempt(() => home.run(SS.claimRemove, [installationId]))
-      return row
+      return rowsOf<{ app_id: number }>(deleted)[0]
     })
 
   /** One page of installations from each of `shards`, merged in listing order. */
@@ -228,8 +240,17 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
     createApp: (app, key) => homeLocal.createApp(app, key),
     getApp: (appId) => homeLocal.getApp(appId),
     // The installation's shard holds a copy of its app as current as every acknowledged change.
-    getAppWithInstallation: (appId, installationId) =>
-      localOf(shardOfInstallation(installationId)).getAppWithInstallation(appId, installationId),
+    getAppWithInstallation: (appId, installationId) => {
+      const shard = shardOfInstallation(installationId)
+      if (shard === 0 || shards[shard] === undefined) return homeLocal.getAppWithInstallation(appId, installationId)
+      return Effect.flatMap(locals[shard]!.getAppWithInstallation(appId, installationId), (read) =>
+        // No installation of this app there, so perhaps no copy of the app either: the JWT is then
+        // checked against home's app, so that the answer is "no such installation", as on one database.
+        Option.isSome(read.installation) && read.installation.value.appId === appId
+          ? Effect.succeed(read)
+          : Effect.map(homeLocal.getApp(appId), (app) => ({ app, installation: read.installation }))
+      )
+    },
     addKey: (key) => thenConverge(key.appId, homeLocal.addKey(key)),
     deleteKey: (appId, keyId, now) => thenConverge(appId, homeLocal.deleteKey(appId, keyId, now)),
     revokeAppTokens: (appId) => thenConverge(appId, homeLocal.revokeAppTokens(appId)),
@@ -239,55 +260,72 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
         const appId = appRowId(installation.appId)
         if (appId === undefined) return yield* new AppMissing()
         const organizationId = installation.organizationId
-        let target = { id: installationIdOn(open[pick(open.length)]!, installation.id), shard: 0 }
-        target = { ...target, shard: shardOfInstallation(target.id) }
-        // Claim the (app, organization), or find who has it. A claim still being created is
-        // completed by whoever comes next (with its own request); one being deleted, deleted first.
-        for (let round = 0; ; round++) {
-          if (round === 3) return yield* new StorageUnavailable()
+        const permissions = JSON.stringify(canonical(installation.permissions as Permissions))
+        for (let round = 0; round < 5; round++) {
+          // A fresh id on a fresh open shard each round (the first from the id the caller made).
+          let target = {
+            id: installationIdOn(open[pick(open.length)]!, round === 0 ? installation.id : crypto.randomUUID()),
+            shard: 0
+          }
+          target = { ...target, shard: shardOfInstallation(target.id) }
+          // Claim the (app, organization), or find who has it. A claim still being created is
+          // completed by whoever comes next (with its own request); one being deleted, deleted first.
           const { changes } = yield* attempt(() =>
             home.run(SS.claim, [appId, organizationId, target.id, target.shard, appId, appId, organizationId])
           )
-          if (changes === 1) break
-          const claim = yield* attempt(() => home.first<ClaimRow>(SS.claimOf, [appId, organizationId]))
-          if (claim === undefined) {
-            // No claim, so the app is missing or an installation from before sharding has the organization.
-            const app = yield* homeLocal.getApp(installation.appId)
-            return yield* Option.isNone(app) ? new AppMissing() : new AlreadyInstalled()
-          }
-          if (claim.state === "active") return yield* new AlreadyInstalled()
-          if (claim.state === "creating") {
+          if (changes !== 1) {
+            const claim = yield* attempt(() => home.first<ClaimRow>(SS.claimOf, [appId, organizationId]))
+            if (claim === undefined) {
+              // No claim: an installation from before sharding has the organization, the app is
+              // missing, or a claim was removed (an uninstall) since: then claim again.
+              const before = yield* attempt(() => home.first(SS.installedBeforeSharding, [appId, organizationId]))
+              if (before !== undefined) return yield* new AlreadyInstalled()
+              if (Option.isNone(yield* homeLocal.getApp(installation.appId))) return yield* new AppMissing()
+              continue
+            }
+            if (claim.state === "active") return yield* new AlreadyInstalled()
+            if (claim.state === "deleting") {
+              yield* removeInstallation(claim.installation_id, true)
+              continue
+            }
             target = { id: claim.installation_id, shard: Number(claim.shard) }
-            break
           }
-          yield* removeInstallation(claim.installation_id)
+          // The app's copy as home has it now (read after the claim: a kill switch that could miss
+          // this shard finished on home before this read), with the installation, in one write.
+          const state = yield* readApp(appId)
+          if (state === undefined) return yield* new AppMissing()
+          const driver = yield* driverOf(target.shard)
+          const results = yield* attempt(() =>
+            driver.batch([
+              ...(target.shard === 0 ? [] : copyStatements(state.app, state.version, state.keys)),
+              sql(
+                SS.installationIfAbsent,
+                target.id,
+                organizationId,
+                permissions,
+                installation.createdAt,
+                installation.updatedAt,
+                appId,
+                target.id
+              )
+            ])
+          )
+          if (results.at(-1)?.changes !== 1) {
+            // Another caller completed the same claim first (the organization has its installation),
+            // or it was uninstalled meanwhile (its id is remembered as deleted): then claim again.
+            const exists = yield* attempt(() => driver.first(SS.installationExists, [target.id]))
+            if (exists !== undefined) return yield* new AlreadyInstalled()
+            continue
+          }
+          // Best effort: a claim left "creating" is found by the next caller, whose completion then
+          // changes nothing (the installation exists) and answers AlreadyInstalled.
+          yield* Effect.ignore(attempt(() => home.run(SS.claimActive, [target.id])))
+          const created = yield* locals[target.shard]!.getInstallation(target.id)
+          if (Option.isNone(created)) return yield* new StorageUnavailable()
+          return created.value
         }
-        // The app's copy as home has it now (read after the claim: a kill switch that could miss
-        // this shard finished on home before this read), with the installation, in one write.
-        const state = yield* readApp(appId)
-        if (state === undefined) return yield* new AppMissing()
-        const driver = yield* driverOf(target.shard)
-        const results = yield* attempt(() =>
-          driver.batch([
-            ...(target.shard === 0 ? [] : copyStatements(state.app, state.version, state.keys)),
-            sql(
-              SS.installationIfAbsent,
-              target.id,
-              organizationId,
-              JSON.stringify(canonical(installation.permissions as Permissions)),
-              installation.createdAt,
-              installation.updatedAt,
-              appId
-            )
-          ])
-        )
-        // Another caller completed the same claim first: the organization has its installation.
-        if (results.at(-1)?.changes !== 1) return yield* new AlreadyInstalled()
-        // Best effort: a claim left "creating" is completed (found there) by the next caller.
-        yield* Effect.ignore(attempt(() => home.run(SS.claimActive, [target.id])))
-        const created = yield* locals[target.shard]!.getInstallation(target.id)
-        if (Option.isNone(created)) return yield* new StorageUnavailable()
-        return created.value
+        // Five rounds lost to concurrent uninstalls of the same organization: let the caller retry.
+        return yield* new StorageUnavailable()
       }),
     getInstallation: (id) => localOf(shardOfInstallation(id)).getInstallation(id),
     updateInstallation: (id, change) => localOf(shardOfInstallation(id)).updateInstallation(id, change),
@@ -296,7 +334,10 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
         // Marked first, so that a new installation of the same organization finishes this deletion
         // rather than taking the claim while the installation still exists.
         const marked = yield* attempt(() => home.first<{ app_id: number }>(SS.claimDeleting, [id]))
-        const removed = yield* removeInstallation(id)
+        // An id naming a shard this registry does not have, and no claim: no such installation.
+        if (marked === undefined && shards[shardOfInstallation(id)] === undefined)
+          return yield* new InstallationMissing()
+        const removed = yield* removeInstallation(id, marked !== undefined)
         const appId = removed?.app_id ?? marked?.app_id
         if (appId === undefined) return yield* new InstallationMissing()
         return { appId: String(appId) }

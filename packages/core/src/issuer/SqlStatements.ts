@@ -194,7 +194,11 @@ export type Statements = ReturnType<typeof statementsFor>
  */
 export const SHARD_STATEMENTS = {
   /** An app as home holds it, with the version its copies are compared by and how far they caught up. */
-  appVersion: "SELECT version, replicated_version FROM apps WHERE id = ?",
+  /**
+   * The app's row with its version, in **one** statement: on Postgres each statement of a batch reads
+   * its own snapshot, so a row and a version read apart could come from two different changes.
+   */
+  appState: `SELECT ${APP_COLUMNS}, version, replicated_version FROM apps WHERE id = ?`,
   /** The shards other than home that hold (or are about to hold) installations of an app. */
   appShards: "SELECT DISTINCT shard FROM installation_claims WHERE app_id = ? AND shard <> 0 ORDER BY shard",
 
@@ -237,7 +241,18 @@ export const SHARD_STATEMENTS = {
    */
   installationIfAbsent: `INSERT INTO installations (id, app_id, organization_id, permissions, created_at, updated_at, suspended_at)
     SELECT CAST(? AS TEXT), id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), NULL
-    FROM apps WHERE id = ?
+    FROM apps WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deleted_installations WHERE id = ?)
+    ON CONFLICT DO NOTHING`,
+  /** Whether an installation is on its shard (after {@link SHARD_STATEMENTS.installationIfAbsent} changed nothing). */
+  installationExists: "SELECT 1 AS one FROM installations WHERE id = ?",
+  /** Home: an installation from before sharding (it has no claim) holds the organization. */
+  installedBeforeSharding: "SELECT 1 AS one FROM installations WHERE app_id = ? AND organization_id = ?",
+  /**
+   * An uninstall on the installation's shard, in one batch: the id is remembered for good (a claim
+   * completed late can never write it again: old tokens would stand on it), then the row goes.
+   */
+  rememberDeleted: `INSERT INTO deleted_installations (id)
+    SELECT CAST(? AS TEXT) WHERE ? = 1 OR EXISTS (SELECT 1 FROM installations WHERE id = ?)
     ON CONFLICT DO NOTHING`,
   deleteInstallation: "DELETE FROM installations WHERE id = ? RETURNING app_id"
 } as const

@@ -46,19 +46,32 @@ const sqliteShards = (count: number) => {
   return opened
 }
 
-/** A driver that counts its calls and fails every call while `down` is set. */
+/**
+ * A driver that counts its calls, fails every call while `down` is set, and runs `before` (when set)
+ * ahead of each call with the call's statements: a test's way to interleave another operation.
+ */
 const observed = (driver: SqlDriver) => {
-  const state = { calls: 0, down: false }
-  const gate = <A>(f: () => Promise<A>): Promise<A> => {
+  const state: {
+    calls: number
+    down: boolean
+    before: ((texts: ReadonlyArray<string>) => Promise<void>) | undefined
+  } = { calls: 0, down: false, before: undefined }
+  const gate = async <A>(texts: ReadonlyArray<string>, f: () => Promise<A>): Promise<A> => {
     state.calls++
-    return state.down ? Promise.reject(new Error("shard down (test)")) : f()
+    await state.before?.(texts)
+    if (state.down) throw new Error("shard down (test)")
+    return f()
   }
   const wrapped: SqlDriver = {
     dialect: driver.dialect,
-    all: (text, params) => gate(() => driver.all(text, params)),
-    first: (text, params) => gate(() => driver.first(text, params)),
-    run: (text, params) => gate(() => driver.run(text, params)),
-    batch: (statements) => gate(() => driver.batch(statements)),
+    all: (text, params) => gate([text], () => driver.all(text, params)),
+    first: (text, params) => gate([text], () => driver.first(text, params)),
+    run: (text, params) => gate([text], () => driver.run(text, params)),
+    batch: (statements) =>
+      gate(
+        statements.map((s) => s.sql),
+        () => driver.batch(statements)
+      ),
     isUniqueViolation: driver.isUniqueViolation
   }
   return { driver: wrapped, state }
@@ -154,6 +167,46 @@ describe("two Postgres shards", () => {
       ),
     runner
   )
+})
+
+describe("two Postgres shards under concurrent kill switches", () => {
+  const opened: Array<{ driver: ServerSqlDriver; drop: () => Promise<void> }> = []
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) {
+      const database = await postgresDatabase()
+      const driver = openPostgres(database.url, { poolSize: 8 })
+      await migrate(driver, issuerMigrations("postgres"))
+      opened.push({ driver, drop: database.drop })
+    }
+  }, 120_000)
+  afterAll(async () => {
+    for (const { driver, drop } of opened) {
+      await driver.close()
+      await drop()
+    }
+  })
+
+  it("leaves every copy at home's epoch after racing kill switches (each statement of a batch is its own snapshot there)", async () => {
+    let turn = 0
+    const registry = ShardedRegistry.make(
+      opened.map((o) => o.driver),
+      { pick: (n) => turn++ % n }
+    )
+    for (let round = 0; round < 5; round++) {
+      const app = await newApp(registry)
+      await newInstallation(registry, app.id)
+      const onOne = await newInstallation(registry, app.id)
+      expect(shardOfInstallation(onOne.id)).toBe(1)
+      const outcomes = await Promise.all(
+        Array.from({ length: 12 }, () => attempt(registry, (r) => r.revokeAppTokens(app.id)))
+      )
+      expect(outcomes.every(Either.isRight)).toBe(true)
+      const home = Option.getOrThrow(await run(registry, (r) => r.getApp(app.id)))
+      const copy = await run(registry, (r) => r.getAppWithInstallation(app.id, onOne.id))
+      expect(home.tokenEpoch).toBe(12)
+      expect(Option.getOrThrow(copy.installation).appTokenEpoch).toBe(12)
+    }
+  })
 })
 
 describe("what only shards can get wrong", () => {
@@ -259,6 +312,82 @@ describe("what only shards can get wrong", () => {
       const read = await run(registry, (r) => r.getAppWithInstallation(app.id, installation.id))
       expect(Option.getOrThrow(read.app).keys.map((k) => k.id)).toEqual([app.keys[0]!.id, key.id])
     }
+  })
+
+  it("a retried kill switch answers only once every copy has it: 503 while a shard is down, never a 404 that guarantees nothing", async () => {
+    const { registry, seen } = setup()
+    const app = await newApp(registry)
+    const placed = [await newInstallation(registry, app.id), await newInstallation(registry, app.id)]
+    const onOne = placed[1]!
+    expect(shardOfInstallation(onOne.id)).toBe(1)
+    seen[1]!.state.down = true
+    const keyId = app.keys[0]!.id
+    for (let i = 0; i < 3; i++) {
+      const outcome = await attempt(registry, (r) => r.deleteKey(app.id, keyId, Date.now()))
+      expect(Either.isLeft(outcome) && outcome.left._tag).toBe("StorageUnavailable")
+    }
+    seen[1]!.state.down = false
+    const done = await attempt(registry, (r) => r.deleteKey(app.id, keyId, Date.now()))
+    expect(Either.isLeft(done) && done.left._tag).toBe("KeyMissing")
+    const copy = await run(registry, (r) => r.getAppWithInstallation(app.id, onOne.id))
+    expect(Option.getOrThrow(copy.app).keys).toEqual([])
+  })
+
+  it("never brings an uninstalled installation back: a claim completed late cannot write its id again", async () => {
+    const { registry, seen } = setup()
+    const app = await newApp(registry)
+    await newInstallation(registry, app.id)
+    const organizationId = crypto.randomUUID()
+    // The first creation succeeds, but marking its claim done fails: the claim stays "creating".
+    seen[0]!.state.before = async (texts) => {
+      if (texts.some((t) => t.includes("SET state = 'active'"))) {
+        seen[0]!.state.before = undefined
+        throw new Error("lost (test)")
+      }
+    }
+    const first = await newInstallation(registry, app.id, organizationId)
+    expect(shardOfInstallation(first.id)).toBe(1)
+    const tokens = tokensOver(registry)
+    const old = await tokens.mint(app.id, first.id)
+    // A second creation reads that claim and, just before it writes, the installation is uninstalled.
+    let uninstalled = false
+    seen[1]!.state.before = async (texts) => {
+      if (!uninstalled && texts.some((t) => t.includes("INSERT INTO installations"))) {
+        uninstalled = true
+        await run(registry, (r) => r.deleteInstallation(first.id))
+      }
+    }
+    const second = await newInstallation(registry, app.id, organizationId)
+    seen[1]!.state.before = undefined
+    expect(uninstalled).toBe(true)
+    expect(second.id).not.toBe(first.id)
+    expect(Option.isNone(await run(registry, (r) => r.getInstallation(first.id)))).toBe(true)
+    expect(Either.isLeft(await tokens.authenticate(old))).toBe(true)
+    const listed = await run(registry, (r) =>
+      r.listInstallations({ appId: app.id, activeOnly: false }, { limit: 100, offset: 0 })
+    )
+    expect(listed.items.filter((i) => i.organizationId === organizationId).map((i) => i.id)).toEqual([second.id])
+    const third = await attempt(registry, (r) =>
+      r.createInstallation({ ...second, id: crypto.randomUUID(), createdAt: 1, updatedAt: 1, suspendedAt: null })
+    )
+    expect(Either.isLeft(third) && third.left._tag).toBe("AlreadyInstalled")
+  })
+
+  it("answers 'no such installation' as one database does: another app's, or a shard it lacks", async () => {
+    const { registry } = setup()
+    const owner = await newApp(registry)
+    const other = await newApp(registry)
+    await newInstallation(registry, owner.id)
+    const onOne = await newInstallation(registry, owner.id)
+    expect(shardOfInstallation(onOne.id)).toBe(1)
+    // The other app has no copy on shard 1: its JWT is checked against home's app all the same.
+    const read = await run(registry, (r) => r.getAppWithInstallation(other.id, onOne.id))
+    expect(Option.getOrThrow(read.app).id).toBe(other.id)
+    const nowhere = `00ff${crypto.randomUUID().slice(4, 14)}8${crypto.randomUUID().slice(15)}`
+    const missing = await run(registry, (r) => r.getAppWithInstallation(owner.id, nowhere))
+    expect([Option.isSome(missing.app), Option.isNone(missing.installation)]).toEqual([true, true])
+    const deleted = await attempt(registry, (r) => r.deleteInstallation(nowhere))
+    expect(Either.isLeft(deleted) && deleted.left._tag).toBe("InstallationMissing")
   })
 
   it("installs an app in an organization once across shards, and finishes a claim a failed call left", async () => {
