@@ -814,6 +814,22 @@ else if (command === "cli") {
       stdio: "inherit"
     })
   )
+} else if (command === "bench:scale") {
+  // Issue 21: N shards with injected latency and faults under a checked load, per-shard throughput
+  // of D1 and a Durable Object under miniflare, and the capacity and cost model
+  // (packages/worker/bench/scale.ts; --quick, --operations N, --shards N, --json FILE pass through).
+  bootstrap()
+  process.exit(
+    run(
+      join(binDir, "tsx"),
+      [
+        "--conditions=@icr-apps/source",
+        join(root, "packages", "worker", "bench", "scale.ts"),
+        ...process.argv.slice(3)
+      ],
+      { stdio: "inherit" }
+    )
+  )
 } else if (command === "lint") {
   bootstrap()
   process.exit(run(join(binDir, "biome"), ["ci", "."]))
@@ -822,7 +838,7 @@ else if (command === "cli") {
   process.exit(run(join(binDir, "biome"), ["format", "--write", "."]))
 } else {
   console.error(
-    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bootstrap|embedded-postgres|lint|format"
+    "usage: node scripts/icr.mjs start|serve|test|pack|cli|bench|bench:issuer|bench:storage|bench:scale|bootstrap|embedded-postgres|lint|format"
   )
   process.exit(2)
 }
