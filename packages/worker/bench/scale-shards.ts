@@ -132,19 +132,20 @@ export const droppingAppCopies = (inner: SqlDriver, armed: () => boolean, random
 /**
  * `registry` with a planted bug: `stale-standing` answers a token's standing from a copy up to
  * `staleMs` old (a read replica that lags: a revocation or kill switch is missed for that long);
- * `lost-mint` acknowledges 1% of token writes without writing them.
+ * `lost-mint` acknowledges `lostMintRate` (1%) of token writes without writing them.
  */
 export const withPlant = (
   registry: Registry["Type"],
   plant: Plant,
   random: () => number,
-  staleMs = 1000
+  staleMs = 1000,
+  lostMintRate = 0.01
 ): Registry["Type"] => {
   if (plant === "lost-fanout") return registry
   if (plant === "lost-mint") {
     return {
       ...registry,
-      putToken: (digest, token) => (random() < 0.01 ? Effect.void : registry.putToken(digest, token))
+      putToken: (digest, token) => (random() < lostMintRate ? Effect.void : registry.putToken(digest, token))
     }
   }
   const copies = new Map<string, { at: number; standing: Option.Option<TokenStanding> }>()
