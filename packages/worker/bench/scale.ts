@@ -76,8 +76,8 @@ const PLANT = arg("plant", "") as Plant | ""
 /** The Postgres part: operations in its history, and the delayed standby's `recovery_min_apply_delay`. */
 const PG_OPERATIONS = Number(arg("postgres-operations", QUICK ? "2000" : "20000"))
 const PG_APPLY_DELAY_MS = Number(arg("postgres-delay", "50"))
-/** `--design d1|durableObject`: the design the final line is for (default: the one the numbers favour). */
-const DESIGN = arg("design", "auto") as Design | "auto"
+/** `--design d1|durableObject|auto`: the design the final line is for (default: D1, the one the issuer keeps — SCALE.md says why; `auto`: the one the numbers favour). */
+const DESIGN = arg("design", "d1") as Design | "auto"
 if (!["auto", "d1", "durableObject"].includes(DESIGN)) throw new Error("--design is d1, durableObject or auto")
 /** Shares of all operations (uses take the rest): kills frequent enough to interleave with uses everywhere. */
 const MIX = { mint: 0.05, revoke: 0.01, killInstallation: 0.005, killApp: 0.0005 }
