@@ -63,7 +63,7 @@ it("spreads installations over the shards, uses each token on its own shard, and
   }
   for (const token of tokens) await json(await call("GET", "/app/installations/token", token), 200)
   // Each token's row is on its installation's shard, and only there.
-  const databases = [env.DB, env.DB_SHARD_1, env.DB_SHARD_2]
+  const databases = [env.DB, env.DB_SHARD_1!, env.DB_SHARD_2!]
   for (const [i, installation] of installations.entries()) {
     const where = await Promise.all(
       databases.map((db) =>

@@ -8,8 +8,8 @@ declare global {
       /** Test only (vitest.config.ts): an app's KV namespace for the SDK's KvTokenCache. */
       APP_TOKEN_CACHE: KVNamespace
       /** Test only (vitest.config.ts): the shards test/Shards.test.ts adds to DB. */
-      DB_SHARD_1: D1Database
-      DB_SHARD_2: D1Database
+      DB_SHARD_1?: D1Database | undefined
+      DB_SHARD_2?: D1Database | undefined
     }
   }
 }

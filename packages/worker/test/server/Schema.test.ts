@@ -142,6 +142,7 @@ describe("one schema in two dialects", () => {
       "app_keys",
       "apps",
       "deleted_app_keys",
+      "deleted_installations",
       "installation_claims",
       "installations",
       "rate_limits",
