@@ -267,7 +267,7 @@ export const modelFor = (
     )
   }
   lines.push(
-    `  kept: ${headline.design} (${chosen === undefined ? "fewest shards for 100,000 uses/s, then the cheaper use" : "--design"}): at N=${headline.shards}, ` +
+    `  kept: ${headline.design} (${chosen === undefined ? "fewest shards for 100,000 uses/s, then the cheaper use" : "the design the issuer keeps, SCALE.md; --design auto picks by these numbers"}): at N=${headline.shards}, ` +
       `${fmt(headline.usesPerSecond)} uses/s and ${fmt(headline.shards * kept.mintsPerShard)} mints/s`
   )
   if (simulated !== undefined) {
