@@ -26,7 +26,7 @@
  *
  *   tsx bench/scale.ts [--quick] [--operations N] [--shards N] [--concurrency N] [--delay MS]
  *                      [--latency-operations N] [--latency-concurrency N] [--plant stale-standing|lost-mint|lost-fanout]
- *                      [--design d1|durableObject] [--postgres-operations N] [--postgres-delay MS] [--skip-postgres]
+ *                      [--design d1|durableObject] [--postgres-operations N] [--postgres-delay MS] [--skip-postgres] [--d1-shards N] [--d1-operations N] [--d1-concurrency N]
  *                      [--fault-rate R] [--seed N] [--seconds S] [--json FILE] [--skip-miniflare]
  */
 import { writeFileSync } from "node:fs"
@@ -47,6 +47,7 @@ import {
   slowAndFaulty,
   withPlant
 } from "./scale-shards.js"
+import { type D1HistoryResult, runD1History } from "./scale-d1.js"
 import { simulate } from "./scale-sim.js"
 
 const argv = process.argv.slice(2)
@@ -76,6 +77,10 @@ const PLANT = arg("plant", "") as Plant | ""
 /** The Postgres part: operations in its history, and the delayed standby's `recovery_min_apply_delay`. */
 const PG_OPERATIONS = Number(arg("postgres-operations", QUICK ? "2000" : "20000"))
 const PG_APPLY_DELAY_MS = Number(arg("postgres-delay", "50"))
+/** The history over D1 databases under miniflare: shards, operations, in flight. */
+const D1_SHARDS = Number(arg("d1-shards", "4"))
+const D1_OPERATIONS = Number(arg("d1-operations", QUICK ? "1000" : "4000"))
+const D1_CONCURRENCY = Number(arg("d1-concurrency", "32"))
 /** `--design d1|durableObject|auto`: the design the final line is for (default: D1, the one the issuer keeps — SCALE.md says why; `auto`: the one the numbers favour). */
 const DESIGN = arg("design", "d1") as Design | "auto"
 if (!["auto", "d1", "durableObject"].includes(DESIGN)) throw new Error("--design is d1, durableObject or auto")
@@ -218,8 +223,42 @@ const main = async () => {
     }
   }
   const pgChecked = postgres !== undefined && "report" in postgres ? postgres.report : undefined
-  const operations = report.operations + (pgChecked?.operations ?? 0)
-  const violations = report.violations.length + (pgChecked?.violations.length ?? 0)
+
+  // --- 1c. the same load over D1 databases under miniflare (scale-d1.ts), the same checker -------------
+  let d1: { readonly result: D1HistoryResult; readonly report: CheckReport } | undefined
+  if (!flag("skip-miniflare")) {
+    log(
+      `d1 shards: ${D1_SHARDS} D1 databases under miniflare (the issuer's D1 driver), ${fmt(D1_OPERATIONS)} operations, ` +
+        `${D1_CONCURRENCY} in flight, delay 0–${DELAY_MS} ms/statement, faults ${FAULT_RATE * 100}%`
+    )
+    const result = await runD1History({
+      shards: D1_SHARDS,
+      operations: D1_OPERATIONS,
+      concurrency: D1_CONCURRENCY,
+      delayMs: DELAY_MS,
+      faultRate: FAULT_RATE,
+      mix: { mint: 0.1, revoke: 0.02, killInstallation: 0.01, killApp: 0.002 },
+      random: seededRandom(SEED + 1)
+    })
+    const d1Report = checkHistory(result.history)
+    d1 = { result, report: d1Report }
+    log(
+      `  checker: ${fmt(d1Report.operations)} operations, ${d1Report.violations.length} violations; ` +
+        `${fmt((d1Report.operations / result.wallMs) * 1000)} operations/s through miniflare; installations per shard ` +
+        `${result.installationsPerShard.map((n) => fmt(n ?? 0)).join(" / ")}; injected faults ${fmt(result.stats.reduce((n, s) => n + s.faults, 0))}`
+    )
+    for (const [kind, counts] of Object.entries(d1Report.counts)) {
+      log(
+        `  ${kind.padEnd(17)} ok ${fmt(counts.ok).padStart(9)}  refused ${fmt(counts.refused).padStart(8)}  error ${fmt(counts.error).padStart(7)}`
+      )
+    }
+    for (const v of d1Report.violations.slice(0, 10)) {
+      log(`  VIOLATION ${v.kind} token ${v.tokenId}: use ${JSON.stringify(result.history[v.use])}`)
+    }
+  }
+  const operations = report.operations + (pgChecked?.operations ?? 0) + (d1?.report.operations ?? 0)
+  const violations =
+    report.violations.length + (pgChecked?.violations.length ?? 0) + (d1?.report.violations.length ?? 0)
 
   // --- 2. per-shard throughput under miniflare --------------------------------------------------------
   let measured: ShardMeasurements | undefined
@@ -284,6 +323,19 @@ const main = async () => {
               measured: postgres.result.measured,
               routing: postgres.result.routing
             },
+    d1Shards:
+      d1 === undefined
+        ? undefined
+        : {
+            shards: D1_SHARDS,
+            operations: d1.report.operations,
+            violations: d1.report.violations.length,
+            byKind: violationsByKind(d1.report.violations),
+            counts: d1.report.counts,
+            wallSeconds: d1.result.wallMs / 1000,
+            installationsPerShard: d1.result.installationsPerShard,
+            injectedFaults: d1.result.stats.reduce((n, s) => n + s.faults, 0)
+          },
     total: { operations, violations },
     miniflare: measured,
     model: model.json,
