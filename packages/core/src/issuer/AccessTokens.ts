@@ -49,6 +49,9 @@ export interface MintedToken {
 /** SHA-256 of a token secret, lower-case hex: the only form in which a token is stored. */
 export const digestOf: (secret: string) => Effect.Effect<string> = sha256Hex
 
+/** How {@link digestOf} is made (`crypto.subtle`), for a server to put a synchronous one of the same answer in. */
+export { sha256 } from "../internal/digest.js"
+
 /** The access-token service of the issuer. */
 export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
   AccessTokens,

@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import { issuerMigrations, migrate } from "../sql/migrate.js"
 import { openDatabase } from "../sql/open.js"
 import type { ServerSqlDriver } from "../sql/ServerSql.js"
+import { useServerDigest } from "./Digest.js"
 import { type Environment, publicBaseUrlOf, readServerConfig, type ServerConfig } from "./Config.js"
 import { type Listen, type Runtime, runtimeLabel } from "./Listen.js"
 import { rateLimiterLayer, registryLayer } from "./Storage.js"
@@ -42,6 +43,8 @@ export const consoleLog: ServerLog = {
 
 /** The issuer's web handler over an open database, configured as `config` says. */
 export const issuerHandler = (driver: ServerSqlDriver, config: ServerConfig, publicBaseUrl: string): WebHandler => {
+  // Token digests by `node:crypto`, at once (the same answer as the Worker's `crypto.subtle`).
+  useServerDigest()
   const limiter = rateLimiterLayer(
     config.rateLimitStore,
     driver,

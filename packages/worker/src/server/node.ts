@@ -94,14 +94,22 @@ export const writeResponse = async (response: Response, res: ServerResponse, met
     res.end()
     return
   }
+  const reader = response.body.getReader()
   // A small body of a declared length (every JSON answer): read whole and written with the headers,
-  // in one write, rather than a write per chunk and one more to end.
+  // in one write, rather than a write per chunk and one more to end. Read by its reader, not
+  // `arrayBuffer()` (which costs Node ≈ 10 µs more a response): one chunk is written as it is.
   const declared = Number(headers["content-length"] ?? Number.NaN)
   if (declared <= WHOLE_BODY_BYTES) {
-    res.end(Buffer.from(await response.arrayBuffer()))
+    const chunks: Array<Uint8Array> = []
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+    }
+    const only = chunks.length === 1 ? chunks[0]! : undefined
+    res.end(only === undefined ? Buffer.concat(chunks) : Buffer.from(only.buffer, only.byteOffset, only.byteLength))
     return
   }
-  const reader = response.body.getReader()
   try {
     for (;;) {
       const { done, value } = await reader.read()
