@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Miniflare } from "miniflare"
-import * as D1 from "../src/sql/d1.js"
+import type { SqlDriver } from "@icr-apps/core/issuer/Sql"
 import type { HistoryEntry } from "./scale-checker.js"
 import { emptyStats, installationShard, registryOver, type ShardStats, slowAndFaulty } from "./scale-shards.js"
 import { type OperationMix, simulate } from "./scale-sim.js"
@@ -57,13 +57,24 @@ export const runD1History = async (options: {
   try {
     await mf.ready
     const statements = migrationStatements()
-    const databases = await Promise.all(names.map((name) => mf.getD1Database(name)))
+    /** The part of a D1 binding this bench calls itself (miniflare's proxy of it). */
+    interface D1Binding {
+      prepare(sql: string): unknown
+      batch(statements: ReadonlyArray<unknown>): Promise<unknown>
+    }
+    const databases: Array<D1Binding> = await Promise.all(
+      names.map((name) => mf.getD1Database(name) as Promise<unknown> as Promise<D1Binding>)
+    )
     for (const db of databases) await db.batch(statements.map((s) => db.prepare(s)))
+    // The issuer's own D1 driver. Imported by a path held in a variable: it is typed against Workers'
+    // globals (D1Database), which this Node-side bench is not compiled with; its shape is what we use.
+    const driverModule: string = "../src/sql/d1.js"
+    const D1 = (await import(driverModule)) as { readonly make: (db: unknown) => SqlDriver }
     const stats = databases.map(emptyStats)
     const registry = registryOver(
       databases.map((db, i) =>
         slowAndFaulty(
-          D1.make(db as unknown as D1Database),
+          D1.make(db),
           { maxDelayMs: options.delayMs, faultRate: options.faultRate, random: options.random },
           stats[i]!
         )
