@@ -58,33 +58,43 @@ export const toApp = (record: AppRecord) =>
     trusted
   )
 
-/** The fields every minted token answers with (SPEC §3 `AccessToken`). */
-export const tokenFields = ({ secret, record }: MintedToken) => ({
+/**
+ * The fields every minted token answers with (SPEC §3 `AccessToken`), its times made by `time` and
+ * its secret by `reveal`: as the response class holds them (`DateTime`, `Redacted`) or in their wire form.
+ */
+const mintedFields = <T, S>(
+  { secret, record }: MintedToken,
+  time: (ms: number) => T,
+  reveal: (secret: Redacted.Redacted<string>) => S
+) => ({
   id: record.id,
-  createdAt: toTimestamp(record.createdAt),
-  updatedAt: toTimestamp(record.createdAt),
-  token: secret,
-  expiresAt: toTimestamp(record.expiresAt),
+  createdAt: time(record.createdAt),
+  updatedAt: time(record.createdAt),
+  token: reveal(secret),
+  expiresAt: time(record.expiresAt),
   isActive: true,
   permissions: record.permissions,
   appId: record.appId
 })
 
+/** The fields every minted token answers with (SPEC §3 `AccessToken`). */
+export const tokenFields = (minted: MintedToken) => mintedFields(minted, toTimestamp, (secret) => secret)
+
+/** What `GET /app/installations/token` tells about a stored token (SPEC §4), its times made by `time`: never its secret. */
+const descriptionFields = <T>(token: StoredToken, time: (ms: number) => T) => ({
+  id: token.id,
+  kind: token.kind,
+  appId: token.appId,
+  ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
+  ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
+  permissions: token.permissions,
+  createdAt: time(token.createdAt),
+  expiresAt: time(token.expiresAt)
+})
+
 /** What `GET /app/installations/token` answers about a stored token (SPEC §4): never its secret. */
 export const toTokenDescription = (token: StoredToken) =>
-  new TokenDescription(
-    {
-      id: token.id,
-      kind: token.kind,
-      appId: token.appId,
-      ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
-      ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
-      permissions: token.permissions,
-      createdAt: toTimestamp(token.createdAt),
-      expiresAt: toTimestamp(token.expiresAt)
-    },
-    trusted
-  )
+  new TokenDescription(descriptionFields(token, toTimestamp), trusted)
 
 /** A freshly minted installation token as `POST /app/installations/{id}/accessTokens` answers it. */
 export const toInstallationAccessToken = (minted: MintedToken) =>
@@ -104,32 +114,14 @@ export const toWireTimestamp = (ms: number): string => new Date(ms).toISOString(
  * {@link toTokenDescription}, already in its wire form: what the schema encodes it to, built
  * without the class and `DateTime` (the direct path validates it with the schema's wire side).
  */
-export const tokenDescriptionWire = (token: StoredToken): typeof TokenDescription.Encoded => ({
-  id: token.id,
-  kind: token.kind,
-  appId: token.appId,
-  ...(token.installationId !== undefined ? { installationId: token.installationId } : {}),
-  ...(token.organizationId !== undefined ? { organizationId: token.organizationId } : {}),
-  permissions: token.permissions,
-  createdAt: toWireTimestamp(token.createdAt),
-  expiresAt: toWireTimestamp(token.expiresAt)
-})
+export const tokenDescriptionWire = (token: StoredToken): typeof TokenDescription.Encoded =>
+  descriptionFields(token, toWireTimestamp)
 
 /** {@link toInstallationAccessToken}, already in its wire form (see {@link tokenDescriptionWire}). */
-export const installationAccessTokenWire = ({
-  secret,
-  record
-}: MintedToken): typeof InstallationAccessToken.Encoded => ({
-  id: record.id,
-  createdAt: toWireTimestamp(record.createdAt),
-  updatedAt: toWireTimestamp(record.createdAt),
-  token: Redacted.value(secret),
-  expiresAt: toWireTimestamp(record.expiresAt),
-  isActive: true,
-  permissions: record.permissions,
-  appId: record.appId,
-  installationId: record.installationId!,
-  organizationId: record.organizationId!
+export const installationAccessTokenWire = (minted: MintedToken): typeof InstallationAccessToken.Encoded => ({
+  ...mintedFields(minted, toWireTimestamp, Redacted.value),
+  installationId: minted.record.installationId!,
+  organizationId: minted.record.organizationId!
 })
 
 /** Where a page requested by number starts; a number too large to be an offset starts past every listing. */
