@@ -27,7 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { canonical, type Permissions } from "../api/Permissions.js"
+import type { StoredToken } from "../api/Tokens.js"
 import {
   AlreadyInstalled,
   AppMissing,
@@ -40,8 +40,9 @@ import {
   StorageUnavailable
 } from "./Registry.js"
 import { installationIdOn, MAX_SHARDS, shardOfInstallation } from "./Shards.js"
-import { type SqlDriver, type SqlResult, type SqlStatement, sql } from "./Sql.js"
+import { type SqlDriver, type SqlStatement, sql } from "./Sql.js"
 import * as SqlRegistry from "./SqlRegistry.js"
+import { appRowId, encodePermissions, rowsOf } from "./SqlRegistry.js"
 import { SHARD_STATEMENTS as SS, statementsFor } from "./SqlStatements.js"
 
 /** How a registry is split. */
@@ -75,12 +76,6 @@ interface ClaimRow {
   readonly shard: number
   readonly state: "creating" | "active" | "deleting"
 }
-
-const rowsOf = <R>(result: SqlResult | undefined): ReadonlyArray<R> => (result?.rows ?? []) as ReadonlyArray<R>
-
-/** App ids are the integer row id; anything else names no app. */
-const appRowId = (appId: string): number | undefined =>
-  /^[1-9][0-9]{0,15}$/.test(appId) && Number.isSafeInteger(Number(appId)) ? Number(appId) : undefined
 
 const randomPick = (n: number): number => {
   const [r] = crypto.getRandomValues(new Uint32Array(1))
@@ -234,12 +229,12 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
     })
 
   const allShards = shards.map((_, i) => i)
+  /** An installation token lives on its installation's shard, an app token on home. */
+  const tokenShard = (token: StoredToken): number =>
+    token.kind === "installation" && token.installationId !== undefined ? shardOfInstallation(token.installationId) : 0
 
   return {
-    tokenShard: (token) =>
-      token.kind === "installation" && token.installationId !== undefined
-        ? shardOfInstallation(token.installationId)
-        : 0,
+    tokenShard,
     createApp: (app, key) => homeLocal.createApp(app, key),
     getApp: (appId) => homeLocal.getApp(appId),
     // The installation's shard holds a copy of its app as current as every acknowledged change.
@@ -263,7 +258,7 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
         const appId = appRowId(installation.appId)
         if (appId === undefined) return yield* new AppMissing()
         const organizationId = installation.organizationId
-        const permissions = JSON.stringify(canonical(installation.permissions as Permissions))
+        const permissions = encodePermissions(installation.permissions)
         for (let round = 0; round < 5; round++) {
           // A fresh id on a fresh open shard each round (the first from the id the caller made).
           let target = {
@@ -346,12 +341,7 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
         return { appId: String(appId) }
       }),
     revokeInstallationTokens: (id) => localOf(shardOfInstallation(id)).revokeInstallationTokens(id),
-    putToken: (digest, token) =>
-      localOf(
-        token.kind === "installation" && token.installationId !== undefined
-          ? shardOfInstallation(token.installationId)
-          : 0
-      ).putToken(digest, token),
+    putToken: (digest, token) => localOf(tokenShard(token)).putToken(digest, token),
     findToken: (digest, shard) =>
       shard !== undefined && shard >= shards.length ? Effect.succeed(Option.none()) : localOf(shard).findToken(digest),
     revokeToken: (digest, now, shard) =>

@@ -55,7 +55,7 @@ const decodePermissions = (text: string): Permissions => {
   return permissions
 }
 /** Canonical key order, so that equal permissions are equal text (the kill-switch rule compares the text). */
-const encodePermissions = (p: Permissions) => JSON.stringify(canonical(p))
+export const encodePermissions = (p: Permissions) => JSON.stringify(canonical(p))
 
 interface AppRow {
   readonly id: number
@@ -161,10 +161,11 @@ const toStanding = (row: TokenStandingRow): TokenStanding => ({
 })
 
 /** App ids are the integer row id; anything else names no app. */
-const appRowId = (appId: string): number | undefined =>
+export const appRowId = (appId: string): number | undefined =>
   /^[1-9][0-9]{0,15}$/.test(appId) && Number.isSafeInteger(Number(appId)) ? Number(appId) : undefined
 
-const rowsOf = <R>(result: SqlResult | undefined): ReadonlyArray<R> => (result?.rows ?? []) as ReadonlyArray<R>
+/** The rows of one statement's result (none when it has no result). */
+export const rowsOf = <R>(result: SqlResult | undefined): ReadonlyArray<R> => (result?.rows ?? []) as ReadonlyArray<R>
 
 /** A {@link Registry} over a SQL driver. */
 export const make = (driver: SqlDriver): Registry["Type"] => {
