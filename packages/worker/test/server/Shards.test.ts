@@ -46,6 +46,26 @@ const sqliteShards = (count: number) => {
   return opened
 }
 
+/** `count` migrated Postgres databases (postgres.js pools of `poolSize`), made before the suite and dropped after. */
+const postgresShards = (count: number, poolSize: number) => {
+  const opened: Array<{ driver: ServerSqlDriver; drop: () => Promise<void> }> = []
+  beforeAll(async () => {
+    for (let i = 0; i < count; i++) {
+      const database = await postgresDatabase()
+      const driver = openPostgres(database.url, { poolSize })
+      await migrate(driver, issuerMigrations("postgres"))
+      opened.push({ driver, drop: database.drop })
+    }
+  }, 120_000)
+  afterAll(async () => {
+    for (const { driver, drop } of opened) {
+      await driver.close()
+      await drop()
+    }
+  })
+  return () => opened.map((o) => o.driver)
+}
+
 /**
  * A driver that counts its calls, fails every call while `down` is set, and runs `before` (when set)
  * ahead of each call with the call's statements: a test's way to interleave another operation.
@@ -142,56 +162,21 @@ describe("three SQLite shards", () => {
 })
 
 describe("two Postgres shards", () => {
-  const opened: Array<{ driver: ServerSqlDriver; drop: () => Promise<void> }> = []
-  beforeAll(async () => {
-    for (let i = 0; i < 2; i++) {
-      const database = await postgresDatabase()
-      const driver = openPostgres(database.url, { poolSize: 4 })
-      await migrate(driver, issuerMigrations("postgres"))
-      opened.push({ driver, drop: database.drop })
-    }
-  }, 120_000)
-  afterAll(async () => {
-    for (const { driver, drop } of opened) {
-      await driver.close()
-      await drop()
-    }
-  })
+  const shards = postgresShards(2, 4)
   let turn = 0
   registryContract(
     "sharded over two Postgres databases (postgres.js)",
-    () =>
-      ShardedRegistry.layer(
-        opened.map((o) => o.driver),
-        { pick: (n) => turn++ % n }
-      ),
+    () => ShardedRegistry.layer(shards(), { pick: (n) => turn++ % n }),
     runner
   )
 })
 
 describe("two Postgres shards under concurrent kill switches", () => {
-  const opened: Array<{ driver: ServerSqlDriver; drop: () => Promise<void> }> = []
-  beforeAll(async () => {
-    for (let i = 0; i < 2; i++) {
-      const database = await postgresDatabase()
-      const driver = openPostgres(database.url, { poolSize: 8 })
-      await migrate(driver, issuerMigrations("postgres"))
-      opened.push({ driver, drop: database.drop })
-    }
-  }, 120_000)
-  afterAll(async () => {
-    for (const { driver, drop } of opened) {
-      await driver.close()
-      await drop()
-    }
-  })
+  const shards = postgresShards(2, 8)
 
   it("leaves every copy at home's epoch after racing kill switches (each statement of a batch is its own snapshot there)", async () => {
     let turn = 0
-    const registry = ShardedRegistry.make(
-      opened.map((o) => o.driver),
-      { pick: (n) => turn++ % n }
-    )
+    const registry = ShardedRegistry.make(shards(), { pick: (n) => turn++ % n })
     for (let round = 0; round < 5; round++) {
       const app = await newApp(registry)
       await newInstallation(registry, app.id)
