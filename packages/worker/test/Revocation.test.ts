@@ -1,18 +1,9 @@
 import { env } from "cloudflare:test"
 import { appClaims, generateAppKeyPair, signRs256 } from "@icr-apps/testkit/Keys"
 import { expect, it } from "vitest"
-import worker from "../src/index.js"
+import { callWorker } from "./callWorker.js"
 
-type IncomingRequest = Parameters<typeof worker.fetch>[0]
-const call = (method: string, path: string, token: string, body?: unknown) =>
-  worker.fetch(
-    new Request(`http://icr.test${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) })
-    }) as IncomingRequest,
-    env
-  )
+const call = callWorker(env)
 
 const sha256Hex = async (text: string) =>
   [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)))]

@@ -7,19 +7,10 @@ import { env } from "cloudflare:test"
 import { appClaims, generateAppKeyPair, signRs256 } from "@icr-apps/testkit/Keys"
 import { shardOfInstallation, shardOfSecret } from "@icr-apps/core/issuer/Shards"
 import { expect, it } from "vitest"
-import worker, { openShardsFromEnv, shardsFromEnv, type WorkerEnv } from "../src/index.js"
+import { openShardsFromEnv, shardsFromEnv } from "../src/index.js"
+import { callWorker } from "./callWorker.js"
 
-type IncomingRequest = Parameters<typeof worker.fetch>[0]
-const sharded: WorkerEnv = { ...env, SHARD_BINDINGS: "DB, DB_SHARD_1, DB_SHARD_2" }
-const call = (method: string, path: string, token: string, body?: unknown) =>
-  worker.fetch(
-    new Request(`http://icr.test${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) })
-    }) as IncomingRequest,
-    sharded
-  )
+const call = callWorker({ ...env, SHARD_BINDINGS: "DB, DB_SHARD_1, DB_SHARD_2" })
 const json = async <A>(response: Response, status: number): Promise<A> => {
   expect(response.status, await response.clone().text()).toBe(status)
   return (await response.json()) as A
