@@ -261,11 +261,8 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
         const permissions = encodePermissions(installation.permissions)
         for (let round = 0; round < 5; round++) {
           // A fresh id on a fresh open shard each round (the first from the id the caller made).
-          let target = {
-            id: installationIdOn(open[pick(open.length)]!, round === 0 ? installation.id : crypto.randomUUID()),
-            shard: 0
-          }
-          target = { ...target, shard: shardOfInstallation(target.id) }
+          const shard = open[pick(open.length)]!
+          let target = { id: installationIdOn(shard, round === 0 ? installation.id : crypto.randomUUID()), shard }
           // Claim the (app, organization), or find who has it. A claim still being created is
           // completed by whoever comes next (with its own request); one being deleted, deleted first.
           const { changes } = yield* attempt(() =>
