@@ -114,6 +114,31 @@ const parseForm = (text: string): CheckedBody | InvalidRequest => {
   return { parsed }
 }
 
+/** The bodies servers read whole before handing their requests on (see {@link withBodyRead}). */
+const readAhead = new WeakMap<Request, Uint8Array | "unreadable">()
+
+/**
+ * `request`, whose body its server already read whole (`body`), or failed to read in time
+ * (`"unreadable"`): {@link readBody} takes it from here, and the request itself need carry none (a
+ * web `Request` and its body stream cost Node tens of microseconds more than the bytes). The body
+ * is checked as one read from the request would be: cap, content type, JSON.
+ */
+export const withBodyRead = (request: Request, body: Uint8Array | "unreadable"): Request => {
+  readAhead.set(request, body)
+  return request
+}
+
+/**
+ * A copy of `request` with other headers. Its body is the one its server read ahead, if it did (a
+ * `Request` made from another would not keep that, and could not read a body already read).
+ */
+export const withHeaders = (request: Request, headers: Headers): Request => {
+  const body = readAhead.get(request)
+  return body === undefined
+    ? new Request(request, { headers })
+    : withBodyRead(new Request(request.url, { method: request.method, headers }), body)
+}
+
 /**
  * Reads and checks the body of a request that may have one: at most {@link MAX_BODY_BYTES} as read
  * (a declared larger length is refused before, with the other header checks), then by its
@@ -124,10 +149,17 @@ export const readBody = async (
   formats: BodyFormats
 ): Promise<CheckedBody | InvalidRequest | PayloadTooLarge> => {
   let text = ""
-  if (request.body !== null) {
+  const ahead = readAhead.get(request)
+  if (ahead !== undefined || request.body !== null) {
     let bytes: Uint8Array | undefined
     try {
-      bytes = await readCapped(request.body, MAX_BODY_BYTES)
+      if (ahead === "unreadable") throw new Error("unreadable")
+      bytes =
+        ahead === undefined
+          ? await readCapped(request.body!, MAX_BODY_BYTES)
+          : ahead.byteLength > MAX_BODY_BYTES
+            ? undefined
+            : ahead
     } catch {
       return new InvalidRequest({ detail: "The request body could not be read" }, true)
     }

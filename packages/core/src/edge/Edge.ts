@@ -40,6 +40,30 @@ import {
 } from "./Body.js"
 import { requestIdOf } from "./RequestId.js"
 
+/**
+ * An answer as the edge builds it: the status, every header and the whole body (none for HEAD).
+ * A server that writes its own bytes (`node:http`) writes it as it is; every other host returns the
+ * web `Response` {@link toResponse} makes of it. A body that is not plain bytes (no endpoint here
+ * answers one) comes as the `Response` the platform built.
+ */
+export interface PlainAnswer {
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: Uint8Array | undefined
+}
+
+/** What the edge answers: a {@link PlainAnswer}, or a `Response` built by the platform. */
+export type Answer = PlainAnswer | Response
+
+/** The web `Response` of an answer. */
+export const toResponse = (answer: Answer): Response =>
+  answer instanceof Response
+    ? answer
+    : new Response(answer.body as Uint8Array<ArrayBuffer> | undefined, {
+        status: answer.status,
+        headers: answer.headers
+      })
+
 /** The longest `Authorization` value accepted (SPEC §1). */
 export const MAX_AUTHORIZATION_LENGTH = 8 * 1024
 
@@ -225,6 +249,10 @@ export interface Edge {
   readonly serve: <Extra, State>(
     build: () => Promise<Backend<Extra, State>>
   ) => (request: Request, extra?: Extra) => Promise<Response>
+  /** As {@link serve}, each answer before it is made a `Response` (see {@link Answer}). */
+  readonly serveAnswers: <Extra, State>(
+    build: () => Promise<Backend<Extra, State>>
+  ) => (request: Request, extra?: Extra) => Promise<Answer>
 }
 
 /** The edge of one server. */
@@ -296,15 +324,16 @@ export const makeEdge = (config: EdgeConfig): Edge => {
   }
 
   /**
-   * The web response for an answer, in one pass: the common headers over the answer's own, the
-   * headers of its status, and every JSON body, problem documents included, ending with a newline.
+   * The answer to send for a response or a problem, in one pass: the common headers over the
+   * answer's own, the headers of its status, and every JSON body, problem documents included,
+   * ending with a newline.
    */
-  const toWeb = (
+  const toAnswer = (
     answer: HttpServerResponse.HttpServerResponse | ProblemDocument,
     request: Request,
     requestId: string,
     now: number
-  ): Response => {
+  ): Answer => {
     const method = request.method.toUpperCase()
     const headers = commonHeaders(requestId, httpDate(now))
     const credentials = sentCredentials(request.headers)
@@ -329,10 +358,7 @@ export const makeEdge = (config: EdgeConfig): Edge => {
           withoutBody: method === "HEAD"
         })
       }
-      return new Response(method === "HEAD" ? undefined : (body as Uint8Array<ArrayBuffer> | undefined), {
-        status: answer.status,
-        headers
-      })
+      return { status: answer.status, headers, body: method === "HEAD" ? undefined : body }
     }
     const document = answer
     const body = encoder.encode(`${JSON.stringify(document)}\n`)
@@ -343,16 +369,14 @@ export const makeEdge = (config: EdgeConfig): Edge => {
       headers["retry-after"] = String(typeof document.retryAfter === "number" ? document.retryAfter : 1)
     }
     byStatus(headers, document.status, request.url, credentials)
-    return new Response(method === "HEAD" ? undefined : (body as Uint8Array<ArrayBuffer>), {
-      status: document.status,
-      headers
-    })
+    return { status: document.status, headers, body: method === "HEAD" ? undefined : body }
   }
 
-  const serve = <Extra, State>(build: () => Promise<Backend<Extra, State>>) => {
+  /** Serves a backend: every request's {@link Answer}. */
+  const serveAnswers = <Extra, State>(build: () => Promise<Backend<Extra, State>>) => {
     let backend: Backend<Extra, State> | undefined
     let building: Promise<Backend<Extra, State>> | undefined
-    return async (request: Request, extra?: Extra): Promise<Response> => {
+    return async (request: Request, extra?: Extra): Promise<Answer> => {
       const requestId = requestIdOf(request.headers.get("x-request-id"))
       if (backend === undefined) {
         // A build that fails is tried again by the next request, never cached as a broken isolate.
@@ -365,7 +389,7 @@ export const makeEdge = (config: EdgeConfig): Edge => {
         } catch (e) {
           // Only the failure's class reaches the log: its message might quote configuration.
           console.error(`the ${config.name} could not be built:`, e instanceof Error ? e.name : typeof e)
-          return toWeb(internal(), request, requestId, Date.now())
+          return toAnswer(internal(), request, requestId, Date.now())
         }
       }
       const { logDefect } = backend
@@ -390,9 +414,15 @@ export const makeEdge = (config: EdgeConfig): Edge => {
         const ended = await ending
         if (Exit.isFailure(ended)) answer = documentOf(ended.cause, logDefect)
       }
-      return toWeb(answer, request, requestId, backend.clock.unsafeCurrentTimeMillis())
+      return toAnswer(answer, request, requestId, backend.clock.unsafeCurrentTimeMillis())
     }
   }
 
-  return { commonHeaders, refusedByHeaders, serve }
+  /** Serves a backend: every request's web `Response`. */
+  const serve = <Extra, State>(build: () => Promise<Backend<Extra, State>>) => {
+    const answers = serveAnswers(build)
+    return async (request: Request, extra?: Extra): Promise<Response> => toResponse(await answers(request, extra))
+  }
+
+  return { commonHeaders, refusedByHeaders, serve, serveAnswers }
 }

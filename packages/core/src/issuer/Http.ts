@@ -16,6 +16,7 @@ import { InvalidPermissions, InvalidRequest, InvalidToken, Problems } from "../a
 import { allowedMethods } from "../api/Routes.js"
 import { MAX_BODY_BYTES } from "../edge/Body.js"
 import {
+  type Answer,
   httpDate,
   issueText,
   MAX_AUTHORIZATION_LENGTH,
@@ -166,8 +167,8 @@ export interface Router {
 export const withCommonRules = (
   build: () => Promise<Router>,
   addressOf: ClientAddressOf = cloudflareClientAddress
-): ((request: Request, connection?: Connection) => Promise<Response>) => {
-  const handler = issuerEdge.serve(async () => {
+): ((request: Request, connection?: Connection) => Promise<Answer>) => {
+  const handler = issuerEdge.serveAnswers(async () => {
     const router = await build()
     return {
       begin: (request: Request, connection: Connection | undefined) =>

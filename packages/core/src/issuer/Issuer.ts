@@ -30,6 +30,7 @@ import {
   operatorFailures,
   RouteInstallation
 } from "./Auth.js"
+import { type Answer, toResponse } from "../edge/Edge.js"
 import { type DirectRoute, directPathFits, makeDirectPath } from "./Direct.js"
 import { IssuerConfig, type IssuerOptions, makeConfig, MIN_ADMIN_TOKEN_LENGTH } from "./Config.js"
 import type * as Entropy from "./Entropy.js"
@@ -40,7 +41,7 @@ import { RateLimiter, RequestLimits } from "./RateLimiter.js"
 import { Registry } from "./Registry.js"
 import { SystemLive } from "./SystemRoutes.js"
 
-export { type DirectRoute, IssuerConfig, type IssuerOptions, MIN_ADMIN_TOKEN_LENGTH }
+export { type Answer, type DirectRoute, IssuerConfig, type IssuerOptions, MIN_ADMIN_TOKEN_LENGTH }
 
 /** What the issuer stores in and draws its randomness from: given by whoever runs it (memory, D1, SQL). */
 export type Storage = Registry | Entropy.Entropy
@@ -190,6 +191,11 @@ const makeRouter = <E>(storage: Layer.Layer<Storage, E>, options: WebHandlerOpti
 export interface WebHandler {
   /** Answers one request; a server passes what it knows of the connection (its TCP peer). */
   readonly handler: (request: Request, connection?: Connection) => Promise<Response>
+  /**
+   * The same answer before it is made a `Response`: what a server that writes its own bytes
+   * (`node:http`) sends as it is, saving the `Response` and its body stream.
+   */
+  readonly answer: (request: Request, connection?: Connection) => Promise<Answer>
   readonly dispose: () => Promise<void>
 }
 
@@ -204,14 +210,16 @@ export const makeWebHandler = <Out, E = never, EO = never>(
   options: WebHandlerOptions<EO> = {}
 ): WebHandler => {
   const scope = Effect.runSync(Scope.make())
+  const answer = withCommonRules(
+    () =>
+      Effect.runPromise(
+        makeRouter(storage as unknown as Layer.Layer<Storage, E | EO>, options as WebHandlerOptions<E | EO>, scope)
+      ),
+    options.clientAddress
+  )
   return {
-    handler: withCommonRules(
-      () =>
-        Effect.runPromise(
-          makeRouter(storage as unknown as Layer.Layer<Storage, E | EO>, options as WebHandlerOptions<E | EO>, scope)
-        ),
-      options.clientAddress
-    ),
+    handler: async (request, connection) => toResponse(await answer(request, connection)),
+    answer,
     dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

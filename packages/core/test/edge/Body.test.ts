@@ -1,5 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { MAX_BODY_BYTES, MAX_JSON_DEPTH, nestsDeeperThan, readBody } from "../../src/edge/Body.js"
+import {
+  MAX_BODY_BYTES,
+  MAX_JSON_DEPTH,
+  nestsDeeperThan,
+  readBody,
+  withBodyRead,
+  withHeaders
+} from "../../src/edge/Body.js"
 
 const post = (body: string, contentType: string) =>
   new Request("http://edge.test/x", { method: "POST", headers: { "content-type": contentType }, body })
@@ -50,5 +57,40 @@ describe("readBody", () => {
     const exact = `{"a":"${"x".repeat(MAX_BODY_BYTES - 8)}"}`
     expect(exact.length).toBe(MAX_BODY_BYTES)
     expect(await readBody(post(exact, "application/json"), "json")).toMatchObject({ text: exact })
+  })
+})
+
+describe("a body its server read ahead (withBodyRead)", () => {
+  const bytes = (text: string) => new TextEncoder().encode(text)
+  const bare = () =>
+    new Request("http://edge.test/x", { method: "POST", headers: { "content-type": "application/json" } })
+
+  it("is the body read, not the request's own (which the server may have left unread or absent)", async () => {
+    expect(await readBody(withBodyRead(bare(), bytes('{"a":1}')), "json")).toEqual({
+      parsed: { a: 1 },
+      text: '{"a":1}'
+    })
+    const other = withBodyRead(post('{"from":"stream"}', "application/json"), bytes('{"from":"ahead"}'))
+    expect(await readBody(other, "json")).toMatchObject({ parsed: { from: "ahead" } })
+    expect(await readBody(withBodyRead(bare(), bytes("")), "json")).toEqual({ parsed: {}, text: "{}" })
+  })
+  it("is checked as a body read from the request: cap, JSON, and a body that could not be read", async () => {
+    const over = withBodyRead(bare(), new Uint8Array(MAX_BODY_BYTES + 1).fill(0x20))
+    expect(await readBody(over, "json")).toMatchObject({ _tag: "PayloadTooLarge" })
+    expect(await readBody(withBodyRead(bare(), bytes("[1]")), "json")).toMatchObject({ _tag: "InvalidRequest" })
+    expect(await readBody(withBodyRead(bare(), "unreadable"), "json")).toMatchObject({
+      _tag: "InvalidRequest",
+      detail: "The request body could not be read"
+    })
+  })
+  it("goes with a copy made with other headers (withHeaders); a request read as usual keeps its own body", async () => {
+    const copy = withHeaders(
+      withBodyRead(bare(), bytes('{"b":2}')),
+      new Headers({ "content-type": "application/json", "x-y": "1" })
+    )
+    expect(copy.headers.get("x-y")).toBe("1")
+    expect(await readBody(copy, "json")).toMatchObject({ parsed: { b: 2 } })
+    const plain = withHeaders(post('{"c":3}', "application/json"), new Headers({ "content-type": "application/json" }))
+    expect(await readBody(plain, "json")).toMatchObject({ parsed: { c: 3 } })
   })
 })

@@ -11,6 +11,7 @@
  *   the trusted proxy's header), so a client cannot pick the address it is counted under.
  * - No service bindings off Cloudflare: callers authenticate with identity tokens.
  */
+import { withHeaders } from "@icr-apps/core/edge/Body"
 import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
 import { makeHandler } from "../broker/Broker.js"
 import { brokerMigrations, migrate } from "../sql/migrate.js"
@@ -87,7 +88,7 @@ export const startBroker = async (
         headers.delete("cf-connecting-ip")
         const address = addressOf(request, connection)
         if (address !== undefined) headers.set("cf-connecting-ip", address)
-        return broker.handler(new Request(request, { headers }))
+        return broker.handler(withHeaders(request, headers))
       },
       { host, port }
     )

@@ -116,7 +116,7 @@ export const startIssuer = async (
     for (const warning of await durabilityWarnings(driver)) log.warn(`warning: ${warning}`)
     const listener = await listen(
       (request, connection) =>
-        handler === undefined ? Promise.resolve(notReady()) : handler.handler(request, connection),
+        handler === undefined ? Promise.resolve(notReady()) : handler.answer(request, connection),
       { host: config.host, port: config.port }
     )
     const url = publicBaseUrlOf({ host: config.host, publicBaseUrl: undefined }, listener.port)

@@ -3,10 +3,16 @@
  * on a host and port, tell it each request's TCP peer, and stop gracefully. One small adapter per
  * runtime (`node.ts`, `deno.ts`, `bun.ts`); everything else is the same on all three.
  */
+import { MAX_BODY_BYTES, withBodyRead } from "@icr-apps/core/edge/Body"
+import { type Answer, toResponse } from "@icr-apps/core/edge/Edge"
 import type { Connection } from "@icr-apps/core/issuer/Http"
 
-/** A web-standard handler that is told the connection's TCP peer. */
-export type Handler = (request: Request, connection: Connection) => Promise<Response>
+/**
+ * A web-standard handler that is told the connection's TCP peer. It answers a `Response`, or the
+ * edge's {@link Answer} before it is one (which `node:http` writes as it is, and the other servers
+ * make a `Response` of).
+ */
+export type Handler = (request: Request, connection: Connection) => Promise<Answer>
 
 /** A server that is listening. */
 export interface Listener {
@@ -119,9 +125,51 @@ export const serveWithBodyDeadline = async (
   connection: Connection,
   bodyMs: number
 ): Promise<Response> => {
+  if (hasSmallBody(request)) {
+    // Read whole, within the deadline, before the handler runs: no stream wrapped around the body.
+    // The handler gets the bytes in a `Request` as usual; the edge takes them as they are.
+    const body = await readWithin(request, bodyMs)
+    const init = { method: request.method, headers: request.headers }
+    const read =
+      typeof body === "string"
+        ? withBodyRead(new Request(request.url, init), "unreadable")
+        : withBodyRead(new Request(request.url, { ...init, body: body as Uint8Array<ArrayBuffer> }), body)
+    const response = toResponse(await handler(read, connection))
+    return body === "late" ? closingConnection(response) : response
+  }
   const limited = withBodyDeadline(request, bodyMs)
-  const response = await handler(limited.request, connection)
+  const response = toResponse(await handler(limited.request, connection))
   return limited.expired() ? closingConnection(response) : response
+}
+
+/**
+ * Whether a request's body is small and of a declared length (the server holds the client to it):
+ * within the edge's cap, no `Transfer-Encoding`. Every request the workers take is so.
+ */
+export const hasSmallBody = (request: Request): boolean => {
+  if (request.body === null || request.method === "GET" || request.method === "HEAD") return false
+  if (request.headers.has("transfer-encoding")) return false
+  const declared = request.headers.get("content-length")
+  return declared !== null && /^[0-9]{1,5}$/.test(declared) && Number(declared) <= MAX_BODY_BYTES
+}
+
+/** A request's body read whole within `ms`: its bytes, `"unreadable"`, or `"late"` past the deadline. */
+const readWithin = async (request: Request, ms: number): Promise<Uint8Array | "unreadable" | "late"> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), ms)
+  })
+  try {
+    return await Promise.race([
+      request.arrayBuffer().then(
+        (bytes) => new Uint8Array(bytes),
+        () => "unreadable" as const
+      ),
+      deadline
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** The runtimes a server runs on. */

@@ -8,6 +8,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import { Readable } from "node:stream"
+import { MAX_BODY_BYTES, withBodyRead } from "@icr-apps/core/edge/Body"
+import type { Answer, PlainAnswer } from "@icr-apps/core/edge/Edge"
 import { type Handler, internalError, type Listen, peerAddress } from "./Listen.js"
 
 /** How long a graceful stop waits for requests in flight before it closes their connections. */
@@ -64,18 +66,67 @@ const hasBody = (method: string) => method !== "GET" && method !== "HEAD"
 
 /**
  * A web `Request` for an incoming Node request; its body (for methods that have one) is streamed,
- * and `signal` (given for those only) aborts it when the client goes away.
+ * and `signal` (given for those only) aborts it when the client goes away. With `body` (read whole
+ * already, {@link readSmallBody}) the `Request` carries those bytes, which the edge takes as they
+ * are (`withBodyRead`) rather than through the `Request`'s stream.
  */
-export const toRequest = (req: IncomingMessage, signal: AbortSignal | undefined): Request => {
+export const toRequest = (
+  req: IncomingMessage,
+  signal: AbortSignal | undefined,
+  body?: Uint8Array | undefined
+): Request => {
   const headers = new Headers()
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
   const method = req.method ?? "GET"
-  return new Request(`${originOf(req.socket)}${targetOf(req.url ?? "/")}`, {
+  const url = `${originOf(req.socket)}${targetOf(req.url ?? "/")}`
+  // The bytes go in the `Request` too (a handler may read it as usual); the edge takes them as they are.
+  if (body !== undefined)
+    return withBodyRead(new Request(url, { method, headers, body: body as Uint8Array<ArrayBuffer> }), body)
+  return new Request(url, {
     method,
     headers,
     ...(signal === undefined ? {} : { signal }),
     ...(hasBody(method) ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: "half" } : {})
   } as RequestInit)
+}
+
+/**
+ * Whether a request's body is read whole before it is handed on: a method with a body, a declared
+ * `Content-Length` within the edge's cap (Node's parser holds the client to it) and no
+ * `Transfer-Encoding`. Every request the workers take is so; anything else is streamed (and a
+ * larger one answered 413 by the edge from its headers).
+ */
+const isSmallBody = (req: IncomingMessage): boolean => {
+  if (!hasBody(req.method ?? "GET") || req.headers["transfer-encoding"] !== undefined) return false
+  const declared = req.headers["content-length"]
+  return declared !== undefined && /^[0-9]{1,5}$/.test(declared) && Number(declared) <= MAX_BODY_BYTES
+}
+
+/**
+ * A small body read whole (Node holds it to its declared length, and `requestTimeout` to a
+ * deadline); `undefined` when the client went away, or the deadline passed, first.
+ */
+const readSmallBody = (req: IncomingMessage): Promise<Buffer | undefined> =>
+  new Promise((resolve) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)))
+    // After `end`, these settle nothing.
+    req.once("close", () => resolve(undefined))
+    req.once("error", () => resolve(undefined))
+  })
+
+/** Writes an answer the edge built whole: its headers and body in one write. */
+const writeAnswer = (answer: PlainAnswer, res: ServerResponse, method: string): void => {
+  const headers = answer.headers
+  const body = answer.body
+  if (body !== undefined && method !== "HEAD" && headers["content-length"] === undefined) {
+    headers["content-length"] = String(body.byteLength)
+  }
+  res.writeHead(answer.status, headers)
+  res.end(
+    body === undefined || method === "HEAD" ? undefined : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+  )
 }
 
 /** Writes `response` to `res`, streaming its body (none for HEAD), waiting on `drain` when asked. */
@@ -143,17 +194,25 @@ export const listenWith =
         // A client that goes away aborts the body still being read. Without a body nothing listens
         // to the signal (the handlers never read request.signal), and a Request given one costs
         // Node 20 ~25–45 µs more (measured here; bench:storage, STORAGE.md): GET and HEAD go without.
+        // A small body is read whole first (no stream, no signal: it is here before the handler runs).
+        let body: Buffer | undefined
         let abort: AbortController | undefined
-        if (hasBody(req.method ?? "GET")) {
+        if (isSmallBody(req)) {
+          body = await readSmallBody(req)
+          if (body === undefined) {
+            res.destroy()
+            return
+          }
+        } else if (hasBody(req.method ?? "GET")) {
           const controller = new AbortController()
           res.on("close", () => {
             if (!res.writableFinished) controller.abort()
           })
           abort = controller
         }
-        let response: Response
+        let response: Answer
         try {
-          const request = toRequest(req, abort?.signal)
+          const request = toRequest(req, abort?.signal, body)
           response = await handler(request, { remoteAddress: peerAddress(req.socket.remoteAddress) })
         } catch {
           response = internalError()
@@ -163,7 +222,8 @@ export const listenWith =
         // A body the handler did not read to its end (a 413) is not drained: the connection closes.
         if (!req.complete && req.method !== "GET" && req.method !== "HEAD") res.shouldKeepAlive = false
         try {
-          await writeResponse(response, res, req.method ?? "GET")
+          if (response instanceof Response) await writeResponse(response, res, req.method ?? "GET")
+          else writeAnswer(response, res, req.method ?? "GET")
         } catch {
           res.destroy()
         }

@@ -122,7 +122,7 @@ describe("node:http adapter", () => {
     expect(body).toEqual(["one,", "two"])
   })
 
-  it("a client that goes away while its body is being sent aborts the request's signal", async () => {
+  it("a client that goes away while its streamed body is being sent aborts the request's signal", async () => {
     const aborted = deferred()
     const reading = deferred()
     handler = async (req) => {
@@ -132,12 +132,48 @@ describe("node:http adapter", () => {
       return new Response("too late")
     }
     const socket = connect(listener.port, "127.0.0.1", () =>
-      socket.write("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly part of it")
+      socket.write("POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nf\r\nonly part of it\r\n")
     )
     socket.on("error", () => {})
     await reading.promise
     socket.destroy()
     await aborted.promise
+  })
+
+  it("a small body of declared length is read whole before the handler runs, and read by the edge as sent", async () => {
+    let seen: Array<unknown> = []
+    handler = async (req) => {
+      seen = [await req.text(), req.headers.get("content-length")]
+      return new Response("ok")
+    }
+    const text = await raw(
+      listener.port,
+      'POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{"a": 1} '
+    )
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(seen).toEqual(['{"a": 1} ', "9"])
+  })
+
+  it("a client that goes away before its small body has arrived is never handed on", async () => {
+    let called = false
+    handler = async () => {
+      called = true
+      return new Response("too late")
+    }
+    const closed = deferred()
+    const socket = connect(listener.port, "127.0.0.1", () =>
+      socket.write("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly part of it")
+    )
+    socket.on("error", () => {})
+    socket.on("close", () => closed.resolve())
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    socket.destroy()
+    await closed.promise
+    // The server sees the connection end; then a later request is served as usual.
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(called).toBe(false)
+    handler = async () => new Response("next")
+    expect(await raw(listener.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")).toContain("next")
   })
 
   it("HEAD: the handler's headers, no body", async () => {
