@@ -10,11 +10,12 @@
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { toHex } from "../internal/der.js"
-import { sha256Hex } from "../internal/digest.js"
+import { sha256, sha256Hex } from "../internal/digest.js"
 import { canonical, exceeding, isWithin, type Permissions } from "../api/Permissions.js"
 import { InstallationSuspended, InvalidToken, PermissionsExceedGrant } from "../api/Problems.js"
 import { accessTokenPattern, StoredToken } from "../api/Tokens.js"
@@ -25,7 +26,7 @@ import {
   InstallationMissing,
   installationOfApp,
   Registry,
-  type StorageUnavailable,
+  StorageUnavailable,
   type TokenStanding
 } from "./Registry.js"
 
@@ -41,6 +42,16 @@ export interface TokenLifetimes {
 export const defaultLifetimes: TokenLifetimes = { appTokenSeconds: 3600, installationTokenSeconds: 7200 }
 
 /** A freshly minted token: the secret (redacted) and what was stored for it. */
+/** What a token is minted with: its record but for its id and times. */
+type TokenFields = Omit<StoredToken, "id" | "createdAt" | "expiresAt">
+
+/** A presented token found live: its digest, its record, and the shard its secret names. */
+export interface Authenticated {
+  readonly digest: string
+  readonly token: StoredToken
+  readonly shard: number | undefined
+}
+
 export interface MintedToken {
   readonly secret: Redacted.Redacted<string>
   readonly record: StoredToken
@@ -83,13 +94,34 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
       MintedToken,
       InstallationMissing | InstallationSuspended | PermissionsExceedGrant | StorageUnavailable
     >
+    /**
+     * {@link mintInstallationToken} at `now` (epoch ms) as a promise, when the registry writes as
+     * promises (`Registry.putTokenNow`), with the installation as the JWT check read it: a mint on
+     * the direct path then costs no fiber. It resolves to what `mintInstallationToken` succeeds or
+     * fails with, and never rejects.
+     */
+    readonly mintInstallationTokenNow?:
+      | ((
+          appId: string,
+          installationId: string,
+          requested: Permissions | undefined,
+          appEpoch: number,
+          prefetched: Option.Option<InstallationRecord>,
+          now: number
+        ) => Promise<
+          MintedToken | InstallationMissing | InstallationSuspended | PermissionsExceedGrant | StorageUnavailable
+        >)
+      | undefined
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
-    readonly authenticate: (
-      secret: string
-    ) => Effect.Effect<
-      { readonly digest: string; readonly token: StoredToken; readonly shard: number | undefined },
-      InvalidToken | StorageUnavailable
-    >
+    readonly authenticate: (secret: string) => Effect.Effect<Authenticated, InvalidToken | StorageUnavailable>
+    /**
+     * {@link authenticate} at `now` (epoch ms) as a promise, when the registry reads a token's
+     * standing as one (`Registry.findTokenNow`): a token use on the direct path then costs no fiber.
+     * It settles to what `authenticate` succeeds or fails with, and never rejects.
+     */
+    readonly authenticateNow?:
+      | ((secret: string, now: number) => Promise<Either.Either<Authenticated, InvalidToken | StorageUnavailable>>)
+      | undefined
     /**
      * Revokes a token: every later use fails, in every location (the registry is the one source).
      * `shard`: the one its secret names, as {@link authenticate} told it.
@@ -104,44 +136,84 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
     const registry = yield* Registry
     const entropy = yield* Entropy
 
-    const mint = (fields: Omit<StoredToken, "id" | "createdAt" | "expiresAt">, lifetimeSeconds: number) =>
+    /** A token's record and secret, from its fields, the time and the randomness drawn for it. */
+    const minted = (fields: TokenFields, lifetimeSeconds: number, bytes: Uint8Array, id: string, now: number) => {
+      // Built from trusted values: no constructor validation (it recompiles a parser per call).
+      const record = new StoredToken({ ...fields, id, createdAt: now, expiresAt: now + lifetimeSeconds * 1000 }, true)
+      // The secret names the shard that stores it (Shards.ts): 4 hex digits, then 44 random ones.
+      return { secret: secretOn(registry.tokenShard(record), toHex(bytes)), record }
+    }
+    const mint = (fields: TokenFields, lifetimeSeconds: number) =>
       Effect.gen(function* () {
         const bytes = yield* entropy.bytes(24)
         const now = yield* Clock.currentTimeMillis
-        // Built from trusted values: no constructor validation (it recompiles a parser per call).
-        const record = new StoredToken(
-          {
-            ...fields,
-            id: yield* entropy.uuid,
-            createdAt: now,
-            expiresAt: now + lifetimeSeconds * 1000
-          },
-          true
-        )
-        // The secret names the shard that stores it (Shards.ts): 4 hex digits, then 44 random ones.
-        const secret = secretOn(registry.tokenShard(record), toHex(bytes))
+        const { secret, record } = minted(fields, lifetimeSeconds, bytes, yield* entropy.uuid, now)
         yield* registry.putToken(yield* digestOf(secret), record)
         return { secret: Redacted.make(secret), record }
       })
 
     const invalid = (detail: string) => new InvalidToken({ detail })
+    const findTokenNow = registry.findTokenNow
+    const putTokenNow = registry.putTokenNow
+
+    /** A found token's standing at `now`, as `authenticate` answers it. */
+    const judged = (
+      found: Option.Option<TokenStanding>,
+      now: number,
+      digest: string,
+      shard: number | undefined
+    ): Either.Either<Authenticated, InvalidToken> => {
+      if (Option.isNone(found)) return Either.left(invalid("The access token is unknown, expired or revoked"))
+      const refused = refusal(found.value, now)
+      return refused === undefined
+        ? Either.right({ digest, token: found.value.token, shard })
+        : Either.left(invalid(refused))
+    }
 
     /**
      * What a mint may carry (SPEC §4): the grant, or `requested` when given and within it. An empty
      * request never reaches here from the wire (it is 422 there); here it would mean a token with
      * no permission, never the full grant.
      */
-    const narrowed = (requested: Permissions | undefined, granted: Permissions, whose: string) => {
-      if (requested === undefined) return Effect.succeed(granted)
+    const narrowed = (
+      requested: Permissions | undefined,
+      granted: Permissions,
+      whose: string
+    ): Either.Either<Permissions, PermissionsExceedGrant> => {
+      if (requested === undefined) return Either.right(granted)
       const over = exceeding(requested, granted)
       return over.length === 0
-        ? Effect.succeed(requested)
-        : Effect.fail(
+        ? Either.right(requested)
+        : Either.left(
             new PermissionsExceedGrant({
               detail: `Requested permissions exceed ${whose}: ${over.join(", ")}`,
               permissions: over
             })
           )
+    }
+
+    /** What an installation token minted now carries, or why the installation refuses it (SPEC §4). */
+    const installationTokenFields = (
+      appId: string,
+      installationId: string,
+      requested: Permissions | undefined,
+      appEpoch: number,
+      installation: InstallationRecord
+    ): Either.Either<TokenFields, InstallationSuspended | PermissionsExceedGrant> => {
+      if (installation.suspendedAt !== null) {
+        return Either.left(new InstallationSuspended({ detail: "The installation is suspended" }))
+      }
+      return Either.map(narrowed(requested, installation.permissions, "the installation's grant"), (wanted) => ({
+        kind: "installation" as const,
+        appId,
+        installationId,
+        organizationId: installation.organizationId,
+        permissions: canonical(wanted),
+        // The app's epoch from the JWT check and the installation's as read here: a kill switch
+        // after either read ends the token (the lower of the two app epochs, should they differ).
+        appEpoch: Math.min(appEpoch, installation.appTokenEpoch),
+        installationEpoch: installation.tokenEpoch
+      }))
     }
 
     return AccessTokens.of({
@@ -160,45 +232,63 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               : Option.isSome(prefetched) && prefetched.value.appId === appId
                 ? prefetched.value
                 : yield* new InstallationMissing()
-          if (installation.suspendedAt !== null) {
-            return yield* new InstallationSuspended({ detail: "The installation is suspended" })
-          }
-          const wanted = yield* narrowed(requested, installation.permissions, "the installation's grant")
-          return yield* mint(
-            {
-              kind: "installation",
-              appId,
-              installationId,
-              organizationId: installation.organizationId,
-              permissions: canonical(wanted),
-              // The app's epoch from the JWT check and the installation's as read here: a kill switch
-              // after either read ends the token (the lower of the two app epochs, should they differ).
-              appEpoch: Math.min(appEpoch, installation.appTokenEpoch),
-              installationEpoch: installation.tokenEpoch
-            },
-            lifetimes.installationTokenSeconds
-          )
+          const fields = yield* installationTokenFields(appId, installationId, requested, appEpoch, installation)
+          return yield* mint(fields, lifetimes.installationTokenSeconds)
         }),
+      mintInstallationTokenNow:
+        putTokenNow === undefined
+          ? undefined
+          : async (appId, installationId, requested, appEpoch, prefetched, now) => {
+              if (Option.isNone(prefetched) || prefetched.value.appId !== appId) return new InstallationMissing()
+              const fields = installationTokenFields(appId, installationId, requested, appEpoch, prefetched.value)
+              if (Either.isLeft(fields)) return fields.left
+              const bytes = Effect.runSync(entropy.bytes(24))
+              const { secret, record } = minted(
+                fields.right,
+                lifetimes.installationTokenSeconds,
+                bytes,
+                Effect.runSync(entropy.uuid),
+                now
+              )
+              const hex = sha256.hex(secret)
+              try {
+                await putTokenNow(typeof hex === "string" ? hex : await hex, record)
+              } catch {
+                return new StorageUnavailable()
+              }
+              return { secret: Redacted.make(secret), record }
+            },
       authenticate: (secret) => {
-        if (!accessTokenPattern.test(secret)) return Effect.fail(invalid("That is not an access token"))
+        if (!accessTokenPattern.test(secret)) return Effect.fail(invalid(NOT_A_TOKEN))
         const shard = shardOfSecret(secret)
         return Effect.flatMap(digestOf(secret), (digest) =>
           Effect.flatMap(registry.findToken(digest, shard), (found) =>
-            Option.isNone(found)
-              ? Effect.fail(invalid("The access token is unknown, expired or revoked"))
-              : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-                  const refused = refusal(found.value, now)
-                  return refused === undefined
-                    ? Effect.succeed({ digest, token: found.value.token, shard })
-                    : Effect.fail(invalid(refused))
-                })
+            Effect.flatMap(Clock.currentTimeMillis, (now) => judged(found, now, digest, shard))
           )
         )
       },
+      authenticateNow:
+        findTokenNow === undefined
+          ? undefined
+          : async (secret, now) => {
+              if (!accessTokenPattern.test(secret)) return Either.left(invalid(NOT_A_TOKEN))
+              const shard = shardOfSecret(secret)
+              const hex = sha256.hex(secret)
+              const digest = typeof hex === "string" ? hex : await hex
+              let found: Option.Option<TokenStanding>
+              try {
+                found = await findTokenNow(digest, shard)
+              } catch {
+                return Either.left(new StorageUnavailable())
+              }
+              return judged(found, now, digest, shard)
+            },
       revoke: (digest, shard) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => registry.revokeToken(digest, now, shard))
     })
   })
+
+const NOT_A_TOKEN = "That is not an access token"
 
 const endedDetail =
   "The access token was ended by a kill switch since it was minted (a suspension, a change of permissions, " +

@@ -137,7 +137,7 @@ export type AuditFields = Omit<AuditEvent, "time" | "requestId" | "outcome" | "c
 /** The SPEC §6 code a failed request answers with (`internal` for a defect); none when it was only interrupted. */
 const failureCode = <E>(cause: Cause.Cause<E>): string | undefined => {
   const failure = Cause.failureOption(cause)
-  if (failure._tag === "Some") return isProblem(failure.value) ? codeOf(failure.value).code : "internal"
+  if (failure._tag === "Some") return codeOfFailure(failure.value)
   return Cause.isInterruptedOnly(cause) ? undefined : "internal"
 }
 
@@ -156,18 +156,30 @@ export interface AuditTrail {
   ) => Effect.Effect<A, E, R>
 }
 
+/** The event of an outcome under `fields`, at `now` (epoch ms), in request `requestId`. */
+export const eventOf = (
+  fields: AuditFields,
+  requestId: string,
+  now: number,
+  outcome: "success" | "failure",
+  code?: string
+): AuditEvent => ({
+  time: new Date(now).toISOString(),
+  requestId,
+  ...fields,
+  outcome,
+  ...(code !== undefined ? { code } : {})
+})
+
+/** The SPEC §6 code of a request's failure: its problem's, `internal` for anything else. */
+export const codeOfFailure = (failure: unknown): string => (isProblem(failure) ? codeOf(failure).code : "internal")
+
 /** The {@link AuditTrail} over a log. */
 export const auditTrail = (log: AuditLog["Type"]): AuditTrail => {
   const emit = (fields: AuditFields, outcome: "success" | "failure", code?: string) =>
     Effect.clockWith((clock) =>
       Effect.flatMap(RequestId, (requestId) =>
-        log.emit({
-          time: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
-          requestId,
-          ...fields,
-          outcome,
-          ...(code !== undefined ? { code } : {})
-        })
+        log.emit(eventOf(fields, requestId, clock.unsafeCurrentTimeMillis(), outcome, code))
       )
     )
   return {

@@ -1,8 +1,11 @@
 /**
  * The direct path: the two hot requests — a token use (`GET /app/installations/token`) and an
  * installation-token mint (`POST /app/installations/{id}/accessTokens`) — answered without the
- * router, the middlewares and a fiber per layer of them: plain code around the same services
- * (`AccessTokens`, `JwtVerifier`, the audit trail, the request's rate limits) in one small effect,
+ * router, the middlewares and a fiber: plain promise code over the promise forms of the same
+ * services (`AccessTokens.authenticateNow` and `mintInstallationTokenNow`, `JwtVerifier.verifyNow`,
+ * which share every rule with their effects and exist when the registry reads and writes as
+ * promises, as `SqlRegistry` does on D1, SQLite and Postgres; over any other registry everything is
+ * routed), the audit log and the request's rate limits (run at once when they need no waiting),
  * with the endpoint's own schemas (path, payload and headers decoded by decoders built once; the
  * answer built in its wire form and checked by the success schema's wire side), the same
  * authentication helpers (`Auth.ts`) and the same responses (`Responses.ts`). The edge around it is
@@ -36,7 +39,9 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Exit from "effect/Exit"
+import * as Cause from "effect/Cause"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
@@ -45,14 +50,14 @@ import { IcrAppsApi } from "../api/Api.js"
 import type { Permissions } from "../api/Permissions.js"
 import { accessTokenPattern } from "../api/Tokens.js"
 import type { CheckedBody } from "../edge/Body.js"
-import { RequestId } from "../edge/RequestId.js"
-import { AccessTokens, type MintedToken } from "./AccessTokens.js"
+import { AccessTokens } from "./AccessTokens.js"
 import * as AuditLog from "./AuditLog.js"
 import { bearerCredential, looksLikeAccessToken, tokenPrincipal } from "./Auth.js"
 import * as JwtVerifier from "./JwtVerifier.js"
-import { principalKey, RequestLimits, type RequestLimitsService } from "./RateLimiter.js"
+import { principalKey, type RequestLimitsService } from "./RateLimiter.js"
 import { installationAccessTokenWire, tokenDescriptionWire } from "./Responses.js"
-import { answering, asProblems } from "./StorageProblems.js"
+import { isRegistryFailure } from "./Registry.js"
+import { toProblem } from "./StorageProblems.js"
 
 /** The routes the direct path serves, by their names in the API definition. */
 export type DirectRoute = "describeAccessToken" | "createInstallationAccessToken"
@@ -97,6 +102,7 @@ const schemasOf = (name: DirectRoute) => {
   const status = HttpApiSchema.getStatusSuccess(success)
   const contentType = HttpApiSchema.getEncoding(success.ast).contentType
   const decodeHeaders = decoder(headersSchema)
+  const nonePass = Option.isNone(decodeHeaders) || Either.isRight(decodeHeaders.value({}))
   return {
     path: decoder(endpoint.pathSchema),
     payload: decoder(endpoint.payloadSchema),
@@ -104,11 +110,16 @@ const schemasOf = (name: DirectRoute) => {
     headersPass: (headers: globalThis.Headers): boolean => {
       if (Option.isNone(decodeHeaders)) return true
       const named: Record<string, string> = {}
+      let any = false
       for (const name of headerNames) {
         const value = headers.get(name)
-        if (value !== null) named[name] = value
+        if (value !== null) {
+          named[name] = value
+          any = true
+        }
       }
-      return Either.isRight(decodeHeaders.value(named))
+      // None of them sent (the usual request): the schema's answer for none, decided once.
+      return any ? Either.isRight(decodeHeaders.value(named)) : nonePass
     },
     /**
      * The success as the router encodes it, from its wire form; `undefined` when the schema refuses
@@ -137,8 +148,25 @@ const DESCRIBE_PATH = "/app/installations/token"
 const MINT_PATH = /^\/app\/installations\/([0-9A-Fa-f-]{36})\/accessTokens$/
 
 /** A success the endpoint's schema would not encode: a defect (it is built from the issuer's own records). */
-const unencodable = (): never => {
-  throw new Error("the direct path's answer does not encode with the endpoint's success schema")
+const UNENCODABLE = "the direct path's answer does not encode with the endpoint's success schema"
+
+/** A direct answer whose code threw: the defect the router's fiber would have died with (a 500, logged). */
+const settled = (answer: Promise<DirectAnswer>): Promise<DirectAnswer> => answer.catch((defect) => Exit.die(defect))
+
+/** A failure of storage as its problem (SPEC §6), any other as it is: what `asProblems` does to an effect's. */
+const problemOf = (failure: unknown): unknown => (isRegistryFailure(failure) ? toProblem(failure) : failure)
+
+/**
+ * Runs a small effect — a request's count against its principal (SPEC §1), an audit event — at once
+ * when it completes without waiting (a limiter in memory, or none; a log on the console), else on
+ * until it does (a limiter in the database).
+ */
+const runNow = <E>(count: Effect.Effect<void, E>): Exit.Exit<void, E> | Promise<Exit.Exit<void, E>> => {
+  const exit = Effect.runSyncExit(count)
+  if (Exit.isFailure(exit) && Cause.isDieType(exit.cause) && Runtime.isAsyncFiberException(exit.cause.defect)) {
+    return Effect.runPromise(Fiber.await(exit.cause.defect.fiber as Fiber.Fiber<void, E>))
+  }
+  return exit
 }
 
 /**
@@ -153,60 +181,49 @@ export const directPathFits = (runtime: Runtime.Runtime<never>): boolean => {
 }
 
 /**
- * The direct path over the issuer's services, on the fiber refs of its runtime. `onAnswer` is told
- * of every request it answers (tests use it to prove that it ran).
+ * The direct path over the issuer's services. It takes requests only when their storage reads and
+ * writes as promises (`SqlRegistry`: the promise forms of `AccessTokens` and `JwtVerifier` are then
+ * there); over any other registry every request is routed. `onAnswer` is told of every request it
+ * answers (tests use it to prove that it ran).
  */
 export const makeDirectPath = (
   services: Context.Context<DirectServices>,
-  runtime: Runtime.Runtime<never>,
   onAnswer: (route: DirectRoute) => void = () => {}
 ): DirectPath => {
   const tokens = Context.get(services, AccessTokens)
-  const answeringTokens = answering(tokens)
+  const authenticateNow = tokens.authenticateNow
   const verifier = Context.get(services, JwtVerifier.JwtVerifier)
-  const { audited } = AuditLog.auditTrail(Context.get(services, AuditLog.AuditLog))
-  const { fiberRefs, runtimeFlags } = runtime
+  const log = Context.get(services, AuditLog.AuditLog)
+  /** Records an event at once (an audit log never fails, SPEC §5). */
+  const audit = (event: AuditLog.AuditEvent): void => {
+    void runNow(log.emit(event))
+  }
+  const verifyNow = verifier.verifyNow
+  const mintNow = tokens.mintInstallationTokenNow
   const describeSchemas = schemasOf("describeAccessToken")
   const mintSchemas = schemasOf("createInstallationAccessToken")
 
-  /** Runs one request's effect with what the router's fiber would have in its context: its id and its limits. */
-  const run = (
-    route: DirectRoute,
-    effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>,
-    requestId: string,
-    limits: RequestLimitsService
-  ): Promise<DirectAnswer> => {
-    onAnswer(route)
-    return Runtime.runPromiseExit(
-      Runtime.make({
-        context: Context.unsafeMake<never>(
-          new Map<string, unknown>([
-            [RequestId.key, requestId],
-            [RequestLimits.key, limits]
-          ])
-        ),
-        fiberRefs,
-        runtimeFlags
-      })
-    )(effect)
-  }
-
   /** `GET /app/installations/token`: `TokenAuth`'s lookup and count, then the handler's description. */
-  const describe = (
-    request: Request,
-    requestId: string,
-    limits: RequestLimitsService
-  ): Promise<DirectAnswer> | undefined => {
+  const describe = (request: Request, limits: RequestLimitsService): Promise<DirectAnswer> | undefined => {
+    if (authenticateNow === undefined) return undefined
     if (request.body !== null || !describeSchemas.headersPass(request.headers)) return undefined
     const credential = bearerCredential(request.headers.get("authorization"))
     if (typeof credential !== "string" || !accessTokenPattern.test(credential)) return undefined
-    const effect = Effect.flatMap(asProblems(tokens.authenticate(credential)), ({ token }) =>
-      Effect.as(
-        limits.principal(tokenPrincipal(token)),
-        describeSchemas.respond(tokenDescriptionWire(token)) ?? unencodable()
-      )
+    onAnswer("describeAccessToken")
+    return settled(
+      authenticateNow(credential, Date.now()).then((result) => {
+        if (Either.isLeft(result)) return Exit.fail(problemOf(result.left))
+        const token = result.right.token
+        const answer = (): DirectAnswer => {
+          const response = describeSchemas.respond(tokenDescriptionWire(token))
+          return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
+        }
+        const count = runNow(limits.principal(tokenPrincipal(token)))
+        const after = (counted: Exit.Exit<void, unknown>): DirectAnswer =>
+          Exit.isFailure(counted) ? Exit.failCause(counted.cause) : answer()
+        return Exit.isExit(count) ? after(count) : count.then(after)
+      })
     )
-    return run("describeAccessToken", effect, requestId, limits)
   }
 
   /**
@@ -220,6 +237,7 @@ export const makeDirectPath = (
     requestId: string,
     limits: RequestLimitsService
   ): Promise<DirectAnswer> | undefined => {
+    if (verifyNow === undefined || mintNow === undefined) return undefined
     if (!mintSchemas.headersPass(request.headers)) return undefined
     if (Option.isNone(mintSchemas.path) || Option.isNone(mintSchemas.payload)) return undefined
     const path = mintSchemas.path.value({ installationId: rawId })
@@ -229,23 +247,35 @@ export const makeDirectPath = (
     const requested: Permissions | undefined = payload.right.permissions
     const credential = bearerCredential(request.headers.get("authorization"))
     if (typeof credential !== "string" || looksLikeAccessToken(credential)) return undefined
-    const effect = Effect.flatMap(
-      asProblems(verifier.verify(credential, installationId)),
-      ({ appId, tokenEpoch, installation }) =>
-        Effect.zipRight(
-          // From here on the app is the principal its requests count against (SPEC §1).
-          limits.principal(principalKey.app(appId)),
-          Effect.map(
-            audited(
-              { action: "installation_token.mint", actor: "app", appId, installationId },
-              answeringTokens.mintInstallationToken(appId, installationId, requested, tokenEpoch, installation),
-              (minted: MintedToken) => ({ tokenId: minted.record.id })
-            ),
-            (minted) => mintSchemas.respond(installationAccessTokenWire(minted)) ?? unencodable()
-          )
+    onAnswer("createInstallationAccessToken")
+    return settled(
+      (async (): Promise<DirectAnswer> => {
+        const verified = await verifyNow(credential, installationId, Date.now())
+        if (!("appId" in verified)) return Exit.fail(problemOf(verified))
+        const { appId, tokenEpoch, installation } = verified
+        // From here on the app is the principal its requests count against (SPEC §1).
+        const count = runNow(limits.principal(principalKey.app(appId)))
+        const counted = Exit.isExit(count) ? count : await count
+        if (Exit.isFailure(counted)) return Exit.failCause(counted.cause)
+        const fields = { action: "installation_token.mint", actor: "app", appId, installationId } as const
+        const minted = await mintNow(
+          appId,
+          installationId,
+          requested,
+          tokenEpoch,
+          installation ?? Option.none(),
+          Date.now()
         )
+        if (!("record" in minted)) {
+          const problem = problemOf(minted)
+          audit(AuditLog.eventOf(fields, requestId, Date.now(), "failure", AuditLog.codeOfFailure(problem)))
+          return Exit.fail(problem)
+        }
+        audit(AuditLog.eventOf({ ...fields, tokenId: minted.record.id }, requestId, Date.now(), "success"))
+        const response = mintSchemas.respond(installationAccessTokenWire(minted))
+        return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
+      })()
     )
-    return run("createInstallationAccessToken", effect, requestId, limits)
   }
 
   return (request, body, requestId, limits) => {
@@ -253,7 +283,7 @@ export const makeDirectPath = (
     if (method !== "GET" && method !== "POST") return undefined
     const path = plainPathOf(request.url)
     if (path === undefined) return undefined
-    if (method === "GET") return path === DESCRIBE_PATH ? describe(request, requestId, limits) : undefined
+    if (method === "GET") return path === DESCRIBE_PATH ? describe(request, limits) : undefined
     if (body === undefined) return undefined
     const match = MINT_PATH.exec(path)
     return match === null ? undefined : mint(request, match[1]!, body, requestId, limits)

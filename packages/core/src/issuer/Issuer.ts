@@ -176,7 +176,7 @@ const makeRouter = <E>(storage: Layer.Layer<Storage, E>, options: WebHandlerOpti
     const direct =
       options.directPath === false || !directPathFits(runtime as Runtime.Runtime<never>)
         ? undefined
-        : makeDirectPath(services, runtime as Runtime.Runtime<never>, options.onDirectAnswer)
+        : makeDirectPath(services, options.onDirectAnswer)
     return {
       route,
       direct,

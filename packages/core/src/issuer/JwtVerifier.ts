@@ -12,13 +12,7 @@ import type { Permissions } from "../api/Permissions.js"
 import { InvalidJwt, type JwtFailureReason } from "../api/Problems.js"
 import { fromBase64Url } from "../internal/der.js"
 import { JWS_ALG } from "../internal/rsa.js"
-import {
-  type AppRecord,
-  type InstallationRecord,
-  type KeyRecord,
-  Registry,
-  type StorageUnavailable
-} from "./Registry.js"
+import { type AppRecord, type InstallationRecord, type KeyRecord, Registry, StorageUnavailable } from "./Registry.js"
 
 /** Allowed clock skew, in seconds. */
 export const SKEW_SECONDS = 60
@@ -53,6 +47,14 @@ export class JwtVerifier extends Context.Tag("@icr-apps/core/JwtVerifier")<
       jwt: string,
       installationId?: string
     ) => Effect.Effect<VerifiedJwt, InvalidJwt | StorageUnavailable>
+    /**
+     * {@link verify} of a JWT for a mint at `now` (epoch ms) as a promise, when the registry reads
+     * as promises (`Registry.getAppWithInstallationNow`): a mint on the direct path then costs no
+     * fiber. It resolves to what `verify` succeeds or fails with, and never rejects.
+     */
+    readonly verifyNow?:
+      | ((jwt: string, installationId: string, now: number) => Promise<VerifiedJwt | InvalidJwt | StorageUnavailable>)
+      | undefined
   }
 >() {}
 
@@ -92,6 +94,12 @@ const DUMMY_KEY: KeyRecord = {
 
 /** The most imported keys kept per isolate (an app has at most 25; this bounds many apps). */
 const KEY_CACHE_SIZE = 1024
+
+/** What a verification reads: the app (with its keys) its `iss` names, and the installation asked for. */
+interface ReadForJwt {
+  readonly app: Option.Option<AppRecord>
+  readonly installation?: Option.Option<InstallationRecord> | undefined
+}
 
 /** What the claims of a JWT say, once its header and claims passed every check that needs no key. */
 interface ParsedJwt {
@@ -227,66 +235,92 @@ export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
     return undefined
   }
 
-  const verify = (
-    jwt: string,
-    installationId?: string
-  ): Effect.Effect<VerifiedJwt, InvalidJwt | StorageUnavailable> => {
+  /** The checks before any read (SPEC §2): the JWT's form, its times at `nowSeconds`, a signature. */
+  const checked = (jwt: string, nowSeconds: number): ParsedJwt | InvalidJwt => {
     const parsed = parse(jwt)
-    if (parsed instanceof InvalidJwt) return Effect.fail(parsed)
-    return Effect.clockWith((clock) => {
-      const refused = refusedAt(parsed, Math.floor(clock.unsafeCurrentTimeMillis() / 1000))
-      if (refused !== undefined) return Effect.fail(refused)
-      if (parsed.signatureBytes === 0) {
-        return Effect.fail(
-          new InvalidJwt({ reason: "invalid_signature", detail: "The JWT signature is missing or not base64url" })
-        )
-      }
-      const { appId, kid } = parsed
-      const read: Effect.Effect<
-        { readonly app: Option.Option<AppRecord>; readonly installation?: Option.Option<InstallationRecord> },
-        StorageUnavailable
-      > =
+    if (parsed instanceof InvalidJwt) return parsed
+    const refused = refusedAt(parsed, nowSeconds)
+    if (refused !== undefined) return refused
+    if (parsed.signatureBytes === 0) {
+      return new InvalidJwt({ reason: "invalid_signature", detail: "The JWT signature is missing or not base64url" })
+    }
+    return parsed
+  }
+
+  /** What the app's keys (as read) say of a checked JWT: who it speaks for, or a bad signature. */
+  const decided = async (
+    parsed: ParsedJwt,
+    jwt: string,
+    { app, installation }: ReadForJwt
+  ): Promise<VerifiedJwt | InvalidJwt> => {
+    if (Option.isNone(app)) {
+      await dummyVerification(jwt)
+      return badSignature()
+    }
+    // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
+    // active key — each key once, however often it was registered. A key registered again after
+    // a deletion never verifies a JWT issued before that deletion (SPEC §4).
+    const { appId, kid } = parsed
+    const wanted = kid?.toLowerCase()
+    const issuedAt = parsed.iat * 1000
+    const seen = new Set<string>()
+    const candidates = app.value.keys.filter(
+      (k) =>
+        (kid === undefined || k.id.toLowerCase() === wanted || k.fingerprint === kid) &&
+        (k.notBefore === null || issuedAt > k.notBefore) &&
+        !seen.has(k.fingerprint) &&
+        seen.add(k.fingerprint) !== undefined
+    )
+    const key = await verifyWithAny(candidates, jwt, parsed.signatureBytes)
+    return key === undefined
+      ? badSignature()
+      : {
+          appId,
+          keyId: key.id,
+          permissions: app.value.permissions,
+          tokenEpoch: app.value.tokenEpoch,
+          installation
+        }
+  }
+
+  const verify = (jwt: string, installationId?: string): Effect.Effect<VerifiedJwt, InvalidJwt | StorageUnavailable> =>
+    Effect.clockWith((clock) => {
+      const parsed = checked(jwt, Math.floor(clock.unsafeCurrentTimeMillis() / 1000))
+      if (parsed instanceof InvalidJwt) return Effect.fail(parsed)
+      const { appId } = parsed
+      const read: Effect.Effect<ReadForJwt, StorageUnavailable> =
         installationId === undefined
           ? Effect.map(registry.getApp(appId), (app) => ({ app }))
           : registry.getAppWithInstallation(appId, installationId)
-      return Effect.flatMap(read, ({ app, installation }) => {
-        if (Option.isNone(app)) {
-          return Effect.zipRight(
-            Effect.promise(() => dummyVerification(jwt)),
-            Effect.fail(badSignature())
-          )
-        }
-        // By kid (a key id, matched case-insensitively like every id, or a fingerprint), else every
-        // active key — each key once, however often it was registered. A key registered again after
-        // a deletion never verifies a JWT issued before that deletion (SPEC §4).
-        const wanted = kid?.toLowerCase()
-        const issuedAt = parsed.iat * 1000
-        const seen = new Set<string>()
-        const candidates = app.value.keys.filter(
-          (k) =>
-            (kid === undefined || k.id.toLowerCase() === wanted || k.fingerprint === kid) &&
-            (k.notBefore === null || issuedAt > k.notBefore) &&
-            !seen.has(k.fingerprint) &&
-            seen.add(k.fingerprint) !== undefined
+      return Effect.flatMap(read, (found) =>
+        Effect.flatMap(
+          Effect.promise(() => decided(parsed, jwt, found)),
+          (verified): Effect.Effect<VerifiedJwt, InvalidJwt> =>
+            verified instanceof InvalidJwt ? Effect.fail(verified) : Effect.succeed(verified)
         )
-        // An unknown app, an unknown kid and a bad signature all end in the same answer.
-        return Effect.flatMap(
-          Effect.promise(() => verifyWithAny(candidates, jwt, parsed.signatureBytes)),
-          (key): Effect.Effect<VerifiedJwt, InvalidJwt> =>
-            key === undefined
-              ? Effect.fail(badSignature())
-              : Effect.succeed({
-                  appId,
-                  keyId: key.id,
-                  permissions: app.value.permissions,
-                  tokenEpoch: app.value.tokenEpoch,
-                  installation
-                })
-        )
-      })
+      )
     })
-  }
-  return { verify }
+
+  const readNow = registry.getAppWithInstallationNow
+  const verifyNow =
+    readNow === undefined
+      ? undefined
+      : async (
+          jwt: string,
+          installationId: string,
+          now: number
+        ): Promise<VerifiedJwt | InvalidJwt | StorageUnavailable> => {
+          const parsed = checked(jwt, Math.floor(now / 1000))
+          if (parsed instanceof InvalidJwt) return parsed
+          let found: ReadForJwt
+          try {
+            found = await readNow(parsed.appId, installationId)
+          } catch {
+            return new StorageUnavailable()
+          }
+          return decided(parsed, jwt, found)
+        }
+  return { verify, verifyNow }
 }
 
 /** The live verifier: reads keys from the {@link Registry}, caches their imports by fingerprint. */

@@ -174,6 +174,19 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
       StorageUnavailable
     >
     /**
+     * {@link getAppWithInstallation} as a promise, when the registry has it (`SqlRegistry`): rejects
+     * where the effect fails. A mint on the direct path then costs no fiber.
+     */
+    readonly getAppWithInstallationNow?:
+      | ((
+          appId: string,
+          installationId: string
+        ) => Promise<{
+          readonly app: Option.Option<AppRecord>
+          readonly installation: Option.Option<InstallationRecord>
+        }>)
+      | undefined
+    /**
      * Adds a key, atomically with its checks, under real concurrency: `AppMissing`, `KeyExists`
      * (the same fingerprint, whatever format it was sent in), `KeyLimitReached` at
      * {@link MAX_KEYS_PER_APP}. The stored key's `notBefore` is the last deletion of the same key
@@ -224,6 +237,8 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
      * the same write prunes up to {@link PRUNE_BATCH} records that expired before `token.createdAt`.
      */
     readonly putToken: (digest: string, token: StoredToken) => Effect.Effect<void, StorageUnavailable>
+    /** {@link putToken} as a promise, when the registry has it (`SqlRegistry`): rejects where the effect fails. */
+    readonly putTokenNow?: ((digest: string, token: StoredToken) => Promise<void>) | undefined
     /**
      * The shard a token about to be minted will be stored on (its secret carries it, so that a use
      * reads one shard; see `ShardedRegistry`): the shard of its installation, or the home shard (0)
@@ -238,6 +253,14 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
       digest: string,
       shard?: number | undefined
     ) => Effect.Effect<Option.Option<TokenStanding>, StorageUnavailable>
+    /**
+     * {@link findToken} as a promise, when the registry has it (`SqlRegistry`, whose `findToken` is
+     * this promise in an effect): rejects where `findToken` fails. A token use on the direct path
+     * (`Direct.ts`) then costs no fiber.
+     */
+    readonly findTokenNow?:
+      | ((digest: string, shard?: number | undefined) => Promise<Option.Option<TokenStanding>>)
+      | undefined
     /** Marks a token revoked (at `now`): every later use fails, everywhere. Unknown digests are ignored. */
     readonly revokeToken: (
       digest: string,

@@ -341,6 +341,10 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
     putToken: (digest, token) => localOf(tokenShard(token)).putToken(digest, token),
     findToken: (digest, shard) =>
       shard !== undefined && shard >= shards.length ? Effect.succeed(Option.none()) : localOf(shard).findToken(digest),
+    findTokenNow: (digest, shard) =>
+      shard !== undefined && shard >= shards.length
+        ? Promise.resolve(Option.none())
+        : localOf(shard).findTokenNow!(digest),
     revokeToken: (digest, now, shard) =>
       shard !== undefined && shard >= shards.length ? Effect.void : localOf(shard).revokeToken(digest, now),
     listInstallations: (filter, page) =>

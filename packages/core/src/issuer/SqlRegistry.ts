@@ -181,12 +181,52 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
       catch: (e): E | StorageUnavailable => (driver.isUniqueViolation(e) ? onUnique() : new StorageUnavailable())
     })
   const batch = (statements: ReadonlyArray<SqlStatement>) => attempt(() => driver.batch(statements))
-
   const appStatements = (id: number): ReadonlyArray<SqlStatement> => [sql(S.app, id), sql(S.keysOfApp, id)]
   const appOf = (apps: SqlResult | undefined, keys: SqlResult | undefined): Option.Option<AppRecord> => {
     const row = rowsOf<AppRow>(apps)[0]
     return row === undefined ? Option.none() : Option.some(toApp(row, rowsOf<KeyRow>(keys).map(toKey)))
   }
+  /** An app with its keys and one installation, in one batch (`getAppWithInstallation` is this in an effect). */
+  const getAppWithInstallationNow = (appId: string, installationId: string) =>
+    driver
+      .batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)])
+      .then(([apps, keys, installation]) => {
+        const row = rowsOf<InstallationRow>(installation)[0]
+        return {
+          app: appRowId(appId) === undefined ? Option.none<AppRecord>() : appOf(apps, keys),
+          installation: row === undefined ? Option.none<InstallationRecord>() : Option.some(toInstallation(row))
+        }
+      })
+  /** A minted token's record, pruning a few expired ones (`putToken` is this in an effect). */
+  const putTokenNow = (digest: string, token: StoredToken): Promise<void> => {
+    const prune: ReadonlyArray<SqlValue> = [token.createdAt, PRUNE_BATCH]
+    const insert: ReadonlyArray<SqlValue> = [
+      digest,
+      token.id,
+      token.kind,
+      appRowId(token.appId) ?? 0,
+      token.installationId ?? null,
+      token.organizationId ?? null,
+      encodePermissions(token.permissions),
+      token.createdAt,
+      token.expiresAt,
+      token.appEpoch,
+      token.installationEpoch
+    ]
+    // Expired records, oldest first, a bounded number per mint: pruning keeps up as long as mints
+    // outnumber expiries, which they do (every record is a mint).
+    const written =
+      S.putToken.length === 1
+        ? driver.run(S.putToken[0]!, [...prune, ...insert])
+        : driver.batch([sql(S.putToken[0]!, ...prune), sql(S.putToken[1]!, ...insert)])
+    return written.then(() => undefined)
+  }
+  /** The token's standing, in one statement (`findToken` is this in an effect). */
+  const findTokenNow = (digest: string): Promise<Option.Option<TokenStanding>> =>
+    driver
+      .first<TokenStandingRow>(S.findToken, [digest])
+      .then((row) => (row === undefined ? Option.none() : Option.some(toStanding(row))))
+
   const getApp = (appId: string): Effect.Effect<Option.Option<AppRecord>, StorageUnavailable> => {
     const id = appRowId(appId)
     // An id that is no row id is read all the same (row 0, which never exists), as
@@ -226,17 +266,8 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
         return { ...app, id, tokenEpoch: 0, keys: [{ ...key, appId: id, notBefore: null }] }
       }),
     getApp,
-    getAppWithInstallation: (appId, installationId) =>
-      Effect.map(
-        batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)]),
-        ([apps, keys, installation]) => {
-          const row = rowsOf<InstallationRow>(installation)[0]
-          return {
-            app: appRowId(appId) === undefined ? Option.none<AppRecord>() : appOf(apps, keys),
-            installation: row === undefined ? Option.none<InstallationRecord>() : Option.some(toInstallation(row))
-          }
-        }
-      ),
+    getAppWithInstallation: (appId, installationId) => attempt(() => getAppWithInstallationNow(appId, installationId)),
+    getAppWithInstallationNow,
     addKey: (key) =>
       Effect.gen(function* () {
         const appId = appRowId(key.appId)
@@ -345,32 +376,10 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
         if (row === undefined) return yield* new InstallationMissing()
         return { appId: String(row.app_id) }
       }),
-    putToken: (digest, token) => {
-      const prune: ReadonlyArray<SqlValue> = [token.createdAt, PRUNE_BATCH]
-      const insert: ReadonlyArray<SqlValue> = [
-        digest,
-        token.id,
-        token.kind,
-        appRowId(token.appId) ?? 0,
-        token.installationId ?? null,
-        token.organizationId ?? null,
-        encodePermissions(token.permissions),
-        token.createdAt,
-        token.expiresAt,
-        token.appEpoch,
-        token.installationEpoch
-      ]
-      // Expired records, oldest first, a bounded number per mint: pruning keeps up as long as mints
-      // outnumber expiries, which they do (every record is a mint).
-      return S.putToken.length === 1
-        ? Effect.asVoid(attempt(() => driver.run(S.putToken[0]!, [...prune, ...insert])))
-        : Effect.asVoid(batch([sql(S.putToken[0]!, ...prune), sql(S.putToken[1]!, ...insert)]))
-    },
-    findToken: (digest) =>
-      Effect.map(
-        attempt(() => driver.first<TokenStandingRow>(S.findToken, [digest])),
-        (row) => (row === undefined ? Option.none() : Option.some(toStanding(row)))
-      ),
+    putToken: (digest, token) => attempt(() => putTokenNow(digest, token)),
+    putTokenNow,
+    findToken: (digest) => attempt(() => findTokenNow(digest)),
+    findTokenNow,
     revokeToken: (digest, now) => Effect.asVoid(attempt(() => driver.run(S.revokeToken, [now, digest]))),
     listInstallations: (filter, page) =>
       Effect.gen(function* () {

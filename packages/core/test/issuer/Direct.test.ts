@@ -38,7 +38,7 @@ const seededEntropy = (): Layer.Layer<Entropy.Entropy> => {
 }
 
 /** The registry both issuers share, with a switch that makes its reads and writes fail (503). */
-const sharedRegistry = () => {
+const sharedRegistry = (promises: boolean) => {
   const inner = Effect.runSync(Effect.provide(Registry.Registry, Registry.layerMemory))
   const failing = new Set<string>()
   const wrapped: Record<string, unknown> = {}
@@ -48,7 +48,22 @@ const sharedRegistry = () => {
         ? Effect.fail(new Registry.StorageUnavailable())
         : (f as (...a: Array<unknown>) => unknown)(...args)
   }
-  return { registry: inner, layer: Layer.succeed(Registry.Registry, wrapped as typeof inner), failing }
+  // The promise form of a token's standing, as `SqlRegistry` has it: the direct path then reads it
+  // without a fiber. Without it (`promises: false`), on one.
+  const reads = { promised: 0 }
+  if (promises) {
+    // As `SqlRegistry` has them: the effects' answers, a failure rejecting.
+    const now =
+      (name: "findToken" | "getAppWithInstallation" | "putToken") =>
+      (...args: Array<unknown>) => {
+        reads.promised++
+        return Effect.runPromise((wrapped[name] as (...a: Array<unknown>) => Effect.Effect<unknown, unknown>)(...args))
+      }
+    wrapped.findTokenNow = now("findToken")
+    wrapped.getAppWithInstallationNow = now("getAppWithInstallation")
+    wrapped.putTokenNow = now("putToken")
+  }
+  return { registry: inner, layer: Layer.succeed(Registry.Registry, wrapped as typeof inner), failing, reads }
 }
 
 interface Issuer {
@@ -87,8 +102,8 @@ const snapshot = async (response: Response) => {
 const timeless = (events: ReadonlyArray<AuditLog.AuditEvent>) => events.map(({ time: _, ...rest }) => rest)
 
 /** Two issuers over one registry, and a way to send both the same request. */
-const pair = async (principalLimit = 10_000) => {
-  const shared = sharedRegistry()
+const pair = async (principalLimit = 10_000, promises = true) => {
+  const shared = sharedRegistry(promises)
   const direct = issuerOver(shared.layer, true, principalLimit)
   const routed = issuerOver(shared.layer, false, principalLimit)
   // A third issuer seeds the registry, so the two compared draw the same entropy.
@@ -131,12 +146,15 @@ const pair = async (principalLimit = 10_000) => {
     expect(timeless(direct.audit.slice(auditBefore)), `${name}: audit events`).toEqual(
       timeless(routed.audit.slice(routedAuditBefore))
     )
-    expect(direct.direct.length - directBefore, `${name}: answered by the direct path`).toBe(viaDirect ? 1 : 0)
+    // Over a registry without promise forms, the direct path takes nothing: every request is routed.
+    expect(direct.direct.length - directBefore, `${name}: answered by the direct path`).toBe(
+      viaDirect && promises ? 1 : 0
+    )
     expect(routed.direct, "the routing issuer never takes the direct path").toEqual([])
     return ours
   }
   const dispose = () => Promise.all([direct.handler.dispose(), routed.handler.dispose(), seeder.handler.dispose()])
-  return { admin, both, dispose, registry: shared.registry, failing: shared.failing }
+  return { admin, both, dispose, registry: shared.registry, failing: shared.failing, reads: shared.reads }
 }
 
 const describeRequest =
@@ -172,213 +190,235 @@ const seed = async (admin: Awaited<ReturnType<typeof pair>>["admin"], name: stri
 }
 
 describe("the direct path answers as the router does (issue 16)", () => {
-  it("token uses: successes and every kind of refusal, with the same answers and audit events", async () => {
-    const { admin, both, dispose, registry, failing } = await pair()
-    const { appId, installationId, jwt } = await seed(admin, "describe")
-    const other = await seed(admin, "describe-other")
-    const good = await jwt()
-    // Tokens minted through the router (the routing issuer of a fresh pair would do as well).
-    const minted = await both("mint", mintRequest(installationId, good), true)
-    expect(minted.status).toBe(200)
-    const token = JSON.parse(minted.body).token as string
-    const mintToken = async (installation: string, bearer: string) =>
-      JSON.parse((await both("mint", mintRequest(installation, bearer), true)).body).token as string
+  it.each([
+    ["", true],
+    [" (a registry without findTokenNow: all routed)", false]
+  ])(
+    "token uses%s: successes and every kind of refusal, with the same answers and audit events",
+    async (_, promises) => {
+      const { admin, both, dispose, registry, failing, reads } = await pair(10_000, promises)
+      const { appId, installationId, jwt } = await seed(admin, "describe")
+      const other = await seed(admin, "describe-other")
+      const good = await jwt()
+      // Tokens minted through the router (the routing issuer of a fresh pair would do as well).
+      const minted = await both("mint", mintRequest(installationId, good), true)
+      expect(minted.status).toBe(200)
+      const token = JSON.parse(minted.body).token as string
+      const mintToken = async (installation: string, bearer: string) =>
+        JSON.parse((await both("mint", mintRequest(installation, bearer), true)).body).token as string
 
-    expect((await both("describe", describeRequest(token), true)).status).toBe(200)
-    const described = JSON.parse((await both("describe again", describeRequest(token), true)).body)
-    expect(described).toMatchObject({ kind: "installation", appId, installationId })
-    await both(
-      "describe, the caller's request id",
-      describeRequest(token, { "x-request-id": "the-callers-own-id" }),
-      true
-    )
-    await both("describe, this API version", describeRequest(token, { "x-icr-api-version": "2023-06-16" }), true)
-
-    // An app token, minted by the router (its route is not direct), described by the direct path.
-    const appToken = await both(
-      "app token mint",
-      () =>
-        new Request(`${ORIGIN}/app/accessTokens`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${good}`, "content-type": "application/json" }
-        }),
-      false
-    )
-    expect((await both("describe an app token", describeRequest(JSON.parse(appToken.body).token), true)).status).toBe(
-      200
-    )
-
-    // Refusals the direct path never takes: the request's shape.
-    const routedOnly: ReadonlyArray<[string, () => Request]> = [
-      ["no credential", describeRequest(undefined)],
-      [
-        "another scheme",
-        () => new Request(`${ORIGIN}/app/installations/token`, { headers: { authorization: "Basic abc" } })
-      ],
-      ["malformed token", describeRequest("crs_nothex")],
-      ["upper-case hex", describeRequest(token.toUpperCase().replace("CRS_", "crs_"))],
-      ["a JWT instead", describeRequest(good)],
-      ["other version", describeRequest(token, { "x-icr-api-version": "2020-01-01" })],
-      ["over-long Authorization", describeRequest(`crs_${"a".repeat(9000)}`)],
-      ["a query", describeRequest(token, {}, "/app/installations/token?x=1")],
-      ["trailing slash", describeRequest(token, {}, "/app/installations/token/")],
-      ["another spelling", describeRequest(token, {}, "/APP/installations/token")],
-      ["HEAD", describeRequest(token, {}, "/app/installations/token", "HEAD")],
-      ["POST", describeRequest(token, {}, "/app/installations/token", "POST")]
-    ]
-    for (const [name, make] of routedOnly) await both(`describe, ${name}`, make, false)
-
-    // Refusals after the lookup: the direct path answers them, as the router would.
-    await both("describe, unknown token", describeRequest(`crs_${"ab".repeat(24)}`), true)
-    const revoked = await mintToken(installationId, good)
-    await Effect.runPromise(registry.revokeToken(await Effect.runPromise(digestOf(revoked)), Date.now()))
-    expect((await both("describe, revoked", describeRequest(revoked), true)).status).toBe(401)
-    const expired = `crs_${"5e".repeat(24)}`
-    const now = Date.now()
-    await Effect.runPromise(
-      registry.putToken(
-        await Effect.runPromise(digestOf(expired)),
-        new StoredToken({
-          id: crypto.randomUUID(),
-          kind: "installation",
-          appId,
-          installationId,
-          organizationId: crypto.randomUUID(),
-          permissions: GRANT,
-          createdAt: now - 3_600_000,
-          expiresAt: now - 1000,
-          appEpoch: 0,
-          installationEpoch: 0
-        })
+      expect((await both("describe", describeRequest(token), true)).status).toBe(200)
+      const described = JSON.parse((await both("describe again", describeRequest(token), true)).body)
+      expect(described).toMatchObject({ kind: "installation", appId, installationId })
+      await both(
+        "describe, the caller's request id",
+        describeRequest(token, { "x-request-id": "the-callers-own-id" }),
+        true
       )
-    )
-    expect(JSON.parse((await both("describe, expired", describeRequest(expired), true)).body).detail).toMatch(/expired/)
-    // Kill switches, read on every use: a suspension, a change of permissions, an epoch bump, an uninstall.
-    const suspendedToken = await mintToken(other.installationId, await other.jwt())
-    expect((await both("describe before the suspension", describeRequest(suspendedToken), true)).status).toBe(200)
-    await admin("PATCH", `/admin/installations/${other.installationId}`, { suspended: true })
-    expect((await both("describe, suspended", describeRequest(suspendedToken), true)).status).toBe(401)
-    await admin("PATCH", `/admin/installations/${other.installationId}`, { suspended: false })
-    expect((await both("describe, unsuspended (still ended)", describeRequest(suspendedToken), true)).status).toBe(401)
-    const killed = await mintToken(installationId, good)
-    await admin("POST", `/admin/installations/${installationId}/revokeTokens`, {})
-    expect((await both("describe, epoch bumped", describeRequest(killed), true)).status).toBe(401)
-    await both("describe, the first token after the bump", describeRequest(token), true)
-    // Storage failing: 503, as the router answers it.
-    failing.add("findToken")
-    const fresh = await mintToken(installationId, good)
-    expect((await both("describe, storage down", describeRequest(fresh), true)).status).toBe(503)
-    failing.delete("findToken")
-    expect((await both("describe, storage back", describeRequest(fresh), true)).status).toBe(200)
-    await dispose()
-  }, 60_000)
+      await both("describe, this API version", describeRequest(token, { "x-icr-api-version": "2023-06-16" }), true)
 
-  it("installation-token mints: successes and every kind of refusal, with the same answers and audit events", async () => {
-    const { admin, both, dispose, failing } = await pair()
-    const { appId, installationId, jwt, keys } = await seed(admin, "mint")
-    const other = await seed(admin, "mint-other")
-    const good = await jwt()
-    const ok = await both("mint", mintRequest(installationId, good), true)
-    expect(ok.status).toBe(200)
-    expect(JSON.parse(ok.body)).toMatchObject({ installationId, isActive: true, permissions: GRANT })
-    await both("mint, upper-case id", mintRequest(installationId.toUpperCase(), good), true)
-    await both("mint, {}", mintRequest(installationId, good, "{}"), true)
-    await both(
-      "mint, narrowed",
-      mintRequest(installationId, good, '{"permissions":{"organization_info":"VIEW"}}'),
-      true
-    )
-    await both(
-      "mint, this API version",
-      mintRequest(installationId, good, undefined, { "x-icr-api-version": "2023-06-16" }),
-      true
-    )
-    const claims = () => ({
-      iss: appId,
-      iat: Math.floor(Date.now() / 1000) - 60,
-      exp: Math.floor(Date.now() / 1000) + 540
-    })
-    await both(
-      "mint, a kid that names no key",
-      mintRequest(
-        installationId,
-        await signRs256(keys.privateKey, claims(), { alg: "RS256", typ: "JWT", kid: "nokey" })
-      ),
-      true
-    )
-
-    // The shape of the request: routed.
-    const routedOnly: ReadonlyArray<[string, () => Request]> = [
-      ["an access token instead", mintRequest(installationId, `crs_${"ab".repeat(24)}`)],
-      [
-        "no credential",
-        () => new Request(`${ORIGIN}/app/installations/${installationId}/accessTokens`, { method: "POST" })
-      ],
-      ["unknown level", mintRequest(installationId, good, '{"permissions":{"organization_info":"WRITE"}}')],
-      ["empty grant", mintRequest(installationId, good, '{"permissions":{}}')],
-      ["unknown member", mintRequest(installationId, good, '{"other":1}')],
-      ["malformed id", mintRequest("not-a-uuid", good)],
-      ["other version", mintRequest(installationId, good, undefined, { "x-icr-api-version": "2020-01-01" })],
-      ["percent-encoded id", mintRequest(installationId.replace(/-/g, "%2D"), good)],
-      [
-        "a query",
+      // An app token, minted by the router (its route is not direct), described by the direct path.
+      const appToken = await both(
+        "app token mint",
         () =>
-          new Request(`${ORIGIN}/app/installations/${installationId}/accessTokens?x=1`, {
+          new Request(`${ORIGIN}/app/accessTokens`, {
             method: "POST",
-            headers: { authorization: `Bearer ${good}` }
-          })
-      ],
-      // The edge refuses these before any route is chosen.
-      ["wrong content type", mintRequest(installationId, good, "permissions=1", { "content-type": "text/plain" })],
-      ["not JSON", mintRequest(installationId, good, "{permissions")],
-      ["too deep", mintRequest(installationId, good, `${"[".repeat(40)}${"]".repeat(40)}`)],
-      ["declared too large", mintRequest(installationId, good, "{}", { "content-length": String(64 * 1024) })],
-      ["too large", mintRequest(installationId, good, JSON.stringify({ permissions: { x: "y".repeat(20_000) } }))]
-    ]
-    for (const [name, make] of routedOnly) await both(`mint, ${name}`, make, false)
+            headers: { authorization: `Bearer ${good}`, "content-type": "application/json" }
+          }),
+        false
+      )
+      expect((await both("describe an app token", describeRequest(JSON.parse(appToken.body).token), true)).status).toBe(
+        200
+      )
 
-    // Refusals of the verification and of the mint: answered by the direct path, as the router would.
-    const now = Math.floor(Date.now() / 1000)
-    const stranger = await rsaKeyPair()
-    const refused: ReadonlyArray<[string, () => Request, number]> = [
-      [
-        "bad signature",
+      // Refusals the direct path never takes: the request's shape.
+      const routedOnly: ReadonlyArray<[string, () => Request]> = [
+        ["no credential", describeRequest(undefined)],
+        [
+          "another scheme",
+          () => new Request(`${ORIGIN}/app/installations/token`, { headers: { authorization: "Basic abc" } })
+        ],
+        ["malformed token", describeRequest("crs_nothex")],
+        ["upper-case hex", describeRequest(token.toUpperCase().replace("CRS_", "crs_"))],
+        ["a JWT instead", describeRequest(good)],
+        ["other version", describeRequest(token, { "x-icr-api-version": "2020-01-01" })],
+        ["over-long Authorization", describeRequest(`crs_${"a".repeat(9000)}`)],
+        ["a query", describeRequest(token, {}, "/app/installations/token?x=1")],
+        ["trailing slash", describeRequest(token, {}, "/app/installations/token/")],
+        ["another spelling", describeRequest(token, {}, "/APP/installations/token")],
+        ["HEAD", describeRequest(token, {}, "/app/installations/token", "HEAD")],
+        ["POST", describeRequest(token, {}, "/app/installations/token", "POST")]
+      ]
+      for (const [name, make] of routedOnly) await both(`describe, ${name}`, make, false)
+
+      // Refusals after the lookup: the direct path answers them, as the router would.
+      await both("describe, unknown token", describeRequest(`crs_${"ab".repeat(24)}`), true)
+      const revoked = await mintToken(installationId, good)
+      await Effect.runPromise(registry.revokeToken(await Effect.runPromise(digestOf(revoked)), Date.now()))
+      expect((await both("describe, revoked", describeRequest(revoked), true)).status).toBe(401)
+      const expired = `crs_${"5e".repeat(24)}`
+      const now = Date.now()
+      await Effect.runPromise(
+        registry.putToken(
+          await Effect.runPromise(digestOf(expired)),
+          new StoredToken({
+            id: crypto.randomUUID(),
+            kind: "installation",
+            appId,
+            installationId,
+            organizationId: crypto.randomUUID(),
+            permissions: GRANT,
+            createdAt: now - 3_600_000,
+            expiresAt: now - 1000,
+            appEpoch: 0,
+            installationEpoch: 0
+          })
+        )
+      )
+      expect(JSON.parse((await both("describe, expired", describeRequest(expired), true)).body).detail).toMatch(
+        /expired/
+      )
+      // Kill switches, read on every use: a suspension, a change of permissions, an epoch bump, an uninstall.
+      const suspendedToken = await mintToken(other.installationId, await other.jwt())
+      expect((await both("describe before the suspension", describeRequest(suspendedToken), true)).status).toBe(200)
+      await admin("PATCH", `/admin/installations/${other.installationId}`, { suspended: true })
+      expect((await both("describe, suspended", describeRequest(suspendedToken), true)).status).toBe(401)
+      await admin("PATCH", `/admin/installations/${other.installationId}`, { suspended: false })
+      expect((await both("describe, unsuspended (still ended)", describeRequest(suspendedToken), true)).status).toBe(
+        401
+      )
+      const killed = await mintToken(installationId, good)
+      await admin("POST", `/admin/installations/${installationId}/revokeTokens`, {})
+      expect((await both("describe, epoch bumped", describeRequest(killed), true)).status).toBe(401)
+      await both("describe, the first token after the bump", describeRequest(token), true)
+      // Storage failing: 503, as the router answers it.
+      failing.add("findToken")
+      const fresh = await mintToken(installationId, good)
+      expect((await both("describe, storage down", describeRequest(fresh), true)).status).toBe(503)
+      failing.delete("findToken")
+      expect((await both("describe, storage back", describeRequest(fresh), true)).status).toBe(200)
+      // The direct path read the standing as a promise (and without one, nothing read it so).
+      expect(reads.promised > 0).toBe(promises)
+      await dispose()
+    },
+    60_000
+  )
+
+  it.each([
+    ["", true],
+    [" (a registry without promise forms: all routed)", false]
+  ])(
+    "installation-token mints%s: successes and every kind of refusal, with the same answers and audit events",
+    async (_, promises) => {
+      const { admin, both, dispose, failing, reads } = await pair(10_000, promises)
+      const { appId, installationId, jwt, keys } = await seed(admin, "mint")
+      const other = await seed(admin, "mint-other")
+      const good = await jwt()
+      const ok = await both("mint", mintRequest(installationId, good), true)
+      expect(ok.status).toBe(200)
+      expect(JSON.parse(ok.body)).toMatchObject({ installationId, isActive: true, permissions: GRANT })
+      await both("mint, upper-case id", mintRequest(installationId.toUpperCase(), good), true)
+      await both("mint, {}", mintRequest(installationId, good, "{}"), true)
+      await both(
+        "mint, narrowed",
+        mintRequest(installationId, good, '{"permissions":{"organization_info":"VIEW"}}'),
+        true
+      )
+      await both(
+        "mint, this API version",
+        mintRequest(installationId, good, undefined, { "x-icr-api-version": "2023-06-16" }),
+        true
+      )
+      const claims = () => ({
+        iss: appId,
+        iat: Math.floor(Date.now() / 1000) - 60,
+        exp: Math.floor(Date.now() / 1000) + 540
+      })
+      await both(
+        "mint, a kid that names no key",
         mintRequest(
           installationId,
-          await signRs256(stranger.privateKey, { iss: appId, iat: now - 60, exp: now + 540 })
+          await signRs256(keys.privateKey, claims(), { alg: "RS256", typ: "JWT", kid: "nokey" })
         ),
-        401
-      ],
-      [
-        "unknown app",
-        mintRequest(
-          installationId,
-          await signRs256(stranger.privateKey, { iss: "999999", iat: now - 60, exp: now + 540 })
-        ),
-        401
-      ],
-      ["expired JWT", mintRequest(installationId, await jwt({ iat: now - 700, exp: now - 100 })), 401],
-      ["malformed JWT", mintRequest(installationId, "a.b.c"), 401],
-      ["unknown installation", mintRequest("11111111-2222-4333-8444-555555555555", good), 404],
-      ["another app's installation", mintRequest(other.installationId, good), 404],
-      ["beyond the grant", mintRequest(installationId, good, '{"permissions":{"organization_projects":"VIEW"}}'), 422]
-    ]
-    for (const [name, make, status] of refused)
-      expect((await both(`mint, ${name}`, make, true)).status, name).toBe(status)
-    await admin("PATCH", `/admin/installations/${installationId}`, { suspended: true })
-    expect((await both("mint, suspended", mintRequest(installationId, good), true)).status).toBe(403)
-    await admin("PATCH", `/admin/installations/${installationId}`, { suspended: false })
-    expect((await both("mint, unsuspended", mintRequest(installationId, good), true)).status).toBe(200)
-    // Storage failing while reading, then while storing the token (the failure is audited).
-    failing.add("getAppWithInstallation")
-    expect((await both("mint, storage down", mintRequest(installationId, good), true)).status).toBe(503)
-    failing.delete("getAppWithInstallation")
-    failing.add("putToken")
-    expect((await both("mint, storage fails to store", mintRequest(installationId, good), true)).status).toBe(503)
-    failing.delete("putToken")
-    expect((await both("mint, storage back", mintRequest(installationId, good), true)).status).toBe(200)
-    await dispose()
-  }, 60_000)
+        true
+      )
+
+      // The shape of the request: routed.
+      const routedOnly: ReadonlyArray<[string, () => Request]> = [
+        ["an access token instead", mintRequest(installationId, `crs_${"ab".repeat(24)}`)],
+        [
+          "no credential",
+          () => new Request(`${ORIGIN}/app/installations/${installationId}/accessTokens`, { method: "POST" })
+        ],
+        ["unknown level", mintRequest(installationId, good, '{"permissions":{"organization_info":"WRITE"}}')],
+        ["empty grant", mintRequest(installationId, good, '{"permissions":{}}')],
+        ["unknown member", mintRequest(installationId, good, '{"other":1}')],
+        ["malformed id", mintRequest("not-a-uuid", good)],
+        ["other version", mintRequest(installationId, good, undefined, { "x-icr-api-version": "2020-01-01" })],
+        ["percent-encoded id", mintRequest(installationId.replace(/-/g, "%2D"), good)],
+        [
+          "a query",
+          () =>
+            new Request(`${ORIGIN}/app/installations/${installationId}/accessTokens?x=1`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${good}` }
+            })
+        ],
+        // The edge refuses these before any route is chosen.
+        ["wrong content type", mintRequest(installationId, good, "permissions=1", { "content-type": "text/plain" })],
+        ["not JSON", mintRequest(installationId, good, "{permissions")],
+        ["too deep", mintRequest(installationId, good, `${"[".repeat(40)}${"]".repeat(40)}`)],
+        ["declared too large", mintRequest(installationId, good, "{}", { "content-length": String(64 * 1024) })],
+        ["too large", mintRequest(installationId, good, JSON.stringify({ permissions: { x: "y".repeat(20_000) } }))]
+      ]
+      for (const [name, make] of routedOnly) await both(`mint, ${name}`, make, false)
+
+      // Refusals of the verification and of the mint: answered by the direct path, as the router would.
+      const now = Math.floor(Date.now() / 1000)
+      const stranger = await rsaKeyPair()
+      const refused: ReadonlyArray<[string, () => Request, number]> = [
+        [
+          "bad signature",
+          mintRequest(
+            installationId,
+            await signRs256(stranger.privateKey, { iss: appId, iat: now - 60, exp: now + 540 })
+          ),
+          401
+        ],
+        [
+          "unknown app",
+          mintRequest(
+            installationId,
+            await signRs256(stranger.privateKey, { iss: "999999", iat: now - 60, exp: now + 540 })
+          ),
+          401
+        ],
+        ["expired JWT", mintRequest(installationId, await jwt({ iat: now - 700, exp: now - 100 })), 401],
+        ["malformed JWT", mintRequest(installationId, "a.b.c"), 401],
+        ["unknown installation", mintRequest("11111111-2222-4333-8444-555555555555", good), 404],
+        ["another app's installation", mintRequest(other.installationId, good), 404],
+        ["beyond the grant", mintRequest(installationId, good, '{"permissions":{"organization_projects":"VIEW"}}'), 422]
+      ]
+      for (const [name, make, status] of refused)
+        expect((await both(`mint, ${name}`, make, true)).status, name).toBe(status)
+      await admin("PATCH", `/admin/installations/${installationId}`, { suspended: true })
+      expect((await both("mint, suspended", mintRequest(installationId, good), true)).status).toBe(403)
+      await admin("PATCH", `/admin/installations/${installationId}`, { suspended: false })
+      expect((await both("mint, unsuspended", mintRequest(installationId, good), true)).status).toBe(200)
+      // Storage failing while reading, then while storing the token (the failure is audited).
+      failing.add("getAppWithInstallation")
+      expect((await both("mint, storage down", mintRequest(installationId, good), true)).status).toBe(503)
+      failing.delete("getAppWithInstallation")
+      failing.add("putToken")
+      expect((await both("mint, storage fails to store", mintRequest(installationId, good), true)).status).toBe(503)
+      failing.delete("putToken")
+      expect((await both("mint, storage back", mintRequest(installationId, good), true)).status).toBe(200)
+      // The direct path read and wrote as promises (and without them, nothing did).
+      expect(reads.promised > 0).toBe(promises)
+      await dispose()
+    },
+    60_000
+  )
 
   it("rate limits: each principal's budget is counted once per request, and 429 answered alike", async () => {
     const { admin, both, dispose } = await pair(3)
