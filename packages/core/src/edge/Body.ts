@@ -134,9 +134,14 @@ export const withBodyRead = (request: Request, body: Uint8Array | "unreadable"):
  */
 export const withHeaders = (request: Request, headers: Headers): Request => {
   const body = readAhead.get(request)
-  return body === undefined
-    ? new Request(request, { headers })
-    : withBodyRead(new Request(request.url, { method: request.method, headers }), body)
+  if (body === undefined) return new Request(request, { headers })
+  // The bytes go in the copy too: whoever looks at `request.body` (the broker strips a stranger's
+  // before it is read) sees that there is one.
+  const init = { method: request.method, headers }
+  return withBodyRead(
+    new Request(request.url, body === "unreadable" ? init : { ...init, body: body as Uint8Array<ArrayBuffer> }),
+    body
+  )
 }
 
 /**

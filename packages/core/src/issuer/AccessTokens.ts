@@ -98,7 +98,7 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
      * {@link mintInstallationToken} at `now` (epoch ms) as a promise, when the registry writes as
      * promises (`Registry.putTokenNow`), with the installation as the JWT check read it: a mint on
      * the direct path then costs no fiber. It resolves to what `mintInstallationToken` succeeds or
-     * fails with, and never rejects.
+     * fails with (it rejects only on a defect).
      */
     readonly mintInstallationTokenNow?:
       | ((
@@ -115,12 +115,15 @@ export class AccessTokens extends Context.Tag("@icr-apps/core/AccessTokens")<
     /** Finds the live record of a presented secret, or fails with `InvalidToken`. */
     readonly authenticate: (secret: string) => Effect.Effect<Authenticated, InvalidToken | StorageUnavailable>
     /**
-     * {@link authenticate} at `now` (epoch ms) as a promise, when the registry reads a token's
-     * standing as one (`Registry.findTokenNow`): a token use on the direct path then costs no fiber.
-     * It settles to what `authenticate` succeeds or fails with, and never rejects.
+     * {@link authenticate} as a promise, `now` being its clock (epoch ms), when the registry reads a
+     * token's standing as one (`Registry.findTokenNow`): a token use on the direct path then costs
+     * no fiber. It settles to what `authenticate` succeeds or fails with (it rejects only on a defect).
      */
     readonly authenticateNow?:
-      | ((secret: string, now: number) => Promise<Either.Either<Authenticated, InvalidToken | StorageUnavailable>>)
+      | ((
+          secret: string,
+          now: () => number
+        ) => Promise<Either.Either<Authenticated, InvalidToken | StorageUnavailable>>)
       | undefined
     /**
      * Revokes a token: every later use fails, in every location (the registry is the one source).
@@ -253,8 +256,9 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               const hex = sha256.hex(secret)
               try {
                 await putTokenNow(typeof hex === "string" ? hex : await hex, record)
-              } catch {
-                return new StorageUnavailable()
+              } catch (e) {
+                if (e instanceof StorageUnavailable) return e
+                throw e
               }
               return { secret: Redacted.make(secret), record }
             },
@@ -278,10 +282,12 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               let found: Option.Option<TokenStanding>
               try {
                 found = await findTokenNow(digest, shard)
-              } catch {
-                return Either.left(new StorageUnavailable())
+              } catch (e) {
+                if (e instanceof StorageUnavailable) return Either.left(e)
+                throw e
               }
-              return judged(found, now, digest, shard)
+              // The time after the read, as `authenticate` reads its clock.
+              return judged(found, now(), digest, shard)
             },
       revoke: (digest, shard) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => registry.revokeToken(digest, now, shard))

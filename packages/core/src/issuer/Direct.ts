@@ -194,9 +194,10 @@ export const makeDirectPath = (
   const authenticateNow = tokens.authenticateNow
   const verifier = Context.get(services, JwtVerifier.JwtVerifier)
   const log = Context.get(services, AuditLog.AuditLog)
-  /** Records an event at once (an audit log never fails, SPEC §5). */
-  const audit = (event: AuditLog.AuditEvent): void => {
-    void runNow(log.emit(event))
+  /** Records an event (an audit log never fails, SPEC §5): at once, or waited for, as the router does. */
+  const audit = async (event: AuditLog.AuditEvent): Promise<void> => {
+    const done = runNow(log.emit(event))
+    if (!Exit.isExit(done)) await done
   }
   const verifyNow = verifier.verifyNow
   const mintNow = tokens.mintInstallationTokenNow
@@ -211,14 +212,14 @@ export const makeDirectPath = (
     if (typeof credential !== "string" || !accessTokenPattern.test(credential)) return undefined
     onAnswer("describeAccessToken")
     return settled(
-      authenticateNow(credential, Date.now()).then((result) => {
+      authenticateNow(credential, Date.now).then((result) => {
         if (Either.isLeft(result)) return Exit.fail(problemOf(result.left))
         const token = result.right.token
         const answer = (): DirectAnswer => {
           const response = describeSchemas.respond(tokenDescriptionWire(token))
           return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
         }
-        const count = runNow(limits.principal(tokenPrincipal(token)))
+        const count = limits.counting ? runNow(limits.principal(tokenPrincipal(token))) : Exit.void
         const after = (counted: Exit.Exit<void, unknown>): DirectAnswer =>
           Exit.isFailure(counted) ? Exit.failCause(counted.cause) : answer()
         return Exit.isExit(count) ? after(count) : count.then(after)
@@ -254,7 +255,7 @@ export const makeDirectPath = (
         if (!("appId" in verified)) return Exit.fail(problemOf(verified))
         const { appId, tokenEpoch, installation } = verified
         // From here on the app is the principal its requests count against (SPEC §1).
-        const count = runNow(limits.principal(principalKey.app(appId)))
+        const count = limits.counting ? runNow(limits.principal(principalKey.app(appId))) : Exit.void
         const counted = Exit.isExit(count) ? count : await count
         if (Exit.isFailure(counted)) return Exit.failCause(counted.cause)
         const fields = { action: "installation_token.mint", actor: "app", appId, installationId } as const
@@ -268,10 +269,10 @@ export const makeDirectPath = (
         )
         if (!("record" in minted)) {
           const problem = problemOf(minted)
-          audit(AuditLog.eventOf(fields, requestId, Date.now(), "failure", AuditLog.codeOfFailure(problem)))
+          await audit(AuditLog.eventOf(fields, requestId, Date.now(), "failure", AuditLog.codeOfFailure(problem)))
           return Exit.fail(problem)
         }
-        audit(AuditLog.eventOf({ ...fields, tokenId: minted.record.id }, requestId, Date.now(), "success"))
+        await audit(AuditLog.eventOf({ ...fields, tokenId: minted.record.id }, requestId, Date.now(), "success"))
         const response = mintSchemas.respond(installationAccessTokenWire(minted))
         return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
       })()

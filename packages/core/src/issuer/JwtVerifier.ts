@@ -50,7 +50,7 @@ export class JwtVerifier extends Context.Tag("@icr-apps/core/JwtVerifier")<
     /**
      * {@link verify} of a JWT for a mint at `now` (epoch ms) as a promise, when the registry reads
      * as promises (`Registry.getAppWithInstallationNow`): a mint on the direct path then costs no
-     * fiber. It resolves to what `verify` succeeds or fails with, and never rejects.
+     * fiber. It resolves to what `verify` succeeds or fails with (it rejects only on a defect).
      */
     readonly verifyNow?:
       | ((jwt: string, installationId: string, now: number) => Promise<VerifiedJwt | InvalidJwt | StorageUnavailable>)
@@ -315,8 +315,9 @@ export const make = (registry: Registry["Type"]): JwtVerifier["Type"] => {
           let found: ReadForJwt
           try {
             found = await readNow(parsed.appId, installationId)
-          } catch {
-            return new StorageUnavailable()
+          } catch (e) {
+            if (e instanceof StorageUnavailable) return e
+            throw e
           }
           return decided(parsed, jwt, found)
         }

@@ -100,6 +100,8 @@ export const principalKey = {
 export interface RequestLimitsService {
   /** The client address the request counts against when it authenticates nobody (none: not limited by address). */
   readonly address: string | undefined
+  /** Whether anything is counted at all (a limiter is configured): without one, every count is a no-op. */
+  readonly counting: boolean
   /** Counts the request against an authenticated principal; fails with `RateLimited` past its budget. */
   readonly principal: (key: string) => Effect.Effect<void, RateLimited>
   /** The request counts against no budget (the operator, liveness checks). */
@@ -115,6 +117,7 @@ export interface RequestLimitsService {
 export class RequestLimits extends Context.Reference<RequestLimits>()("@icr-apps/core/RateLimiter/RequestLimits", {
   defaultValue: (): RequestLimitsService => ({
     address: undefined,
+    counting: false,
     principal: () => Effect.void,
     exempt: Effect.void,
     settle: () => undefined
@@ -140,6 +143,7 @@ export const makeRequestLimits = (
         )
   return {
     address,
+    counting: limiter !== undefined,
     principal: (key) =>
       Effect.suspend(() => {
         settled = true

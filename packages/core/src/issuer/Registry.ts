@@ -175,7 +175,8 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     >
     /**
      * {@link getAppWithInstallation} as a promise, when the registry has it (`SqlRegistry`): rejects
-     * where the effect fails. A mint on the direct path then costs no fiber.
+     * with `StorageUnavailable` where the effect fails with it. A mint on the direct path then costs
+     * no fiber.
      */
     readonly getAppWithInstallationNow?:
       | ((
@@ -237,7 +238,7 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
      * the same write prunes up to {@link PRUNE_BATCH} records that expired before `token.createdAt`.
      */
     readonly putToken: (digest: string, token: StoredToken) => Effect.Effect<void, StorageUnavailable>
-    /** {@link putToken} as a promise, when the registry has it (`SqlRegistry`): rejects where the effect fails. */
+    /** {@link putToken} as a promise, when the registry has it (`SqlRegistry`): rejects as the effect fails. */
     readonly putTokenNow?: ((digest: string, token: StoredToken) => Promise<void>) | undefined
     /**
      * The shard a token about to be minted will be stored on (its secret carries it, so that a use
@@ -255,7 +256,8 @@ export class Registry extends Context.Tag("@icr-apps/core/Registry")<
     ) => Effect.Effect<Option.Option<TokenStanding>, StorageUnavailable>
     /**
      * {@link findToken} as a promise, when the registry has it (`SqlRegistry`, whose `findToken` is
-     * this promise in an effect): rejects where `findToken` fails. A token use on the direct path
+     * this promise in an effect): rejects with `StorageUnavailable` where `findToken` fails with it
+     * (with anything else, a defect). A token use on the direct path
      * (`Direct.ts`) then costs no fiber.
      */
     readonly findTokenNow?:

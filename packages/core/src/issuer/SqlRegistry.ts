@@ -7,6 +7,7 @@
  * SQLite and D1 one at a time), a constraint or a row lock holds the rule (see SqlStatements).
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -181,6 +182,27 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
       catch: (e): E | StorageUnavailable => (driver.isUniqueViolation(e) ? onUnique() : new StorageUnavailable())
     })
   const batch = (statements: ReadonlyArray<SqlStatement>) => attempt(() => driver.batch(statements))
+  /**
+   * A driver call of a promise form: its failure, thrown or rejected, rejects as `StorageUnavailable`
+   * (its message, which may quote SQL, is not kept).
+   */
+  const stored = <A>(call: () => Promise<A>): Promise<A> => {
+    try {
+      return call().catch(() => Promise.reject(new StorageUnavailable()))
+    } catch {
+      return Promise.reject(new StorageUnavailable())
+    }
+  }
+  /** A promise form as an effect: `StorageUnavailable` is its failure; anything else (a row that does not decode) a defect. */
+  const fromNow = <A>(f: () => Promise<A>): Effect.Effect<A, StorageUnavailable> =>
+    Effect.flatten(
+      Effect.promise(() =>
+        f().then(Either.right, (e: unknown) => {
+          if (e instanceof StorageUnavailable) return Either.left(e)
+          throw e
+        })
+      )
+    )
   const appStatements = (id: number): ReadonlyArray<SqlStatement> => [sql(S.app, id), sql(S.keysOfApp, id)]
   const appOf = (apps: SqlResult | undefined, keys: SqlResult | undefined): Option.Option<AppRecord> => {
     const row = rowsOf<AppRow>(apps)[0]
@@ -188,15 +210,15 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
   }
   /** An app with its keys and one installation, in one batch (`getAppWithInstallation` is this in an effect). */
   const getAppWithInstallationNow = (appId: string, installationId: string) =>
-    driver
-      .batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)])
-      .then(([apps, keys, installation]) => {
+    stored(() => driver.batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)])).then(
+      ([apps, keys, installation]) => {
         const row = rowsOf<InstallationRow>(installation)[0]
         return {
           app: appRowId(appId) === undefined ? Option.none<AppRecord>() : appOf(apps, keys),
           installation: row === undefined ? Option.none<InstallationRecord>() : Option.some(toInstallation(row))
         }
-      })
+      }
+    )
   /** A minted token's record, pruning a few expired ones (`putToken` is this in an effect). */
   const putTokenNow = (digest: string, token: StoredToken): Promise<void> => {
     const prune: ReadonlyArray<SqlValue> = [token.createdAt, PRUNE_BATCH]
@@ -215,17 +237,17 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
     ]
     // Expired records, oldest first, a bounded number per mint: pruning keeps up as long as mints
     // outnumber expiries, which they do (every record is a mint).
-    const written =
+    return stored<unknown>(() =>
       S.putToken.length === 1
         ? driver.run(S.putToken[0]!, [...prune, ...insert])
         : driver.batch([sql(S.putToken[0]!, ...prune), sql(S.putToken[1]!, ...insert)])
-    return written.then(() => undefined)
+    ).then(() => undefined)
   }
   /** The token's standing, in one statement (`findToken` is this in an effect). */
   const findTokenNow = (digest: string): Promise<Option.Option<TokenStanding>> =>
-    driver
-      .first<TokenStandingRow>(S.findToken, [digest])
-      .then((row) => (row === undefined ? Option.none() : Option.some(toStanding(row))))
+    stored(() => driver.first<TokenStandingRow>(S.findToken, [digest])).then((row) =>
+      row === undefined ? Option.none() : Option.some(toStanding(row))
+    )
 
   const getApp = (appId: string): Effect.Effect<Option.Option<AppRecord>, StorageUnavailable> => {
     const id = appRowId(appId)
@@ -266,7 +288,7 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
         return { ...app, id, tokenEpoch: 0, keys: [{ ...key, appId: id, notBefore: null }] }
       }),
     getApp,
-    getAppWithInstallation: (appId, installationId) => attempt(() => getAppWithInstallationNow(appId, installationId)),
+    getAppWithInstallation: (appId, installationId) => fromNow(() => getAppWithInstallationNow(appId, installationId)),
     getAppWithInstallationNow,
     addKey: (key) =>
       Effect.gen(function* () {
@@ -376,9 +398,9 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
         if (row === undefined) return yield* new InstallationMissing()
         return { appId: String(row.app_id) }
       }),
-    putToken: (digest, token) => attempt(() => putTokenNow(digest, token)),
+    putToken: (digest, token) => fromNow(() => putTokenNow(digest, token)),
     putTokenNow,
-    findToken: (digest) => attempt(() => findTokenNow(digest)),
+    findToken: (digest) => fromNow(() => findTokenNow(digest)),
     findTokenNow,
     revokeToken: (digest, now) => Effect.asVoid(attempt(() => driver.run(S.revokeToken, [now, digest]))),
     listInstallations: (filter, page) =>

@@ -89,6 +89,9 @@ describe("a body its server read ahead (withBodyRead)", () => {
       new Headers({ "content-type": "application/json", "x-y": "1" })
     )
     expect(copy.headers.get("x-y")).toBe("1")
+    // The copy carries the bytes itself: whoever checks `request.body` (the broker strips a stranger's) sees one.
+    expect(copy.body).not.toBeNull()
+    expect(await copy.clone().text()).toBe('{"b":2}')
     expect(await readBody(copy, "json")).toMatchObject({ parsed: { b: 2 } })
     const plain = withHeaders(post('{"c":3}', "application/json"), new Headers({ "content-type": "application/json" }))
     expect(await readBody(plain, "json")).toMatchObject({ parsed: { c: 3 } })

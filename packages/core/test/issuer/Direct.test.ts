@@ -57,7 +57,11 @@ const sharedRegistry = (promises: boolean) => {
       (name: "findToken" | "getAppWithInstallation" | "putToken") =>
       (...args: Array<unknown>) => {
         reads.promised++
-        return Effect.runPromise((wrapped[name] as (...a: Array<unknown>) => Effect.Effect<unknown, unknown>)(...args))
+        // A failure rejects as itself (a `StorageUnavailable`), as `SqlRegistry`'s promise forms do.
+        const effect = (wrapped[name] as (...a: Array<unknown>) => Effect.Effect<unknown, unknown>)(...args)
+        return Effect.runPromise(Effect.either(effect)).then((result) =>
+          result._tag === "Right" ? result.right : Promise.reject(result.left)
+        )
       }
     wrapped.findTokenNow = now("findToken")
     wrapped.getAppWithInstallationNow = now("getAppWithInstallation")

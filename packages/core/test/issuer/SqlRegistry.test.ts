@@ -39,6 +39,36 @@ describe("SqlRegistry over a failing engine", () => {
       }
     })
   )
+  it.effect(
+    "the promise forms reject as their effects fail: the engine's failure as StorageUnavailable, a row that does not decode as a defect",
+    () =>
+      Effect.gen(function* () {
+        const registry = SqlRegistry.make(failing(engineFailure))
+        for (const call of [
+          () => registry.findTokenNow!("d"),
+          () => registry.getAppWithInstallationNow!("1", "i"),
+          () => registry.putTokenNow!("d", { id: "t", kind: "app", appId: "1", permissions: {} } as never)
+        ]) {
+          const rejected = yield* Effect.promise(() =>
+            call().then(
+              () => undefined,
+              (e: unknown) => e
+            )
+          )
+          expect((rejected as { _tag?: string })._tag).toBe("StorageUnavailable")
+          expect(JSON.stringify(rejected)).not.toMatch(/SQLITE|INSERT|crs_/)
+        }
+        // A stored row this version cannot read is no outage (503, retried forever): a defect (500, logged).
+        const corrupt: SqlDriver = {
+          ...failing(engineFailure),
+          first: async () =>
+            ({ t_id: "t", kind: "app", t_app_id: 1, t_permissions: "not json", revoked_at: null }) as never
+        }
+        const exit = yield* Effect.exit(SqlRegistry.make(corrupt).findToken("d"))
+        expect(exit._tag === "Failure" && exit.cause._tag).toBe("Die")
+      })
+  )
+
   it.effect("answers a unique violation as the conflict it is: a taken name, a key the app has, an installed app", () =>
     Effect.gen(function* () {
       const registry = SqlRegistry.make(failing(uniqueViolation))

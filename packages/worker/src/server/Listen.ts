@@ -153,20 +153,37 @@ export const hasSmallBody = (request: Request): boolean => {
   return declared !== null && /^[0-9]{1,5}$/.test(declared) && Number(declared) <= MAX_BODY_BYTES
 }
 
-/** A request's body read whole within `ms`: its bytes, `"unreadable"`, or `"late"` past the deadline. */
+/**
+ * A request's body read whole within `ms`: its bytes, `"unreadable"`, or `"late"` past the deadline
+ * (the read is then cancelled: the runtime lets go of the body and its connection).
+ */
 const readWithin = async (request: Request, ms: number): Promise<Uint8Array | "unreadable" | "late"> => {
+  const reader = request.body!.getReader()
   let timer: ReturnType<typeof setTimeout> | undefined
   const deadline = new Promise<"late">((resolve) => {
     timer = setTimeout(() => resolve("late"), ms)
   })
   try {
-    return await Promise.race([
-      request.arrayBuffer().then(
-        (bytes) => new Uint8Array(bytes),
-        () => "unreadable" as const
-      ),
-      deadline
-    ])
+    const chunks: Array<Uint8Array> = []
+    for (;;) {
+      const next = await Promise.race([reader.read(), deadline])
+      if (next === "late") {
+        reader.cancel().catch(() => {})
+        return "late"
+      }
+      if (next.done) break
+      chunks.push(next.value)
+    }
+    if (chunks.length === 1) return chunks[0]!
+    const whole = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
+    let at = 0
+    for (const chunk of chunks) {
+      whole.set(chunk, at)
+      at += chunk.byteLength
+    }
+    return whole
+  } catch {
+    return "unreadable"
   } finally {
     clearTimeout(timer)
   }
