@@ -150,8 +150,19 @@ const MINT_PATH = /^\/app\/installations\/([0-9A-Fa-f-]{36})\/accessTokens$/
 /** A success the endpoint's schema would not encode: a defect (it is built from the issuer's own records). */
 const UNENCODABLE = "the direct path's answer does not encode with the endpoint's success schema"
 
-/** A direct answer whose code threw: the defect the router's fiber would have died with (a 500, logged). */
-const settled = (answer: Promise<DirectAnswer>): Promise<DirectAnswer> => answer.catch((defect) => Exit.die(defect))
+/** A direct answer's code that threw: the defect the router's fiber would have died with (a 500, logged). */
+const died = (defect: unknown): DirectAnswer => Exit.die(defect)
+
+/** `f`, its throw answered as {@link died}: in the same step, not one more `catch`. */
+const guarded =
+  <A, B>(f: (a: A) => B) =>
+  (a: A): B | DirectAnswer => {
+    try {
+      return f(a)
+    } catch (defect) {
+      return died(defect)
+    }
+  }
 
 /** A failure of storage as its problem (SPEC §6), any other as it is: what `asProblems` does to an effect's. */
 const problemOf = (failure: unknown): unknown => (isRegistryFailure(failure) ? toProblem(failure) : failure)
@@ -211,19 +222,19 @@ export const makeDirectPath = (
     const credential = bearerCredential(request.headers.get("authorization"))
     if (typeof credential !== "string" || !accessTokenPattern.test(credential)) return undefined
     onAnswer("describeAccessToken")
-    return settled(
-      authenticateNow(credential, Date.now).then((result) => {
+    return authenticateNow(credential, Date.now).then(
+      guarded((result): DirectAnswer | Promise<DirectAnswer> => {
         if (Either.isLeft(result)) return Exit.fail(problemOf(result.left))
         const token = result.right.token
-        const answer = (): DirectAnswer => {
+        const count = limits.counting ? runNow(limits.principal(tokenPrincipal(token))) : Exit.void
+        const after = guarded((counted: Exit.Exit<void, unknown>): DirectAnswer => {
+          if (Exit.isFailure(counted)) return Exit.failCause(counted.cause)
           const response = describeSchemas.respond(tokenDescriptionWire(token))
           return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
-        }
-        const count = limits.counting ? runNow(limits.principal(tokenPrincipal(token))) : Exit.void
-        const after = (counted: Exit.Exit<void, unknown>): DirectAnswer =>
-          Exit.isFailure(counted) ? Exit.failCause(counted.cause) : answer()
+        })
         return Exit.isExit(count) ? after(count) : count.then(after)
-      })
+      }),
+      died
     )
   }
 
@@ -249,8 +260,8 @@ export const makeDirectPath = (
     const credential = bearerCredential(request.headers.get("authorization"))
     if (typeof credential !== "string" || looksLikeAccessToken(credential)) return undefined
     onAnswer("createInstallationAccessToken")
-    return settled(
-      (async (): Promise<DirectAnswer> => {
+    return (async (): Promise<DirectAnswer> => {
+      try {
         const verified = await verifyNow(credential, installationId, Date.now())
         if (!("appId" in verified)) return Exit.fail(problemOf(verified))
         const { appId, tokenEpoch, installation } = verified
@@ -275,8 +286,10 @@ export const makeDirectPath = (
         await audit(AuditLog.eventOf({ ...fields, tokenId: minted.record.id }, requestId, Date.now(), "success"))
         const response = mintSchemas.respond(installationAccessTokenWire(minted))
         return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
-      })()
-    )
+      } catch (defect) {
+        return died(defect)
+      }
+    })()
   }
 
   return (request, body, requestId, limits) => {

@@ -183,12 +183,13 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
     })
   const batch = (statements: ReadonlyArray<SqlStatement>) => attempt(() => driver.batch(statements))
   /**
-   * A driver call of a promise form: its failure, thrown or rejected, rejects as `StorageUnavailable`
-   * (its message, which may quote SQL, is not kept).
+   * A driver call of a promise form, its result read by `read`: the driver's failure, thrown or
+   * rejected, rejects as `StorageUnavailable` (its message, which may quote SQL, is not kept); a
+   * throw of `read` (a row that does not decode) rejects as itself. One step, not two.
    */
-  const stored = <A>(call: () => Promise<A>): Promise<A> => {
+  const stored = <A, B>(call: () => Promise<A>, read: (a: A) => B): Promise<B> => {
     try {
-      return call().catch(() => Promise.reject(new StorageUnavailable()))
+      return call().then(read, () => Promise.reject(new StorageUnavailable()))
     } catch {
       return Promise.reject(new StorageUnavailable())
     }
@@ -210,7 +211,8 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
   }
   /** An app with its keys and one installation, in one batch (`getAppWithInstallation` is this in an effect). */
   const getAppWithInstallationNow = (appId: string, installationId: string) =>
-    stored(() => driver.batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)])).then(
+    stored(
+      () => driver.batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)]),
       ([apps, keys, installation]) => {
         const row = rowsOf<InstallationRow>(installation)[0]
         return {
@@ -237,16 +239,19 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
     ]
     // Expired records, oldest first, a bounded number per mint: pruning keeps up as long as mints
     // outnumber expiries, which they do (every record is a mint).
-    return stored<unknown>(() =>
-      S.putToken.length === 1
-        ? driver.run(S.putToken[0]!, [...prune, ...insert])
-        : driver.batch([sql(S.putToken[0]!, ...prune), sql(S.putToken[1]!, ...insert)])
-    ).then(() => undefined)
+    return stored<unknown, void>(
+      () =>
+        S.putToken.length === 1
+          ? driver.run(S.putToken[0]!, [...prune, ...insert])
+          : driver.batch([sql(S.putToken[0]!, ...prune), sql(S.putToken[1]!, ...insert)]),
+      () => undefined
+    )
   }
   /** The token's standing, in one statement (`findToken` is this in an effect). */
   const findTokenNow = (digest: string): Promise<Option.Option<TokenStanding>> =>
-    stored(() => driver.first<TokenStandingRow>(S.findToken, [digest])).then((row) =>
-      row === undefined ? Option.none() : Option.some(toStanding(row))
+    stored(
+      () => driver.first<TokenStandingRow>(S.findToken, [digest]),
+      (row) => (row === undefined ? Option.none() : Option.some(toStanding(row)))
     )
 
   const getApp = (appId: string): Effect.Effect<Option.Option<AppRecord>, StorageUnavailable> => {
