@@ -114,6 +114,21 @@ const parseForm = (text: string): CheckedBody | InvalidRequest => {
   return { parsed }
 }
 
+/**
+ * Whether a body's framing lets its server read it whole before handing the request on: a declared
+ * `Content-Length` within {@link MAX_BODY_BYTES} (the server holds the client to it) and no
+ * `Transfer-Encoding`. Every request the workers take is so; anything else is streamed (and a
+ * larger one answered 413 by the edge from its headers).
+ */
+export const isSmallDeclaredBody = (
+  contentLength: string | null | undefined,
+  transferEncoding: string | null | undefined
+): boolean =>
+  (transferEncoding === undefined || transferEncoding === null) &&
+  typeof contentLength === "string" &&
+  /^[0-9]{1,5}$/.test(contentLength) &&
+  Number(contentLength) <= MAX_BODY_BYTES
+
 /** The bodies servers read whole before handing their requests on (see {@link withBodyRead}). */
 const readAhead = new WeakMap<Request, Uint8Array | "unreadable">()
 

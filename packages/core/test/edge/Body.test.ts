@@ -3,6 +3,7 @@ import {
   MAX_BODY_BYTES,
   MAX_JSON_DEPTH,
   nestsDeeperThan,
+  isSmallDeclaredBody,
   readBody,
   withBodyRead,
   withHeaders
@@ -57,6 +58,18 @@ describe("readBody", () => {
     const exact = `{"a":"${"x".repeat(MAX_BODY_BYTES - 8)}"}`
     expect(exact.length).toBe(MAX_BODY_BYTES)
     expect(await readBody(post(exact, "application/json"), "json")).toMatchObject({ text: exact })
+  })
+})
+
+describe("isSmallDeclaredBody: which bodies a server reads whole before handing the request on", () => {
+  it("a declared length within the cap, and no Transfer-Encoding", () => {
+    expect(isSmallDeclaredBody("0", undefined)).toBe(true)
+    expect(isSmallDeclaredBody(String(MAX_BODY_BYTES), null)).toBe(true)
+    expect(isSmallDeclaredBody(String(MAX_BODY_BYTES + 1), null)).toBe(false)
+    expect(isSmallDeclaredBody("12", "chunked")).toBe(false)
+    expect(isSmallDeclaredBody(undefined, undefined)).toBe(false)
+    expect(isSmallDeclaredBody("1e3", null)).toBe(false)
+    expect(isSmallDeclaredBody("+12", null)).toBe(false)
   })
 })
 

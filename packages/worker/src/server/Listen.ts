@@ -3,7 +3,7 @@
  * on a host and port, tell it each request's TCP peer, and stop gracefully. One small adapter per
  * runtime (`node.ts`, `deno.ts`, `bun.ts`); everything else is the same on all three.
  */
-import { MAX_BODY_BYTES, withBodyRead } from "@icr-apps/core/edge/Body"
+import { isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
 import { type Answer, toResponse } from "@icr-apps/core/edge/Edge"
 import type { Connection } from "@icr-apps/core/issuer/Http"
 
@@ -142,16 +142,12 @@ export const serveWithBodyDeadline = async (
   return limited.expired() ? closingConnection(response) : response
 }
 
-/**
- * Whether a request's body is small and of a declared length (the server holds the client to it):
- * within the edge's cap, no `Transfer-Encoding`. Every request the workers take is so.
- */
-export const hasSmallBody = (request: Request): boolean => {
-  if (request.body === null || request.method === "GET" || request.method === "HEAD") return false
-  if (request.headers.has("transfer-encoding")) return false
-  const declared = request.headers.get("content-length")
-  return declared !== null && /^[0-9]{1,5}$/.test(declared) && Number(declared) <= MAX_BODY_BYTES
-}
+/** Whether a request has a body, and {@link isSmallDeclaredBody}. */
+export const hasSmallBody = (request: Request): boolean =>
+  request.body !== null &&
+  request.method !== "GET" &&
+  request.method !== "HEAD" &&
+  isSmallDeclaredBody(request.headers.get("content-length"), request.headers.get("transfer-encoding"))
 
 /**
  * A request's body read whole within `ms`: its bytes, `"unreadable"`, or `"late"` past the deadline

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import { Readable } from "node:stream"
-import { MAX_BODY_BYTES, withBodyRead } from "@icr-apps/core/edge/Body"
+import { isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
 import type { Answer, PlainAnswer } from "@icr-apps/core/edge/Edge"
 import { type Handler, internalError, type Listen, peerAddress } from "./Listen.js"
 
@@ -90,17 +90,9 @@ export const toRequest = (
   } as RequestInit)
 }
 
-/**
- * Whether a request's body is read whole before it is handed on: a method with a body, a declared
- * `Content-Length` within the edge's cap (Node's parser holds the client to it) and no
- * `Transfer-Encoding`. Every request the workers take is so; anything else is streamed (and a
- * larger one answered 413 by the edge from its headers).
- */
-const isSmallBody = (req: IncomingMessage): boolean => {
-  if (!hasBody(req.method ?? "GET") || req.headers["transfer-encoding"] !== undefined) return false
-  const declared = req.headers["content-length"]
-  return declared !== undefined && /^[0-9]{1,5}$/.test(declared) && Number(declared) <= MAX_BODY_BYTES
-}
+/** Whether a request's body is read whole before it is handed on: a method with a body, and {@link isSmallDeclaredBody}. */
+const isSmallBody = (req: IncomingMessage): boolean =>
+  hasBody(req.method ?? "GET") && isSmallDeclaredBody(req.headers["content-length"], req.headers["transfer-encoding"])
 
 /**
  * A small body read whole (Node holds it to its declared length, and `requestTimeout` to a
