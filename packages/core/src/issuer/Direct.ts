@@ -81,6 +81,9 @@ type AnyEndpoint = HttpApiEndpoint.HttpApiEndpoint.AnyWithProps
 const endpointOf = (name: DirectRoute): AnyEndpoint =>
   (IcrAppsApi as unknown as HttpApi.HttpApi.AnyWithProps).groups.apps!.endpoints[name]!
 
+/** A success the endpoint's schema would not encode: a defect (it is built from the issuer's own records). */
+const UNENCODABLE = "the direct path's answer does not encode with the endpoint's success schema"
+
 /**
  * An endpoint's schemas as the router applies them, each compiled once: path, payload and headers
  * decoded (the headers from only the names the schema declares), the success encoded to JSON with
@@ -122,12 +125,14 @@ const schemasOf = (name: DirectRoute) => {
       return any ? Either.isRight(decodeHeaders.value(named)) : nonePass
     },
     /**
-     * The success as the router encodes it, from its wire form; `undefined` when the schema refuses
-     * that form (then the router answers).
+     * The success as the router encodes it, from its wire form; a form the schema refuses is a
+     * defect (it is built from the issuer's own records).
      */
-    respond: (wire: unknown): HttpServerResponse.HttpServerResponse | undefined => {
+    answer: (wire: unknown): DirectAnswer => {
       const checked = checkWire(wire)
-      return Either.isLeft(checked) ? undefined : HttpServerResponse.unsafeJson(checked.right, { status, contentType })
+      return Either.isLeft(checked)
+        ? Exit.die(new Error(UNENCODABLE))
+        : Exit.succeed(HttpServerResponse.unsafeJson(checked.right, { status, contentType }))
     }
   }
 }
@@ -146,9 +151,6 @@ const plainPathOf = (url: string): string | undefined => {
 
 const DESCRIBE_PATH = "/app/installations/token"
 const MINT_PATH = /^\/app\/installations\/([0-9A-Fa-f-]{36})\/accessTokens$/
-
-/** A success the endpoint's schema would not encode: a defect (it is built from the issuer's own records). */
-const UNENCODABLE = "the direct path's answer does not encode with the endpoint's success schema"
 
 /** A direct answer's code that threw: the defect the router's fiber would have died with (a 500, logged). */
 const died = (defect: unknown): DirectAnswer => Exit.die(defect)
@@ -229,8 +231,7 @@ export const makeDirectPath = (
         const count = limits.counting ? runNow(limits.principal(tokenPrincipal(token))) : Exit.void
         const after = guarded((counted: Exit.Exit<void, unknown>): DirectAnswer => {
           if (Exit.isFailure(counted)) return Exit.failCause(counted.cause)
-          const response = describeSchemas.respond(tokenDescriptionWire(token))
-          return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
+          return describeSchemas.answer(tokenDescriptionWire(token))
         })
         return Exit.isExit(count) ? after(count) : count.then(after)
       }),
@@ -284,8 +285,7 @@ export const makeDirectPath = (
           return Exit.fail(problem)
         }
         await audit(AuditLog.eventOf({ ...fields, tokenId: minted.record.id }, requestId, Date.now(), "success"))
-        const response = mintSchemas.respond(installationAccessTokenWire(minted))
-        return response === undefined ? Exit.die(new Error(UNENCODABLE)) : Exit.succeed(response)
+        return mintSchemas.answer(installationAccessTokenWire(minted))
       } catch (defect) {
         return died(defect)
       }
