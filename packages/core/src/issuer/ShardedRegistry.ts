@@ -56,21 +56,6 @@ export interface ShardOptions {
   readonly pick?: ((n: number) => number) | undefined
 }
 
-interface AppStateRow {
-  readonly id: number
-  readonly name: string
-  readonly permissions: string
-  readonly created_at: number
-  readonly updated_at: number
-  readonly token_epoch: number
-}
-interface KeyStateRow {
-  readonly id: string
-  readonly fingerprint: string
-  readonly spki: string
-  readonly created_at: number
-  readonly not_before: number | null
-}
 interface ClaimRow {
   readonly installation_id: string
   readonly shard: number
@@ -116,9 +101,9 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
 
   /** The statements that make `shard`'s copy of an app this state (no-ops where it has a newer one). */
   const copyStatements = (
-    app: AppStateRow,
+    app: SqlRegistry.AppRow,
     version: number,
-    keys: ReadonlyArray<KeyStateRow>
+    keys: ReadonlyArray<SqlRegistry.KeyRow>
   ): ReadonlyArray<SqlStatement> => [
     sql(SS.replicaApp, app.id, app.name, app.permissions, app.created_at, app.updated_at, app.token_epoch, version),
     sql(SS.replicaKeysClear, app.id, app.id, version),
@@ -132,7 +117,7 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
     Effect.map(
       attempt(() => home.batch([sql(SS.appState, appId), sql(S.keysOfApp, appId), sql(SS.appShards, appId)])),
       ([app, keys, claimed]) => {
-        const row = rowsOf<AppStateRow & { version: number; replicated_version: number }>(app)[0]
+        const row = rowsOf<SqlRegistry.AppRow & { version: number; replicated_version: number }>(app)[0]
         if (row === undefined) return undefined
         // Keys and claims are read after the row: as new as it or newer. Newer keys under an older
         // version only reach a copy early; the newer version's own write follows with the same keys.
@@ -140,7 +125,7 @@ export const make = (shards: ReadonlyArray<SqlDriver>, options: ShardOptions = {
           app: row,
           version: Number(row.version),
           replicated: Number(row.replicated_version),
-          keys: rowsOf<KeyStateRow>(keys),
+          keys: rowsOf<SqlRegistry.KeyRow>(keys),
           shards: rowsOf<{ shard: number }>(claimed).map((r) => Number(r.shard))
         }
       }

@@ -58,7 +58,8 @@ const decodePermissions = (text: string): Permissions => {
 /** Canonical key order, so that equal permissions are equal text (the kill-switch rule compares the text). */
 export const encodePermissions = (p: Permissions) => JSON.stringify(canonical(p))
 
-interface AppRow {
+/** A row of `apps`, as `SqlStatements.app` reads it. */
+export interface AppRow {
   readonly id: number
   readonly name: string
   readonly permissions: string
@@ -66,7 +67,8 @@ interface AppRow {
   readonly updated_at: number
   readonly token_epoch: number
 }
-interface KeyRow {
+/** A row of `keys`, as `SqlStatements.keysOfApp` reads it. */
+export interface KeyRow {
   readonly id: string
   readonly app_id: number
   readonly fingerprint: string
