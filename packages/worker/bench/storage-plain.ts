@@ -20,16 +20,11 @@
  * changes (the number of round trips), change it here too, or the comparison stops being "same work".
  */
 import { sql } from "@icr-apps/core/issuer/Sql"
+import { appRowId, putTokenParams, type TokenRecordFields } from "@icr-apps/core/issuer/SqlRegistry"
 import { statementsFor } from "@icr-apps/core/issuer/SqlStatements"
 import { makePlainHandler, type PlainInstallation, type PlainStorage, type PlainToken } from "../../core/bench/plain.js"
 import { openDatabase, parseDatabaseUrl } from "../src/sql/open.js"
 import type { ServerSqlDriver } from "../src/sql/ServerSql.js"
-
-/** What the issuer's `putToken` prunes per mint (`PRUNE_BATCH` in core's Registry, kept equal by hand). */
-const PRUNE_BATCH = 100
-
-const appRowId = (appId: string) =>
-  /^[1-9][0-9]{0,15}$/.test(appId) && Number.isSafeInteger(Number(appId)) ? Number(appId) : undefined
 
 interface InstallationRow {
   readonly id: string
@@ -81,20 +76,8 @@ export const sqlPlainStorage = (driver: ServerSqlDriver): PlainStorage => {
       }
     },
     putToken: async (digest, token) => {
-      const prune = [token.createdAt, PRUNE_BATCH]
-      const insert = [
-        digest,
-        token.id,
-        token.kind,
-        appRowId(token.appId) ?? 0,
-        token.installationId ?? null,
-        token.organizationId ?? null,
-        JSON.stringify(token.permissions),
-        token.createdAt,
-        token.expiresAt,
-        token.appEpoch,
-        token.installationEpoch
-      ]
+      // The issuer's own parameters (app id, permissions' text, prune bound), so the two write alike.
+      const { prune, insert } = putTokenParams(digest, token as TokenRecordFields)
       if (S.putToken.length === 1) await driver.run(S.putToken[0]!, [...prune, ...insert])
       else await driver.batch([sql(S.putToken[0]!, ...prune), sql(S.putToken[1]!, ...insert)])
     },

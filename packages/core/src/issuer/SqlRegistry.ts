@@ -170,6 +170,45 @@ export const appRowId = (appId: string): number | undefined =>
 /** The rows of one statement's result (none when it has no result). */
 export const rowsOf = <R>(result: SqlResult | undefined): ReadonlyArray<R> => (result?.rows ?? []) as ReadonlyArray<R>
 
+/** What a token record is written from (a `StoredToken`'s fields). */
+export type TokenRecordFields = Pick<
+  StoredToken,
+  | "id"
+  | "kind"
+  | "appId"
+  | "installationId"
+  | "organizationId"
+  | "permissions"
+  | "createdAt"
+  | "expiresAt"
+  | "appEpoch"
+  | "installationEpoch"
+>
+
+/**
+ * The parameters of `SqlStatements.putToken`: the prune's (records expired before this one, at most
+ * {@link PRUNE_BATCH}) and the insert's.
+ */
+export const putTokenParams = (
+  digest: string,
+  token: TokenRecordFields
+): { readonly prune: ReadonlyArray<SqlValue>; readonly insert: ReadonlyArray<SqlValue> } => ({
+  prune: [token.createdAt, PRUNE_BATCH],
+  insert: [
+    digest,
+    token.id,
+    token.kind,
+    appRowId(token.appId) ?? 0,
+    token.installationId ?? null,
+    token.organizationId ?? null,
+    encodePermissions(token.permissions),
+    token.createdAt,
+    token.expiresAt,
+    token.appEpoch,
+    token.installationEpoch
+  ]
+})
+
 /** A {@link Registry} over a SQL driver. */
 export const make = (driver: SqlDriver): Registry["Type"] => {
   const S = statementsFor(driver.dialect)
@@ -225,20 +264,7 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
     )
   /** A minted token's record, pruning a few expired ones (`putToken` is this in an effect). */
   const putTokenNow = (digest: string, token: StoredToken): Promise<void> => {
-    const prune: ReadonlyArray<SqlValue> = [token.createdAt, PRUNE_BATCH]
-    const insert: ReadonlyArray<SqlValue> = [
-      digest,
-      token.id,
-      token.kind,
-      appRowId(token.appId) ?? 0,
-      token.installationId ?? null,
-      token.organizationId ?? null,
-      encodePermissions(token.permissions),
-      token.createdAt,
-      token.expiresAt,
-      token.appEpoch,
-      token.installationEpoch
-    ]
+    const { prune, insert } = putTokenParams(digest, token)
     // Expired records, oldest first, a bounded number per mint: pruning keeps up as long as mints
     // outnumber expiries, which they do (every record is a mint).
     return stored<unknown, void>(
