@@ -21,11 +21,8 @@ import type * as IssuerModule from "../src/issuer/Issuer.js"
 import type * as RateLimiterModule from "../src/issuer/RateLimiter.js"
 import type * as RegistryModule from "../src/issuer/Registry.js"
 import { GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt, webHandlerOf } from "./fixtures.js"
+import { arg } from "./args.js"
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
-}
 const core = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const verbose = process.argv.includes("--verbose")
 const ORIGIN = "http://answers.local"

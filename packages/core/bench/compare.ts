@@ -13,11 +13,8 @@ import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { generateKey, loadSeededIssuer } from "./fixtures.js"
 import { median, ratioOf } from "./stats.js"
+import { arg } from "./args.js"
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
-}
 const core = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const ROUNDS = Number(arg("rounds", "9"))
 const BATCH_MS = Number(arg("batch-ms", "200"))

@@ -45,11 +45,8 @@ import {
 } from "./fixtures.js"
 import { makePlainHandler, memoryStorage, type PlainApp, type PlainInstallation } from "./plain.js"
 import { fmtMicros, median, type PhaseResult, ratioOf, type Row } from "./stats.js"
+import { arg } from "./args.js"
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
-}
 const ROUNDS = Number(arg("rounds", process.env.BENCH_ROUNDS ?? "15"))
 const BATCH_MS = Number(arg("batch-ms", "250"))
 const jsonOut = arg("json", "")

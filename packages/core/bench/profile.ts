@@ -17,12 +17,9 @@ import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
 import { generateKey, loadSeededIssuer } from "./fixtures.js"
 import { fileURLToPath } from "node:url"
+import { arg } from "./args.js"
 
 const path = process.argv[2] ?? "describe"
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
-}
 const N = Number(arg("n", "5000"))
 const TOP = Number(arg("top", "30"))
 const out = arg("out", "")

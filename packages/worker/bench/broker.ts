@@ -46,11 +46,8 @@ import { fmtMicros, median, type PhaseResult, ratioOf, type Row } from "../../co
 import type { ExchangeEvent } from "../src/broker/Audit.js"
 import { type BrokerBindings, makeHandler } from "../src/broker/Broker.js"
 import { makePlainBroker, MintRefused, type PlainPolicy, type PlainToken } from "./broker-plain.js"
+import { arg } from "../../core/bench/args.js"
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
-}
 const ROUNDS = Number(arg("rounds", "15"))
 const BATCH_MS = Number(arg("batch-ms", "250"))
 const jsonOut = arg("json", process.env.BENCH_JSON ?? "")

@@ -49,13 +49,8 @@ import {
 } from "./scale-shards.js"
 import { type D1HistoryResult, runD1History } from "./scale-d1.js"
 import { simulate } from "./scale-sim.js"
+import { arg, flag } from "../../core/bench/args.js"
 
-const argv = process.argv.slice(2)
-const flag = (name: string) => argv.includes(`--${name}`)
-const arg = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`)
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback
-}
 const QUICK = flag("quick")
 const OPERATIONS = Number(arg("operations", QUICK ? "50000" : "1000000"))
 const SHARDS = Number(arg("shards", "8"))

@@ -35,16 +35,11 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import { answerShape, GRANT, generateKey, MINT_BODY, ORGANIZATION_ID, signAppJwt } from "../../core/bench/fixtures.js"
 import { median, ratioOf } from "../../core/bench/stats.js"
 import { drive, httpRequest, type LoadResult } from "./storage-load.js"
+import { arg, flag } from "../../core/bench/args.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const workerDir = resolve(here, "..")
 const root = resolve(workerDir, "..", "..")
-const argv = process.argv.slice(2)
-const flag = (name: string) => argv.includes(`--${name}`)
-const arg = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`)
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback
-}
 const QUICK = flag("quick")
 const ROUNDS = Number(arg("rounds", QUICK ? "3" : "5"))
 const SECONDS = Number(arg("seconds", QUICK ? "1.5" : "3"))

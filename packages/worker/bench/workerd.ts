@@ -28,14 +28,11 @@ import { fileURLToPath } from "node:url"
 import { gzipSync } from "node:zlib"
 import { freshJwt, GRANT, generateKey, INSTALLATION_ID, MINT_BODY, ORGANIZATION_ID } from "../../core/bench/fixtures.js"
 import { median, type PhaseResult, ratioOf, type Row } from "../../core/bench/stats.js"
+import { arg } from "../../core/bench/args.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const workerDir = resolve(here, "..")
 const wranglerBin = join(workerDir, "node_modules", ".bin", "wrangler")
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
-}
 const phases = new Set(arg("phases", "bundle,cold,trips,load").split(","))
 const ROUNDS = Number(arg("rounds", "5"))
 const SECONDS = Number(arg("seconds", "3"))
