@@ -43,13 +43,19 @@ import { requestIdOf } from "./RequestId.js"
 /**
  * An answer as the edge builds it: the status, every header and the whole body (none for HEAD).
  * A server that writes its own bytes (`node:http`) writes it as it is; every other host returns the
- * web `Response` {@link toResponse} makes of it. A body that is not plain bytes (no endpoint here
- * answers one) comes as the `Response` the platform built.
+ * web `Response` {@link toResponse} makes of it. A body that is not plain bytes or text (no endpoint
+ * here answers one) comes as the `Response` the platform built.
+ *
+ * The body is text (sent as UTF-8; its `content-length` is in the headers) where the edge made it
+ * from JSON — problem documents and the direct path's answers —, and bytes where the router made
+ * them. Text is not turned into bytes here: a runtime copies a string into its own buffer once,
+ * while every `Uint8Array` is a buffer of the JavaScript heap's outside it, allocated, tracked and
+ * swept — on Deno that was a fifth of a token use's CPU (see STORAGE.md, "Benchmark").
  */
 export interface PlainAnswer {
   readonly status: number
   readonly headers: Record<string, string>
-  readonly body: Uint8Array | undefined
+  readonly body: string | Uint8Array | undefined
 }
 
 /** What the edge answers: a {@link PlainAnswer}, or a `Response` built by the platform. */
@@ -59,7 +65,7 @@ export type Answer = PlainAnswer | Response
 export const toResponse = (answer: Answer): Response =>
   answer instanceof Response
     ? answer
-    : new Response(answer.body as Uint8Array<ArrayBuffer> | undefined, {
+    : new Response(answer.body as string | Uint8Array<ArrayBuffer> | undefined, {
         status: answer.status,
         headers: answer.headers
       })
@@ -229,6 +235,21 @@ export const issueText = (issue: { readonly path: ReadonlyArray<PropertyKey>; re
 
 const encoder = new TextEncoder()
 const NEWLINE = 0x0a
+/** A character other than printable ASCII and the newline (what a JSON answer is nearly always made of). */
+const BEYOND_PRINTABLE_ASCII = /[^\n\x20-\x7e]/
+
+/** The length of `text` in UTF-8, in bytes: its length when every character is one byte, else counted. */
+export const utf8Length = (text: string): number =>
+  BEYOND_PRINTABLE_ASCII.test(text) ? encoder.encode(text).byteLength : text.length
+
+/**
+ * A JSON answer as text, for the edge to send as it is (its final newline included): what the direct
+ * path answers with instead of `HttpServerResponse.unsafeJson`'s bytes (see {@link PlainAnswer}).
+ */
+export const jsonText = (
+  body: unknown,
+  options: { readonly status: number; readonly contentType: string }
+): HttpServerResponse.HttpServerResponse => HttpServerResponse.raw(`${JSON.stringify(body)}\n`, options)
 
 /** An edge: the checks and answers of SPEC §1 under one {@link EdgeConfig}, and the handler that applies them. */
 export interface Edge {
@@ -338,7 +359,7 @@ export const makeEdge = (config: EdgeConfig): Edge => {
     const headers = commonHeaders(requestId, httpDate(now))
     const credentials = sentCredentials(request.headers)
     if (HttpServerResponse.isServerResponse(answer)) {
-      let body: Uint8Array | undefined
+      let body: string | Uint8Array | undefined
       const own = answer.headers
       for (const name in own) if (!(name in headers)) headers[name] = own[name]!
       byStatus(headers, answer.status, request.url, credentials)
@@ -352,6 +373,12 @@ export const makeEdge = (config: EdgeConfig): Edge => {
           body = ended
           headers["content-length"] = String(ended.length)
         }
+      } else if (answerBody._tag === "Raw" && typeof answerBody.body === "string") {
+        // Text ({@link jsonText}): sent as it is, a JSON text ending with a newline like every other.
+        const text = answerBody.body
+        const json = answerBody.contentType !== undefined && isJsonContentType(answerBody.contentType)
+        body = json && !text.endsWith("\n") ? `${text}\n` : text
+        headers["content-length"] = String(utf8Length(body))
       } else if (answerBody._tag !== "Empty") {
         // Not a plain body (no endpoint here answers one): the platform converts it.
         return HttpServerResponse.toWeb(HttpServerResponse.setHeaders(answer, headers), {
@@ -361,9 +388,9 @@ export const makeEdge = (config: EdgeConfig): Edge => {
       return { status: answer.status, headers, body: method === "HEAD" ? undefined : body }
     }
     const document = answer
-    const body = encoder.encode(`${JSON.stringify(document)}\n`)
+    const body = `${JSON.stringify(document)}\n`
     headers["content-type"] = PROBLEM_CONTENT_TYPE
-    headers["content-length"] = String(body.length)
+    headers["content-length"] = String(utf8Length(body))
     // 429 and 503 tell the client when to come back (SPEC §6), in the header as well as the body.
     if (document.status === 429 || document.status === 503) {
       headers["retry-after"] = String(typeof document.retryAfter === "number" ? document.retryAfter : 1)

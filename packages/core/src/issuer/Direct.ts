@@ -35,7 +35,7 @@
 import type * as HttpApi from "@effect/platform/HttpApi"
 import type * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -50,6 +50,7 @@ import { IcrAppsApi } from "../api/Api.js"
 import type { Permissions } from "../api/Permissions.js"
 import { accessTokenPattern } from "../api/Tokens.js"
 import type { CheckedBody } from "../edge/Body.js"
+import { jsonText } from "../edge/Edge.js"
 import { AccessTokens } from "./AccessTokens.js"
 import * as AuditLog from "./AuditLog.js"
 import { bearerCredential, looksLikeAccessToken, tokenPrincipal } from "./Auth.js"
@@ -132,7 +133,7 @@ const schemasOf = (name: DirectRoute) => {
       const checked = checkWire(wire)
       return Either.isLeft(checked)
         ? Exit.die(new Error(UNENCODABLE))
-        : Exit.succeed(HttpServerResponse.unsafeJson(checked.right, { status, contentType }))
+        : Exit.succeed(jsonText(checked.right, { status, contentType }))
     }
   }
 }

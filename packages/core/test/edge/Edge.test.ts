@@ -4,7 +4,15 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { InvalidRequest, InvalidToken, Problems, RateLimited } from "../../src/api/Problems.js"
-import { type Backend, makeEdge, problemEncoder, wwwAuthenticate } from "../../src/edge/Edge.js"
+import {
+  type Backend,
+  jsonText,
+  makeEdge,
+  type PlainAnswer,
+  problemEncoder,
+  utf8Length,
+  wwwAuthenticate
+} from "../../src/edge/Edge.js"
 
 /** An edge with no API version (as the broker's) over a backend that answers what `answer` says. */
 const edgeOver = (answer: (path: string) => Exit.Exit<HttpServerResponse.HttpServerResponse, unknown>) => {
@@ -24,7 +32,7 @@ const edgeOver = (answer: (path: string) => Exit.Exit<HttpServerResponse.HttpSer
     clock: Effect.runSync(Clock.clockWith(Effect.succeed)),
     logDefect: (name) => void defects.push(name)
   }
-  return { handler: edge.serve(async () => backend), defects }
+  return { handler: edge.serve(async () => backend), answers: edge.serveAnswers(async () => backend), defects }
 }
 
 describe("wwwAuthenticate (SPEC §1, RFC 6750 §3.1)", () => {
@@ -95,5 +103,55 @@ describe("an edge configured without an API version (the broker's)", () => {
     expect(broken.status).toBe(500)
     expect(await broken.text()).not.toContain("secret")
     expect(defects).toEqual(["TypeError"])
+  })
+})
+
+describe("answers made as text (jsonText, problem documents)", () => {
+  it("counts UTF-8 bytes, not UTF-16 units", () => {
+    expect(utf8Length('{"a":1}')).toBe(7)
+    expect(utf8Length("\t\u007f")).toBe(2)
+    expect(utf8Length("é")).toBe(2)
+    expect(utf8Length("€")).toBe(3)
+    expect(utf8Length("😀")).toBe(4)
+    expect(utf8Length("a€😀\n")).toBe(new TextEncoder().encode("a€😀\n").byteLength)
+  })
+  it("keeps the body text (no bytes made on the way), its length declared in bytes, a final newline", async () => {
+    const { handler, answers } = edgeOver(() =>
+      Exit.succeed(jsonText({ name: "Café €" }, { status: 201, contentType: "application/json" }))
+    )
+    const answer = (await answers(new Request("http://edge.test/x"))) as PlainAnswer
+    expect(typeof answer.body).toBe("string")
+    expect(answer.body).toBe('{"name":"Café €"}\n')
+    expect(answer.headers["content-length"]).toBe("21")
+    const res = await handler(new Request("http://edge.test/x"))
+    expect(res.status).toBe(201)
+    expect(res.headers.get("content-type")).toBe("application/json")
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    expect(bytes.byteLength).toBe(21)
+    expect(new TextDecoder().decode(bytes)).toBe('{"name":"Café €"}\n')
+    // HEAD: the GET's length, no body.
+    const head = (await answers(new Request("http://edge.test/x", { method: "HEAD" }))) as PlainAnswer
+    expect(head.body).toBeUndefined()
+    expect(head.headers["content-length"]).toBe("21")
+  })
+  it("adds the newline to a JSON text without one, not to other text", async () => {
+    const json = edgeOver(() =>
+      Exit.succeed(HttpServerResponse.raw('{"a":1}', { status: 200, contentType: "application/json" }))
+    )
+    expect(((await json.answers(new Request("http://edge.test/x"))) as PlainAnswer).body).toBe('{"a":1}\n')
+    const text = edgeOver(() => Exit.succeed(HttpServerResponse.raw("plain", { contentType: "text/plain" })))
+    const answer = (await text.answers(new Request("http://edge.test/x"))) as PlainAnswer
+    expect(answer.body).toBe("plain")
+    expect(answer.headers["content-length"]).toBe("5")
+  })
+  it("declares a problem document's length in bytes when its detail is not ASCII", async () => {
+    const { handler, answers } = edgeOver(() => Exit.fail(new InvalidRequest({ detail: "champ « nom » refusé" })))
+    const answer = (await answers(new Request("http://edge.test/x"))) as PlainAnswer
+    expect(typeof answer.body).toBe("string")
+    const bytes = new TextEncoder().encode(answer.body as string)
+    expect(answer.headers["content-length"]).toBe(String(bytes.byteLength))
+    expect(bytes.byteLength).toBeGreaterThan((answer.body as string).length)
+    const res = await handler(new Request("http://edge.test/x"))
+    expect(((await res.json()) as { detail: string }).detail).toBe("champ « nom » refusé")
   })
 })

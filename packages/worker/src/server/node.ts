@@ -113,11 +113,15 @@ const writeAnswer = (answer: PlainAnswer, res: ServerResponse, method: string): 
   const headers = answer.headers
   const body = answer.body
   if (body !== undefined && method !== "HEAD" && headers["content-length"] === undefined) {
-    headers["content-length"] = String(body.byteLength)
+    headers["content-length"] = String(typeof body === "string" ? Buffer.byteLength(body) : body.byteLength)
   }
   res.writeHead(answer.status, headers)
   res.end(
-    body === undefined || method === "HEAD" ? undefined : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+    body === undefined || method === "HEAD"
+      ? undefined
+      : typeof body === "string"
+        ? body
+        : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
   )
 }
 

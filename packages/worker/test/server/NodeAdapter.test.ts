@@ -187,6 +187,25 @@ describe("node:http adapter", () => {
     expect(text.endsWith("\r\n\r\n")).toBe(true)
   })
 
+  it("writes an answer whose body is text as UTF-8, its declared length in bytes (HEAD: headers only)", async () => {
+    const body = '{"name":"Café €"}\n'
+    handler = async () => ({ status: 200, headers: { "content-type": "application/json" }, body })
+    const received = await new Promise<{ headers: Record<string, unknown>; bytes: Buffer }>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port: listener.port, path: "/x" }, (res) => {
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => resolve({ headers: res.headers, bytes: Buffer.concat(chunks) }))
+      })
+      req.on("error", reject)
+      req.end()
+    })
+    expect(received.headers["content-length"]).toBe("21")
+    expect(received.bytes.equals(Buffer.from(body, "utf8"))).toBe(true)
+    const head = await raw(listener.port, "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(head.endsWith("\r\n\r\n")).toBe(true)
+  })
+
   it("the client address is the TCP peer; a client-sent header counts only when TRUST_PROXY names it", async () => {
     let seen: Array<string | undefined> = []
     handler = async (req, conn) => {
