@@ -15,7 +15,7 @@ import { openDatabase } from "../sql/open.js"
 import type { ServerSqlDriver } from "../sql/ServerSql.js"
 import { useServerDigest } from "./Digest.js"
 import { type Environment, publicBaseUrlOf, readServerConfig, type ServerConfig } from "./Config.js"
-import { type Listen, type Runtime, runtimeLabel } from "./Listen.js"
+import { type Listen, type Runtime, readingBodyAhead, runtimeLabel } from "./Listen.js"
 import { rateLimiterLayer, registryLayer } from "./Storage.js"
 
 /** A server that is running. */
@@ -115,8 +115,10 @@ export const startIssuer = async (
       )
     for (const warning of await durabilityWarnings(driver)) log.warn(`warning: ${warning}`)
     const listener = await listen(
-      (request, connection) =>
-        handler === undefined ? Promise.resolve(notReady()) : handler.answer(request, connection),
+      // The edge reads a small body as the server read it ahead: it needs no copy of it.
+      readingBodyAhead((request, connection) =>
+        handler === undefined ? Promise.resolve(notReady()) : handler.answer(request, connection)
+      ),
       { host: config.host, port: config.port }
     )
     const url = publicBaseUrlOf({ host: config.host, publicBaseUrl: undefined }, listener.port)

@@ -14,6 +14,24 @@ import type { Connection } from "@icr-apps/core/issuer/Http"
  */
 export type Handler = (request: Request, connection: Connection) => Promise<Answer>
 
+const bodyReaders = new WeakSet<Handler>()
+
+/**
+ * `handler`, marked as one that takes a small body only as its server read it ahead (the edge's
+ * `readBody`, through `withBodyRead`), never from the `Request`'s own stream: the issuer's. Such a
+ * handler is given the request without a body to read — on Deno and Bun the runtime's own, its body
+ * already read; on Node one made without the body — rather than a `Request` made only to carry the
+ * bytes, which costs Deno about a tenth of a mint's CPU (measured; STORAGE.md, "Benchmark"). Any
+ * other handler is given a `Request` whose body it reads as usual.
+ */
+export const readingBodyAhead = (handler: Handler): Handler => {
+  bodyReaders.add(handler)
+  return handler
+}
+
+/** Whether `handler` was marked by {@link readingBodyAhead}. */
+export const readsBodyAhead = (handler: Handler): boolean => bodyReaders.has(handler)
+
 /** A server that is listening. */
 export interface Listener {
   /** The port it listens on (the one the system chose, when asked for port 0). */
@@ -129,11 +147,13 @@ export const serveWithBodyDeadline = async (
     // Read whole, within the deadline, before the handler runs: no stream wrapped around the body.
     // The handler gets the bytes in a `Request` as usual; the edge takes them as they are.
     const body = await readWithin(request, bodyMs)
+    const bytes = typeof body === "string" ? "unreadable" : body
     const init = { method: request.method, headers: request.headers }
-    const read =
-      typeof body === "string"
-        ? withBodyRead(new Request(request.url, init), "unreadable")
-        : withBodyRead(new Request(request.url, { ...init, body: body as Uint8Array<ArrayBuffer> }), body)
+    const read = readsBodyAhead(handler)
+      ? withBodyRead(request, bytes)
+      : typeof body === "string"
+        ? withBodyRead(new Request(request.url, init), bytes)
+        : withBodyRead(new Request(request.url, { ...init, body: body as Uint8Array<ArrayBuffer> }), bytes)
     const response = toResponse(await handler(read, connection))
     return body === "late" ? closingConnection(response) : response
   }

@@ -10,7 +10,7 @@ import type { Socket } from "node:net"
 import { Readable } from "node:stream"
 import { isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
 import type { Answer, PlainAnswer } from "@icr-apps/core/edge/Edge"
-import { type Handler, internalError, type Listen, peerAddress } from "./Listen.js"
+import { type Handler, internalError, type Listen, peerAddress, readsBodyAhead } from "./Listen.js"
 
 /** How long a graceful stop waits for requests in flight before it closes their connections. */
 const DRAIN_TIMEOUT_MS = 30_000
@@ -73,15 +73,19 @@ const hasBody = (method: string) => method !== "GET" && method !== "HEAD"
 export const toRequest = (
   req: IncomingMessage,
   signal: AbortSignal | undefined,
-  body?: Uint8Array | undefined
+  body?: Uint8Array | undefined,
+  bodyReadAhead = false
 ): Request => {
   const headers = new Headers()
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
   const method = req.method ?? "GET"
   const url = `${originOf(req.socket)}${targetOf(req.url ?? "/")}`
   // The bytes go in the `Request` too (a handler may read it as usual); the edge takes them as they are.
-  if (body !== undefined)
-    return withBodyRead(new Request(url, { method, headers, body: body as Uint8Array<ArrayBuffer> }), body)
+  if (body !== undefined) {
+    // A handler that takes the body only as read ahead (`readingBodyAhead`) gets no copy of it.
+    const init = bodyReadAhead ? { method, headers } : { method, headers, body: body as Uint8Array<ArrayBuffer> }
+    return withBodyRead(new Request(url, init), body)
+  }
   return new Request(url, {
     method,
     headers,
@@ -186,6 +190,7 @@ export const listenWith =
   (handler: Handler, { host, port }) =>
     new Promise((resolve, reject) => {
       let closing = false
+      const readsBody = readsBodyAhead(handler)
       const serve = async (req: IncomingMessage, res: ServerResponse) => {
         // A client that goes away aborts the body still being read. Without a body nothing listens
         // to the signal (the handlers never read request.signal), and a Request given one costs
@@ -208,7 +213,7 @@ export const listenWith =
         }
         let response: Answer
         try {
-          const request = toRequest(req, abort?.signal, body)
+          const request = toRequest(req, abort?.signal, body, readsBody)
           response = await handler(request, { remoteAddress: peerAddress(req.socket.remoteAddress) })
         } catch {
           response = internalError()

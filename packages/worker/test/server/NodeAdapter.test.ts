@@ -7,11 +7,12 @@
 import { connect } from "node:net"
 import { request } from "node:http"
 import { join } from "node:path"
+import { readBody } from "@icr-apps/core/edge/Body"
 import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startIssuer } from "../../src/server/Issuer.js"
 import type { Handler, Listener } from "../../src/server/Listen.js"
-import { BODY_DEADLINE_MS } from "../../src/server/Listen.js"
+import { BODY_DEADLINE_MS, readingBodyAhead } from "../../src/server/Listen.js"
 import { listen, listenWith, REQUEST_TIMEOUTS } from "../../src/server/node.js"
 import { runFile } from "./support.js"
 
@@ -152,6 +153,28 @@ describe("node:http adapter", () => {
     )
     expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
     expect(seen).toEqual(['{"a": 1} ', "9"])
+  })
+
+  it("a handler marked readingBodyAhead gets the small body only as read ahead, no copy in the Request", async () => {
+    let seen: Array<unknown> = []
+    const marked = await listen(
+      readingBodyAhead(async (req) => {
+        seen = [req.body, await readBody(req, "json")]
+        return new Response("ok")
+      }),
+      { host: "127.0.0.1", port: 0 }
+    )
+    try {
+      const text = await raw(
+        marked.port,
+        'POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{"a": 1}'
+      )
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+      expect(seen[0]).toBeNull()
+      expect(seen[1]).toMatchObject({ parsed: { a: 1 } })
+    } finally {
+      await marked.close()
+    }
   })
 
   it("a client that goes away before its small body has arrived is never handed on", async () => {
