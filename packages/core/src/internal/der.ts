@@ -149,11 +149,16 @@ export const toBase64Url = (bytes: Uint8Array): string =>
  * byte string has exactly one accepted spelling (checked by encoding the bytes again).
  */
 export const fromBase64Url = (text: string): Bytes | undefined => {
-  if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return undefined
-  const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4)
-  const bytes = fromBase64(padded)
-  return toBase64Url(bytes) === text ? bytes : undefined
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
+  const tail = text.length % 4
+  if (tail === 1) return undefined
+  // The last character of a short group carries bits past the last byte (4 of them after 2
+  // characters, 2 after 3): canonical means they are zero.
+  if (tail !== 0 && (BASE64URL.indexOf(text[text.length - 1]!) & (tail === 2 ? 0x0f : 0x03)) !== 0) return undefined
+  return fromBase64(text.replace(/-/g, "+").replace(/_/g, "/") + (tail === 0 ? "" : tail === 2 ? "==" : "="))
 }
+
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 /** A PEM block of `der` under `label`, 64 columns. */
 export const toPem = (label: string, der: Uint8Array): string =>

@@ -28,6 +28,35 @@ describe("PEM handling", () => {
     expect(fromBase64Url(toBase64Url(bytes))).toEqual(bytes)
     expect(fromBase64Url("ab+/")).toBeUndefined()
     expect(fromBase64Url("abcde")).toBeUndefined()
+    expect(fromBase64Url("ab=")).toBeUndefined()
+    expect(fromBase64Url("")).toEqual(new Uint8Array(0))
+  })
+  it("base64url accepts one spelling of each byte string: no bits set past the last byte", () => {
+    expect(fromBase64Url("AQ")).toEqual(new Uint8Array([1]))
+    expect(fromBase64Url("AR")).toBeUndefined()
+    expect(fromBase64Url("AAE")).toEqual(new Uint8Array([0, 1]))
+    expect(fromBase64Url("AAF")).toBeUndefined()
+    // Every string of one, two and three characters (and with a full group before it) is accepted
+    // exactly when encoding what it decodes to gives it back.
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    const decodes = (text: string) => {
+      const bytes = Uint8Array.from(
+        atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4)),
+        (c) => c.charCodeAt(0)
+      )
+      return toBase64Url(bytes) === text
+    }
+    let accepted = 0
+    for (const a of alphabet) {
+      for (const b of alphabet) {
+        for (const text of [a, a + b, `${a + b}A`, `${a + b}Q`, `QUJD${a}${b}`, `${a}${b}${b}`]) {
+          const canonical = text.length % 4 !== 1 && decodes(text)
+          expect(fromBase64Url(text) !== undefined).toBe(canonical)
+          if (canonical) accepted++
+        }
+      }
+    }
+    expect(accepted).toBeGreaterThan(4096)
   })
 })
 
