@@ -79,6 +79,12 @@ export class AuditLog extends Context.Tag("@icr-apps/core/AuditLog")<
   {
     /** Records one event; never fails (an audit sink that fails must not fail the request). */
     readonly emit: (event: AuditEvent) => Effect.Effect<void>
+    /**
+     * Records one event at once, as {@link emit} would, without an effect to run: given by a sink
+     * that never waits (the console, memory), for the issuer's direct path. A sink without it is
+     * run through {@link emit}.
+     */
+    readonly emitNow?: ((event: AuditEvent) => void) | undefined
   }
 >() {}
 
@@ -99,24 +105,23 @@ const fieldsOf = (event: AuditEvent): AuditEvent => ({
 })
 
 /** One JSON line per event on `console.log`, tagged `"audit": true` so a log query can pick them out. */
-export const toConsole: AuditLog["Type"] = {
-  emit: (event) =>
-    Effect.sync(() => {
-      console.log(JSON.stringify({ audit: true, ...fieldsOf(event) }))
-    })
-}
+export const toConsole: AuditLog["Type"] = (() => {
+  const write = (event: AuditEvent): void => {
+    console.log(JSON.stringify({ audit: true, ...fieldsOf(event) }))
+  }
+  return { emit: (event) => Effect.sync(() => write(event)), emitNow: write }
+})()
 
 /** {@link toConsole} as a layer. */
 export const layerConsole: Layer.Layer<AuditLog> = Layer.succeed(AuditLog, toConsole)
 
 /** Events appended to `sink`, for tests to assert on. */
-export const layerMemory = (sink: Array<AuditEvent>): Layer.Layer<AuditLog> =>
-  Layer.succeed(AuditLog, {
-    emit: (event) =>
-      Effect.sync(() => {
-        sink.push(fieldsOf(event))
-      })
-  })
+export const layerMemory = (sink: Array<AuditEvent>): Layer.Layer<AuditLog> => {
+  const write = (event: AuditEvent): void => {
+    sink.push(fieldsOf(event))
+  }
+  return Layer.succeed(AuditLog, { emit: (event) => Effect.sync(() => write(event)), emitNow: write })
+}
 
 /** Reads the audit events back out of log lines (`layerConsole`'s), skipping every other line. */
 export const fromLogLines = (lines: ReadonlyArray<string>): ReadonlyArray<AuditEvent> =>

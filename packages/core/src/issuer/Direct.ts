@@ -208,10 +208,18 @@ export const makeDirectPath = (
   const authenticateNow = tokens.authenticateNow
   const verifier = Context.get(services, JwtVerifier.JwtVerifier)
   const log = Context.get(services, AuditLog.AuditLog)
-  /** Records an event (an audit log never fails, SPEC §5): at once, or waited for, as the router does. */
-  const audit = async (event: AuditLog.AuditEvent): Promise<void> => {
+  /**
+   * Records an event (an audit log never fails, SPEC §5): at once — by the sink's own `emitNow`, else
+   * its effect run at once — or waited for, as the router does.
+   */
+  const emitNow = log.emitNow
+  const audit = (event: AuditLog.AuditEvent): Promise<unknown> | undefined => {
+    if (emitNow !== undefined) {
+      emitNow(event)
+      return undefined
+    }
     const done = runNow(log.emit(event))
-    if (!Exit.isExit(done)) await done
+    return Exit.isExit(done) ? undefined : done
   }
   const verifyNow = verifier.verifyNow
   const mintNow = tokens.mintInstallationTokenNow

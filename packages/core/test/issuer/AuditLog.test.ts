@@ -36,10 +36,20 @@ describe("AuditLog.layerConsole", () => {
         Effect.provide(AuditLog.layerConsole)
       )
     )
-    expect(lines).toHaveLength(2)
+    // emitNow (the direct path's) writes what emit writes, and filters the same way.
+    AuditLog.toConsole.emitNow!(smuggled)
+    const memory: Array<AuditLog.AuditEvent> = []
+    await Effect.runPromise(
+      Effect.flatMap(AuditLog.AuditLog, (log) => Effect.sync(() => log.emitNow!(smuggled))).pipe(
+        Effect.provide(AuditLog.layerMemory(memory))
+      )
+    )
+    expect(memory).toEqual([event])
+    expect(lines).toHaveLength(3)
     expect(JSON.parse(lines[0]!)).toEqual({ audit: true, ...event })
     expect(lines[1]).toBe(lines[0])
-    expect(AuditLog.fromLogLines(["not json", '{"level":"info"}', ...lines])).toEqual([event, event])
+    expect(lines[2]).toBe(lines[0])
+    expect(AuditLog.fromLogLines(["not json", '{"level":"info"}', ...lines])).toEqual([event, event, event])
   })
 })
 
