@@ -156,6 +156,7 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
       })
 
     const invalid = (detail: string) => new InvalidToken({ detail })
+    const { bytesNow, uuidNow } = entropy
     const findTokenNow = registry.findTokenNow
     const putTokenNow = registry.putTokenNow
 
@@ -245,14 +246,9 @@ export const make = (lifetimes: TokenLifetimes = defaultLifetimes) =>
               if (Option.isNone(prefetched) || prefetched.value.appId !== appId) return new InstallationMissing()
               const fields = installationTokenFields(appId, installationId, requested, appEpoch, prefetched.value)
               if (Either.isLeft(fields)) return fields.left
-              const bytes = Effect.runSync(entropy.bytes(24))
-              const { secret, record } = minted(
-                fields.right,
-                lifetimes.installationTokenSeconds,
-                bytes,
-                Effect.runSync(entropy.uuid),
-                now
-              )
+              const bytes = bytesNow === undefined ? Effect.runSync(entropy.bytes(24)) : bytesNow(24)
+              const id = uuidNow === undefined ? Effect.runSync(entropy.uuid) : uuidNow()
+              const { secret, record } = minted(fields.right, lifetimes.installationTokenSeconds, bytes, id, now)
               const hex = sha256.hex(secret)
               try {
                 await putTokenNow(typeof hex === "string" ? hex : await hex, record)

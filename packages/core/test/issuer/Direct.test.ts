@@ -24,16 +24,31 @@ const GRANT = { organization_info: "VIEW", organization_members: "VIEW" } as con
 const PEER = { remoteAddress: "203.0.113.7" }
 const ISO_TIME = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/g
 
-/** The same secrets and ids, in the same order, for each issuer: both mint identical tokens. */
+/** How often an issuer drew entropy through the forms without an effect (only the direct path does). */
+let drawnNow = 0
+
+/**
+ * The same secrets and ids, in the same order, for each issuer: both mint identical tokens. With
+ * the forms without an effect too, as the platform's source has them, drawing from the same sequence.
+ */
 const seededEntropy = (): Layer.Layer<Entropy.Entropy> => {
   let n = 0
+  const bytes = (size: number) => {
+    n++
+    return Uint8Array.from({ length: size }, (_, i) => (n * 31 + i * 7) & 255)
+  }
+  const uuid = () => `00000000-0000-4000-8000-${(++n).toString(16).padStart(12, "0")}`
   return Layer.succeed(Entropy.Entropy, {
-    bytes: (size) =>
-      Effect.sync(() => {
-        n++
-        return Uint8Array.from({ length: size }, (_, i) => (n * 31 + i * 7) & 255)
-      }),
-    uuid: Effect.sync(() => `00000000-0000-4000-8000-${(++n).toString(16).padStart(12, "0")}`)
+    bytes: (size) => Effect.sync(() => bytes(size)),
+    uuid: Effect.sync(uuid),
+    bytesNow: (size) => {
+      drawnNow++
+      return bytes(size)
+    },
+    uuidNow: () => {
+      drawnNow++
+      return uuid()
+    }
   })
 }
 
@@ -327,6 +342,7 @@ describe("the direct path answers as the router does (issue 16)", () => {
     "installation-token mints%s: successes and every kind of refusal, with the same answers and audit events",
     async (_, promises) => {
       const { admin, both, dispose, failing, reads } = await pair(10_000, promises)
+      const drawnBefore = drawnNow
       const { appId, installationId, jwt, keys } = await seed(admin, "mint")
       const other = await seed(admin, "mint-other")
       const good = await jwt()
@@ -429,8 +445,10 @@ describe("the direct path answers as the router does (issue 16)", () => {
       expect((await both("mint, storage fails to store", mintRequest(installationId, good), true)).status).toBe(503)
       failing.delete("putToken")
       expect((await both("mint, storage back", mintRequest(installationId, good), true)).status).toBe(200)
-      // The direct path read and wrote as promises (and without them, nothing did).
+      // The direct path read and wrote as promises, and drew its entropy without an effect (and
+      // without the promise forms, nothing did either).
       expect(reads.promised > 0).toBe(promises)
+      expect(drawnNow > drawnBefore).toBe(promises)
       await dispose()
     },
     60_000
