@@ -21,8 +21,10 @@ const bodyReaders = new WeakSet<Handler>()
  * `readBody`, through `withBodyRead`), never from the `Request`'s own stream: the issuer's. Such a
  * handler is given the request without a body to read — on Deno and Bun the runtime's own, its body
  * already read; on Node one made without the body — rather than a `Request` made only to carry the
- * bytes, which costs Deno about a tenth of a mint's CPU (measured; STORAGE.md, "Benchmark"). Any
- * other handler is given a `Request` whose body it reads as usual.
+ * bytes, which costs Deno about a tenth of a mint's CPU (measured; STORAGE.md, "Benchmark"). Its
+ * request's own body is not to be read: it is empty on Node, already used on Deno and Bun. Any other
+ * handler (a wrapper around a marked one included: the mark is the function's) is given a `Request`
+ * whose body it reads as usual.
  */
 export const readingBodyAhead = (handler: Handler): Handler => {
   bodyReaders.add(handler)

@@ -80,9 +80,10 @@ export const toRequest = (
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
   const method = req.method ?? "GET"
   const url = `${originOf(req.socket)}${targetOf(req.url ?? "/")}`
-  // The bytes go in the `Request` too (a handler may read it as usual); the edge takes them as they are.
+  // The edge takes the bytes as they are (`withBodyRead`). They go in the `Request` too, so that any
+  // other handler reads it as usual — but for one that takes the body only as read ahead
+  // (`readingBodyAhead`), which gets no copy of it.
   if (body !== undefined) {
-    // A handler that takes the body only as read ahead (`readingBodyAhead`) gets no copy of it.
     const init = bodyReadAhead ? { method, headers } : { method, headers, body: body as Uint8Array<ArrayBuffer> }
     return withBodyRead(new Request(url, init), body)
   }
