@@ -144,19 +144,29 @@ export const withBodyRead = (request: Request, body: Uint8Array | "unreadable"):
 }
 
 /**
+ * A `Request` for `url` whose body its server read ahead ({@link withBodyRead}), the bytes in its own
+ * body too: a handler that reads it as usual gets them, and whoever looks at `request.body` (the
+ * broker strips a stranger's before it is read) sees that there is one.
+ */
+export const carryingBodyRead = (
+  url: string,
+  init: { readonly method: string; readonly headers: Headers },
+  body: Uint8Array | "unreadable"
+): Request =>
+  withBodyRead(
+    new Request(url, body === "unreadable" ? init : { ...init, body: body as Uint8Array<ArrayBuffer> }),
+    body
+  )
+
+/**
  * A copy of `request` with other headers. Its body is the one its server read ahead, if it did (a
  * `Request` made from another would not keep that, and could not read a body already read).
  */
 export const withHeaders = (request: Request, headers: Headers): Request => {
   const body = readAhead.get(request)
-  if (body === undefined) return new Request(request, { headers })
-  // The bytes go in the copy too: whoever looks at `request.body` (the broker strips a stranger's
-  // before it is read) sees that there is one.
-  const init = { method: request.method, headers }
-  return withBodyRead(
-    new Request(request.url, body === "unreadable" ? init : { ...init, body: body as Uint8Array<ArrayBuffer> }),
-    body
-  )
+  return body === undefined
+    ? new Request(request, { headers })
+    : carryingBodyRead(request.url, { method: request.method, headers }, body)
 }
 
 /**

@@ -3,7 +3,7 @@
  * on a host and port, tell it each request's TCP peer, and stop gracefully. One small adapter per
  * runtime (`node.ts`, `deno.ts`, `bun.ts`); everything else is the same on all three.
  */
-import { isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
+import { carryingBodyRead, isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
 import { type Answer, toResponse } from "@icr-apps/core/edge/Edge"
 import type { Connection } from "@icr-apps/core/issuer/Http"
 
@@ -147,15 +147,12 @@ export const serveWithBodyDeadline = async (
 ): Promise<Response> => {
   if (hasSmallBody(request)) {
     // Read whole, within the deadline, before the handler runs: no stream wrapped around the body.
-    // The handler gets the bytes in a `Request` as usual; the edge takes them as they are.
+    // The edge takes the bytes as they are; any other handler gets them in a `Request` as usual.
     const body = await readWithin(request, bodyMs)
     const bytes = typeof body === "string" ? "unreadable" : body
-    const init = { method: request.method, headers: request.headers }
     const read = readsBodyAhead(handler)
       ? withBodyRead(request, bytes)
-      : typeof body === "string"
-        ? withBodyRead(new Request(request.url, init), bytes)
-        : withBodyRead(new Request(request.url, { ...init, body: body as Uint8Array<ArrayBuffer> }), bytes)
+      : carryingBodyRead(request.url, { method: request.method, headers: request.headers }, bytes)
     const response = toResponse(await handler(read, connection))
     return body === "late" ? closingConnection(response) : response
   }

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import { Readable } from "node:stream"
-import { isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
+import { carryingBodyRead, isSmallDeclaredBody, withBodyRead } from "@icr-apps/core/edge/Body"
 import type { Answer, PlainAnswer } from "@icr-apps/core/edge/Edge"
 import { type Handler, internalError, type Listen, peerAddress, readsBodyAhead } from "./Listen.js"
 
@@ -84,8 +84,9 @@ export const toRequest = (
   // other handler reads it as usual — but for one that takes the body only as read ahead
   // (`readingBodyAhead`), which gets no copy of it.
   if (body !== undefined) {
-    const init = bodyReadAhead ? { method, headers } : { method, headers, body: body as Uint8Array<ArrayBuffer> }
-    return withBodyRead(new Request(url, init), body)
+    return bodyReadAhead
+      ? withBodyRead(new Request(url, { method, headers }), body)
+      : carryingBodyRead(url, { method, headers }, body)
   }
   return new Request(url, {
     method,
