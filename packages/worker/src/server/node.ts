@@ -118,17 +118,17 @@ const readSmallBody = (req: IncomingMessage): Promise<Buffer | undefined> =>
 const writeAnswer = (answer: PlainAnswer, res: ServerResponse, method: string): void => {
   const headers = answer.headers
   const body = answer.body
-  if (body !== undefined && method !== "HEAD" && headers["content-length"] === undefined) {
-    headers["content-length"] = String(typeof body === "string" ? Buffer.byteLength(body) : body.byteLength)
-  }
-  res.writeHead(answer.status, headers)
-  res.end(
+  const sent =
     body === undefined || method === "HEAD"
       ? undefined
       : typeof body === "string"
         ? body
         : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
-  )
+  if (sent !== undefined && headers["content-length"] === undefined) {
+    headers["content-length"] = String(Buffer.byteLength(sent))
+  }
+  res.writeHead(answer.status, headers)
+  res.end(sent)
 }
 
 /** Writes `response` to `res`, streaming its body (none for HEAD), waiting on `drain` when asked. */
