@@ -104,24 +104,28 @@ const fieldsOf = (event: AuditEvent): AuditEvent => ({
   ...(event.suppressed !== undefined ? { suppressed: event.suppressed } : {})
 })
 
+/** A sink that records each event at once with `write`: its effect and its `emitNow` are that. */
+const writing = (write: (event: AuditEvent) => void): AuditLog["Type"] => ({
+  emit: (event) => Effect.sync(() => write(event)),
+  emitNow: write
+})
+
 /** One JSON line per event on `console.log`, tagged `"audit": true` so a log query can pick them out. */
-export const toConsole: AuditLog["Type"] = (() => {
-  const write = (event: AuditEvent): void => {
-    console.log(JSON.stringify({ audit: true, ...fieldsOf(event) }))
-  }
-  return { emit: (event) => Effect.sync(() => write(event)), emitNow: write }
-})()
+export const toConsole: AuditLog["Type"] = writing((event) => {
+  console.log(JSON.stringify({ audit: true, ...fieldsOf(event) }))
+})
 
 /** {@link toConsole} as a layer. */
 export const layerConsole: Layer.Layer<AuditLog> = Layer.succeed(AuditLog, toConsole)
 
 /** Events appended to `sink`, for tests to assert on. */
-export const layerMemory = (sink: Array<AuditEvent>): Layer.Layer<AuditLog> => {
-  const write = (event: AuditEvent): void => {
-    sink.push(fieldsOf(event))
-  }
-  return Layer.succeed(AuditLog, { emit: (event) => Effect.sync(() => write(event)), emitNow: write })
-}
+export const layerMemory = (sink: Array<AuditEvent>): Layer.Layer<AuditLog> =>
+  Layer.succeed(
+    AuditLog,
+    writing((event) => {
+      sink.push(fieldsOf(event))
+    })
+  )
 
 /** Reads the audit events back out of log lines (`layerConsole`'s), skipping every other line. */
 export const fromLogLines = (lines: ReadonlyArray<string>): ReadonlyArray<AuditEvent> =>
