@@ -146,7 +146,7 @@ export const toBase64Url = (bytes: Uint8Array): string =>
 /**
  * Bytes of a canonical unpadded base64url string; `undefined` when it is not one. Canonical: no
  * padding, only the alphabet, and no set bits in the unused tail of the last character — so each
- * byte string has exactly one accepted spelling (checked by encoding the bytes again).
+ * byte string has exactly one accepted spelling.
  */
 export const fromBase64Url = (text: string): Bytes | undefined => {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
