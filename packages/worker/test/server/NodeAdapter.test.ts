@@ -11,7 +11,7 @@ import { readBody } from "@icr-apps/core/edge/Body"
 import { clientAddressFrom } from "@icr-apps/core/issuer/Http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startIssuer } from "../../src/server/Issuer.js"
-import type { Handler, Listener } from "../../src/server/Listen.js"
+import type { Handler, Listen, Listener } from "../../src/server/Listen.js"
 import { BODY_DEADLINE_MS, readingBodyAhead } from "../../src/server/Listen.js"
 import { listen, listenWith, REQUEST_TIMEOUTS } from "../../src/server/node.js"
 import { runFile } from "./support.js"
@@ -43,6 +43,19 @@ const raw = (port: number, text: string, until?: RegExp) =>
     socket.on("end", () => resolve(received))
     socket.on("error", reject)
   })
+
+/** Serves `handler` with `listenOn` on a free port while `use` runs, then stops it. */
+const serving = async (listenOn: Listen, handler: Handler, use: (port: number) => Promise<void>) => {
+  const listener = await listenOn(handler, { host: "127.0.0.1", port: 0 })
+  try {
+    await use(listener.port)
+  } finally {
+    await listener.close()
+  }
+}
+
+/** Short deadlines, so a test waits for the outcome, not for the default's 30 s. */
+const listenShort = listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })
 
 describe("node:http adapter", () => {
   let listener: Listener
@@ -157,24 +170,19 @@ describe("node:http adapter", () => {
 
   it("a handler marked readingBodyAhead gets the small body only as read ahead, no copy in the Request", async () => {
     let seen: Array<unknown> = []
-    const marked = await listen(
-      readingBodyAhead(async (req) => {
-        seen = [req.body, await readBody(req, "json")]
-        return new Response("ok")
-      }),
-      { host: "127.0.0.1", port: 0 }
-    )
-    try {
+    const marked = readingBodyAhead(async (req) => {
+      seen = [req.body, await readBody(req, "json")]
+      return new Response("ok")
+    })
+    await serving(listen, marked, async (port) => {
       const text = await raw(
-        marked.port,
+        port,
         'POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{"a": 1}'
       )
       expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
       expect(seen[0]).toBeNull()
       expect(seen[1]).toMatchObject({ parsed: { a: 1 } })
-    } finally {
-      await marked.close()
-    }
+    })
   })
 
   it("a client that goes away before its small body has arrived is never handed on", async () => {
@@ -272,55 +280,42 @@ describe("node:http adapter: requests that never end", () => {
   })
 
   it("a body that stops coming is answered 408 and its connection closed once the deadline passes", async () => {
-    // Short deadlines, so the test waits for the outcome, not for the default's 30 s.
-    const short = await listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })(
+    await serving(
+      listenShort,
       async (req) => new Response(await req.text()),
-      { host: "127.0.0.1", port: 0 }
+      async (port) => {
+        // Content-Length 10, one byte sent, then nothing: without a deadline this connection (and the
+        // handler reading its body) would be held for as long as the client likes.
+        const text = await raw(
+          port,
+          "POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{"
+        )
+        expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/)
+      }
     )
-    try {
-      // Content-Length 10, one byte sent, then nothing: without a deadline this connection (and the
-      // handler reading its body) would be held for as long as the client likes.
-      const text = await raw(
-        short.port,
-        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{"
-      )
-      expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/)
-    } finally {
-      await short.close()
-    }
   })
 
   it("the deadline is the request's arrival: a handler slower than it still answers", async () => {
-    const short = await listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })(
-      async (req) => {
-        const body = await req.text()
-        await new Promise((resolve) => setTimeout(resolve, 600))
-        return new Response(`late ${body}`)
-      },
-      { host: "127.0.0.1", port: 0 }
-    )
-    try {
-      const text = await raw(
-        short.port,
-        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
-      )
+    const slow: Handler = async (req) => {
+      const body = await req.text()
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      return new Response(`late ${body}`)
+    }
+    await serving(listenShort, slow, async (port) => {
+      const text = await raw(port, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
       expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
       expect(text).toContain("late {}")
-    } finally {
-      await short.close()
-    }
+    })
   })
 
   it("so do headers that stop coming", async () => {
-    const short = await listenWith({ headersMs: 200, requestMs: 300, checkEveryMs: 50 })(
+    await serving(
+      listenShort,
       async () => new Response("ok"),
-      { host: "127.0.0.1", port: 0 }
+      async (port) => {
+        expect(await raw(port, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")).toMatch(/^HTTP\/1\.1 408 /)
+      }
     )
-    try {
-      expect(await raw(short.port, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")).toMatch(/^HTTP\/1\.1 408 /)
-    } finally {
-      await short.close()
-    }
   })
 })
 
