@@ -251,17 +251,19 @@ export const make = (driver: SqlDriver): Registry["Type"] => {
     return row === undefined ? Option.none() : Option.some(toApp(row, rowsOf<KeyRow>(keys).map(toKey)))
   }
   /** An app with its keys and one installation, in one batch (`getAppWithInstallation` is this in an effect). */
-  const getAppWithInstallationNow = (appId: string, installationId: string) =>
-    stored(
-      () => driver.batch([...appStatements(appRowId(appId) ?? 0), sql(S.installation, installationId)]),
+  const getAppWithInstallationNow = (appId: string, installationId: string) => {
+    const id = appRowId(appId)
+    return stored(
+      () => driver.batch([...appStatements(id ?? 0), sql(S.installation, installationId)]),
       ([apps, keys, installation]) => {
         const row = rowsOf<InstallationRow>(installation)[0]
         return {
-          app: appRowId(appId) === undefined ? Option.none<AppRecord>() : appOf(apps, keys),
+          app: id === undefined ? Option.none<AppRecord>() : appOf(apps, keys),
           installation: row === undefined ? Option.none<InstallationRecord>() : Option.some(toInstallation(row))
         }
       }
     )
+  }
   /** A minted token's record, pruning a few expired ones (`putToken` is this in an effect). */
   const putTokenNow = (digest: string, token: StoredToken): Promise<void> => {
     const { prune, insert } = putTokenParams(digest, token)
